@@ -1,0 +1,70 @@
+// Regenerates src/gen/ from ../../protos with ts-proto (types only: the SDK speaks REST/JSON).
+//
+// protoc is grpcio-tools' bundled one (`python -m grpc_tools.protoc`); the Python comes from
+// $PYTHON, else the repository's .venv, else `python3`. It needs grpcio-tools and
+// googleapis-common-protos installed (they ship google/api/*.proto and the well-known types).
+// The output depends only on the protos and the versions pinned in package.json / grpcio-tools.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const pkgDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = resolve(pkgDir, '..', '..');
+const protoRoot = join(repoRoot, 'protos');
+const outDir = join(pkgDir, 'src', 'gen');
+const plugin = join(pkgDir, 'node_modules', '.bin', 'protoc-gen-ts_proto');
+
+function pickPython() {
+  if (process.env.PYTHON) return process.env.PYTHON;
+  const venv = join(repoRoot, '.venv', 'bin', 'python');
+  return existsSync(venv) ? venv : 'python3';
+}
+
+const python = pickPython();
+const pyOut = (code) => execFileSync(python, ['-c', code], { encoding: 'utf8' }).trim();
+const googleapisInclude = pyOut(
+  'import google.api, os; print(os.path.dirname(os.path.dirname(list(google.api.__path__)[0])))',
+);
+const wellKnownInclude = pyOut(
+  "import grpc_tools, os; print(os.path.join(list(grpc_tools.__path__)[0], '_proto'))",
+);
+
+function protoFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? protoFiles(join(dir, e.name)) : e.name.endsWith('.proto') ? [join(dir, e.name)] : [],
+  );
+}
+
+// Sorted, '/'-separated paths relative to protos/ so the output is the same on every machine.
+const files = protoFiles(join(protoRoot, 'plutos'))
+  .map((p) => relative(protoRoot, p).split('\\').join('/'))
+  .sort();
+const options = [
+  'onlyTypes=true', // plain interfaces, no runtime dependency
+  'outputServices=false',
+  'emitImportedFiles=false',
+  'useDate=string', // google.protobuf.Timestamp is an RFC 3339 string in JSON
+  'forceLong=number', // the REST bridge renders 64-bit integers as JSON numbers
+  'useOptionals=messages',
+  'importSuffix=.js',
+  'esModuleInterop=true',
+].join(',');
+
+rmSync(outDir, { recursive: true, force: true });
+mkdirSync(outDir, { recursive: true });
+execFileSync(
+  python,
+  [
+    '-m', 'grpc_tools.protoc',
+    `-I${protoRoot}`,
+    `-I${googleapisInclude}`,
+    `-I${wellKnownInclude}`,
+    `--plugin=protoc-gen-ts_proto=${plugin}`,
+    `--ts_proto_out=${outDir}`,
+    `--ts_proto_opt=${options}`,
+    ...files,
+  ],
+  { stdio: 'inherit', cwd: protoRoot },
+);
+console.log(`ts-proto: generated ${files.length} files into ${relative(pkgDir, outDir)}`);

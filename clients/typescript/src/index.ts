@@ -1,0 +1,26 @@
+export { PlutosAI, type ClientOptions } from './client.js';
+export { ENVIRONMENTS, type Environment } from './environments.js';
+export {
+  APIConnectionError,
+  APIError,
+  APITimeoutError,
+  AuthenticationError,
+  BadRequestError,
+  ERROR_CODES,
+  GatewayTimeoutError,
+  InputTooLongError,
+  InsufficientQuotaError,
+  InternalServerError,
+  InvalidModelError,
+  InvalidParametersError,
+  NotFoundError,
+  PermissionDeniedError,
+  PlutosError,
+  RateLimitError,
+  ServiceUnavailableError,
+  UpstreamError,
+} from './errors.js';
+export { Stream } from './stream.js';
+export { parseServerSentEvents, type ServerSentEvent } from './sse.js';
+export type * from './types.js';
+export { VERSION } from './version.js';

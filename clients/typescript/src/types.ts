@@ -1,0 +1,85 @@
+// Public request/response types. The shapes come from the generated proto types in ./gen
+// (one source of truth: protos/plutos/v1/*.proto); request types are loosened here so callers
+// only pass what they mean to set.
+import type * as models from './gen/plutos/v1/models.js';
+import type * as processing from './gen/plutos/v1/processing.js';
+import type * as usage from './gen/plutos/v1/usage.js';
+import type * as webhooks from './gen/plutos/v1/webhooks.js';
+
+/** Generation options; every field is optional and omitted ones take the server's defaults. */
+export type ProcessOptions = Partial<processing.ProcessOptions>;
+
+/** Token counts of one call. */
+export type Usage = processing.Usage;
+
+export interface ProcessRequest {
+  input: string;
+  model: string;
+  options?: ProcessOptions;
+}
+export type ProcessResponse = processing.ProcessResponse;
+export type GetProcessResponse = processing.GetProcessResponse;
+
+export interface BatchRequest {
+  /** 1 to 100 inputs. */
+  inputs: string[];
+  model: string;
+  options?: ProcessOptions;
+}
+export type BatchResponse = processing.BatchResponse;
+export type BatchResult = processing.BatchResult;
+export type BatchItemError = processing.BatchItemError;
+
+export interface StreamRequest {
+  input: string;
+  model: string;
+  options?: ProcessOptions;
+}
+export type StreamChunk = processing.StreamChunk;
+export type StreamComplete = processing.StreamComplete;
+
+/** `event: chunk` — a piece of output (`chunk` is always "partial"). */
+export type StreamChunkEvent = { event: 'chunk' } & StreamChunk;
+/** `event: complete` — the end of the stream (`chunk` is "final"; `output` is the whole text). */
+export type StreamCompleteEvent = { event: 'complete' } & StreamComplete;
+/** One event of a stream: any number of chunks, then exactly one complete event. */
+export type StreamEvent = StreamChunkEvent | StreamCompleteEvent;
+
+export type Model = models.Model;
+export type Pricing = models.Pricing;
+export type ListModelsResponse = models.ListModelsResponse;
+
+export interface GetUsageParams {
+  /** YYYY-MM-DD, inclusive. */
+  startDate?: string;
+  /** YYYY-MM-DD, inclusive. */
+  endDate?: string;
+}
+export type GetUsageResponse = usage.GetUsageResponse;
+export type UsagePeriod = usage.UsagePeriod;
+export type UsageTotals = usage.UsageTotals;
+export type UsageLimits = usage.UsageLimits;
+
+export interface CreateWebhookRequest {
+  url: string;
+  /** Any of "processing.completed", "processing.failed", "usage.threshold". */
+  events: string[];
+  /** When set, deliveries are signed with it. */
+  secret?: string;
+}
+export type CreateWebhookResponse = webhooks.CreateWebhookResponse;
+export type Webhook = webhooks.Webhook;
+export type ListWebhooksResponse = webhooks.ListWebhooksResponse;
+export type DeleteWebhookResponse = webhooks.DeleteWebhookResponse;
+
+/** Per-call settings that override the client's. */
+export interface RequestOptions {
+  /** Aborts the call (including retries and, for streams, reading). */
+  signal?: AbortSignal;
+  /** Milliseconds per attempt; for streams, until the response headers arrive. */
+  timeout?: number;
+  /** Retries after the first attempt. */
+  maxRetries?: number;
+  /** Extra HTTP headers. */
+  headers?: Record<string, string>;
+}
