@@ -1,0 +1,105 @@
+"""PlutosAI Python SDK.
+
+    from plutos_ai import PlutosAI
+
+    client = PlutosAI(api_key="...", environment="production")
+    result = client.process_data(input="What is the capital of France?", model="gpt-4",
+                                 options={"temperature": 0.7, "max_tokens": 100})
+    print(result.output)
+
+``AsyncPlutosAI`` is the asyncio twin; ``plutos_ai.webhooks.verify`` checks webhook deliveries;
+``plutos_ai.grpc`` (extra ``plutos-ai[grpc]``) is a gRPC client.
+"""
+
+from . import webhooks
+from ._async_client import AsyncPlutosAI, AsyncStream
+from ._base import ENVIRONMENTS, Environment
+from ._client import PlutosAI, Stream
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    GatewayTimeoutError,
+    InputTooLongError,
+    InsufficientQuotaError,
+    InternalServerError,
+    InvalidModelError,
+    InvalidParametersError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlutosError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamError,
+    WebhookVerificationError,
+)
+from ._options import Options
+from ._types import (
+    BatchItem,
+    BatchItemError,
+    BatchResult,
+    Model,
+    Pricing,
+    ProcessOptions,
+    ProcessRecord,
+    ProcessResult,
+    StreamChunk,
+    StreamComplete,
+    StreamEvent,
+    Usage,
+    UsageLimits,
+    UsagePeriod,
+    UsageReport,
+    UsageTotals,
+    Webhook,
+    WebhookDeletion,
+)
+from ._version import __version__
+
+__all__ = [
+    "ENVIRONMENTS",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncPlutosAI",
+    "AsyncStream",
+    "AuthenticationError",
+    "BatchItem",
+    "BatchItemError",
+    "BatchResult",
+    "Environment",
+    "GatewayTimeoutError",
+    "InputTooLongError",
+    "InsufficientQuotaError",
+    "InternalServerError",
+    "InvalidModelError",
+    "InvalidParametersError",
+    "Model",
+    "NotFoundError",
+    "Options",
+    "PermissionDeniedError",
+    "PlutosAI",
+    "PlutosError",
+    "Pricing",
+    "ProcessOptions",
+    "ProcessRecord",
+    "ProcessResult",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "Stream",
+    "StreamChunk",
+    "StreamComplete",
+    "StreamEvent",
+    "UpstreamError",
+    "Usage",
+    "UsageLimits",
+    "UsagePeriod",
+    "UsageReport",
+    "UsageTotals",
+    "Webhook",
+    "WebhookDeletion",
+    "WebhookVerificationError",
+    "__version__",
+    "webhooks",
+]

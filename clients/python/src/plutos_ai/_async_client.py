@@ -1,0 +1,311 @@
+"""The asynchronous REST client, ``AsyncPlutosAI``: the same API as ``PlutosAI``, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    STREAM_ENDED_EARLY,
+    BaseClient,
+    Environment,
+    batch_body,
+    connection_error,
+    decode_json,
+    error_from_response,
+    event_from_sse,
+    path_segment,
+    process_body,
+    usage_params,
+    webhook_body,
+)
+from ._exceptions import APIConnectionError, PlutosError
+from ._options import Options
+from ._sse import SSEDecoder
+from ._types import (
+    BatchResult,
+    Model,
+    ProcessRecord,
+    ProcessResult,
+    StreamComplete,
+    StreamEvent,
+    UsageReport,
+    Webhook,
+    WebhookDeletion,
+)
+
+__all__ = ["AsyncPlutosAI", "AsyncStream"]
+
+
+class AsyncPlutosAI(BaseClient):
+    """Asynchronous client for the PlutosAI REST API.
+
+    Args:
+        api_key: the API key; defaults to ``$PLUTOS_API_KEY``.
+        environment: ``"production"``, ``"staging"`` or ``"development"`` (http://localhost:3000/v1).
+        base_url: overrides the environment's URL (default: ``$PLUTOS_BASE_URL`` if set).
+        timeout: seconds, or an ``httpx.Timeout``, per attempt.
+        max_retries: retries of rate-limited (429), 502/503/504 and failed-connection requests.
+        default_headers: extra headers sent with every request.
+        http_client: an ``httpx.AsyncClient`` to send requests with (it is not closed by ``aclose()``).
+
+    Use it as an async context manager, or call ``aclose()``, to release connections.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        environment: Environment = "production",
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        *,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            environment=environment,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless the ``httpx.AsyncClient`` was passed in)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    close = aclose
+
+    async def __aenter__(self) -> AsyncPlutosAI:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- API --------------------------------------------------------------------------------------
+
+    async def process_data(self, input: str, model: str, options: Options | None = None) -> ProcessResult:
+        """Process one input with a model (``POST /process``).
+
+        ``options`` takes camelCase or snake_case keys: ``{"temperature": 0.7, "max_tokens": 100}``.
+        """
+        data = await self._request("POST", "/process", json_body=process_body(input, model, options))
+        return ProcessResult.from_json(data)
+
+    async def get_process(self, id: str) -> ProcessRecord:
+        """Retrieve a stored processing result (``GET /process/{id}``)."""
+        return ProcessRecord.from_json(await self._request("GET", f"/process/{path_segment(id)}"))
+
+    async def batch(self, inputs: list[str], model: str, options: Options | None = None) -> BatchResult:
+        """Process up to 100 inputs in one request (``POST /batch``); results keep the input order."""
+        data = await self._request("POST", "/batch", json_body=batch_body(inputs, model, options))
+        return BatchResult.from_json(data)
+
+    def stream(self, input: str, model: str, options: Options | None = None) -> AsyncStream:
+        """Stream the output as it is generated (``POST /stream``, Server-Sent Events).
+
+        Not a coroutine: returns an ``AsyncStream``; ``async for`` over it yields ``StreamChunk``
+        objects followed by one ``StreamComplete`` (whole output, usage, id). Use it as an async
+        context manager so that leaving early closes the connection (which cancels generation on
+        the server)::
+
+            async with client.stream(input="Hi", model="m") as stream:
+                async for event in stream:
+                    print(event.output, end="")
+
+        The request is sent on entering the ``async with`` block or on the first iteration; request
+        errors (bad key, unknown model...) are raised there.
+        """
+        return AsyncStream(self, process_body(input, model, options))
+
+    async def list_models(self) -> list[Model]:
+        """The model catalogue (``GET /models``)."""
+        data = await self._request("GET", "/models")
+        models = data.get("models") if isinstance(data, Mapping) else None
+        return [Model.from_json(m) for m in models or []]
+
+    async def get_usage(
+        self, start_date: str | dt.date | None = None, end_date: str | dt.date | None = None
+    ) -> UsageReport:
+        """Usage statistics and limits (``GET /usage``); dates are inclusive, ``YYYY-MM-DD``."""
+        data = await self._request("GET", "/usage", params=usage_params(start_date, end_date))
+        return UsageReport.from_json(data)
+
+    async def create_webhook(self, url: str, events: list[str], secret: str | None = None) -> Webhook:
+        """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
+        return Webhook.from_json(
+            await self._request("POST", "/webhooks", json_body=webhook_body(url, events, secret))
+        )
+
+    async def list_webhooks(self) -> list[Webhook]:
+        """The caller's webhooks (``GET /webhooks``)."""
+        data = await self._request("GET", "/webhooks")
+        hooks = data.get("webhooks") if isinstance(data, Mapping) else None
+        return [Webhook.from_json(h) for h in hooks or []]
+
+    async def delete_webhook(self, id: str) -> WebhookDeletion:
+        """Remove a webhook (``DELETE /webhooks/{id}``)."""
+        return WebhookDeletion.from_json(await self._request("DELETE", f"/webhooks/{path_segment(id)}"))
+
+    # -- transport --------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = await self._send_with_retries(
+            method, path, json_body=json_body, params=params, stream=False
+        )
+        return decode_json(response)
+
+    async def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool,
+    ) -> httpx.Response:
+        """Send until a 2xx response (returned) or an error that must not be retried (raised)."""
+        retries = 0
+        while True:
+            request = self._build_request(
+                self._http, method, path, json_body=json_body, params=params, stream=stream
+            )
+            error: PlutosError
+            cause: BaseException | None = None
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                error, cause = connection_error(exc), exc
+            else:
+                if response.is_success:
+                    return response
+                if stream:
+                    await response.aread()
+                    await response.aclose()
+                error = error_from_response(response)
+            delay = self._retry.delay(error, retries)
+            if delay is None:
+                raise error from cause
+            await self._sleep(delay)
+            retries += 1
+
+
+async def _lines_then_blank(response: httpx.Response) -> AsyncIterator[str]:
+    """The response's lines plus a blank one, which dispatches an event left pending by a cut stream."""
+    async for line in response.aiter_lines():
+        yield line
+    yield ""
+
+
+class AsyncStream(AsyncIterator[StreamEvent]):
+    """The events of one ``POST /stream`` call: ``StreamChunk``... then one ``StreamComplete``.
+
+    After the stream is consumed, ``final`` holds the ``StreamComplete``.
+    """
+
+    def __init__(self, client: AsyncPlutosAI, body: dict[str, Any]) -> None:
+        self._client = client
+        self._body = body
+        self._response: httpx.Response | None = None
+        self._events: AsyncGenerator[StreamEvent, None] | None = None
+        self._closed = False
+        self.final: StreamComplete | None = None
+
+    @property
+    def response(self) -> httpx.Response | None:
+        """The HTTP response, once the request has been sent."""
+        return self._response
+
+    async def _open(self) -> httpx.Response:
+        if self._closed:
+            raise PlutosError("the stream is closed")
+        if self._response is None:
+            self._response = await self._client._send_with_retries(
+                "POST", "/stream", json_body=self._body, stream=True
+            )
+        return self._response
+
+    async def _iter_events(self) -> AsyncGenerator[StreamEvent, None]:
+        response = await self._open()
+        decoder = SSEDecoder()
+        try:
+            async for line in _lines_then_blank(response):
+                sse = decoder.decode(line)
+                event = event_from_sse(sse) if sse is not None else None
+                if event is None:
+                    continue
+                if isinstance(event, StreamComplete):
+                    self.final = event
+                yield event
+                if self.final is not None:
+                    return
+            raise APIConnectionError(STREAM_ENDED_EARLY)
+        except httpx.TransportError as exc:
+            raise connection_error(exc) from exc
+        finally:
+            await response.aclose()
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        if self._events is None:
+            self._events = self._iter_events()
+        return await self._events.__anext__()
+
+    async def text(self) -> AsyncIterator[str]:
+        """Only the text of each chunk (the final event's whole output is not repeated)."""
+        async for event in self:
+            if not event.is_final:
+                yield event.output
+
+    async def until_done(self) -> StreamComplete:
+        """Consume the rest of the stream and return its ``StreamComplete``."""
+        async for _ in self:
+            pass
+        if self.final is None:  # pragma: no cover - _iter_events raises first
+            raise APIConnectionError(STREAM_ENDED_EARLY)
+        return self.final
+
+    async def aclose(self) -> None:
+        """Close the connection; the server cancels generation if the stream was not finished."""
+        self._closed = True
+        if self._events is not None:
+            await self._events.aclose()
+        if self._response is not None:
+            await self._response.aclose()
+
+    close = aclose
+
+    async def __aenter__(self) -> AsyncStream:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,242 @@
+"""What the sync and async REST clients share: configuration, headers, error decoding, stream events."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    PlutosError,
+    make_api_error,
+)
+from ._options import Options, format_date, normalize_options
+from ._retry import RetryPolicy, parse_retry_after
+from ._sse import ServerSentEvent
+from ._types import StreamChunk, StreamComplete, StreamEvent
+from ._version import __version__
+
+__all__ = ["ENVIRONMENTS", "BaseClient", "Environment"]
+
+Environment = Literal["production", "staging", "development"]
+
+ENVIRONMENTS: dict[str, str] = {
+    "production": "https://api.plutos-ai.com/v1",
+    "staging": "https://staging-api.plutos-ai.com/v1",
+    "development": "http://localhost:3000/v1",
+}
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 2
+
+
+def resolve_base_url(environment: str, base_url: str | None) -> str:
+    """``base_url`` if given, else ``$PLUTOS_BASE_URL``, else the environment's URL."""
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {environment!r}: expected one of {', '.join(ENVIRONMENTS)}")
+    url = base_url or os.environ.get("PLUTOS_BASE_URL") or ENVIRONMENTS[environment]
+    return url.rstrip("/")
+
+
+def resolve_api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get("PLUTOS_API_KEY")
+    if not key:
+        raise PlutosError(
+            "No API key: pass api_key=... to the client or set the PLUTOS_API_KEY environment variable"
+        )
+    return key
+
+
+class BaseClient:
+    """Configuration and request/response plumbing, free of I/O."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        environment: Environment,
+        base_url: str | None,
+        timeout: float | httpx.Timeout,
+        max_retries: int,
+        default_headers: Mapping[str, str] | None,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.api_key = resolve_api_key(api_key)
+        self.environment = environment
+        self.base_url = resolve_base_url(environment, base_url)
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.max_retries = max_retries
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._default_headers = dict(default_headers or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _headers(self, *, stream: bool = False) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key}",
+            "Accept": "text/event-stream" if stream else "application/json",
+            "User-Agent": f"plutos-ai-python/{__version__} (Python {platform.python_version()})",
+            **self._default_headers,
+        }
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _build_request(
+        self,
+        http: httpx.Client | httpx.AsyncClient,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Request:
+        return http.build_request(
+            method,
+            self._url(path),
+            json=json_body,
+            params=params,
+            headers=self._headers(stream=stream),
+            timeout=self.timeout,
+        )
+
+
+# -- payloads ---------------------------------------------------------------------------------------
+
+
+def process_body(input: str, model: str, options: Options | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": input, "model": model}
+    opts = normalize_options(options)
+    if opts is not None:
+        body["options"] = opts
+    return body
+
+
+def batch_body(inputs: list[str], model: str, options: Options | None) -> dict[str, Any]:
+    if isinstance(inputs, str):
+        raise TypeError("inputs must be a list of strings, not a single string")
+    body: dict[str, Any] = {"inputs": list(inputs), "model": model}
+    opts = normalize_options(options)
+    if opts is not None:
+        body["options"] = opts
+    return body
+
+
+def usage_params(start_date: Any, end_date: Any) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if (start := format_date(start_date)) is not None:
+        params["start_date"] = start
+    if (end := format_date(end_date)) is not None:
+        params["end_date"] = end
+    return params
+
+
+def webhook_body(url: str, events: list[str], secret: str | None) -> dict[str, Any]:
+    if isinstance(events, str):
+        raise TypeError("events must be a list of strings, not a single string")
+    body: dict[str, Any] = {"url": url, "events": list(events)}
+    if secret is not None:
+        body["secret"] = secret
+    return body
+
+
+def path_segment(value: str) -> str:
+    if not value:
+        raise ValueError("id must be a non-empty string")
+    return urllib.parse.quote(value, safe="")
+
+
+# -- responses --------------------------------------------------------------------------------------
+
+
+def error_from_envelope(
+    body: Any,
+    *,
+    status_code: int | None,
+    headers: Mapping[str, str] | None = None,
+    fallback_message: str = "",
+) -> APIError:
+    """An APIError from ``{"error": {code, message, details, requestId}}`` (and response headers)."""
+    headers = headers or {}
+    env = body.get("error") if isinstance(body, Mapping) else None
+    env = env if isinstance(env, Mapping) else {}
+    details = env.get("details")
+    details = dict(details) if isinstance(details, Mapping) else {}
+    code = env.get("code")
+    message = env.get("message") or fallback_message or "unknown error"
+    request_id = env.get("requestId") or headers.get("x-request-id")
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if retry_after is None:
+        retry_after = parse_retry_after(details.get("retryAfter"))
+    return make_api_error(
+        str(message),
+        status_code=status_code,
+        code=str(code) if code else None,
+        details=details,
+        request_id=str(request_id) if request_id else None,
+        retry_after=retry_after,
+    )
+
+
+def error_from_response(response: httpx.Response) -> APIError:
+    """The APIError for a non-2xx response whose body has been read."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    fallback = response.text.strip()[:500] if body is None else ""
+    return error_from_envelope(
+        body,
+        status_code=response.status_code,
+        headers=response.headers,
+        fallback_message=fallback or f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+    )
+
+
+def decode_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise APIError(
+            f"the gateway sent a response that is not JSON: {response.text[:200]!r}",
+            status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from exc
+
+
+def connection_error(exc: httpx.TransportError) -> APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"request timed out: {exc}")
+    return APIConnectionError(f"connection error: {exc or type(exc).__name__}")
+
+
+def event_from_sse(sse: ServerSentEvent) -> StreamEvent | None:
+    """The typed event of one SSE frame; raises the APIError of an ``error`` frame; None to skip."""
+    if sse.event not in ("chunk", "complete", "error"):
+        return None  # unknown event kinds are ignored for forward compatibility
+    try:
+        data = json.loads(sse.data) if sse.data else {}
+    except ValueError as exc:
+        raise APIConnectionError(f"malformed SSE data in {sse.event!r} event: {sse.data[:200]!r}") from exc
+    if sse.event == "error":
+        # The HTTP status was 200 when the stream started: the code decides the class and status.
+        raise error_from_envelope(data, status_code=None, fallback_message="stream failed")
+    if sse.event == "chunk":
+        return StreamChunk.from_json(data)
+    return StreamComplete.from_json(data)
+
+
+STREAM_ENDED_EARLY = "the stream ended before its complete event"

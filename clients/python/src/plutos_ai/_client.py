@@ -1,0 +1,301 @@
+"""The synchronous REST client, ``PlutosAI``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    STREAM_ENDED_EARLY,
+    BaseClient,
+    Environment,
+    batch_body,
+    connection_error,
+    decode_json,
+    error_from_response,
+    event_from_sse,
+    path_segment,
+    process_body,
+    usage_params,
+    webhook_body,
+)
+from ._exceptions import APIConnectionError, PlutosError
+from ._options import Options
+from ._sse import SSEDecoder
+from ._types import (
+    BatchResult,
+    Model,
+    ProcessRecord,
+    ProcessResult,
+    StreamComplete,
+    StreamEvent,
+    UsageReport,
+    Webhook,
+    WebhookDeletion,
+)
+
+__all__ = ["PlutosAI", "Stream"]
+
+_T = TypeVar("_T")
+
+
+class PlutosAI(BaseClient):
+    """Client for the PlutosAI REST API.
+
+    Args:
+        api_key: the API key; defaults to ``$PLUTOS_API_KEY``.
+        environment: ``"production"``, ``"staging"`` or ``"development"`` (http://localhost:3000/v1).
+        base_url: overrides the environment's URL (default: ``$PLUTOS_BASE_URL`` if set).
+        timeout: seconds, or an ``httpx.Timeout``, per attempt.
+        max_retries: retries of rate-limited (429), 502/503/504 and failed-connection requests.
+        default_headers: extra headers sent with every request.
+        http_client: an ``httpx.Client`` to send requests with (it is not closed by ``close()``).
+
+    Use it as a context manager, or call ``close()``, to release connections.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        environment: Environment = "production",
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        *,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            environment=environment,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+        )
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client()
+        self._sleep: Callable[[float], None] = time.sleep
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool (unless the ``httpx.Client`` was passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PlutosAI:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- API --------------------------------------------------------------------------------------
+
+    def process_data(self, input: str, model: str, options: Options | None = None) -> ProcessResult:
+        """Process one input with a model (``POST /process``).
+
+        ``options`` takes camelCase or snake_case keys: ``{"temperature": 0.7, "max_tokens": 100}``.
+        """
+        data = self._request("POST", "/process", json_body=process_body(input, model, options))
+        return ProcessResult.from_json(data)
+
+    def get_process(self, id: str) -> ProcessRecord:
+        """Retrieve a stored processing result (``GET /process/{id}``)."""
+        return ProcessRecord.from_json(self._request("GET", f"/process/{path_segment(id)}"))
+
+    def batch(self, inputs: list[str], model: str, options: Options | None = None) -> BatchResult:
+        """Process up to 100 inputs in one request (``POST /batch``); results keep the input order."""
+        data = self._request("POST", "/batch", json_body=batch_body(inputs, model, options))
+        return BatchResult.from_json(data)
+
+    def stream(self, input: str, model: str, options: Options | None = None) -> Stream:
+        """Stream the output as it is generated (``POST /stream``, Server-Sent Events).
+
+        Returns a ``Stream``: iterate it for ``StreamChunk`` objects followed by one
+        ``StreamComplete`` (whole output, usage, id). Use it as a context manager so that leaving
+        early closes the connection (which cancels generation on the server)::
+
+            with client.stream(input="Hi", model="m") as stream:
+                for event in stream:
+                    print(event.output, end="")
+
+        The request is sent on entering the ``with`` block or on the first iteration; request
+        errors (bad key, unknown model...) are raised there.
+        """
+        return Stream(self, process_body(input, model, options))
+
+    def list_models(self) -> list[Model]:
+        """The model catalogue (``GET /models``)."""
+        data = self._request("GET", "/models")
+        models = data.get("models") if isinstance(data, Mapping) else None
+        return [Model.from_json(m) for m in models or []]
+
+    def get_usage(
+        self, start_date: str | dt.date | None = None, end_date: str | dt.date | None = None
+    ) -> UsageReport:
+        """Usage statistics and limits (``GET /usage``); dates are inclusive, ``YYYY-MM-DD``."""
+        data = self._request("GET", "/usage", params=usage_params(start_date, end_date))
+        return UsageReport.from_json(data)
+
+    def create_webhook(self, url: str, events: list[str], secret: str | None = None) -> Webhook:
+        """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
+        return Webhook.from_json(
+            self._request("POST", "/webhooks", json_body=webhook_body(url, events, secret))
+        )
+
+    def list_webhooks(self) -> list[Webhook]:
+        """The caller's webhooks (``GET /webhooks``)."""
+        data = self._request("GET", "/webhooks")
+        hooks = data.get("webhooks") if isinstance(data, Mapping) else None
+        return [Webhook.from_json(h) for h in hooks or []]
+
+    def delete_webhook(self, id: str) -> WebhookDeletion:
+        """Remove a webhook (``DELETE /webhooks/{id}``)."""
+        return WebhookDeletion.from_json(self._request("DELETE", f"/webhooks/{path_segment(id)}"))
+
+    # -- transport --------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        response = self._send_with_retries(method, path, json_body=json_body, params=params, stream=False)
+        return decode_json(response)
+
+    def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool,
+    ) -> httpx.Response:
+        """Send until a 2xx response (returned) or an error that must not be retried (raised)."""
+        retries = 0
+        while True:
+            request = self._build_request(
+                self._http, method, path, json_body=json_body, params=params, stream=stream
+            )
+            error: PlutosError
+            cause: BaseException | None = None
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                error, cause = connection_error(exc), exc
+            else:
+                if response.is_success:
+                    return response
+                if stream:
+                    response.read()
+                    response.close()
+                error = error_from_response(response)
+            delay = self._retry.delay(error, retries)
+            if delay is None:
+                raise error from cause
+            self._sleep(delay)
+            retries += 1
+
+
+class Stream(Iterator[StreamEvent]):
+    """The events of one ``POST /stream`` call: ``StreamChunk``... then one ``StreamComplete``.
+
+    After the stream is consumed, ``final`` holds the ``StreamComplete``.
+    """
+
+    def __init__(self, client: PlutosAI, body: dict[str, Any]) -> None:
+        self._client = client
+        self._body = body
+        self._response: httpx.Response | None = None
+        self._events: Generator[StreamEvent, None, None] | None = None
+        self._closed = False
+        self.final: StreamComplete | None = None
+
+    @property
+    def response(self) -> httpx.Response | None:
+        """The HTTP response, once the request has been sent."""
+        return self._response
+
+    def _open(self) -> httpx.Response:
+        if self._closed:
+            raise PlutosError("the stream is closed")
+        if self._response is None:
+            self._response = self._client._send_with_retries(
+                "POST", "/stream", json_body=self._body, stream=True
+            )
+        return self._response
+
+    def _iter_events(self) -> Generator[StreamEvent, None, None]:
+        response = self._open()
+        decoder = SSEDecoder()
+        try:
+            # The extra blank line dispatches an event left pending by a stream cut short.
+            for line in itertools.chain(response.iter_lines(), [""]):
+                sse = decoder.decode(line)
+                event = event_from_sse(sse) if sse is not None else None
+                if event is None:
+                    continue
+                if isinstance(event, StreamComplete):
+                    self.final = event
+                yield event
+                if self.final is not None:
+                    return
+            raise APIConnectionError(STREAM_ENDED_EARLY)
+        except httpx.TransportError as exc:
+            raise connection_error(exc) from exc
+        finally:
+            response.close()
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        if self._events is None:
+            self._events = self._iter_events()
+        return next(self._events)
+
+    def text(self) -> Iterator[str]:
+        """Only the text of each chunk (the final event's whole output is not repeated)."""
+        for event in self:
+            if not event.is_final:
+                yield event.output
+
+    def until_done(self) -> StreamComplete:
+        """Consume the rest of the stream and return its ``StreamComplete``."""
+        for _ in self:
+            pass
+        if self.final is None:  # pragma: no cover - _iter_events raises first
+            raise APIConnectionError(STREAM_ENDED_EARLY)
+        return self.final
+
+    def close(self) -> None:
+        """Close the connection; the server cancels generation if the stream was not finished."""
+        self._closed = True
+        if self._events is not None:
+            self._events.close()
+        if self._response is not None:
+            self._response.close()
+
+    def __enter__(self) -> Stream:
+        self._open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
