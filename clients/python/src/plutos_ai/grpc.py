@@ -1,0 +1,505 @@
+"""A thin gRPC client over the generated stubs (install the extra: ``pip install 'plutos-ai[grpc]'``).
+
+    from plutos_ai.grpc import PlutosGrpcClient
+
+    with PlutosGrpcClient("localhost:50051", api_key="...") as client:
+        response = client.process(input="Hello", model="smollm2-135m", options={"max_tokens": 20})
+        print(response.output, response.usage.total_tokens)
+
+Methods return the protobuf messages of ``plutos_ai._gen.plutos.v1`` (re-exported here as
+``processing_pb2``, ``models_pb2``, ``usage_pb2``, ``webhooks_pb2``). Failures raise the same
+exceptions as the REST client: the class comes from the ``google.rpc.ErrorInfo.reason`` in the
+status details (the reference's code string), else from the gRPC status code. A failure to reach the
+server (UNAVAILABLE without ErrorInfo) raises ``APIConnectionError``; an expired client deadline
+(DEADLINE_EXCEEDED without ErrorInfo) raises ``APITimeoutError``.
+
+Unary calls are retried like REST calls (rate limits, unavailability, connection failures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import grpc
+import grpc.aio
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from ._base import resolve_api_key
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    PlutosError,
+    error_for_grpc_status,
+)
+from ._gen.plutos.v1 import (
+    models_pb2,
+    models_pb2_grpc,
+    processing_pb2,
+    processing_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
+from ._options import Options, format_date, normalize_options
+from ._retry import RetryPolicy, parse_retry_after
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AsyncGrpcStream",
+    "AsyncPlutosGrpcClient",
+    "GrpcStream",
+    "PlutosGrpcClient",
+    "error_from_rpc",
+    "models_pb2",
+    "process_options",
+    "processing_pb2",
+    "usage_pb2",
+    "webhooks_pb2",
+]
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT = 60.0
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+ChannelOptions = Sequence[tuple[str, Any]]
+
+
+# -- conversions ------------------------------------------------------------------------------------
+
+
+def process_options(
+    options: Options | processing_pb2.ProcessOptions | None,
+) -> processing_pb2.ProcessOptions | None:
+    """Options (camelCase or snake_case keys, as for the REST client) -> ``ProcessOptions``."""
+    if options is None or isinstance(options, processing_pb2.ProcessOptions):
+        return options
+    wire = normalize_options(options) or {}
+    try:
+        return json_format.ParseDict(wire, processing_pb2.ProcessOptions())
+    except json_format.ParseError as exc:
+        raise ValueError(f"invalid options: {exc}") from exc
+
+
+def _status_code(exc: grpc.RpcError) -> grpc.StatusCode:
+    code = getattr(exc, "code", None)
+    value = code() if callable(code) else None
+    return value if isinstance(value, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def error_from_rpc(exc: grpc.RpcError) -> PlutosError:
+    """The SDK exception for a failed RPC (sync ``grpc.RpcError`` or ``grpc.aio.AioRpcError``)."""
+    status_code = _status_code(exc)
+    try:
+        status = rpc_status.from_call(cast(grpc.Call, exc))
+    except (ValueError, AttributeError, TypeError):  # inconsistent or unreadable status details
+        status = None
+    details_fn = getattr(exc, "details", None)
+    message = status.message if status is not None else (details_fn() if callable(details_fn) else "") or ""
+
+    reason: str | None = None
+    details: dict[str, Any] = {}
+    retry_after: float | None = None
+    request_id: str | None = None
+    for packed in status.details if status is not None else ():
+        if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            packed.Unpack(info)
+            reason = info.reason or None
+            details.update(info.metadata)
+        elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            packed.Unpack(retry)
+            retry_after = retry.retry_delay.seconds + retry.retry_delay.nanos / 1e9
+        elif packed.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
+            req = error_details_pb2.RequestInfo()
+            packed.Unpack(req)
+            request_id = req.request_id or None
+        elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            details["fieldViolations"] = [
+                {"field": v.field, "description": v.description} for v in bad.field_violations
+            ]
+    if retry_after is None:
+        retry_after = parse_retry_after(details.get("retryAfter"))
+    if request_id is None:
+        request_id = details.get("requestId") or _trailing(exc, "x-request-id")
+
+    if reason is None and status_code == grpc.StatusCode.UNAVAILABLE:
+        return APIConnectionError(f"gRPC connection error: {message}")
+    if reason is None and status_code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return APITimeoutError(f"gRPC deadline exceeded: {message}")
+    if status_code == grpc.StatusCode.CANCELLED and reason is None:
+        return APIConnectionError(f"gRPC call cancelled: {message}")
+    return error_for_grpc_status(
+        status_code.name,
+        message,
+        reason=reason,
+        details=details,
+        request_id=request_id,
+        retry_after=retry_after,
+    )
+
+
+def _trailing(exc: grpc.RpcError, key: str) -> str | None:
+    getter = getattr(exc, "trailing_metadata", None)
+    try:
+        metadata = getter() if callable(getter) else None
+    except Exception:  # pragma: no cover - defensive: metadata unavailable
+        return None
+    for item in metadata or ():
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == key:
+            value = item[1]
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def _date(value: str | dt.date | None) -> str:
+    return format_date(value) or ""
+
+
+def _channel_credentials(
+    secure: bool, credentials: grpc.ChannelCredentials | None
+) -> grpc.ChannelCredentials | None:
+    if credentials is not None:
+        return credentials
+    return grpc.ssl_channel_credentials() if secure else None
+
+
+# -- sync -------------------------------------------------------------------------------------------
+
+
+class PlutosGrpcClient:
+    """Blocking gRPC client.
+
+    Args:
+        target: ``host:port``; defaults to ``$PLUTOS_GRPC_TARGET``, else ``localhost:50051``.
+        api_key: sent as ``authorization: Bearer <key>`` metadata; defaults to ``$PLUTOS_API_KEY``.
+        secure: use TLS (system roots) instead of a plaintext channel.
+        credentials: explicit channel credentials (implies TLS).
+        timeout: deadline in seconds for unary calls (streams have none unless ``stream_timeout``).
+        max_retries: retries of unary calls failing with a retryable error.
+        channel: use this channel instead of creating one (it is not closed by ``close()``).
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        api_key: str | None = None,
+        *,
+        secure: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        stream_timeout: float | None = None,
+        max_retries: int = 2,
+        channel_options: ChannelOptions | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.target = target or os.environ.get("PLUTOS_GRPC_TARGET") or DEFAULT_TARGET
+        self.api_key = resolve_api_key(api_key)
+        self.timeout = timeout
+        self.stream_timeout = stream_timeout
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {self.api_key}"),)
+        self._owns_channel = channel is None
+        if channel is None:
+            creds = _channel_credentials(secure, credentials)
+            opts = list(channel_options or [])
+            channel = (
+                grpc.secure_channel(self.target, creds, opts)
+                if creds is not None
+                else grpc.insecure_channel(self.target, opts)
+            )
+        self._channel = channel
+        self._processing = processing_pb2_grpc.ProcessingServiceStub(channel)
+        self._models = models_pb2_grpc.ModelsServiceStub(channel)
+        self._usage = usage_pb2_grpc.UsageServiceStub(channel)
+        self._webhooks = webhooks_pb2_grpc.WebhooksServiceStub(channel)
+        self._sleep = time.sleep
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> PlutosGrpcClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
+        retries = 0
+        while True:
+            try:
+                return method(request, metadata=self._metadata, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                error, cause = error_from_rpc(exc), exc
+            delay = self._retry.delay(error, retries)
+            if delay is None:
+                raise error from cause
+            self._sleep(delay)
+            retries += 1
+
+    def process(
+        self, input: str, model: str, options: Options | processing_pb2.ProcessOptions | None = None
+    ) -> processing_pb2.ProcessResponse:
+        """``ProcessingService.Process``: one input through a model."""
+        request = processing_pb2.ProcessRequest(input=input, model=model, options=process_options(options))
+        return self._call(self._processing.Process, request)
+
+    def get_process(self, id: str) -> processing_pb2.GetProcessResponse:
+        """``ProcessingService.GetProcess``: a stored result."""
+        return self._call(self._processing.GetProcess, processing_pb2.GetProcessRequest(id=id))
+
+    def batch(
+        self,
+        inputs: Sequence[str],
+        model: str,
+        options: Options | processing_pb2.ProcessOptions | None = None,
+    ) -> processing_pb2.BatchResponse:
+        """``ProcessingService.Batch``: up to 100 inputs."""
+        if isinstance(inputs, str):
+            raise TypeError("inputs must be a list of strings, not a single string")
+        request = processing_pb2.BatchRequest(
+            inputs=list(inputs), model=model, options=process_options(options)
+        )
+        return self._call(self._processing.Batch, request)
+
+    def stream(
+        self, input: str, model: str, options: Options | processing_pb2.ProcessOptions | None = None
+    ) -> GrpcStream:
+        """``ProcessingService.Stream``: ``StreamResponse`` messages (``chunk``..., then ``complete``).
+
+        Use the returned stream as a context manager: leaving it cancels the RPC.
+        """
+        request = processing_pb2.StreamRequest(input=input, model=model, options=process_options(options))
+        call = self._processing.Stream(request, metadata=self._metadata, timeout=self.stream_timeout)
+        return GrpcStream(call)
+
+    def list_models(self) -> models_pb2.ListModelsResponse:
+        """``ModelsService.ListModels``."""
+        return self._call(self._models.ListModels, models_pb2.ListModelsRequest())
+
+    def get_usage(
+        self, start_date: str | dt.date | None = None, end_date: str | dt.date | None = None
+    ) -> usage_pb2.GetUsageResponse:
+        """``UsageService.GetUsage``; dates are inclusive ``YYYY-MM-DD`` (str or date)."""
+        request = usage_pb2.GetUsageRequest(start_date=_date(start_date), end_date=_date(end_date))
+        return self._call(self._usage.GetUsage, request)
+
+    def create_webhook(
+        self, url: str, events: Sequence[str], secret: str | None = None
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        """``WebhooksService.CreateWebhook``."""
+        request = webhooks_pb2.CreateWebhookRequest(url=url, events=list(events), secret=secret or "")
+        return self._call(self._webhooks.CreateWebhook, request)
+
+    def list_webhooks(self) -> webhooks_pb2.ListWebhooksResponse:
+        """``WebhooksService.ListWebhooks``."""
+        return self._call(self._webhooks.ListWebhooks, webhooks_pb2.ListWebhooksRequest())
+
+    def delete_webhook(self, id: str) -> webhooks_pb2.DeleteWebhookResponse:
+        """``WebhooksService.DeleteWebhook``."""
+        return self._call(self._webhooks.DeleteWebhook, webhooks_pb2.DeleteWebhookRequest(id=id))
+
+
+class GrpcStream(Iterator[processing_pb2.StreamResponse]):
+    """The messages of a ``Stream`` RPC; errors are raised as SDK exceptions."""
+
+    def __init__(self, call: grpc.CallIterator[processing_pb2.StreamResponse]) -> None:
+        self._call = call
+        self._messages = iter(call)
+
+    def __iter__(self) -> GrpcStream:
+        return self
+
+    def __next__(self) -> processing_pb2.StreamResponse:
+        try:
+            return next(self._messages)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+
+    def cancel(self) -> None:
+        """Cancel the RPC (the server stops generating)."""
+        self._call.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
+
+    close = cancel
+
+    def __enter__(self) -> GrpcStream:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()
+
+
+# -- async ------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    _ProcessingAsyncStub = processing_pb2_grpc.ProcessingServiceAsyncStub
+    _ModelsAsyncStub = models_pb2_grpc.ModelsServiceAsyncStub
+    _UsageAsyncStub = usage_pb2_grpc.UsageServiceAsyncStub
+    _WebhooksAsyncStub = webhooks_pb2_grpc.WebhooksServiceAsyncStub
+
+
+class AsyncPlutosGrpcClient:
+    """The asyncio twin of ``PlutosGrpcClient`` (``grpc.aio``); same arguments and methods, awaited."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        api_key: str | None = None,
+        *,
+        secure: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        stream_timeout: float | None = None,
+        max_retries: int = 2,
+        channel_options: ChannelOptions | None = None,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.target = target or os.environ.get("PLUTOS_GRPC_TARGET") or DEFAULT_TARGET
+        self.api_key = resolve_api_key(api_key)
+        self.timeout = timeout
+        self.stream_timeout = stream_timeout
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {self.api_key}"),)
+        self._owns_channel = channel is None
+        if channel is None:
+            creds = _channel_credentials(secure, credentials)
+            opts = list(channel_options or [])
+            channel = (
+                grpc.aio.secure_channel(self.target, creds, opts)
+                if creds is not None
+                else grpc.aio.insecure_channel(self.target, opts)
+            )
+        self._channel = channel
+        self._processing = cast("_ProcessingAsyncStub", processing_pb2_grpc.ProcessingServiceStub(channel))
+        self._models = cast("_ModelsAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
+        self._usage = cast("_UsageAsyncStub", usage_pb2_grpc.UsageServiceStub(channel))
+        self._webhooks = cast("_WebhooksAsyncStub", webhooks_pb2_grpc.WebhooksServiceStub(channel))
+        self._sleep = asyncio.sleep
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self._channel.close(None)
+
+    aclose = close
+
+    async def __aenter__(self) -> AsyncPlutosGrpcClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp], request: _Req) -> _Resp:
+        retries = 0
+        while True:
+            try:
+                return await method(request, metadata=self._metadata, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                error, cause = error_from_rpc(exc), exc
+            delay = self._retry.delay(error, retries)
+            if delay is None:
+                raise error from cause
+            await self._sleep(delay)
+            retries += 1
+
+    async def process(
+        self, input: str, model: str, options: Options | processing_pb2.ProcessOptions | None = None
+    ) -> processing_pb2.ProcessResponse:
+        request = processing_pb2.ProcessRequest(input=input, model=model, options=process_options(options))
+        return await self._call(self._processing.Process, request)
+
+    async def get_process(self, id: str) -> processing_pb2.GetProcessResponse:
+        return await self._call(self._processing.GetProcess, processing_pb2.GetProcessRequest(id=id))
+
+    async def batch(
+        self,
+        inputs: Sequence[str],
+        model: str,
+        options: Options | processing_pb2.ProcessOptions | None = None,
+    ) -> processing_pb2.BatchResponse:
+        if isinstance(inputs, str):
+            raise TypeError("inputs must be a list of strings, not a single string")
+        request = processing_pb2.BatchRequest(
+            inputs=list(inputs), model=model, options=process_options(options)
+        )
+        return await self._call(self._processing.Batch, request)
+
+    def stream(
+        self, input: str, model: str, options: Options | processing_pb2.ProcessOptions | None = None
+    ) -> AsyncGrpcStream:
+        """Not a coroutine: returns an ``AsyncGrpcStream`` to ``async for`` over (and ``async with``)."""
+        request = processing_pb2.StreamRequest(input=input, model=model, options=process_options(options))
+        call = self._processing.Stream(request, metadata=self._metadata, timeout=self.stream_timeout)
+        return AsyncGrpcStream(call)
+
+    async def list_models(self) -> models_pb2.ListModelsResponse:
+        return await self._call(self._models.ListModels, models_pb2.ListModelsRequest())
+
+    async def get_usage(
+        self, start_date: str | dt.date | None = None, end_date: str | dt.date | None = None
+    ) -> usage_pb2.GetUsageResponse:
+        request = usage_pb2.GetUsageRequest(start_date=_date(start_date), end_date=_date(end_date))
+        return await self._call(self._usage.GetUsage, request)
+
+    async def create_webhook(
+        self, url: str, events: Sequence[str], secret: str | None = None
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        request = webhooks_pb2.CreateWebhookRequest(url=url, events=list(events), secret=secret or "")
+        return await self._call(self._webhooks.CreateWebhook, request)
+
+    async def list_webhooks(self) -> webhooks_pb2.ListWebhooksResponse:
+        return await self._call(self._webhooks.ListWebhooks, webhooks_pb2.ListWebhooksRequest())
+
+    async def delete_webhook(self, id: str) -> webhooks_pb2.DeleteWebhookResponse:
+        return await self._call(self._webhooks.DeleteWebhook, webhooks_pb2.DeleteWebhookRequest(id=id))
+
+
+class AsyncGrpcStream(AsyncIterator[processing_pb2.StreamResponse]):
+    """The messages of a ``Stream`` RPC over ``grpc.aio``; errors are raised as SDK exceptions."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall[Any, processing_pb2.StreamResponse]) -> None:
+        self._call = call
+        self._messages: AsyncIterator[processing_pb2.StreamResponse] = call.__aiter__()
+
+    def __aiter__(self) -> AsyncGrpcStream:
+        return self
+
+    async def __anext__(self) -> processing_pb2.StreamResponse:
+        try:
+            return await self._messages.__anext__()
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
+
+    def cancel(self) -> None:
+        """Cancel the RPC (the server stops generating)."""
+        self._call.cancel()
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+    async def __aenter__(self) -> AsyncGrpcStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.cancel()
