@@ -1,0 +1,287 @@
+"""The Starlette application: one generic endpoint per annotated RPC, JSON or SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf.message import Message
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from bridge.errors import envelope, from_rpc_error
+from bridge.json_codec import JsonInputError, message_to_obj, parse_into
+from bridge.routes import HttpBinding, bindings_for_modules
+from server.errors import ERRORS
+from server.ids import new_request_id
+
+log = logging.getLogger("plutos.bridge")
+
+# gRPC response metadata → HTTP response header.
+FORWARDED_METADATA = {
+    "x-request-id": "X-Request-Id",
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+    "retry-after": "Retry-After",
+}
+KEEPALIVE_SECONDS = 15.0
+_JSON = "application/json"
+
+
+def _default_modules() -> list[ModuleType]:
+    from plutos.v1 import models_pb2, processing_pb2, usage_pb2, webhooks_pb2
+
+    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2]
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj), status_code=status, headers=headers, media_type=_JSON)
+
+
+def error_response(
+    code: str, message: str, request_id: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    all_headers = {"X-Request-Id": request_id, **(headers or {})}
+    if details and "retryAfter" in details:
+        all_headers.setdefault("Retry-After", str(details["retryAfter"]))
+    return json_response(envelope(code, message, request_id, details), ERRORS[code].http_status, all_headers)
+
+
+def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict[str, str]) -> dict[str, str]:
+    for key, value in metadata or ():
+        header = FORWARDED_METADATA.get(key)
+        if header is not None and isinstance(value, str):
+            into[header] = value
+    return into
+
+
+def _request_id(request: Request) -> str:
+    incoming = request.headers.get("x-request-id")
+    if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
+        return incoming
+    return new_request_id()
+
+
+class Bridge:
+    """Translates REST calls onto a gRPC channel."""
+
+    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None) -> None:
+        self.channel = channel
+        self.max_body_bytes = max_body_bytes
+        self.unary_timeout = unary_timeout
+
+    def endpoint(self, binding: HttpBinding) -> Callable[[Request], Any]:
+        serialize = binding.request_type.SerializeToString
+        deserialize = binding.response_type.FromString
+        if binding.server_streaming:
+            stream_rpc = self.channel.unary_stream(binding.grpc_path, serialize, deserialize)
+
+            async def stream_endpoint(request: Request) -> Response:
+                request_id = _request_id(request)
+                message = await self._build_request(request, binding, request_id)
+                if isinstance(message, Response):
+                    return message
+                call = stream_rpc(message, metadata=self._metadata(request, request_id))
+                return await self._sse(call, binding, request_id)
+
+            return stream_endpoint
+
+        unary_rpc = self.channel.unary_unary(binding.grpc_path, serialize, deserialize)
+
+        async def unary_endpoint(request: Request) -> Response:
+            request_id = _request_id(request)
+            message = await self._build_request(request, binding, request_id)
+            if isinstance(message, Response):
+                return message
+            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+            try:
+                reply = await call
+            except grpc.aio.AioRpcError as err:
+                return self._rpc_error(err, request_id)
+            headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
+            return json_response(message_to_obj(reply), 200, headers)
+
+        return unary_endpoint
+
+    @staticmethod
+    def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
+        auth = request.headers.get("authorization")
+        if auth is None:
+            return (("x-request-id", request_id),)
+        return (("x-request-id", request_id), ("authorization", auth))
+
+    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
+        """Body, path and query parameters → the request message, or a 400 envelope."""
+        message = binding.request_type()
+        try:
+            if binding.body:
+                declared = request.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                    return self._too_large(request_id)
+                raw = await request.body()
+                if len(raw) > self.max_body_bytes:
+                    return self._too_large(request_id)
+                if raw.strip():
+                    try:
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError as err:
+                        return error_response(
+                            "invalid_parameters", f"Malformed JSON body: {err.args[0] if err.args else err}", request_id
+                        )
+                    if binding.body == "*":
+                        parse_into(obj, message)
+                    else:
+                        parse_into({binding.body: obj}, message)
+            if request.query_params:
+                parse_into(self._query_object(request, binding), message)
+            if binding.path_fields:
+                parse_into(
+                    _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}), message
+                )
+        except JsonInputError as err:
+            details = {"field": err.field} if err.field else None
+            return error_response("invalid_parameters", str(err), request_id, details)
+        return message
+
+    @staticmethod
+    def _query_object(request: Request, binding: HttpBinding) -> dict[str, Any]:
+        """Query parameters named by proto name (``start_date``) or JSON name (``startDate``)."""
+        fields = binding.request_type.DESCRIPTOR.fields_by_name
+        by_json = {f.json_name: f for f in binding.request_type.DESCRIPTOR.fields}
+        obj: dict[str, Any] = {}
+        for key in request.query_params:
+            field = fields.get(key) or by_json.get(key)
+            if field is None:
+                raise JsonInputError(f"Unknown query parameter '{key}'.", key)
+            values = request.query_params.getlist(key)
+            obj[field.name] = values if field.is_repeated else values[-1]
+        return obj
+
+    def _too_large(self, request_id: str) -> Response:
+        return error_response(
+            "input_too_long",
+            f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
+            request_id,
+            {"maxBytes": self.max_body_bytes},
+        )
+
+    @staticmethod
+    def _rpc_error(err: grpc.aio.AioRpcError, request_id: str) -> Response:
+        kind, message, details = from_rpc_error(err)
+        headers = _headers_from(err.trailing_metadata(), {})
+        return error_response(kind.code, message, request_id, details, headers)
+
+    async def _sse(self, call: Any, binding: HttpBinding, request_id: str) -> Response:
+        # Wait until the server accepts the call (initial metadata) or fails it: failures before
+        # the first byte get the normal status and JSON envelope.
+        try:
+            initial = await call.initial_metadata()
+        except grpc.aio.AioRpcError as err:
+            return self._rpc_error(err, request_id)
+        if call.done():
+            try:
+                await call
+            except grpc.aio.AioRpcError as err:
+                return self._rpc_error(err, request_id)
+        headers = _headers_from(initial, {"X-Request-Id": request_id})
+        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        oneofs = binding.response_type.DESCRIPTOR.oneofs
+        oneof_name = oneofs[0].name if oneofs else None
+        return StreamingResponse(
+            _sse_frames(call, oneof_name, request_id), headers=headers, media_type="text/event-stream"
+        )
+
+
+async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> AsyncIterator[bytes]:
+    """``event: <oneof case>\\ndata: <json>\\n\\n`` per message; ``event: error`` if the call fails.
+
+    JSON is written as the reference shows it (``{"chunk": "partial", ...}``), ASCII-only so a
+    client that decodes each network read on its own never splits a character."""
+    pending: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(call.read())
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield b": keep-alive\n\n"
+                continue
+            message = pending.result()
+            pending = None
+            if message is grpc.aio.EOF:
+                return
+            event = "message"
+            payload: Any = message
+            if oneof_name is not None:
+                case = message.WhichOneof(oneof_name)
+                if case is None:
+                    continue
+                event, payload = case, getattr(message, case)
+            data = json.dumps(message_to_obj(payload))
+            yield f"event: {event}\ndata: {data}\n\n".encode()
+    except grpc.aio.AioRpcError as err:
+        kind, text, details = from_rpc_error(err)
+        yield f"event: error\ndata: {json.dumps(envelope(kind.code, text, request_id, details))}\n\n".encode()
+    finally:
+        # The client left (or we are done): cancelling the RPC stops generation server-side.
+        if pending is not None and not pending.done():
+            pending.cancel()
+        call.cancel()
+
+
+def _nest(flat: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def create_app(
+    channel: grpc.aio.Channel,
+    *,
+    modules: Sequence[ModuleType] | None = None,
+    max_body_bytes: int = 4 * 1024 * 1024,
+    unary_timeout: float | None = 600.0,
+) -> Starlette:
+    """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos)."""
+    bridge = Bridge(channel, max_body_bytes, unary_timeout)
+    routes = [
+        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
+        for b in bindings_for_modules(modules or _default_modules())
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        request_id = _request_id(request)
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            return error_response(
+                "method_not_allowed", f"Method {request.method} is not allowed here; use {allow}.", request_id,
+                {"allow": allow}, {"Allow": allow},
+            )
+        return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("bridge error on %s %s", request.method, request.url.path)
+        return error_response("internal_error", "Internal server error.", _request_id(request))
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
+    )
+    app.state.bindings = routes
+    return app

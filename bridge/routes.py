@@ -1,0 +1,74 @@
+"""Routes read from the ``google.api.http`` annotations of every RPC in the descriptors.
+
+Adding an annotated RPC to ``protos/`` adds its REST route here with no bridge code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import ModuleType
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+
+_VARIABLE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=[^}]*)?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpBinding:
+    http_method: str  # GET, POST, ...
+    path: str  # Starlette path, "/v1/process/{id}"
+    body: str  # "" (no body), "*" (whole body), or a field name
+    path_fields: tuple[str, ...]
+    grpc_path: str  # "/plutos.v1.ProcessingService/Process"
+    request_type: type[Message]
+    response_type: type[Message]
+    server_streaming: bool
+    method: MethodDescriptor
+
+
+def _rule_pattern(rule: http_pb2.HttpRule) -> tuple[str, str] | None:
+    kind = rule.WhichOneof("pattern")
+    if kind is None:
+        return None
+    if kind == "custom":
+        return rule.custom.kind.upper(), rule.custom.path
+    return kind.upper(), getattr(rule, kind)
+
+
+def bindings_for_service(service: ServiceDescriptor) -> Iterable[HttpBinding]:
+    for method in service.methods:
+        options = method.GetOptions()
+        if not options.HasExtension(annotations_pb2.http):
+            continue
+        top: http_pb2.HttpRule = options.Extensions[annotations_pb2.http]
+        for rule in [top, *top.additional_bindings]:
+            pattern = _rule_pattern(rule)
+            if pattern is None:
+                continue
+            http_method, template = pattern
+            path_fields = tuple(_VARIABLE.findall(template))
+            yield HttpBinding(
+                http_method=http_method,
+                path=_VARIABLE.sub(lambda m: "{" + m.group(1).replace(".", "__") + "}", template),
+                body=rule.body,
+                path_fields=path_fields,
+                grpc_path=f"/{service.full_name}/{method.name}",
+                request_type=GetMessageClass(method.input_type),
+                response_type=GetMessageClass(method.output_type),
+                server_streaming=method.server_streaming,
+                method=method,
+            )
+
+
+def bindings_for_modules(modules: Iterable[ModuleType]) -> list[HttpBinding]:
+    """Every annotated RPC of every service in the given generated ``*_pb2`` modules."""
+    found: list[HttpBinding] = []
+    for module in modules:
+        for service in module.DESCRIPTOR.services_by_name.values():
+            found.extend(bindings_for_service(service))
+    return found

@@ -1,0 +1,1 @@
+"""PlutosAI gRPC service: backends, store, interceptors and the services behind every RPC."""

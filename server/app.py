@@ -1,0 +1,149 @@
+"""Process assembly: the grpc.aio server and the REST bridge on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from plutos.v1 import (
+    models_pb2,
+    models_pb2_grpc,
+    processing_pb2,
+    processing_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+    webhooks_pb2,
+    webhooks_pb2_grpc,
+)
+
+from bridge.app import create_app
+from server.config import Settings
+from server.interceptors import AuthInterceptor, ErrorInterceptor
+from server.runtime import Runtime
+from server.services.models import ModelsService
+from server.services.processing import ProcessingService
+from server.services.usage import UsageService
+from server.services.webhooks import WebhooksService
+
+log = logging.getLogger("plutos")
+
+SERVICE_NAMES = [
+    processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
+]
+
+GRPC_OPTIONS = [
+    ("grpc.so_reuseport", 1),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor(), AuthInterceptor(runtime.authenticator)],
+        options=GRPC_OPTIONS,
+    )
+    processing_pb2_grpc.add_ProcessingServiceServicer_to_server(ProcessingService(runtime), server)
+    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsService(runtime), server)
+    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(runtime), server)
+    webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksService(runtime), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    server.health = health_servicer  # type: ignore[attr-defined]
+    return server
+
+
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A listening socket several worker processes can share (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class RunningPlatform:
+    runtime: Runtime
+    grpc_server: grpc.aio.Server
+    http_server: uvicorn.Server
+    channel: grpc.aio.Channel
+    http_task: asyncio.Task[None]
+    grpc_port: int
+    http_port: int
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.http_server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http_task, grace + 1)
+        await self.grpc_server.stop(grace)
+        await self.channel.close()
+        await self.runtime.close()
+
+
+async def start_platform(settings: Settings, *, migrate: bool = True) -> RunningPlatform:
+    """Start everything on the running loop; returns once both ports accept connections."""
+    runtime = Runtime.create(settings)
+    await runtime.start(migrate=migrate)
+    server = build_grpc_server(runtime)
+    grpc_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if grpc_port == 0:
+        raise RuntimeError(f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}")
+    await server.start()
+    for name in SERVICE_NAMES:
+        await server.health.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+    await server.health.set("", health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+
+    target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
+    if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+        target = f"{settings.grpc_host}:{grpc_port}"
+    channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    app = create_app(channel, max_body_bytes=settings.max_body_bytes)
+    sock = reuseport_socket(settings.http_host, settings.http_port)
+    http_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    http_server = uvicorn.Server(config)
+    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+    while not http_server.started:
+        if http_task.done():
+            http_task.result()
+        await asyncio.sleep(0.01)
+    return RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port)
+
+
+async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
+    platform = await start_platform(settings, migrate=migrate)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"[plutos] serving REST on http://{settings.http_host}:{platform.http_port}/v1 "
+        f"and gRPC on {settings.grpc_host}:{platform.grpc_port}",
+        flush=True,
+    )
+    if announce is not None:
+        announce(platform)
+    await stop.wait()
+    print("[plutos] shutting down", flush=True)
+    await platform.stop()

@@ -1,0 +1,81 @@
+"""The model backend interface.
+
+A backend streams text for one input and keeps :class:`GenerationState` up to date as it goes, so
+whoever called it can bill exactly what was produced even when the call is cancelled half-way.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Options with the reference's defaults applied."""
+
+    temperature: float = 0.7
+    max_tokens: int = 1000
+    top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    system_prompt: str | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class GenerationState:
+    """What a generation has produced so far; final once the stream ends."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    text_parts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None  # stop | length | cancelled | error
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPrompt:
+    """A prompt ready to run. ``prompt_tokens`` is exact for local models, an estimate upstream."""
+
+    text: str
+    params: GenerationParams
+    prompt_tokens: int
+    payload: object = None  # backend-specific (token ids, request body, ...)
+
+
+class Backend(abc.ABC):
+    """One model (or upstream) that can generate text."""
+
+    supports_streaming: bool = True
+
+    @abc.abstractmethod
+    async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:
+        """Build and measure the prompt for ``text``.
+
+        Raises ``PlutosError('input_too_long')`` when it cannot fit the model's context."""
+
+    @abc.abstractmethod
+    def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+        """Yield text pieces as they are generated, keeping ``state`` current. Closing the
+        iterator early stops generation."""
+
+    async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
+        """Run to completion; returns the whole output."""
+        async for _ in self.stream(prompt, state):
+            pass
+        return state.text
+
+    async def start(self) -> None:
+        """Load weights / open connections. Called once before serving."""
+
+    async def close(self) -> None:
+        """Release resources."""

@@ -1,0 +1,287 @@
+"""The ``plutos`` command: serve, migrate, and manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from server.config import Settings, load_settings
+from server.keys import SCOPES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
+from server.store.database import create_engine, session_factory
+from server.store.migrate import upgrade
+from server.store.models import ApiKey, utcnow
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``30m``, ``24h``, ``7d``, ``2w``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(getattr(args, "config", None))
+    overrides: dict[str, Any] = {}
+    for name in ("http_port", "grpc_port", "http_host", "grpc_host"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    host = getattr(args, "host", None)
+    if host:
+        overrides.setdefault("http_host", host)
+        overrides.setdefault("grpc_host", host)
+    return dataclasses.replace(settings, **overrides) if overrides else settings
+
+
+def _key_json(key: CreatedKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "key": key.secret,
+        "prefix": key.prefix,
+        "accountId": key.account_id,
+        "plan": key.plan,
+        "name": key.name,
+        "scopes": key.scopes,
+        "models": key.models,
+        "expiresAt": key.expires_at.isoformat() if key.expires_at else None,
+    }
+
+
+async def _with_store(settings: Settings, work: Any) -> Any:
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        return await work(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.plan not in settings.plans:
+        print(f"unknown plan {args.plan!r}; plans: {', '.join(settings.plans)}", file=sys.stderr)
+        return 2
+    scopes = _csv(args.scopes) if args.scopes else None
+    if scopes is not None and (unknown := set(scopes) - set(SCOPES)):
+        print(f"unknown scopes {sorted(unknown)}; scopes: {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    limits = {
+        name: value
+        for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
+        if (value := getattr(args, name)) is not None
+    }
+    expires_at = utcnow() + args.expires_in if args.expires_in else None
+    key: CreatedKey = asyncio.run(
+        _with_store(
+            settings,
+            lambda sessions: create_key(
+                sessions, plan=args.plan, name=args.name or "", account_id=args.account, scopes=scopes,
+                models=_csv(args.models) if args.models else None, expires_at=expires_at, limits=limits,
+            ),
+        )
+    )
+    if args.json:
+        print(json.dumps(_key_json(key)))
+    else:
+        print(f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    async def work(sessions: Any) -> list[dict[str, Any]]:
+        async with sessions() as session:
+            rows = await list_keys(session)
+        now = utcnow()
+        return [
+            {
+                "id": k.id, "prefix": k.prefix, "name": k.name, "accountId": a.id, "plan": a.plan,
+                "scopes": k.scopes, "models": k.models, "createdAt": k.created_at.isoformat(),
+                "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
+                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+                "status": _status(k, now),
+            }
+            for k, a in rows
+        ]
+
+    keys = asyncio.run(_with_store(_settings(args), work))
+    if args.json:
+        print(json.dumps(keys))
+        return 0
+    print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':26} NAME")
+    for k in keys:
+        print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}")
+    return 0
+
+
+def _status(key: ApiKey, now: Any) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    ok = asyncio.run(_with_store(_settings(args), lambda sessions: revoke_key(sessions, args.id)))
+    if not ok:
+        print(f"no key {args.id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    key = asyncio.run(_with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace)))
+    if key is None:
+        print(f"no active key {args.id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**_key_json(key), "replaces": args.id}))
+    else:
+        print(
+            f"New key {key.id} replaces {args.id}; the old key works for {args.grace} more. Shown once:\n\n"
+            f"    {key.secret}\n"
+        )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    asyncio.run(_with_store(_settings(args), lambda sessions: asyncio.sleep(0)))
+    print("database is up to date")
+    return 0
+
+
+async def _dev_key_if_empty(settings: Settings) -> CreatedKey | None:
+    async def work(sessions: Any) -> CreatedKey | None:
+        async with sessions() as session:
+            if await list_keys(session):
+                return None
+        return await create_key(sessions, plan="enterprise", name="development")
+
+    result: CreatedKey | None = await _with_store(settings, work)
+    return result
+
+
+def _run_worker(settings: Settings) -> None:
+    from server.app import serve_forever
+
+    _use_uvloop()
+    asyncio.run(serve_forever(settings, migrate=False))
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        pass
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import serve_forever
+
+    settings = _settings(args)
+    if args.dev_key:
+        created = asyncio.run(_dev_key_if_empty(settings))
+        if created is not None:
+            print(
+                "\n[plutos] Created a development API key (plan enterprise). It is shown only this once:\n\n"
+                f"    {created.secret}\n\n"
+                f"  curl -s http://localhost:{settings.http_port}/v1/models -H 'Authorization: Bearer {created.secret}'\n",
+                flush=True,
+            )
+        else:
+            print("[plutos] API keys already exist; make a new one with `plutos keys create --plan free`.", flush=True)
+    else:
+        asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
+    if args.workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
+        for proc in procs:
+            proc.start()
+        print(f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
+        try:
+            for proc in procs:
+                proc.join()
+        except KeyboardInterrupt:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join()
+        return 0
+    _use_uvloop()
+    asyncio.run(serve_forever(settings, migrate=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plutos", description="PlutosAI: AI processing platform")
+    parser.add_argument("--config", help="TOML config file (default: embedded defaults; env PLUTOS_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC server and the REST bridge")
+    serve.add_argument("--http-port", type=int, help="REST port (default 3000; env PLUTOS_HTTP_PORT)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; env PLUTOS_GRPC_PORT)")
+    serve.add_argument("--host", help="address to listen on for both (default 127.0.0.1)")
+    serve.add_argument("--workers", type=int, default=1, help="processes sharing the ports (SO_REUSEPORT)")
+    serve.add_argument("--dev-key", action="store_true", help="create and print a key if the store has none")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key (and a new account unless --account)")
+    create.add_argument("--plan", default="free", help="free | pro | enterprise (default free)")
+    create.add_argument("--name", help="a label for the key")
+    create.add_argument("--account", help="add the key to this existing account id")
+    create.add_argument("--scopes", help=f"comma-separated subset of: {','.join(SCOPES)} (default all)")
+    create.add_argument("--models", help="comma-separated model ids this key may use (default all)")
+    create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d; default never")
+    for name in ("requests-per-minute", "requests-per-hour", "requests-per-day", "concurrent-requests"):
+        create.add_argument(f"--{name}", type=int, dest=name.replace("-", "_"), help="lower than the plan's")
+    create.add_argument("--json", action="store_true", help="print a JSON object")
+    create.set_defaults(func=cmd_keys_create)
+
+    lst = keys.add_parser("list", help="list keys (prefixes only; secrets are never stored)")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_keys_list)
+
+    revoke = keys.add_parser("revoke", help="revoke a key now")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    rotate = keys.add_parser("rotate", help="issue a replacement; the old key works until the grace ends")
+    rotate.add_argument("id")
+    rotate.add_argument("--grace", type=parse_duration, default=timedelta(hours=24), help="default 24h")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Configuration: one TOML file (server, plans, models) with ``PLUTOS_*`` environment overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    requests_per_minute: int
+    requests_per_hour: int
+    requests_per_day: int
+    concurrent_requests: int
+    monthly_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One catalogue entry. ``options`` holds backend-specific settings (path, base_url, ...)."""
+
+    id: str
+    name: str
+    description: str
+    max_tokens: int
+    supports_streaming: bool
+    input_price: Decimal  # USD per 1K prompt tokens
+    output_price: Decimal  # USD per 1K completion tokens
+    backend: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    http_host: str
+    http_port: int
+    grpc_host: str
+    grpc_port: int
+    database_url: str
+    redis_url: str
+    auth_cache_ttl: float
+    max_body_bytes: int
+    max_batch_inputs: int
+    batch_concurrency: int
+    plans: dict[str, Plan]
+    models: list[ModelSpec]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, model_id: str) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.id == model_id:
+                return spec
+        return None
+
+
+_ENV_OVERRIDES: dict[str, tuple[str, type]] = {
+    "PLUTOS_HTTP_HOST": ("http_host", str),
+    "PLUTOS_HTTP_PORT": ("http_port", int),
+    "PLUTOS_GRPC_HOST": ("grpc_host", str),
+    "PLUTOS_GRPC_PORT": ("grpc_port", int),
+    "PLUTOS_DATABASE_URL": ("database_url", str),
+    "PLUTOS_REDIS_URL": ("redis_url", str),
+    "PLUTOS_AUTH_CACHE_TTL": ("auth_cache_ttl", float),
+}
+
+_MODEL_KEYS = {"id", "name", "description", "max_tokens", "supports_streaming", "pricing", "backend"}
+
+
+def _parse_model(entry: dict[str, Any]) -> ModelSpec:
+    missing = {"id", "backend"} - entry.keys()
+    if missing:
+        raise ValueError(f"model entry {entry!r} lacks {sorted(missing)}")
+    pricing = entry.get("pricing", {})
+    return ModelSpec(
+        id=str(entry["id"]),
+        name=str(entry.get("name", entry["id"])),
+        description=str(entry.get("description", "")),
+        max_tokens=int(entry.get("max_tokens", 4096)),
+        supports_streaming=bool(entry.get("supports_streaming", True)),
+        input_price=Decimal(str(pricing.get("input_tokens", 0))),
+        output_price=Decimal(str(pricing.get("output_tokens", 0))),
+        backend=str(entry["backend"]),
+        options={k: v for k, v in entry.items() if k not in _MODEL_KEYS},
+    )
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read the embedded defaults, overlay the TOML file at ``path`` (or ``PLUTOS_CONFIG``), then
+    apply ``PLUTOS_*`` environment overrides. A file's ``[server]`` keys merge into the defaults;
+    its ``[plans]`` and ``[[models]]``, when present, replace the defaults' whole section."""
+    env = dict(os.environ if env is None else env)
+    with open(DEFAULT_CONFIG_PATH, "rb") as fh:
+        raw = tomllib.load(fh)
+    path = path or env.get("PLUTOS_CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            user = tomllib.load(fh)
+        raw["server"] = {**raw["server"], **user.get("server", {})}
+        for section in ("plans", "models"):
+            if section in user:
+                raw[section] = user[section]
+        for key, value in user.items():
+            if key not in ("server", "plans", "models"):
+                raw[key] = value
+    server = raw["server"]
+    for var, (key, cast) in _ENV_OVERRIDES.items():
+        if env.get(var):
+            server[key] = cast(env[var])
+    plans = {
+        name: Plan(
+            name=name,
+            requests_per_minute=int(p["requests_per_minute"]),
+            requests_per_hour=int(p["requests_per_hour"]),
+            requests_per_day=int(p["requests_per_day"]),
+            concurrent_requests=int(p["concurrent_requests"]),
+            monthly_tokens=int(p["monthly_tokens"]),
+        )
+        for name, p in raw["plans"].items()
+    }
+    return Settings(
+        http_host=str(server["http_host"]),
+        http_port=int(server["http_port"]),
+        grpc_host=str(server["grpc_host"]),
+        grpc_port=int(server["grpc_port"]),
+        database_url=str(server["database_url"]),
+        redis_url=str(server.get("redis_url", "")),
+        auth_cache_ttl=float(server["auth_cache_ttl"]),
+        max_body_bytes=int(server["max_body_bytes"]),
+        max_batch_inputs=int(server["max_batch_inputs"]),
+        batch_concurrency=int(server["batch_concurrency"]),
+        plans=plans,
+        models=[_parse_model(m) for m in raw["models"]],
+        raw=raw,
+    )

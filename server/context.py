@@ -1,0 +1,64 @@
+"""Per-call state shared by the interceptors and the services (a ``ContextVar``).
+
+The interceptor chain and the RPC handler run in the same task, so what an interceptor sets here
+(request id, the authenticated caller, rate-limit figures) the handler reads without plumbing.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from server.config import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated account and key behind a call."""
+
+    account_id: str
+    key_id: str
+    plan: Plan
+    scopes: frozenset[str] | None  # None: every scope
+    models: frozenset[str] | None  # None: every model
+    limits: dict[str, int] = field(default_factory=dict)  # per-key overrides, lower than the plan's
+
+    def allows_model(self, model_id: str) -> bool:
+        return self.models is None or model_id in self.models
+
+
+@dataclass(slots=True)
+class CallState:
+    request_id: str
+    method: str
+    caller: Caller | None = None
+    # Sent to the client on every outcome: initial metadata for streams, trailing otherwise.
+    response_metadata: dict[str, str] = field(default_factory=dict)
+    initial_metadata_sent: bool = False
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self.response_metadata.items())
+
+    async def send_initial_metadata(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Accept a streaming call: headers go out now, so the bridge can start the SSE response."""
+        if not self.initial_metadata_sent:
+            self.initial_metadata_sent = True
+            await context.send_initial_metadata(self.metadata())
+
+
+current_call: ContextVar[CallState] = ContextVar("current_call")
+
+
+def call_state() -> CallState:
+    return current_call.get()
+
+
+def caller() -> Caller:
+    """The authenticated caller of the current RPC (set by the auth interceptor)."""
+    c = current_call.get().caller
+    if c is None:  # pragma: no cover - the auth interceptor guarantees it
+        raise RuntimeError("no authenticated caller in this context")
+    return c

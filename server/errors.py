@@ -1,0 +1,110 @@
+"""Every error a caller can meet, in one table used both ways.
+
+The server raises :class:`PlutosError` with a code string from :data:`ERRORS`; the error
+interceptor turns it into a ``google.rpc.Status`` (``ErrorInfo.reason`` = the code, a
+``google.protobuf.Struct`` with the details, ``RetryInfo`` where it applies). The REST bridge reads
+the same table to pick the HTTP status.
+
+    code                 gRPC status          HTTP
+    invalid_parameters   INVALID_ARGUMENT     400
+    invalid_model        INVALID_ARGUMENT     400
+    input_too_long       INVALID_ARGUMENT     400
+    invalid_api_key      UNAUTHENTICATED      401
+    permission_denied    PERMISSION_DENIED    403
+    not_found            NOT_FOUND            404
+    method_not_allowed   UNIMPLEMENTED        405 (REST only)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After)
+    insufficient_quota   RESOURCE_EXHAUSTED   429
+    internal_error       INTERNAL             500
+    not_implemented      UNIMPLEMENTED        501
+    upstream_error       UNKNOWN              502
+    service_unavailable  UNAVAILABLE          503
+    timeout              DEADLINE_EXCEEDED    504
+    cancelled            CANCELLED            499 (client went away)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+ERROR_DOMAIN = "plutos.ai"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorKind:
+    code: str
+    grpc_status: grpc.StatusCode
+    http_status: int
+
+
+ERRORS: dict[str, ErrorKind] = {
+    kind.code: kind
+    for kind in (
+        ErrorKind("invalid_parameters", grpc.StatusCode.INVALID_ARGUMENT, 400),
+        ErrorKind("invalid_model", grpc.StatusCode.INVALID_ARGUMENT, 400),
+        ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400),
+        ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401),
+        ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
+        ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
+        ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
+        ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
+    )
+}
+
+# For statuses that arrive without ErrorInfo (e.g. a deadline enforced by gRPC itself).
+CODE_FOR_GRPC_STATUS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_parameters",
+    grpc.StatusCode.UNAUTHENTICATED: "invalid_api_key",
+    grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
+    grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
+    grpc.StatusCode.UNIMPLEMENTED: "not_implemented",
+    grpc.StatusCode.UNAVAILABLE: "service_unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+    grpc.StatusCode.CANCELLED: "cancelled",
+}
+
+
+def kind_for_grpc_status(status: grpc.StatusCode) -> ErrorKind:
+    return ERRORS[CODE_FOR_GRPC_STATUS.get(status, "internal_error")]
+
+
+class PlutosError(Exception):
+    """An error with a code from :data:`ERRORS`, a human message and optional details."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        if code not in ERRORS:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.details.setdefault("retryAfter", retry_after)
+
+    @property
+    def kind(self) -> ErrorKind:
+        return ERRORS[self.code]
+
+
+def invalid_parameter(field: str, message: str) -> PlutosError:
+    """A 400 ``invalid_parameters`` naming the offending field in ``details.field``."""
+    return PlutosError("invalid_parameters", message, {"field": field})

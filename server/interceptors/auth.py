@@ -1,0 +1,26 @@
+"""Authentication: the ``authorization`` metadata must carry a valid Bearer key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc_interceptor.server import AsyncServerInterceptor
+
+from server.auth import Authenticator
+from server.context import current_call
+from server.interceptors.base import Handler, call_next, is_api_method
+
+
+class AuthInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
+        if is_api_method(method_name):
+            authorization = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":
+                    authorization = value
+                    break
+            current_call.get().caller = await self._auth.authenticate(authorization)
+        return await call_next(method, request, context)

@@ -1,0 +1,112 @@
+"""Request ids and errors: the outermost interceptor.
+
+Gives every call a request id (the client's ``x-request-id`` or a new ``req_…``), returns it as
+metadata, and turns every exception into a ``google.rpc.Status``: :class:`PlutosError` with its
+code, anything unexpected as ``internal_error`` (logged with its traceback, never sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2, struct_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_interceptor.server import AsyncServerInterceptor
+
+from server.context import CallState, current_call
+from server.errors import ERROR_DOMAIN, PlutosError
+from server.ids import new_request_id
+from server.interceptors.base import Handler, is_api_method, is_stream
+
+log = logging.getLogger("plutos.errors")
+
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_for_error(err: PlutosError) -> status_pb2.Status:
+    """The rich status for an error: ErrorInfo (reason = code), the details Struct, RetryInfo."""
+    info = error_details_pb2.ErrorInfo(
+        reason=err.code,
+        domain=ERROR_DOMAIN,
+        metadata={k: str(v) for k, v in err.details.items()},
+    )
+    packed = []
+    for msg in _detail_messages(err, info):
+        anything = any_pb2.Any()
+        anything.Pack(msg)
+        packed.append(anything)
+    return status_pb2.Status(code=err.kind.grpc_status.value[0], message=err.message, details=packed)
+
+
+def _detail_messages(err: PlutosError, info: error_details_pb2.ErrorInfo) -> list[Any]:
+    messages: list[Any] = [info]
+    if err.details:
+        details = struct_pb2.Struct()
+        details.update(err.details)
+        messages.append(details)
+    if err.retry_after is not None:
+        messages.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after)))
+    return messages
+
+
+async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState) -> None:
+    status = status_for_error(err)
+    await context.abort(
+        err.kind.grpc_status,
+        err.message,
+        trailing_metadata=(*state.metadata(), (STATUS_DETAILS_KEY, status.SerializeToString())),
+    )
+
+
+class ErrorInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+    async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
+        if not is_api_method(method_name):
+            response = method(request, context)
+            return response if is_stream(response) else await response
+        request_id = _incoming_request_id(context)
+        state = CallState(request_id=request_id, method=method_name)
+        state.response_metadata["x-request-id"] = request_id
+        current_call.set(state)
+        try:
+            response = method(request, context)
+            if is_stream(response):
+                return self._stream(response, context, state)
+            result = await response
+        except PlutosError as err:
+            await abort_with_error(context, err, state)
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception:
+            log.exception("internal error in %s (request %s)", method_name, request_id)
+            await abort_with_error(
+                context, PlutosError("internal_error", "Internal server error."), state
+            )
+        context.set_trailing_metadata(state.metadata())
+        return result
+
+    async def _stream(self, response: AsyncIterator[Any], context: Any, state: CallState) -> AsyncIterator[Any]:
+        try:
+            async for message in response:
+                if not state.initial_metadata_sent:
+                    await state.send_initial_metadata(context)
+                yield message
+        except PlutosError as err:
+            await abort_with_error(context, err, state)
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception:
+            log.exception("internal error in %s (request %s)", state.method, state.request_id)
+            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        context.set_trailing_metadata(state.metadata())
+
+
+def _incoming_request_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and _REQUEST_ID_OK.match(value):
+            return value
+    return new_request_id()

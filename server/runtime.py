@@ -1,0 +1,49 @@
+"""Everything a service needs, built once per process: settings, store, catalogue, writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.auth import Authenticator
+from server.catalogue import Catalogue
+from server.config import Settings
+from server.store.database import create_engine, session_factory
+from server.store.migrate import upgrade
+from server.store.writer import RecordWriter
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    catalogue: Catalogue
+    writer: RecordWriter
+    authenticator: Authenticator
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            catalogue=Catalogue(settings),
+            writer=RecordWriter(sessions),
+            authenticator=Authenticator(sessions, settings),
+        )
+
+    async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
+        if migrate:
+            await upgrade(self.engine)
+        if load_models:
+            await self.catalogue.start()
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.catalogue.close()
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""gRPC service implementations, one module per endpoint family."""

@@ -1,0 +1,128 @@
+"""One input run through a backend, stored and billed whatever the outcome.
+
+Shared by /process, /stream and each /batch item, so a record and its ledger entry are written
+the same way on success, failure and cancellation.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from plutos.v1 import processing_pb2
+
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
+from server.config import ModelSpec
+from server.context import Caller
+from server.ids import new_id
+from server.runtime import Runtime
+from server.services.options import options_to_record
+from server.store.models import LedgerEntry, ProcessRecord, utcnow
+
+_THOUSAND = Decimal(1000)
+
+
+def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    """Exact USD cost from the catalogue's per-1K prices."""
+    return (Decimal(prompt_tokens) * spec.input_price + Decimal(completion_tokens) * spec.output_price) / _THOUSAND
+
+
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """Whole seconds, so JSON shows ``2024-01-01T12:00:00Z`` as in the reference."""
+    return timestamp_pb2.Timestamp(seconds=int(value.timestamp()))
+
+
+class Generation:
+    def __init__(
+        self,
+        runtime: Runtime,
+        caller: Caller,
+        spec: ModelSpec,
+        backend: Backend,
+        *,
+        kind: str,
+        text: str,
+        params: GenerationParams,
+        batch_id: str | None = None,
+        batch_index: int | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.caller = caller
+        self.spec = spec
+        self.backend = backend
+        self.kind = kind
+        self.text = text
+        self.params = params
+        self.batch_id = batch_id
+        self.batch_index = batch_index
+        self.id = new_id("proc")
+        self.state = GenerationState()
+        self.created_at = utcnow()
+        self._started = time.perf_counter()
+        self.prompt: PreparedPrompt | None = None
+        self.recorded = False
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self._started) * 1000)
+
+    async def prepare(self) -> PreparedPrompt:
+        self.prompt = await self.backend.prepare(self.text, self.params)
+        self.state.prompt_tokens = self.prompt.prompt_tokens
+        return self.prompt
+
+    def usage(self) -> processing_pb2.Usage:
+        s = self.state
+        return processing_pb2.Usage(
+            prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
+        )
+
+    def rows(self, status: str, error_code: str | None = None) -> list[Any]:
+        """The record and, when anything ran, its ledger entry."""
+        self.recorded = True
+        s = self.state
+        record = ProcessRecord(
+            id=self.id,
+            account_id=self.caller.account_id,
+            key_id=self.caller.key_id,
+            kind=self.kind,
+            batch_id=self.batch_id,
+            batch_index=self.batch_index,
+            model=self.spec.id,
+            input=self.text,
+            options=options_to_record(self.params),
+            output=s.text,
+            prompt_tokens=s.prompt_tokens,
+            completion_tokens=s.completion_tokens,
+            status=status,
+            error_code=error_code,
+            created_at=self.created_at,
+            processing_time_ms=self.elapsed_ms,
+        )
+        rows: list[Any] = [record]
+        if self.prompt is not None:  # the model was (about to be) called: bill what it produced
+            rows.append(
+                LedgerEntry(
+                    account_id=self.caller.account_id,
+                    key_id=self.caller.key_id,
+                    record_id=self.id,
+                    model=self.spec.id,
+                    prompt_tokens=s.prompt_tokens,
+                    completion_tokens=s.completion_tokens,
+                    cost=cost_of(self.spec, s.prompt_tokens, s.completion_tokens),
+                    counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
+                    created_at=self.created_at,
+                )
+            )
+        return rows
+
+    async def save(self, status: str = "completed", error_code: str | None = None) -> None:
+        await self.runtime.writer.write(*self.rows(status, error_code))
+
+    def save_in_background(self, status: str, error_code: str | None = None) -> None:
+        """For paths where the caller is gone (cancellation): queue the write, do not wait."""
+        if not self.recorded:
+            self.runtime.writer.submit(*self.rows(status, error_code))

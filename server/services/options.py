@@ -1,0 +1,93 @@
+"""Request validation: the reference's options, their defaults and their ranges."""
+
+from __future__ import annotations
+
+from plutos.v1 import processing_pb2
+
+from server.backends.base import GenerationParams
+from server.config import ModelSpec
+from server.errors import PlutosError, invalid_parameter
+
+DEFAULT_MAX_TOKENS = 1000
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_LENGTH = 100
+
+
+def require_text(value: str, field: str) -> None:
+    if not value:
+        raise invalid_parameter(field, f"'{field}' is required and must be a non-empty string.")
+
+
+def params_from_options(options: processing_pb2.ProcessOptions, spec: ModelSpec) -> GenerationParams:
+    """Apply defaults and check ranges; ``invalid_parameters`` names the offending field."""
+    temperature = options.temperature if options.HasField("temperature") else 0.7
+    if not 0.0 <= temperature <= 2.0:
+        raise invalid_parameter("options.temperature", "'temperature' must be between 0 and 2.")
+    top_p = options.top_p if options.HasField("top_p") else 1.0
+    if not 0.0 < top_p <= 1.0:
+        raise invalid_parameter("options.topP", "'topP' must be greater than 0 and at most 1.")
+    if options.HasField("max_tokens"):
+        max_tokens = options.max_tokens
+        if max_tokens < 1:
+            raise invalid_parameter("options.maxTokens", "'maxTokens' must be at least 1.")
+        if max_tokens > spec.max_tokens:
+            raise invalid_parameter(
+                "options.maxTokens", f"'maxTokens' must be at most {spec.max_tokens} for model '{spec.id}'."
+            )
+    else:
+        max_tokens = min(DEFAULT_MAX_TOKENS, spec.max_tokens)
+    penalties = {}
+    for name, json_name in (("frequency_penalty", "frequencyPenalty"), ("presence_penalty", "presencePenalty")):
+        value = getattr(options, name) if options.HasField(name) else 0.0  # type: ignore[arg-type]
+        if not -2.0 <= value <= 2.0:
+            raise invalid_parameter(f"options.{json_name}", f"'{json_name}' must be between -2 and 2.")
+        penalties[name] = value
+    stop = tuple(options.stop)
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise invalid_parameter("options.stop", f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
+    if any(not s or len(s) > MAX_STOP_LENGTH for s in stop):
+        raise invalid_parameter("options.stop", f"each 'stop' sequence must be 1 to {MAX_STOP_LENGTH} characters.")
+    return GenerationParams(
+        temperature=temperature,
+        max_tokens=max_tokens,
+        top_p=top_p,
+        frequency_penalty=penalties["frequency_penalty"],
+        presence_penalty=penalties["presence_penalty"],
+        system_prompt=options.system_prompt if options.HasField("system_prompt") else None,
+        stop=stop,
+    )
+
+
+def options_to_record(params: GenerationParams) -> dict[str, object]:
+    """The effective options, stored with the record in the reference's JSON names."""
+    record: dict[str, object] = {
+        "temperature": params.temperature,
+        "maxTokens": params.max_tokens,
+        "topP": params.top_p,
+        "frequencyPenalty": params.frequency_penalty,
+        "presencePenalty": params.presence_penalty,
+    }
+    if params.system_prompt is not None:
+        record["systemPrompt"] = params.system_prompt
+    if params.stop:
+        record["stop"] = list(params.stop)
+    return record
+
+
+def options_from_record(record: dict[str, object]) -> processing_pb2.ProcessOptions:
+    opts = processing_pb2.ProcessOptions()
+    for json_name, field in (
+        ("temperature", "temperature"),
+        ("maxTokens", "max_tokens"),
+        ("topP", "top_p"),
+        ("frequencyPenalty", "frequency_penalty"),
+        ("presencePenalty", "presence_penalty"),
+        ("systemPrompt", "system_prompt"),
+    ):
+        if json_name in record:
+            setattr(opts, field, record[json_name])
+    opts.stop.extend(str(s) for s in record.get("stop", []) or [])  # type: ignore[union-attr]
+    return opts
+
+
+__all__ = ["PlutosError", "options_from_record", "options_to_record", "params_from_options", "require_text"]

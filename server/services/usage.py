@@ -1,0 +1,96 @@
+"""UsageService: totals from the usage ledger for the caller's account."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from plutos.v1 import usage_pb2, usage_pb2_grpc
+from sqlalchemy import func, select
+
+from server.context import Caller, caller
+from server.errors import invalid_parameter
+from server.runtime import Runtime
+from server.store.models import LedgerEntry, utcnow
+
+MAX_RANGE_DAYS = 366
+
+
+def _parse_date(value: str, field: str) -> date:
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid_parameter(field, f"'{field}' must be a date in YYYY-MM-DD format (got '{value}').") from None
+
+
+def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
+    """Inclusive first and last day. Default: the current calendar month up to today (UTC)."""
+    start = _parse_date(start_date, "start_date") if start_date else None
+    end = _parse_date(end_date, "end_date") if end_date else None
+    if start is None and end is None:
+        start, end = today.replace(day=1), today
+    elif start is None:
+        assert end is not None
+        start = end.replace(day=1)
+    elif end is None:
+        end = max(today, start)
+    if end < start:
+        raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise invalid_parameter("end_date", f"The period may span at most {MAX_RANGE_DAYS} days.")
+    return start, end
+
+
+def effective_limit(who: Caller, name: str) -> int:
+    plan_value = int(getattr(who.plan, name))
+    own = who.limits.get(name)
+    return min(plan_value, own) if own is not None else plan_value
+
+
+class UsageService(usage_pb2_grpc.UsageServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def GetUsage(self, request: usage_pb2.GetUsageRequest, context: Any) -> usage_pb2.GetUsageResponse:
+        who = caller()
+        first, last = usage_period(request.start_date, request.end_date, utcnow().date())
+        start = datetime.combine(first, time.min, tzinfo=UTC)
+        end_exclusive = datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
+        query = (
+            select(
+                LedgerEntry.model,
+                func.coalesce(func.sum(LedgerEntry.counts_as_request), 0),
+                func.coalesce(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), 0),
+                func.coalesce(func.sum(LedgerEntry.cost), 0),
+            )
+            .where(
+                LedgerEntry.account_id == who.account_id,
+                LedgerEntry.created_at >= start,
+                LedgerEntry.created_at < end_exclusive,
+            )
+            .group_by(LedgerEntry.model)
+        )
+        async with self.runtime.sessions() as session:
+            rows = (await session.execute(query)).all()
+        totals = usage_pb2.UsageTotals()
+        cost = Decimal(0)
+        for model, requests, tokens, model_cost in rows:
+            totals.requests_by_model[model] = int(requests)
+            totals.total_requests += int(requests)
+            totals.total_tokens += int(tokens)
+            cost += Decimal(str(model_cost))
+        totals.total_cost = float(cost)
+        response = usage_pb2.GetUsageResponse(
+            usage=totals,
+            limits=usage_pb2.UsageLimits(
+                requests_per_minute=effective_limit(who, "requests_per_minute"),
+                requests_per_hour=effective_limit(who, "requests_per_hour"),
+                requests_per_day=effective_limit(who, "requests_per_day"),
+            ),
+        )
+        response.period.start.FromDatetime(start)
+        response.period.end.FromDatetime(end_exclusive - timedelta(seconds=1))
+        return response
