@@ -216,9 +216,10 @@ def test_get_usage_sends_dates_as_query_parameters() -> None:
 
 def test_webhooks() -> None:
     rec = Recorder()
+    url = "https://example.com/hook"
     hook = {
         "id": "wh_1",
-        "url": "https://example.com/hook",
+        "url": url,
         "events": ["processing.completed"],
         "hasSecret": True,
         "createdAt": "2024-01-01T12:00:00Z",
@@ -232,8 +233,8 @@ def test_webhooks() -> None:
         return httpx.Response(200, json={"id": "wh_1", "deleted": True})
 
     client = make_client(handler, rec)
-    created = client.create_webhook(url=hook["url"], events=["processing.completed"], secret="s3cret")
-    assert rec.json(0) == {"url": hook["url"], "events": ["processing.completed"], "secret": "s3cret"}
+    created = client.create_webhook(url=url, events=["processing.completed"], secret="s3cret")
+    assert rec.json(0) == {"url": url, "events": ["processing.completed"], "secret": "s3cret"}
     assert created.has_secret and created.id == "wh_1"
     assert client.list_webhooks() == [created]
     deletion = client.delete_webhook("wh_1")
