@@ -111,10 +111,25 @@ def parse_into(obj: Any, msg: Message) -> None:
     """Merge a decoded JSON object into ``msg`` with the proto3 JSON rules (unknown fields rejected)."""
     if not isinstance(obj, dict):
         raise JsonInputError("The request body must be a JSON object.")
+    _check_objects(obj, msg.DESCRIPTOR, "")
     try:
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False)
     except json_format.ParseError as err:
         raise _explain(str(err).split("\n")[0]) from None
+
+
+def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
+    """Message-typed fields must hold objects (ParseDict would read a string as its characters)."""
+    for key, value in obj.items():
+        field = desc.fields_by_camelcase_name.get(key) or desc.fields_by_name.get(key)
+        if field is None or value is None or field.type != _F.TYPE_MESSAGE or field.is_repeated:
+            continue
+        if field.message_type.full_name in _WELL_KNOWN:
+            continue
+        path = f"{prefix}{key}"
+        if not isinstance(value, dict):
+            raise JsonInputError(f"Invalid value for '{path}': expected an object.", path)
+        _check_objects(value, field.message_type, path + ".")
 
 
 def _explain(text: str) -> JsonInputError:

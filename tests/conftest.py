@@ -1,0 +1,120 @@
+"""Fixtures: a real platform (gRPC server + REST bridge on ephemeral loopback ports, a real store,
+the real embedded model) shared by the session, and keys, HTTP and gRPC clients for it.
+
+The store is a fresh SQLite file, or the PostgreSQL database named by PLUTOS_TEST_DATABASE_URL
+(emptied first)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from plutos.v1 import models_pb2_grpc, processing_pb2_grpc, usage_pb2_grpc, webhooks_pb2_grpc
+
+from server.app import RunningPlatform, start_platform
+from server.config import Settings, load_settings
+from server.keys import CreatedKey, create_key
+from server.store.database import create_engine
+from server.store.models import Base
+
+MODEL = "smollm2-135m-instruct"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: runs only against the SQLite store")
+
+
+async def reset_database(url: str) -> None:
+    """Drop every table (and Alembic's) so migrations run from scratch."""
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    await engine.dispose()
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    url = os.environ.get("PLUTOS_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'plutos.db'}"
+    base = load_settings(env={})
+    return dataclasses.replace(
+        base,
+        http_host="127.0.0.1",
+        http_port=0,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        database_url=url,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningPlatform]:
+    settings = test_settings(tmp_path_factory.mktemp("store"))
+    if settings.database_url.startswith("postgresql"):
+        await reset_database(settings.database_url)
+    running = await start_platform(settings)
+    yield running
+    await running.stop(grace=1)
+
+
+@pytest.fixture(scope="session")
+def base_url(platform: RunningPlatform) -> str:
+    return f"http://127.0.0.1:{platform.http_port}/v1"
+
+
+async def new_key(platform: RunningPlatform, plan: str = "enterprise", **kwargs: Any) -> CreatedKey:
+    return await create_key(platform.runtime.sessions, plan=plan, **kwargs)
+
+
+@pytest.fixture(scope="session")
+async def key(platform: RunningPlatform) -> CreatedKey:
+    """An enterprise key (high limits) for tests that are not about limits."""
+    return await new_key(platform, name="tests")
+
+
+@pytest.fixture(scope="session")
+async def http(base_url: str, key: CreatedKey) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=120
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def anon(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client that sends no key."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        yield client
+
+
+@dataclasses.dataclass
+class GrpcClients:
+    channel: grpc.aio.Channel
+    processing: processing_pb2_grpc.ProcessingServiceStub
+    models: models_pb2_grpc.ModelsServiceStub
+    usage: usage_pb2_grpc.UsageServiceStub
+    webhooks: webhooks_pb2_grpc.WebhooksServiceStub
+
+
+@pytest.fixture(scope="session")
+async def grpc_clients(platform: RunningPlatform) -> AsyncIterator[GrpcClients]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{platform.grpc_port}")
+    yield GrpcClients(
+        channel=channel,
+        processing=processing_pb2_grpc.ProcessingServiceStub(channel),
+        models=models_pb2_grpc.ModelsServiceStub(channel),
+        usage=usage_pb2_grpc.UsageServiceStub(channel),
+        webhooks=webhooks_pb2_grpc.WebhooksServiceStub(channel),
+    )
+    await channel.close()
+
+
+@pytest.fixture(scope="session")
+def auth_md(key: CreatedKey) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key.secret}"),)
