@@ -22,7 +22,7 @@ import asyncio
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -226,7 +226,7 @@ class PlutosGrpcClient:
         self._models = models_pb2_grpc.ModelsServiceStub(channel)
         self._usage = usage_pb2_grpc.UsageServiceStub(channel)
         self._webhooks = webhooks_pb2_grpc.WebhooksServiceStub(channel)
-        self._sleep = time.sleep
+        self._sleep: Callable[[float], object] = time.sleep
 
     def close(self) -> None:
         if self._owns_channel:
@@ -392,7 +392,7 @@ class AsyncPlutosGrpcClient:
         self._models = cast("_ModelsAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
         self._usage = cast("_UsageAsyncStub", usage_pb2_grpc.UsageServiceStub(channel))
         self._webhooks = cast("_WebhooksAsyncStub", webhooks_pb2_grpc.WebhooksServiceStub(channel))
-        self._sleep = asyncio.sleep
+        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     async def close(self) -> None:
         if self._owns_channel:
