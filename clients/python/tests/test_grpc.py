@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("grpc")
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -22,6 +22,7 @@ from plutos_ai import (
     APIConnectionError,
     AuthenticationError,
     InvalidModelError,
+    InvalidParametersError,
     NotFoundError,
     RateLimitError,
     UpstreamError,
@@ -47,6 +48,7 @@ def abort(
     reason: str | None = None,
     retry_seconds: int | None = None,
     metadata: dict[str, str] | None = None,
+    struct_details: dict[str, Any] | None = None,
 ) -> None:
     details = []
     if reason:
@@ -54,6 +56,12 @@ def abort(
         packed.Pack(
             error_details_pb2.ErrorInfo(reason=reason, domain="plutos-ai.com", metadata=metadata or {})
         )
+        details.append(packed)
+    if struct_details:
+        packed = any_pb2.Any()
+        struct = struct_pb2.Struct()
+        struct.update(struct_details)
+        packed.Pack(struct)
         details.append(packed)
     if retry_seconds is not None:
         packed = any_pb2.Any()
@@ -86,6 +94,14 @@ class Processing(processing_pb2_grpc.ProcessingServiceServicer):
                 "Model 'nope' not found",
                 reason="invalid_model",
                 metadata={"requestId": "req_g"},
+            )
+        if request.options.temperature > 2:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "temperature must be in [0, 2]",
+                reason="invalid_parameters",
+                struct_details={"field": "options.temperature", "max": 2},
             )
         if request.input == "rate-limit-once" and self.rate_limited == 0:
             self.rate_limited += 1
@@ -188,6 +204,12 @@ def test_error_info_reason_decides_the_class(client: PlutosGrpcClient) -> None:
     assert (err.code, err.status_code, err.grpc_status) == ("invalid_model", 400, "INVALID_ARGUMENT")
     assert err.request_id == "req_g"
     assert "nope" in err.message
+
+
+def test_struct_details_become_the_error_details(client: PlutosGrpcClient) -> None:
+    with pytest.raises(InvalidParametersError) as info:
+        client.process(input="hi", model="m", options={"temperature": 5})
+    assert info.value.details == {"field": "options.temperature", "max": 2}
 
 
 def test_bad_key_is_an_authentication_error(server: Server) -> None:
