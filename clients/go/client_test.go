@@ -85,7 +85,10 @@ func TestEndpointsUseTheReferenceRoutes(t *testing.T) {
 		{func() error { _, err := c.GetProcess("proc_1/x"); return err }, "GET", "/v1/process/proc_1%2Fx", "", ""},
 		{func() error { _, err := c.Batch(BatchRequest{Inputs: []string{"a", "b"}, Model: "m"}); return err }, "POST", "/v1/batch", "", `{"inputs":["a","b"],"model":"m"}`},
 		{func() error { _, err := c.ListModels(); return err }, "GET", "/v1/models", "", ""},
-		{func() error { _, err := c.GetUsage(UsageParams{StartDate: "2024-01-01", EndDate: "2024-01-31"}); return err }, "GET", "/v1/usage", "end_date=2024-01-31&start_date=2024-01-01", ""},
+		{func() error {
+			_, err := c.GetUsage(UsageParams{StartDate: "2024-01-01", EndDate: "2024-01-31"})
+			return err
+		}, "GET", "/v1/usage", "end_date=2024-01-31&start_date=2024-01-01", ""},
 		{func() error { _, err := c.GetUsage(UsageParams{}); return err }, "GET", "/v1/usage", "", ""},
 		{func() error {
 			_, err := c.CreateWebhook(CreateWebhookRequest{URL: "https://example.test/h", Events: []string{WebhookProcessingCompleted}})

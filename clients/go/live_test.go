@@ -8,6 +8,7 @@ package plutos_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,6 +207,11 @@ func TestLiveWebhooks(t *testing.T) {
 	wh, err := c.CreateWebhook(plutos.CreateWebhookRequest{
 		URL: "https://example.com/plutos-hook", Events: []string{plutos.WebhookProcessingCompleted}, Secret: "s3cret",
 	})
+	var apiErr *plutos.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == "not_implemented" {
+		// A server build without webhooks says so with 501 not_implemented; that is not an SDK fault.
+		t.Skipf("server: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
