@@ -201,8 +201,10 @@ class Bridge:
         if call.done():
             code = await call.code()
             if code != grpc.StatusCode.OK:
-                err = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
-                return self._rpc_error(err, request_id)
+                failed = grpc.aio.AioRpcError(
+                    code, initial, await call.trailing_metadata(), await call.details(), None
+                )
+                return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
