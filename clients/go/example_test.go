@@ -52,10 +52,11 @@ func ExampleIsRateLimit() {
 	client := plutos.NewClient("your-api-key", "production", plutos.WithMaxRetries(0))
 	_, err := client.ListModels()
 	var apiErr *plutos.APIError
-	switch {
-	case plutos.IsRateLimit(err):
-		fmt.Println("slow down; retry after", err.(*plutos.APIError).RetryAfter)
-	case errors.As(err, &apiErr):
-		fmt.Println(apiErr.Code, apiErr.Status, apiErr.RequestID)
+	if errors.As(err, &apiErr) {
+		if plutos.IsRateLimit(err) {
+			fmt.Println("slow down; retry after", apiErr.RetryAfter)
+		} else {
+			fmt.Println(apiErr.Code, apiErr.Status, apiErr.RequestID)
+		}
 	}
 }
