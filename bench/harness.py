@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,13 +89,28 @@ def plutos_server(config_toml: str = "", workers: int = 1, env: dict[str, str] |
     }
     created = subprocess.run(
         [str(VENV_BIN / "plutos"), "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
-        env=full_env, check=True, capture_output=True, text=True,
+        env=full_env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     key = json.loads(created.stdout)["key"]
+    log_file = open(workdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
-        [str(VENV_BIN / "plutos"), "serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-         "--workers", str(workers)],
-        env=full_env, cwd=workdir, stdout=open(workdir / "server.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "plutos"),
+            "serve",
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--workers",
+            str(workers),
+        ],
+        env=full_env,
+        cwd=workdir,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     server = Server(proc, http_port, grpc_port, key, workdir)
     try:
@@ -137,10 +152,8 @@ class ResourceMonitor:
         while not self._stop.wait(0.2):
             rss = 0
             for p in self.processes:
-                try:
+                with suppress(psutil.NoSuchProcess):
                     rss += p.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
             self.sample.peak_rss_mb = max(self.sample.peak_rss_mb, rss / 1e6)
 
     def __enter__(self) -> ResourceMonitor:
@@ -190,15 +203,27 @@ end
 """
 
 
-def wrk(name: str, url: str, *, key: str = "", method: str = "GET", body: str | None = None,
-        connections: int = 1, seconds: int = 10, threads: int = 1) -> LoadResult:
+def wrk(
+    name: str,
+    url: str,
+    *,
+    key: str = "",
+    method: str = "GET",
+    body: str | None = None,
+    connections: int = 1,
+    seconds: int = 10,
+    threads: int = 1,
+) -> LoadResult:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_LUA.format(method=method, key=key, body=json.dumps(body) if body is not None else "nil"))
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
     ).stdout
     os.unlink(script.name)
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
@@ -206,8 +231,9 @@ def wrk(name: str, url: str, *, key: str = "", method: str = "GET", body: str | 
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = sum(int(x) for x in re.search(r"ERRORS (\d+) (\d+) (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
-    return LoadResult(name, rps, _ms(pct["50"]), _ms(pct["90"]), _ms(pct["99"]), total,
-                      errs + (int(non2xx.group(1)) if non2xx else 0))
+    return LoadResult(
+        name, rps, _ms(pct["50"]), _ms(pct["90"]), _ms(pct["99"]), total, errs + (int(non2xx.group(1)) if non2xx else 0)
+    )
 
 
 def _proto_args(proto: str) -> list[str]:
@@ -220,20 +246,58 @@ def _proto_args(proto: str) -> list[str]:
     return ["--proto", str(ROOT / "protos" / proto), "--import-paths", f"{ROOT / 'protos'},{googleapis},{well_known}"]
 
 
-def ghz(name: str, target: str, call: str, data: dict[str, Any], *, key: str, connections: int = 1,
-        concurrency: int = 1, seconds: int = 10, proto: str = "plutos/v1/models.proto") -> LoadResult:
+def ghz(
+    name: str,
+    target: str,
+    call: str,
+    data: dict[str, Any],
+    *,
+    key: str,
+    connections: int = 1,
+    concurrency: int = 1,
+    seconds: int = 10,
+    proto: str = "plutos/v1/models.proto",
+) -> LoadResult:
     binary = shutil.which("ghz") or str(TOOLS / "ghz")
     out = subprocess.run(
-        [binary, "--insecure", *_proto_args(proto), "--call", call, "-d", json.dumps(data), "--metadata",
-         json.dumps({"authorization": f"Bearer {key}"}), "-c", str(concurrency), "--connections", str(connections),
-         "-z", f"{seconds}s", "--format", "json", "--skipFirst", "10", target],
-        capture_output=True, text=True, timeout=seconds + 60,
+        [
+            binary,
+            "--insecure",
+            *_proto_args(proto),
+            "--call",
+            call,
+            "-d",
+            json.dumps(data),
+            "--metadata",
+            json.dumps({"authorization": f"Bearer {key}"}),
+            "-c",
+            str(concurrency),
+            "--connections",
+            str(connections),
+            "-z",
+            f"{seconds}s",
+            "--format",
+            "json",
+            "--skipFirst",
+            "10",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
     ).stdout
     report = json.loads(out)
     pct = {int(d["percentage"]): d["latency"] / 1e6 for d in report["latencyDistribution"] or []}
     errors = sum(v for k, v in (report.get("statusCodeDistribution") or {}).items() if k != "OK")
-    return LoadResult(name, report["rps"], pct.get(50, float("nan")), pct.get(90, float("nan")),
-                      pct.get(99, float("nan")), report["count"], errors)
+    return LoadResult(
+        name,
+        report["rps"],
+        pct.get(50, float("nan")),
+        pct.get(90, float("nan")),
+        pct.get(99, float("nan")),
+        report["count"],
+        errors,
+    )
 
 
 def run_with_monitor(server: Server, load: Any) -> LoadResult:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import psutil
@@ -60,14 +59,36 @@ def scenario_gateway_models() -> Section:
     with plutos_server() as server:
         for conns in (1, 64):
             log(f"GET /v1/models, {conns} connections, {SECONDS}s")
-            results.append(run_with_monitor(server, lambda c=conns: wrk(
-                f"REST GET /v1/models c={c}", f"{server.base_url}/models", key=server.key, connections=c,
-                seconds=SECONDS, threads=1 if c == 1 else 2)))
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda c=conns: wrk(
+                        f"REST GET /v1/models c={c}",
+                        f"{server.base_url}/models",
+                        key=server.key,
+                        connections=c,
+                        seconds=SECONDS,
+                        threads=1 if c == 1 else 2,
+                    ),
+                )
+            )
         for conc in (1, 64):
             log(f"gRPC ListModels, concurrency {conc}, {SECONDS}s")
-            results.append(run_with_monitor(server, lambda c=conc: ghz(
-                f"gRPC ListModels c={c}", f"127.0.0.1:{server.grpc_port}", "plutos.v1.ModelsService.ListModels", {},
-                key=server.key, concurrency=c, connections=1 if c == 1 else 4, seconds=SECONDS)))
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda c=conc: ghz(
+                        f"gRPC ListModels c={c}",
+                        f"127.0.0.1:{server.grpc_port}",
+                        "plutos.v1.ModelsService.ListModels",
+                        {},
+                        key=server.key,
+                        concurrency=c,
+                        connections=1 if c == 1 else 4,
+                        seconds=SECONDS,
+                    ),
+                )
+            )
     return ("Gateway without model work (auth + bridge + gRPC hop)", table(results))
 
 
@@ -78,9 +99,19 @@ def scenario_workers() -> Section:
         with plutos_server(workers=workers) as server:
             time.sleep(3 if workers > 1 else 0)
             log(f"GET /v1/models with {workers} worker(s), 64 connections, {SECONDS}s")
-            results.append(run_with_monitor(server, lambda w=workers: wrk(
-                f"--workers {w}, GET /v1/models c=64", f"{server.base_url}/models", key=server.key, connections=64,
-                seconds=SECONDS, threads=2)))
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda w=workers: wrk(
+                        f"--workers {w}, GET /v1/models c=64",
+                        f"{server.base_url}/models",
+                        key=server.key,
+                        connections=64,
+                        seconds=SECONDS,
+                        threads=2,
+                    ),
+                )
+            )
     return ("Multi-process: --workers 2 vs 1", table(results))
 
 
@@ -144,7 +175,8 @@ def scenario_streaming() -> Section:
     lines = [
         "| path | first chunk p50 ms | first chunk max ms | chunks/s p50 |",
         "|---|---:|---:|---:|",
-        f"| REST /v1/stream (bridge → gRPC → backend) | {med(rest_first):.1f} | {max(rest_first):.1f} | {med(rest_rate):.0f} |",
+        f"| REST /v1/stream (bridge → gRPC → backend) | {med(rest_first):.1f} | {max(rest_first):.1f} "
+        f"| {med(rest_rate):.0f} |",
         f"| backend.stream() in-process | {med(direct_first):.1f} | {max(direct_first):.1f} | {med(direct_rate):.0f} |",
         "",
         f"First-chunk overhead of the gateway (p50): **{med(rest_first) - med(direct_first):.1f} ms**. "
@@ -153,8 +185,9 @@ def scenario_streaming() -> Section:
     return ("Streaming: time to first chunk", lines)
 
 
-def _tokens_per_second(url: str, headers: dict[str, str], body: dict[str, object], n: int,
-                       usage_path: tuple[str, str]) -> float:
+def _tokens_per_second(
+    url: str, headers: dict[str, str], body: dict[str, object], n: int, usage_path: tuple[str, str]
+) -> float:
     total_tokens, total_time = 0, 0.0
     with httpx.Client(timeout=300, headers=headers) as c:
         c.post(url, json=body)  # warm-up
@@ -176,22 +209,40 @@ def scenario_model_speed() -> Section:
     with plutos_server() as server:
         log(f"embedded model: {n} x /v1/process, 256 tokens")
         ours = _tokens_per_second(
-            f"{server.base_url}/process", {"Authorization": f"Bearer {server.key}"},
-            {"input": PROMPT, "model": MODEL, "options": {"maxTokens": 256, "temperature": 0}}, n,
+            f"{server.base_url}/process",
+            {"Authorization": f"Bearer {server.key}"},
+            {"input": PROMPT, "model": MODEL, "options": {"maxTokens": 256, "temperature": 0}},
+            n,
             ("usage", "completionTokens"),
         )
     port = free_port()
     log("llama_cpp.server on the same GGUF")
     proc = subprocess.Popen(
-        [str(VENV_BIN / "python"), "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "8192", "--n_threads", str(os.cpu_count() or 1)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--n_threads",
+            str(os.cpu_count() or 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port)
         theirs = _tokens_per_second(
-            f"http://127.0.0.1:{port}/v1/chat/completions", {},
-            {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 256, "temperature": 0}, n,
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {},
+            {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 256, "temperature": 0},
+            n,
             ("usage", "completion_tokens"),
         )
     finally:
@@ -215,8 +266,13 @@ def scenario_soak() -> Section:
         rss0 = sum(p.memory_info().rss for p in procs) / 1e6
         log(f"soak: GET /v1/models and POST /v1/process (maxTokens 4) for {SOAK_SECONDS}s")
         with ResourceMonitor(procs) as monitor:
-            models = wrk("soak GET /v1/models c=4", f"{server.base_url}/models", key=server.key, connections=4,
-                         seconds=SOAK_SECONDS)
+            models = wrk(
+                "soak GET /v1/models c=4",
+                f"{server.base_url}/models",
+                key=server.key,
+                connections=4,
+                seconds=SOAK_SECONDS,
+            )
         # Warm RSS is what matters: measure again after the load.
         rss1 = sum(p.memory_info().rss for p in procs) / 1e6
     growth = 100 * (rss1 - rss0) / rss0
@@ -254,7 +310,8 @@ def main() -> int:
         f"- machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
         f"{platform.platform()}, Python {platform.python_version()}",
         f"- command: `make bench` (BENCH_SECONDS={SECONDS}, BENCH_SOAK_SECONDS={SOAK_SECONDS}"
-        + (f", BENCH_ONLY={','.join(only)}" if only else "") + ")",
+        + (f", BENCH_ONLY={','.join(only)}" if only else "")
+        + ")",
         "- load generators run as separate processes (wrk for HTTP, ghz for gRPC) on loopback",
         "",
     ]
