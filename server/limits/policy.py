@@ -54,12 +54,12 @@ def required_scope(method_name: str) -> str:
     return scope
 
 
-def account_subject(who: Caller) -> str:
-    return f"{{{who.account_id}}}"
+def account_subject(account_id: str) -> str:
+    return f"{{{account_id}}}"
 
 
-def key_subject(who: Caller) -> str:
-    return f"{{{who.account_id}}}:key:{who.key_id}"
+def key_subject(account_id: str, key_id: str) -> str:
+    return f"{{{account_id}}}:key:{key_id}"
 
 
 def windows_for(who: Caller) -> list[Window]:
@@ -68,10 +68,10 @@ def windows_for(who: Caller) -> list[Window]:
     for name, attr, seconds in WINDOWS:
         plan_limit = int(getattr(who.plan, attr))
         if plan_limit > 0:
-            rules.append(Window(account_subject(who), name, seconds, plan_limit))
+            rules.append(Window(account_subject(who.account_id), name, seconds, plan_limit))
         own = who.limits.get(attr)
         if own is not None and own > 0 and (plan_limit <= 0 or own < plan_limit):
-            rules.append(Window(key_subject(who), name, seconds, own))
+            rules.append(Window(key_subject(who.account_id, who.key_id), name, seconds, own))
     return rules
 
 
@@ -81,10 +81,10 @@ def concurrency_for(who: Caller, method_name: str) -> list[Concurrency]:
     rules = []
     plan_limit = who.plan.concurrent_requests
     if plan_limit > 0:
-        rules.append(Concurrency(account_subject(who), plan_limit))
+        rules.append(Concurrency(account_subject(who.account_id), plan_limit))
     own = who.limits.get("concurrent_requests")
     if own is not None and own > 0 and (plan_limit <= 0 or own < plan_limit):
-        rules.append(Concurrency(key_subject(who), own))
+        rules.append(Concurrency(key_subject(who.account_id, who.key_id), own))
     return rules
 
 
