@@ -13,10 +13,17 @@ import grpc
 import httpx
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy import func, select
 
 from server.app import RunningPlatform, start_platform
 from server.config import Plan
-from server.limits.policy import account_subject
+from server.limits.policy import PROMPT_OVERHEAD_TOKENS, account_subject
+from server.store.models import LedgerEntry
+from tests.conftest import MODEL
+
+# A cheap generating call and the tokens the quota reserves for it (an upper bound on its usage).
+CHEAP = {"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}}
+CHEAP_RESERVATION = len("Hi") + PROMPT_OVERHEAD_TOKENS + 4
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -111,3 +118,13 @@ def error_info(err: grpc.aio.AioRpcError) -> tuple[str, int | None]:
 
 def metadata_dict(metadata: Any) -> dict[str, str]:
     return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+
+
+async def ledger_tokens(running: RunningPlatform, account_id: str) -> int:
+    async with running.runtime.sessions() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), 0)).where(
+                LedgerEntry.account_id == account_id
+            )
+        )
+    return int(total or 0)

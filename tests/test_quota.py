@@ -12,17 +12,23 @@ import grpc
 import httpx
 import pytest
 from plutos.v1 import processing_pb2, processing_pb2_grpc
-from sqlalchemy import func, select
 
 from server.app import RunningPlatform
 from server.keys import create_key
-from server.limits.policy import PROMPT_OVERHEAD_TOKENS
-from server.store.models import LedgerEntry
 from tests.conftest import MODEL
-from tests.limits_support import bearer, error_info, http_client, md, plan, platform_with, wait_until
+from tests.limits_support import (
+    CHEAP,
+    CHEAP_RESERVATION,
+    bearer,
+    error_info,
+    http_client,
+    ledger_tokens,
+    md,
+    plan,
+    platform_with,
+    wait_until,
+)
 
-CHEAP = {"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}}
-CHEAP_RESERVATION = len("Hi") + PROMPT_OVERHEAD_TOKENS + 4
 PLANS = (
     plan("quota-5000", monthly_tokens=5000),
     plan("quota-edge", monthly_tokens=1500),
@@ -40,16 +46,6 @@ async def quota_platform(platform: RunningPlatform) -> AsyncIterator[RunningPlat
 async def client(quota_platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
     async with http_client(quota_platform) as c:
         yield c
-
-
-async def ledger_tokens(running: RunningPlatform, account_id: str) -> int:
-    async with running.runtime.sessions() as session:
-        total = await session.scalar(
-            select(func.coalesce(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), 0)).where(
-                LedgerEntry.account_id == account_id
-            )
-        )
-    return int(total or 0)
 
 
 async def settled(running: RunningPlatform, account_id: str) -> tuple[int, int]:

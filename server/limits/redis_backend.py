@@ -22,13 +22,16 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.limits.base import (
     Admission,
@@ -104,7 +107,7 @@ used = tonumber(used)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 for _, id in ipairs(expired) do
   local amount = tonumber(redis.call('HGET', KEYS[3], id) or '0')
-  redis.call('HINCRBY', KEYS[1], 'reserved', -amount)
+  redis.call('HINCRBY', KEYS[1], 'reserved', 0 - amount)
   redis.call('HDEL', KEYS[3], id)
   redis.call('ZREM', KEYS[2], id)
 end
@@ -123,7 +126,7 @@ return {1, used, reserved + amount}
 SETTLE = """
 local amount = redis.call('HGET', KEYS[3], ARGV[1])
 if not amount then return 0 end
-redis.call('HINCRBY', KEYS[1], 'reserved', -tonumber(amount))
+redis.call('HINCRBY', KEYS[1], 'reserved', 0 - tonumber(amount))
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('HEXISTS', KEYS[1], 'used') == 1 then
@@ -201,19 +204,20 @@ class RedisLimiter(Limiter):
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def _call(self, work: Any) -> Any:
-        """Run one Redis call; connection trouble becomes LimiterUnavailable (and a cool-down)."""
+    async def _call(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one Redis call. Connection trouble becomes LimiterUnavailable and starts a cool-down
+        during which calls fail at once; any other Redis error becomes LimiterUnavailable too."""
         if time.monotonic() < self._down_until:
             raise LimiterUnavailable("Redis is unreachable")
         try:
-            return await work
-        except (RedisError, OSError) as err:
+            return await work()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as err:
             self._down_until = time.monotonic() + self.cooldown
             log.warning("redis limiter unavailable: %s", err)
             raise LimiterUnavailable(str(err)) from err
-        finally:
-            if asyncio.iscoroutine(work):
-                work.close()  # never awaited when cooling down
+        except RedisError as err:
+            log.error("redis limiter error: %r", err)
+            raise LimiterUnavailable(str(err)) from err
 
     async def acquire(
         self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
@@ -231,7 +235,7 @@ class RedisLimiter(Limiter):
             # Renew from now on: if this call is cancelled mid-flight the script may still have run.
             self._slots[slot_id] = tuple(keys[len(windows) :])
         try:
-            reply = await self._call(self._acquire(keys=keys, args=args))
+            reply = await self._call(partial(self._acquire, keys=keys, args=args))
         except BaseException:
             if concurrency:
                 self._forget_slot_later(slot_id)
@@ -272,7 +276,7 @@ class RedisLimiter(Limiter):
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.zrem(key, slot_id)
-            await self._call(pipe.execute())
+            await self._call(pipe.execute)
 
     async def release(self, slot: Slot) -> None:
         keys = self._slots.pop(slot.id, None)
@@ -298,7 +302,8 @@ class RedisLimiter(Limiter):
             args: list[int | str] = [amount, quota, now_ms, reservation_id, lease_expiry, seed_value, ttl]
             self._reservations[reservation_id] = keys[1]
             try:
-                status, used, reserved = (int(x) for x in await self._call(self._reserve(keys=keys, args=args)))
+                reply = await self._call(partial(self._reserve, keys=keys, args=args))
+                status, used, reserved = (int(x) for x in reply)
             except BaseException:
                 self._reservations.pop(reservation_id, None)
                 raise
@@ -318,18 +323,19 @@ class RedisLimiter(Limiter):
             return
         keys = self._month_keys(reservation.account_id, reservation.period)
         try:
-            await self._call(self._settle(keys=keys, args=[reservation.id, used]))
+            await self._call(partial(self._settle, keys=keys, args=[reservation.id, used]))
         except LimiterUnavailable:
             log.warning("could not settle reservation %s (%d tokens used)", reservation.id, used)
 
     async def in_flight(self, subject: str) -> int:
         key = self._slot_key(subject)
         now_ms = int(time.time() * 1000)
-        return int(await self._call(self.client.zcount(key, f"({now_ms}", "+inf")))
+        return int(await self._call(partial(self.client.zcount, key, f"({now_ms}", "+inf")))
 
     async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
         keys = self._month_keys(account_id, month_of(clock(now))[0])
-        used, reserved = await self._call(self.client.hmget(keys[0], ["used", "reserved"]))
+        read = cast(Callable[[], Awaitable[list[Any]]], partial(self.client.hmget, keys[0], ["used", "reserved"]))
+        used, reserved = await self._call(read)
         return None if used is None else (int(used), int(reserved or 0))
 
     # -- leases ---------------------------------------------------------------------------------
@@ -347,7 +353,7 @@ class RedisLimiter(Limiter):
                     pipe.pexpire(key, 2 * int(self.lease * 1000))
             for reservation_id, key in list(self._reservations.items()):
                 pipe.zadd(key, {reservation_id: expiry}, xx=True)
-            await self._call(pipe.execute())
+            await self._call(pipe.execute)
 
     async def _renew_forever(self) -> None:
         while True:
