@@ -27,13 +27,7 @@ from plutos.v1 import (
 
 from bridge.app import create_app
 from server.config import Settings
-from server.interceptors import (
-    AuthInterceptor,
-    ErrorInterceptor,
-    QuotaInterceptor,
-    RateLimitInterceptor,
-    ScopeInterceptor,
-)
+from server.interceptors import AuthInterceptor, ErrorInterceptor, LimitsInterceptor
 from server.limits.quota import ledger_seed
 from server.runtime import Runtime
 from server.services.models import ModelsService
@@ -62,9 +56,7 @@ def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
         interceptors=[
             ErrorInterceptor(),
             AuthInterceptor(runtime.authenticator),
-            RateLimitInterceptor(runtime.limiter, fail_open=runtime.settings.limiter_fail_open),
-            ScopeInterceptor(),
-            QuotaInterceptor(
+            LimitsInterceptor(
                 runtime.limiter, runtime.settings, ledger_seed(runtime.sessions),
                 fail_open=runtime.settings.limiter_fail_open,
             ),
