@@ -46,6 +46,7 @@ from server.limits.base import (
     Reservation,
     SeedTokens,
     Slot,
+    Window,
     WindowCount,
     month_of,
 )
@@ -69,9 +70,6 @@ class Finisher:
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         return self._task
-
-    async def wait(self) -> None:
-        await asyncio.shield(self.start())
 
     async def _run(self) -> None:
         try:
@@ -195,7 +193,7 @@ def limiter_unavailable() -> PlutosError:
     )
 
 
-def _unavailable_headers(state: CallState, windows: list[Any]) -> None:
+def _unavailable_headers(state: CallState, windows: list[Window]) -> None:
     minute = [w for w in windows if w.name == "minute"] or windows
     if minute:
         now = time.time()
@@ -246,7 +244,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
         release = Finisher(partial(self._limiter.release, slot)) if slot is not None else None
         try:
             require_scope(who, method_name)
-            reservation = await self._reserve(who, method_name, request)
+            reservation = await self._reserve(state, who, method_name, request)
         except BaseException:
             await finish_all(release)
             raise
@@ -278,7 +276,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
             raise err
         return admission.slot
 
-    async def _reserve(self, who: Caller, method_name: str, request: Any) -> Reservation | None:
+    async def _reserve(self, state: CallState, who: Caller, method_name: str, request: Any) -> Reservation | None:
         """Reserve a generating call's worst case in the monthly quota, or raise ``insufficient_quota``."""
         quota = who.plan.monthly_tokens
         if method_name not in GENERATING or quota <= 0:
@@ -289,6 +287,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
         except LimiterUnavailable:
             if self._fail_open:
                 return None
+            state.response_metadata["retry-after"] = "1"
             raise limiter_unavailable() from None
         if check.reservation is None:
             raise insufficient_quota(check, amount)

@@ -188,7 +188,7 @@ class RedisLimiter(Limiter):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
             self._renewer = None
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
     # -- keys -----------------------------------------------------------------------------------
 
