@@ -195,12 +195,12 @@ async def test_slots_and_reservations_of_a_crashed_replica_expire(redis_server: 
 
 async def test_leases_of_long_calls_are_renewed(redis_server: RedisServer) -> None:
     subject = unique("long")
-    limiter = RedisLimiter(redis_server.url, lease=0.6)
+    limiter = RedisLimiter(redis_server.url, lease=1.0)
     await limiter.start()
     try:
         admission = await limiter.acquire([], [Concurrency(subject, 1)])
         assert admission.slot is not None
-        await asyncio.sleep(2.0)  # several leases long: renewal keeps the slot
+        await asyncio.sleep(3.0)  # three leases long: renewal keeps the slot
         assert await limiter.in_flight(subject) == 1
         assert not (await limiter.acquire([], [Concurrency(subject, 1)])).allowed
         await limiter.release(admission.slot)
