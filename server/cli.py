@@ -235,6 +235,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
     if args.workers > 1:
+        if not settings.redis_url:
+            print(
+                f"[plutos] warning: the in-memory limiter counts per process, so each of the {args.workers} workers "
+                "applies the plan limits on its own; set PLUTOS_REDIS_URL to share one limit.",
+                flush=True,
+            )
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
         for proc in procs:

@@ -53,6 +53,8 @@ class Settings:
     plans: dict[str, Plan]
     models: list[ModelSpec]
     raw: dict[str, Any] = field(default_factory=dict)
+    # Redis limiter unreachable: false answers 503 service_unavailable; true serves calls unlimited.
+    limiter_fail_open: bool = False
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -140,4 +142,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         plans=plans,
         models=[_parse_model(m) for m in raw["models"]],
         raw=raw,
+        limiter_fail_open=bool(server.get("limiter_fail_open", False)),
     )

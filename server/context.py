@@ -38,6 +38,8 @@ class CallState:
     # Sent to the client on every outcome: initial metadata for streams, trailing otherwise.
     response_metadata: dict[str, str] = field(default_factory=dict)
     initial_metadata_sent: bool = False
+    # Tokens billed to the ledger by this call so far; the quota interceptor settles with it.
+    tokens_used: int = 0
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self.response_metadata.items())

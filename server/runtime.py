@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.auth import Authenticator
 from server.catalogue import Catalogue
 from server.config import Settings
+from server.limits import Limiter, create_limiter
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.writer import RecordWriter
@@ -22,6 +23,7 @@ class Runtime:
     catalogue: Catalogue
     writer: RecordWriter
     authenticator: Authenticator
+    limiter: Limiter
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -34,6 +36,7 @@ class Runtime:
             catalogue=Catalogue(settings),
             writer=RecordWriter(sessions),
             authenticator=Authenticator(sessions, settings),
+            limiter=create_limiter(settings),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -42,8 +45,10 @@ class Runtime:
         if load_models:
             await self.catalogue.start()
         self.writer.start()
+        await self.limiter.start()
 
     async def close(self) -> None:
+        await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()
         await self.engine.dispose()

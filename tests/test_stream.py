@@ -14,7 +14,8 @@ from plutos.v1 import processing_pb2
 from sqlalchemy import select
 
 from server.app import RunningPlatform
-from server.store.models import LedgerEntry, ProcessRecord
+from server.keys import CreatedKey
+from server.store.models import LedgerEntry, ProcessRecord, utcnow
 from tests.conftest import MODEL, GrpcClients
 from tests.sse import frames
 
@@ -105,10 +106,11 @@ async def test_bad_key_on_stream_is_401_json(anon: httpx.AsyncClient) -> None:
 
 
 async def test_client_disconnect_stops_generation_and_bills_what_was_made(
-    http: httpx.AsyncClient, platform: RunningPlatform
+    http: httpx.AsyncClient, platform: RunningPlatform, key: CreatedKey
 ) -> None:
     body = {"input": "Write a very long essay about history.", "model": MODEL, "options": {"maxTokens": 2000}}
     request_id = "req_disconnect_test_1"
+    started = utcnow()
     async with http.stream("POST", "/stream", json=body, headers={"X-Request-Id": request_id}) as r:
         it = frames(r)
         for _ in range(3):
@@ -118,14 +120,18 @@ async def test_client_disconnect_stops_generation_and_bills_what_was_made(
         deadline = time.monotonic() + 30
         while True:
             rows = (
-                (
-                    await session.execute(
-                        select(ProcessRecord).where(ProcessRecord.kind == "stream", ProcessRecord.status == "cancelled")
+                await session.execute(
+                    # This key's stream from this test: other tests cancel streams in the same store.
+                    select(ProcessRecord)
+                    .where(
+                        ProcessRecord.account_id == key.account_id,
+                        ProcessRecord.kind == "stream",
+                        ProcessRecord.status == "cancelled",
+                        ProcessRecord.created_at >= started,
                     )
+                    .order_by(ProcessRecord.created_at)
                 )
-                .scalars()
-                .all()
-            )
+            ).scalars().all()
             if rows or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)

@@ -1,6 +1,7 @@
-"""Server interceptors, outermost first: request id & errors → auth → limits."""
+"""Server interceptors, outermost first: request id & errors → auth → limits (rate, scope, quota)."""
 
 from server.interceptors.auth import AuthInterceptor
 from server.interceptors.errors import ErrorInterceptor, status_for_error
+from server.interceptors.limits import LimitsInterceptor
 
-__all__ = ["AuthInterceptor", "ErrorInterceptor", "status_for_error"]
+__all__ = ["AuthInterceptor", "ErrorInterceptor", "LimitsInterceptor", "status_for_error"]

@@ -16,7 +16,7 @@ from plutos.v1 import processing_pb2
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.config import ModelSpec
-from server.context import Caller
+from server.context import Caller, current_call
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.options import options_to_record
@@ -64,6 +64,7 @@ class Generation:
         self._started = time.perf_counter()
         self.prompt: PreparedPrompt | None = None
         self.recorded = False
+        self.call = current_call.get(None)  # captured now: rows may be built after the call ended
 
     @property
     def elapsed_ms(self) -> int:
@@ -104,6 +105,8 @@ class Generation:
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced
+            if self.call is not None:
+                self.call.tokens_used += s.prompt_tokens + s.completion_tokens
             rows.append(
                 LedgerEntry(
                     account_id=self.caller.account_id,

@@ -1,0 +1,294 @@
+"""Rate limits, key scopes and the monthly token quota, for every plutos.v1 RPC: one interceptor,
+after authentication (one layer rather than three: each grpc-interceptor layer costs tens of µs
+per call).
+
+In order, for each call:
+
+1. **Rate limits.** The call is admitted against the per-minute, per-hour and per-day windows and,
+   for calls that run a model, the concurrency limit. The ``x-ratelimit-*`` figures go into the
+   call's response metadata, which is sent on every outcome; they describe the **per-minute
+   window** (the tightest one when a key has its own limit). Refused: ``rate_limit_exceeded``
+   with ``retry-after``.
+2. **Scope.** A key without the RPC's scope gets ``permission_denied`` (counted, with figures).
+3. **Quota.** A generating call reserves its worst-case tokens in the account's monthly quota
+   (``insufficient_quota`` when they do not fit) and settles with the tokens really used
+   (``CallState.tokens_used``, which :class:`~server.services.generation.Generation` adds to when
+   it bills a ledger row).
+
+Whatever ends a call — success, error, validation failure, deadline, cancellation, a client that
+disconnects mid-stream, a server exception — the slot is released and the reservation settled
+exactly once: in ``finally`` for unary calls; for streams in the ``finally`` of a wrapping async
+generator (after closing the handler's generator, so its usage is billed first) and, as a safety
+net, from the RPC's done callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any
+
+from grpc_interceptor.server import AsyncServerInterceptor
+
+from server.config import Settings
+from server.context import Caller, CallState, current_call
+from server.errors import PlutosError
+from server.interceptors.base import Handler, call_next, is_api_method, is_stream
+from server.limits.base import (
+    Admission,
+    Limiter,
+    LimiterUnavailable,
+    QuotaCheck,
+    Reservation,
+    SeedTokens,
+    Slot,
+    Window,
+    WindowCount,
+    month_of,
+)
+from server.limits.policy import GENERATING, concurrency_for, token_reservation, windows_for
+from server.permissions import require_scope
+
+log = logging.getLogger("plutos.limits")
+
+
+class Finisher:
+    """Runs an async clean-up exactly once, in its own task so a second cancellation of the
+    call cannot interrupt it half-way."""
+
+    __slots__ = ("_cleanup", "_task")
+
+    def __init__(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        self._cleanup = cleanup
+        self._task: asyncio.Future[None] | None = None
+
+    def start(self) -> asyncio.Future[None]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        return self._task
+
+    async def _run(self) -> None:
+        try:
+            await self._cleanup()
+        except Exception:
+            log.exception("limit clean-up failed")
+
+
+async def finish_all(*finishers: Finisher | None) -> None:
+    """Start every clean-up, then wait for all of them (shielded from a second cancellation)."""
+    tasks = [f.start() for f in finishers if f is not None]
+    if tasks:
+        await asyncio.shield(asyncio.gather(*tasks))
+
+
+class _GuardedStream:
+    """Wraps a server stream so the clean-ups run when it ends, however it ends."""
+
+    __slots__ = ("release", "response", "settle", "started")
+
+    def __init__(self, response: Any, release: Finisher | None, settle: Finisher | None) -> None:
+        self.response = response
+        self.release = release
+        self.settle = settle
+        self.started = False
+
+    async def iterate(self) -> AsyncIterator[Any]:
+        self.started = True
+        try:
+            async for message in self.response:
+                yield message
+        finally:
+            # Close the handler first: its own clean-up bills the tokens the call used.
+            aclose = getattr(self.response, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:
+                    log.exception("closing a stream handler failed")
+            await finish_all(self.settle, self.release)
+
+    def on_rpc_done(self, _: Any) -> None:
+        """The RPC is over for gRPC: free the slot now (the client is gone), but settle only if
+        the handler never ran — otherwise its generator's ``finally`` bills, then settles."""
+        with contextlib.suppress(RuntimeError):  # no running loop: the server is shutting down
+            if self.release is not None:
+                self.release.start()
+            if self.settle is not None and not self.started:
+                self.settle.start()
+
+
+async def guard_call(
+    method: Handler, request: Any, context: Any, release: Finisher | None, settle: Finisher | None
+) -> Any:
+    """Call the next handler; release the slot and settle the reservation once the call is over."""
+    try:
+        response = method(request, context)
+    except BaseException:
+        await finish_all(settle, release)
+        raise
+    if not is_stream(response):
+        try:
+            return await response
+        finally:
+            await finish_all(settle, release)
+    stream = _GuardedStream(response, release, settle)
+    context.add_done_callback(stream.on_rpc_done)
+    return stream.iterate()
+
+
+# -- headers ------------------------------------------------------------------------------------
+
+
+def headline_window(windows: tuple[WindowCount, ...]) -> WindowCount | None:
+    """The window the X-RateLimit-* headers describe: the per-minute one (the tightest, when a
+    key has its own), or the tightest of the others when the plan has no per-minute limit."""
+    pool = [w for w in windows if w.window.name == "minute"] or list(windows)
+    if not pool:
+        return None
+    return min(pool, key=lambda w: (w.remaining, w.window.limit))
+
+
+def rate_limit_headers(admission: Admission) -> dict[str, str]:
+    shown = headline_window(admission.windows)
+    if shown is None:
+        return {}
+    return {
+        "x-ratelimit-limit": str(shown.window.limit),
+        "x-ratelimit-remaining": str(shown.remaining),
+        "x-ratelimit-reset": str(shown.reset),
+    }
+
+
+def _seconds(n: int) -> str:
+    return f"{n} second" if n == 1 else f"{n} seconds"
+
+
+def rate_limited(admission: Admission) -> PlutosError:
+    retry_after = admission.retry_after()
+    refused = admission.refused_windows()
+    if refused:
+        binding = max(refused, key=lambda w: w.reset)
+        return PlutosError(
+            "rate_limit_exceeded",
+            f"Rate limit exceeded. Try again in {_seconds(retry_after)}.",
+            {"limit": binding.window.limit, "window": binding.window.name},
+            retry_after=retry_after,
+        )
+    limit = min(c.limit for c in admission.refused_concurrency())
+    return PlutosError(
+        "rate_limit_exceeded",
+        f"Too many concurrent requests (at most {limit} at a time). Try again in {_seconds(retry_after)}.",
+        {"limit": limit, "window": "concurrent"},
+        retry_after=retry_after,
+    )
+
+
+def limiter_unavailable() -> PlutosError:
+    return PlutosError(
+        "service_unavailable", "Rate limiting is temporarily unavailable. Try again shortly.", retry_after=1
+    )
+
+
+def _unavailable_headers(state: CallState, windows: list[Window]) -> None:
+    minute = [w for w in windows if w.name == "minute"] or windows
+    if minute:
+        now = time.time()
+        w = min(minute, key=lambda w: w.limit)
+        state.response_metadata.update(
+            {
+                "x-ratelimit-limit": str(w.limit),
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": str(w.start(now) + w.seconds),
+            }
+        )
+    state.response_metadata["retry-after"] = "1"
+
+
+# -- quota --------------------------------------------------------------------------------------
+
+
+def insufficient_quota(check: QuotaCheck, amount: int) -> PlutosError:
+    committed = check.used + check.reserved
+    remaining = max(0, check.quota - committed)
+    if remaining == 0:
+        _, _, end = month_of(time.time())
+        message = (
+            f"Monthly token quota of {check.quota} tokens is used up; it renews on {end.date().isoformat()}. "
+            "Upgrade your plan for more."
+        )
+    else:
+        message = (
+            f"Insufficient quota: this request may use up to {amount} tokens but {remaining} of "
+            f"{check.quota} remain this month. Lower maxTokens or upgrade your plan."
+        )
+    return PlutosError("insufficient_quota", message, {"quota": check.quota, "used": committed, "requested": amount})
+
+
+class LimitsInterceptor(AsyncServerInterceptor):
+    def __init__(self, limiter: Limiter, settings: Settings, seed: SeedTokens, *, fail_open: bool = False) -> None:
+        self._limiter = limiter
+        self._settings = settings
+        self._seed = seed
+        self._fail_open = fail_open
+
+    async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
+        state = current_call.get(None) if is_api_method(method_name) else None
+        who = state.caller if state is not None else None
+        if state is None or who is None:
+            return await call_next(method, request, context)
+        slot = await self._admit(state, who, method_name)
+        release = Finisher(partial(self._limiter.release, slot)) if slot is not None else None
+        try:
+            require_scope(who, method_name)
+            reservation = await self._reserve(state, who, method_name, request)
+        except BaseException:
+            await finish_all(release)
+            raise
+        settle = None
+        if reservation is not None:
+
+            async def settle_tokens() -> None:
+                await self._limiter.settle_tokens(reservation, state.tokens_used)
+
+            settle = Finisher(settle_tokens)
+        if release is None and settle is None:
+            return await call_next(method, request, context)
+        return await guard_call(method, request, context, release, settle)
+
+    async def _admit(self, state: CallState, who: Caller, method_name: str) -> Slot | None:
+        """Count the call in its windows and take a slot, or raise ``rate_limit_exceeded``."""
+        windows = windows_for(who)
+        try:
+            admission = await self._limiter.acquire(windows, concurrency_for(who, method_name))
+        except LimiterUnavailable:
+            if self._fail_open:  # served uncounted: no figures to show
+                return None
+            _unavailable_headers(state, windows)
+            raise limiter_unavailable() from None
+        state.response_metadata.update(rate_limit_headers(admission))
+        if not admission.allowed:
+            err = rate_limited(admission)
+            state.response_metadata["retry-after"] = str(err.retry_after)
+            raise err
+        return admission.slot
+
+    async def _reserve(self, state: CallState, who: Caller, method_name: str, request: Any) -> Reservation | None:
+        """Reserve a generating call's worst case in the monthly quota, or raise ``insufficient_quota``."""
+        quota = who.plan.monthly_tokens
+        if method_name not in GENERATING or quota <= 0:
+            return None
+        amount = token_reservation(self._settings, method_name, request)
+        try:
+            check = await self._limiter.reserve_tokens(who.account_id, amount, quota, self._seed)
+        except LimiterUnavailable:
+            if self._fail_open:
+                return None
+            state.response_metadata["retry-after"] = "1"
+            raise limiter_unavailable() from None
+        if check.reservation is None:
+            raise insufficient_quota(check, amount)
+        return check.reservation

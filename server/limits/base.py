@@ -1,0 +1,175 @@
+"""The limiter contract shared by the in-memory and the Redis backends.
+
+A limiter answers two questions atomically, so concurrent requests (and, with Redis, concurrent
+replicas) can never both take the last unit of a limit:
+
+* :meth:`Limiter.acquire` — may this request start? It checks every fixed window (per minute, hour
+  and day, aligned to the UTC clock) and every concurrency limit, and only when all of them have
+  room does it count the request in each window and take a concurrency slot. A refused request
+  counts nowhere.
+* :meth:`Limiter.reserve_tokens` — does the worst case of this request fit in the account's
+  monthly token quota? If so the worst case is reserved; :meth:`Limiter.settle_tokens` later
+  replaces the reservation with the tokens really used.
+
+Backends raise :class:`LimiterUnavailable` when their store cannot be reached; the interceptors
+turn that into ``service_unavailable`` (or let the call through when configured to fail open).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+# Sum of the account's ledger for a month, read when a backend has no counter for it yet.
+SeedTokens = Callable[[str, datetime], Awaitable[int]]
+
+
+class LimiterUnavailable(Exception):
+    """The limiter's store (Redis) could not answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """At most ``limit`` requests per ``seconds`` for ``subject``, in windows aligned to the clock."""
+
+    subject: str
+    name: str  # minute | hour | day
+    seconds: int
+    limit: int
+
+    def start(self, now: float) -> int:
+        return int(now // self.seconds) * self.seconds
+
+    def storage_key(self, now: float) -> str:
+        return f"{self.subject}:w{self.seconds}:{self.start(now)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrency:
+    """At most ``limit`` calls of ``subject`` in flight at once."""
+
+    subject: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    window: Window
+    count: int  # requests counted in the current window (this one included when admitted)
+    reset: int  # Unix seconds at which the current window ends
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.window.limit - self.count)
+
+    @property
+    def full(self) -> bool:
+        return self.count >= self.window.limit
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A concurrency slot held by one call; give it back with :meth:`Limiter.release`."""
+
+    id: str
+    subjects: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    windows: tuple[WindowCount, ...]
+    in_flight: tuple[tuple[Concurrency, int], ...]  # calls in flight per limit (this one included)
+    slot: Slot | None
+    now: float
+
+    def refused_windows(self) -> list[WindowCount]:
+        return [w for w in self.windows if w.full] if not self.allowed else []
+
+    def refused_concurrency(self) -> list[Concurrency]:
+        if self.allowed:
+            return []
+        return [c for c, n in self.in_flight if n >= c.limit]
+
+    def retry_after(self) -> int:
+        """Whole seconds until every refusing window has reset (1 for a concurrency refusal)."""
+        waits = [w.reset - self.now for w in self.refused_windows()]
+        return max(1, math.ceil(max(waits))) if waits else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    id: str
+    account_id: str
+    period: str  # YYYY-MM (UTC)
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaCheck:
+    allowed: bool
+    used: int  # settled tokens this month
+    reserved: int  # tokens reserved by calls in flight (this one included when allowed)
+    quota: int
+    reservation: Reservation | None
+
+
+def new_slot_id() -> str:
+    return secrets.token_hex(8)
+
+
+def month_of(now: float) -> tuple[str, datetime, datetime]:
+    """The UTC calendar month containing ``now``: its label, first instant and end (exclusive)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start.strftime("%Y-%m"), start, end
+
+
+class Limiter(abc.ABC):
+    """Counts requests, concurrency slots and monthly tokens. One instance per process."""
+
+    name: str = "limiter"
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin background work (lease renewal)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop background work and drop connections."""
+
+    @abc.abstractmethod
+    async def acquire(
+        self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
+    ) -> Admission:
+        """Admit a request if every window and concurrency limit has room, counting it in all."""
+
+    @abc.abstractmethod
+    async def release(self, slot: Slot) -> None:
+        """Give a concurrency slot back. Idempotent."""
+
+    @abc.abstractmethod
+    async def reserve_tokens(
+        self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
+    ) -> QuotaCheck:
+        """Reserve ``amount`` tokens of the month's ``quota`` if used + reserved + amount fits."""
+
+    @abc.abstractmethod
+    async def settle_tokens(self, reservation: Reservation, used: int) -> None:
+        """Replace a reservation by the tokens really used. Idempotent per reservation."""
+
+    @abc.abstractmethod
+    async def in_flight(self, subject: str) -> int:
+        """Calls of ``subject`` holding a slot now (for tests and operators)."""
+
+    @abc.abstractmethod
+    async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
+        """(used, reserved) tokens of the account this month, or None if not loaded yet."""
+
+
+def clock(now: float | None) -> float:
+    return time.time() if now is None else now

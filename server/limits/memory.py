@@ -1,0 +1,129 @@
+"""The in-memory limiter: one process, the default.
+
+Every check-and-count runs without awaiting between the check and the count, so on one event
+loop it is atomic by construction. It does not share counts with other processes: run several
+replicas (or ``serve --workers N``) with the Redis limiter instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from server.limits.base import (
+    Admission,
+    Concurrency,
+    Limiter,
+    QuotaCheck,
+    Reservation,
+    SeedTokens,
+    Slot,
+    Window,
+    WindowCount,
+    clock,
+    month_of,
+    new_slot_id,
+)
+
+
+@dataclass(slots=True)
+class _Month:
+    used: int
+    reservations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reserved(self) -> int:
+        return sum(self.reservations.values())
+
+
+class MemoryLimiter(Limiter):
+    name = "memory"
+
+    def __init__(self) -> None:
+        # window subject+length -> (window start, count); one entry per subject, reset lazily.
+        self._windows: dict[tuple[str, int], tuple[int, int]] = {}
+        self._slots: dict[str, set[str]] = {}
+        # (account, YYYY-MM) -> month counter; seeded from the ledger on first use.
+        self._months: dict[tuple[str, str], _Month] = {}
+        self._seeding: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    async def acquire(
+        self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
+    ) -> Admission:
+        now = clock(now)
+        counts: list[int] = []
+        for w in windows:
+            start, count = self._windows.get((w.subject, w.seconds), (-1, 0))
+            counts.append(count if start == w.start(now) else 0)
+        in_flight = [len(self._slots.get(c.subject, ())) for c in concurrency]
+        allowed = all(n < w.limit for n, w in zip(counts, windows, strict=True)) and all(
+            n < c.limit for n, c in zip(in_flight, concurrency, strict=True)
+        )
+        slot = None
+        if allowed:
+            for i, w in enumerate(windows):
+                counts[i] += 1
+                self._windows[(w.subject, w.seconds)] = (w.start(now), counts[i])
+            if concurrency:
+                slot = Slot(new_slot_id(), tuple(c.subject for c in concurrency))
+                for i, c in enumerate(concurrency):
+                    self._slots.setdefault(c.subject, set()).add(slot.id)
+                    in_flight[i] += 1
+        return Admission(
+            allowed=allowed,
+            windows=tuple(WindowCount(w, n, w.start(now) + w.seconds) for w, n in zip(windows, counts, strict=True)),
+            in_flight=tuple(zip(concurrency, in_flight, strict=True)),
+            slot=slot,
+            now=now,
+        )
+
+    async def release(self, slot: Slot) -> None:
+        for subject in slot.subjects:
+            held = self._slots.get(subject)
+            if held is not None:
+                held.discard(slot.id)
+                if not held:
+                    del self._slots[subject]
+
+    async def reserve_tokens(
+        self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
+    ) -> QuotaCheck:
+        period, start, _ = month_of(clock(now))
+        month = await self._month(account_id, period, start, seed)
+        used, reserved = month.used, month.reserved
+        if used + reserved + amount > quota:
+            return QuotaCheck(False, used, reserved, quota, None)
+        reservation = Reservation(new_slot_id(), account_id, period, amount)
+        month.reservations[reservation.id] = amount
+        return QuotaCheck(True, used, reserved + amount, quota, reservation)
+
+    async def settle_tokens(self, reservation: Reservation, used: int) -> None:
+        month = self._months.get((reservation.account_id, reservation.period))
+        if month is not None and month.reservations.pop(reservation.id, None) is not None:
+            month.used += used
+
+    async def in_flight(self, subject: str) -> int:
+        return len(self._slots.get(subject, ()))
+
+    async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
+        month = self._months.get((account_id, month_of(clock(now))[0]))
+        return None if month is None else (month.used, month.reserved)
+
+    async def _month(self, account_id: str, period: str, start: datetime, seed: SeedTokens) -> _Month:
+        key = (account_id, period)
+        while (month := self._months.get(key)) is None:
+            pending = self._seeding.get(key)
+            if pending is not None:  # another call is reading the ledger: wait, then look again
+                await asyncio.wait({pending})
+                continue
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._seeding[key] = done
+            try:
+                used = await seed(account_id, start)
+                self._months.setdefault(key, _Month(used))
+            finally:  # on failure the next caller seeds again
+                del self._seeding[key]
+                done.set_result(None)
+        return month

@@ -1,0 +1,130 @@
+"""Helpers for the limits, quota and permission tests: plans, platforms with custom plans, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+import httpx
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import func, select
+
+from server.app import RunningPlatform, start_platform
+from server.config import Plan
+from server.limits.policy import PROMPT_OVERHEAD_TOKENS, account_subject
+from server.store.models import LedgerEntry
+from tests.conftest import MODEL
+
+# A cheap generating call and the tokens the quota reserves for it (an upper bound on its usage).
+CHEAP = {"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}}
+CHEAP_RESERVATION = len("Hi") + PROMPT_OVERHEAD_TOKENS + 4
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def md(secret: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {secret}"),)
+
+
+def plan(
+    name: str,
+    *,
+    rpm: int = 1_000_000,
+    rph: int = 10_000_000,
+    rpd: int = 100_000_000,
+    concurrent: int = 100,
+    monthly_tokens: int = 0,
+) -> Plan:
+    return Plan(name, rpm, rph, rpd, concurrent, monthly_tokens)
+
+
+@asynccontextmanager
+async def platform_with(base: RunningPlatform, *plans: Plan, **overrides: Any) -> AsyncIterator[RunningPlatform]:
+    """A second platform on the same store as ``base`` (so ``base``'s database set-up applies),
+    with extra plans and its own limiter."""
+    settings = base.runtime.settings
+    running = await start_platform(
+        dataclasses.replace(
+            settings,
+            http_port=0,
+            grpc_port=0,
+            plans={**settings.plans, **{p.name: p for p in plans}},
+            **overrides,
+        ),
+        migrate=False,
+    )
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1)
+
+
+def http_client(running: RunningPlatform, connections: int = 256) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{running.http_port}/v1",
+        timeout=120,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, within: float = 30.0) -> None:
+    """Poll ``check`` until it holds (releases happen just after a client has gone)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def fresh_minute(margin: float = 20.0) -> None:
+    """Fixed windows are aligned to the clock: make sure a burst fits in one minute."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        await asyncio.sleep(left + 0.05)
+
+
+async def in_flight(running: RunningPlatform, account_id: str) -> int:
+    return await running.runtime.limiter.in_flight(account_subject(account_id))
+
+
+async def no_slots_held(running: RunningPlatform, account_id: str) -> None:
+    async def check() -> bool:
+        return await in_flight(running, account_id) == 0
+
+    await wait_until(check, f"the concurrency slots of {account_id} to be released")
+
+
+def error_info(err: grpc.aio.AioRpcError) -> tuple[str, int | None]:
+    """(ErrorInfo.reason, RetryInfo seconds or None) of a rich gRPC status."""
+    status = rpc_status.from_call(err)
+    assert status is not None, err
+    reason, retry = "", None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reason = info.reason
+        retry_info = error_details_pb2.RetryInfo()
+        if detail.Unpack(retry_info):
+            retry = retry_info.retry_delay.seconds
+    return reason, retry
+
+
+def metadata_dict(metadata: Any) -> dict[str, str]:
+    return {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+
+
+async def ledger_tokens(running: RunningPlatform, account_id: str) -> int:
+    async with running.runtime.sessions() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), 0)).where(
+                LedgerEntry.account_id == account_id
+            )
+        )
+    return int(total or 0)

@@ -1,0 +1,513 @@
+"""The Redis limiter: exact across replicas, leases that outlive no crash, and Redis going away.
+
+Each test module run starts its own ``redis-server`` on free loopback ports (the binary comes with
+``scripts/test-services.sh``), so tests can kill it and never touch a shared Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from plutos.v1 import models_pb2, models_pb2_grpc, processing_pb2, processing_pb2_grpc
+
+from server.app import RunningPlatform
+from server.config import Plan
+from server.keys import create_key
+from server.limits import Concurrency, MemoryLimiter, Window
+from server.limits.base import Limiter
+from server.limits.policy import account_subject
+from server.limits.redis_backend import RedisLimiter
+from tests.conftest import MODEL
+from tests.limits_support import (
+    CHEAP,
+    CHEAP_RESERVATION,
+    bearer,
+    error_info,
+    fresh_minute,
+    http_client,
+    ledger_tokens,
+    md,
+    plan,
+    platform_with,
+    wait_until,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A throw-away redis-server on a fixed loopback port that tests may kill and restart."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+            assert self.process.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+async def redis_platform(platform: RunningPlatform, redis_server: RedisServer) -> AsyncIterator[RunningPlatform]:
+    async with platform_with(platform, plan("quota-edge", monthly_tokens=1500), redis_url=redis_server.url) as running:
+        assert isinstance(running.runtime.limiter, RedisLimiter)
+        yield running
+
+
+# -- the limiter contract, on both backends -------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Limiter]:
+    backend: Limiter = MemoryLimiter() if request.param == "memory" else RedisLimiter(redis_server.url)
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+def unique(name: str) -> str:
+    return f"{{acct_{name}_{time.time_ns()}}}"
+
+
+async def test_windows_admit_exactly_the_limit_under_a_burst(limiter: Limiter) -> None:
+    rules = [Window(unique("w"), "minute", 60, 60), Window(unique("w"), "hour", 3600, 1000)]
+    now = time.time()
+    admissions = await asyncio.gather(*(limiter.acquire(rules, [], now=now) for _ in range(200)))
+    admitted = [a for a in admissions if a.allowed]
+    assert len(admitted) == 60
+    assert sorted(a.windows[0].remaining for a in admitted) == list(range(60))
+    assert all(a.windows[1].count <= 60 for a in admissions)
+    # The next window starts from zero.
+    later = await limiter.acquire(rules, [], now=rules[0].start(now) + 60)
+    assert later.allowed and later.windows[0].count == 1 and later.windows[1].count in (1, 61)
+
+
+async def test_concurrency_is_exact_and_release_is_idempotent(limiter: Limiter) -> None:
+    subject = unique("c")
+    admissions = await asyncio.gather(*(limiter.acquire([], [Concurrency(subject, 5)]) for _ in range(100)))
+    slots = [a.slot for a in admissions if a.allowed]
+    assert len(slots) == 5 and await limiter.in_flight(subject) == 5
+    for slot in slots:
+        assert slot is not None
+        await limiter.release(slot)
+        await limiter.release(slot)
+    assert await limiter.in_flight(subject) == 0
+
+
+async def test_token_reservations_never_exceed_the_quota(limiter: Limiter) -> None:
+    account = unique("q")
+
+    async def seed(account_id: str, start: object) -> int:
+        return 100
+
+    checks = await asyncio.gather(*(limiter.reserve_tokens(account, 70, 1000, seed) for _ in range(50)))
+    granted = [c.reservation for c in checks if c.allowed]
+    assert len(granted) == (1000 - 100) // 70
+    assert await limiter.tokens(account) == (100, 70 * len(granted))
+    for reservation in granted:
+        assert reservation is not None
+        await limiter.settle_tokens(reservation, 30)
+        await limiter.settle_tokens(reservation, 30)  # idempotent
+    assert await limiter.tokens(account) == (100 + 30 * len(granted), 0)
+
+
+# -- leases: a replica that dies cannot hold slots or reservations forever ------------------------
+
+
+async def test_slots_and_reservations_of_a_crashed_replica_expire(redis_server: RedisServer) -> None:
+    subject, account = unique("crash"), unique("crash")[1:-1]
+    crashed = RedisLimiter(redis_server.url, lease=1.0)
+    survivor = RedisLimiter(redis_server.url, lease=1.0)
+
+    async def seed(account_id: str, start: object) -> int:
+        return 0
+
+    try:
+        assert (await crashed.acquire([], [Concurrency(subject, 1)])).allowed
+        assert (await crashed.reserve_tokens(account, 900, 1000, seed)).allowed
+        await crashed.close()  # dies without releasing anything
+        assert not (await survivor.acquire([], [Concurrency(subject, 1)])).allowed
+        assert not (await survivor.reserve_tokens(account, 900, 1000, seed)).allowed
+
+        async def free_again() -> bool:
+            return (await survivor.acquire([], [Concurrency(subject, 1)])).allowed
+
+        await wait_until(free_again, "the crashed replica's slot to expire", within=10)
+        assert (await survivor.reserve_tokens(account, 900, 1000, seed)).allowed
+    finally:
+        await survivor.close()
+
+
+async def test_leases_of_long_calls_are_renewed(redis_server: RedisServer) -> None:
+    subject = unique("long")
+    limiter = RedisLimiter(redis_server.url, lease=1.0)
+    await limiter.start()
+    try:
+        admission = await limiter.acquire([], [Concurrency(subject, 1)])
+        assert admission.slot is not None
+        await asyncio.sleep(3.0)  # three leases long: renewal keeps the slot
+        assert await limiter.in_flight(subject) == 1
+        assert not (await limiter.acquire([], [Concurrency(subject, 1)])).allowed
+        await limiter.release(admission.slot)
+        assert await limiter.in_flight(subject) == 0
+    finally:
+        await limiter.close()
+
+
+# -- one process on Redis, end to end --------------------------------------------------------------
+
+
+async def test_exactly_60_of_200_over_rest_with_redis(redis_platform: RunningPlatform) -> None:
+    key = await create_key(redis_platform.runtime.sessions, plan="free")
+    await fresh_minute()
+    async with http_client(redis_platform) as client:
+        replies = await asyncio.gather(*(client.get("/models", headers=bearer(key.secret)) for _ in range(200)))
+    ok = [r for r in replies if r.status_code == 200]
+    assert len(ok) == 60 and sum(r.status_code == 429 for r in replies) == 140
+    assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(60))
+
+
+async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(
+    redis_platform: RunningPlatform, redis_server: RedisServer
+) -> None:
+    key = await create_key(redis_platform.runtime.sessions, plan="quota-edge")
+    async with http_client(redis_platform) as client:
+        assert (await client.post("/process", json=CHEAP, headers=bearer(key.secret))).status_code == 200
+        used = await redis_platform.runtime.limiter.tokens(key.account_id)
+        assert used is not None and used[0] > 0
+        async with aioredis.from_url(redis_server.url) as raw:
+            await raw.delete(*[k async for k in raw.scan_iter(match=f"plutos:q:{{{key.account_id}}}*")])
+        assert await redis_platform.runtime.limiter.tokens(key.account_id) is None
+        assert (await client.post("/process", json=CHEAP, headers=bearer(key.secret))).status_code == 200
+        again = await redis_platform.runtime.limiter.tokens(key.account_id)
+        assert again is not None and again[0] > used[0]
+
+
+# -- two `plutos serve` replicas sharing one Redis -------------------------------------------------
+
+
+@dataclass
+class Replica:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/v1"
+
+
+def start_replica(env: dict[str, str], log: Path) -> Replica:
+    """`plutos serve` on free ports, as its own process; its output goes to ``log``."""
+    http_port, grpc_port = free_port(), free_port()
+    command = ["serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *command], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Replica(process, http_port, grpc_port, log)
+
+
+def replica_config(tmp: Path, plans: list[Plan]) -> Path:
+    lines = []
+    for p in plans:
+        lines += [
+            f"[plans.{p.name}]",
+            f"requests_per_minute = {p.requests_per_minute}",
+            f"requests_per_hour = {p.requests_per_hour}",
+            f"requests_per_day = {p.requests_per_day}",
+            f"concurrent_requests = {p.concurrent_requests}",
+            f"monthly_tokens = {p.monthly_tokens}",
+            "",
+        ]
+    path = tmp / "replicas.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@dataclass
+class Replicas:
+    servers: list[Replica]
+    env: dict[str, str]  # what the replicas run with (store, Redis, config with the test plans)
+
+    def create_key(self, plan_name: str) -> tuple[str, str]:
+        """Create a key with the CLI, as an operator would: (secret, account id)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "server.cli", "keys", "create", "--plan", plan_name, "--json"],
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        created = json.loads(done.stdout)
+        return str(created["key"]), str(created["accountId"])
+
+    def clients(self, **kwargs: Any) -> list[httpx.AsyncClient]:
+        return [httpx.AsyncClient(base_url=r.base_url, timeout=120, **kwargs) for r in self.servers]
+
+
+@pytest.fixture(scope="module")
+async def replicas(
+    platform: RunningPlatform, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Replicas]:
+    plans = [*platform.runtime.settings.plans.values(), plan("quota-edge", monthly_tokens=1500)]
+    tmp = tmp_path_factory.mktemp("replicas")
+    config = replica_config(tmp, plans)
+    env = {
+        **os.environ,
+        "PLUTOS_CONFIG": str(config),
+        "PLUTOS_DATABASE_URL": platform.runtime.settings.database_url,
+        "PLUTOS_REDIS_URL": redis_server.url,
+    }
+    started: list[Replica] = []
+    try:
+        for i in range(2):
+            started.append(start_replica(env, tmp / f"replica-{i}.log"))
+        async with httpx.AsyncClient() as probe:
+            for replica in started:
+
+                async def up(r: Replica = replica) -> bool:
+                    assert r.process.poll() is None, "a replica exited"
+                    try:
+                        return (await probe.get(f"{r.base_url}/models")).status_code == 401
+                    except httpx.TransportError:
+                        return False
+
+                await wait_until(up, "a replica to serve", within=180)
+        yield Replicas(started, env)
+    finally:
+        for replica in started:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+        for replica in started:
+            try:
+                replica.process.wait(20)
+            except subprocess.TimeoutExpired:
+                replica.process.kill()
+                replica.process.wait(10)
+
+
+async def test_two_replicas_enforce_one_rest_limit(replicas: Replicas) -> None:
+    secret, _ = replicas.create_key("free")
+    await fresh_minute()
+    clients = replicas.clients(limits=httpx.Limits(max_connections=200))
+    try:
+        replies = await asyncio.gather(*(clients[i % 2].get("/models", headers=bearer(secret)) for i in range(200)))
+    finally:
+        for c in clients:
+            await c.aclose()
+    ok = [r for r in replies if r.status_code == 200]
+    assert len(ok) == 60 and sum(r.status_code == 429 for r in replies) == 140
+    assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(60))
+    assert len({r.headers["X-RateLimit-Reset"] for r in replies}) == 1
+
+
+async def test_two_replicas_enforce_one_grpc_limit(replicas: Replicas) -> None:
+    secret, _ = replicas.create_key("free")
+    await fresh_minute()
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{r.grpc_port}") for r in replicas.servers]
+    stubs = [models_pb2_grpc.ModelsServiceStub(c) for c in channels]
+
+    async def one(i: int) -> grpc.StatusCode:
+        try:
+            await stubs[i % 2].ListModels(models_pb2.ListModelsRequest(), metadata=md(secret))
+        except grpc.aio.AioRpcError as err:
+            assert error_info(err)[0] == "rate_limit_exceeded"
+            return err.code()
+        return grpc.StatusCode.OK
+
+    try:
+        codes = await asyncio.gather(*(one(i) for i in range(200)))
+    finally:
+        for c in channels:
+            await c.close()
+    assert codes.count(grpc.StatusCode.OK) == 60 and codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 140
+
+
+async def test_two_replicas_share_the_concurrency_limit(replicas: Replicas) -> None:
+    secret, account_id = replicas.create_key("free")
+    clients = replicas.clients()
+    try:
+
+        async def open_five() -> list[tuple[httpx.Response, object]]:
+            opened = []
+            for i in range(5):
+                ctx = clients[i % 2].stream("POST", "/stream", json=SLOW_STREAM, headers=bearer(secret))
+                opened.append((await ctx.__aenter__(), ctx))
+            return opened
+
+        async def close(opened: list[tuple[httpx.Response, object]]) -> None:
+            for _, ctx in opened:
+                await ctx.__aexit__(None, None, None)  # type: ignore[attr-defined]
+
+        opened = await open_five()
+        try:
+            assert [r.status_code for r, _ in opened] == [200] * 5
+            for c in clients:  # a sixth on either replica is refused
+                sixth = await c.post("/process", json=CHEAP, headers=bearer(secret))
+                assert sixth.status_code == 429
+                assert sixth.json()["error"]["details"]["window"] == "concurrent"
+        finally:
+            await close(opened)  # disconnect mid-stream
+
+        probe = RedisLimiter(replicas.env["PLUTOS_REDIS_URL"])
+
+        async def all_free() -> bool:
+            return await probe.in_flight(account_subject(account_id)) == 0
+
+        try:
+            await wait_until(all_free, "slots to be released")
+        finally:
+            await probe.close()
+        again = await open_five()
+        try:
+            assert [r.status_code for r, _ in again] == [200] * 5
+        finally:
+            await close(again)
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_two_replicas_never_overshoot_the_quota(platform: RunningPlatform, replicas: Replicas) -> None:
+    secret, account_id = replicas.create_key("quota-edge")
+    clients = replicas.clients()
+    try:
+        for _ in range(40):
+            replies = await asyncio.gather(
+                *(clients[i % 2].post("/process", json=CHEAP, headers=bearer(secret)) for i in range(24))
+            )
+            codes = {r.status_code for r in replies}
+            assert codes <= {200, 429}
+            if 200 not in codes:
+                break
+        else:
+            pytest.fail("the quota never ran out")
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
+    used = await ledger_tokens(platform, account_id)
+    assert 1500 - CHEAP_RESERVATION < used <= 1500, used
+
+
+# -- Redis goes away mid-run ------------------------------------------------------------------------
+
+
+async def test_redis_down_answers_503_and_recovers(platform: RunningPlatform) -> None:
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        async with (
+            platform_with(platform, redis_url=server.url) as closed,
+            platform_with(platform, redis_url=server.url, limiter_fail_open=True) as open_,
+        ):
+            key = await create_key(closed.runtime.sessions, plan="pro")
+            h = bearer(key.secret)
+            async with http_client(closed) as c_closed, http_client(open_) as c_open:
+                assert (await c_closed.get("/models", headers=h)).status_code == 200
+                assert (await c_open.get("/models", headers=h)).status_code == 200
+                # A stream that holds a slot when Redis dies finishes normally.
+                running_stream = c_closed.stream(
+                    "POST", "/stream", json={**CHEAP, "options": {"maxTokens": 60}}, headers=h
+                )
+                stream_response = await running_stream.__aenter__()
+                assert stream_response.status_code == 200
+
+                server.kill()
+
+                body = (await stream_response.aread()).decode()
+                await running_stream.__aexit__(None, None, None)
+                assert "event: complete" in body
+                for method, path, payload in (
+                    ("GET", "/models", None),
+                    ("POST", "/process", CHEAP),
+                    ("POST", "/stream", CHEAP),
+                ):
+                    r = await c_closed.request(method, path, json=payload, headers=h)
+                    assert r.status_code == 503, r.text
+                    error = r.json()["error"]
+                    assert error["code"] == "service_unavailable" and error["details"] == {"retryAfter": 1}
+                    assert r.headers["Retry-After"] == "1" and r.headers["X-RateLimit-Remaining"] == "0"
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{closed.grpc_port}") as channel:
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await models_pb2_grpc.ModelsServiceStub(channel).ListModels(
+                            models_pb2.ListModelsRequest(), metadata=md(key.secret)
+                        )
+                    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                    assert error_info(caught.value) == ("service_unavailable", 1)
+                    with pytest.raises(grpc.aio.AioRpcError) as caught:
+                        await processing_pb2_grpc.ProcessingServiceStub(channel).Process(
+                            processing_pb2.ProcessRequest(input="Hi", model=MODEL), metadata=md(key.secret)
+                        )
+                    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                # Fail-open: served, uncounted, without figures.
+                r = await c_open.post("/process", json=CHEAP, headers=h)
+                assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+
+                server.start()
+
+                async def recovered() -> bool:
+                    return (await c_closed.get("/models", headers=h)).status_code == 200
+
+                await wait_until(recovered, "the service to recover with Redis", within=30)
+                r = await c_closed.post("/process", json=CHEAP, headers=h)
+                assert r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "300"
+                r = await c_open.get("/models", headers=h)
+                assert r.status_code == 200 and "X-RateLimit-Remaining" in r.headers
+    finally:
+        server.kill()
