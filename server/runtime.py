@@ -11,7 +11,9 @@ from server.catalogue import Catalogue
 from server.config import Settings
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
+from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
+from server.webhooks import Webhooks
 
 
 @dataclass
@@ -22,18 +24,22 @@ class Runtime:
     catalogue: Catalogue
     writer: RecordWriter
     authenticator: Authenticator
+    webhooks: Webhooks
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
+        writer = RecordWriter(sessions)
+        writer.add_hook(roll_up_usage)  # usage_daily, in the ledger's transaction (before webhooks)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             catalogue=Catalogue(settings),
-            writer=RecordWriter(sessions),
+            writer=writer,
             authenticator=Authenticator(sessions, settings),
+            webhooks=Webhooks(settings, sessions, writer),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -42,8 +48,10 @@ class Runtime:
         if load_models:
             await self.catalogue.start()
         self.writer.start()
+        self.webhooks.start()
 
     async def close(self) -> None:
+        await self.webhooks.close()
         await self.writer.close()
         await self.catalogue.close()
         await self.engine.dispose()
