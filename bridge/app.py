@@ -34,7 +34,6 @@ FORWARDED_METADATA = {
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
 }
-KEEPALIVE_SECONDS = 15.0
 _JSON = "application/json"
 
 
@@ -49,7 +48,11 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(
-    code: str, message: str, request_id: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    request_id: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     all_headers = {"X-Request-Id": request_id, **(headers or {})}
     if details and "retryAfter" in details:
@@ -75,7 +78,10 @@ def _request_id(request: Request) -> str:
 class Bridge:
     """Translates REST calls onto a gRPC channel."""
 
-    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None, keepalive_seconds: float
+    ) -> None:
+        self.keepalive_seconds = keepalive_seconds
         self.channel = channel
         self.max_body_bytes = max_body_bytes
         self.unary_timeout = unary_timeout
@@ -103,7 +109,9 @@ class Bridge:
             message = await self._build_request(request, binding, request_id)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+            call = unary_rpc(
+                message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout
+            )
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
@@ -120,7 +128,9 @@ class Bridge:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
 
-    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
+    async def _build_request(
+        self, request: Request, binding: HttpBinding, request_id: str
+    ) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
         try:
@@ -136,7 +146,9 @@ class Bridge:
                         obj = orjson.loads(raw)
                     except orjson.JSONDecodeError as err:
                         return error_response(
-                            "invalid_parameters", f"Malformed JSON body: {err.args[0] if err.args else err}", request_id
+                            "invalid_parameters",
+                            f"Malformed JSON body: {err.args[0] if err.args else err}",
+                            request_id,
                         )
                     if binding.body == "*":
                         parse_into(obj, message)
@@ -146,7 +158,8 @@ class Bridge:
                 parse_into(self._query_object(request, binding), message)
             if binding.path_fields:
                 parse_into(
-                    _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}), message
+                    _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}),
+                    message,
                 )
         except JsonInputError as err:
             details = {"field": err.field} if err.field else None
@@ -178,7 +191,8 @@ class Bridge:
     @staticmethod
     def _rpc_error(err: grpc.aio.AioRpcError, request_id: str) -> Response:
         kind, message, details = from_rpc_error(err)
-        headers = _headers_from(err.trailing_metadata(), {})
+        trailing: Any = err.trailing_metadata()
+        headers = _headers_from(trailing, {})
         return error_response(kind.code, message, request_id, details, headers)
 
     async def _sse(self, call: Any, binding: HttpBinding, request_id: str) -> Response:
@@ -189,20 +203,22 @@ class Bridge:
         except grpc.aio.AioRpcError as err:
             return self._rpc_error(err, request_id)
         if call.done():
-            try:
-                await call
-            except grpc.aio.AioRpcError as err:
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                err = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
                 return self._rpc_error(err, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
         return StreamingResponse(
-            _sse_frames(call, oneof_name, request_id), headers=headers, media_type="text/event-stream"
+            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds), headers=headers, media_type="text/event-stream"
         )
 
 
-async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> AsyncIterator[bytes]:
+async def _sse_frames(
+    call: Any, oneof_name: str | None, request_id: str, keepalive_seconds: float
+) -> AsyncIterator[bytes]:
     """``event: <oneof case>\\ndata: <json>\\n\\n`` per message; ``event: error`` if the call fails.
 
     JSON is written as the reference shows it (``{"chunk": "partial", ...}``), ASCII-only so a
@@ -212,13 +228,13 @@ async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> Asy
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(call.read())
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
             if not done:
                 yield b": keep-alive\n\n"
                 continue
             message = pending.result()
             pending = None
-            if message is grpc.aio.EOF:
+            if message is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
             event = "message"
             payload: Any = message
@@ -256,9 +272,10 @@ def create_app(
     modules: Sequence[ModuleType] | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     unary_timeout: float | None = 600.0,
+    keepalive_seconds: float = 15.0,
 ) -> Starlette:
     """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos)."""
-    bridge = Bridge(channel, max_body_bytes, unary_timeout)
+    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
     routes = [
         Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
         for b in bindings_for_modules(modules or _default_modules())
@@ -270,8 +287,11 @@ def create_app(
         if exc.status_code == 405:
             allow = (exc.headers or {}).get("Allow", "")
             return error_response(
-                "method_not_allowed", f"Method {request.method} is not allowed here; use {allow}.", request_id,
-                {"allow": allow}, {"Allow": allow},
+                "method_not_allowed",
+                f"Method {request.method} is not allowed here; use {allow}.",
+                request_id,
+                {"allow": allow},
+                {"Allow": allow},
             )
         return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
 

@@ -11,6 +11,7 @@ usage roll-up and the webhook outbox are written atomically with the records the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -61,10 +62,8 @@ class RecordWriter:
             if self._task.done():
                 break
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
 
     async def _run(self) -> None:
