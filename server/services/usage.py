@@ -1,7 +1,7 @@
 """UsageService: totals for the caller's account, from the daily roll-ups of the usage ledger.
 
 ``usage_daily`` holds the exact sums of the ledger per account, UTC day and model (kept in the
-ledger's own transactions), so a period of whole UTC days is at most days × models rows to read.
+ledger's own transactions), so a period of whole UTC days is at most (days x models) rows to read.
 Costs are integers of 10^-10 USD, summed exactly, converted to a JSON number only at the end.
 """
 

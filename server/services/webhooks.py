@@ -65,14 +65,14 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
         try:
             await check_destination(url, config.allow_private_urls)
         except DestinationRefused as exc:
-            raise invalid_parameter(
-                "url", f"Webhook URLs must reach a public address: {exc}."
-            ) from None
+            raise invalid_parameter("url", f"Webhook URLs must reach a public address: {exc}.") from None
         except (OSError, TimeoutError):
             pass  # not resolvable now: checked again at every delivery
         async with self.runtime.sessions.begin() as session:
             count = (
-                await session.execute(select(func.count()).select_from(Webhook).where(Webhook.account_id == who.account_id))
+                await session.execute(
+                    select(func.count()).select_from(Webhook).where(Webhook.account_id == who.account_id)
+                )
             ).scalar_one()
             if count >= config.max_per_account:
                 raise invalid_parameter("url", f"An account may have at most {config.max_per_account} webhooks.")
@@ -94,10 +94,14 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
         async with self.runtime.sessions() as session:
             hooks = (
                 await session.execute(
-                    select(Webhook).where(Webhook.account_id == caller().account_id).order_by(Webhook.created_at, Webhook.id)
+                    select(Webhook)
+                    .where(Webhook.account_id == caller().account_id)
+                    .order_by(Webhook.created_at, Webhook.id)
                 )
             ).scalars()
-            return webhooks_pb2.ListWebhooksResponse(webhooks=[webhooks_pb2.Webhook(**_webhook_fields(h)) for h in hooks])
+            return webhooks_pb2.ListWebhooksResponse(
+                webhooks=[webhooks_pb2.Webhook(**_webhook_fields(h)) for h in hooks]
+            )
 
     async def DeleteWebhook(
         self, request: webhooks_pb2.DeleteWebhookRequest, context: Any

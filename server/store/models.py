@@ -134,7 +134,7 @@ class LedgerEntry(Base):
     model: Mapped[str] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
-    cost_units: Mapped[int] = mapped_column(BigInteger)  # USD × COST_UNITS_PER_USD
+    cost_units: Mapped[int] = mapped_column(BigInteger)  # USD * COST_UNITS_PER_USD
     # Whether this entry counts as a request (a batch counts once, on its first billed item).
     counts_as_request: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -152,7 +152,7 @@ class LedgerEntry(Base):
 class UsageDaily(Base):
     """Per account, UTC day and model: the sums of the ledger's entries, kept in the same
     transaction as the entries (see server/store/usage_rollup.py), so /usage reads at most
-    days × models rows however large the ledger grows."""
+    (days x models) rows however large the ledger grows."""
 
     __tablename__ = "usage_daily"
 

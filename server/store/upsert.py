@@ -17,7 +17,9 @@ def _insert(dialect: str, table: type[Any]) -> Any:
     raise NotImplementedError(f"no INSERT ... ON CONFLICT for database dialect {dialect!r}")
 
 
-def upsert_adding(dialect: str, table: type[Any], rows: list[dict[str, Any]], keys: list[str], add: tuple[str, ...]) -> Any:
+def upsert_adding(
+    dialect: str, table: type[Any], rows: list[dict[str, Any]], keys: list[str], add: tuple[str, ...]
+) -> Any:
     """Insert ``rows``; where a row with the same ``keys`` exists, add the new values of ``add`` to it."""
     stmt = _insert(dialect, table).values(rows)
     return stmt.on_conflict_do_update(index_elements=keys, set_={c: getattr(table, c) + stmt.excluded[c] for c in add})

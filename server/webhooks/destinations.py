@@ -72,9 +72,7 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=RESOLVE_TIMEOUT
-    )
+    infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=RESOLVE_TIMEOUT)
     seen: dict[IPAddress, None] = {}
     for _family, _type, _proto, _canon, sockaddr in infos:
         seen.setdefault(ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), None)
@@ -98,7 +96,5 @@ async def check_destination(url: httpx.URL, allow_private: bool) -> list[IPAddre
     if not allow_private:
         refused = [str(a) for a in addresses if not is_public_address(a)]
         if refused:
-            raise DestinationRefused(
-                f"'{host}' resolves to {', '.join(refused)}, which is not a public address"
-            )
+            raise DestinationRefused(f"'{host}' resolves to {', '.join(refused)}, which is not a public address")
     return addresses

@@ -148,7 +148,14 @@ class Dispatcher:
                 ).all()
             }
         return [
-            Claimed(id=i, webhook_id=w, payload=p, attempt=a, url=hooks.get(w, (None, None))[0], secret=hooks.get(w, (None, None))[1])
+            Claimed(
+                id=i,
+                webhook_id=w,
+                payload=p,
+                attempt=a,
+                url=hooks.get(w, (None, None))[0],
+                secret=hooks.get(w, (None, None))[1],
+            )
             for i, w, p, a in rows
         ]
 
@@ -231,8 +238,12 @@ class Dispatcher:
         async with self._sessions.begin() as session:
             session.add(
                 WebhookAttempt(
-                    delivery_id=delivery.id, attempt=delivery.attempt, started_at=started, duration_ms=duration_ms,
-                    status_code=outcome.status_code, error=outcome.error,
+                    delivery_id=delivery.id,
+                    attempt=delivery.attempt,
+                    started_at=started,
+                    duration_ms=duration_ms,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
                 )
             )
             await session.execute(

@@ -171,7 +171,13 @@ class Outbox:
         for bp, fraction in crossed:
             if bp in fired:
                 continue
-            row = {"account_id": account_id, "period": period, "threshold_bp": bp, "used_tokens": used, "crossed_at": now}
+            row = {
+                "account_id": account_id,
+                "period": period,
+                "threshold_bp": bp,
+                "used_tokens": used,
+                "crossed_at": now,
+            }
             stmt = insert_ignoring_conflicts(dialect, UsageThresholdCrossing, row).returning(
                 UsageThresholdCrossing.threshold_bp
             )
@@ -180,12 +186,17 @@ class Outbox:
             body = payload(
                 USAGE_THRESHOLD,
                 threshold_data(
-                    period=period, threshold=fraction, used_tokens=used, monthly_tokens=plan.monthly_tokens,
+                    period=period,
+                    threshold=fraction,
+                    used_tokens=used,
+                    monthly_tokens=plan.monthly_tokens,
                     plan=plan.name,
                 ),
                 now,
             )
-            deliveries.extend(_delivery(w, account_id, USAGE_THRESHOLD, body, now) for w in hooks.webhooks_for(USAGE_THRESHOLD))
+            deliveries.extend(
+                _delivery(w, account_id, USAGE_THRESHOLD, body, now) for w in hooks.webhooks_for(USAGE_THRESHOLD)
+            )
         return deliveries
 
 

@@ -47,7 +47,7 @@ class WebhookSettings:
             if name in values:
                 values[name] = tuple(float(v) for v in values[name])
         made = cls(**values)
-        if any(not 0 < f for f in made.usage_thresholds):
+        if any(f <= 0 for f in made.usage_thresholds):
             raise ValueError("[webhooks] usage_thresholds must be positive fractions, e.g. [0.5, 0.8, 1.0]")
         if any(d < 0 for d in made.retry_schedule) or not 0 <= made.retry_jitter < 1:
             raise ValueError("[webhooks] retry_schedule must hold non-negative seconds; 0 <= retry_jitter < 1")

@@ -127,9 +127,7 @@ def downgrade() -> None:
     op.drop_table("usage_daily")
 
     with op.batch_alter_table("usage_ledger", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("cost", sa.Numeric(precision=20, scale=10), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("cost", sa.Numeric(precision=20, scale=10), nullable=False, server_default="0"))
     op.execute("UPDATE usage_ledger SET cost = cost_units / 10000000000.0")
     with op.batch_alter_table("usage_ledger", schema=None) as batch_op:
         batch_op.drop_column("cost_units")
