@@ -63,7 +63,8 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
-    def start(self) -> None:
+    def open_client(self) -> None:
+        """The shared HTTP client (``start`` opens it; call alone to use :meth:`send` by itself)."""
         c = self.config
         self._client = httpx.AsyncClient(
             timeout=c.timeout,
@@ -71,6 +72,9 @@ class Dispatcher:
             trust_env=False,  # a proxy from the environment would bypass the address checks
             limits=httpx.Limits(max_connections=c.concurrency * 2, max_keepalive_connections=c.concurrency),
         )
+
+    def start(self) -> None:
+        self.open_client()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     def wake(self) -> None:
