@@ -109,9 +109,7 @@ class Bridge:
             message = await self._build_request(request, binding, request_id)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(
-                message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout
-            )
+            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
@@ -128,9 +126,7 @@ class Bridge:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
 
-    async def _build_request(
-        self, request: Request, binding: HttpBinding, request_id: str
-    ) -> Message | Response:
+    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
         try:
@@ -205,14 +201,18 @@ class Bridge:
         if call.done():
             code = await call.code()
             if code != grpc.StatusCode.OK:
-                err = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
-                return self._rpc_error(err, request_id)
+                failed = grpc.aio.AioRpcError(
+                    code, initial, await call.trailing_metadata(), await call.details(), None
+                )
+                return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
         return StreamingResponse(
-            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds), headers=headers, media_type="text/event-stream"
+            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds),
+            headers=headers,
+            media_type="text/event-stream",
         )
 
 
