@@ -35,18 +35,29 @@ async def ledger_of(platform: RunningPlatform, account_id: str) -> list[LedgerEn
         return list(rows.scalars())
 
 
-def entry(key: CreatedKey, at: datetime, model: str = "model-a", *, tokens: tuple[int, int] = (10, 5),
-          cost: str = "0.001", request: int = 1) -> LedgerEntry:
+def entry(
+    key: CreatedKey,
+    at: datetime,
+    model: str = "model-a",
+    *,
+    tokens: tuple[int, int] = (10, 5),
+    cost: str = "0.001",
+    request: int = 1,
+) -> LedgerEntry:
     return LedgerEntry(
-        account_id=key.account_id, key_id=key.id, record_id="proc_direct", model=model,
-        prompt_tokens=tokens[0], completion_tokens=tokens[1], cost=Decimal(cost), counts_as_request=request,
+        account_id=key.account_id,
+        key_id=key.id,
+        record_id="proc_direct",
+        model=model,
+        prompt_tokens=tokens[0],
+        completion_tokens=tokens[1],
+        cost=Decimal(cost),
+        counts_as_request=request,
         created_at=at,
     )
 
 
-async def test_usage_has_the_reference_shape_and_default_period(
-    platform: RunningPlatform, base_url: str
-) -> None:
+async def test_usage_has_the_reference_shape_and_default_period(platform: RunningPlatform, base_url: str) -> None:
     key = await new_key(platform, plan="free")
     async with client_for(base_url, key) as client:
         await client.post("/process", json={"input": "Hi", "model": MODEL, "options": SHORT})
@@ -75,9 +86,7 @@ async def test_every_billable_call_writes_one_ledger_entry_and_usage_sums_them_e
     key = await new_key(platform)
     async with client_for(base_url, key) as client:
         process = (await client.post("/process", json={"input": "Hi", "model": MODEL, "options": SHORT})).json()
-        batch = (
-            await client.post("/batch", json={"inputs": ["a", "b", "c"], "model": MODEL, "options": SHORT})
-        ).json()
+        batch = (await client.post("/batch", json={"inputs": ["a", "b", "c"], "model": MODEL, "options": SHORT})).json()
         async with client.stream("POST", "/stream", json={"input": "Yo", "model": MODEL, "options": SHORT}) as s:
             raw = b"".join([c async for c in s.aiter_raw()])
         stream_id = re.search(rb'"id":\s*"(proc_[0-9a-f]{16})"', raw)
@@ -110,7 +119,8 @@ async def test_every_billable_call_writes_one_ledger_entry_and_usage_sums_them_e
         "requestsByModel": {MODEL: 3},
     }
     assert usage["totalTokens"] == (
-        process["usage"]["totalTokens"] + batch["totalUsage"]["totalTokens"]
+        process["usage"]["totalTokens"]
+        + batch["totalUsage"]["totalTokens"]
         + sum(e.prompt_tokens + e.completion_tokens for e in by_record[stream_id.group(1).decode()])
     )
 
@@ -130,9 +140,7 @@ async def test_batch_whose_first_input_is_invalid_still_counts_one_request(
     assert usage["totalTokens"] == r.json()["totalUsage"]["totalTokens"]
 
 
-async def test_cancelled_stream_is_billed_for_the_tokens_produced(
-    platform: RunningPlatform, base_url: str
-) -> None:
+async def test_cancelled_stream_is_billed_for_the_tokens_produced(platform: RunningPlatform, base_url: str) -> None:
     key = await new_key(platform)
     body = {"input": "Tell me a long story about a lighthouse.", "model": MODEL, "options": {"maxTokens": 400}}
     async with client_for(base_url, key) as client:
@@ -167,7 +175,9 @@ async def test_cost_sums_exactly(platform: RunningPlatform, base_url: str) -> No
     assert usage["usage"]["totalRequests"] == 10_000
     async with platform.runtime.sessions() as session:
         ledger_units = (
-            await session.execute(select(func.sum(LedgerEntry.cost_units)).where(LedgerEntry.account_id == key.account_id))
+            await session.execute(
+                select(func.sum(LedgerEntry.cost_units)).where(LedgerEntry.account_id == key.account_id)
+            )
         ).scalar_one()
         daily_units = (
             await session.execute(select(UsageDaily.cost_units).where(UsageDaily.account_id == key.account_id))
@@ -175,9 +185,7 @@ async def test_cost_sums_exactly(platform: RunningPlatform, base_url: str) -> No
     assert int(ledger_units) == int(daily_units) == 3 * 10**9  # 0.3 USD in 10^-10 USD units
 
 
-async def test_date_ranges_per_model_and_only_the_callers_account(
-    platform: RunningPlatform, base_url: str
-) -> None:
+async def test_date_ranges_per_model_and_only_the_callers_account(platform: RunningPlatform, base_url: str) -> None:
     key, other = await new_key(platform), await new_key(platform)
     day = datetime(2025, 2, 1, tzinfo=UTC)
     rows = [
@@ -209,7 +217,10 @@ async def test_date_ranges_per_model_and_only_the_callers_account(
     }
     jan31 = await usage("2025-01-31", "2025-01-31")
     assert jan31["usage"] == {
-        "totalRequests": 1, "totalTokens": 15, "totalCost": 0.001, "requestsByModel": {"model-a": 1}
+        "totalRequests": 1,
+        "totalTokens": 15,
+        "totalCost": 0.001,
+        "requestsByModel": {"model-a": 1},
     }
     assert (await usage("2025-02-15", "2025-02-15"))["usage"]["requestsByModel"] == {"model-b": 1}
     whole = await usage("2025-01-01", "2025-03-31")
@@ -254,8 +265,11 @@ async def test_migration_converts_costs_and_backfills_daily_rollups(tmp_path: Pa
         await upgrade(engine, "39fd9c5cf763")  # the schema before integer costs and roll-ups
         async with engine.begin() as conn:
             for i, (at, cost) in enumerate(
-                [("2025-05-01 10:00:00.000000", "0.00003"), ("2025-05-01 23:59:59.999999", "0.1234567891"),
-                 ("2025-05-02 00:00:00.000000", "2")]
+                [
+                    ("2025-05-01 10:00:00.000000", "0.00003"),
+                    ("2025-05-01 23:59:59.999999", "0.1234567891"),
+                    ("2025-05-02 00:00:00.000000", "2"),
+                ]
             ):
                 await conn.execute(
                     text(
@@ -269,7 +283,9 @@ async def test_migration_converts_costs_and_backfills_daily_rollups(tmp_path: Pa
         async with engine.connect() as conn:
             units = (await conn.execute(text("SELECT cost_units FROM usage_ledger ORDER BY id"))).scalars().all()
             daily = (
-                await conn.execute(text("SELECT day, requests, prompt_tokens, cost_units FROM usage_daily ORDER BY day"))
+                await conn.execute(
+                    text("SELECT day, requests, prompt_tokens, cost_units FROM usage_daily ORDER BY day")
+                )
             ).all()
         assert list(units) == [300_000, 1_234_567_891, 20_000_000_000]
         assert [tuple(r) for r in daily] == [
@@ -288,7 +304,9 @@ async def test_daily_rollup_matches_the_ledger(platform: RunningPlatform) -> Non
             for a, m, r, t, c in (
                 await session.execute(
                     select(
-                        LedgerEntry.account_id, LedgerEntry.model, func.sum(LedgerEntry.counts_as_request),
+                        LedgerEntry.account_id,
+                        LedgerEntry.model,
+                        func.sum(LedgerEntry.counts_as_request),
                         func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens),
                         func.sum(LedgerEntry.cost_units),
                     ).group_by(LedgerEntry.account_id, LedgerEntry.model)
@@ -300,7 +318,9 @@ async def test_daily_rollup_matches_the_ledger(platform: RunningPlatform) -> Non
             for a, m, r, t, c in (
                 await session.execute(
                     select(
-                        UsageDaily.account_id, UsageDaily.model, func.sum(UsageDaily.requests),
+                        UsageDaily.account_id,
+                        UsageDaily.model,
+                        func.sum(UsageDaily.requests),
                         func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens),
                         func.sum(UsageDaily.cost_units),
                     ).group_by(UsageDaily.account_id, UsageDaily.model)

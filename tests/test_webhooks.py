@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,8 +213,12 @@ async def test_delivery_time_check_refuses_a_name_that_now_resolves_privately(re
     lenient = Dispatcher(None, _webhook_settings())  # type: ignore[arg-type]
     lenient.open_client()
     delivery = Claimed(
-        id="msg_rebinding", webhook_id="wh_x", payload='{"event":"e"}', attempt=1,
-        url=f"http://localhost:{receiver.port}{path}", secret=None,
+        id="msg_rebinding",
+        webhook_id="wh_x",
+        payload='{"event":"e"}',
+        attempt=1,
+        url=f"http://localhost:{receiver.port}{path}",
+        secret=None,
     )
     try:
         refused = await strict.send(delivery)
@@ -393,9 +397,7 @@ async def test_delivery_fails_after_the_last_attempt(
     assert (row.status, row.attempts, row.last_status_code, row.last_error) == ("failed", attempts, 503, "HTTP 503")
     assert len(receiver.at(path)) == attempts
     async with platform.runtime.sessions() as session:
-        count = (
-            await session.execute(select(func.count()).where(WebhookAttempt.delivery_id == row.id))
-        ).scalar_one()
+        count = (await session.execute(select(func.count()).where(WebhookAttempt.delivery_id == row.id))).scalar_one()
     assert count == attempts
     await http.delete(f"/webhooks/{hook['id']}")
 
@@ -430,8 +432,14 @@ async def quota_platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     base = settings_for_tests(tmp_path_factory.mktemp("quota"))
     plans = {**base.plans, "tiny": Plan("tiny", 1000, 10000, 100000, 10, monthly_tokens=150)}
     failing = ModelSpec(
-        id=FAILING_MODEL, name="Failing", description="", max_tokens=100, supports_streaming=True,
-        input_price=base.models[0].input_price, output_price=base.models[0].output_price, backend="test-failing",
+        id=FAILING_MODEL,
+        name="Failing",
+        description="",
+        max_tokens=100,
+        supports_streaming=True,
+        input_price=base.models[0].input_price,
+        output_price=base.models[0].output_price,
+        backend="test-failing",
     )
     running = await start_platform(dataclasses.replace(base, plans=plans, models=[*base.models, failing]))
     yield running
@@ -522,28 +530,55 @@ def _write_config(tmp: Path) -> Path:
 def _cli(cfg: Path, env: dict[str, str], *args: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "server.cli", "--config", str(cfg), *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return out.stdout
 
 
+def _spawn(cfg: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "--config", str(cfg), "serve", "--http-port", "0", "--grpc-port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _announced_url(proc: subprocess.Popen[bytes], log: Path) -> str | None:
+    text = log.read_text(errors="replace")
+    match = re.search(r"serving REST on (http://\S+/v1)", text)
+    if match:
+        return match.group(1)
+    if proc.poll() is not None:
+        raise AssertionError(f"plutos serve exited: {text}")
+    return None
+
+
 async def _serve(cfg: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    out = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--config", str(cfg), "serve", "--http-port", "0", "--grpc-port", "0"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-    )
-    out.close()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        match = re.search(r"serving REST on (http://\S+/v1)", log.read_text(errors="replace"))
-        if match:
-            return proc, match.group(1)
-        if proc.poll() is not None:
-            raise AssertionError(f"plutos serve exited: {log.read_text(errors='replace')}")
+    """`plutos serve` in a subprocess; returns once it announces its REST address (bounded)."""
+    proc = _spawn(cfg, env, log)
+    for _ in range(1200):
+        url = _announced_url(proc, log)
+        if url:
+            return proc, url
         await asyncio.sleep(0.1)
     proc.kill()
     raise AssertionError("plutos serve did not start")
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 30) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
 
 
 @pytest.mark.sqlite_only
@@ -566,10 +601,7 @@ async def test_kill_9_with_pending_deliveries_loses_no_event(tmp_path: Path, rec
                 r = await client.post("/process", json={"input": f"Count {i}", "model": MODEL, "options": SHORT})
                 assert r.status_code == 200
                 ids.append(r.json()["id"])
-        deadline = time.monotonic() + 30
-        while receiver.arrivals.get(path, 0) == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert receiver.arrivals.get(path, 0) > 0, "no delivery was in flight"
+        assert await eventually(lambda: receiver.arrivals.get(path, 0) > 0), "no delivery was in flight"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Table
 
-def _insert(dialect: str, table: type[Any]) -> Any:
+
+def _insert(dialect: str, table: Table) -> Any:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -17,14 +19,14 @@ def _insert(dialect: str, table: type[Any]) -> Any:
     raise NotImplementedError(f"no INSERT ... ON CONFLICT for database dialect {dialect!r}")
 
 
-def upsert_adding(
-    dialect: str, table: type[Any], rows: list[dict[str, Any]], keys: list[str], add: tuple[str, ...]
-) -> Any:
-    """Insert ``rows``; where a row with the same ``keys`` exists, add the new values of ``add`` to it."""
-    stmt = _insert(dialect, table).values(rows)
-    return stmt.on_conflict_do_update(index_elements=keys, set_={c: getattr(table, c) + stmt.excluded[c] for c in add})
+def upsert_adding(dialect: str, table: Table, keys: list[str], add: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET c = c + excluded.c`` for each ``c`` in ``add``.
+
+    Execute it with a list of rows (executemany): one statement, compiled once, run per row."""
+    stmt = _insert(dialect, table)
+    return stmt.on_conflict_do_update(index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in add})
 
 
-def insert_ignoring_conflicts(dialect: str, table: type[Any], row: dict[str, Any]) -> Any:
+def insert_ignoring_conflicts(dialect: str, table: Table, row: dict[str, Any]) -> Any:
     """Insert ``row`` unless its primary key exists (then nothing happens). Add ``.returning()`` to learn which."""
     return _insert(dialect, table).values(row).on_conflict_do_nothing()

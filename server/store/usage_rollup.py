@@ -10,12 +10,15 @@ from __future__ import annotations
 from datetime import UTC, date
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.models import LedgerEntry, UsageDaily
 from server.store.upsert import upsert_adding
 
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units")
+_TABLE: Table = UsageDaily.__table__  # type: ignore[assignment]
+_UPSERTS: dict[str, Any] = {}
 
 
 def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
@@ -41,4 +44,7 @@ async def roll_up_usage(session: AsyncSession, rows: list[Any]) -> None:
         return
     increments = daily_totals(entries)
     dialect = session.get_bind().dialect.name
-    await session.execute(upsert_adding(dialect, UsageDaily, increments, ["account_id", "day", "model"], _SUMS))
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        stmt = _UPSERTS[dialect] = upsert_adding(dialect, _TABLE, ["account_id", "day", "model"], _SUMS)
+    await session.execute(stmt, increments)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.config import Plan
@@ -35,6 +35,8 @@ from server.store.models import (
 from server.store.upsert import insert_ignoring_conflicts
 from server.webhooks.events import USAGE_THRESHOLD, payload, processing_event, threshold_data
 from server.webhooks.settings import WebhookSettings
+
+_CROSSINGS: Table = UsageThresholdCrossing.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +180,7 @@ class Outbox:
                 "used_tokens": used,
                 "crossed_at": now,
             }
-            stmt = insert_ignoring_conflicts(dialect, UsageThresholdCrossing, row).returning(
-                UsageThresholdCrossing.threshold_bp
-            )
+            stmt = insert_ignoring_conflicts(dialect, _CROSSINGS, row).returning(_CROSSINGS.c.threshold_bp)
             if (await session.execute(stmt)).first() is None:
                 continue  # another transaction recorded this crossing first
             body = payload(
