@@ -8,6 +8,10 @@ at the same time. A claim is a lease: if the process dies mid-send (``kill -9``)
 still ``pending`` and goes out again once the lease ends — at-least-once delivery; receivers
 dedupe by ``webhook-id``. Results are written only if the row is still the claim we made
 (``attempts`` unchanged), so a stale sender never overwrites a newer claim.
+
+Claims and results are batched: a claim takes as many due rows as there are free send slots (and
+waits for half of the slots to be free while sends are in flight), and a recorder task writes
+the outcomes that piled up — attempt rows and delivery updates — in one transaction.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.store.models import Webhook, WebhookAttempt, WebhookDelivery, utcnow
+from server.store.models import UTCDateTime, Webhook, WebhookAttempt, WebhookDelivery, utcnow
 from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
 from server.webhooks.settings import WebhookSettings
 from server.webhooks.signing import header_signature, signed_body
@@ -34,6 +38,26 @@ log = logging.getLogger("plutos.webhooks")
 USER_AGENT = "PlutosAI-Webhooks/1.0"
 MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of a receiver's answer
 MAX_ERROR_CHARS = 500
+MAX_RECORD_BATCH = 500
+
+_DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+_ATTEMPTS: Table = WebhookAttempt.__table__  # type: ignore[assignment]
+# One statement for every outcome, run as executemany; fenced on the claim (attempts) we made.
+_RECORD_OUTCOME = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id == bindparam("b_id"),
+        _DELIVERIES.c.attempts == bindparam("b_attempt"),
+        _DELIVERIES.c.status == "pending",
+    )
+    .values(
+        status=bindparam("b_status"),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        delivered_at=bindparam("b_delivered", type_=UTCDateTime()),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,14 @@ class Outcome:
     permanent: bool = False  # no point retrying (webhook deleted)
 
 
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    delivery: Claimed
+    outcome: Outcome
+    started_at: datetime
+    duration_ms: int
+
+
 class Dispatcher:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], config: WebhookSettings) -> None:
         self._sessions = sessions
@@ -62,6 +94,9 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._outcomes: asyncio.Queue[Attempted | None] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
+        self._claim_batch = max(1, config.concurrency // 2)
 
     def open_client(self) -> None:
         """The shared HTTP client (``start`` opens it; call alone to use :meth:`send` by itself)."""
@@ -70,11 +105,12 @@ class Dispatcher:
             timeout=c.timeout,
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment would bypass the address checks
-            limits=httpx.Limits(max_connections=c.concurrency * 2, max_keepalive_connections=c.concurrency),
+            limits=httpx.Limits(max_connections=c.concurrency, max_keepalive_connections=c.concurrency),
         )
 
     def start(self) -> None:
         self.open_client()
+        self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     def wake(self) -> None:
@@ -94,6 +130,10 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._recorder is not None:
+            self._outcomes.put_nowait(None)  # record what finished, then stop
+            await self._recorder
+            self._recorder = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -103,7 +143,7 @@ class Dispatcher:
             self._wake.clear()
             free = self.config.concurrency - len(self._inflight)
             claimed: list[Claimed] = []
-            if free > 0:
+            if free >= self._claim_batch or (free > 0 and not self._inflight):
                 try:
                     claimed = await self.claim(free)
                 except Exception:  # the database may be briefly unavailable: try again later
@@ -112,7 +152,7 @@ class Dispatcher:
                 task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
                 self._inflight.add(task)
                 task.add_done_callback(self._finished)
-            if free > 0 and len(claimed) == free:
+            if claimed and len(claimed) == free:
                 continue  # there may be more due right now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
@@ -171,11 +211,7 @@ class Dispatcher:
         except Exception as exc:  # never lose the bookkeeping to an unexpected error
             log.exception("webhook delivery %s failed unexpectedly", delivery.id)
             outcome = Outcome(False, None, f"internal error: {type(exc).__name__}")
-        duration_ms = int((time.perf_counter() - t0) * 1000)
-        try:
-            await self._record(delivery, outcome, started, duration_ms)
-        except Exception:
-            log.exception("recording webhook delivery %s failed (it will be retried after its lease)", delivery.id)
+        self._outcomes.put_nowait(Attempted(delivery, outcome, started, int((time.perf_counter() - t0) * 1000)))
 
     async def send(self, delivery: Claimed) -> Outcome:
         """One HTTP attempt: resolve, check the address, POST to it, read the status."""
@@ -228,33 +264,57 @@ class Dispatcher:
         jitter = self.config.retry_jitter
         return schedule[attempt - 1] * random.uniform(1 - jitter, 1 + jitter)
 
-    async def _record(self, delivery: Claimed, outcome: Outcome, started: datetime, duration_ms: int) -> None:
+    async def _record_loop(self) -> None:
+        """Write outcomes in batches until the ``None`` that :meth:`close` sends."""
+        stopping = False
+        while not stopping:
+            first = await self._outcomes.get()
+            batch = [] if first is None else [first]
+            stopping = first is None
+            while len(batch) < MAX_RECORD_BATCH and not self._outcomes.empty():
+                item = self._outcomes.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if batch:
+                try:
+                    await self.record(batch)
+                except Exception:  # the rows stay claimed; they are sent again after their lease
+                    log.exception("recording %d webhook attempts failed", len(batch))
+
+    async def record(self, batch: list[Attempted]) -> None:
+        """Each attempt's row, and its delivery's new state, in one transaction."""
         now = utcnow()
-        d = WebhookDelivery
-        values: dict[str, object] = {"last_status_code": outcome.status_code, "last_error": outcome.error}
-        delay = None if outcome.permanent else self.retry_delay(delivery.attempt)
-        if outcome.delivered:
-            values.update(status="delivered", delivered_at=now)
-        elif delay is None:
-            values.update(status="failed")
-        else:
-            values.update(next_attempt_at=now + timedelta(seconds=delay))
+        attempts: list[dict[str, object]] = []
+        updates: list[dict[str, object]] = []
+        for item in batch:
+            d, o = item.delivery, item.outcome
+            attempts.append(
+                {
+                    "delivery_id": d.id,
+                    "attempt": d.attempt,
+                    "started_at": item.started_at,
+                    "duration_ms": item.duration_ms,
+                    "status_code": o.status_code,
+                    "error": o.error,
+                }
+            )
+            delay = None if o.permanent or o.delivered else self.retry_delay(d.attempt)
+            status = "delivered" if o.delivered else ("failed" if delay is None else "pending")
+            updates.append(
+                {
+                    "b_id": d.id,
+                    "b_attempt": d.attempt,
+                    "b_status": status,
+                    "b_next": now + timedelta(seconds=delay or 0),
+                    "b_code": o.status_code,
+                    "b_error": o.error,
+                    "b_delivered": now if o.delivered else None,
+                }
+            )
+            if not o.delivered:
+                log.info("webhook delivery %s attempt %d: %s (%s)", d.id, d.attempt, o.error, status)
         async with self._sessions.begin() as session:
-            session.add(
-                WebhookAttempt(
-                    delivery_id=delivery.id,
-                    attempt=delivery.attempt,
-                    started_at=started,
-                    duration_ms=duration_ms,
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                )
-            )
-            await session.execute(
-                update(d)
-                .where(d.id == delivery.id, d.status == "pending", d.attempts == delivery.attempt)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        if not outcome.delivered:
-            log.info("webhook delivery %s attempt %d: %s", delivery.id, delivery.attempt, outcome.error)
+            await session.execute(insert(_ATTEMPTS), attempts)
+            await session.execute(_RECORD_OUTCOME, updates)
