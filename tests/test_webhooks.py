@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,12 @@ from server.catalogue import BACKENDS
 from server.config import ModelSpec, Plan
 from server.errors import PlutosError
 from server.keys import CreatedKey
-from server.store.models import UsageThresholdCrossing, WebhookAttempt, WebhookDelivery
+from server.store.models import LedgerEntry, UsageThresholdCrossing, WebhookAttempt, WebhookDelivery
+from server.store.usage_rollup import roll_up_usage
+from server.store.writer import RecordWriter
 from server.webhooks.destinations import DestinationRefused, check_destination, is_public_address, parse_webhook_url
 from server.webhooks.dispatcher import Claimed, Dispatcher
+from server.webhooks.outbox import Outbox
 from tests.conftest import MODEL, TEST_WEBHOOKS, new_key
 from tests.conftest import test_settings as settings_for_tests
 from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok, start_receiver
@@ -508,6 +512,45 @@ async def test_failed_generation_sends_processing_failed_and_bills_what_was_made
     assert usage["totalRequests"] == 2
     assert usage["totalTokens"] == (4 + 3) + (2 + 3)
     assert usage["requestsByModel"] == {FAILING_MODEL: 2}
+
+
+async def test_racing_writers_fire_each_threshold_once(quota_platform: RunningPlatform, receiver: Receiver) -> None:
+    """Two writers (as two replicas would) cross the thresholds at the same moment: each fires once."""
+    key = await new_key(quota_platform, plan="tiny")
+    async with client_for(f"http://127.0.0.1:{quota_platform.http_port}/v1", key) as client:
+        hook = await create_webhook(client, receiver.url(receiver.new_path()), ["usage.threshold"])
+    runtime = quota_platform.runtime
+    writers = []
+    for _ in range(2):
+        writer = RecordWriter(runtime.sessions)
+        writer.add_hook(roll_up_usage)
+        writer.add_hook(Outbox(runtime.settings.plans, runtime.webhooks.config).write_events)
+        writer.start()
+        writers.append(writer)
+    now = datetime.now(UTC)
+
+    def entry() -> LedgerEntry:
+        return LedgerEntry(
+            account_id=key.account_id,
+            key_id=key.id,
+            record_id="proc_race",
+            model=MODEL,
+            prompt_tokens=8,
+            completion_tokens=2,
+            cost_units=0,
+            counts_as_request=1,
+            created_at=now,
+        )
+
+    try:
+        # 30 entries of 10 tokens (quota 150) written concurrently through both writers.
+        await asyncio.gather(*(writers[i % 2].write(entry()) for i in range(30)))
+    finally:
+        for writer in writers:
+            await writer.close()
+    rows = await deliveries_of(quota_platform, hook["id"])
+    thresholds = sorted(json.loads(r.payload)["data"]["threshold"] for r in rows)
+    assert thresholds == [0.5, 0.8, 1.0]
 
 
 # --- durability: kill -9 of a real server process ----------------------------------------------
