@@ -165,6 +165,13 @@ class Dispatcher:
         """Lease up to ``limit`` due deliveries to this process."""
         now = utcnow()
         d = WebhookDelivery
+        # A read first, so an idle dispatcher never opens a write transaction (SQLite has one writer).
+        async with self._sessions() as session:
+            anything_due = (
+                await session.execute(select(d.id).where(d.status == "pending", d.next_attempt_at <= now).limit(1))
+            ).first()
+        if anything_due is None:
+            return []
         due = (
             select(d.id)
             .where(d.status == "pending", d.next_attempt_at <= now)
