@@ -63,7 +63,8 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
         if request.secret and (problem := secret_problem(request.secret)):
             raise invalid_parameter("secret", problem)
         try:
-            await check_destination(url, config.allow_private_urls)
+            if not config.allow_private_urls:  # else there is nothing to refuse
+                await check_destination(url, allow_private=False)
         except DestinationRefused as exc:
             raise invalid_parameter("url", f"Webhook URLs must reach a public address: {exc}.") from None
         except (OSError, TimeoutError):
