@@ -17,7 +17,7 @@ from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
-from server.store.models import Batch, ProcessRecord, utcnow
+from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 
 class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
@@ -139,6 +139,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 result.error.code = err.code
                 result.error.message = err.message
             results.append(result)
+        # The batch is one request, counted on its first billed item (an item that never reached
+        # the model, e.g. an empty input, has no ledger entry).
+        for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
+            entry.counts_as_request = 1 if n == 0 else 0
         await self.runtime.writer.write(*rows)
         return processing_pb2.BatchResponse(
             id=batch_id,
