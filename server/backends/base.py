@@ -7,6 +7,7 @@ whoever called it can bill exactly what was produced even when the call is cance
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ class GenerationParams:
     presence_penalty: float = 0.0
     system_prompt: str | None = None
     stop: tuple[str, ...] = ()
+    # When the caller must have its answer, on the event loop's clock (loop.time()); None: no limit.
+    # Backends that call out (upstreams) must not outlive it.
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -70,8 +74,10 @@ class Backend(abc.ABC):
 
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
         """Run to completion; returns the whole output."""
-        async for _ in self.stream(prompt, state):
-            pass
+        # aclosing: whatever ends this call (an error, a cancellation) closes the stream at once.
+        async with contextlib.aclosing(self.stream(prompt, state)) as pieces:
+            async for _ in pieces:
+                pass
         return state.text
 
     async def start(self) -> None:
