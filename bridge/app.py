@@ -49,7 +49,11 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(
-    code: str, message: str, request_id: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    request_id: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     all_headers = {"X-Request-Id": request_id, **(headers or {})}
     if details and "retryAfter" in details:
@@ -103,7 +107,9 @@ class Bridge:
             message = await self._build_request(request, binding, request_id)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+            call = unary_rpc(
+                message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout
+            )
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
@@ -120,7 +126,9 @@ class Bridge:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
 
-    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
+    async def _build_request(
+        self, request: Request, binding: HttpBinding, request_id: str
+    ) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
         try:
@@ -136,7 +144,9 @@ class Bridge:
                         obj = orjson.loads(raw)
                     except orjson.JSONDecodeError as err:
                         return error_response(
-                            "invalid_parameters", f"Malformed JSON body: {err.args[0] if err.args else err}", request_id
+                            "invalid_parameters",
+                            f"Malformed JSON body: {err.args[0] if err.args else err}",
+                            request_id,
                         )
                     if binding.body == "*":
                         parse_into(obj, message)
@@ -146,7 +156,8 @@ class Bridge:
                 parse_into(self._query_object(request, binding), message)
             if binding.path_fields:
                 parse_into(
-                    _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}), message
+                    _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}),
+                    message,
                 )
         except JsonInputError as err:
             details = {"field": err.field} if err.field else None
@@ -178,7 +189,8 @@ class Bridge:
     @staticmethod
     def _rpc_error(err: grpc.aio.AioRpcError, request_id: str) -> Response:
         kind, message, details = from_rpc_error(err)
-        headers = _headers_from(err.trailing_metadata(), {})
+        trailing: Any = err.trailing_metadata()
+        headers = _headers_from(trailing, {})
         return error_response(kind.code, message, request_id, details, headers)
 
     async def _sse(self, call: Any, binding: HttpBinding, request_id: str) -> Response:
@@ -218,7 +230,7 @@ async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> Asy
                 continue
             message = pending.result()
             pending = None
-            if message is grpc.aio.EOF:
+            if message is grpc.aio.EOF:  # type: ignore[attr-defined]
                 return
             event = "message"
             payload: Any = message
@@ -270,8 +282,11 @@ def create_app(
         if exc.status_code == 405:
             allow = (exc.headers or {}).get("Allow", "")
             return error_response(
-                "method_not_allowed", f"Method {request.method} is not allowed here; use {allow}.", request_id,
-                {"allow": allow}, {"Allow": allow},
+                "method_not_allowed",
+                f"Method {request.method} is not allowed here; use {allow}.",
+                request_id,
+                {"allow": allow},
+                {"Allow": allow},
             )
         return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
 

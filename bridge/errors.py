@@ -13,7 +13,9 @@ from server.errors import ERRORS, ErrorKind, kind_for_grpc_status
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-def envelope(code: str, message: str, request_id: str | None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def envelope(
+    code: str, message: str, request_id: str | None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
@@ -28,7 +30,8 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> tuple[ErrorKind, str, dict[str,
     message = err.details() or ""
     details: dict[str, Any] = {}
     kind: ErrorKind | None = None
-    for key, value in err.trailing_metadata() or ():
+    trailing: Any = err.trailing_metadata() or ()
+    for key, value in trailing:
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             message = status.message or message

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 _F = FieldDescriptor
-_FieldPlan = tuple[str, str, bool, bool, bool, Callable[[Any], Any]]  # name, json, repeated, map, presence, conv
+Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same
+_FieldPlan = tuple[
+    str, str, bool, bool, bool, Callable[[Any], Any]
+]  # name, json, repeated, map, presence, conv
 _plans: dict[str, list[_FieldPlan]] = {}
 
 
@@ -33,7 +36,7 @@ def _scalar_converter(field: FieldDescriptor) -> Callable[[Any], Any]:
     if t == _F.TYPE_MESSAGE:
         return message_to_obj
     if t == _F.TYPE_ENUM:
-        enum = field.enum_type
+        enum: Any = field.enum_type
 
         def conv_enum(v: int) -> Any:
             value = enum.values_by_number.get(v)
@@ -56,10 +59,17 @@ def _plan(desc: Descriptor) -> list[_FieldPlan]:
     if plan is None:
         plan = []
         for field in desc.fields:
-            is_map = field.type == _F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+            message_type: Any = field.message_type
+            is_map = field.type == _F.TYPE_MESSAGE and message_type.GetOptions().map_entry
             repeated = field.is_repeated
-            conv = _scalar_converter(field.message_type.fields_by_name["value"]) if is_map else _scalar_converter(field)
-            plan.append((field.name, field.json_name, repeated and not is_map, bool(is_map), field.has_presence, conv))
+            conv = (
+                _scalar_converter(field.message_type.fields_by_name["value"])
+                if is_map
+                else _scalar_converter(field)
+            )
+            plan.append(
+                (field.name, field.json_name, repeated and not is_map, bool(is_map), field.has_presence, conv)
+            )
         _plans[desc.full_name] = plan
     return plan
 
@@ -124,12 +134,13 @@ def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
         field = desc.fields_by_camelcase_name.get(key) or desc.fields_by_name.get(key)
         if field is None or value is None or field.type != _F.TYPE_MESSAGE or field.is_repeated:
             continue
-        if field.message_type.full_name in _WELL_KNOWN:
+        message_type: Any = field.message_type
+        if message_type.full_name in _WELL_KNOWN:
             continue
         path = f"{prefix}{key}"
         if not isinstance(value, dict):
             raise JsonInputError(f"Invalid value for '{path}': expected an object.", path)
-        _check_objects(value, field.message_type, path + ".")
+        _check_objects(value, message_type, path + ".")
 
 
 def _explain(text: str) -> JsonInputError:

@@ -59,7 +59,7 @@ def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
     models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsService(runtime), server)
     usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(runtime), server)
     webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksService(runtime), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     server.health = health_servicer  # type: ignore[attr-defined]
@@ -93,7 +93,7 @@ class RunningPlatform:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.http_task, grace + 1)
         await self.grpc_server.stop(grace)
-        await self.channel.close()
+        await self.channel.close(None)
         await self.runtime.close()
 
 
@@ -122,7 +122,6 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         server_header=False,
     )
     http_server = uvicorn.Server(config)
-    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
     while not http_server.started:
         if http_task.done():

@@ -25,7 +25,9 @@ class Authenticator:
     """Looks keys up by hash. Positive and negative answers are cached for ``ttl`` seconds, so a
     revoked key stops working within that time; expiry is checked on every call."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000):
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000
+    ):
         self._sessions = sessions
         self._settings = settings
         self._ttl = settings.auth_cache_ttl
@@ -61,9 +63,9 @@ class Authenticator:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(ApiKey, Account).join(Account, ApiKey.account_id == Account.id).where(
-                        ApiKey.key_hash == digest
-                    )
+                    select(ApiKey, Account)
+                    .join(Account, ApiKey.account_id == Account.id)
+                    .where(ApiKey.key_hash == digest)
                 )
             ).first()
         entry: tuple[float, Caller | None, float | None]
@@ -89,5 +91,3 @@ class Authenticator:
         while len(self._cache) > self._max:
             self._cache.popitem(last=False)
         return entry
-
-

@@ -92,15 +92,23 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         _with_store(
             settings,
             lambda sessions: create_key(
-                sessions, plan=args.plan, name=args.name or "", account_id=args.account, scopes=scopes,
-                models=_csv(args.models) if args.models else None, expires_at=expires_at, limits=limits,
+                sessions,
+                plan=args.plan,
+                name=args.name or "",
+                account_id=args.account,
+                scopes=scopes,
+                models=_csv(args.models) if args.models else None,
+                expires_at=expires_at,
+                limits=limits,
             ),
         )
     )
     if args.json:
         print(json.dumps(_key_json(key)))
     else:
-        print(f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n")
+        print(
+            f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n"
+        )
     return 0
 
 
@@ -111,8 +119,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         now = utcnow()
         return [
             {
-                "id": k.id, "prefix": k.prefix, "name": k.name, "accountId": a.id, "plan": a.plan,
-                "scopes": k.scopes, "models": k.models, "createdAt": k.created_at.isoformat(),
+                "id": k.id,
+                "prefix": k.prefix,
+                "name": k.name,
+                "accountId": a.id,
+                "plan": a.plan,
+                "scopes": k.scopes,
+                "models": k.models,
+                "createdAt": k.created_at.isoformat(),
                 "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
                 "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
                 "status": _status(k, now),
@@ -126,7 +140,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':26} NAME")
     for k in keys:
-        print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}")
+        print(
+            f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}"
+        )
     return 0
 
 
@@ -148,7 +164,9 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    key = asyncio.run(_with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace)))
+    key = asyncio.run(
+        _with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace))
+    )
     if key is None:
         print(f"no active key {args.id}", file=sys.stderr)
         return 1
@@ -205,11 +223,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(
                 "\n[plutos] Created a development API key (plan enterprise). It is shown only this once:\n\n"
                 f"    {created.secret}\n\n"
-                f"  curl -s http://localhost:{settings.http_port}/v1/models -H 'Authorization: Bearer {created.secret}'\n",
+                f"  curl -s http://localhost:{settings.http_port}/v1/models"
+                f" -H 'Authorization: Bearer {created.secret}'\n",
                 flush=True,
             )
         else:
-            print("[plutos] API keys already exist; make a new one with `plutos keys create --plan free`.", flush=True)
+            print(
+                "[plutos] API keys already exist; make a new one with `plutos keys create --plan free`.",
+                flush=True,
+            )
     else:
         asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
     if args.workers > 1:
@@ -217,7 +239,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
         for proc in procs:
             proc.start()
-        print(f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
+        print(
+            f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True
+        )
         try:
             for proc in procs:
                 proc.join()

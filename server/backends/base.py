@@ -80,8 +80,8 @@ class Backend(abc.ABC):
                 pass
         return state.text
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Load weights / open connections. Called once before serving."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""

@@ -64,7 +64,10 @@ class LocalLlamaBackend(Backend):
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         size_mb = self.model_path.stat().st_size / 1e6
-        print(f"[plutos] loading model {self.spec.id}: {self.model_path.name} ({size_mb:.0f} MB) ...", flush=True)
+        print(
+            f"[plutos] loading model {self.spec.id}: {self.model_path.name} ({size_mb:.0f} MB) ...",
+            flush=True,
+        )
         started = time.perf_counter()
         self._llm = Llama(
             model_path=str(self.model_path),
@@ -111,7 +114,11 @@ class LocalLlamaBackend(Backend):
         if chars > self.n_ctx * MAX_CHARS_PER_TOKEN:
             raise too_long
         # Tokenizing reads only the vocabulary, so it may run beside a generation.
-        tokens = await asyncio.to_thread(self._tokenize, text, params) if chars > 2000 else self._tokenize(text, params)
+        tokens = (
+            await asyncio.to_thread(self._tokenize, text, params)
+            if chars > 2000
+            else self._tokenize(text, params)
+        )
         if len(tokens) >= self.n_ctx:
             too_long.details["promptTokens"] = len(tokens)
             raise too_long
@@ -198,7 +205,7 @@ class LocalLlamaBackend(Backend):
             if llama_cpp.llama_token_is_eog(vocab, token):
                 finish = "stop"
                 break
-            produced += 1
+            produced += 1  # noqa: SIM113 - counts tokens kept, not loop turns
             state.completion_tokens = produced
             pending += decoder.decode(llm.detokenize([token]))
             if stops:

@@ -11,7 +11,7 @@ from server.context import current_call
 from server.interceptors.base import Handler, call_next, is_api_method
 
 
-class AuthInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(AsyncServerInterceptor):
     def __init__(self, authenticator: Authenticator) -> None:
         self._auth = authenticator
 

@@ -50,11 +50,15 @@ def _detail_messages(err: PlutosError, info: error_details_pb2.ErrorInfo) -> lis
         details.update(err.details)
         messages.append(details)
     if err.retry_after is not None:
-        messages.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after)))
+        messages.append(
+            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after))
+        )
     return messages
 
 
-async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState) -> None:
+async def abort_with_error(
+    context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState
+) -> None:
     status = status_for_error(err)
     await context.abort(
         err.kind.grpc_status,
@@ -63,7 +67,7 @@ async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: Plu
     )
 
 
-class ErrorInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(AsyncServerInterceptor):
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if not is_api_method(method_name):
             response = method(request, context)
@@ -83,13 +87,13 @@ class ErrorInterceptor(AsyncServerInterceptor):  # type: ignore[misc]
             raise
         except Exception:
             log.exception("internal error in %s (request %s)", method_name, request_id)
-            await abort_with_error(
-                context, PlutosError("internal_error", "Internal server error."), state
-            )
+            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
         context.set_trailing_metadata(state.metadata())
         return result
 
-    async def _stream(self, response: AsyncIterator[Any], context: Any, state: CallState) -> AsyncIterator[Any]:
+    async def _stream(
+        self, response: AsyncIterator[Any], context: Any, state: CallState
+    ) -> AsyncIterator[Any]:
         try:
             async for message in response:
                 if not state.initial_metadata_sent:

@@ -86,7 +86,9 @@ def options_from_record(record: dict[str, object]) -> processing_pb2.ProcessOpti
     ):
         if json_name in record:
             setattr(opts, field, record[json_name])
-    opts.stop.extend(str(s) for s in record.get("stop", []) or [])  # type: ignore[union-attr]
+    stop = record.get("stop") or []
+    assert isinstance(stop, list)
+    opts.stop.extend(str(s) for s in stop)
     return opts
 
 

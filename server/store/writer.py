@@ -8,6 +8,7 @@ yet under load one commit serves many requests instead of one commit each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -45,10 +46,8 @@ class RecordWriter:
             if self._task.done():
                 break
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
 
     async def _run(self) -> None:

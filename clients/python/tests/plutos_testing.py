@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,3 +87,14 @@ PROCESS_JSON = {
     "createdAt": "2024-01-01T12:00:00Z",
     "processingTime": 1250,
 }
+
+
+# -- live tests ----------------------------------------------------------------------------------------
+# Read at import, before the autouse fixture in conftest.py hides PLUTOS_* variables from unit tests.
+
+LIVE_BASE_URL = os.environ.get("PLUTOS_TEST_BASE_URL", "")
+LIVE_API_KEY = os.environ.get("PLUTOS_TEST_API_KEY", "")
+LIVE_MODEL = os.environ.get("PLUTOS_TEST_MODEL", "")
+LIVE_GRPC_TARGET = os.environ.get("PLUTOS_TEST_GRPC_TARGET", "")
+#: Small, so that live tests against a CPU model stay quick.
+LIVE_MAX_TOKENS = 16

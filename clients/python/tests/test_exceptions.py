@@ -161,6 +161,7 @@ def test_every_exception_is_exported_at_top_level() -> None:
         ("NOT_FOUND", None, NotFoundError, 404),
         ("INVALID_ARGUMENT", "something_new", InvalidParametersError, 400),
         ("INTERNAL", None, InternalServerError, 500),
+        ("UNIMPLEMENTED", "not_implemented", APIError, 501),
         ("ABORTED", None, APIError, None),
     ],
 )

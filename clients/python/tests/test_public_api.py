@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import plutos_ai
 
@@ -82,3 +85,12 @@ def test_importing_plutos_ai_does_not_need_grpc() -> None:
     # The gRPC client is an optional extra: the REST SDK must import without grpcio.
     code = "import sys, plutos_ai; sys.exit('grpc' in sys.modules or 'google.protobuf' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_reference_python_example_fixture_is_verbatim() -> None:
+    # tests/data/reference_python_example.txt, run by the live tests, is the reference's own snippet.
+    reference = Path(__file__).resolve().parents[4] / "shared" / "api-reference.txt"
+    if not reference.exists():
+        pytest.skip("shared/api-reference.txt is not beside the repository")
+    example = (Path(__file__).parent / "data" / "reference_python_example.txt").read_text("utf-8")
+    assert example.strip() in reference.read_text(encoding="utf-8")

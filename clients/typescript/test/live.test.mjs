@@ -98,9 +98,16 @@ describe('live server', { skip }, () => {
     assert.ok(u.period.start);
   });
 
-  test('webhooks: create, list, delete', async () => {
+  test('webhooks: create, list, delete', async (t) => {
     const c = client();
-    const created = await c.createWebhook({ url: 'https://example.com/plutos-hook', events: ['processing.completed'], secret: 's3cret' });
+    let created;
+    try {
+      created = await c.createWebhook({ url: 'https://example.com/plutos-hook', events: ['processing.completed'], secret: 's3cret' });
+    } catch (err) {
+      // A server build without webhooks says so with 501 not_implemented; that is not an SDK fault.
+      if (err?.code === 'not_implemented') return t.skip(`server: ${err.message}`);
+      throw err;
+    }
     assert.match(created.id, /^wh_/);
     assert.equal(created.hasSecret, true);
     const { webhooks } = await c.listWebhooks();

@@ -266,6 +266,7 @@ _BY_GRPC_STATUS: dict[str, tuple[type[APIError], int]] = {
     "DATA_LOSS": (InternalServerError, 500),
     "UNAVAILABLE": (ServiceUnavailableError, 503),
     "DEADLINE_EXCEEDED": (GatewayTimeoutError, 504),
+    "UNIMPLEMENTED": (APIError, 501),
 }
 
 

@@ -22,15 +22,20 @@ import asyncio
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import grpc
-import grpc.aio
-from google.protobuf import json_format
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+try:
+    import grpc
+    import grpc.aio
+    from google.protobuf import json_format, struct_pb2
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        f"plutos_ai.grpc needs the gRPC extra ({exc.name} is missing): pip install 'plutos-ai[grpc]'"
+    ) from exc
 
 from ._base import resolve_api_key
 from ._exceptions import (
@@ -125,6 +130,10 @@ def error_from_rpc(exc: grpc.RpcError) -> PlutosError:
             req = error_details_pb2.RequestInfo()
             packed.Unpack(req)
             request_id = req.request_id or None
+        elif packed.Is(struct_pb2.Struct.DESCRIPTOR):  # the envelope's `details` object
+            struct = struct_pb2.Struct()
+            packed.Unpack(struct)
+            details.update(_integral(json_format.MessageToDict(struct)))
         elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             packed.Unpack(bad)
@@ -134,7 +143,7 @@ def error_from_rpc(exc: grpc.RpcError) -> PlutosError:
     if retry_after is None:
         retry_after = parse_retry_after(details.get("retryAfter"))
     if request_id is None:
-        request_id = details.get("requestId") or _trailing(exc, "x-request-id")
+        request_id = details.get("requestId") or _metadata_value(exc, "x-request-id")
 
     if reason is None and status_code == grpc.StatusCode.UNAVAILABLE:
         return APIConnectionError(f"gRPC connection error: {message}")
@@ -152,16 +161,29 @@ def error_from_rpc(exc: grpc.RpcError) -> PlutosError:
     )
 
 
-def _trailing(exc: grpc.RpcError, key: str) -> str | None:
-    getter = getattr(exc, "trailing_metadata", None)
-    try:
-        metadata = getter() if callable(getter) else None
-    except Exception:  # pragma: no cover - defensive: metadata unavailable
-        return None
-    for item in metadata or ():
-        if isinstance(item, tuple) and len(item) == 2 and item[0] == key:
-            value = item[1]
-            return value.decode() if isinstance(value, bytes) else str(value)
+def _integral(value: Any) -> Any:
+    # Struct numbers are doubles: show integral ones as ints (retryAfter: 60, not 60.0), as REST does.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _metadata_value(exc: grpc.RpcError, key: str) -> str | None:
+    """A response metadata value (trailing first, then initial) of a failed call."""
+    for attr in ("trailing_metadata", "initial_metadata"):
+        getter = getattr(exc, attr, None)
+        try:
+            metadata = getter() if callable(getter) else None
+        except Exception:  # pragma: no cover - defensive: metadata unavailable
+            continue
+        for item in metadata or ():
+            if isinstance(item, tuple) and len(item) == 2 and item[0] == key:
+                value = item[1]
+                return value.decode() if isinstance(value, bytes) else str(value)
     return None
 
 
@@ -226,7 +248,7 @@ class PlutosGrpcClient:
         self._models = models_pb2_grpc.ModelsServiceStub(channel)
         self._usage = usage_pb2_grpc.UsageServiceStub(channel)
         self._webhooks = webhooks_pb2_grpc.WebhooksServiceStub(channel)
-        self._sleep = time.sleep
+        self._sleep: Callable[[float], object] = time.sleep
 
     def close(self) -> None:
         if self._owns_channel:
@@ -392,7 +414,7 @@ class AsyncPlutosGrpcClient:
         self._models = cast("_ModelsAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
         self._usage = cast("_UsageAsyncStub", usage_pb2_grpc.UsageServiceStub(channel))
         self._webhooks = cast("_WebhooksAsyncStub", webhooks_pb2_grpc.WebhooksServiceStub(channel))
-        self._sleep = asyncio.sleep
+        self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     async def close(self) -> None:
         if self._owns_channel:

@@ -1,0 +1,277 @@
+package plutos
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The REST shapes of protos/plutos/v1 (JSON names as in the API reference). The gRPC messages
+// themselves are generated into gen/plutos/v1.
+
+// ProcessOptions are generation options. Zero values are left out of the request so the server
+// applies its defaults (temperature 0.7, maxTokens 1000, topP 1.0, penalties 0).
+type ProcessOptions struct {
+	// Temperature in [0, 2]. 0 means "server default"; set ZeroTemperature to ask for 0.
+	Temperature float64
+	// MaxTokens is the most tokens to generate.
+	MaxTokens int
+	// TopP (nucleus sampling) in (0, 1].
+	TopP float64
+	// FrequencyPenalty in [-2, 2].
+	FrequencyPenalty float64
+	// PresencePenalty in [-2, 2].
+	PresencePenalty float64
+	// SystemPrompt is a system message placed before the input.
+	SystemPrompt string
+	// Stop lists up to 4 sequences at which generation stops.
+	Stop []string
+	// ZeroTemperature sends temperature 0 (greedy decoding), which the zero value of
+	// Temperature cannot express.
+	ZeroTemperature bool
+}
+
+type processOptionsJSON struct {
+	Temperature      *float64 `json:"temperature,omitempty"`
+	MaxTokens        int      `json:"maxTokens,omitempty"`
+	TopP             float64  `json:"topP,omitempty"`
+	FrequencyPenalty float64  `json:"frequencyPenalty,omitempty"`
+	PresencePenalty  float64  `json:"presencePenalty,omitempty"`
+	SystemPrompt     string   `json:"systemPrompt,omitempty"`
+	Stop             []string `json:"stop,omitempty"`
+}
+
+// MarshalJSON writes the set options only.
+func (o ProcessOptions) MarshalJSON() ([]byte, error) {
+	out := processOptionsJSON{
+		MaxTokens:        o.MaxTokens,
+		TopP:             o.TopP,
+		FrequencyPenalty: o.FrequencyPenalty,
+		PresencePenalty:  o.PresencePenalty,
+		SystemPrompt:     o.SystemPrompt,
+		Stop:             o.Stop,
+	}
+	if o.Temperature != 0 || o.ZeroTemperature {
+		t := o.Temperature
+		out.Temperature = &t
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads options as GetProcess returns them.
+func (o *ProcessOptions) UnmarshalJSON(data []byte) error {
+	var in processOptionsJSON
+	if err := json.Unmarshal(data, &in); err != nil {
+		return err
+	}
+	*o = ProcessOptions{
+		MaxTokens:        in.MaxTokens,
+		TopP:             in.TopP,
+		FrequencyPenalty: in.FrequencyPenalty,
+		PresencePenalty:  in.PresencePenalty,
+		SystemPrompt:     in.SystemPrompt,
+		Stop:             in.Stop,
+	}
+	if in.Temperature != nil {
+		o.Temperature = *in.Temperature
+		o.ZeroTemperature = *in.Temperature == 0
+	}
+	return nil
+}
+
+// Usage holds the token counts of one call.
+type Usage struct {
+	PromptTokens     int `json:"promptTokens"`
+	CompletionTokens int `json:"completionTokens"`
+	TotalTokens      int `json:"totalTokens"`
+}
+
+// ProcessRequest is the body of POST /process.
+type ProcessRequest struct {
+	Input   string         `json:"input"`
+	Model   string         `json:"model"`
+	Options ProcessOptions `json:"options,omitzero"`
+}
+
+// ProcessResponse is the answer of POST /process.
+type ProcessResponse struct {
+	// ID is "proc_" followed by 16 hex digits; see Client.GetProcess.
+	ID        string    `json:"id"`
+	Output    string    `json:"output"`
+	Model     string    `json:"model"`
+	Usage     Usage     `json:"usage"`
+	CreatedAt time.Time `json:"createdAt"`
+	// ProcessingTime is in milliseconds.
+	ProcessingTime int `json:"processingTime"`
+}
+
+// GetProcessResponse is a stored processing result (GET /process/{id}).
+type GetProcessResponse struct {
+	ID     string `json:"id"`
+	Input  string `json:"input"`
+	Output string `json:"output"`
+	Model  string `json:"model"`
+	// Options are the options the call ran with, defaults filled in.
+	Options   ProcessOptions `json:"options"`
+	Usage     Usage          `json:"usage"`
+	CreatedAt time.Time      `json:"createdAt"`
+	// ProcessingTime is in milliseconds.
+	ProcessingTime int `json:"processingTime"`
+	// Status is "completed", "cancelled" (a stream its client left) or "failed".
+	Status string `json:"status"`
+}
+
+// BatchRequest is the body of POST /batch.
+type BatchRequest struct {
+	// Inputs holds 1 to 100 inputs.
+	Inputs  []string       `json:"inputs"`
+	Model   string         `json:"model"`
+	Options ProcessOptions `json:"options,omitzero"`
+}
+
+// BatchItemError is the error of one batch item; the other items are unaffected.
+type BatchItemError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// BatchResult is the result of one input, in input order.
+type BatchResult struct {
+	Input  string `json:"input"`
+	Output string `json:"output"`
+	Usage  Usage  `json:"usage"`
+	// Error is set only when this item failed.
+	Error *BatchItemError `json:"error,omitempty"`
+}
+
+// BatchResponse is the answer of POST /batch.
+type BatchResponse struct {
+	// ID is "batch_" followed by 16 hex digits.
+	ID         string        `json:"id"`
+	Results    []BatchResult `json:"results"`
+	TotalUsage Usage         `json:"totalUsage"`
+	CreatedAt  time.Time     `json:"createdAt"`
+	// ProcessingTime is in milliseconds.
+	ProcessingTime int `json:"processingTime"`
+}
+
+// StreamRequest is the body of POST /stream.
+type StreamRequest = ProcessRequest
+
+// Stream event types.
+const (
+	EventChunk    = "chunk"
+	EventComplete = "complete"
+)
+
+// StreamEvent is one event of a stream: chunks (Type "chunk", Chunk "partial", Output the new
+// text), then one complete event (Type "complete", Chunk "final", Output the whole text, and
+// Usage, ID, Model, CreatedAt, ProcessingTime).
+type StreamEvent struct {
+	// Type is the SSE event name: EventChunk or EventComplete.
+	Type           string    `json:"-"`
+	Chunk          string    `json:"chunk"`
+	Output         string    `json:"output"`
+	Usage          *Usage    `json:"usage,omitempty"`
+	ID             string    `json:"id,omitempty"`
+	Model          string    `json:"model,omitempty"`
+	CreatedAt      time.Time `json:"createdAt,omitzero"`
+	ProcessingTime int       `json:"processingTime,omitempty"`
+}
+
+// IsFinal reports whether this is the complete event.
+func (e StreamEvent) IsFinal() bool { return e.Type == EventComplete }
+
+// Pricing is the price in USD per 1K tokens.
+type Pricing struct {
+	InputTokens  float64 `json:"inputTokens"`
+	OutputTokens float64 `json:"outputTokens"`
+}
+
+// Model is one entry of the model catalogue.
+type Model struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// MaxTokens is the model's context size in tokens.
+	MaxTokens         int     `json:"maxTokens"`
+	SupportsStreaming bool    `json:"supportsStreaming"`
+	Pricing           Pricing `json:"pricing"`
+}
+
+// ListModelsResponse is the answer of GET /models.
+type ListModelsResponse struct {
+	Models []Model `json:"models"`
+}
+
+// UsageParams selects the period of GetUsage; both dates are YYYY-MM-DD, inclusive, and optional
+// (default: the current calendar month).
+type UsageParams struct {
+	StartDate string
+	EndDate   string
+}
+
+// UsagePeriod is the period a usage report covers.
+type UsagePeriod struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// UsageTotals are the usage figures of a period.
+type UsageTotals struct {
+	TotalRequests int64 `json:"totalRequests"`
+	TotalTokens   int64 `json:"totalTokens"`
+	// TotalCost is in USD.
+	TotalCost       float64          `json:"totalCost"`
+	RequestsByModel map[string]int64 `json:"requestsByModel"`
+}
+
+// UsageLimits are the account's rate limits.
+type UsageLimits struct {
+	RequestsPerMinute int `json:"requestsPerMinute"`
+	RequestsPerHour   int `json:"requestsPerHour"`
+	RequestsPerDay    int `json:"requestsPerDay"`
+}
+
+// UsageResponse is the answer of GET /usage.
+type UsageResponse struct {
+	Period UsagePeriod `json:"period"`
+	Usage  UsageTotals `json:"usage"`
+	Limits UsageLimits `json:"limits"`
+}
+
+// Webhook events.
+const (
+	WebhookProcessingCompleted = "processing.completed"
+	WebhookProcessingFailed    = "processing.failed"
+	WebhookUsageThreshold      = "usage.threshold"
+)
+
+// CreateWebhookRequest is the body of POST /webhooks.
+type CreateWebhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	// Secret, when set, signs the deliveries.
+	Secret string `json:"secret,omitempty"`
+}
+
+// Webhook is a registered webhook.
+type Webhook struct {
+	// ID is "wh_" followed by 16 hex digits.
+	ID     string   `json:"id"`
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	// HasSecret tells whether deliveries are signed; the secret itself is never returned.
+	HasSecret bool      `json:"hasSecret"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// ListWebhooksResponse is the answer of GET /webhooks.
+type ListWebhooksResponse struct {
+	Webhooks []Webhook `json:"webhooks"`
+}
+
+// DeleteWebhookResponse is the answer of DELETE /webhooks/{id}.
+type DeleteWebhookResponse struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
+}
