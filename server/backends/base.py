@@ -10,6 +10,9 @@ import abc
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +77,7 @@ class Backend(abc.ABC):
 
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
         """Run to completion; returns the whole output."""
-        # aclosing: whatever ends this call (an error, a cancellation) closes the stream at once.
-        async with contextlib.aclosing(self.stream(prompt, state)) as pieces:
+        async with closing_stream(self.stream(prompt, state)) as pieces:
             async for _ in pieces:
                 pass
         return state.text
@@ -85,3 +87,16 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+
+@contextlib.asynccontextmanager
+async def closing_stream(stream: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
+    """Close ``stream`` (an async generator) as soon as the block ends, however it ends: an error
+    or a cancellation stops a generation (and closes an upstream request) at once, not whenever the
+    generator is garbage-collected."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -10,11 +10,10 @@ id and price (the caller chose that model; the fallback is the operator's busine
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.errors import PlutosError
 
 log = logging.getLogger("plutos.backends.fallback")
@@ -50,7 +49,7 @@ class FallbackBackend(Backend):
                 log.info("model %s: falling back to %s", self.model_id, model_id)
             produced = False
             try:
-                async with contextlib.aclosing(backend.stream(prompt, state)) as pieces:
+                async with closing_stream(backend.stream(prompt, state)) as pieces:
                     async for piece in pieces:
                         produced = True
                         yield piece

@@ -19,7 +19,7 @@ and ``upstreamRequestId`` (its ``x-request-id`` header). The upstream's own erro
 never passed on (it can name the account or a key prefix).
 
 Retries (exponential backoff with jitter, at least the upstream's ``Retry-After``) cover connect
-errors, 429 and 502–504, only before the upstream accepted the request — so never after a byte of
+errors, 429 and 502-504, only before the upstream accepted the request — so never after a byte of
 output — and never past the caller's deadline.
 
 Token counts come from the upstream's ``usage`` (``stream_options.include_usage``). When it sends
@@ -31,7 +31,6 @@ content chunk (servers stream one token per chunk) and the prompt is estimated a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import logging
 import os
@@ -44,7 +43,7 @@ from typing import Any
 import httpx
 import orjson
 
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.config import ModelSpec
 from server.context import current_call
 from server.errors import PlutosError
@@ -54,6 +53,7 @@ log = logging.getLogger("plutos.backends.openai")
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
+DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
 
@@ -92,8 +92,9 @@ class UpstreamConfig:
         o = spec.options
         where = f"model {spec.id}"
         if "api_key" in o:
-            raise ValueError(f"{where}: never put the key in the catalogue; name its environment variable "
-                             "with api_key_env")
+            raise ValueError(
+                f"{where}: never put the key in the catalogue; name its environment variable with api_key_env"
+            )
         base_url = o.get("base_url")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"{where}: base_url must be an http(s) URL (e.g. https://api.openai.com/v1)")
@@ -179,8 +180,10 @@ class OpenAICompatibleBackend(Backend):
         self.config = UpstreamConfig.from_spec(spec)
         self.supports_streaming = spec.supports_streaming
         self.url = f"{self.config.base_url}/chat/completions"
-        self._headers = {"content-type": "application/json", "accept": "text/event-stream"
-                         if self.config.stream else "application/json"}
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if self.config.stream else "application/json",
+        }
         key = self.config.api_key(spec.id)
         if key:
             self._headers["authorization"] = f"Bearer {key}"
@@ -246,7 +249,7 @@ class OpenAICompatibleBackend(Backend):
         state.prompt_tokens = prompt.prompt_tokens
         try:
             if self.config.stream:
-                async with contextlib.aclosing(self._read_stream(response, state, deadline, request_id)) as pieces:
+                async with closing_stream(self._read_stream(response, state, deadline, request_id)) as pieces:
                     async for piece in pieces:
                         state.text_parts.append(piece)
                         yield piece
@@ -316,9 +319,7 @@ class OpenAICompatibleBackend(Backend):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _rejected(
-        self, response: httpx.Response, deadline: float
-    ) -> tuple[PlutosError, bool, float | None]:
+    async def _rejected(self, response: httpx.Response, deadline: float) -> tuple[PlutosError, bool, float | None]:
         """A non-200 answer: the error to give, whether to retry, and its Retry-After."""
         status = response.status_code
         request_id = response.headers.get("x-request-id")
@@ -335,7 +336,9 @@ class OpenAICompatibleBackend(Backend):
         if status == 429:
             error = self._unavailable(
                 f"The upstream for model '{self.spec.id}' is rate limiting; try again later.",
-                status, request_id, retry_after,
+                status,
+                request_id,
+                retry_after,
             )
         else:
             error = self._upstream_error(f"The upstream answered HTTP {status}.", status, request_id)
@@ -344,18 +347,22 @@ class OpenAICompatibleBackend(Backend):
     async def _read_stream(
         self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
     ) -> AsyncIterator[str]:
-        """Server-sent events → content pieces; keeps the token counts in ``state`` current."""
-        chunks = response.aiter_bytes()
+        """Server-sent events → content pieces; keeps the token counts in ``state`` current.
+
+        Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
+        ``id:`` and comment lines are skipped."""
         buffer = b""
         counted = 0
         finish: str | None = None
         usage: dict[str, Any] | None = None
-        try:
+        async with closing_stream(response.aiter_bytes()) as chunks:
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
                         chunk = await anext(chunks, None)
                 except (httpx.TimeoutException, TimeoutError):
+                    if finish == "[DONE]":
+                        break  # the answer is whole; the connection is just not reused
                     raise self._timeout() from None
                 except httpx.TransportError as exc:
                     log.warning("upstream %s stream broke after %d chunks: %r", self.url, counted, exc)
@@ -364,15 +371,20 @@ class OpenAICompatibleBackend(Backend):
                     ) from None
                 if chunk is None:
                     break
+                if finish == "[DONE]":
+                    continue  # reading to the end lets the connection go back to the pool
                 buffer += chunk
-                while (end := buffer.find(b"\n")) >= 0:
-                    line, buffer = buffer[:end], buffer[end + 1 :]
+                if b"\n" not in chunk:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
                     if not line.startswith(b"data:"):
-                        continue  # blank lines, comments (": ping"), event:/id: fields
+                        continue
                     data = line[5:].strip()
                     if data == b"[DONE]":
-                        finish = finish or "stop"
-                        return
+                        finish = "[DONE]"
+                        deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+                        break
                     event = self._json(data, request_id)
                     if "error" in event:
                         log.warning("upstream %s sent an error event: %s", self.url, data[:500])
@@ -386,15 +398,14 @@ class OpenAICompatibleBackend(Backend):
                             yield content
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
+                            state.finish_reason = _FINISH_REASONS.get(finish, "stop")
                     if isinstance(event.get("usage"), dict):
                         usage = event["usage"]
                         self._apply_usage(usage, state)
-        finally:
-            await chunks.aclose()
-            if finish is not None:
-                state.finish_reason = _FINISH_REASONS.get(finish, "stop")
         if finish is None:
             raise self._upstream_error("The upstream's stream ended before the answer did.", 200, request_id)
+        if state.finish_reason is None:
+            state.finish_reason = "stop"
 
     async def _read_whole(
         self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
@@ -457,7 +468,9 @@ class OpenAICompatibleBackend(Backend):
         self, message: str, status: int | None = None, request_id: str | None = None, retry_after: float | None = None
     ) -> PlutosError:
         return PlutosError(
-            "service_unavailable", message, self._details(status, request_id),
+            "service_unavailable",
+            message,
+            self._details(status, request_id),
             retry_after=None if retry_after is None else max(1, round(retry_after)),
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +10,7 @@ from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.backends.base import Backend, GenerationParams
+from server.backends.base import Backend, GenerationParams, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, caller
 from server.errors import PlutosError, invalid_parameter
@@ -169,8 +168,8 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         await call_state().send_initial_metadata(context)
         status, error_code = "cancelled", None
         try:
-            # aclosing: a cancelled call closes the backend's stream (and an upstream request) at once.
-            async with contextlib.aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
+            # A cancelled call closes the backend's stream (and an upstream request) at once.
+            async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
                 async for piece in pieces:
                     yield processing_pb2.StreamResponse(
                         chunk=processing_pb2.StreamChunk(chunk="partial", output=piece)
