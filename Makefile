@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install protos check-generated run test test-sqlite test-postgres lint bench clean services
+.PHONY: help install tools protos check-generated run test test-sqlite test-postgres lint bench clean services
 
 help:
 	@echo "make run    - install, generate code, serve REST on :3000 and gRPC on :50051 (prints a dev key)"
@@ -24,6 +24,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# grpcurl (for the reflection test and the README's gRPC examples), from the Go module proxy.
+TOOLS := .tools/bin
+$(TOOLS)/grpcurl:
+	@if command -v go >/dev/null; then echo "==> installing grpcurl"; GOBIN=$(CURDIR)/$(TOOLS) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3; \
+	else echo "go not found: skipping grpcurl"; fi
+
+tools: $(TOOLS)/grpcurl
+
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
@@ -38,7 +46,7 @@ run: $(STAMP) protos
 services:
 	@bash scripts/test-services.sh
 
-test: $(STAMP) protos services
+test: $(STAMP) protos services tools
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 

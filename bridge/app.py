@@ -34,7 +34,6 @@ FORWARDED_METADATA = {
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
 }
-KEEPALIVE_SECONDS = 15.0
 _JSON = "application/json"
 
 
@@ -79,7 +78,10 @@ def _request_id(request: Request) -> str:
 class Bridge:
     """Translates REST calls onto a gRPC channel."""
 
-    def __init__(self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None, keepalive_seconds: float
+    ) -> None:
+        self.keepalive_seconds = keepalive_seconds
         self.channel = channel
         self.max_body_bytes = max_body_bytes
         self.unary_timeout = unary_timeout
@@ -209,16 +211,18 @@ class Bridge:
         except grpc.aio.AioRpcError as err:
             return self._rpc_error(err, request_id)
         if call.done():
-            try:
-                await call
-            except grpc.aio.AioRpcError as err:
-                return self._rpc_error(err, request_id)
+            code = await call.code()
+            if code != grpc.StatusCode.OK:
+                failed = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
+                return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
         return StreamingResponse(
-            _sse_frames(call, oneof_name, request_id), headers=headers, media_type="text/event-stream"
+            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds),
+            headers=headers,
+            media_type="text/event-stream",
         )
 
 
@@ -230,7 +234,9 @@ async def _cancel_on_disconnect(request: Request, call: Any) -> None:
     call.cancel()
 
 
-async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> AsyncIterator[bytes]:
+async def _sse_frames(
+    call: Any, oneof_name: str | None, request_id: str, keepalive_seconds: float
+) -> AsyncIterator[bytes]:
     """``event: <oneof case>\\ndata: <json>\\n\\n`` per message; ``event: error`` if the call fails.
 
     JSON is written as the reference shows it (``{"chunk": "partial", ...}``), ASCII-only so a
@@ -240,7 +246,7 @@ async def _sse_frames(call: Any, oneof_name: str | None, request_id: str) -> Asy
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(call.read())
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
+            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
             if not done:
                 yield b": keep-alive\n\n"
                 continue
@@ -284,9 +290,10 @@ def create_app(
     modules: Sequence[ModuleType] | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
     unary_timeout: float | None = 600.0,
+    keepalive_seconds: float = 15.0,
 ) -> Starlette:
     """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos)."""
-    bridge = Bridge(channel, max_body_bytes, unary_timeout)
+    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
     routes = [
         Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
         for b in bindings_for_modules(modules or _default_modules())

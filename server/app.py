@@ -114,7 +114,9 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
         target = f"{settings.grpc_host}:{grpc_port}"
     channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    app = create_app(channel, max_body_bytes=settings.max_body_bytes)
+    app = create_app(
+        channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds
+    )
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
     config = uvicorn.Config(

@@ -49,6 +49,7 @@ class Settings:
     max_body_bytes: int
     max_batch_inputs: int
     batch_concurrency: int
+    sse_keepalive_seconds: float
     plans: dict[str, Plan]
     models: list[ModelSpec]
     raw: dict[str, Any] = field(default_factory=dict)
@@ -135,6 +136,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         max_body_bytes=int(server["max_body_bytes"]),
         max_batch_inputs=int(server["max_batch_inputs"]),
         batch_concurrency=int(server["batch_concurrency"]),
+        sse_keepalive_seconds=float(server["sse_keepalive_seconds"]),
         plans=plans,
         models=[_parse_model(m) for m in raw["models"]],
         raw=raw,

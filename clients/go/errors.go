@@ -24,6 +24,11 @@ const (
 	CodeUpstreamError      = "upstream_error"
 	CodeServiceUnavailable = "service_unavailable"
 	CodeTimeout            = "timeout"
+
+	// Beyond the reference: codes this server also uses.
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeNotImplemented   = "not_implemented"
+	CodeCancelled        = "cancelled"
 )
 
 // CodeStatus is the HTTP status of each error code; errors inside a stream take theirs from it.
@@ -40,6 +45,9 @@ var CodeStatus = map[string]int{
 	CodeUpstreamError:      http.StatusBadGateway,
 	CodeServiceUnavailable: http.StatusServiceUnavailable,
 	CodeTimeout:            http.StatusGatewayTimeout,
+	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
+	CodeNotImplemented:     http.StatusNotImplemented,
+	CodeCancelled:          499, // client closed request
 }
 
 // APIError is an error answered by the API: {"error": {"code", "message", "details", "requestId"}}.

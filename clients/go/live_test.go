@@ -208,7 +208,7 @@ func TestLiveWebhooks(t *testing.T) {
 		URL: "https://example.com/plutos-hook", Events: []string{plutos.WebhookProcessingCompleted}, Secret: "s3cret",
 	})
 	var apiErr *plutos.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == "not_implemented" {
+	if errors.As(err, &apiErr) && apiErr.Code == plutos.CodeNotImplemented {
 		// A server build without webhooks says so with 501 not_implemented; that is not an SDK fault.
 		t.Skipf("server: %v", err)
 	}

@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,6 +272,8 @@ def test_reference_python_example_runs(model: str, capsys: pytest.CaptureFixture
         .replace('"gpt-4"', repr(model))
         .replace('environment="production"', f'environment="production",\n    base_url={LIVE_BASE_URL!r}')
     )
-    exec(compile(code, "api-reference-python-example", "exec"), {})
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "api-reference-python-example", "exec"), namespace)
+    namespace["client"].close()  # the snippet leaves its client open
     printed = capsys.readouterr().out
     assert not printed.startswith("Error:"), printed

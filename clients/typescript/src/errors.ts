@@ -110,6 +110,10 @@ export const ERROR_CODES: Readonly<Record<string, { status: number; errorClass: 
   upstream_error: { status: 502, errorClass: UpstreamError },
   service_unavailable: { status: 503, errorClass: ServiceUnavailableError },
   timeout: { status: 504, errorClass: GatewayTimeoutError },
+  // Beyond the reference: codes this server also uses.
+  method_not_allowed: { status: 405, errorClass: APIError },
+  not_implemented: { status: 501, errorClass: APIError },
+  cancelled: { status: 499, errorClass: APIError },
 };
 
 /** The class for a status whose code the SDK doesn't know. */

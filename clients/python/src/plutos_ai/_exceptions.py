@@ -15,9 +15,10 @@ PlutosError                      base of everything below; also raised for clien
  │    ├── RateLimitError             rate_limit_exceeded    429  RESOURCE_EXHAUSTED
  │    ├── InsufficientQuotaError     insufficient_quota     429  RESOURCE_EXHAUSTED
  │    ├── InternalServerError        internal_error         500  INTERNAL
- │    ├── UpstreamError              upstream_error         502  UNAVAILABLE
+ │    ├── UpstreamError              upstream_error         502  UNKNOWN
  │    ├── ServiceUnavailableError    service_unavailable    503  UNAVAILABLE
- │    └── GatewayTimeoutError        timeout                504  DEADLINE_EXCEEDED
+ │    ├── GatewayTimeoutError        timeout                504  DEADLINE_EXCEEDED
+ │    └── (other codes, e.g. not_implemented 501: APIError itself, or the class of their status)
  └── WebhookVerificationError    a webhook delivery failed signature / timestamp verification
 
 An error is classified by its `code` first (the reference's code strings, the same as the gRPC
@@ -199,7 +200,7 @@ class UpstreamError(APIError):
 
     error_code = "upstream_error"
     http_status = 502
-    grpc_status_name = "UNAVAILABLE"
+    grpc_status_name = "UNKNOWN"
 
 
 class ServiceUnavailableError(APIError):
