@@ -213,7 +213,9 @@ class Bridge:
         if call.done():
             code = await call.code()
             if code != grpc.StatusCode.OK:
-                failed = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
+                failed = grpc.aio.AioRpcError(
+                    code, initial, await call.trailing_metadata(), await call.details(), await call.debug_error_string()
+                )
                 return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

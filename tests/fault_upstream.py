@@ -123,7 +123,7 @@ class FaultUpstream:
             seen = {
                 "body": body,
                 "authorization": request.headers.get("authorization"),
-                "x-request-id": request.headers.get("x-request-id"),
+                "x-client-request-id": request.headers.get("x-client-request-id"),
             }
             pieces = [json.dumps(seen)]
             usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}

@@ -276,7 +276,9 @@ class OpenAICompatibleBackend(Backend):
         headers = dict(self._headers)
         call = current_call.get(None)
         if call is not None:
-            headers["x-request-id"] = call.request_id  # the upstream's logs can be matched with ours
+            # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
+            # (llama-cpp-python's) reject one that is not a UUID.
+            headers["x-client-request-id"] = call.request_id
         attempt = 0
         while True:
             remaining = deadline - loop.time()
