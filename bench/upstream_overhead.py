@@ -164,7 +164,8 @@ pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
 def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency: int, out: Path) -> list[str]:
     """Sample the gateway with py-spy while wrk loads it; the functions with the most samples."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    raw = out / "profile.txt"
+    raw = ROOT / "bench" / "results" / "upstream_gateway_profile.txt"  # kept (git-ignored) for a closer look
+    raw.parent.mkdir(exist_ok=True)
     spy = subprocess.Popen(
         [
             py_spy,
