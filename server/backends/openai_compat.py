@@ -8,7 +8,8 @@ Errors a caller can meet, and what they mean (see docs/upstreams.md)::
     upstream answered 5xx (not retried: 500, 501, ...)   → upstream_error       502
     upstream answered 502/503/504, retries used up       → upstream_error       502
     upstream answered another 4xx (400, 401, 404, ...)   → upstream_error       502
-    connection reset, truncated stream, bad JSON, error
+    connection reset (before any response: after
+      retries), truncated stream, bad JSON, an error
       object inside the stream                           → upstream_error       502
     upstream answered 429, retries used up               → service_unavailable  503 (+ Retry-After)
     connection refused / connect timeout, retries used up → service_unavailable  503
@@ -19,8 +20,8 @@ and ``upstreamRequestId`` (its ``x-request-id`` header). The upstream's own erro
 never passed on (it can name the account or a key prefix).
 
 Retries (exponential backoff with jitter, at least the upstream's ``Retry-After``) cover connect
-errors, 429 and 502-504, only before the upstream accepted the request — so never after a byte of
-output — and never past the caller's deadline.
+errors, connections closed before any response, 429 and 502-504; only before the upstream accepted
+the request (so never after a byte of output) and never past the caller's deadline.
 
 Token counts come from the upstream's ``usage`` (``stream_options.include_usage``). When it sends
 none (llama-cpp-python's server does not in streams), the completion is counted as one token per
@@ -302,8 +303,11 @@ class OpenAICompatibleBackend(Backend):
             except (httpx.TimeoutException, TimeoutError):
                 raise self._timeout() from None
             except httpx.TransportError as exc:
-                log.warning("upstream %s failed: %r", self.url, exc)
-                raise self._upstream_error("The upstream connection failed.") from None
+                # Closed or reset before any response: typically a keep-alive connection the server
+                # dropped as we reused it. Nothing was answered, so trying again is safe.
+                log.warning("upstream %s failed before answering (attempt %d): %r", self.url, attempt + 1, exc)
+                error = self._upstream_error("The upstream connection failed.")
+                retryable = True
             else:
                 if response.status_code == 200:
                     return response
