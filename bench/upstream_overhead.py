@@ -132,7 +132,9 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
     raise RuntimeError(f"{url} did not answer in {within}s")
 
 
-def write_config(path: Path, *, http_port: int, grpc_port: int, mock_port: int, database_url: str) -> None:
+def write_config(
+    path: Path, *, http_port: int, grpc_port: int, mock_port: int, database_url: str, max_connections: int
+) -> None:
     big = 10**9
     path.write_text(
         f"""
@@ -155,7 +157,7 @@ backend = "openai-compatible"
 base_url = "http://127.0.0.1:{mock_port}/v1"
 upstream_model = "bench"
 max_tokens = 4096
-max_connections = 128
+max_connections = {max_connections}
 pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
 """
     )
@@ -246,6 +248,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,64", help="comma-separated connection counts (default 1,64)")
     parser.add_argument("--database-url", default="", help="store for the gateway (default: a fresh SQLite file)")
     parser.add_argument("--profile", action="store_true", help="also sample the gateway with py-spy")
+    parser.add_argument("--max-connections", type=int, default=100, help="the upstream pool size (default 100)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -255,7 +258,14 @@ def main() -> None:
     database_url = args.database_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
     mock_port, http_port, grpc_port = free_port(), free_port(), free_port()
     config = work / "bench.toml"
-    write_config(config, http_port=http_port, grpc_port=grpc_port, mock_port=mock_port, database_url=database_url)
+    write_config(
+        config,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        mock_port=mock_port,
+        database_url=database_url,
+        max_connections=args.max_connections,
+    )
     plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
@@ -359,6 +369,7 @@ def write_results(
         + (f" --duration {args.duration}" if args.duration != 10 else "")
         + (f" --concurrency {args.concurrency}" if args.concurrency != "1,64" else "")
         + (" --profile" if args.profile else "")
+        + (f" --max-connections {args.max_connections}" if args.max_connections != 100 else "")
         + "`",
         "",
         f"- Load: wrk 4 (separate process), {args.duration} s per run after a 2 s warm-up, POST with a JSON body, "
@@ -368,7 +379,8 @@ def write_results(
         "- (a) `POST /v1/chat/completions` straight to the mock, with the body the gateway would send.",
         f"- (b) `POST /v1/process` through REST bridge → gRPC → openai-compatible backend → the mock; auth on "
         f"(enterprise key), persistence on ({store}: a record and a ledger row per request, group commit); "
-        "one gateway process.",
+        "one gateway process; upstream pool of "
+        f"{args.max_connections} connections.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
         "machine, not capacity claims.",

@@ -190,6 +190,8 @@ async def up(
         upstream_spec("mock-bad-json", mock, "bad-json"),
         upstream_spec("mock-bad-json-whole", mock, "bad-json", supports_streaming=False),
         upstream_spec("mock-die", mock, "die-after-3"),
+        upstream_spec("mock-error-event", mock, "error-event"),
+        upstream_spec("mock-cut-short", mock, "cut-short"),
         upstream_spec("mock-slow", mock, "slow"),
         upstream_spec("mock-slow-read", mock, "slow", timeout={"read": 1}),
         upstream_spec("mock-stall", mock, "stall-after-1", timeout={"read": 1}),
@@ -516,6 +518,18 @@ async def test_bad_json_from_upstream_is_502(client: httpx.AsyncClient, model: s
     r = await client.post("/process", json={"input": unique("garble"), "model": model})
     error = assert_envelope(r, 502, "upstream_error")
     assert error["details"]["upstreamRequestId"].startswith("mock-bad-json-")
+
+
+@pytest.mark.parametrize("model", ["mock-error-event", "mock-cut-short"])
+async def test_a_stream_that_fails_or_stops_early_is_502_and_bills_the_piece_received(
+    client: httpx.AsyncClient, up: RunningPlatform, model: str
+) -> None:
+    text = unique("half an answer")
+    r = await client.post("/process", json={"input": text, "model": model})
+    assert_envelope(r, 502, "upstream_error")
+    record, ledger = await record_and_ledger(up, text)
+    assert (record.status, record.output) == ("failed", "half")
+    assert ledger is not None and ledger.completion_tokens == 1
 
 
 async def test_connection_dropped_mid_answer_bills_what_was_produced(

@@ -392,12 +392,16 @@ class OpenAICompatibleBackend(Backend):
                         deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
                         break
                     event = self._json(data, request_id)
-                    if "error" in event:
+                    if event.get("error"):
                         log.warning("upstream %s sent an error event: %s", self.url, data[:500])
                         raise self._upstream_error("The upstream failed during generation.", 200, request_id)
-                    for choice in event.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
+                    choices = event.get("choices") or []
+                    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+                        raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
+                    for choice in choices:
+                        delta = choice.get("delta")
+                        content = delta.get("content") if isinstance(delta, dict) else None
+                        if content and isinstance(content, str):
                             counted += 1
                             if usage is None:
                                 state.completion_tokens = counted
