@@ -93,8 +93,12 @@ def parse_wrk(output: str, target: str, concurrency: int) -> Run:
     )
 
 
-def lua_script(path: Path, body: dict[str, object], headers: dict[str, str]) -> Path:
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+def lua_script(path: Path, body: dict[str, object] | None, headers: dict[str, str]) -> Path:
+    lines = (
+        ['wrk.method = "GET"']
+        if body is None
+        else ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    )
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -190,8 +194,25 @@ def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency:
     time.sleep(1)
     wrk(url, script, concurrency, seconds)
     spy.wait(seconds + 30)
+    return summarize_profile(raw, seconds, concurrency)
+
+
+# Where a sample's time goes: the first layer (in this order) found anywhere in its stack.
+LAYERS = [
+    ("upstream HTTP call: httpx, httpcore, anyio (server/backends/openai_compat.py)", ("server/backends/",)),
+    ("store: SQLAlchemy unit of work + aiosqlite thread (group commit)", ("sqlalchemy/", "aiosqlite/", "asyncpg/")),
+    ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
+    (
+        "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",
+        ("server/services/", "server/interceptors/", "server/auth.py", "grpc_interceptor/"),
+    ),
+    ("gRPC core and grpc.aio (the REST->gRPC hop, both ends)", ("grpc/",)),
+]
+
+
+def summarize_profile(raw: Path, seconds: int, concurrency: int) -> list[str]:
     own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
+    layers: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -201,37 +222,20 @@ def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency:
             continue
         total += count
         own[_short(frames[-1])] += count
-        for name in {_short(f) for f in frames}:
-            inclusive[name] += count
-    lines = [
-        f"py-spy, {total} samples at 200 Hz over {seconds}s at concurrency {concurrency}.",
-        "",
-        "Self time (the function itself):",
-        "",
-    ]
-    lines += [f"- {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(15)]
-    lines += ["", "Inclusive time (the function and what it calls), our code and the libraries on the path:", ""]
-    interesting = [
-        (name, n)
-        for name, n in inclusive.most_common(400)
-        if any(
-            k in name
-            for k in (
-                "server/",
-                "bridge/",
-                "grpc",
-                "httpx",
-                "httpcore",
-                "starlette",
-                "uvicorn",
-                "sqlalchemy",
-                "orjson",
-                "json_codec",
-                "protobuf",
-            )
+        layer = next(
+            (name for name, marks in LAYERS if any(m in f for f in frames for m in marks)),
+            "event loop: uvloop, gRPC C core (Cython frames py-spy cannot see), other",
         )
+        layers[layer] += count
+    lines = [
+        f"py-spy (--nonblocking, all threads, idle excluded), {total} samples at 200 Hz over {seconds} s, "
+        f"concurrency {concurrency}; each sample counted once, in the first layer of this list found in its stack:",
+        "",
     ]
-    lines += [f"- {100 * n / total:5.1f}%  {name}" for name, n in interesting[:25]]
+    lines += [f"- {100 * layers[name] / total:5.1f}%  {name}" for name, _ in LAYERS]
+    rest = "event loop: uvloop, gRPC C core (Cython frames py-spy cannot see), other"
+    lines += [f"- {100 * layers[rest] / total:5.1f}%  {rest}", "", "Top functions by own time:", ""]
+    lines += [f"- {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(12)]
     return lines
 
 
@@ -316,6 +320,12 @@ def main() -> None:
             f"http://127.0.0.1:{http_port}/v1/process",
             lua_script(work / "gateway.lua", gateway_body, {"Content-Type": "application/json", **auth}),
         )
+        # (c) a reference: the gateway's cheapest authenticated call (no upstream, no store).
+        models = (
+            "gateway, GET /v1/models",
+            f"http://127.0.0.1:{http_port}/v1/models",
+            lua_script(work / "models.lua", None, auth),
+        )
         check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
         check.raise_for_status()
         assert check.json()["usage"]["completionTokens"] == 10, check.text
@@ -323,7 +333,7 @@ def main() -> None:
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for name, url, script in (direct, through):
+            for name, url, script in (direct, through, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
                 run = parse_wrk(wrk(url, script, concurrency, args.duration), name, concurrency)
                 print(
@@ -381,6 +391,8 @@ def write_results(
         f"(enterprise key), persistence on ({store}: a record and a ledger row per request, group commit); "
         "one gateway process; upstream pool of "
         f"{args.max_connections} connections.",
+        "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC → auth → a prebuilt answer; the floor "
+        "under (b), without upstream call or store.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
         "machine, not capacity claims.",
@@ -395,7 +407,7 @@ def write_results(
             f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
         )
-    out += ["", "Overhead of the gateway (b - a):", ""]
+    out += ["", "Overhead of the gateway (b - a; c is the bridge + gRPC + auth floor, without upstream or store):", ""]
     out += [
         "| concurrency | RPS (b / a) | p50 added ms | p90 added ms | p99 added ms |",
         "| ---: | ---: | ---: | ---: | ---: |",
