@@ -36,6 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "UPSTREAM_RESULTS.md"
 MODEL = "bench-upstream"
+NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
 INPUT = "Summarise the plot of a short story about a fox."
 
 
@@ -422,7 +423,11 @@ def write_results(
             )
     if profile:
         out += ["", "## Where the gateway spends its time", "", *profile]
-    path.write_text("\n".join(out) + "\n")
+    # Hand-written notes below the marker survive a re-run.
+    notes = ""
+    if path.exists() and NOTES_MARKER in (previous := path.read_text()):
+        notes = previous[previous.index(NOTES_MARKER) :]
+    path.write_text("\n".join(out) + "\n" + ("\n" + notes if notes else ""))
 
 
 if __name__ == "__main__":
