@@ -109,9 +109,7 @@ class Bridge:
             message = await self._build_request(request, binding, request_id)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(
-                message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout
-            )
+            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
             watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
             try:
                 reply = await call
@@ -136,9 +134,7 @@ class Bridge:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
 
-    async def _build_request(
-        self, request: Request, binding: HttpBinding, request_id: str
-    ) -> Message | Response:
+    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
         try:
@@ -214,7 +210,7 @@ class Bridge:
             code = await call.code()
             if code != grpc.StatusCode.OK:
                 failed = grpc.aio.AioRpcError(
-                    code, initial, await call.trailing_metadata(), await call.details(), await call.debug_error_string()
+                    code, initial, await call.trailing_metadata(), await call.details(), None
                 )
                 return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})

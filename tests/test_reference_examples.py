@@ -51,10 +51,17 @@ async def test_reference_curl_example(base_url: str, key: CreatedKey) -> None:
         "options": {"temperature": 0.7, "maxTokens": 100, "systemPrompt": "You are a helpful assistant."},
     }
     code, out, err = await run(
-        "curl", "-sS", "-X", "POST", f"{base_url}/process",
-        "-H", f"Authorization: Bearer {key.secret}",
-        "-H", "Content-Type: application/json",
-        "-d", json.dumps(body),
+        "curl",
+        "-sS",
+        "-X",
+        "POST",
+        f"{base_url}/process",
+        "-H",
+        f"Authorization: Bearer {key.secret}",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        json.dumps(body),
     )
     assert code == 0, err
     reply = json.loads(out)
@@ -72,11 +79,19 @@ async def test_grpcurl_with_reflection(platform: RunningPlatform, key: CreatedKe
     assert code == 0, err
     assert json.loads(out)["models"][0]["id"] == MODEL
     request = json.dumps({"input": "Hi", "model": MODEL, "options": {"maxTokens": 5}})
-    code, out, err = await run(GRPCURL, "-plaintext", "-H", auth, "-d", request, target, "plutos.v1.ProcessingService/Process")
+    code, out, err = await run(
+        GRPCURL, "-plaintext", "-H", auth, "-d", request, target, "plutos.v1.ProcessingService/Process"
+    )
     assert code == 0, err
     created = json.loads(out)
     code, out, err = await run(
-        GRPCURL, "-plaintext", "-H", auth, "-d", json.dumps({"id": created["id"]}), target,
+        GRPCURL,
+        "-plaintext",
+        "-H",
+        auth,
+        "-d",
+        json.dumps({"id": created["id"]}),
+        target,
         "plutos.v1.ProcessingService/GetProcess",
     )
     assert code == 0, err

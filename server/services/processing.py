@@ -171,9 +171,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             # A cancelled call closes the backend's stream (and an upstream request) at once.
             async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
                 async for piece in pieces:
-                    yield processing_pb2.StreamResponse(
-                        chunk=processing_pb2.StreamChunk(chunk="partial", output=piece)
-                    )
+                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code
