@@ -110,10 +110,18 @@ class Bridge:
             if isinstance(message, Response):
                 return message
             call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+            watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
                 return self._rpc_error(err, request_id)
+            except asyncio.CancelledError:
+                if not watcher.done() or watcher.cancelled():
+                    raise
+                # The client left and the watcher cancelled the call: nobody reads this answer.
+                return error_response("cancelled", "The client closed the request.", request_id)
+            finally:
+                watcher.cancel()
             headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
             return json_response(message_to_obj(reply), 200, headers)
 
@@ -214,6 +222,14 @@ class Bridge:
             headers=headers,
             media_type="text/event-stream",
         )
+
+
+async def _cancel_on_disconnect(request: Request, call: Any) -> None:
+    """A REST client that leaves mid-call cancels the RPC, and so the generation (and any upstream
+    request) behind it, as gRPC clients do by cancelling."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    call.cancel()
 
 
 async def _sse_frames(
