@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install protos check-generated run test test-sqlite test-postgres lint bench clean services
+.PHONY: help install tools sdk-deps clients protos check-generated run test test-sqlite test-postgres lint bench clean services
 
 help:
 	@echo "make run    - install, generate code, serve REST on :3000 and gRPC on :50051 (prints a dev key)"
@@ -24,13 +24,41 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# grpcurl (for the reflection test and the README's gRPC examples), from the Go module proxy.
+TOOLS := .tools/bin
+$(TOOLS)/ghz:
+	@if command -v go >/dev/null; then echo "==> installing ghz"; GOBIN=$(CURDIR)/$(TOOLS) go install github.com/bojand/ghz/cmd/ghz@v0.120.0; \
+	else echo "go not found: skipping ghz"; fi
+
+$(TOOLS)/grpcurl:
+	@if command -v go >/dev/null; then echo "==> installing grpcurl"; GOBIN=$(CURDIR)/$(TOOLS) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3; \
+	else echo "go not found: skipping grpcurl"; fi
+
+tools: $(TOOLS)/grpcurl
+
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
 # CI: regenerating from protos/ must leave the committed code unchanged.
-check-generated: protos
-	@git diff --exit-code --stat -- gen/ || { echo "generated code is stale: run 'make protos' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "untracked generated files"; exit 1; }
+check-generated: clients
+	@git diff --exit-code --stat -- gen/ clients/ || { echo "generated code is stale: run 'make clients' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen/ clients/)" || { git status --porcelain -- gen/ clients/; echo "untracked generated files"; exit 1; }
+
+# SDK dependencies: the Python SDK into the venv, the TypeScript SDK's npm packages, Go modules.
+SDK_STAMP := $(VENV)/.sdk-installed
+$(SDK_STAMP): $(STAMP) clients/python/pyproject.toml clients/typescript/package-lock.json clients/go/go.sum
+	$(VENV)/bin/pip install --progress-bar on -e 'clients/python[grpc]'
+	@if command -v npm >/dev/null; then echo "==> npm ci (clients/typescript)"; cd clients/typescript && npm ci --no-audit --no-fund; fi
+	@if command -v go >/dev/null; then echo "==> go mod download (clients/go)"; cd clients/go && go mod download; fi
+	@touch $(SDK_STAMP)
+
+sdk-deps: $(SDK_STAMP)
+
+# Regenerate every SDK's stubs from protos/ (pinned plugin versions).
+clients: $(SDK_STAMP) protos
+	$(PY) clients/python/scripts/gen.py
+	cd clients/typescript && PYTHON=$(CURDIR)/$(PY) npm run gen
+	cd clients/go && PYTHON=$(CURDIR)/$(PY) ./gen.sh
 
 run: $(STAMP) protos
 	$(VENV)/bin/plutos serve --dev-key
@@ -38,7 +66,7 @@ run: $(STAMP) protos
 services:
 	@bash scripts/test-services.sh
 
-test: $(STAMP) protos services
+test: $(STAMP) protos services tools sdk-deps
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 
@@ -52,12 +80,12 @@ test-postgres: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server bridge tests scripts bench
-	$(VENV)/bin/ruff format --check server bridge tests scripts bench
 	$(VENV)/bin/mypy server bridge
 	bash scripts/buf-lint.sh
 
-bench: $(STAMP) protos services
-	$(PY) -m bench.run
+bench: $(STAMP) protos tools $(TOOLS)/ghz
+	@command -v wrk >/dev/null || { echo "==> installing wrk"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null; }
+	PATH=$(CURDIR)/$(TOOLS):$$PATH $(PY) -m bench.run
 
 clean:
 	rm -rf $(VENV) .plutos .pytest_cache .mypy_cache .ruff_cache

@@ -109,13 +109,19 @@ class Bridge:
             message = await self._build_request(request, binding, request_id)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(
-                message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout
-            )
+            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+            watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
                 return self._rpc_error(err, request_id)
+            except asyncio.CancelledError:
+                if not watcher.done() or watcher.cancelled():
+                    raise
+                # The client left and the watcher cancelled the call: nobody reads this answer.
+                return error_response("cancelled", "The client closed the request.", request_id)
+            finally:
+                watcher.cancel()
             headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
             return json_response(message_to_obj(reply), 200, headers)
 
@@ -128,9 +134,7 @@ class Bridge:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
 
-    async def _build_request(
-        self, request: Request, binding: HttpBinding, request_id: str
-    ) -> Message | Response:
+    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
         try:
@@ -205,15 +209,27 @@ class Bridge:
         if call.done():
             code = await call.code()
             if code != grpc.StatusCode.OK:
-                err = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details())
-                return self._rpc_error(err, request_id)
+                failed = grpc.aio.AioRpcError(
+                    code, initial, await call.trailing_metadata(), await call.details(), None
+                )
+                return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
         return StreamingResponse(
-            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds), headers=headers, media_type="text/event-stream"
+            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds),
+            headers=headers,
+            media_type="text/event-stream",
         )
+
+
+async def _cancel_on_disconnect(request: Request, call: Any) -> None:
+    """A REST client that leaves mid-call cancels the RPC, and so the generation (and any upstream
+    request) behind it, as gRPC clients do by cancelling."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    call.cancel()
 
 
 async def _sse_frames(

@@ -13,9 +13,7 @@ from server.errors import ERRORS, ErrorKind, kind_for_grpc_status
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-def envelope(
-    code: str, message: str, request_id: str | None, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def envelope(code: str, message: str, request_id: str | None, details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details

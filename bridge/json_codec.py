@@ -19,9 +19,7 @@ from google.protobuf.message import Message
 
 _F = FieldDescriptor
 Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same
-_FieldPlan = tuple[
-    str, str, bool, bool, bool, Callable[[Any], Any]
-]  # name, json, repeated, map, presence, conv
+_FieldPlan = tuple[str, str, bool, bool, bool, Callable[[Any], Any]]  # name, json, repeated, map, presence, conv
 _plans: dict[str, list[_FieldPlan]] = {}
 
 
@@ -62,14 +60,8 @@ def _plan(desc: Descriptor) -> list[_FieldPlan]:
             message_type: Any = field.message_type
             is_map = field.type == _F.TYPE_MESSAGE and message_type.GetOptions().map_entry
             repeated = field.is_repeated
-            conv = (
-                _scalar_converter(field.message_type.fields_by_name["value"])
-                if is_map
-                else _scalar_converter(field)
-            )
-            plan.append(
-                (field.name, field.json_name, repeated and not is_map, bool(is_map), field.has_presence, conv)
-            )
+            conv = _scalar_converter(field.message_type.fields_by_name["value"]) if is_map else _scalar_converter(field)
+            plan.append((field.name, field.json_name, repeated and not is_map, bool(is_map), field.has_presence, conv))
         _plans[desc.full_name] = plan
     return plan
 

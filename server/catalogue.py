@@ -17,7 +17,13 @@ def _local(spec: ModelSpec) -> Backend:
     return LocalLlamaBackend(spec)
 
 
-BACKENDS: dict[str, BackendFactory] = {"local": _local}
+def _openai_compatible(spec: ModelSpec) -> Backend:
+    from server.backends.openai_compat import OpenAICompatibleBackend
+
+    return OpenAICompatibleBackend(spec)
+
+
+BACKENDS: dict[str, BackendFactory] = {"local": _local, "openai-compatible": _openai_compatible}
 
 
 class Catalogue:
@@ -34,13 +40,19 @@ class Catalogue:
                 shared[share_key] = BACKENDS[spec.backend](spec)
             self.specs[spec.id] = spec
             self.backends[spec.id] = shared[share_key]
+        self._owned = list(shared.values())
+        # ``fallbacks = [ids]``: on an upstream failure before any output, try those models in order.
+        plain = dict(self.backends)
+        for spec in settings.models:
+            if fallbacks := spec.options.get("fallbacks"):
+                self.backends[spec.id] = _with_fallbacks(spec, fallbacks, plain)
 
     async def start(self) -> None:
-        for backend in {id(b): b for b in self.backends.values()}.values():
+        for backend in self._owned:
             await backend.start()
 
     async def close(self) -> None:
-        for backend in {id(b): b for b in self.backends.values()}.values():
+        for backend in self._owned:
             await backend.close()
 
     def resolve(self, model_id: str) -> tuple[ModelSpec, Backend]:
@@ -53,3 +65,14 @@ class Catalogue:
                 {"model": model_id, "available": sorted(self.specs)},
             )
         return spec, self.backends[model_id]
+
+
+def _with_fallbacks(spec: ModelSpec, fallbacks: object, plain: dict[str, Backend]) -> Backend:
+    from server.backends.fallback import FallbackBackend
+
+    if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+        raise ValueError(f"model {spec.id}: fallbacks must be a list of model ids")
+    for fallback in fallbacks:
+        if fallback == spec.id or fallback not in plain:
+            raise ValueError(f"model {spec.id}: fallback {fallback!r} is not another model of the catalogue")
+    return FallbackBackend(spec.id, plain[spec.id], [(f, plain[f]) for f in fallbacks])

@@ -12,7 +12,9 @@ from server.config import Settings
 from server.limits import Limiter, create_limiter
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
+from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
+from server.webhooks import Webhooks
 
 
 @dataclass
@@ -24,19 +26,23 @@ class Runtime:
     writer: RecordWriter
     authenticator: Authenticator
     limiter: Limiter
+    webhooks: Webhooks
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
+        writer = RecordWriter(sessions)
+        writer.add_hook(roll_up_usage)  # usage_daily, in the ledger's transaction (before webhooks)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             catalogue=Catalogue(settings),
-            writer=RecordWriter(sessions),
+            writer=writer,
             authenticator=Authenticator(sessions, settings),
             limiter=create_limiter(settings),
+            webhooks=Webhooks(settings, sessions, writer),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -46,8 +52,10 @@ class Runtime:
             await self.catalogue.start()
         self.writer.start()
         await self.limiter.start()
+        self.webhooks.start()
 
     async def close(self) -> None:
+        await self.webhooks.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

@@ -39,9 +39,22 @@ async def reset_database(url: str) -> None:
     await engine.dispose()
 
 
+# Every platform a test starts shares this webhook policy (they may share one database, and any of
+# their dispatchers may deliver any event): loopback receivers allowed, fast bounded retries.
+TEST_WEBHOOKS = {
+    "allow_private_urls": True,
+    "retry_schedule": [0.2, 0.4, 0.8],
+    "retry_jitter": 0.1,
+    "timeout": 5.0,
+    "lease": 6.0,
+    "poll_interval": 0.1,
+}
+
+
 def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
     url = os.environ.get("PLUTOS_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'plutos.db'}"
     base = load_settings(env={})
+    raw = {**base.raw, "webhooks": {**base.raw.get("webhooks", {}), **TEST_WEBHOOKS}}
     return dataclasses.replace(
         base,
         http_host="127.0.0.1",
@@ -49,7 +62,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         grpc_host="127.0.0.1",
         grpc_port=0,
         database_url=url,
-        **overrides,
+        **{"raw": raw, **overrides},
     )
 
 

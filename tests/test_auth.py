@@ -60,9 +60,7 @@ async def test_expired_key_is_rejected(platform: RunningPlatform, anon: httpx.As
     assert "expired" in r.json()["error"]["message"]
 
 
-async def test_rotated_key_old_secret_works_during_grace(
-    platform: RunningPlatform, anon: httpx.AsyncClient
-) -> None:
+async def test_rotated_key_old_secret_works_during_grace(platform: RunningPlatform, anon: httpx.AsyncClient) -> None:
     old = await new_key(platform, plan="free")
     new = await rotate_key(platform.runtime.sessions, old.id, timedelta(hours=1))
     assert new is not None and new.account_id == old.account_id
@@ -71,9 +69,7 @@ async def test_rotated_key_old_secret_works_during_grace(
     assert (await anon.get("/models", headers=bearer(new.secret))).status_code == 200
 
 
-async def test_rotated_key_without_grace_stops_at_once(
-    platform: RunningPlatform, anon: httpx.AsyncClient
-) -> None:
+async def test_rotated_key_without_grace_stops_at_once(platform: RunningPlatform, anon: httpx.AsyncClient) -> None:
     old = await new_key(platform, plan="free")
     new = await rotate_key(platform.runtime.sessions, old.id, timedelta(0))
     assert new is not None

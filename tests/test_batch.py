@@ -16,7 +16,9 @@ CAPITALS = ["What is the capital of France?", "What is the capital of Germany?",
 
 
 async def test_batch_matches_the_reference_shape_in_input_order(http: httpx.AsyncClient) -> None:
-    r = await http.post("/batch", json={"inputs": CAPITALS, "model": MODEL, "options": {"temperature": 0.3, "maxTokens": 12}})
+    r = await http.post(
+        "/batch", json={"inputs": CAPITALS, "model": MODEL, "options": {"temperature": 0.3, "maxTokens": 12}}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert list(body) == ["id", "results", "totalUsage", "createdAt", "processingTime"]
@@ -34,13 +36,23 @@ async def test_batch_items_are_stored_and_billed(http: httpx.AsyncClient, platfo
     async with platform.runtime.sessions() as session:
         batch = await session.get(Batch, body["id"])
         records = (
-            await session.execute(select(ProcessRecord).where(ProcessRecord.batch_id == body["id"]).order_by(ProcessRecord.batch_index))
-        ).scalars().all()
+            (
+                await session.execute(
+                    select(ProcessRecord)
+                    .where(ProcessRecord.batch_id == body["id"])
+                    .order_by(ProcessRecord.batch_index)
+                )
+            )
+            .scalars()
+            .all()
+        )
         ids = [r.id for r in records]
         ledger_tokens = (
             await session.execute(
-                select(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), func.sum(LedgerEntry.counts_as_request))
-                .where(LedgerEntry.record_id.in_(ids))
+                select(
+                    func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens),
+                    func.sum(LedgerEntry.counts_as_request),
+                ).where(LedgerEntry.record_id.in_(ids))
             )
         ).one()
     assert batch is not None and batch.item_count == 2

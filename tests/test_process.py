@@ -55,13 +55,9 @@ async def test_get_process_returns_the_stored_record(http: httpx.AsyncClient) ->
 async def test_another_accounts_record_is_not_found(
     http: httpx.AsyncClient, platform: RunningPlatform, base_url: str
 ) -> None:
-    created = (
-        await http.post("/process", json={"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}})
-    ).json()
+    created = (await http.post("/process", json={"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}})).json()
     other = await new_key(platform, plan="free")
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {other.secret}"}
-    ) as client:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {other.secret}"}) as client:
         r = await client.get(f"/process/{created['id']}")
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
@@ -76,9 +72,7 @@ async def test_unknown_process_id_is_404(http: httpx.AsyncClient) -> None:
 async def test_usage_counts_are_the_models_real_token_counts(
     http: httpx.AsyncClient, platform: RunningPlatform
 ) -> None:
-    r = await http.post(
-        "/process", json={"input": "Count to three.", "model": MODEL, "options": {"maxTokens": 8}}
-    )
+    r = await http.post("/process", json={"input": "Count to three.", "model": MODEL, "options": {"maxTokens": 8}})
     body = r.json()
     backend = platform.runtime.catalogue.backends[MODEL]
     from server.backends.base import GenerationParams
@@ -88,17 +82,11 @@ async def test_usage_counts_are_the_models_real_token_counts(
     assert body["usage"]["completionTokens"] <= 8
 
 
-async def test_process_writes_record_and_ledger_entry(
-    http: httpx.AsyncClient, platform: RunningPlatform
-) -> None:
-    body = (
-        await http.post("/process", json={"input": "Hello", "model": MODEL, "options": {"maxTokens": 5}})
-    ).json()
+async def test_process_writes_record_and_ledger_entry(http: httpx.AsyncClient, platform: RunningPlatform) -> None:
+    body = (await http.post("/process", json={"input": "Hello", "model": MODEL, "options": {"maxTokens": 5}})).json()
     async with platform.runtime.sessions() as session:
         record = await session.get(ProcessRecord, body["id"])
-        ledger = (
-            await session.execute(select(LedgerEntry).where(LedgerEntry.record_id == body["id"]))
-        ).scalar_one()
+        ledger = (await session.execute(select(LedgerEntry).where(LedgerEntry.record_id == body["id"]))).scalar_one()
     assert record is not None and record.output == body["output"]
     assert ledger.prompt_tokens == body["usage"]["promptTokens"]
     assert ledger.completion_tokens == body["usage"]["completionTokens"]
@@ -112,9 +100,7 @@ async def test_stop_sequence_ends_output_before_it(http: httpx.AsyncClient) -> N
     }
     full = (await http.post("/process", json=body)).json()["output"]
     assert "," in full
-    stopped = (
-        await http.post("/process", json={**body, "options": {**body["options"], "stop": [","]}})
-    ).json()
+    stopped = (await http.post("/process", json={**body, "options": {**body["options"], "stop": [","]}})).json()
     assert "," not in stopped["output"]
     assert full.startswith(stopped["output"])
 

@@ -42,7 +42,9 @@ async def test_sse_framing_is_byte_exact(http: httpx.AsyncClient) -> None:
     chunks, final = got[:-1], got[-1]
     assert chunks, "no chunk before the final event"
     for frame in chunks:
-        assert re.fullmatch(rb'event: chunk\ndata: \{"chunk": "partial", "output": ".*"\}\n\n', frame.raw, re.S), frame.raw
+        assert re.fullmatch(rb'event: chunk\ndata: \{"chunk": "partial", "output": ".*"\}\n\n', frame.raw, re.S), (
+            frame.raw
+        )
     assert final.event == "complete"
     assert final.raw.startswith(b'event: complete\ndata: {"chunk": "final", "output": ')
     body = final.json()
@@ -53,7 +55,11 @@ async def test_sse_framing_is_byte_exact(http: httpx.AsyncClient) -> None:
 
 
 async def test_first_chunk_arrives_before_generation_ends(http: httpx.AsyncClient) -> None:
-    body = {"input": "Tell me a long story about the sea.", "model": MODEL, "options": {"maxTokens": 120, "temperature": 0}}
+    body = {
+        "input": "Tell me a long story about the sea.",
+        "model": MODEL,
+        "options": {"maxTokens": 120, "temperature": 0},
+    }
     async with http.stream("POST", "/stream", json=body) as r:
         it = frames(r)
         first = await it.__anext__()
@@ -84,7 +90,9 @@ async def test_stream_is_stored_and_retrievable(http: httpx.AsyncClient) -> None
         ({"input": "hi", "model": MODEL, "options": {"temperature": 9}}, 400, "invalid_parameters"),
     ],
 )
-async def test_errors_before_the_first_byte_are_json(http: httpx.AsyncClient, body: dict, status: int, code: str) -> None:
+async def test_errors_before_the_first_byte_are_json(
+    http: httpx.AsyncClient, body: dict, status: int, code: str
+) -> None:
     r = await http.post("/stream", json=body)
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"
@@ -162,7 +170,9 @@ async def test_keepalive_comments_during_long_silence(platform: RunningPlatform,
 async def test_grpc_stream_yields_chunks_then_complete(
     grpc_clients: GrpcClients, auth_md: tuple[tuple[str, str], ...]
 ) -> None:
-    request = processing_pb2.StreamRequest(input="Say hello.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=20))
+    request = processing_pb2.StreamRequest(
+        input="Say hello.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=20)
+    )
     kinds = []
     last = None
     async for message in grpc_clients.processing.Stream(request, metadata=auth_md):
@@ -176,7 +186,9 @@ async def test_grpc_cancel_stops_generation(
     grpc_clients: GrpcClients, auth_md: tuple[tuple[str, str], ...], platform: RunningPlatform
 ) -> None:
     request = processing_pb2.StreamRequest(
-        input="Write a very long essay about oceans.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=2000)
+        input="Write a very long essay about oceans.",
+        model=MODEL,
+        options=processing_pb2.ProcessOptions(max_tokens=2000),
     )
     call = grpc_clients.processing.Stream(request, metadata=(*auth_md, ("x-request-id", "grpc-cancel-1")))
     seen = 0
@@ -190,10 +202,16 @@ async def test_grpc_cancel_stops_generation(
     while time.monotonic() < deadline:
         async with platform.runtime.sessions() as session:
             rows = (
-                await session.execute(
-                    select(ProcessRecord).where(ProcessRecord.input == request.input, ProcessRecord.status == "cancelled")
+                (
+                    await session.execute(
+                        select(ProcessRecord).where(
+                            ProcessRecord.input == request.input, ProcessRecord.status == "cancelled"
+                        )
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         if rows:
             break
         await asyncio.sleep(0.05)
@@ -202,7 +220,9 @@ async def test_grpc_cancel_stops_generation(
 
 async def test_grpc_deadline_is_respected(grpc_clients: GrpcClients, auth_md: tuple[tuple[str, str], ...]) -> None:
     request = processing_pb2.StreamRequest(
-        input="Write a very long essay about mountains.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=2000)
+        input="Write a very long essay about mountains.",
+        model=MODEL,
+        options=processing_pb2.ProcessOptions(max_tokens=2000),
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in grpc_clients.processing.Stream(request, metadata=auth_md, timeout=0.5):

@@ -28,7 +28,7 @@ var Environments = map[string]string{
 // Defaults.
 const (
 	DefaultMaxRetries = 2
-	DefaultTimeout    = 60 * time.Second
+	DefaultTimeout    = 10 * time.Minute
 )
 
 // Client calls the PlutosAI REST API. It is safe for concurrent use.
@@ -70,7 +70,7 @@ func WithMaxRetries(n int) Option {
 	}
 }
 
-// WithTimeout sets the time limit of each attempt (default 60s; 0 means none). For streams it
+// WithTimeout sets the time limit of each attempt (default 10 minutes; 0 means none). For streams it
 // limits the wait for the response headers only.
 func WithTimeout(d time.Duration) Option {
 	return func(c *Client) { c.timeout = d }
@@ -139,8 +139,7 @@ func (c *Client) ProcessData(req ProcessRequest) (*ProcessResponse, error) {
 
 // ProcessDataWithContext is ProcessData with a context.
 func (c *Client) ProcessDataWithContext(ctx context.Context, req ProcessRequest) (*ProcessResponse, error) {
-	var out ProcessResponse
-	return &out, c.doJSON(ctx, http.MethodPost, "/process", nil, req, &out)
+	return doJSON[ProcessResponse](ctx, c, http.MethodPost, "/process", nil, req)
 }
 
 // GetProcess retrieves a stored processing result (GET /process/{id}).
@@ -150,8 +149,7 @@ func (c *Client) GetProcess(id string) (*GetProcessResponse, error) {
 
 // GetProcessWithContext is GetProcess with a context.
 func (c *Client) GetProcessWithContext(ctx context.Context, id string) (*GetProcessResponse, error) {
-	var out GetProcessResponse
-	return &out, c.doJSON(ctx, http.MethodGet, "/process/"+url.PathEscape(id), nil, nil, &out)
+	return doJSON[GetProcessResponse](ctx, c, http.MethodGet, "/process/"+url.PathEscape(id), nil, nil)
 }
 
 // Batch processes up to 100 inputs (POST /batch); results come back in input order, and an item
@@ -162,8 +160,7 @@ func (c *Client) Batch(req BatchRequest) (*BatchResponse, error) {
 
 // BatchWithContext is Batch with a context.
 func (c *Client) BatchWithContext(ctx context.Context, req BatchRequest) (*BatchResponse, error) {
-	var out BatchResponse
-	return &out, c.doJSON(ctx, http.MethodPost, "/batch", nil, req, &out)
+	return doJSON[BatchResponse](ctx, c, http.MethodPost, "/batch", nil, req)
 }
 
 // ListModels lists the available models (GET /models).
@@ -173,8 +170,7 @@ func (c *Client) ListModels() (*ListModelsResponse, error) {
 
 // ListModelsWithContext is ListModels with a context.
 func (c *Client) ListModelsWithContext(ctx context.Context) (*ListModelsResponse, error) {
-	var out ListModelsResponse
-	return &out, c.doJSON(ctx, http.MethodGet, "/models", nil, nil, &out)
+	return doJSON[ListModelsResponse](ctx, c, http.MethodGet, "/models", nil, nil)
 }
 
 // GetUsage reports usage and limits for a period (GET /usage).
@@ -191,8 +187,7 @@ func (c *Client) GetUsageWithContext(ctx context.Context, params UsageParams) (*
 	if params.EndDate != "" {
 		q.Set("end_date", params.EndDate)
 	}
-	var out UsageResponse
-	return &out, c.doJSON(ctx, http.MethodGet, "/usage", q, nil, &out)
+	return doJSON[UsageResponse](ctx, c, http.MethodGet, "/usage", q, nil)
 }
 
 // CreateWebhook registers a webhook (POST /webhooks).
@@ -202,8 +197,7 @@ func (c *Client) CreateWebhook(req CreateWebhookRequest) (*Webhook, error) {
 
 // CreateWebhookWithContext is CreateWebhook with a context.
 func (c *Client) CreateWebhookWithContext(ctx context.Context, req CreateWebhookRequest) (*Webhook, error) {
-	var out Webhook
-	return &out, c.doJSON(ctx, http.MethodPost, "/webhooks", nil, req, &out)
+	return doJSON[Webhook](ctx, c, http.MethodPost, "/webhooks", nil, req)
 }
 
 // ListWebhooks lists the caller's webhooks (GET /webhooks).
@@ -213,8 +207,7 @@ func (c *Client) ListWebhooks() (*ListWebhooksResponse, error) {
 
 // ListWebhooksWithContext is ListWebhooks with a context.
 func (c *Client) ListWebhooksWithContext(ctx context.Context) (*ListWebhooksResponse, error) {
-	var out ListWebhooksResponse
-	return &out, c.doJSON(ctx, http.MethodGet, "/webhooks", nil, nil, &out)
+	return doJSON[ListWebhooksResponse](ctx, c, http.MethodGet, "/webhooks", nil, nil)
 }
 
 // DeleteWebhook removes a webhook (DELETE /webhooks/{id}).
@@ -224,24 +217,24 @@ func (c *Client) DeleteWebhook(id string) (*DeleteWebhookResponse, error) {
 
 // DeleteWebhookWithContext is DeleteWebhook with a context.
 func (c *Client) DeleteWebhookWithContext(ctx context.Context, id string) (*DeleteWebhookResponse, error) {
-	var out DeleteWebhookResponse
-	return &out, c.doJSON(ctx, http.MethodDelete, "/webhooks/"+url.PathEscape(id), nil, nil, &out)
+	return doJSON[DeleteWebhookResponse](ctx, c, http.MethodDelete, "/webhooks/"+url.PathEscape(id), nil, nil)
 }
 
-// doJSON sends a request (with retries) and decodes the JSON answer into out.
-func (c *Client) doJSON(ctx context.Context, method, path string, query url.Values, in, out any) error {
+// doJSON sends a request (with retries) and decodes the JSON answer.
+func doJSON[T any](ctx context.Context, c *Client, method, path string, query url.Values, in any) (*T, error) {
 	resp, body, err := c.send(ctx, method, path, query, in, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	var out T
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
+		return &out, nil
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("plutos: invalid JSON in response (HTTP %d): %w", resp.StatusCode, err)
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("plutos: invalid JSON in response (HTTP %d): %w", resp.StatusCode, err)
 	}
-	return nil
+	return &out, nil
 }
 
 // send performs the request with retries. For non-streaming calls the body is read within the

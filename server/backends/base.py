@@ -7,8 +7,12 @@ whoever called it can bill exactly what was produced even when the call is cance
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,9 @@ class GenerationParams:
     presence_penalty: float = 0.0
     system_prompt: str | None = None
     stop: tuple[str, ...] = ()
+    # When the caller must have its answer, on the event loop's clock (loop.time()); None: no limit.
+    # Backends that call out (upstreams) must not outlive it.
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
@@ -70,8 +77,9 @@ class Backend(abc.ABC):
 
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
         """Run to completion; returns the whole output."""
-        async for _ in self.stream(prompt, state):
-            pass
+        async with closing_stream(self.stream(prompt, state)) as pieces:
+            async for _ in pieces:
+                pass
         return state.text
 
     async def start(self) -> None:  # noqa: B027 - optional hook
@@ -79,3 +87,16 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
+
+
+@contextlib.asynccontextmanager
+async def closing_stream(stream: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
+    """Close ``stream`` (an async generator) as soon as the block ends, however it ends: an error
+    or a cancellation stops a generation (and closes an upstream request) at once, not whenever the
+    generator is garbage-collected."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

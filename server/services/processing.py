@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.backends.base import Backend
+from server.backends.base import Backend, GenerationParams, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, caller
 from server.errors import PlutosError, invalid_parameter
@@ -17,7 +18,15 @@ from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
-from server.store.models import Batch, ProcessRecord, utcnow
+from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
+
+
+def with_deadline(params: GenerationParams, context: Any) -> GenerationParams:
+    """Hand the caller's gRPC deadline to the backend, so no upstream call outlives the caller."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return params
+    return dataclasses.replace(params, deadline=asyncio.get_running_loop().time() + remaining)
 
 
 class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
@@ -33,15 +42,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             )
         return spec, backend
 
-    def _generation(self, request: Any, kind: str) -> Generation:
+    def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
         spec, backend = self._resolve(who, request.model)
-        params = params_from_options(request.options, spec)
+        params = with_deadline(params_from_options(request.options, spec), context)
         require_text(request.input, "input")
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
-        gen = self._generation(request, "process")
+        gen = self._generation(request, "process", context)
         await gen.prepare()
         try:
             await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
@@ -92,7 +101,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         if not 1 <= len(request.inputs) <= limit:
             raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {len(request.inputs)}).")
         spec, backend = self._resolve(who, request.model)
-        params = params_from_options(request.options, spec)
+        params = with_deadline(params_from_options(request.options, spec), context)
         batch_id = new_id("batch")
         created_at = utcnow()
         started = time.perf_counter()
@@ -139,6 +148,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 result.error.code = err.code
                 result.error.message = err.message
             results.append(result)
+        # The batch is one request, counted on its first billed item (an item that never reached
+        # the model, e.g. an empty input, has no ledger entry).
+        for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
+            entry.counts_as_request = 1 if n == 0 else 0
         await self.runtime.writer.write(*rows)
         return processing_pb2.BatchResponse(
             id=batch_id,
@@ -151,7 +164,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     async def Stream(
         self, request: processing_pb2.StreamRequest, context: Any
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
-        gen = self._generation(request, "stream")
+        gen = self._generation(request, "stream", context)
         if not gen.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
         await gen.prepare()
@@ -159,8 +172,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         await call_state().send_initial_metadata(context)
         status, error_code = "cancelled", None
         try:
-            async for piece in gen.backend.stream(gen.prompt, gen.state):  # type: ignore[arg-type]
-                yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
+            # A cancelled call closes the backend's stream (and an upstream request) at once.
+            async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
+                async for piece in pieces:
+                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

@@ -1,9 +1,13 @@
-"""UsageService: totals from the usage ledger for the caller's account."""
+"""UsageService: totals for the caller's account, from the daily roll-ups of the usage ledger.
+
+``usage_daily`` holds the exact sums of the ledger per account, UTC day and model (kept in the
+ledger's own transactions), so a period of whole UTC days is at most (days x models) rows to read.
+Costs are integers of 10^-10 USD, summed exactly, converted to a JSON number only at the end.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from plutos.v1 import usage_pb2, usage_pb2_grpc
@@ -12,7 +16,7 @@ from sqlalchemy import func, select
 from server.context import Caller, caller
 from server.errors import invalid_parameter
 from server.runtime import Runtime
-from server.store.models import LedgerEntry, utcnow
+from server.store.models import UsageDaily, units_to_usd, utcnow
 
 MAX_RANGE_DAYS = 366
 
@@ -61,28 +65,25 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
         end_exclusive = datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
         query = (
             select(
-                LedgerEntry.model,
-                func.coalesce(func.sum(LedgerEntry.counts_as_request), 0),
-                func.coalesce(func.sum(LedgerEntry.prompt_tokens + LedgerEntry.completion_tokens), 0),
-                func.coalesce(func.sum(LedgerEntry.cost), 0),
+                UsageDaily.model,
+                func.sum(UsageDaily.requests),
+                func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens),
+                func.sum(UsageDaily.cost_units),
             )
-            .where(
-                LedgerEntry.account_id == who.account_id,
-                LedgerEntry.created_at >= start,
-                LedgerEntry.created_at < end_exclusive,
-            )
-            .group_by(LedgerEntry.model)
+            .where(UsageDaily.account_id == who.account_id, UsageDaily.day >= first, UsageDaily.day <= last)
+            .group_by(UsageDaily.model)
+            .order_by(UsageDaily.model)
         )
         async with self.runtime.sessions() as session:
             rows = (await session.execute(query)).all()
         totals = usage_pb2.UsageTotals()
-        cost = Decimal(0)
-        for model, requests, tokens, model_cost in rows:
+        cost_units = 0
+        for model, requests, tokens, units in rows:
             totals.requests_by_model[model] = int(requests)
             totals.total_requests += int(requests)
             totals.total_tokens += int(tokens)
-            cost += Decimal(str(model_cost))
-        totals.total_cost = float(cost)
+            cost_units += int(units)
+        totals.total_cost = float(units_to_usd(cost_units))
         response = usage_pb2.GetUsageResponse(
             usage=totals,
             limits=usage_pb2.UsageLimits(

@@ -1,27 +1,126 @@
-"""WebhooksService: not built yet (issue 6). Every RPC answers ``not_implemented`` (501)."""
+"""WebhooksService: create, list and delete the caller's webhooks.
+
+Deliveries are written by the outbox (server/webhooks/outbox.py) and sent by the dispatcher.
+"""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
-from plutos.v1 import webhooks_pb2_grpc
+from plutos.v1 import webhooks_pb2, webhooks_pb2_grpc
+from sqlalchemy import func, select, update
 
-from server.errors import PlutosError
+from server.context import caller
+from server.errors import PlutosError, invalid_parameter
+from server.ids import new_id
+from server.runtime import Runtime
+from server.services.generation import timestamp
+from server.store.models import Webhook, WebhookDelivery, utcnow
+from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
+from server.webhooks.events import EVENTS
+from server.webhooks.signing import secret_problem
 
 
-def _not_yet(name: str) -> NoReturn:
-    raise PlutosError("not_implemented", f"{name} is not available yet on this server.")
+def _events(requested: list[str]) -> list[str]:
+    if not requested:
+        raise PlutosError(
+            "invalid_parameters", "'events' must name at least one event.", {"field": "events", "allowed": list(EVENTS)}
+        )
+    unknown = [e for e in requested if e not in EVENTS]
+    if unknown:
+        raise PlutosError(
+            "invalid_parameters",
+            f"Unknown event '{unknown[0]}'. Events: {', '.join(EVENTS)}.",
+            {"field": "events", "allowed": list(EVENTS)},
+        )
+    return list(dict.fromkeys(requested))  # keep the caller's order, drop repeats
+
+
+def _webhook_fields(hook: Webhook) -> dict[str, Any]:
+    return {
+        "id": hook.id,
+        "url": hook.url,
+        "events": hook.events,
+        "has_secret": bool(hook.secret),
+        "created_at": timestamp(hook.created_at),
+    }
 
 
 class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def CreateWebhook(self, request: Any, context: Any) -> Any:
-        _not_yet("CreateWebhook")
+    async def CreateWebhook(
+        self, request: webhooks_pb2.CreateWebhookRequest, context: Any
+    ) -> webhooks_pb2.CreateWebhookResponse:
+        who = caller()
+        config = self.runtime.webhooks.config
+        try:
+            url = parse_webhook_url(request.url)
+        except ValueError as exc:
+            raise invalid_parameter("url", str(exc)) from None
+        events = _events(list(request.events))
+        if request.secret and (problem := secret_problem(request.secret)):
+            raise invalid_parameter("secret", problem)
+        try:
+            if not config.allow_private_urls:  # else there is nothing to refuse
+                await check_destination(url, allow_private=False)
+        except DestinationRefused as exc:
+            raise invalid_parameter("url", f"Webhook URLs must reach a public address: {exc}.") from None
+        except (OSError, TimeoutError):
+            pass  # not resolvable now: checked again at every delivery
+        async with self.runtime.sessions.begin() as session:
+            count = (
+                await session.execute(
+                    select(func.count()).select_from(Webhook).where(Webhook.account_id == who.account_id)
+                )
+            ).scalar_one()
+            if count >= config.max_per_account:
+                raise invalid_parameter("url", f"An account may have at most {config.max_per_account} webhooks.")
+            hook = Webhook(
+                id=new_id("wh"),
+                account_id=who.account_id,
+                url=request.url,
+                events=events,
+                secret=request.secret or None,
+                created_at=utcnow(),
+            )
+            session.add(hook)
+        self.runtime.webhooks.subscriptions_changed(who.account_id)
+        return webhooks_pb2.CreateWebhookResponse(**_webhook_fields(hook))
 
-    async def ListWebhooks(self, request: Any, context: Any) -> Any:
-        _not_yet("ListWebhooks")
+    async def ListWebhooks(
+        self, request: webhooks_pb2.ListWebhooksRequest, context: Any
+    ) -> webhooks_pb2.ListWebhooksResponse:
+        async with self.runtime.sessions() as session:
+            hooks = (
+                await session.execute(
+                    select(Webhook)
+                    .where(Webhook.account_id == caller().account_id)
+                    .order_by(Webhook.created_at, Webhook.id)
+                )
+            ).scalars()
+            return webhooks_pb2.ListWebhooksResponse(
+                webhooks=[webhooks_pb2.Webhook(**_webhook_fields(h)) for h in hooks]
+            )
 
-    async def DeleteWebhook(self, request: Any, context: Any) -> Any:
-        _not_yet("DeleteWebhook")
+    async def DeleteWebhook(
+        self, request: webhooks_pb2.DeleteWebhookRequest, context: Any
+    ) -> webhooks_pb2.DeleteWebhookResponse:
+        who = caller()
+        if not request.id:
+            raise invalid_parameter("id", "'id' is required.")
+        async with self.runtime.sessions.begin() as session:
+            hook = await session.get(Webhook, request.id)
+            # Another account's webhook is indistinguishable from a missing one.
+            if hook is None or hook.account_id != who.account_id:
+                raise PlutosError("not_found", f"No webhook with id '{request.id}'.", {"id": request.id})
+            await session.delete(hook)
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
+                .values(status="failed", last_error="webhook deleted")
+                .execution_options(synchronize_session=False)
+            )
+        self.runtime.webhooks.subscriptions_changed(who.account_id)
+        return webhooks_pb2.DeleteWebhookResponse(id=request.id, deleted=True)

@@ -1,18 +1,32 @@
-"""Tables. Timestamps are timezone-aware UTC; money is exact ``Numeric``."""
+"""Tables. Timestamps are timezone-aware UTC; money is an exact integer count of 10^-10 USD."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Money is stored as an integer number of 10^-10 USD ("cost units"): SQLite has no exact decimal
+# type (NUMERIC columns hold floats there), while 64-bit integers add up exactly on every database.
+COST_UNITS_PER_USD = 10**10
+
+
+def usd_to_units(value: Decimal) -> int:
+    """Exact for amounts with at most 10 decimal places; finer amounts round half-even."""
+    return int((value * COST_UNITS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def units_to_usd(units: int) -> Decimal:
+    return Decimal(int(units)).scaleb(-10)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -108,7 +122,7 @@ class Batch(Base):
 
 
 class LedgerEntry(Base):
-    """One billable call (a process, a stream, one batch item). Cost is exact decimal USD."""
+    """One billable call (a process, a stream, one batch item). Cost in exact integer units."""
 
     __tablename__ = "usage_ledger"
     __table_args__ = (Index("ix_usage_ledger_account_created", "account_id", "created_at"),)
@@ -120,7 +134,94 @@ class LedgerEntry(Base):
     model: Mapped[str] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
-    cost: Mapped[Decimal] = mapped_column(Numeric(20, 10))
-    # Whether this entry counts as a request (a batch counts once, on its first item).
+    cost_units: Mapped[int] = mapped_column(BigInteger)  # USD * COST_UNITS_PER_USD
+    # Whether this entry counts as a request (a batch counts once, on its first billed item).
     counts_as_request: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    @property
+    def cost(self) -> Decimal:
+        """Exact USD."""
+        return units_to_usd(self.cost_units)
+
+    @cost.setter
+    def cost(self, value: Decimal) -> None:
+        self.cost_units = usd_to_units(value)
+
+
+class UsageDaily(Base):
+    """Per account, UTC day and model: the sums of the ledger's entries, kept in the same
+    transaction as the entries (see server/store/usage_rollup.py), so /usage reads at most
+    (days x models) rows however large the ledger grows."""
+
+    __tablename__ = "usage_daily"
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Webhook(Base):
+    """A URL that receives an account's events. The secret is kept as given: HMAC needs it."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    secret: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one webhook, written in the transaction of the record it describes.
+
+    ``id`` is the ``webhook-id`` header (the same on every attempt, so receivers can dedupe)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), index=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, without "signature"
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WebhookAttempt(Base):
+    """Every delivery attempt and its outcome."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(40), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class UsageThresholdCrossing(Base):
+    """Which monthly-quota thresholds fired for which account and month. The primary key makes
+    the event fire once per threshold per period, whichever replica sees the crossing first."""
+
+    __tablename__ = "usage_threshold_crossings"
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM (UTC)
+    threshold_bp: Mapped[int] = mapped_column(Integer, primary_key=True)  # basis points of the quota
+    used_tokens: Mapped[int] = mapped_column(BigInteger)
+    crossed_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -3,6 +3,9 @@
 A request hands its rows to :meth:`RecordWriter.write` and waits for the commit that carries them,
 so a record is durable and readable (``GET /v1/process/{id}``) as soon as the response is sent,
 yet under load one commit serves many requests instead of one commit each.
+
+Hooks (:meth:`RecordWriter.add_hook`) run inside that transaction and see every row of it: the
+usage roll-up and the webhook outbox are written atomically with the records they derive from.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 log = logging.getLogger("plutos.store.writer")
+
+WriteHook = Callable[[AsyncSession, list[Any]], Awaitable[None]]
 
 
 class RecordWriter:
@@ -23,6 +29,16 @@ class RecordWriter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[tuple[Any, ...], asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._hooks: list[WriteHook] = []
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_hook(self, hook: WriteHook) -> None:
+        """Run ``hook(session, rows)`` in every write transaction, in the order added."""
+        self._hooks.append(hook)
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every successful commit."""
+        self._listeners.append(listener)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="record-writer")
@@ -76,6 +92,10 @@ class RecordWriter:
     async def _commit(self, rows: list[Any]) -> None:
         async with self._sessions.begin() as session:
             session.add_all(rows)
+            for hook in self._hooks:
+                await hook(session, rows)
+        for listener in self._listeners:
+            listener()
 
 
 def _settle(batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], error: bool = False) -> None:

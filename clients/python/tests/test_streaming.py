@@ -12,6 +12,7 @@ import pytest
 from plutos_ai import (
     APIConnectionError,
     AuthenticationError,
+    GatewayTimeoutError,
     StreamChunk,
     StreamComplete,
     UpstreamError,
@@ -137,6 +138,17 @@ def test_error_event_after_chunks_raises_its_class() -> None:
     assert info.value.request_id == "req_s"
     assert info.value.message == "backend died"
     assert body.closed
+
+
+def test_error_event_without_request_id_takes_the_response_header() -> None:
+    body = Body(frame("error", {"error": {"code": "timeout", "message": "too slow"}}))
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream", "x-request-id": "req_hdr"}, stream=body
+    )
+    with pytest.raises(GatewayTimeoutError) as info:
+        make_client(lambda r: response).stream(input="x", model="m").until_done()
+    assert info.value.request_id == "req_hdr"
+    assert info.value.status_code == 504
 
 
 def test_stream_cut_before_complete_is_a_connection_error() -> None:

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 const pkgDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const repoRoot = resolve(pkgDir, '..', '..');
 const protoRoot = join(repoRoot, 'protos');
-const outDir = join(pkgDir, 'src', 'gen');
+// PLUTOS_GEN_OUT redirects the output (the freshness test generates into a temporary folder).
+const outDir = process.env.PLUTOS_GEN_OUT ? resolve(process.env.PLUTOS_GEN_OUT) : join(pkgDir, 'src', 'gen');
 const plugin = join(pkgDir, 'node_modules', '.bin', 'protoc-gen-ts_proto');
 
 function pickPython() {
@@ -67,4 +68,4 @@ execFileSync(
   ],
   { stdio: 'inherit', cwd: protoRoot },
 );
-console.log(`ts-proto: generated ${files.length} files into ${relative(pkgDir, outDir)}`);
+console.log(`ts-proto: generated ${files.length} files into ${outDir}`);

@@ -30,7 +30,7 @@ export interface ClientOptions {
    * PLUTOS_BASE_URL environment variable, when set, is used instead of the environment's URL.
    */
   baseUrl?: string;
-  /** Milliseconds per attempt (default 60 000). For streams: until the response headers arrive. */
+  /** Milliseconds per attempt (default 600 000, ten minutes). For streams: until the response headers arrive. */
   timeout?: number;
   /** Retries after the first attempt (default 2). */
   maxRetries?: number;
@@ -94,7 +94,7 @@ export class PlutosAI {
     }
     const baseUrl = options.baseUrl ?? env('PLUTOS_BASE_URL') ?? ENVIRONMENTS[environment];
     this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.timeout = options.timeout ?? 60_000;
+    this.timeout = options.timeout ?? 600_000;
     this.maxRetries = options.maxRetries ?? DEFAULT_RETRY_POLICY.maxRetries;
     this.#retry = {
       maxRetries: this.maxRetries,
@@ -197,15 +197,17 @@ export class PlutosAI {
     return url;
   }
 
-  #headers(spec: RequestSpec, options?: RequestOptions): Record<string, string> {
-    const headers: Record<string, string> = {
+  #headers(spec: RequestSpec, options?: RequestOptions): Headers {
+    const headers = new Headers({
       Accept: spec.accept ?? 'application/json',
       'User-Agent': `plutos-ai-sdk-typescript/${VERSION}`,
-      ...this.#defaultHeaders,
-      ...options?.headers,
-      Authorization: `Bearer ${this.#apiKey}`,
-    };
-    if (spec.body !== undefined) headers['Content-Type'] = 'application/json';
+    });
+    for (const extra of [this.#defaultHeaders, options?.headers ?? {}]) {
+      for (const [name, value] of Object.entries(extra)) headers.set(name, value);
+    }
+    // Set last (case-insensitively) so no extra header can replace them.
+    headers.set('Authorization', `Bearer ${this.#apiKey}`);
+    if (spec.body !== undefined) headers.set('Content-Type', 'application/json');
     return headers;
   }
 

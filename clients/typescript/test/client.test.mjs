@@ -80,6 +80,8 @@ describe('requests', () => {
     await client.listModels({ headers: { 'X-Trace': 't1', Authorization: 'Bearer other' } });
     assert.equal(last().headers['x-trace'], 't1');
     assert.equal(last().headers.authorization, 'Bearer sk-test');
+    await client.listModels({ headers: { authorization: 'Bearer other' } });
+    assert.equal(last().headers.authorization, 'Bearer sk-test');
   });
 });
 

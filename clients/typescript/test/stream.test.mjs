@@ -231,4 +231,24 @@ describe('client.stream', () => {
       assert.ok(err instanceof APIConnectionError, String(err));
       assert.ok(seen.length < 10);
     }));
+
+  test('aborting the signal mid-stream rejects with the abort reason', () =>
+    withServer([sse([...chunks, ...chunks, ...chunks, complete], { delayMs: 30 })], async (_s, client) => {
+      const controller = new AbortController();
+      const seen = [];
+      const err = await (async () => {
+        for await (const e of client.stream({ input: 'hi', model: 'm' }, { signal: controller.signal })) {
+          seen.push(e);
+          if (seen.length === 2) controller.abort();
+        }
+      })().catch((e) => e);
+      assert.equal(err.name, 'AbortError');
+      assert.equal(seen.length, 2);
+    }));
+
+  test('the timeout covers the wait for headers only, not the whole stream', () =>
+    withServer([sse([...chunks, complete], { delayMs: 80 })], async (_s, client) => {
+      const events = await collect(client.stream({ input: 'hi', model: 'm' }, { timeout: 40 }));
+      assert.equal(events.length, 4);
+    }));
 });

@@ -255,7 +255,7 @@ class AsyncStream(AsyncIterator[StreamEvent]):
         try:
             async for line in _lines_then_blank(response):
                 sse = decoder.decode(line)
-                event = event_from_sse(sse) if sse is not None else None
+                event = event_from_sse(sse, response.headers) if sse is not None else None
                 if event is None:
                     continue
                 if isinstance(event, StreamComplete):

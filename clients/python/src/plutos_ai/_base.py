@@ -223,8 +223,11 @@ def connection_error(exc: httpx.TransportError) -> APIConnectionError:
     return APIConnectionError(f"connection error: {exc or type(exc).__name__}")
 
 
-def event_from_sse(sse: ServerSentEvent) -> StreamEvent | None:
-    """The typed event of one SSE frame; raises the APIError of an ``error`` frame; None to skip."""
+def event_from_sse(sse: ServerSentEvent, headers: Mapping[str, str] | None = None) -> StreamEvent | None:
+    """The typed event of one SSE frame; raises the APIError of an ``error`` frame; None to skip.
+
+    ``headers`` are the stream response's, for the request id of an error frame that has none.
+    """
     if sse.event not in ("chunk", "complete", "error"):
         return None  # unknown event kinds are ignored for forward compatibility
     try:
@@ -233,7 +236,13 @@ def event_from_sse(sse: ServerSentEvent) -> StreamEvent | None:
         raise APIConnectionError(f"malformed SSE data in {sse.event!r} event: {sse.data[:200]!r}") from exc
     if sse.event == "error":
         # The HTTP status was 200 when the stream started: the code decides the class and status.
-        raise error_from_envelope(data, status_code=None, fallback_message="stream failed")
+        request_id = headers.get("x-request-id") if headers is not None else None
+        raise error_from_envelope(
+            data,
+            status_code=None,
+            headers={"x-request-id": request_id} if request_id else None,
+            fallback_message="stream failed",
+        )
     if sse.event == "chunk":
         return StreamChunk.from_json(data)
     return StreamComplete.from_json(data)

@@ -247,7 +247,7 @@ class Stream(Iterator[StreamEvent]):
             # The extra blank line dispatches an event left pending by a stream cut short.
             for line in itertools.chain(response.iter_lines(), [""]):
                 sse = decoder.decode(line)
-                event = event_from_sse(sse) if sse is not None else None
+                event = event_from_sse(sse, response.headers) if sse is not None else None
                 if event is None:
                     continue
                 if isinstance(event, StreamComplete):

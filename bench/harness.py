@@ -1,0 +1,308 @@
+"""Plumbing for benchmarks: start servers as separate processes, drive load with wrk / ghz (separate
+processes too), and sample the server's CPU and peak RSS. Loopback only; every run is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TOOLS = ROOT / ".tools" / "bin"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} never opened")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int
+    key: str
+    workdir: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/v1"
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            parent = psutil.Process(self.proc.pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def plutos_server(config_toml: str = "", workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`plutos serve` in a separate process with a fresh SQLite store and an enterprise key."""
+    workdir = Path(tempfile.mkdtemp(prefix="plutos-bench-"))
+    config = workdir / "config.toml"
+    config.write_text(config_toml)
+    http_port, grpc_port = free_port(), free_port()
+    full_env = {
+        **os.environ,
+        "PLUTOS_CONFIG": str(config),
+        "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        **(env or {}),
+    }
+    created = subprocess.run(
+        [str(VENV_BIN / "plutos"), "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
+        env=full_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    key = json.loads(created.stdout)["key"]
+    log_file = open(workdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "plutos"),
+            "serve",
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--workers",
+            str(workers),
+        ],
+        env=full_env,
+        cwd=workdir,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(proc, http_port, grpc_port, key, workdir)
+    try:
+        wait_port(http_port)
+        wait_port(grpc_port)
+        time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class ResourceSample:
+    cpu_percent: float = 0.0  # of one core, averaged over the run
+    peak_rss_mb: float = 0.0
+
+
+class ResourceMonitor:
+    """Samples CPU time and RSS of a process tree while a load runs."""
+
+    def __init__(self, processes: list[psutil.Process]) -> None:
+        self.processes = processes
+        self.sample = ResourceSample()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for p in self.processes:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            rss = 0
+            for p in self.processes:
+                with suppress(psutil.NoSuchProcess):
+                    rss += p.memory_info().rss
+            self.sample.peak_rss_mb = max(self.sample.peak_rss_mb, rss / 1e6)
+
+    def __enter__(self) -> ResourceMonitor:
+        self._cpu0 = self._cpu()
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        elapsed = time.monotonic() - self._t0
+        self.sample.cpu_percent = 100.0 * (self._cpu() - self._cpu0) / elapsed if elapsed else 0.0
+
+
+@dataclass
+class LoadResult:
+    name: str
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_percent: float = 0.0
+    peak_rss_mb: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+WRK_LUA = """
+wrk.method = "{method}"
+wrk.headers["Authorization"] = "Bearer {key}"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {body}
+done = function(summary, latency, requests)
+  io.write(string.format("ERRORS %d %d %d %d\\n", summary.errors.connect, summary.errors.read,
+    summary.errors.status, summary.errors.timeout))
+end
+"""
+
+
+def wrk(
+    name: str,
+    url: str,
+    *,
+    key: str = "",
+    method: str = "GET",
+    body: str | None = None,
+    connections: int = 1,
+    seconds: int = 10,
+    threads: int = 1,
+) -> LoadResult:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_LUA.format(method=method, key=key, body=json.dumps(body) if body is not None else "nil"))
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    os.unlink(script.name)
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = sum(int(x) for x in re.search(r"ERRORS (\d+) (\d+) (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
+    return LoadResult(
+        name, rps, _ms(pct["50"]), _ms(pct["90"]), _ms(pct["99"]), total, errs + (int(non2xx.group(1)) if non2xx else 0)
+    )
+
+
+def _proto_args(proto: str) -> list[str]:
+    """ghz reads the .proto files (Python's reflection service cannot resolve method symbols)."""
+    import google.api
+    import grpc_tools
+
+    googleapis = Path(next(iter(google.api.__path__))).parent.parent
+    well_known = Path(next(iter(grpc_tools.__path__))) / "_proto"
+    return ["--proto", str(ROOT / "protos" / proto), "--import-paths", f"{ROOT / 'protos'},{googleapis},{well_known}"]
+
+
+def ghz(
+    name: str,
+    target: str,
+    call: str,
+    data: dict[str, Any],
+    *,
+    key: str,
+    connections: int = 1,
+    concurrency: int = 1,
+    seconds: int = 10,
+    proto: str = "plutos/v1/models.proto",
+) -> LoadResult:
+    binary = shutil.which("ghz") or str(TOOLS / "ghz")
+    out = subprocess.run(
+        [
+            binary,
+            "--insecure",
+            *_proto_args(proto),
+            "--call",
+            call,
+            "-d",
+            json.dumps(data),
+            "--metadata",
+            json.dumps({"authorization": f"Bearer {key}"}),
+            "-c",
+            str(concurrency),
+            "--connections",
+            str(connections),
+            "-z",
+            f"{seconds}s",
+            "--format",
+            "json",
+            "--skipFirst",
+            "10",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    ).stdout
+    report = json.loads(out)
+    pct = {int(d["percentage"]): d["latency"] / 1e6 for d in report["latencyDistribution"] or []}
+    errors = sum(v for k, v in (report.get("statusCodeDistribution") or {}).items() if k != "OK")
+    return LoadResult(
+        name,
+        report["rps"],
+        pct.get(50, float("nan")),
+        pct.get(90, float("nan")),
+        pct.get(99, float("nan")),
+        report["count"],
+        errors,
+    )
+
+
+def run_with_monitor(server: Server, load: Any) -> LoadResult:
+    with ResourceMonitor(server.processes()) as monitor:
+        result: LoadResult = load()
+    result.cpu_percent = monitor.sample.cpu_percent
+    result.peak_rss_mb = monitor.sample.peak_rss_mb
+    return result

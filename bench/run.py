@@ -1,0 +1,362 @@
+"""`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
+
+Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
+BENCH_ONLY (comma-separated scenario names)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+import psutil
+
+from bench.harness import (
+    ROOT,
+    VENV_BIN,
+    LoadResult,
+    ResourceMonitor,
+    free_port,
+    ghz,
+    log,
+    plutos_server,
+    run_with_monitor,
+    wait_port,
+    wrk,
+)
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
+MODEL = "smollm2-135m-instruct"
+PROMPT = "Write a short story about a robot who learns to paint."
+Section = tuple[str, list[str]]
+
+
+def table(results: list[LoadResult]) -> list[str]:
+    lines = [
+        "| scenario | RPS | p50 ms | p90 ms | p99 ms | requests | errors | server CPU % | server peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | "
+            f"{r.errors} | {r.cpu_percent:.0f} | {r.peak_rss_mb:.0f} |"
+        )
+    return lines
+
+
+def scenario_gateway_models() -> Section:
+    """The gateway's own cost with no model work: GET /v1/models (auth, bridge, gRPC hop)."""
+    results = []
+    with plutos_server() as server:
+        for conns in (1, 64):
+            log(f"GET /v1/models, {conns} connections, {SECONDS}s")
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda c=conns: wrk(
+                        f"REST GET /v1/models c={c}",
+                        f"{server.base_url}/models",
+                        key=server.key,
+                        connections=c,
+                        seconds=SECONDS,
+                        threads=1 if c == 1 else 2,
+                    ),
+                )
+            )
+        for conc in (1, 64):
+            log(f"gRPC ListModels, concurrency {conc}, {SECONDS}s")
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda c=conc: ghz(
+                        f"gRPC ListModels c={c}",
+                        f"127.0.0.1:{server.grpc_port}",
+                        "plutos.v1.ModelsService.ListModels",
+                        {},
+                        key=server.key,
+                        concurrency=c,
+                        connections=1 if c == 1 else 4,
+                        seconds=SECONDS,
+                    ),
+                )
+            )
+    return ("Gateway without model work (auth + bridge + gRPC hop)", table(results))
+
+
+def scenario_workers() -> Section:
+    """`plutos serve --workers 2` vs 1 on the same load (SO_REUSEPORT)."""
+    results = []
+    for workers in (1, 2):
+        with plutos_server(workers=workers) as server:
+            time.sleep(3 if workers > 1 else 0)
+            log(f"GET /v1/models with {workers} worker(s), 64 connections, {SECONDS}s")
+            results.append(
+                run_with_monitor(
+                    server,
+                    lambda w=workers: wrk(
+                        f"--workers {w}, GET /v1/models c=64",
+                        f"{server.base_url}/models",
+                        key=server.key,
+                        connections=64,
+                        seconds=SECONDS,
+                        threads=2,
+                    ),
+                )
+            )
+    return ("Multi-process: --workers 2 vs 1", table(results))
+
+
+async def _ttfb_rest(base_url: str, key: str, n: int) -> tuple[list[float], list[float]]:
+    first, rates = [], []
+    body = {"input": PROMPT, "model": MODEL, "options": {"maxTokens": 64, "temperature": 0}}
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as c:
+        for _ in range(n):
+            started = time.perf_counter()
+            t_first = None
+            chunks = 0
+            async with c.stream("POST", "/stream", json=body) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("event: chunk"):
+                        chunks += 1
+                        if t_first is None:
+                            t_first = time.perf_counter()
+            done = time.perf_counter()
+            assert t_first is not None
+            first.append((t_first - started) * 1000)
+            rates.append(chunks / (done - t_first) if done > t_first else 0)
+    return first, rates
+
+
+async def _ttfb_backend(n: int) -> tuple[list[float], list[float]]:
+    from server.backends.base import GenerationParams, GenerationState
+    from server.backends.local import LocalLlamaBackend
+    from server.config import load_settings
+
+    spec = load_settings(env={}).models[0]
+    backend = LocalLlamaBackend(spec)
+    await backend.start()
+    first, rates = [], []
+    for _ in range(n):
+        started = time.perf_counter()
+        prompt = await backend.prepare(PROMPT, GenerationParams(max_tokens=64, temperature=0))
+        t_first = None
+        chunks = 0
+        async for _piece in backend.stream(prompt, GenerationState()):
+            chunks += 1
+            if t_first is None:
+                t_first = time.perf_counter()
+        done = time.perf_counter()
+        assert t_first is not None
+        first.append((t_first - started) * 1000)
+        rates.append(chunks / (done - t_first) if done > t_first else 0)
+    await backend.close()
+    return first, rates
+
+
+def scenario_streaming() -> Section:
+    """Time to first SSE chunk through REST → gRPC → local model vs straight from the backend."""
+    n = 15
+    with plutos_server() as server:
+        log(f"streaming through the bridge, {n} sequential streams")
+        asyncio.run(_ttfb_rest(server.base_url, server.key, 2))  # warm-up
+        rest_first, rest_rate = asyncio.run(_ttfb_rest(server.base_url, server.key, n))
+    log(f"streaming straight from the backend in-process, {n} streams")
+    direct_first, direct_rate = asyncio.run(_ttfb_backend(n))
+    med = statistics.median
+    lines = [
+        "| path | first chunk p50 ms | first chunk max ms | chunks/s p50 |",
+        "|---|---:|---:|---:|",
+        f"| REST /v1/stream (bridge → gRPC → backend) | {med(rest_first):.1f} | {max(rest_first):.1f} "
+        f"| {med(rest_rate):.0f} |",
+        f"| backend.stream() in-process | {med(direct_first):.1f} | {max(direct_first):.1f} | {med(direct_rate):.0f} |",
+        "",
+        f"First-chunk overhead of the gateway (p50): **{med(rest_first) - med(direct_first):.1f} ms**. "
+        "Both include the prompt's evaluation by the model (same prompt, 64 tokens, temperature 0).",
+    ]
+    return ("Streaming: time to first chunk", lines)
+
+
+def scenario_batch() -> Section:
+    """A batch of 100 inputs vs the same 100 inputs as sequential /v1/process calls (local model)."""
+    inputs = [f"Give one word that rhymes with number {i}." for i in range(100)]
+    options = {"maxTokens": 8, "temperature": 0}
+    with plutos_server() as server, httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {server.key}"}, timeout=600
+    ) as c:
+        c.post("/process", json={"input": "warm up", "model": MODEL, "options": options})
+        log("batch of 100 vs 100 sequential /v1/process calls")
+        started = time.perf_counter()
+        r = c.post("/batch", json={"inputs": inputs, "model": MODEL, "options": options})
+        r.raise_for_status()
+        batch_s = time.perf_counter() - started
+        batch_tokens = r.json()["totalUsage"]["completionTokens"]
+        started = time.perf_counter()
+        seq_tokens = 0
+        for text in inputs:
+            reply = c.post("/process", json={"input": text, "model": MODEL, "options": options})
+            reply.raise_for_status()
+            seq_tokens += reply.json()["usage"]["completionTokens"]
+        seq_s = time.perf_counter() - started
+    lines = [
+        "| path | wall time s | inputs/s | completion tokens |",
+        "|---|---:|---:|---:|",
+        f"| POST /v1/batch, 100 inputs | {batch_s:.2f} | {100 / batch_s:.1f} | {batch_tokens} |",
+        f"| 100 sequential POST /v1/process | {seq_s:.2f} | {100 / seq_s:.1f} | {seq_tokens} |",
+        "",
+        "The embedded model runs one generation at a time (one llama.cpp context per process), so a batch "
+        "saves the per-request round trips, not model time; upstream models fan out up to batch_concurrency.",
+    ]
+    return ("Batch of 100 vs 100 sequential calls", lines)
+
+
+def _tokens_per_second(
+    url: str, headers: dict[str, str], body: dict[str, object], n: int, usage_path: tuple[str, str]
+) -> float:
+    total_tokens, total_time = 0, 0.0
+    with httpx.Client(timeout=300, headers=headers) as c:
+        c.post(url, json=body)  # warm-up
+        for _ in range(n):
+            started = time.perf_counter()
+            r = c.post(url, json=body)
+            r.raise_for_status()
+            total_time += time.perf_counter() - started
+            total_tokens += int(r.json()[usage_path[0]][usage_path[1]])
+    return total_tokens / total_time
+
+
+def scenario_model_speed() -> Section:
+    """Tokens/s of the embedded backend vs llama-cpp-python's own server on the same GGUF."""
+    from server.backends.local import find_smollm2_gguf
+
+    n = 5
+    gguf = find_smollm2_gguf()
+    with plutos_server() as server:
+        log(f"embedded model: {n} x /v1/process, 256 tokens")
+        ours = _tokens_per_second(
+            f"{server.base_url}/process",
+            {"Authorization": f"Bearer {server.key}"},
+            {"input": PROMPT, "model": MODEL, "options": {"maxTokens": 256, "temperature": 0}},
+            n,
+            ("usage", "completionTokens"),
+        )
+    port = free_port()
+    log("llama_cpp.server on the same GGUF")
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--n_threads",
+            str(os.cpu_count() or 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        theirs = _tokens_per_second(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {},
+            {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 256, "temperature": 0},
+            n,
+            ("usage", "completion_tokens"),
+        )
+    finally:
+        proc.terminate()
+        proc.wait()
+    lines = [
+        "| path | completion tokens/s (wall clock, incl. prompt) |",
+        "|---|---:|",
+        f"| PlutosAI /v1/process (embedded llama.cpp) | {ours:.1f} |",
+        f"| llama_cpp.server /v1/chat/completions | {theirs:.1f} |",
+        "",
+        f"Embedded model at **{100 * ours / theirs:.0f}%** of llama.cpp's own server.",
+    ]
+    return ("Embedded model speed", lines)
+
+
+def scenario_soak() -> Section:
+    """A steady moderate rate for BENCH_SOAK_SECONDS; RSS at start and end."""
+    with plutos_server() as server:
+        procs = server.processes()
+        rss0 = sum(p.memory_info().rss for p in procs) / 1e6
+        log(f"soak: GET /v1/models and POST /v1/process (maxTokens 4) for {SOAK_SECONDS}s")
+        with ResourceMonitor(procs) as monitor:
+            models = wrk(
+                "soak GET /v1/models c=4",
+                f"{server.base_url}/models",
+                key=server.key,
+                connections=4,
+                seconds=SOAK_SECONDS,
+            )
+        # Warm RSS is what matters: measure again after the load.
+        rss1 = sum(p.memory_info().rss for p in procs) / 1e6
+    growth = 100 * (rss1 - rss0) / rss0
+    lines = [
+        *table([models]),
+        "",
+        f"RSS at start {rss0:.0f} MB, at end {rss1:.0f} MB (growth **{growth:+.1f}%**), peak "
+        f"{monitor.sample.peak_rss_mb:.0f} MB, over {SOAK_SECONDS}s.",
+    ]
+    return ("Soak", lines)
+
+
+SCENARIOS: dict[str, Callable[[], Section]] = {
+    "gateway": scenario_gateway_models,
+    "streaming": scenario_streaming,
+    "batch": scenario_batch,
+    "model": scenario_model_speed,
+    "workers": scenario_workers,
+    "soak": scenario_soak,
+}
+
+
+def main() -> int:
+    only = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s]
+    names = only or [n for n in SCENARIOS if n != "soak" or SOAK_SECONDS > 0]
+    started = dt.datetime.now(dt.UTC)
+    sections = []
+    for i, name in enumerate(names, 1):
+        log(f"scenario {i}/{len(names)}: {name}")
+        title, lines = SCENARIOS[name]()
+        print("\n".join([f"## {title}", *lines, ""]), flush=True)
+        sections.append((title, lines))
+    header = [
+        f"# Run {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"- machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+        f"{platform.platform()}, Python {platform.python_version()}",
+        f"- command: `make bench` (BENCH_SECONDS={SECONDS}, BENCH_SOAK_SECONDS={SOAK_SECONDS}"
+        + (f", BENCH_ONLY={','.join(only)}" if only else "")
+        + ")",
+        "- load generators run as separate processes (wrk for HTTP, ghz for gRPC) on loopback",
+        "",
+    ]
+    body = [line for title, lines in sections for line in (f"## {title}", "", *lines, "")]
+    out = ROOT / "BENCHMARKS.md"
+    existing = out.read_text() if out.exists() else "# Benchmarks\n\nAppended by `make bench` (bench/run.py).\n\n"
+    out.write_text(existing.rstrip() + "\n\n" + "\n".join(header + body))
+    log(f"appended to {out}")
+    json.dumps({})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""Gateway overhead in front of an OpenAI-compatible upstream.
+
+The same load, from a separate load generator (wrk), sent
+  (a) straight to a fast mock upstream (``POST /v1/chat/completions``, streamed answer), and
+  (b) through the gateway: REST bridge → gRPC → openai-compatible backend → the same mock
+      (``POST /v1/process``), with auth and persistence on (an enterprise key; records and ledger
+      rows written to the store),
+at concurrency 1 and 64; RPS, p50/p90/p99 latency and the difference are written to
+bench/UPSTREAM_RESULTS.md. Every process (mock, gateway, wrk) is separate; all on loopback.
+
+    .venv/bin/python -m bench.upstream_overhead [--duration 10] [--concurrency 1,64] [--profile]
+
+``--profile`` also samples the gateway with py-spy during one more run at the highest concurrency
+and lists the functions where it spent most time (pip install py-spy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "UPSTREAM_RESULTS.md"
+MODEL = "bench-upstream"
+NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
+INPUT = "Summarise the plot of a short story about a fox."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Run:
+    target: str
+    concurrency: int
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str, target: str, concurrency: int) -> Run:
+    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)$", output, re.M)}
+    done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not (done and rps and len(pct) == 3):
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    errors = int(bad.group(1)) if bad else 0
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    return Run(
+        target=target,
+        concurrency=concurrency,
+        requests=int(done.group(1)),
+        seconds=_ms(done.group(2) + done.group(3)) / 1000,
+        rps=float(rps.group(1)),
+        p50_ms=pct["50"],
+        p90_ms=pct["90"],
+        p99_ms=pct["99"],
+        errors=errors,
+    )
+
+
+def lua_script(path: Path, body: dict[str, object] | None, headers: dict[str, str]) -> Path:
+    lines = (
+        ['wrk.method = "GET"']
+        if body is None
+        else ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    )
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wrk(url: str, script: Path, concurrency: int, seconds: int) -> str:
+    threads = min(2, concurrency)
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{concurrency}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        url,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {within}s")
+
+
+def write_config(
+    path: Path, *, http_port: int, grpc_port: int, mock_port: int, database_url: str, max_connections: int
+) -> None:
+    big = 10**9
+    path.write_text(
+        f"""
+[server]
+http_port = {http_port}
+grpc_port = {grpc_port}
+database_url = "{database_url}"
+
+[plans.enterprise]
+requests_per_minute = {big}
+requests_per_hour = {big}
+requests_per_day = {big}
+concurrent_requests = 100000
+monthly_tokens = {big * 1000}
+
+[[models]]
+id = "{MODEL}"
+name = "Benchmark upstream"
+backend = "openai-compatible"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+upstream_model = "bench"
+max_tokens = 4096
+max_connections = {max_connections}
+pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
+"""
+    )
+
+
+def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency: int, out: Path) -> list[str]:
+    """Sample the gateway with py-spy while wrk loads it; the functions with the most samples."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    raw = ROOT / "bench" / "results" / "upstream_gateway_profile.txt"  # kept (git-ignored) for a closer look
+    raw.parent.mkdir(exist_ok=True)
+    spy = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1)
+    wrk(url, script, concurrency, seconds)
+    spy.wait(seconds + 30)
+    return summarize_profile(raw, seconds, concurrency)
+
+
+# Where a sample's time goes: the first layer (in this order) found anywhere in its stack.
+LAYERS = [
+    ("upstream HTTP call: httpx, httpcore, anyio (server/backends/openai_compat.py)", ("server/backends/",)),
+    ("store: SQLAlchemy unit of work + aiosqlite thread (group commit)", ("sqlalchemy/", "aiosqlite/", "asyncpg/")),
+    ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
+    (
+        "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",
+        ("server/services/", "server/interceptors/", "server/auth.py", "grpc_interceptor/"),
+    ),
+    ("gRPC core and grpc.aio (the REST->gRPC hop, both ends)", ("grpc/",)),
+]
+
+
+def summarize_profile(raw: Path, seconds: int, concurrency: int) -> list[str]:
+    own: collections.Counter[str] = collections.Counter()
+    layers: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f]
+        if not frames:
+            continue
+        total += count
+        own[_short(frames[-1])] += count
+        layer = next(
+            (name for name, marks in LAYERS if any(m in f for f in frames for m in marks)),
+            "event loop: uvloop, gRPC C core (Cython frames py-spy cannot see), other",
+        )
+        layers[layer] += count
+    lines = [
+        f"py-spy (--nonblocking, all threads, idle excluded), {total} samples at 200 Hz over {seconds} s, "
+        f"concurrency {concurrency}; each sample counted once, in the first layer of this list found in its stack:",
+        "",
+    ]
+    lines += [f"- {100 * layers[name] / total:5.1f}%  {name}" for name, _ in LAYERS]
+    rest = "event loop: uvloop, gRPC C core (Cython frames py-spy cannot see), other"
+    lines += [f"- {100 * layers[rest] / total:5.1f}%  {rest}", "", "Top functions by own time:", ""]
+    lines += [f"- {100 * n / total:5.1f}%  {name}" for name, n in own.most_common(12)]
+    return lines
+
+
+def _short(frame: str) -> str:
+    # "function (path/to/file.py:123)" → "function (file path from site-packages or the repo)"
+    frame = re.sub(r":\d+\)$", ")", frame)
+    frame = frame.replace(str(ROOT) + "/", "")
+    return re.sub(r"\(.*site-packages/", "(", frame)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="gateway overhead in front of an OpenAI-compatible upstream")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    parser.add_argument("--concurrency", default="1,64", help="comma-separated connection counts (default 1,64)")
+    parser.add_argument("--database-url", default="", help="store for the gateway (default: a fresh SQLite file)")
+    parser.add_argument("--profile", action="store_true", help="also sample the gateway with py-spy")
+    parser.add_argument("--max-connections", type=int, default=100, help="the upstream pool size (default 100)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed (apt-get install wrk)")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="plutos-bench-"))
+    database_url = args.database_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
+    mock_port, http_port, grpc_port = free_port(), free_port(), free_port()
+    config = work / "bench.toml"
+    write_config(
+        config,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        mock_port=mock_port,
+        database_url=database_url,
+        max_connections=args.max_connections,
+    )
+    plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        mock = subprocess.Popen(
+            [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        procs.append(mock)
+        subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+        created = subprocess.run(
+            [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        secret = json.loads(created.stdout)["key"]
+        log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the gateway
+        gateway = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(gateway)
+        auth = {"Authorization": f"Bearer {secret}"}
+        wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
+
+        # (a) the request the gateway itself sends upstream; (b) the gateway's own API.
+        upstream_body: dict[str, object] = {
+            "model": "bench",
+            "messages": [{"role": "user", "content": INPUT}],
+            "temperature": 0.7,
+            "top_p": 1.0,
+            "max_tokens": 16,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        direct = (
+            "direct to the mock",
+            f"http://127.0.0.1:{mock_port}/v1/chat/completions",
+            lua_script(work / "direct.lua", upstream_body, {"Content-Type": "application/json"}),
+        )
+        gateway_body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
+        through = (
+            "through the gateway",
+            f"http://127.0.0.1:{http_port}/v1/process",
+            lua_script(work / "gateway.lua", gateway_body, {"Content-Type": "application/json", **auth}),
+        )
+        # (c) a reference: the gateway's cheapest authenticated call (no upstream, no store).
+        models = (
+            "gateway, GET /v1/models",
+            f"http://127.0.0.1:{http_port}/v1/models",
+            lua_script(work / "models.lua", None, auth),
+        )
+        check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
+        check.raise_for_status()
+        assert check.json()["usage"]["completionTokens"] == 10, check.text
+
+        runs: list[Run] = []
+        load = os.getloadavg()
+        for concurrency in levels:
+            for name, url, script in (direct, through, models):
+                wrk(url, script, concurrency, 2)  # warm-up: connections, caches
+                run = parse_wrk(wrk(url, script, concurrency, args.duration), name, concurrency)
+                print(
+                    f"{name:22} c={concurrency:<3} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
+                    f"p90 {run.p90_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}",
+                    flush=True,
+                )
+                runs.append(run)
+        with httpx.Client(timeout=30) as client:
+            usage = client.get(f"http://127.0.0.1:{http_port}/v1/usage", headers=auth).json()["usage"]
+        profile = (
+            profile_gateway(gateway.pid, args.duration, through[1], through[2], max(levels), work)
+            if args.profile
+            else []
+        )
+        write_results(args.output, runs, args, load, usage, profile, database_url)
+        print(f"wrote {args.output}")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_results(
+    path: Path,
+    runs: list[Run],
+    args: argparse.Namespace,
+    load: tuple[float, float, float],
+    usage: dict[str, object],
+    profile: list[str],
+    database_url: str,
+) -> None:
+    store = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite (file)"
+    out = [
+        "# Gateway overhead in front of an OpenAI-compatible upstream",
+        "",
+        "Command: `.venv/bin/python -m bench.upstream_overhead"
+        + (f" --duration {args.duration}" if args.duration != 10 else "")
+        + (f" --concurrency {args.concurrency}" if args.concurrency != "1,64" else "")
+        + (" --profile" if args.profile else "")
+        + (f" --max-connections {args.max_connections}" if args.max_connections != 100 else "")
+        + "`",
+        "",
+        f"- Load: wrk 4 (separate process), {args.duration} s per run after a 2 s warm-up, POST with a JSON body, "
+        "keep-alive connections.",
+        "- Upstream: bench/mock_upstream.py (separate process, raw asyncio + uvloop), answering a streamed "
+        "completion of 10 content chunks + usage at once.",
+        "- (a) `POST /v1/chat/completions` straight to the mock, with the body the gateway would send.",
+        f"- (b) `POST /v1/process` through REST bridge → gRPC → openai-compatible backend → the mock; auth on "
+        f"(enterprise key), persistence on ({store}: a record and a ledger row per request, group commit); "
+        "one gateway process; upstream pool of "
+        f"{args.max_connections} connections.",
+        "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC → auth → a prebuilt answer; the floor "
+        "under (b), without upstream call or store.",
+        f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
+        f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
+        "machine, not capacity claims.",
+        f"- Sanity check: GET /v1/usage after the runs counted {usage.get('totalRequests')} requests, "
+        f"{usage.get('totalTokens')} tokens for the bench key (every gateway request was stored and billed).",
+        "",
+        "| target | concurrency | requests | RPS | p50 ms | p90 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        out.append(
+            f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
+            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        )
+    out += ["", "Overhead of the gateway (b - a; c is the bridge + gRPC + auth floor, without upstream or store):", ""]
+    out += [
+        "| concurrency | RPS (b / a) | p50 added ms | p90 added ms | p99 added ms |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    by = {(r.target, r.concurrency): r for r in runs}
+    for c in sorted({r.concurrency for r in runs}):
+        a, b = by.get(("direct to the mock", c)), by.get(("through the gateway", c))
+        if a and b:
+            out.append(
+                f"| {c} | {b.rps:.0f} / {a.rps:.0f} ({100 * b.rps / a.rps:.1f}%) | {b.p50_ms - a.p50_ms:.2f} | "
+                f"{b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
+            )
+    if profile:
+        out += ["", "## Where the gateway spends its time", "", *profile]
+    # Hand-written notes below the marker survive a re-run.
+    notes = ""
+    if path.exists() and NOTES_MARKER in (previous := path.read_text()):
+        notes = previous[previous.index(NOTES_MARKER) :]
+    path.write_text("\n".join(out) + "\n" + ("\n" + notes if notes else ""))
+
+
+if __name__ == "__main__":
+    main()

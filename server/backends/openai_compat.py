@@ -1,0 +1,505 @@
+"""The ``openai-compatible`` backend: a catalogue entry served by an upstream ``/chat/completions``.
+
+Works with OpenAI, vLLM, Ollama, llama.cpp's server and llama-cpp-python's server. Every entry
+pointing at the same ``base_url`` shares one ``httpx.AsyncClient`` (connection pool, keep-alive).
+
+Errors a caller can meet, and what they mean (see docs/upstreams.md)::
+
+    upstream answered 5xx (not retried: 500, 501, ...)   → upstream_error       502
+    upstream answered 502/503/504, retries used up       → upstream_error       502
+    upstream answered another 4xx (400, 401, 404, ...)   → upstream_error       502
+    connection reset (before any response: after
+      retries), truncated stream, bad JSON, an error
+      object inside the stream                           → upstream_error       502
+    upstream answered 429, retries used up               → service_unavailable  503 (+ Retry-After)
+    connection refused / connect timeout, retries used up → service_unavailable  503
+    read timeout, or the caller's deadline reached       → timeout              504
+
+``details`` carries ``model`` (the catalogue id), and when the upstream answered, ``upstreamStatus``
+and ``upstreamRequestId`` (its ``x-request-id`` header). The upstream's own error message is logged,
+never passed on (it can name the account or a key prefix).
+
+Retries (exponential backoff with jitter, at least the upstream's ``Retry-After``) cover connect
+errors, connections closed before any response, 429 and 502-504; only before the upstream accepted
+the request (so never after a byte of output) and never past the caller's deadline.
+
+Token counts come from the upstream's ``usage`` (``stream_options.include_usage``). When it sends
+none (llama-cpp-python's server does not in streams), the completion is counted as one token per
+content chunk (servers stream one token per chunk) and the prompt is estimated as
+``ceil(chars / 4)`` per message plus 4 tokens per message and 3 for the reply's priming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.config import ModelSpec
+from server.context import current_call
+from server.errors import PlutosError
+
+log = logging.getLogger("plutos.backends.openai")
+
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+REPLY_PRIMING_TOKENS = 3
+DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+_FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: one token per four characters, rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
+    return sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages) + REPLY_PRIMING_TOKENS
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """A catalogue entry's upstream settings (the ``[[models]]`` keys besides the common ones)."""
+
+    base_url: str
+    upstream_model: str
+    api_key_env: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0  # longest silence between two pieces of the upstream's answer
+    total_timeout: float = 600.0  # longest whole call, when the caller sets no earlier deadline
+    max_retries: int = 2
+    retry_backoff: float = 0.25  # first backoff, doubled each retry, with jitter
+    retry_backoff_max: float = 4.0
+    max_retry_after: float = 30.0  # a longer Retry-After is passed to the caller instead of waited
+    stream: bool = True  # ask the upstream to stream (false: one JSON answer)
+    stream_usage: bool = True  # send stream_options.include_usage
+    max_connections: int = 100
+    max_tokens_param: str = "max_tokens"  # "max_completion_tokens" for OpenAI's reasoning models
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> UpstreamConfig:
+        o = spec.options
+        where = f"model {spec.id}"
+        if "api_key" in o:
+            raise ValueError(
+                f"{where}: never put the key in the catalogue; name its environment variable with api_key_env"
+            )
+        base_url = o.get("base_url")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"{where}: base_url must be an http(s) URL (e.g. https://api.openai.com/v1)")
+        timeout = o.get("timeout", {})
+        if isinstance(timeout, int | float):
+            timeout = {"read": timeout}
+        if not isinstance(timeout, dict) or not set(timeout) <= {"connect", "read", "total"}:
+            raise ValueError(f"{where}: timeout is seconds, or a table with connect, read, total")
+        extra = o.get("extra_body", {})
+        if not isinstance(extra, dict):
+            raise ValueError(f"{where}: extra_body must be a table")
+        defaults = cls(base_url="", upstream_model="")
+        config = cls(
+            base_url=base_url.rstrip("/"),
+            upstream_model=str(o.get("upstream_model", spec.id)),
+            api_key_env=o.get("api_key_env"),
+            connect_timeout=float(timeout.get("connect", defaults.connect_timeout)),
+            read_timeout=float(timeout.get("read", defaults.read_timeout)),
+            total_timeout=float(timeout.get("total", defaults.total_timeout)),
+            max_retries=int(o.get("max_retries", defaults.max_retries)),
+            retry_backoff=float(o.get("retry_backoff", defaults.retry_backoff)),
+            retry_backoff_max=float(o.get("retry_backoff_max", defaults.retry_backoff_max)),
+            max_retry_after=float(o.get("max_retry_after", defaults.max_retry_after)),
+            stream=bool(o.get("stream", spec.supports_streaming)),
+            stream_usage=bool(o.get("stream_usage", True)),
+            max_connections=int(o.get("max_connections", defaults.max_connections)),
+            max_tokens_param=str(o.get("max_tokens_param", "max_tokens")),
+            extra_body=dict(extra),
+        )
+        if min(config.connect_timeout, config.read_timeout, config.total_timeout) <= 0:
+            raise ValueError(f"{where}: timeouts must be positive")
+        if config.max_retries < 0 or config.max_connections < 1:
+            raise ValueError(f"{where}: max_retries must be >= 0 and max_connections >= 1")
+        return config
+
+    def api_key(self, model_id: str) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ValueError(f"model {model_id}: environment variable {self.api_key_env} (api_key_env) is not set")
+        return key
+
+
+class _ClientPool:
+    """One ``httpx.AsyncClient`` per upstream base URL and event loop, shared by reference count."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, int], list[Any]] = {}  # key → [client, users]
+
+    def acquire(self, config: UpstreamConfig) -> httpx.AsyncClient:
+        key = (config.base_url, id(asyncio.get_running_loop()))
+        entry = self._clients.get(key)
+        if entry is None:
+            limits = httpx.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.max_connections,
+                keepalive_expiry=30.0,
+            )
+            # Timeouts are set per request (they shrink with the caller's deadline).
+            entry = self._clients[key] = [httpx.AsyncClient(limits=limits, trust_env=False), 0]
+        entry[1] += 1
+        client: httpx.AsyncClient = entry[0]
+        return client
+
+    async def release(self, config: UpstreamConfig) -> None:
+        key = (config.base_url, id(asyncio.get_running_loop()))
+        entry = self._clients.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._clients[key]
+            await entry[0].aclose()
+
+
+CLIENTS = _ClientPool()
+
+
+class OpenAICompatibleBackend(Backend):
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.config = UpstreamConfig.from_spec(spec)
+        self.supports_streaming = spec.supports_streaming
+        self.url = f"{self.config.base_url}/chat/completions"
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if self.config.stream else "application/json",
+        }
+        key = self.config.api_key(spec.id)
+        if key:
+            self._headers["authorization"] = f"Bearer {key}"
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client = CLIENTS.acquire(self.config)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client = None
+            await CLIENTS.release(self.config)
+
+    # -- prompt ---------------------------------------------------------------------------------
+
+    def request_body(self, text: str, params: GenerationParams) -> dict[str, Any]:
+        """The reference's options in OpenAI's names."""
+        messages = []
+        if params.system_prompt:
+            messages.append({"role": "system", "content": params.system_prompt})
+        messages.append({"role": "user", "content": text})
+        body: dict[str, Any] = {
+            **self.config.extra_body,
+            "model": self.config.upstream_model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            self.config.max_tokens_param: params.max_tokens,
+            "frequency_penalty": params.frequency_penalty,
+            "presence_penalty": params.presence_penalty,
+            "stream": self.config.stream,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.config.stream and self.config.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:
+        body = self.request_body(text, params)
+        estimate = estimate_prompt_tokens(body["messages"])
+        if estimate >= self.spec.max_tokens:
+            raise PlutosError(
+                "input_too_long",
+                f"Input exceeds the model's context of {self.spec.max_tokens} tokens.",
+                {"maxTokens": self.spec.max_tokens, "promptTokens": estimate},
+            )
+        return PreparedPrompt(text=text, params=params, prompt_tokens=estimate, payload=orjson.dumps(body))
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def _deadline(self, params: GenerationParams) -> float:
+        own = asyncio.get_running_loop().time() + self.config.total_timeout
+        return own if params.deadline is None else min(own, params.deadline)
+
+    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+        deadline = self._deadline(prompt.params)
+        assert isinstance(prompt.payload, bytes)
+        # Nothing is billed until the upstream accepts the request.
+        state.prompt_tokens = 0
+        response = await self._open(prompt.payload, deadline)
+        request_id = response.headers.get("x-request-id")
+        state.prompt_tokens = prompt.prompt_tokens
+        try:
+            if self.config.stream:
+                async with closing_stream(self._read_stream(response, state, deadline, request_id)) as pieces:
+                    async for piece in pieces:
+                        state.text_parts.append(piece)
+                        yield piece
+            else:
+                piece = await self._read_whole(response, state, deadline, request_id)
+                if piece:
+                    state.text_parts.append(piece)
+                    yield piece
+        except PlutosError:
+            state.finish_reason = "error"
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # Cancelled, or closed early by whoever iterates: the upstream request is closed below.
+            if state.finish_reason is None:
+                state.finish_reason = "cancelled"
+            raise
+        finally:
+            await response.aclose()
+
+    async def _open(self, body: bytes, deadline: float) -> httpx.Response:
+        """POST the request; returns the accepted (200) response, unread. Retries as documented."""
+        assert self._client is not None, "backend not started"
+        loop = asyncio.get_running_loop()
+        headers = dict(self._headers)
+        call = current_call.get(None)
+        if call is not None:
+            # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
+            # (llama-cpp-python's) reject one that is not a UUID.
+            headers["x-client-request-id"] = call.request_id
+        attempt = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._timeout()
+            timeout = httpx.Timeout(
+                connect=min(self.config.connect_timeout, remaining),
+                read=min(self.config.read_timeout, remaining),
+                write=min(self.config.read_timeout, remaining),
+                pool=min(self.config.connect_timeout, remaining),
+            )
+            request = self._client.build_request("POST", self.url, content=body, headers=headers, timeout=timeout)
+            retry_after: float | None = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await self._client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                error = self._unavailable(f"The upstream for model '{self.spec.id}' cannot be reached.")
+                log.warning("upstream %s unreachable (attempt %d): %r", self.url, attempt + 1, exc)
+                retryable = True
+            except (httpx.TimeoutException, TimeoutError):
+                raise self._timeout() from None
+            except httpx.TransportError as exc:
+                # Closed or reset before any response: typically a keep-alive connection the server
+                # dropped as we reused it. Nothing was answered, so trying again is safe.
+                log.warning("upstream %s failed before answering (attempt %d): %r", self.url, attempt + 1, exc)
+                error = self._upstream_error("The upstream connection failed.")
+                retryable = True
+            else:
+                if response.status_code == 200:
+                    return response
+                error, retryable, retry_after = await self._rejected(response, deadline)
+            if not retryable or attempt >= self.config.max_retries:
+                raise error
+            delay = min(self.config.retry_backoff_max, self.config.retry_backoff * 2**attempt)
+            delay *= random.uniform(0.5, 1.0)
+            if retry_after is not None:
+                if retry_after > self.config.max_retry_after:
+                    raise error
+                delay = max(delay, retry_after)
+            if loop.time() + delay >= deadline:
+                raise error
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _rejected(self, response: httpx.Response, deadline: float) -> tuple[PlutosError, bool, float | None]:
+        """A non-200 answer: the error to give, whether to retry, and its Retry-After."""
+        status = response.status_code
+        request_id = response.headers.get("x-request-id")
+        try:
+            async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + 2.0)):
+                raw = await response.aread()
+            message = raw[:500].decode("utf-8", "replace")
+        except (httpx.HTTPError, TimeoutError):
+            message = ""
+        finally:
+            await response.aclose()
+        log.warning("upstream %s answered %d (request %s): %s", self.url, status, request_id, message)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status == 429:
+            error = self._unavailable(
+                f"The upstream for model '{self.spec.id}' is rate limiting; try again later.",
+                status,
+                request_id,
+                retry_after,
+            )
+        else:
+            error = self._upstream_error(f"The upstream answered HTTP {status}.", status, request_id)
+        return error, status in RETRYABLE_STATUSES, retry_after
+
+    async def _read_stream(
+        self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
+    ) -> AsyncIterator[str]:
+        """Server-sent events → content pieces; keeps the token counts in ``state`` current.
+
+        Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
+        ``id:`` and comment lines are skipped."""
+        buffer = b""
+        counted = 0
+        finish: str | None = None
+        usage: dict[str, Any] | None = None
+        async with closing_stream(response.aiter_bytes()) as chunks:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks, None)
+                except (httpx.TimeoutException, TimeoutError):
+                    if finish == "[DONE]":
+                        break  # the answer is whole; the connection is just not reused
+                    raise self._timeout() from None
+                except httpx.TransportError as exc:
+                    log.warning("upstream %s stream broke after %d chunks: %r", self.url, counted, exc)
+                    raise self._upstream_error(
+                        "The upstream connection broke during generation.", 200, request_id
+                    ) from None
+                if chunk is None:
+                    break
+                if finish == "[DONE]":
+                    continue  # reading to the end lets the connection go back to the pool
+                buffer += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        finish = "[DONE]"
+                        deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+                        break
+                    event = self._json(data, request_id)
+                    if event.get("error"):
+                        log.warning("upstream %s sent an error event: %s", self.url, data[:500])
+                        raise self._upstream_error("The upstream failed during generation.", 200, request_id)
+                    choices = event.get("choices") or []
+                    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+                        raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
+                    for choice in choices:
+                        delta = choice.get("delta")
+                        content = delta.get("content") if isinstance(delta, dict) else None
+                        if content and isinstance(content, str):
+                            counted += 1
+                            if usage is None:
+                                state.completion_tokens = counted
+                            yield content
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                            state.finish_reason = _FINISH_REASONS.get(finish, "stop")
+                    if isinstance(event.get("usage"), dict):
+                        usage = event["usage"]
+                        self._apply_usage(usage, state)
+        if finish is None:
+            raise self._upstream_error("The upstream's stream ended before the answer did.", 200, request_id)
+        if state.finish_reason is None:
+            state.finish_reason = "stop"
+
+    async def _read_whole(
+        self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
+    ) -> str:
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await response.aread()
+        except (httpx.TimeoutException, TimeoutError):
+            raise self._timeout() from None
+        except httpx.TransportError as exc:
+            log.warning("upstream %s answer broke: %r", self.url, exc)
+            raise self._upstream_error("The upstream connection broke during generation.", 200, request_id) from None
+        answer = self._json(raw, request_id)
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise self._upstream_error("The upstream's answer has no choices.", 200, request_id) from None
+        if not isinstance(text, str):
+            raise self._upstream_error("The upstream's answer is not text.", 200, request_id)
+        state.completion_tokens = estimate_tokens(text)
+        if isinstance(answer.get("usage"), dict):
+            self._apply_usage(answer["usage"], state)
+        state.finish_reason = _FINISH_REASONS.get(finish, "stop")
+        return text
+
+    @staticmethod
+    def _apply_usage(usage: dict[str, Any], state: GenerationState) -> None:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int) and prompt >= 0:
+            state.prompt_tokens = prompt
+        if isinstance(completion, int) and completion >= 0:
+            state.completion_tokens = completion
+
+    def _json(self, data: bytes, request_id: str | None) -> dict[str, Any]:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            log.warning("upstream %s sent invalid JSON: %r", self.url, data[:200])
+            raise self._upstream_error("The upstream sent invalid JSON.", 200, request_id) from None
+        if not isinstance(value, dict):
+            raise self._upstream_error("The upstream sent an unexpected JSON value.", 200, request_id)
+        return value
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _details(self, status: int | None, request_id: str | None) -> dict[str, Any]:
+        details: dict[str, Any] = {"model": self.spec.id}
+        if status is not None:
+            details["upstreamStatus"] = status
+        if request_id:
+            details["upstreamRequestId"] = request_id
+        return details
+
+    def _upstream_error(self, message: str, status: int | None = None, request_id: str | None = None) -> PlutosError:
+        return PlutosError("upstream_error", message, self._details(status, request_id))
+
+    def _unavailable(
+        self, message: str, status: int | None = None, request_id: str | None = None, retry_after: float | None = None
+    ) -> PlutosError:
+        return PlutosError(
+            "service_unavailable",
+            message,
+            self._details(status, request_id),
+            retry_after=None if retry_after is None else max(1, round(retry_after)),
+        )
+
+    def _timeout(self) -> PlutosError:
+        return PlutosError(
+            "timeout", f"The upstream for model '{self.spec.id}' did not answer in time.", {"model": self.spec.id}
+        )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,50 @@
+"""Daily usage roll-ups, maintained in the transaction that writes the ledger entries.
+
+Each write transaction aggregates its ledger entries by (account, UTC day, model) and adds the sums
+to ``usage_daily`` with one upsert (``INSERT ... ON CONFLICT DO UPDATE``, on SQLite and PostgreSQL).
+Keys are upserted in sorted order so concurrent replicas lock rows in the same order (no deadlock).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.store.models import LedgerEntry, UsageDaily
+from server.store.upsert import upsert_adding
+
+_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units")
+_TABLE: Table = UsageDaily.__table__  # type: ignore[assignment]
+_UPSERTS: dict[str, Any] = {}
+
+
+def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
+    """The ``usage_daily`` increments for ``entries``, sorted by key."""
+    totals: dict[tuple[str, date, str], list[int]] = {}
+    for e in entries:
+        key = (e.account_id, e.created_at.astimezone(UTC).date(), e.model)
+        acc = totals.setdefault(key, [0, 0, 0, 0])
+        acc[0] += int(e.counts_as_request if e.counts_as_request is not None else 1)
+        acc[1] += e.prompt_tokens
+        acc[2] += e.completion_tokens
+        acc[3] += e.cost_units
+    return [
+        {"account_id": a, "day": d, "model": m, **dict(zip(_SUMS, sums, strict=True))}
+        for (a, d, m), sums in sorted(totals.items())
+    ]
+
+
+async def roll_up_usage(session: AsyncSession, rows: list[Any]) -> None:
+    """RecordWriter hook: add this transaction's ledger entries to ``usage_daily``."""
+    entries = [r for r in rows if isinstance(r, LedgerEntry)]
+    if not entries:
+        return
+    increments = daily_totals(entries)
+    dialect = session.get_bind().dialect.name
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        stmt = _UPSERTS[dialect] = upsert_adding(dialect, _TABLE, ["account_id", "day", "model"], _SUMS)
+    await session.execute(stmt, increments)

@@ -1,0 +1,60 @@
+"""The ``[webhooks]`` table of the configuration file (read from ``Settings.raw``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from server.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    # Deliver to loopback/private/link-local addresses. Off by default (SSRF); tests turn it on.
+    allow_private_urls: bool = False
+    # Fractions of the plan's monthly token quota that fire `usage.threshold` (once per month each).
+    usage_thresholds: tuple[float, ...] = (0.5, 0.8, 1.0)
+    # Seconds to wait before each retry; attempts = 1 + len(retry_schedule). Each wait is scaled by
+    # a random factor in [1 - retry_jitter, 1 + retry_jitter].
+    retry_schedule: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    retry_jitter: float = 0.2
+    # Per attempt: connect + send + response, seconds.
+    timeout: float = 10.0
+    # How long a claimed delivery stays invisible to other dispatchers (must exceed `timeout`).
+    # After a crash, claimed deliveries go out again once their lease ends.
+    lease: float = 30.0
+    # How often an idle dispatcher looks for due deliveries (new events wake it at once in-process).
+    poll_interval: float = 1.0
+    # Deliveries sent at once by one process.
+    concurrency: int = 16
+    # How long an account's webhook list is cached when writing events (seconds). Creating or
+    # deleting a webhook refreshes the cache at once in the process that served it.
+    cache_ttl: float = 5.0
+    max_per_account: int = 20
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookSettings:
+        return cls.from_table(settings.raw.get("webhooks", {}))
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> WebhookSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = set(table) - known
+        if unknown:
+            raise ValueError(f"[webhooks]: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        values: dict[str, Any] = dict(table)
+        for name in ("usage_thresholds", "retry_schedule"):
+            if name in values:
+                values[name] = tuple(float(v) for v in values[name])
+        made = cls(**values)
+        if any(f <= 0 for f in made.usage_thresholds):
+            raise ValueError("[webhooks] usage_thresholds must be positive fractions, e.g. [0.5, 0.8, 1.0]")
+        if any(d < 0 for d in made.retry_schedule) or not 0 <= made.retry_jitter < 1:
+            raise ValueError("[webhooks] retry_schedule must hold non-negative seconds; 0 <= retry_jitter < 1")
+        if made.timeout <= 0 or made.lease <= made.timeout or made.concurrency < 1:
+            raise ValueError("[webhooks] needs timeout > 0, lease > timeout and concurrency >= 1")
+        return made
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + len(self.retry_schedule)

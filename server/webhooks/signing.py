@@ -1,0 +1,66 @@
+"""Signatures on webhook deliveries.
+
+Two signatures, both HMAC-SHA256 with the same key (for a ``whsec_``-prefixed secret the
+base64-decoded remainder, otherwise the secret's UTF-8 bytes):
+
+- the Standard Webhooks header ``webhook-signature: v1,<base64 HMAC of "{id}.{timestamp}.{body}">``
+  where ``body`` is the raw request body, byte for byte;
+- the body's ``"signature"`` field (the reference's payload): lowercase hex HMAC of the body
+  *without* that field, i.e. of the exact bytes ``{"event":...,"timestamp":...,"data":...}``. The
+  field is always the body's last member, so a receiver gets those bytes back by cutting the raw
+  body at its last ``,"signature":"`` and appending ``}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+SECRET_PREFIX = "whsec_"
+_SIGNATURE_MEMBER = b',"signature":"'
+
+
+def hmac_key(secret: str) -> bytes:
+    if secret.startswith(SECRET_PREFIX):
+        return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    return secret.encode("utf-8")
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` cannot sign, or None when it can."""
+    if len(secret) > 300:
+        return "'secret' may be at most 300 characters."
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except (binascii.Error, ValueError):
+            return "A 'secret' starting with 'whsec_' must continue with base64."
+        if not key:
+            return "A 'whsec_' secret must not be empty."
+    return None
+
+
+def header_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(hmac_key(secret), signed, hashlib.sha256).digest()).decode("ascii")
+
+
+def signed_body(payload: bytes, secret: str | None) -> bytes:
+    """The request body: ``payload`` (a JSON object), plus the ``"signature"`` member when signed."""
+    if not secret:
+        return payload
+    digest = hmac.new(hmac_key(secret), payload, hashlib.sha256).hexdigest()
+    return payload[:-1] + _SIGNATURE_MEMBER + digest.encode("ascii") + b'"}'
+
+
+def body_signature_valid(body: bytes, secret: str) -> bool:
+    """How a receiver checks the body's ``"signature"`` field (the reference's payload signature)."""
+    cut = body.rfind(_SIGNATURE_MEMBER)
+    if cut < 0 or not body.endswith(b'"}'):
+        return False
+    claimed = body[cut + len(_SIGNATURE_MEMBER) : -2]
+    expected = hmac.new(hmac_key(secret), body[:cut] + b"}", hashlib.sha256).hexdigest().encode("ascii")
+    return hmac.compare_digest(claimed, expected)

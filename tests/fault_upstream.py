@@ -1,0 +1,208 @@
+"""A fault injector: a small OpenAI-compatible upstream (Starlette + uvicorn on a loopback port).
+
+It is NOT a stand-in for a real inference server (the tests use llama-cpp-python's own server for
+that); it produces the failures a real server cannot be made to produce on demand: 500s, 429s with
+``Retry-After``, bad JSON, a connection dropped mid-stream, silence, and it records whether the
+gateway closed each request early (the proof that cancellation reaches the upstream).
+
+The ``model`` field of the request picks the behaviour; the user message identifies the request in
+:attr:`FaultUpstream.calls`, so each test looks up its own calls by a unique input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from server.app import reuseport_socket
+
+MOCK_TEXT = ["Hello", " from", " the", " mock"]
+
+
+@dataclass
+class Call:
+    model: str
+    key: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+    outcome: str = "open"  # open | completed | disconnected | failed
+
+
+class FaultUpstream:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def calls_for(self, key: str) -> list[Call]:
+        return [c for c in self.calls if c.key == key]
+
+    async def wait_for_outcome(self, key: str, outcome: str, within: float = 10.0) -> Call | None:
+        """The first call for ``key`` that ended with ``outcome``, waiting up to ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for call in self.calls_for(key):
+                if call.outcome == outcome:
+                    return call
+            await asyncio.sleep(0.05)
+        return None
+
+    async def start(self) -> None:
+        app = Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"])])
+        sock = reuseport_socket("127.0.0.1", 0)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no event
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+
+    # -- the upstream -----------------------------------------------------------------------------
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        model = str(body.get("model"))
+        key = str(body["messages"][-1]["content"])
+        call = Call(model=model, key=key, body=body, headers=dict(request.headers))
+        self.calls.append(call)
+        attempt = len(self.calls_for(key))
+        rid = {"x-request-id": f"mock-{model}-{attempt}"}
+        stream = bool(body.get("stream"))
+
+        if model == "fail-500":
+            call.outcome = "failed"
+            return JSONResponse({"error": {"message": "boom (secret-ish detail)"}}, 500, headers=rid)
+        if model == "rate-429" or (model == "rate-429-once" and attempt == 1):
+            call.outcome = "failed"
+            return JSONResponse({"error": {"message": "slow down"}}, 429, headers={**rid, "retry-after": "1"})
+        if model == "unavailable-503-once" and attempt == 1:
+            call.outcome = "failed"
+            return JSONResponse({"error": {"message": "warming up"}}, 503, headers=rid)
+        if model == "bad-json":
+            call.outcome = "completed"
+            if stream:
+                return StreamingResponse(
+                    _aiter([b'data: {"choices": [{"delta": {"content": "x"\n\n']),
+                    media_type="text/event-stream",
+                    headers=rid,
+                )
+            return Response(b"{not json", media_type="application/json", headers=rid)
+        if model == "slow":  # says nothing for 30 s, watching for the gateway to give up
+            for _ in range(600):
+                if await request.is_disconnected():
+                    call.outcome = "disconnected"
+                    return Response(status_code=499)
+                await asyncio.sleep(0.05)
+            call.outcome = "completed"
+            return JSONResponse(_completion(model, "too late"), headers=rid)
+        if model == "echo":
+            seen = {
+                "body": body,
+                "authorization": request.headers.get("authorization"),
+                "x-client-request-id": request.headers.get("x-client-request-id"),
+            }
+            pieces = [json.dumps(seen)]
+            usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+            if not stream:
+                call.outcome = "completed"
+                return JSONResponse(_completion(model, pieces[0], usage), headers=rid)
+            return self._sse(call, model, pieces, usage=usage, headers=rid)
+        if model == "error-event":  # an error object in the stream after one piece
+            call.outcome = "completed"
+            frames = [
+                _event({"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]}),
+                b'data: {"error": {"message": "model crashed", "code": 500}}\n\n',
+            ]
+            return StreamingResponse(_aiter(frames), media_type="text/event-stream", headers=rid)
+        if model == "cut-short":  # a well-formed stream that ends without finish_reason or [DONE]
+            call.outcome = "completed"
+            frames = [_event({"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]})]
+            return StreamingResponse(_aiter(frames), media_type="text/event-stream", headers=rid)
+        if model == "die-after-3":
+            return self._sse(call, model, ["one", " two", " three"], die=True, headers=rid)
+        if model == "drip":  # 200 pieces, one every 50 ms: long enough to be cancelled
+            return self._sse(call, model, [f" w{i}" for i in range(200)], pause=0.05, headers=rid)
+        if model == "stall-after-1":
+            return self._sse(call, model, ["first", " second"], pause=30.0, headers=rid)
+        # "ok" and every recovering model once it recovers
+        if not stream:
+            call.outcome = "completed"
+            return JSONResponse(_completion(model, "".join(MOCK_TEXT)), headers=rid)
+        return self._sse(call, model, MOCK_TEXT, headers=rid)
+
+    def _sse(
+        self,
+        call: Call,
+        model: str,
+        pieces: list[str],
+        *,
+        usage: dict[str, int] | None = None,
+        pause: float = 0.0,
+        die: bool = False,
+        headers: dict[str, str],
+    ) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield _event({"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+                for i, piece in enumerate(pieces):
+                    if i and pause:
+                        await asyncio.sleep(pause)
+                    yield _event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+                if die:
+                    call.outcome = "failed"
+                    raise RuntimeError("fault injector: dropping the connection mid-stream")
+                yield _event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if usage is not None:
+                    yield _event({"choices": [], "usage": usage})
+                yield b"data: [DONE]\n\n"
+                call.outcome = "completed"
+            finally:
+                if call.outcome == "open":
+                    call.outcome = "disconnected"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps({"object": "chat.completion.chunk", **obj}).encode() + b"\n\n"
+
+
+async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+
+
+def _completion(model: str, text: str, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+    if usage is not None:
+        answer["usage"] = usage
+    return answer

@@ -1,0 +1,98 @@
+"""The `plutos` command: key management and `serve`, as separate processes on a fresh store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODEL
+
+pytestmark = pytest.mark.sqlite_only
+PLUTOS = [sys.executable, "-m", "server.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def plutos(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    proc = await asyncio.create_subprocess_exec(
+        *PLUTOS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_keys_create_json_list_revoke_rotate(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--plan", "pro", "--name", "ci", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert {"id", "key", "plan"} <= set(created) and created["plan"] == "pro"
+    assert created["key"].startswith("pk_")
+
+    code, out, _ = await plutos(tmp_path, "keys", "list", "--json")
+    listed = json.loads(out)
+    assert [k["id"] for k in listed] == [created["id"]]
+    assert created["key"] not in out  # only the prefix is ever shown again
+    assert listed[0]["prefix"] == created["key"][:10]
+
+    code, out, _ = await plutos(tmp_path, "keys", "rotate", created["id"], "--grace", "1h", "--json")
+    assert code == 0
+    rotated = json.loads(out)
+    assert rotated["replaces"] == created["id"] and rotated["key"] != created["key"]
+
+    code, out, _ = await plutos(tmp_path, "keys", "revoke", created["id"])
+    assert code == 0
+    code, out, _ = await plutos(tmp_path, "keys", "list", "--json")
+    status = {k["id"]: k["status"] for k in json.loads(out)}
+    assert status == {created["id"]: "revoked", rotated["id"]: "active"}
+
+
+async def test_keys_create_rejects_unknown_plan_and_scope(tmp_path: Path) -> None:
+    code, _, err = await plutos(tmp_path, "keys", "create", "--plan", "platinum")
+    assert code == 2 and "unknown plan" in err
+    code, _, err = await plutos(tmp_path, "keys", "create", "--scopes", "process,teleport")
+    assert code == 2 and "unknown scopes" in err
+
+
+async def test_revoke_unknown_key_fails(tmp_path: Path) -> None:
+    code, _, err = await plutos(tmp_path, "keys", "revoke", "key_nope")
+    assert code == 1 and "no key" in err
+
+
+async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Path) -> None:
+    http_port, grpc_port = free_port(), free_port()
+    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"}
+    proc = await asyncio.create_subprocess_exec(
+        *PLUTOS, "serve", "--dev-key", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+    )
+    assert proc.stdout is not None
+    key = None
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "serve exited early"
+                if line.strip().startswith("pk_"):
+                    key = line.strip()
+                if "serving REST" in line:
+                    break
+        assert key is not None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/v1", timeout=60) as client:
+            r = await client.get("/models", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200 and r.json()["models"][0]["id"] == MODEL
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0  # SIGTERM shuts down cleanly
