@@ -67,11 +67,18 @@ async def platform_with(base: RunningPlatform, *plans: Plan, **overrides: Any) -
         await running.stop(grace=1)
 
 
+# Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: reusing one the
+# server is closing at that very moment fails with ReadError, which a loaded machine makes likely.
+KEEPALIVE_EXPIRY = 1.0
+
+
 def http_client(running: RunningPlatform, connections: int = 256) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{running.http_port}/v1",
         timeout=120,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        limits=httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_EXPIRY
+        ),
     )
 
 

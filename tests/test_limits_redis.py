@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import httpx
@@ -38,6 +37,7 @@ from tests.conftest import MODEL
 from tests.limits_support import (
     CHEAP,
     CHEAP_RESERVATION,
+    KEEPALIVE_EXPIRY,
     bearer,
     error_info,
     fresh_minute,
@@ -296,8 +296,9 @@ class Replicas:
         created = json.loads(done.stdout)
         return str(created["key"]), str(created["accountId"])
 
-    def clients(self, **kwargs: Any) -> list[httpx.AsyncClient]:
-        return [httpx.AsyncClient(base_url=r.base_url, timeout=120, **kwargs) for r in self.servers]
+    def clients(self, connections: int = 100) -> list[httpx.AsyncClient]:
+        limits = httpx.Limits(max_connections=connections, keepalive_expiry=KEEPALIVE_EXPIRY)
+        return [httpx.AsyncClient(base_url=r.base_url, timeout=120, limits=limits) for r in self.servers]
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +345,7 @@ async def replicas(
 async def test_two_replicas_enforce_one_rest_limit(replicas: Replicas) -> None:
     secret, _ = replicas.create_key("free")
     await fresh_minute()
-    clients = replicas.clients(limits=httpx.Limits(max_connections=200))
+    clients = replicas.clients(connections=200)
     try:
         replies = await asyncio.gather(*(clients[i % 2].get("/models", headers=bearer(secret)) for i in range(200)))
     finally:
