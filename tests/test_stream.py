@@ -120,7 +120,12 @@ async def test_client_disconnect_stops_generation_and_bills_what_was_made(
             rows = (
                 (
                     await session.execute(
-                        select(ProcessRecord).where(ProcessRecord.kind == "stream", ProcessRecord.status == "cancelled")
+                        # This test's stream only: other suites (the SDKs') cancel streams too.
+                        select(ProcessRecord).where(
+                            ProcessRecord.kind == "stream",
+                            ProcessRecord.status == "cancelled",
+                            ProcessRecord.input == body["input"],
+                        )
                     )
                 )
                 .scalars()
