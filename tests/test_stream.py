@@ -128,6 +128,7 @@ async def test_client_disconnect_stops_generation_and_bills_what_was_made(
                         ProcessRecord.kind == "stream",
                         ProcessRecord.status == "cancelled",
                         ProcessRecord.created_at >= started,
+                        ProcessRecord.input == body["input"],
                     )
                     .order_by(ProcessRecord.created_at)
                 )
