@@ -72,11 +72,11 @@ test: $(STAMP) protos services tools sdk-deps
 
 test-sqlite: $(STAMP)
 	@echo "==> tests against SQLite"
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 test-postgres: $(STAMP)
 	@echo "==> tests against PostgreSQL ($(PG_URL))"
-	PLUTOS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest -q -p no:cacheprovider -m "not sqlite_only"
+	PLUTOS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not sqlite_only"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server bridge tests scripts bench
