@@ -318,7 +318,30 @@ def scenario_soak() -> Section:
     return ("Soak", lines)
 
 
+def _delegate(module: str, args: list[str], results: str, title: str) -> Section:
+    """Run one of the focused benchmarks (its own process) and carry its results table over."""
+    log(f"python -m {module} {' '.join(args)}")
+    subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, check=True)
+    text = (ROOT / "bench" / results).read_text()
+    body = text.split("<!-- notes:")[0].splitlines()
+    return (title, [line for line in body if not line.startswith("# ")] + [f"(details: bench/{results})"])
+
+
+def scenario_upstream() -> Section:
+    """Scenarios 1 and 2 of the benchmark issue: POST /v1/process through the gateway to a fast mock
+    OpenAI-compatible upstream vs straight to the mock; GET /v1/models as the floor."""
+    return _delegate("bench.upstream_overhead", ["--duration", str(SECONDS)], "UPSTREAM_RESULTS.md",
+                     "Gateway overhead in front of an OpenAI-compatible upstream")
+
+
+def scenario_limiter() -> Section:
+    return _delegate("bench.limiter", ["--seconds", str(max(2, SECONDS // 2)), "--rounds", "2"],
+                     "LIMITER_RESULTS.md", "Limiter overhead (in-memory and Redis)")
+
+
 SCENARIOS: dict[str, Callable[[], Section]] = {
+    "upstream": scenario_upstream,
+    "limiter": scenario_limiter,
     "gateway": scenario_gateway_models,
     "streaming": scenario_streaming,
     "batch": scenario_batch,
