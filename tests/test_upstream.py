@@ -41,6 +41,7 @@ from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, new_key
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, FaultUpstream
+from tests.limits_support import in_flight, no_slots_held
 
 KEY_ENV = "PLUTOS_TEST_UPSTREAM_KEY"
 KEY_VALUE = "sk-test-upstream-0123456789"
@@ -474,7 +475,7 @@ async def test_the_upstream_key_never_reaches_callers(client: httpx.AsyncClient)
 
 
 async def test_upstream_500_is_502_with_the_upstreams_request_id(
-    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream
+    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream, up_key: CreatedKey
 ) -> None:
     text = unique("fail please")
     r = await client.post("/process", json={"input": text, "model": "mock-500"})
@@ -485,10 +486,11 @@ async def test_upstream_500_is_502_with_the_upstreams_request_id(
     record, ledger = await record_and_ledger(up, text)
     assert (record.status, record.error_code) == ("failed", "upstream_error")
     assert ledger is not None and (ledger.prompt_tokens, ledger.completion_tokens) == (0, 0)
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_upstream_429_is_retried_then_503_with_retry_after(
-    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream
+    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream, up_key: CreatedKey
 ) -> None:
     text = unique("rate me")
     r = await client.post("/process", json={"input": text, "model": "mock-429"})
@@ -500,6 +502,7 @@ async def test_upstream_429_is_retried_then_503_with_retry_after(
     assert all(b.at - a.at >= 0.9 for a, b in itertools.pairwise(calls))  # Retry-After: 1 honoured
     _, ledger = await record_and_ledger(up, text)
     assert ledger is not None and ledger.prompt_tokens + ledger.completion_tokens == 0
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 @pytest.mark.parametrize("model", ["mock-429-once", "mock-503-once"])
@@ -522,7 +525,7 @@ async def test_bad_json_from_upstream_is_502(client: httpx.AsyncClient, model: s
 
 @pytest.mark.parametrize("model", ["mock-error-event", "mock-cut-short"])
 async def test_a_stream_that_fails_or_stops_early_is_502_and_bills_the_piece_received(
-    client: httpx.AsyncClient, up: RunningPlatform, model: str
+    client: httpx.AsyncClient, up: RunningPlatform, model: str, up_key: CreatedKey
 ) -> None:
     text = unique("half an answer")
     r = await client.post("/process", json={"input": text, "model": model})
@@ -530,10 +533,11 @@ async def test_a_stream_that_fails_or_stops_early_is_502_and_bills_the_piece_rec
     record, ledger = await record_and_ledger(up, text)
     assert (record.status, record.output) == ("failed", "half")
     assert ledger is not None and ledger.completion_tokens == 1
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_connection_dropped_mid_answer_bills_what_was_produced(
-    client: httpx.AsyncClient, up: RunningPlatform
+    client: httpx.AsyncClient, up: RunningPlatform, up_key: CreatedKey
 ) -> None:
     text = unique("drop me")
     r = await client.post("/process", json={"input": text, "model": "mock-die"})
@@ -544,10 +548,11 @@ async def test_connection_dropped_mid_answer_bills_what_was_produced(
     assert ledger is not None
     assert ledger.completion_tokens == 3
     assert ledger.prompt_tokens == estimate_prompt_tokens([{"role": "user", "content": text}])
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_upstream_process_killed_mid_stream(
-    client: httpx.AsyncClient, up: RunningPlatform, victim_server: LlamaServer
+    client: httpx.AsyncClient, up: RunningPlatform, victim_server: LlamaServer, up_key: CreatedKey
 ) -> None:
     text = unique("Write a very long story about a dragon and a knight.")
     body = {"input": text, "model": "victim", "options": {"maxTokens": 500}}
@@ -567,6 +572,7 @@ async def test_upstream_process_killed_mid_stream(
     assert ledger is not None and ledger.completion_tokens == len(partial)
     # Tokens produced before the crash are billed, at the catalogue's prices.
     assert ledger.cost > 0
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_slower_than_the_grpc_deadline_is_deadline_exceeded(
@@ -588,16 +594,22 @@ async def test_slower_than_the_grpc_deadline_is_deadline_exceeded(
     record, ledger = await record_and_ledger(up, text)
     assert record.status in ("failed", "cancelled")
     assert ledger is not None and ledger.completion_tokens == 0
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
-async def test_slower_than_the_read_timeout_is_504(client: httpx.AsyncClient, faults: FaultUpstream) -> None:
+async def test_slower_than_the_read_timeout_is_504(
+    client: httpx.AsyncClient, faults: FaultUpstream, up: RunningPlatform, up_key: CreatedKey
+) -> None:
     text = unique("slow read")
     r = await client.post("/process", json={"input": text, "model": "mock-slow-read"})
     assert_envelope(r, 504, "timeout")
     assert await faults.wait_for_outcome(text, "disconnected") is not None
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
-async def test_silence_mid_stream_ends_with_a_timeout_event(client: httpx.AsyncClient, up: RunningPlatform) -> None:
+async def test_silence_mid_stream_ends_with_a_timeout_event(
+    client: httpx.AsyncClient, up: RunningPlatform, up_key: CreatedKey
+) -> None:
     text = unique("stall")
     async with client.stream("POST", "/stream", json={"input": text, "model": "mock-stall"}) as r:
         events = await sse_events(r)
@@ -606,15 +618,17 @@ async def test_silence_mid_stream_ends_with_a_timeout_event(client: httpx.AsyncC
     record, ledger = await record_and_ledger(up, text)
     assert (record.status, record.error_code, record.output) == ("failed", "timeout", "first")
     assert ledger is not None and ledger.completion_tokens == 1
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
-async def test_unreachable_upstream_is_503(client: httpx.AsyncClient, up: RunningPlatform) -> None:
+async def test_unreachable_upstream_is_503(client: httpx.AsyncClient, up: RunningPlatform, up_key: CreatedKey) -> None:
     text = unique("anyone there")
     r = await client.post("/process", json={"input": text, "model": "unreachable"})
     error = assert_envelope(r, 503, "service_unavailable")
     assert error["details"] == {"model": "unreachable"}
     _, ledger = await record_and_ledger(up, text)
     assert ledger is not None and ledger.prompt_tokens + ledger.completion_tokens == 0
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_fallbacks_are_tried_in_order(client: httpx.AsyncClient, faults: FaultUpstream) -> None:
@@ -630,20 +644,22 @@ async def test_fallbacks_are_tried_in_order(client: httpx.AsyncClient, faults: F
 
 
 async def test_rest_stream_disconnect_closes_the_upstream_request(
-    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream
+    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream, up_key: CreatedKey
 ) -> None:
     text = unique("drip stream")
     async with client.stream("POST", "/stream", json={"input": text, "model": "mock-drip"}) as r:
         events = await sse_events(r, limit=2)
+        assert await in_flight(up, up_key.account_id) == 1  # the open stream holds a slot
     assert [e for e, _ in events] == ["chunk", "chunk"]
     assert await faults.wait_for_outcome(text, "disconnected") is not None
     record, ledger = await record_and_ledger(up, text)
     assert record.status == "cancelled"
     assert ledger is not None and 2 <= ledger.completion_tokens < 200
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_rest_process_disconnect_closes_the_upstream_request(
-    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream
+    client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream, up_key: CreatedKey
 ) -> None:
     text = unique("drip process")
     with pytest.raises(httpx.ReadTimeout):
@@ -652,10 +668,14 @@ async def test_rest_process_disconnect_closes_the_upstream_request(
     record, ledger = await record_and_ledger(up, text)
     assert record.status == "cancelled"
     assert ledger is not None and 0 < ledger.completion_tokens < 200
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_grpc_cancel_closes_the_upstream_request(
-    processing: processing_pb2_grpc.ProcessingServiceStub, up_key: CreatedKey, faults: FaultUpstream
+    processing: processing_pb2_grpc.ProcessingServiceStub,
+    up_key: CreatedKey,
+    faults: FaultUpstream,
+    up: RunningPlatform,
 ) -> None:
     md = (("authorization", f"Bearer {up_key.secret}"),)
     text = unique("drip grpc stream")
@@ -669,10 +689,11 @@ async def test_grpc_cancel_closes_the_upstream_request(
     assert await faults.wait_for_outcome(text, "open") is not None
     unary.cancel()
     assert await faults.wait_for_outcome(text, "disconnected") is not None
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
 async def test_rest_stream_disconnect_reaches_the_llama_cpp_server(
-    client: httpx.AsyncClient, llama_server: LlamaServer
+    client: httpx.AsyncClient, llama_server: LlamaServer, up: RunningPlatform, up_key: CreatedKey
 ) -> None:
     before = llama_server.output().count("Disconnected from client")
     body = {"input": unique("Write a long poem about rivers."), "model": "gpt-4", "options": {"maxTokens": 300}}
@@ -683,3 +704,4 @@ async def test_rest_stream_disconnect_reaches_the_llama_cpp_server(
             break
         await asyncio.sleep(0.1)
     assert llama_server.output().count("Disconnected from client") > before
+    await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
