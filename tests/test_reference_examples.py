@@ -26,7 +26,12 @@ async def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 30
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -36,6 +41,9 @@ async def test_reference_javascript_stream_example_runs_under_node(base_url: str
         "node",
         str(ROOT / "tests" / "js" / "reference_stream.mjs"),
         env={"PLUTOS_BASE_URL": base_url, "PLUTOS_API_KEY": key.secret, "PLUTOS_MODEL": MODEL},
+        # No options in the reference's body: up to 1000 tokens (seconds on an idle machine, minutes
+        # on an oversubscribed one).
+        timeout=1200,
     )
     assert code == 0, err
     story, _, tail = out.rpartition("\nComplete!")
