@@ -185,11 +185,14 @@ async def test_slots_and_reservations_of_a_crashed_replica_expire(redis_server: 
         assert not (await survivor.acquire([], [Concurrency(subject, 1)])).allowed
         assert not (await survivor.reserve_tokens(account, 1000, 1000, seed)).allowed
 
-        async def free_again() -> bool:
+        async def slot_free() -> bool:
             return (await survivor.acquire([], [Concurrency(subject, 1)])).allowed
 
-        await wait_until(free_again, "the crashed replica's slot to expire", within=10)
-        assert (await survivor.reserve_tokens(account, 1000, 1000, seed)).allowed
+        async def quota_free() -> bool:
+            return (await survivor.reserve_tokens(account, 1000, 1000, seed)).allowed
+
+        await wait_until(slot_free, "the crashed replica's slot to expire", within=10)
+        await wait_until(quota_free, "the crashed replica's reservation to expire", within=10)
     finally:
         await survivor.close()
 
