@@ -11,7 +11,8 @@ In order, for each call:
    with ``retry-after``.
 2. **Scope.** A key without the RPC's scope gets ``permission_denied`` (counted, with figures).
 3. **Quota.** A generating call reserves its worst-case tokens in the account's monthly quota
-   (``insufficient_quota`` when they do not fit) and settles with the tokens really used
+   (``insufficient_quota`` once the quota is used up or reserved by calls in flight) and settles
+   with the tokens really used
    (``CallState.tokens_used``, which :class:`~server.services.generation.Generation` adds to when
    it bills a ledger row).
 
@@ -217,19 +218,14 @@ MINIMAL_CALL_TOKENS = 65
 
 def insufficient_quota(check: QuotaCheck, amount: int) -> PlutosError:
     committed = check.used + check.reserved
-    remaining = max(0, check.quota - committed)
-    if remaining == 0:
-        _, _, end = month_of(time.time())
-        message = (
-            f"Monthly token quota of {check.quota} tokens is used up; it renews on {end.date().isoformat()}. "
-            "Upgrade your plan for more."
-        )
-    else:
-        message = (
-            f"Insufficient quota: this request may use up to {amount} tokens but {remaining} of "
-            f"{check.quota} remain this month. Lower maxTokens or upgrade your plan."
-        )
-    return PlutosError("insufficient_quota", message, {"quota": check.quota, "used": committed, "requested": amount})
+    _, _, end = month_of(time.time())
+    in_flight = " (partly reserved by calls in progress)" if check.reserved else ""
+    return PlutosError(
+        "insufficient_quota",
+        f"Monthly token quota of {check.quota} tokens is used up{in_flight}; it renews on {end.date().isoformat()}. "
+        "Upgrade your plan for more.",
+        {"quota": check.quota, "used": committed, "requested": amount},
+    )
 
 
 class LimitsInterceptor(AsyncServerInterceptor):

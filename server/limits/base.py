@@ -7,9 +7,9 @@ replicas) can never both take the last unit of a limit:
   and day, aligned to the UTC clock) and every concurrency limit, and only when all of them have
   room does it count the request in each window and take a concurrency slot. A refused request
   counts nowhere.
-* :meth:`Limiter.reserve_tokens` — does the worst case of this request fit in the account's
-  monthly token quota? If so the worst case is reserved; :meth:`Limiter.settle_tokens` later
-  replaces the reservation with the tokens really used.
+* :meth:`Limiter.reserve_tokens` — is any of the account's monthly token quota left, counting
+  what calls in flight have reserved? If so this call's worst case is reserved too;
+  :meth:`Limiter.settle_tokens` later replaces the reservation with the tokens really used.
 
 Backends raise :class:`LimiterUnavailable` when their store cannot be reached; the interceptors
 turn that into ``service_unavailable`` (or let the call through when configured to fail open).
@@ -156,7 +156,10 @@ class Limiter(abc.ABC):
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
     ) -> QuotaCheck:
-        """Reserve ``amount`` tokens of the month's ``quota`` if used + reserved + amount fits."""
+        """Reserve ``amount`` tokens (the call's worst case) while used + reserved is below ``quota``.
+
+        So calls are admitted until the quota is used up or spoken for by calls in flight, and the
+        month's usage can pass the quota by at most one call's reservation, however many run at once."""
 
     @abc.abstractmethod
     async def settle_tokens(self, reservation: Reservation, used: int) -> None:

@@ -93,7 +93,7 @@ class MemoryLimiter(Limiter):
         period, start, _ = month_of(clock(now))
         month = await self._month(account_id, period, start, seed)
         used, reserved = month.used, month.reserved
-        if used + reserved + amount > quota:
+        if amount > 0 and used + reserved >= quota:
             return QuotaCheck(False, used, reserved, quota, None)
         reservation = Reservation(new_slot_id(), account_id, period, amount)
         month.reservations[reservation.id] = amount

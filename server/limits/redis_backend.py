@@ -113,7 +113,7 @@ for _, id in ipairs(expired) do
 end
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
 local amount = tonumber(ARGV[1])
-if used + reserved + amount > tonumber(ARGV[2]) then return {0, used, reserved} end
+if amount > 0 and used + reserved >= tonumber(ARGV[2]) then return {0, used, reserved} end
 redis.call('HINCRBY', KEYS[1], 'reserved', amount)
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 redis.call('HSET', KEYS[3], ARGV[4], amount)
