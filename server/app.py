@@ -59,7 +59,6 @@ def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
             LimitsInterceptor(
                 runtime.limiter, runtime.settings, ledger_seed(runtime.sessions),
                 fail_open=runtime.settings.limiter_fail_open,
-                on_quota_exhausted=runtime.webhooks.quota_exhausted,
             ),
         ],
         options=GRPC_OPTIONS,

@@ -212,10 +212,6 @@ def _unavailable_headers(state: CallState, windows: list[Window]) -> None:
 # -- quota --------------------------------------------------------------------------------------
 
 
-# The smallest worst case a call can reserve: the chat-template allowance plus one token.
-MINIMAL_CALL_TOKENS = 65
-
-
 def insufficient_quota(check: QuotaCheck, amount: int) -> PlutosError:
     committed = check.used + check.reserved
     _, _, end = month_of(time.time())
@@ -229,16 +225,7 @@ def insufficient_quota(check: QuotaCheck, amount: int) -> PlutosError:
 
 
 class LimitsInterceptor(AsyncServerInterceptor):
-    def __init__(
-        self,
-        limiter: Limiter,
-        settings: Settings,
-        seed: SeedTokens,
-        *,
-        fail_open: bool = False,
-        on_quota_exhausted: Callable[[str], None] | None = None,
-    ) -> None:
-        self._on_quota_exhausted = on_quota_exhausted
+    def __init__(self, limiter: Limiter, settings: Settings, seed: SeedTokens, *, fail_open: bool = False) -> None:
         self._limiter = limiter
         self._settings = settings
         self._seed = seed
@@ -299,10 +286,5 @@ class LimitsInterceptor(AsyncServerInterceptor):
             state.response_metadata["retry-after"] = "1"
             raise limiter_unavailable() from None
         if check.reservation is None:
-            # Worst-case reservation keeps real usage just short of the quota; "used up" is when what
-            # is left would not fit a minimal call (or is under 1% of the quota).
-            left = check.quota - check.used
-            if self._on_quota_exhausted is not None and left < max(MINIMAL_CALL_TOKENS, check.quota // 100):
-                self._on_quota_exhausted(who.account_id)
             raise insufficient_quota(check, amount)
         return check.reservation

@@ -23,10 +23,6 @@ log = logging.getLogger("plutos.store.writer")
 WriteHook = Callable[[AsyncSession, list[Any]], Awaitable[None]]
 
 
-class Signal:
-    """A fact handed to the write hooks that is not itself a row (e.g. "quota exhausted")."""
-
-
 class RecordWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], max_batch: int = 512) -> None:
         self._sessions = sessions
@@ -95,7 +91,7 @@ class RecordWriter:
 
     async def _commit(self, rows: list[Any]) -> None:
         async with self._sessions.begin() as session:
-            session.add_all([row for row in rows if not isinstance(row, Signal)])
+            session.add_all(rows)
             for hook in self._hooks:
                 await hook(session, rows)
         for listener in self._listeners:

@@ -8,10 +8,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
-from server.store.models import utcnow
 from server.store.writer import RecordWriter
 from server.webhooks.dispatcher import Dispatcher
-from server.webhooks.outbox import Outbox, QuotaExhausted
+from server.webhooks.outbox import Outbox
 from server.webhooks.settings import WebhookSettings
 
 __all__ = ["WebhookSettings", "Webhooks"]
@@ -24,8 +23,6 @@ class Webhooks:
         self.config = WebhookSettings.from_settings(settings)
         self.outbox = Outbox(settings.plans, self.config)
         self.dispatcher = Dispatcher(sessions, self.config)
-        self.writer = writer
-        self._exhausted: set[tuple[str, str]] = set()  # (account, "YYYY-MM") already signalled here
         writer.add_hook(self.outbox.write_events)
         writer.add_commit_listener(self._committed)
 
@@ -33,15 +30,6 @@ class Webhooks:
         if self.outbox.added:
             self.outbox.added = False
             self.dispatcher.wake()
-
-    def quota_exhausted(self, account_id: str) -> None:
-        """A call was refused for ``insufficient_quota``: let the 100% ``usage.threshold`` fire (once
-        per month; the crossings table dedupes across processes)."""
-        now = utcnow()
-        marker = (account_id, now.strftime("%Y-%m"))
-        if marker not in self._exhausted:
-            self._exhausted.add(marker)
-            self.writer.submit(QuotaExhausted(account_id, now))
 
     def subscriptions_changed(self, account_id: str) -> None:
         """A webhook was created or deleted: this process sees it from the next write on."""

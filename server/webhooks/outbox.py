@@ -33,7 +33,6 @@ from server.store.models import (
     utcnow,
 )
 from server.store.upsert import insert_ignoring_conflicts
-from server.store.writer import Signal
 from server.webhooks.events import USAGE_THRESHOLD, payload, processing_event, threshold_data
 from server.webhooks.settings import WebhookSettings
 
@@ -104,15 +103,6 @@ def month_of(moment: datetime) -> tuple[str, date, date]:
     return first.strftime("%Y-%m"), first, last
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaExhausted(Signal):
-    """A call was refused for ``insufficient_quota``: the 100% threshold counts as crossed, since
-    worst-case reservation keeps real usage just short of the quota."""
-
-    account_id: str
-    at: datetime
-
-
 class Outbox:
     def __init__(self, plans: dict[str, Plan], config: WebhookSettings) -> None:
         self.plans = plans
@@ -125,13 +115,9 @@ class Outbox:
         """RecordWriter hook (runs inside the write transaction)."""
         records = [r for r in rows if isinstance(r, ProcessRecord)]
         entries = [r for r in rows if isinstance(r, LedgerEntry)]
-        exhausted = [r for r in rows if isinstance(r, QuotaExhausted)]
-        if not records and not entries and not exhausted:
+        if not records and not entries:
             return
-        accounts = await self.cache.get(
-            session,
-            {r.account_id for r in records} | {e.account_id for e in entries} | {x.account_id for x in exhausted},
-        )
+        accounts = await self.cache.get(session, {r.account_id for r in records} | {e.account_id for e in entries})
         now = utcnow()
         deliveries: list[WebhookDelivery] = []
         for record in records:
@@ -147,29 +133,15 @@ class Outbox:
         for entry in entries:
             if accounts.get(entry.account_id, NO_WEBHOOKS).webhooks_for(USAGE_THRESHOLD):
                 periods.setdefault(entry.account_id, set()).add(entry.created_at.astimezone(UTC).replace(day=1))
-        full = {(s.account_id, s.at.astimezone(UTC).replace(day=1)) for s in exhausted}
-        for account_id, month in full:
-            if accounts.get(account_id, NO_WEBHOOKS).webhooks_for(USAGE_THRESHOLD):
-                periods.setdefault(account_id, set()).add(month)
         for account_id in sorted(periods):
             for month in sorted(periods[account_id]):
-                deliveries.extend(
-                    await self._crossings(
-                        session, account_id, accounts[account_id], month, now, exhausted=(account_id, month) in full
-                    )
-                )
+                deliveries.extend(await self._crossings(session, account_id, accounts[account_id], month, now))
         if deliveries:
             session.add_all(deliveries)
             self.added = True
 
     async def _crossings(
-        self,
-        session: AsyncSession,
-        account_id: str,
-        hooks: AccountWebhooks,
-        month: datetime,
-        now: datetime,
-        exhausted: bool = False,
+        self, session: AsyncSession, account_id: str, hooks: AccountWebhooks, month: datetime, now: datetime
     ) -> list[WebhookDelivery]:
         plan = self.plans.get(hooks.plan or "")
         if plan is None or plan.monthly_tokens <= 0 or not self.thresholds:
@@ -184,12 +156,7 @@ class Outbox:
                 )
             ).scalar_one()
         )
-        # A quota refusal means the account can use no more this month: every threshold up to 100%.
-        crossed = [
-            (bp, f)
-            for bp, f in self.thresholds
-            if used * 10_000 >= bp * plan.monthly_tokens or (exhausted and bp <= 10_000)
-        ]
+        crossed = [(bp, f) for bp, f in self.thresholds if used * 10_000 >= bp * plan.monthly_tokens]
         if not crossed:
             return []
         fired = set(
