@@ -84,7 +84,7 @@ async def test_batch_size_bounds(http: httpx.AsyncClient, count: int) -> None:
 
 async def test_batch_of_100(http: httpx.AsyncClient) -> None:
     inputs = [f"Say the number {i}." for i in range(100)]
-    r = await http.post("/batch", json={"inputs": inputs, "model": MODEL, "options": {"maxTokens": 1}})
+    r = await http.post("/batch", json={"inputs": inputs, "model": MODEL, "options": {"maxTokens": 1}}, timeout=900)
     assert r.status_code == 200
     results = r.json()["results"]
     assert [x["input"] for x in results] == inputs

@@ -38,7 +38,8 @@ async def test_sse_framing_is_byte_exact(http: httpx.AsyncClient) -> None:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["x-request-id"].startswith("req_")
-        got = [f async for f in frames(r)]
+        # Keep-alive comments may appear on a slow machine; they are checked in their own test.
+        got = [f async for f in frames(r) if f.comment is None]
     chunks, final = got[:-1], got[-1]
     assert chunks, "no chunk before the final event"
     for frame in chunks:
