@@ -1,7 +1,8 @@
 """The ``openai-compatible`` backend: a catalogue entry served by an upstream ``/chat/completions``.
 
 Works with OpenAI, vLLM, Ollama, llama.cpp's server and llama-cpp-python's server. Every entry
-pointing at the same ``base_url`` shares one ``httpx.AsyncClient`` (connection pool, keep-alive).
+pointing at the same ``base_url`` shares one ``aiohttp.ClientSession`` (connection pool, keep-alive).
+aiohttp, not httpx: on this path it costs about a tenth of the CPU per call (bench/UPSTREAM_RESULTS.md).
 
 Errors a caller can meet, and what they mean (see docs/upstreams.md)::
 
@@ -41,7 +42,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
@@ -141,24 +142,29 @@ class UpstreamConfig:
 
 
 class _ClientPool:
-    """One ``httpx.AsyncClient`` per upstream base URL and event loop, shared by reference count."""
+    """One ``aiohttp.ClientSession`` per upstream base URL and event loop, shared by reference count."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str, int], list[Any]] = {}  # key → [client, users]
+        self._clients: dict[tuple[str, int], list[Any]] = {}  # key → [session, users]
 
-    def acquire(self, config: UpstreamConfig) -> httpx.AsyncClient:
+    def acquire(self, config: UpstreamConfig) -> aiohttp.ClientSession:
         key = (config.base_url, id(asyncio.get_running_loop()))
         entry = self._clients.get(key)
         if entry is None:
-            limits = httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.max_connections,
-                keepalive_expiry=30.0,
+            connector = aiohttp.TCPConnector(
+                limit=config.max_connections, limit_per_host=config.max_connections, keepalive_timeout=30.0
             )
             # Timeouts are set per request (they shrink with the caller's deadline).
-            entry = self._clients[key] = [httpx.AsyncClient(limits=limits, trust_env=False), 0]
+            session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                auto_decompress=True,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+            )
+            entry = self._clients[key] = [session, 0]
         entry[1] += 1
-        client: httpx.AsyncClient = entry[0]
+        client: aiohttp.ClientSession = entry[0]
         return client
 
     async def release(self, config: UpstreamConfig) -> None:
@@ -169,7 +175,7 @@ class _ClientPool:
         entry[1] -= 1
         if entry[1] <= 0:
             del self._clients[key]
-            await entry[0].aclose()
+            await entry[0].close()
 
 
 CLIENTS = _ClientPool()
@@ -188,7 +194,7 @@ class OpenAICompatibleBackend(Backend):
         key = self.config.api_key(spec.id)
         if key:
             self._headers["authorization"] = f"Bearer {key}"
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._client = CLIENTS.acquire(self.config)
@@ -248,6 +254,7 @@ class OpenAICompatibleBackend(Backend):
         response = await self._open(prompt.payload, deadline)
         request_id = response.headers.get("x-request-id")
         state.prompt_tokens = prompt.prompt_tokens
+        completed = False
         try:
             if self.config.stream:
                 async with closing_stream(self._read_stream(response, state, deadline, request_id)) as pieces:
@@ -259,6 +266,7 @@ class OpenAICompatibleBackend(Backend):
                 if piece:
                     state.text_parts.append(piece)
                     yield piece
+            completed = True
         except PlutosError:
             state.finish_reason = "error"
             raise
@@ -268,9 +276,12 @@ class OpenAICompatibleBackend(Backend):
                 state.finish_reason = "cancelled"
             raise
         finally:
-            await response.aclose()
+            if completed and response.content.at_eof():
+                response.release()  # read to the end: the connection goes back to the pool
+            else:
+                response.close()  # cancelled or broken: the upstream sees the request closed
 
-    async def _open(self, body: bytes, deadline: float) -> httpx.Response:
+    async def _open(self, body: bytes, deadline: float) -> aiohttp.ClientResponse:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
         assert self._client is not None, "backend not started"
         loop = asyncio.get_running_loop()
@@ -285,31 +296,29 @@ class OpenAICompatibleBackend(Backend):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise self._timeout()
-            timeout = httpx.Timeout(
-                connect=min(self.config.connect_timeout, remaining),
-                read=min(self.config.read_timeout, remaining),
-                write=min(self.config.read_timeout, remaining),
-                pool=min(self.config.connect_timeout, remaining),
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                connect=min(self.config.connect_timeout, remaining),  # pool wait + connect
+                sock_read=min(self.config.read_timeout, remaining),
             )
-            request = self._client.build_request("POST", self.url, content=body, headers=headers, timeout=timeout)
             retry_after: float | None = None
             try:
                 async with asyncio.timeout_at(deadline):
-                    response = await self._client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    response = await self._client.post(self.url, data=body, headers=headers, timeout=timeout)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 error = self._unavailable(f"The upstream for model '{self.spec.id}' cannot be reached.")
                 log.warning("upstream %s unreachable (attempt %d): %r", self.url, attempt + 1, exc)
                 retryable = True
-            except (httpx.TimeoutException, TimeoutError):
+            except TimeoutError:  # the read timeout or the caller's deadline
                 raise self._timeout() from None
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 # Closed or reset before any response: typically a keep-alive connection the server
                 # dropped as we reused it. Nothing was answered, so trying again is safe.
                 log.warning("upstream %s failed before answering (attempt %d): %r", self.url, attempt + 1, exc)
                 error = self._upstream_error("The upstream connection failed.")
                 retryable = True
             else:
-                if response.status_code == 200:
+                if response.status == 200:
                     return response
                 error, retryable, retry_after = await self._rejected(response, deadline)
             if not retryable or attempt >= self.config.max_retries:
@@ -325,18 +334,20 @@ class OpenAICompatibleBackend(Backend):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _rejected(self, response: httpx.Response, deadline: float) -> tuple[PlutosError, bool, float | None]:
+    async def _rejected(
+        self, response: aiohttp.ClientResponse, deadline: float
+    ) -> tuple[PlutosError, bool, float | None]:
         """A non-200 answer: the error to give, whether to retry, and its Retry-After."""
-        status = response.status_code
+        status = response.status
         request_id = response.headers.get("x-request-id")
         try:
             async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + 2.0)):
-                raw = await response.aread()
+                raw = await response.content.read(64 * 1024)
             message = raw[:500].decode("utf-8", "replace")
-        except (httpx.HTTPError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError):
             message = ""
         finally:
-            await response.aclose()
+            response.close()
         log.warning("upstream %s answered %d (request %s): %s", self.url, status, request_id, message)
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429:
@@ -351,7 +362,7 @@ class OpenAICompatibleBackend(Backend):
         return error, status in RETRYABLE_STATUSES, retry_after
 
     async def _read_stream(
-        self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
+        self, response: aiohttp.ClientResponse, state: GenerationState, deadline: float, request_id: str | None
     ) -> AsyncIterator[str]:
         """Server-sent events → content pieces; keeps the token counts in ``state`` current.
 
@@ -361,71 +372,71 @@ class OpenAICompatibleBackend(Backend):
         counted = 0
         finish: str | None = None
         usage: dict[str, Any] | None = None
-        async with closing_stream(response.aiter_bytes()) as chunks:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await anext(chunks, None)
-                except (httpx.TimeoutException, TimeoutError):
-                    if finish == "[DONE]":
-                        break  # the answer is whole; the connection is just not reused
-                    raise self._timeout() from None
-                except httpx.TransportError as exc:
-                    log.warning("upstream %s stream broke after %d chunks: %r", self.url, counted, exc)
-                    raise self._upstream_error(
-                        "The upstream connection broke during generation.", 200, request_id
-                    ) from None
-                if chunk is None:
-                    break
+        body = response.content
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await body.readany()
+            except TimeoutError:
                 if finish == "[DONE]":
-                    continue  # reading to the end lets the connection go back to the pool
-                buffer += chunk
-                if b"\n" not in chunk:
+                    break  # the answer is whole; the connection is just not reused
+                raise self._timeout() from None
+            except aiohttp.ClientError as exc:
+                log.warning("upstream %s stream broke after %d chunks: %r", self.url, counted, exc)
+                raise self._upstream_error(
+                    "The upstream connection broke during generation.", 200, request_id
+                ) from None
+            if not chunk:
+                break
+            if finish == "[DONE]":
+                continue  # reading to the end lets the connection go back to the pool
+            buffer += chunk
+            if b"\n" not in chunk:
+                continue
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if not line.startswith(b"data:"):
                     continue
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        finish = "[DONE]"
-                        deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
-                        break
-                    event = self._json(data, request_id)
-                    if event.get("error"):
-                        log.warning("upstream %s sent an error event: %s", self.url, data[:500])
-                        raise self._upstream_error("The upstream failed during generation.", 200, request_id)
-                    choices = event.get("choices") or []
-                    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-                        raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
-                    for choice in choices:
-                        delta = choice.get("delta")
-                        content = delta.get("content") if isinstance(delta, dict) else None
-                        if content and isinstance(content, str):
-                            counted += 1
-                            if usage is None:
-                                state.completion_tokens = counted
-                            yield content
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                            state.finish_reason = _FINISH_REASONS.get(finish, "stop")
-                    if isinstance(event.get("usage"), dict):
-                        usage = event["usage"]
-                        self._apply_usage(usage, state)
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    finish = "[DONE]"
+                    deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+                    break
+                event = self._json(data, request_id)
+                if event.get("error"):
+                    log.warning("upstream %s sent an error event: %s", self.url, data[:500])
+                    raise self._upstream_error("The upstream failed during generation.", 200, request_id)
+                choices = event.get("choices") or []
+                if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+                    raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
+                for choice in choices:
+                    delta = choice.get("delta")
+                    content = delta.get("content") if isinstance(delta, dict) else None
+                    if content and isinstance(content, str):
+                        counted += 1
+                        if usage is None:
+                            state.completion_tokens = counted
+                        yield content
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                        state.finish_reason = _FINISH_REASONS.get(finish, "stop")
+                if isinstance(event.get("usage"), dict):
+                    usage = event["usage"]
+                    self._apply_usage(usage, state)
         if finish is None:
             raise self._upstream_error("The upstream's stream ended before the answer did.", 200, request_id)
         if state.finish_reason is None:
             state.finish_reason = "stop"
 
     async def _read_whole(
-        self, response: httpx.Response, state: GenerationState, deadline: float, request_id: str | None
+        self, response: aiohttp.ClientResponse, state: GenerationState, deadline: float, request_id: str | None
     ) -> str:
         try:
             async with asyncio.timeout_at(deadline):
-                raw = await response.aread()
-        except (httpx.TimeoutException, TimeoutError):
+                raw = await response.read()
+        except TimeoutError:
             raise self._timeout() from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             log.warning("upstream %s answer broke: %r", self.url, exc)
             raise self._upstream_error("The upstream connection broke during generation.", 200, request_id) from None
         answer = self._json(raw, request_id)
