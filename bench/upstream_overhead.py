@@ -200,8 +200,8 @@ def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency:
 
 # Where a sample's time goes: the first layer (in this order) found anywhere in its stack.
 LAYERS = [
-    ("upstream HTTP call: httpx, httpcore, anyio (server/backends/openai_compat.py)", ("server/backends/",)),
-    ("store: SQLAlchemy unit of work + aiosqlite thread (group commit)", ("sqlalchemy/", "aiosqlite/", "asyncpg/")),
+    ("upstream HTTP call: aiohttp (server/backends/openai_compat.py)", ("server/backends/", "aiohttp/")),
+    ("store: SQLAlchemy bulk inserts + aiosqlite thread (group commit)", ("sqlalchemy/", "aiosqlite/", "asyncpg/")),
     ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
     (
         "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",

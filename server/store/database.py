@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, StaticPool, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -24,14 +25,43 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+    return engine
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
+    """WAL (readers never block the writer), fsync at checkpoints only, wait up to 5 s for a lock."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def sqlite_file_writer_engine(url: str) -> Engine | None:
+    """A synchronous engine on the same SQLite file for the group-commit writer's own thread, or
+    None when ``url`` is not an on-disk SQLite database.
+
+    Its transactions start with ``BEGIN IMMEDIATE``: the write lock is taken (waiting up to the
+    busy timeout) before anything is read, so writers in several processes queue for the lock
+    instead of failing to upgrade a read transaction."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    # One connection, used by the writer thread alone.
+    engine = sa_create_engine(
+        parsed.set(drivername="sqlite"), poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        sqlite_pragmas(dbapi_conn)
+        dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: ours below
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

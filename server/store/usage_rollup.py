@@ -11,7 +11,7 @@ from datetime import UTC, date
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from server.store.models import LedgerEntry, UsageDaily
 from server.store.upsert import upsert_adding
@@ -37,7 +37,7 @@ def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     ]
 
 
-async def roll_up_usage(session: AsyncSession, rows: list[Any]) -> None:
+def roll_up_usage(session: Session, rows: list[Any]) -> None:
     """RecordWriter hook: add this transaction's ledger entries to ``usage_daily``."""
     entries = [r for r in rows if isinstance(r, LedgerEntry)]
     if not entries:
@@ -47,4 +47,4 @@ async def roll_up_usage(session: AsyncSession, rows: list[Any]) -> None:
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
         stmt = _UPSERTS[dialect] = upsert_adding(dialect, _TABLE, ["account_id", "day", "model"], _SUMS)
-    await session.execute(stmt, increments)
+    session.execute(stmt, increments)
