@@ -188,6 +188,7 @@ def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency:
             "--output",
             str(raw),
             "--nonblocking",
+            "--gil",  # only samples holding the GIL: the Python work that bounds one process
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -229,7 +230,7 @@ def summarize_profile(raw: Path, seconds: int, concurrency: int) -> list[str]:
         )
         layers[layer] += count
     lines = [
-        f"py-spy (--nonblocking, all threads, idle excluded), {total} samples at 200 Hz over {seconds} s, "
+        f"py-spy (--nonblocking --gil: samples of whichever thread holds the GIL), {total} samples at 200 Hz over {seconds} s, "
         f"concurrency {concurrency}; each sample counted once, in the first layer of this list found in its stack:",
         "",
     ]

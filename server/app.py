@@ -131,7 +131,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     http_port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-        server_header=False,
+        server_header=False, proxy_headers=False,  # client addresses are not used; saves a middleware
     )
     http_server = uvicorn.Server(config)
     http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
