@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import json
 import multiprocessing
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -205,6 +207,9 @@ def _run_worker(settings: Settings) -> None:
 
 
 def _use_uvloop() -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (for a server that seems stuck).
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         import uvloop
 

@@ -26,6 +26,19 @@ from server.store.models import Base
 MODEL = "smollm2-135m-instruct"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test shows the output of the server processes it used (fixtures with ``diagnostics()``)."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            diagnostics = getattr(value, "diagnostics", None)
+            if callable(diagnostics):
+                for title, text in diagnostics():
+                    report.sections.append((title, text))
+    return report
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: runs only against the SQLite store")
 

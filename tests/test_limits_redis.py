@@ -300,6 +300,18 @@ class Replicas:
         created = json.loads(done.stdout)
         return str(created["key"]), str(created["accountId"])
 
+    def diagnostics(self) -> list[tuple[str, str]]:
+        """The end of each replica's output, for the report of a failed test."""
+        out = []
+        for r in self.servers:
+            if r.process.poll() is None:
+                r.process.send_signal(signal.SIGUSR1)  # the replica prints its threads' stacks
+        time.sleep(0.5)
+        for r in self.servers:
+            text = r.log.read_text(errors="replace") if r.log.exists() else "(no log)"
+            out.append((f"replica on port {r.http_port} ({r.log.name}, last 20,000 chars)", text[-20_000:]))
+        return out
+
     def clients(self, connections: int = 100) -> list[httpx.AsyncClient]:
         limits = httpx.Limits(max_connections=connections, keepalive_expiry=KEEPALIVE_EXPIRY)
         return [httpx.AsyncClient(base_url=r.base_url, timeout=120, limits=limits) for r in self.servers]
