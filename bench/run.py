@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -293,27 +294,77 @@ def scenario_model_speed() -> Section:
 
 
 def scenario_soak() -> Section:
-    """A steady moderate rate for BENCH_SOAK_SECONDS; RSS at start and end."""
-    with plutos_server() as server:
-        procs = server.processes()
-        rss0 = sum(p.memory_info().rss for p in procs) / 1e6
-        log(f"soak: GET /v1/models and POST /v1/process (maxTokens 4) for {SOAK_SECONDS}s")
-        with ResourceMonitor(procs) as monitor:
-            models = wrk(
-                "soak GET /v1/models c=4",
-                f"{server.base_url}/models",
-                key=server.key,
-                connections=4,
-                seconds=SOAK_SECONDS,
-            )
-        # Warm RSS is what matters: measure again after the load.
-        rss1 = sum(p.memory_info().rss for p in procs) / 1e6
+    """BENCH_SOAK_SECONDS of steady load on the full path: POST /v1/process through the openai-compatible
+    backend to the mock upstream (auth, limits, upstream call, record + ledger + roll-up written) and
+    GET /v1/models, 2 connections each. RSS after a warm-up and at the end."""
+    from bench.upstream_overhead import MODEL as UPSTREAM_MODEL
+
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    config = f"""
+[plans.enterprise]
+requests_per_minute = 1000000000
+requests_per_hour = 1000000000
+requests_per_day = 1000000000
+concurrent_requests = 100000
+monthly_tokens = 1000000000000
+
+[[models]]
+id = "{UPSTREAM_MODEL}"
+backend = "openai-compatible"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+upstream_model = "bench"
+max_tokens = 4096
+pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
+"""
+    body = {"input": "Summarise the plot of a short story about a fox.", "model": UPSTREAM_MODEL}
+    warmup = min(30, max(5, SOAK_SECONDS // 10))
+    try:
+        wait_port(mock_port)
+        with plutos_server(config) as server:
+            procs = server.processes()
+            rss_cold = sum(p.memory_info().rss for p in procs) / 1e6
+
+            def load(seconds: int, label: str) -> list[LoadResult]:
+                results: list[LoadResult] = []
+
+                def run_models() -> None:
+                    results.append(
+                        wrk(f"{label} GET /v1/models c=2", f"{server.base_url}/models", key=server.key,
+                            connections=2, seconds=seconds)
+                    )
+
+                models = threading.Thread(target=run_models)
+                models.start()
+                results.insert(0, wrk(f"{label} POST /v1/process (upstream) c=2", f"{server.base_url}/process",
+                                      key=server.key, method="POST", body=json.dumps(body), connections=2,
+                                      seconds=seconds))
+                models.join()
+                return results
+
+            log(f"soak warm-up: {warmup}s")
+            load(warmup, "warm-up")
+            rss0 = sum(p.memory_info().rss for p in procs) / 1e6
+            log(f"soak: POST /v1/process via the mock upstream + GET /v1/models, 2 connections each, {SOAK_SECONDS}s")
+            with ResourceMonitor(procs) as monitor:
+                results = load(SOAK_SECONDS, "soak")
+            rss1 = sum(p.memory_info().rss for p in procs) / 1e6
+            for r in results:
+                r.cpu_percent = monitor.sample.cpu_percent
+                r.peak_rss_mb = monitor.sample.peak_rss_mb
+            stored = httpx.get(f"{server.base_url}/usage", headers={"Authorization": f"Bearer {server.key}"}).json()
+    finally:
+        mock.terminate()
+        mock.wait()
     growth = 100 * (rss1 - rss0) / rss0
     lines = [
-        *table([models]),
+        *table(results),
         "",
-        f"RSS at start {rss0:.0f} MB, at end {rss1:.0f} MB (growth **{growth:+.1f}%**), peak "
-        f"{monitor.sample.peak_rss_mb:.0f} MB, over {SOAK_SECONDS}s.",
+        f"RSS cold {rss_cold:.0f} MB; after a {warmup}s warm-up {rss0:.0f} MB; at the end {rss1:.0f} MB: growth "
+        f"**{growth:+.1f}%** over {SOAK_SECONDS}s (peak {monitor.sample.peak_rss_mb:.0f} MB). Server CPU % is for "
+        f"both loads together. /v1/usage counted {stored['usage']['totalRequests']:,} requests for the key.",
     ]
     return ("Soak", lines)
 

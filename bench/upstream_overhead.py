@@ -137,6 +137,30 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
     raise RuntimeError(f"{url} did not answer in {within}s")
 
 
+GRPC_TARGET = "gRPC Process (ghz)"
+
+
+def ghz_binary() -> str | None:
+    found = shutil.which("ghz") or str(ROOT / ".tools" / "bin" / "ghz")
+    return found if Path(found).exists() else None
+
+
+def ghz_process(grpc_port: int, secret: str, concurrency: int, seconds: int) -> Run:
+    """ProcessingService.Process with ghz (a separate Go process), the body of the REST runs."""
+    from bench.harness import ghz
+
+    data = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
+    target = f"127.0.0.1:{grpc_port}"
+    call = "plutos.v1.ProcessingService.Process"
+    proto = "plutos/v1/processing.proto"
+    connections = 1 if concurrency == 1 else 4
+    ghz(GRPC_TARGET, target, call, data, key=secret, concurrency=concurrency, connections=connections, seconds=2,
+        proto=proto)  # warm-up
+    r = ghz(GRPC_TARGET, target, call, data, key=secret, concurrency=concurrency, connections=connections,
+            seconds=seconds, proto=proto)
+    return Run(GRPC_TARGET, concurrency, r.requests, seconds, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors)
+
+
 def write_config(
     path: Path, *, http_port: int, grpc_port: int, mock_port: int, database_url: str, max_connections: int
 ) -> None:
@@ -230,7 +254,8 @@ def summarize_profile(raw: Path, seconds: int, concurrency: int) -> list[str]:
         )
         layers[layer] += count
     lines = [
-        f"py-spy (--nonblocking --gil: samples of whichever thread holds the GIL), {total} samples at 200 Hz over {seconds} s, "
+        f"py-spy (--nonblocking --gil: samples of whichever thread holds the GIL), {total} samples at 200 Hz "
+        f"over {seconds} s, "
         f"concurrency {concurrency}; each sample counted once, in the first layer of this list found in its stack:",
         "",
     ]
@@ -344,6 +369,16 @@ def main() -> None:
                     flush=True,
                 )
                 runs.append(run)
+            # (d) the same Process call over gRPC, straight to the gateway's gRPC port: the REST
+            # bridge's own cost is (b) - (d).
+            if ghz_binary() is not None:
+                grpc_run = ghz_process(grpc_port, secret, concurrency, args.duration)
+                print(
+                    f"{grpc_run.target:22} c={concurrency:<3} {grpc_run.rps:9.0f} req/s  p50 {grpc_run.p50_ms:7.2f} ms"
+                    f"  p90 {grpc_run.p90_ms:7.2f} ms  p99 {grpc_run.p99_ms:7.2f} ms  errors {grpc_run.errors}",
+                    flush=True,
+                )
+                runs.append(grpc_run)
         with httpx.Client(timeout=30) as client:
             usage = client.get(f"http://127.0.0.1:{http_port}/v1/usage", headers=auth).json()["usage"]
         profile = (
@@ -395,6 +430,9 @@ def write_results(
         f"{args.max_connections} connections.",
         "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC → auth → a prebuilt answer; the floor "
         "under (b), without upstream call or store.",
+        "- (d) `ProcessingService.Process` over gRPC with ghz (separate process; 4 connections at c>1), the same "
+        "request as (b) without the REST bridge: (b) - (d) is the bridge's own cost. ghz counts calls still in "
+        "flight when its timer ends as errors.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
         "machine, not capacity claims.",
@@ -422,6 +460,15 @@ def write_results(
                 f"| {c} | {b.rps:.0f} / {a.rps:.0f} ({100 * b.rps / a.rps:.1f}%) | {b.p50_ms - a.p50_ms:.2f} | "
                 f"{b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
             )
+    bridge_rows = [
+        (c, by[("through the gateway", c)], by[(GRPC_TARGET, c)])
+        for c in sorted({r.concurrency for r in runs})
+        if ("through the gateway", c) in by and (GRPC_TARGET, c) in by
+    ]
+    if bridge_rows:
+        out += ["", "The REST bridge's own cost (b - d):", "", "| concurrency | RPS REST / gRPC | p50 added ms |",
+                "| ---: | ---: | ---: |"]
+        out += [f"| {c} | {b.rps:.0f} / {d.rps:.0f} | {b.p50_ms - d.p50_ms:.2f} |" for c, b, d in bridge_rows]
     if profile:
         out += ["", "## Where the gateway spends its time", "", *profile]
     # Hand-written notes below the marker survive a re-run.
