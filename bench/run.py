@@ -365,13 +365,6 @@ def upstream_gateway() -> Iterator[tuple[Server, int]]:
         [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)], cwd=ROOT, stdout=subprocess.DEVNULL
     )
     config = f"""
-[plans.enterprise]
-requests_per_minute = 1000000000
-requests_per_hour = 1000000000
-requests_per_day = 1000000000
-concurrent_requests = 100000
-monthly_tokens = 1000000000000
-
 [[models]]
 id = "{UPSTREAM_MODEL}"
 backend = "openai-compatible"
