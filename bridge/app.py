@@ -312,8 +312,7 @@ def create_app(
         return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("bridge error on %s %s", request.method, request.url.path)
-        return error_response("internal_error", "Internal server error.", _request_id(request))
+        return _internal_error(request)
 
     app = Starlette(
         routes=routes,
@@ -336,8 +335,6 @@ class FastRoutes:
 
     def __init__(self, app: Starlette, exact: dict[tuple[str, str], Callable[[Request], Any]]) -> None:
         self.app = app
-        self.state = app.state
-        self.routes = app.routes
         self._exact = exact
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -349,6 +346,11 @@ class FastRoutes:
         try:
             response = await endpoint(request)
         except Exception:
-            log.exception("bridge error on %s %s", request.method, request.url.path)
-            response = error_response("internal_error", "Internal server error.", _request_id(request))
+            response = _internal_error(request)
         await response(scope, receive, send)
+
+
+def _internal_error(request: Request) -> Response:
+    """An endpoint raised: logged with its traceback; the caller gets the envelope, not the trace."""
+    log.exception("bridge error on %s %s", request.method, request.url.path)
+    return error_response("internal_error", "Internal server error.", _request_id(request))

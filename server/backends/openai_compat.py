@@ -158,7 +158,6 @@ class _ClientPool:
             session = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,
-                auto_decompress=True,
                 timeout=aiohttp.ClientTimeout(total=None),
                 skip_auto_headers=("User-Agent",),
             )

@@ -7,13 +7,21 @@ from typing import Any
 
 from sqlalchemy import Engine, StaticPool, event
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
-def ensure_sqlite_dir(url: str) -> None:
+def _sqlite_file(url: str | URL) -> URL | None:
+    """``url`` parsed, when it names an on-disk SQLite database."""
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database and parsed.database != ":memory:":
+        return parsed
+    return None
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    parsed = _sqlite_file(url)
+    if parsed is not None and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -39,15 +47,15 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     cur.close()
 
 
-def sqlite_file_writer_engine(url: str) -> Engine | None:
+def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
     """A synchronous engine on the same SQLite file for the group-commit writer's own thread, or
     None when ``url`` is not an on-disk SQLite database.
 
     Its transactions start with ``BEGIN IMMEDIATE``: the write lock is taken (waiting up to the
     busy timeout) before anything is read, so writers in several processes queue for the lock
     instead of failing to upgrade a read transaction."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+    parsed = _sqlite_file(url)
+    if parsed is None:
         return None
     # One connection, used by the writer thread alone.
     engine = sa_create_engine(

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapper, Session, sessionmaker
+from sqlalchemy.orm import Mapper, Session
 
 from server.store.database import sqlite_file_writer_engine
 from server.store.models import Base
@@ -45,13 +45,11 @@ class RecordWriter:
         self._hooks: list[WriteHook] = []
         self._listeners: list[Callable[[], None]] = []
         bind = sessions.kw.get("bind")
-        self._sync_engine: Engine | None = (
-            sqlite_file_writer_engine(str(bind.url)) if isinstance(bind, AsyncEngine) else None
-        )
-        self._sync_sessions = sessionmaker(self._sync_engine) if self._sync_engine is not None else None
-        self._thread = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-writer") if self._sync_engine else None
-        )
+        # On an SQLite file: a plain sqlite3 engine driven by one thread of the writer's own.
+        self._sync_engine: Engine | None = None
+        if isinstance(bind, AsyncEngine):
+            self._sync_engine = sqlite_file_writer_engine(bind.url)
+        self._thread = ThreadPoolExecutor(1, "record-writer") if self._sync_engine is not None else None
 
     def add_hook(self, hook: WriteHook) -> None:
         """Run ``hook(session, rows)`` in every write transaction, in the order added.
@@ -126,8 +124,7 @@ class RecordWriter:
             listener()
 
     def _commit_on_thread(self, rows: list[Any]) -> None:
-        assert self._sync_sessions is not None
-        with self._sync_sessions.begin() as session:
+        with Session(self._sync_engine) as session, session.begin():
             self._write(session, rows)
 
     def _write(self, session: Session, rows: list[Any]) -> None:
