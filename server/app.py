@@ -27,7 +27,7 @@ from plutos.v1 import (
 
 from bridge.app import create_app
 from server.config import Settings
-from server.interceptors import AuthInterceptor, ErrorInterceptor, LimitsInterceptor
+from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
 from server.runtime import Runtime
 from server.services.models import ModelsService
@@ -54,12 +54,16 @@ GRPC_OPTIONS = [
 def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
     server = grpc.aio.server(
         interceptors=[
-            ErrorInterceptor(),
-            AuthInterceptor(runtime.authenticator),
-            LimitsInterceptor(
-                runtime.limiter, runtime.settings, ledger_seed(runtime.sessions),
-                fail_open=runtime.settings.limiter_fail_open,
-            ),
+            InterceptorChain(
+                [
+                    ErrorInterceptor(),
+                    AuthInterceptor(runtime.authenticator),
+                    LimitsInterceptor(
+                        runtime.limiter, runtime.settings, ledger_seed(runtime.sessions),
+                        fail_open=runtime.settings.limiter_fail_open,
+                    ),
+                ]
+            )
         ],
         options=GRPC_OPTIONS,
     )

@@ -191,6 +191,11 @@ class LocalLlamaBackend(Backend):
         pending = ""
         produced = 0
         finish = "length"
+        if params.temperature == 0:
+            # Greedy decoding must give the same answer for the same input. Reusing the KV cache of
+            # a shared prefix evaluates the prompt in other batch splits, whose rounding can tip a
+            # near-tie between two tokens; a full evaluation cannot.
+            llm.reset()
         for token in llm.generate(
             tokens,
             temp=params.temperature,

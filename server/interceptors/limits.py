@@ -41,6 +41,7 @@ from server.errors import PlutosError
 from server.interceptors.base import Handler, call_next, is_api_method, is_stream
 from server.limits.base import (
     Admission,
+    Concurrency,
     Limiter,
     LimiterUnavailable,
     QuotaCheck,
@@ -230,6 +231,17 @@ class LimitsInterceptor(AsyncServerInterceptor):
         self._settings = settings
         self._seed = seed
         self._fail_open = fail_open
+        # id(caller) -> (caller, its windows, its concurrency limits for generating calls). Callers
+        # come from the authenticator's cache, so the same object returns until its entry expires.
+        self._rules: dict[int, tuple[Caller, list[Window], list[Concurrency]]] = {}
+
+    def _rules_for(self, who: Caller) -> tuple[list[Window], list[Concurrency]]:
+        entry = self._rules.get(id(who))
+        if entry is None or entry[0] is not who:
+            if len(self._rules) >= 4096:
+                self._rules.clear()
+            entry = self._rules[id(who)] = (who, windows_for(who), concurrency_for(who, next(iter(GENERATING))))
+        return entry[1], entry[2]
 
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         state = current_call.get(None) if is_api_method(method_name) else None
@@ -257,9 +269,9 @@ class LimitsInterceptor(AsyncServerInterceptor):
 
     async def _admit(self, state: CallState, who: Caller, method_name: str) -> Slot | None:
         """Count the call in its windows and take a slot, or raise ``rate_limit_exceeded``."""
-        windows = windows_for(who)
+        windows, concurrency = self._rules_for(who)
         try:
-            admission = await self._limiter.acquire(windows, concurrency_for(who, method_name))
+            admission = await self._limiter.acquire(windows, concurrency if method_name in GENERATING else ())
         except LimiterUnavailable:
             if self._fail_open:  # served uncounted: no figures to show
                 return None

@@ -123,12 +123,23 @@ def new_slot_id() -> str:
     return secrets.token_hex(8)
 
 
+_MONTH_CACHE: list[tuple[float, float, tuple[str, datetime, datetime]]] = []
+
+
 def month_of(now: float) -> tuple[str, datetime, datetime]:
-    """The UTC calendar month containing ``now``: its label, first instant and end (exclusive)."""
+    """The UTC calendar month containing ``now``: its label, first instant and end (exclusive).
+
+    Every call runs this, so the current month is remembered (one comparison while it lasts)."""
+    if _MONTH_CACHE:
+        first, end, answer = _MONTH_CACHE[0]
+        if first <= now < end:
+            return answer
     moment = datetime.fromtimestamp(now, UTC)
     start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start.strftime("%Y-%m"), start, end
+    stop = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    answer = (start.strftime("%Y-%m"), start, stop)
+    _MONTH_CACHE[:] = [(start.timestamp(), stop.timestamp(), answer)]
+    return answer
 
 
 class Limiter(abc.ABC):

@@ -8,6 +8,7 @@ replicas (or ``serve --workers N``) with the Redis limiter instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,6 @@ from server.limits.base import (
     WindowCount,
     clock,
     month_of,
-    new_slot_id,
 )
 
 
@@ -32,10 +32,7 @@ from server.limits.base import (
 class _Month:
     used: int
     reservations: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def reserved(self) -> int:
-        return sum(self.reservations.values())
+    reserved: int = 0  # the sum of ``reservations``, kept as they come and go
 
 
 class MemoryLimiter(Limiter):
@@ -48,32 +45,44 @@ class MemoryLimiter(Limiter):
         # (account, YYYY-MM) -> month counter; seeded from the ledger on first use.
         self._months: dict[tuple[str, str], _Month] = {}
         self._seeding: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._ids = itertools.count(1)
 
     async def acquire(
         self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
     ) -> Admission:
         now = clock(now)
+        table = self._windows
+        starts = [int(now // w.seconds) * w.seconds for w in windows]
         counts: list[int] = []
-        for w in windows:
-            start, count = self._windows.get((w.subject, w.seconds), (-1, 0))
-            counts.append(count if start == w.start(now) else 0)
+        allowed = True
+        for w, start in zip(windows, starts, strict=True):
+            seen, count = table.get((w.subject, w.seconds), (-1, 0))
+            if seen != start:
+                count = 0
+            counts.append(count)
+            if count >= w.limit:
+                allowed = False
         in_flight = [len(self._slots.get(c.subject, ())) for c in concurrency]
-        allowed = all(n < w.limit for n, w in zip(counts, windows, strict=True)) and all(
-            n < c.limit for n, c in zip(in_flight, concurrency, strict=True)
-        )
+        if allowed:
+            for c, n in zip(concurrency, in_flight, strict=True):
+                if n >= c.limit:
+                    allowed = False
         slot = None
         if allowed:
             for i, w in enumerate(windows):
                 counts[i] += 1
-                self._windows[(w.subject, w.seconds)] = (w.start(now), counts[i])
+                table[(w.subject, w.seconds)] = (starts[i], counts[i])
             if concurrency:
-                slot = Slot(new_slot_id(), tuple(c.subject for c in concurrency))
+                # Slot ids only have to be unique within this process.
+                slot = Slot(f"s{next(self._ids)}", tuple(c.subject for c in concurrency))
                 for i, c in enumerate(concurrency):
                     self._slots.setdefault(c.subject, set()).add(slot.id)
                     in_flight[i] += 1
         return Admission(
             allowed=allowed,
-            windows=tuple(WindowCount(w, n, w.start(now) + w.seconds) for w, n in zip(windows, counts, strict=True)),
+            windows=tuple(
+                WindowCount(w, n, start + w.seconds) for w, n, start in zip(windows, counts, starts, strict=True)
+            ),
             in_flight=tuple(zip(concurrency, in_flight, strict=True)),
             slot=slot,
             now=now,
@@ -91,18 +100,24 @@ class MemoryLimiter(Limiter):
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
     ) -> QuotaCheck:
         period, start, _ = month_of(clock(now))
-        month = await self._month(account_id, period, start, seed)
+        month = self._months.get((account_id, period))
+        if month is None:
+            month = await self._month(account_id, period, start, seed)
         used, reserved = month.used, month.reserved
         if amount > 0 and used + reserved >= quota:
             return QuotaCheck(False, used, reserved, quota, None)
-        reservation = Reservation(new_slot_id(), account_id, period, amount)
+        reservation = Reservation(f"r{next(self._ids)}", account_id, period, amount)
         month.reservations[reservation.id] = amount
+        month.reserved += amount
         return QuotaCheck(True, used, reserved + amount, quota, reservation)
 
     async def settle_tokens(self, reservation: Reservation, used: int) -> None:
         month = self._months.get((reservation.account_id, reservation.period))
-        if month is not None and month.reservations.pop(reservation.id, None) is not None:
-            month.used += used
+        if month is not None:
+            amount = month.reservations.pop(reservation.id, None)
+            if amount is not None:
+                month.reserved -= amount
+                month.used += used
 
     async def in_flight(self, subject: str) -> int:
         return len(self._slots.get(subject, ()))
