@@ -1,8 +1,9 @@
 """The ``openai-compatible`` backend: a catalogue entry served by an upstream ``/chat/completions``.
 
 Works with OpenAI, vLLM, Ollama, llama.cpp's server and llama-cpp-python's server. Every entry
-pointing at the same ``base_url`` shares one ``aiohttp.ClientSession`` (connection pool, keep-alive).
-aiohttp, not httpx: on this path it costs about a tenth of the CPU per call (bench/UPSTREAM_RESULTS.md).
+pointing at the same ``base_url`` shares one connection pool (keep-alive) of
+:mod:`server.backends.http_client`, a small asyncio + httptools HTTP/1.1 client: on this path it
+costs a fraction of aiohttp's CPU per call, and aiohttp a tenth of httpx's (bench/UPSTREAM_RESULTS.md).
 
 Errors a caller can meet, and what they mean (see docs/upstreams.md)::
 
@@ -42,10 +43,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.backends.http_client import ConnectError, HttpClientError, HttpPool, Response
 from server.config import ModelSpec
 from server.context import current_call
 from server.errors import PlutosError
@@ -142,28 +143,18 @@ class UpstreamConfig:
 
 
 class _ClientPool:
-    """One ``aiohttp.ClientSession`` per upstream base URL and event loop, shared by reference count."""
+    """One :class:`HttpPool` per upstream base URL and event loop, shared by reference count."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str, int], list[Any]] = {}  # key → [session, users]
+        self._clients: dict[tuple[str, int], list[Any]] = {}  # key → [pool, users]
 
-    def acquire(self, config: UpstreamConfig) -> aiohttp.ClientSession:
+    def acquire(self, config: UpstreamConfig) -> HttpPool:
         key = (config.base_url, id(asyncio.get_running_loop()))
         entry = self._clients.get(key)
         if entry is None:
-            connector = aiohttp.TCPConnector(
-                limit=config.max_connections, limit_per_host=config.max_connections, keepalive_timeout=30.0
-            )
-            # Timeouts are set per request (they shrink with the caller's deadline).
-            session = aiohttp.ClientSession(
-                connector=connector,
-                trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent",),
-            )
-            entry = self._clients[key] = [session, 0]
+            entry = self._clients[key] = [HttpPool(config.base_url, config.max_connections, keepalive_timeout=30.0), 0]
         entry[1] += 1
-        client: aiohttp.ClientSession = entry[0]
+        client: HttpPool = entry[0]
         return client
 
     async def release(self, config: UpstreamConfig) -> None:
@@ -193,7 +184,7 @@ class OpenAICompatibleBackend(Backend):
         key = self.config.api_key(spec.id)
         if key:
             self._headers["authorization"] = f"Bearer {key}"
-        self._client: aiohttp.ClientSession | None = None
+        self._client: HttpPool | None = None
 
     async def start(self) -> None:
         self._client = CLIENTS.acquire(self.config)
@@ -246,6 +237,21 @@ class OpenAICompatibleBackend(Backend):
         return own if params.deadline is None else min(own, params.deadline)
 
     async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+        async with closing_stream(self._batches(prompt, state)) as batches:
+            async for batch in batches:
+                for piece in batch:
+                    yield piece
+
+    async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
+        # The whole answer at once: one resumption per network read, not one per piece.
+        async with closing_stream(self._batches(prompt, state)) as batches:
+            async for _ in batches:
+                pass
+        return state.text
+
+    async def _batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[list[str]]:
+        """The pieces of each network read, already added to ``state`` (so billed even if the
+        caller stops before taking them)."""
         deadline = self._deadline(prompt.params)
         assert isinstance(prompt.payload, bytes)
         # Nothing is billed until the upstream accepts the request.
@@ -256,15 +262,14 @@ class OpenAICompatibleBackend(Backend):
         completed = False
         try:
             if self.config.stream:
-                async with closing_stream(self._read_stream(response, state, deadline, request_id)) as pieces:
-                    async for piece in pieces:
-                        state.text_parts.append(piece)
-                        yield piece
+                async with closing_stream(self._read_stream(response, state, deadline, request_id)) as batches:
+                    async for batch in batches:
+                        yield batch
             else:
                 piece = await self._read_whole(response, state, deadline, request_id)
                 if piece:
                     state.text_parts.append(piece)
-                    yield piece
+                    yield [piece]
             completed = True
         except PlutosError:
             state.finish_reason = "error"
@@ -275,45 +280,45 @@ class OpenAICompatibleBackend(Backend):
                 state.finish_reason = "cancelled"
             raise
         finally:
-            if completed and response.content.at_eof():
+            if completed and response.at_eof():
                 response.release()  # read to the end: the connection goes back to the pool
             else:
                 response.close()  # cancelled or broken: the upstream sees the request closed
 
-    async def _open(self, body: bytes, deadline: float) -> aiohttp.ClientResponse:
+    async def _open(self, body: bytes, deadline: float) -> Response:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
         assert self._client is not None, "backend not started"
         loop = asyncio.get_running_loop()
-        headers = dict(self._headers)
+        headers = self._headers
         call = current_call.get(None)
         if call is not None:
             # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
             # (llama-cpp-python's) reject one that is not a UUID.
-            headers["x-client-request-id"] = call.request_id
+            headers = {**headers, "x-client-request-id": call.request_id}
         attempt = 0
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if deadline - loop.time() <= 0:
                 raise self._timeout()
-            timeout = aiohttp.ClientTimeout(
-                total=None,
-                connect=min(self.config.connect_timeout, remaining),  # pool wait + connect
-                sock_read=min(self.config.read_timeout, remaining),
-            )
             retry_after: float | None = None
             try:
-                async with asyncio.timeout_at(deadline):
-                    response = await self._client.post(self.url, data=body, headers=headers, timeout=timeout)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                response = await self._client.post(
+                    "/chat/completions",
+                    body,
+                    headers,
+                    connect_timeout=self.config.connect_timeout,  # pool wait + connect
+                    read_timeout=self.config.read_timeout,
+                    deadline=deadline,
+                )
+            except ConnectError as exc:
                 error = self._unavailable(f"The upstream for model '{self.spec.id}' cannot be reached.")
-                log.warning("upstream %s unreachable (attempt %d): %r", self.url, attempt + 1, exc)
+                log.warning("upstream %s unreachable (attempt %d): %s", self.url, attempt + 1, exc)
                 retryable = True
             except TimeoutError:  # the read timeout or the caller's deadline
                 raise self._timeout() from None
-            except aiohttp.ClientError as exc:
+            except HttpClientError as exc:
                 # Closed or reset before any response: typically a keep-alive connection the server
                 # dropped as we reused it. Nothing was answered, so trying again is safe.
-                log.warning("upstream %s failed before answering (attempt %d): %r", self.url, attempt + 1, exc)
+                log.warning("upstream %s failed before answering (attempt %d): %s", self.url, attempt + 1, exc)
                 error = self._upstream_error("The upstream connection failed.")
                 retryable = True
             else:
@@ -333,17 +338,21 @@ class OpenAICompatibleBackend(Backend):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _rejected(
-        self, response: aiohttp.ClientResponse, deadline: float
-    ) -> tuple[PlutosError, bool, float | None]:
+    def _wait(self, deadline: float) -> float:
+        """How long the next read may wait: the read timeout, or less if the deadline is nearer."""
+        wait = min(self.config.read_timeout, deadline - asyncio.get_running_loop().time())
+        if wait <= 0:
+            raise TimeoutError()
+        return wait
+
+    async def _rejected(self, response: Response, deadline: float) -> tuple[PlutosError, bool, float | None]:
         """A non-200 answer: the error to give, whether to retry, and its Retry-After."""
         status = response.status
         request_id = response.headers.get("x-request-id")
         try:
-            async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + 2.0)):
-                raw = await response.content.read(64 * 1024)
+            raw = await response.read(min(2.0, self._wait(deadline)), limit=64 * 1024)
             message = raw[:500].decode("utf-8", "replace")
-        except (aiohttp.ClientError, TimeoutError):
+        except (HttpClientError, TimeoutError):
             message = ""
         finally:
             response.close()
@@ -361,9 +370,10 @@ class OpenAICompatibleBackend(Backend):
         return error, status in RETRYABLE_STATUSES, retry_after
 
     async def _read_stream(
-        self, response: aiohttp.ClientResponse, state: GenerationState, deadline: float, request_id: str | None
-    ) -> AsyncIterator[str]:
-        """Server-sent events → content pieces; keeps the token counts in ``state`` current.
+        self, response: Response, state: GenerationState, deadline: float, request_id: str | None
+    ) -> AsyncIterator[list[str]]:
+        """Server-sent events → content pieces, a list per network read, each piece added to
+        ``state.text_parts`` as it is parsed; keeps the token counts in ``state`` current.
 
         Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
         ``id:`` and comment lines are skipped."""
@@ -371,17 +381,16 @@ class OpenAICompatibleBackend(Backend):
         counted = 0
         finish: str | None = None
         usage: dict[str, Any] | None = None
-        body = response.content
+        parts = state.text_parts
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await body.readany()
+                chunk = await response.read_chunk(self._wait(deadline))
             except TimeoutError:
                 if finish == "[DONE]":
                     break  # the answer is whole; the connection is just not reused
                 raise self._timeout() from None
-            except aiohttp.ClientError as exc:
-                log.warning("upstream %s stream broke after %d chunks: %r", self.url, counted, exc)
+            except HttpClientError as exc:
+                log.warning("upstream %s stream broke after %d chunks: %s", self.url, counted, exc)
                 raise self._upstream_error(
                     "The upstream connection broke during generation.", 200, request_id
                 ) from None
@@ -393,6 +402,7 @@ class OpenAICompatibleBackend(Backend):
             if b"\n" not in chunk:
                 continue
             *lines, buffer = buffer.split(b"\n")
+            first = len(parts)
             for line in lines:
                 if not line.startswith(b"data:"):
                     continue
@@ -406,39 +416,46 @@ class OpenAICompatibleBackend(Backend):
                     log.warning("upstream %s sent an error event: %s", self.url, data[:500])
                     raise self._upstream_error("The upstream failed during generation.", 200, request_id)
                 choices = event.get("choices") or []
-                if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+                if not isinstance(choices, list):
                     raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
                 for choice in choices:
+                    if not isinstance(choice, dict):
+                        raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
                     delta = choice.get("delta")
                     content = delta.get("content") if isinstance(delta, dict) else None
                     if content and isinstance(content, str):
                         counted += 1
                         if usage is None:
                             state.completion_tokens = counted
-                        yield content
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                        state.finish_reason = _FINISH_REASONS.get(finish, "stop")
-                if isinstance(event.get("usage"), dict):
-                    usage = event["usage"]
+                        parts.append(content)
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finish = reason
+                        state.finish_reason = _FINISH_REASONS.get(reason, "stop")
+                found = event.get("usage")
+                if isinstance(found, dict):
+                    usage = found
                     self._apply_usage(usage, state)
+            if len(parts) > first:
+                yield parts[first:]
         if finish is None:
             raise self._upstream_error("The upstream's stream ended before the answer did.", 200, request_id)
         if state.finish_reason is None:
             state.finish_reason = "stop"
 
     async def _read_whole(
-        self, response: aiohttp.ClientResponse, state: GenerationState, deadline: float, request_id: str | None
+        self, response: Response, state: GenerationState, deadline: float, request_id: str | None
     ) -> str:
+        parts: list[bytes] = []
         try:
-            async with asyncio.timeout_at(deadline):
-                raw = await response.read()
+            while piece := await response.read_chunk(self._wait(deadline)):
+                parts.append(piece)
         except TimeoutError:
             raise self._timeout() from None
-        except aiohttp.ClientError as exc:
-            log.warning("upstream %s answer broke: %r", self.url, exc)
+        except HttpClientError as exc:
+            log.warning("upstream %s answer broke: %s", self.url, exc)
             raise self._upstream_error("The upstream connection broke during generation.", 200, request_id) from None
-        answer = self._json(raw, request_id)
+        answer = self._json(b"".join(parts), request_id)
         try:
             choice = answer["choices"][0]
             text = choice["message"].get("content") or ""

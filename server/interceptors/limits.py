@@ -123,25 +123,6 @@ class _GuardedStream:
                 self.settle.start()
 
 
-async def guard_call(
-    method: Handler, request: Any, context: Any, release: Finisher | None, settle: Finisher | None
-) -> Any:
-    """Call the next handler; release the slot and settle the reservation once the call is over."""
-    try:
-        response = method(request, context)
-    except BaseException:
-        await finish_all(settle, release)
-        raise
-    if not is_stream(response):
-        try:
-            return await response
-        finally:
-            await finish_all(settle, release)
-    stream = _GuardedStream(response, release, settle)
-    context.add_done_callback(stream.on_rpc_done)
-    return stream.iterate()
-
-
 # -- headers ------------------------------------------------------------------------------------
 
 
@@ -249,23 +230,56 @@ class LimitsInterceptor(AsyncServerInterceptor):
         if state is None or who is None:
             return await call_next(method, request, context)
         slot = await self._admit(state, who, method_name)
-        release = Finisher(partial(self._limiter.release, slot)) if slot is not None else None
         try:
             require_scope(who, method_name)
             reservation = await self._reserve(state, who, method_name, request)
         except BaseException:
-            await finish_all(release)
+            await self._finish(slot, None, state)
             raise
+        if slot is None and reservation is None:
+            return await call_next(method, request, context)
+        try:
+            response = method(request, context)
+        except BaseException:
+            await self._finish(slot, reservation, state)
+            raise
+        if is_stream(response):
+            return self._guard_stream(response, context, slot, reservation, state)
+        try:
+            return await response
+        finally:
+            await self._finish(slot, reservation, state)
+
+    async def _finish(self, slot: Slot | None, reservation: Reservation | None, state: CallState) -> None:
+        """The call is over: settle its reservation with the tokens it used, free its slot.
+
+        A limiter without I/O (in memory) does both at once, so nothing can interrupt them; others
+        run them in tasks of their own, shielded from a second cancellation of the call."""
+        limiter = self._limiter
+        later: list[Finisher] = []
+        if reservation is not None and not limiter.settle_now(reservation, state.tokens_used):
+            later.append(Finisher(partial(limiter.settle_tokens, reservation, state.tokens_used)))
+        if slot is not None and not limiter.release_now(slot):
+            later.append(Finisher(partial(limiter.release, slot)))
+        if later:
+            await finish_all(*later)
+
+    def _guard_stream(
+        self, response: Any, context: Any, slot: Slot | None, reservation: Reservation | None, state: CallState
+    ) -> AsyncIterator[Any]:
+        release = Finisher(partial(self._limiter.release, slot)) if slot is not None else None
         settle = None
         if reservation is not None:
+            limiter = self._limiter
 
             async def settle_tokens() -> None:
-                await self._limiter.settle_tokens(reservation, state.tokens_used)
+                # Read when the stream is over: the handler's own clean-up has billed its tokens.
+                await limiter.settle_tokens(reservation, state.tokens_used)
 
             settle = Finisher(settle_tokens)
-        if release is None and settle is None:
-            return await call_next(method, request, context)
-        return await guard_call(method, request, context, release, settle)
+        stream = _GuardedStream(response, release, settle)
+        context.add_done_callback(stream.on_rpc_done)
+        return stream.iterate()
 
     async def _admit(self, state: CallState, who: Caller, method_name: str) -> Slot | None:
         """Count the call in its windows and take a slot, or raise ``rate_limit_exceeded``."""

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import abc
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from server.ids import random_hex
 
 # Sum of the account's ledger for a month, read when a backend has no counter for it yet.
 SeedTokens = Callable[[str, datetime], Awaitable[int]]
@@ -120,7 +121,7 @@ class QuotaCheck:
 
 
 def new_slot_id() -> str:
-    return secrets.token_hex(8)
+    return random_hex(8)
 
 
 _MONTH_CACHE: list[tuple[float, float, tuple[str, datetime, datetime]]] = []
@@ -162,6 +163,17 @@ class Limiter(abc.ABC):
     @abc.abstractmethod
     async def release(self, slot: Slot) -> None:
         """Give a concurrency slot back. Idempotent."""
+
+    def release_now(self, slot: Slot) -> bool:
+        """Give the slot back without waiting, if this limiter can (no I/O): True when done.
+
+        The hot path calls this first and only falls back to :meth:`release` (in a task of its
+        own, safe from cancellation) when it returns False."""
+        return False
+
+    def settle_now(self, reservation: Reservation, used: int) -> bool:
+        """:meth:`settle_tokens` without waiting, if this limiter can (no I/O): True when done."""
+        return False
 
     @abc.abstractmethod
     async def reserve_tokens(

@@ -89,12 +89,16 @@ class MemoryLimiter(Limiter):
         )
 
     async def release(self, slot: Slot) -> None:
+        self.release_now(slot)
+
+    def release_now(self, slot: Slot) -> bool:
         for subject in slot.subjects:
             held = self._slots.get(subject)
             if held is not None:
                 held.discard(slot.id)
                 if not held:
                     del self._slots[subject]
+        return True
 
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
@@ -112,12 +116,16 @@ class MemoryLimiter(Limiter):
         return QuotaCheck(True, used, reserved + amount, quota, reservation)
 
     async def settle_tokens(self, reservation: Reservation, used: int) -> None:
+        self.settle_now(reservation, used)
+
+    def settle_now(self, reservation: Reservation, used: int) -> bool:
         month = self._months.get((reservation.account_id, reservation.period))
         if month is not None:
             amount = month.reservations.pop(reservation.id, None)
             if amount is not None:
                 month.reserved -= amount
                 month.used += used
+        return True
 
     async def in_flight(self, subject: str) -> int:
         return len(self._slots.get(subject, ()))

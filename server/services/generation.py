@@ -20,7 +20,7 @@ from server.context import Caller, current_call
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.options import options_to_record
-from server.store.models import LedgerEntry, ProcessRecord, utcnow
+from server.store.models import LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
 
@@ -85,7 +85,8 @@ class Generation:
         """The record and, when anything ran, its ledger entry."""
         self.recorded = True
         s = self.state
-        record = ProcessRecord(
+        record = new_row(
+            ProcessRecord,
             id=self.id,
             account_id=self.caller.account_id,
             key_id=self.caller.key_id,
@@ -108,14 +109,15 @@ class Generation:
             if self.call is not None:
                 self.call.tokens_used += s.prompt_tokens + s.completion_tokens
             rows.append(
-                LedgerEntry(
+                new_row(
+                    LedgerEntry,
                     account_id=self.caller.account_id,
                     key_id=self.caller.key_id,
                     record_id=self.id,
                     model=self.spec.id,
                     prompt_tokens=s.prompt_tokens,
                     completion_tokens=s.completion_tokens,
-                    cost=cost_of(self.spec, s.prompt_tokens, s.completion_tokens),
+                    cost_units=usd_to_units(cost_of(self.spec, s.prompt_tokens, s.completion_tokens)),
                     counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
                     created_at=self.created_at,
                 )

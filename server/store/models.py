@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column
+from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.types import TypeDecorator
 
 
@@ -225,3 +226,26 @@ class UsageThresholdCrossing(Base):
     threshold_bp: Mapped[int] = mapped_column(Integer, primary_key=True)  # basis points of the quota
     used_tokens: Mapped[int] = mapped_column(BigInteger)
     crossed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+def new_row(cls: type[_Row], **values: Any) -> _Row:
+    """A new ``cls`` for the group-commit writer, built without attribute events.
+
+    The declarative constructor fires an instrumentation event per attribute (a few µs each, ~20
+    per call on the hot path); these objects never join a Session — the writer reads their
+    ``__dict__`` and hooks read their attributes — so the values go straight into ``__dict__``.
+    Only columns (no properties such as ``LedgerEntry.cost``), exactly as the constructor would
+    get them: columns not given still take their defaults on insert."""
+    global _configured
+    if not _configured:  # the constructor would have configured the mappers on first use
+        configure_mappers()
+        _configured = True
+    instance: _Row = manager_of_class(cls).new_instance()
+    instance.__dict__.update(values)
+    return instance
+
+
+_configured = False
