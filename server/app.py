@@ -50,6 +50,14 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
 
+# The bridge's channel to its own server on loopback: no retries (the bridge maps every failure
+# to an envelope itself, and a retried /process would run the model twice), no bandwidth probing.
+BRIDGE_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.enable_retries", 0),
+    ("grpc.http2.bdp_probe", 0),
+]
+
 
 def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
     server = grpc.aio.server(
@@ -127,7 +135,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
     if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
         target = f"{settings.grpc_host}:{grpc_port}"
-    channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
     app = create_app(
         channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
+from functools import partial
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +18,8 @@ from server.errors import PlutosError
 from server.keys import hash_key
 from server.store.models import Account, ApiKey
 
+log = logging.getLogger("plutos.auth")
+
 _LIMIT_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
 
 
@@ -23,7 +29,12 @@ def invalid_key(message: str = "Invalid or missing API key.") -> PlutosError:
 
 class Authenticator:
     """Looks keys up by hash. Positive and negative answers are cached for ``ttl`` seconds, so a
-    revoked key stops working within that time; expiry is checked on every call."""
+    revoked key stops working within that time; expiry is checked on every call.
+
+    Under load a key is in use all the time, so its entry never blocks a call on the store:
+    once three quarters of its TTL have passed, the next call starts a refresh in the background
+    and is answered from the cache; only an entry past its TTL is waited for. Concurrent calls
+    that need the same entry share one lookup (no stampede of identical queries when it expires)."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000
@@ -32,10 +43,26 @@ class Authenticator:
         self._settings = settings
         self._ttl = settings.auth_cache_ttl
         self._max = max_entries
-        # hash -> (cached_until, caller or None, expires_at epoch or None)
-        self._cache: OrderedDict[str, tuple[float, Caller | None, float | None]] = OrderedDict()
+        # hash -> (cached_until, caller or None, expires_at epoch or None, refresh_after)
+        self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
 
     async def authenticate(self, authorization: str | None) -> Caller:
+        digest = self._digest(authorization)
+        now = time.time()
+        entry = self._cache.get(digest)
+        if entry is None or entry[0] < now:
+            entry = await self._lookup(digest, now)
+        elif entry[3] < now and digest not in self._loading:
+            self._lookup_in_background(digest, now)
+        cached_caller, expires = entry[1], entry[2]
+        if cached_caller is None:
+            raise invalid_key("Invalid API key.")
+        if expires is not None and expires <= now:
+            raise invalid_key("API key has expired.")
+        return cached_caller
+
+    def _digest(self, authorization: str | None) -> str:
         if not authorization:
             raise invalid_key("Missing API key. Send it as 'Authorization: Bearer YOUR_API_KEY'.")
         scheme, _, secret = authorization.strip().partition(" ")
@@ -44,22 +71,32 @@ class Authenticator:
             raise invalid_key("Malformed Authorization header. Use 'Authorization: Bearer YOUR_API_KEY'.")
         if len(secret) > 256:
             raise invalid_key()
-        digest = hash_key(secret)
-        now = time.time()
-        entry = self._cache.get(digest)
-        if entry is None or entry[0] < now:
-            entry = await self._load(digest, now)
-        cached_caller, expires = entry[1], entry[2]
-        if cached_caller is None:
-            raise invalid_key("Invalid API key.")
-        if expires is not None and expires <= now:
-            raise invalid_key("API key has expired.")
-        return cached_caller
+        return hash_key(secret)
 
     def invalidate(self) -> None:
         self._cache.clear()
 
-    async def _load(self, digest: str, now: float) -> tuple[float, Caller | None, float | None]:
+    async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
+        pending = self._loading.get(digest)
+        if pending is None:
+            pending = self._lookup_in_background(digest, now)
+        return await asyncio.shield(pending)
+
+    def _lookup_in_background(
+        self, digest: str, now: float
+    ) -> asyncio.Future[tuple[float, Caller | None, float | None, float]]:
+        task = asyncio.ensure_future(self._load(digest, now))
+        self._loading[digest] = task
+        task.add_done_callback(partial(self._loaded, digest))
+        return task
+
+    def _loaded(self, digest: str, task: asyncio.Future[Any]) -> None:
+        self._loading.pop(digest, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Callers waiting on it get the error; a background refresh's is logged here.
+            log.warning("API key lookup failed: %r", task.exception())
+
+    async def _load(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -68,24 +105,23 @@ class Authenticator:
                     .where(ApiKey.key_hash == digest)
                 )
             ).first()
-        entry: tuple[float, Caller | None, float | None]
-        if row is None or row[0].revoked_at is not None or row[1].plan not in self._settings.plans:
-            entry = (now + self._ttl, None, None)
-        else:
+        found: Caller | None = None
+        expires: float | None = None
+        if row is not None and row[0].revoked_at is None and row[1].plan in self._settings.plans:
             key, account = row
             expires = key.expires_at.timestamp() if key.expires_at is not None else None
-            entry = (
-                now + self._ttl,
-                Caller(
-                    account_id=account.id,
-                    key_id=key.id,
-                    plan=self._settings.plans[account.plan],
-                    scopes=frozenset(key.scopes) if key.scopes is not None else None,
-                    models=frozenset(key.models) if key.models is not None else None,
-                    limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
-                ),
-                expires,
+            found = Caller(
+                account_id=account.id,
+                key_id=key.id,
+                plan=self._settings.plans[account.plan],
+                scopes=frozenset(key.scopes) if key.scopes is not None else None,
+                models=frozenset(key.models) if key.models is not None else None,
+                limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
             )
+            previous = self._cache.get(digest)
+            if previous is not None and previous[1] == found:
+                found = previous[1]  # unchanged: the same object, so per-caller caches stay warm
+        entry = (now + self._ttl, found, expires, now + 0.75 * self._ttl)
         self._cache[digest] = entry
         self._cache.move_to_end(digest)
         while len(self._cache) > self._max:
