@@ -35,6 +35,7 @@ class CallState:
     request_id: str
     method: str
     caller: Caller | None = None
+    authorization: str | None = None  # the incoming ``authorization`` metadata, read once
     # Sent to the client on every outcome: initial metadata for streams, trailing otherwise.
     response_metadata: dict[str, str] = field(default_factory=dict)
     initial_metadata_sent: bool = False

@@ -39,7 +39,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -403,6 +403,7 @@ class OpenAICompatibleBackend(Backend):
                 continue
             *lines, buffer = buffer.split(b"\n")
             first = len(parts)
+            datas: list[bytes] = []
             for line in lines:
                 if not line.startswith(b"data:"):
                     continue
@@ -411,7 +412,8 @@ class OpenAICompatibleBackend(Backend):
                     finish = "[DONE]"
                     deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
                     break
-                event = self._json(data, request_id)
+                datas.append(data)
+            for data, event in zip(datas, self._json_many(datas, request_id), strict=True):
                 if event.get("error"):
                     log.warning("upstream %s sent an error event: %s", self.url, data[:500])
                     raise self._upstream_error("The upstream failed during generation.", 200, request_id)
@@ -477,6 +479,19 @@ class OpenAICompatibleBackend(Backend):
             state.prompt_tokens = prompt
         if isinstance(completion, int) and completion >= 0:
             state.completion_tokens = completion
+
+    def _json_many(self, datas: list[bytes], request_id: str | None) -> Iterable[dict[str, Any]]:
+        """Each of ``datas`` parsed as a JSON object; one parser call for all of a read's events.
+
+        If that fails, one at a time and lazily: the events before a bad one still count."""
+        if len(datas) > 1:
+            try:
+                values = orjson.loads(b"[" + b",".join(datas) + b"]")
+            except orjson.JSONDecodeError:
+                values = None
+            if isinstance(values, list) and len(values) == len(datas) and all(isinstance(v, dict) for v in values):
+                return values
+        return (self._json(data, request_id) for data in datas)
 
     def _json(self, data: bytes, request_id: str | None) -> dict[str, Any]:
         try:

@@ -17,10 +17,6 @@ class AuthInterceptor(AsyncServerInterceptor):
 
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if is_api_method(method_name):
-            authorization = None
-            for key, value in context.invocation_metadata() or ():
-                if key == "authorization":
-                    authorization = value
-                    break
-            current_call.get().caller = await self._auth.authenticate(authorization)
+            state = current_call.get()  # the error interceptor read the metadata
+            state.caller = await self._auth.authenticate(state.authorization)
         return await call_next(method, request, context)
