@@ -29,12 +29,18 @@ def upsert_adding(dialect: str, table: Table, keys: list[str], add: tuple[str, .
     if dialect not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"no INSERT ... ON CONFLICT for database dialect {dialect!r}")
     columns = [*keys, *add]
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+    sql = upsert_adding_sql(table, keys, add, [":" + c for c in columns])
+    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+
+
+def upsert_adding_sql(table: Table, keys: list[str], add: tuple[str, ...], placeholders: list[str]) -> str:
+    """The SQL of :func:`upsert_adding`, with the given placeholders for keys then ``add``."""
+    columns = [*keys, *add]
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(placeholders)}) "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
         + ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in add)
     )
-    return text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
 
 
 def insert_ignoring_conflicts(dialect: str, table: Table, row: dict[str, Any]) -> Any:

@@ -7,15 +7,19 @@ Keys are upserted in sorted order so concurrent replicas lock rows in the same o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
-from sqlalchemy.orm import Session
 
 from server.store.models import LedgerEntry, UsageDaily
-from server.store.upsert import upsert_adding
+from server.store.upsert import upsert_adding, upsert_adding_sql
 
+if TYPE_CHECKING:
+    from server.store.writer import WriteTransaction
+
+_KEYS = ["account_id", "day", "model"]
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units")
 _TABLE: Table = UsageDaily.__table__  # type: ignore[assignment]
 _UPSERTS: dict[str, Any] = {}
@@ -37,14 +41,35 @@ def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     ]
 
 
-def roll_up_usage(session: Session, rows: list[Any]) -> None:
+_SQLITE: list[tuple[str, list[tuple[str, Callable[[Any], Any]]]]] = []
+
+
+def _sqlite_upsert(dialect: Any) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
+    if not _SQLITE:
+        columns = [*_KEYS, *_SUMS]
+        converters: list[tuple[str, Callable[[Any], Any]]] = [
+            (c, _TABLE.c[c].type._cached_bind_processor(dialect) or _same) for c in columns
+        ]
+        _SQLITE.append((upsert_adding_sql(_TABLE, _KEYS, _SUMS, ["?"] * len(columns)), converters))
+    return _SQLITE[0]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def roll_up_usage(tx: WriteTransaction, rows: list[Any]) -> None:
     """RecordWriter hook: add this transaction's ledger entries to ``usage_daily``."""
     entries = [r for r in rows if isinstance(r, LedgerEntry)]
     if not entries:
         return
     increments = daily_totals(entries)
-    dialect = session.get_bind().dialect.name
+    dialect = tx.dialect_name
+    if dialect == "sqlite":  # the sqlite3 connection itself: Core's executemany costs more than the upsert
+        sql, converters = _sqlite_upsert(tx.connection.dialect)
+        tx.dbapi().executemany(sql, [[conv(row[c]) for c, conv in converters] for row in increments])
+        return
     stmt = _UPSERTS.get(dialect)
     if stmt is None:
-        stmt = _UPSERTS[dialect] = upsert_adding(dialect, _TABLE, ["account_id", "day", "model"], _SUMS)
-    session.execute(stmt, increments)
+        stmt = _UPSERTS[dialect] = upsert_adding(dialect, _TABLE, _KEYS, _SUMS)
+    tx.execute(stmt, increments)

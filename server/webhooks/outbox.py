@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.orm import Session
 
 from server.config import Plan
 from server.ids import new_id
@@ -33,6 +32,7 @@ from server.store.models import (
     utcnow,
 )
 from server.store.upsert import insert_ignoring_conflicts
+from server.store.writer import WriteTransaction
 from server.webhooks.events import USAGE_THRESHOLD, payload, processing_event, threshold_data
 from server.webhooks.settings import WebhookSettings
 
@@ -62,7 +62,7 @@ class SubscriptionCache:
     def invalidate(self, account_id: str) -> None:
         self._entries.pop(account_id, None)
 
-    def get(self, session: Session, account_ids: Iterable[str]) -> dict[str, AccountWebhooks]:
+    def get(self, tx: WriteTransaction, account_ids: Iterable[str]) -> dict[str, AccountWebhooks]:
         now = time.monotonic()
         found: dict[str, AccountWebhooks] = {}
         missing: list[str] = []
@@ -81,7 +81,7 @@ class SubscriptionCache:
             )
             plans: dict[str, str] = {}
             subs: dict[str, list[tuple[str, frozenset[str]]]] = {a: [] for a in missing}
-            for account_id, plan, webhook_id, events in session.execute(query).all():
+            for account_id, plan, webhook_id, events in tx.execute(query).all():
                 plans[account_id] = plan
                 if webhook_id is not None:
                     subs[account_id].append((webhook_id, frozenset(events)))
@@ -111,13 +111,13 @@ class Outbox:
         self.thresholds = sorted({(round(f * 10_000), f) for f in config.usage_thresholds})
         self.added = False  # set when a transaction queued deliveries; read after its commit
 
-    def write_events(self, session: Session, rows: list[Any]) -> None:
+    def write_events(self, tx: WriteTransaction, rows: list[Any]) -> None:
         """RecordWriter hook (runs inside the write transaction)."""
         records = [r for r in rows if isinstance(r, ProcessRecord)]
         entries = [r for r in rows if isinstance(r, LedgerEntry)]
         if not records and not entries:
             return
-        accounts = self.cache.get(session, {r.account_id for r in records} | {e.account_id for e in entries})
+        accounts = self.cache.get(tx, {r.account_id for r in records} | {e.account_id for e in entries})
         now = utcnow()
         deliveries: list[WebhookDelivery] = []
         for record in records:
@@ -135,13 +135,13 @@ class Outbox:
                 periods.setdefault(entry.account_id, set()).add(entry.created_at.astimezone(UTC).replace(day=1))
         for account_id in sorted(periods):
             for month in sorted(periods[account_id]):
-                deliveries.extend(self._crossings(session, account_id, accounts[account_id], month, now))
+                deliveries.extend(self._crossings(tx, account_id, accounts[account_id], month, now))
         if deliveries:
-            session.add_all(deliveries)
+            tx.session().add_all(deliveries)
             self.added = True
 
     def _crossings(
-        self, session: Session, account_id: str, hooks: AccountWebhooks, month: datetime, now: datetime
+        self, tx: WriteTransaction, account_id: str, hooks: AccountWebhooks, month: datetime, now: datetime
     ) -> list[WebhookDelivery]:
         plan = self.plans.get(hooks.plan or "")
         if plan is None or plan.monthly_tokens <= 0 or not self.thresholds:
@@ -149,7 +149,7 @@ class Outbox:
         period, first, last = month_of(month)
         used = int(
             (
-                session.execute(
+                tx.execute(
                     select(func.coalesce(func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens), 0)).where(
                         UsageDaily.account_id == account_id, UsageDaily.day >= first, UsageDaily.day <= last
                     )
@@ -161,14 +161,14 @@ class Outbox:
             return []
         fired = set(
             (
-                session.execute(
+                tx.execute(
                     select(UsageThresholdCrossing.threshold_bp).where(
                         UsageThresholdCrossing.account_id == account_id, UsageThresholdCrossing.period == period
                     )
                 )
             ).scalars()
         )
-        dialect = session.get_bind().dialect.name
+        dialect = tx.dialect_name
         deliveries: list[WebhookDelivery] = []
         for bp, fraction in crossed:
             if bp in fired:
@@ -181,7 +181,7 @@ class Outbox:
                 "crossed_at": now,
             }
             stmt = insert_ignoring_conflicts(dialect, _CROSSINGS, row).returning(_CROSSINGS.c.threshold_bp)
-            if session.execute(stmt).first() is None:
+            if tx.execute(stmt).first() is None:
                 continue  # another transaction recorded this crossing first
             body = payload(
                 USAGE_THRESHOLD,
