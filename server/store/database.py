@@ -69,7 +69,10 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The writer begins its transactions on the sqlite3 connection itself; a statement run
+        # through SQLAlchemy inside one joins it.
+        if not conn.connection.dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
