@@ -38,6 +38,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ REPLY_PRIMING_TOKENS = 3
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
+
+
+_DATA_LINE = re.compile(rb"^data:([^\n]*)", re.M)
 
 
 def estimate_tokens(text: str) -> int:
@@ -401,18 +405,15 @@ class OpenAICompatibleBackend(Backend):
             buffer += chunk
             if b"\n" not in chunk:
                 continue
-            *lines, buffer = buffer.split(b"\n")
+            end = buffer.rindex(b"\n") + 1
+            complete, buffer = buffer[:end], buffer[end:]
             first = len(parts)
-            datas: list[bytes] = []
-            for line in lines:
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    finish = "[DONE]"
-                    deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
-                    break
-                datas.append(data)
+            # The payloads of this read's complete ``data:`` lines, up to ``[DONE]``.
+            datas = [d.strip() for d in _DATA_LINE.findall(complete)]
+            if b"[DONE]" in datas:
+                datas = datas[: datas.index(b"[DONE]")]
+                finish = "[DONE]"
+                deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
             for data, event in zip(datas, self._json_many(datas, request_id), strict=True):
                 if event.get("error"):
                     log.warning("upstream %s sent an error event: %s", self.url, data[:500])
