@@ -5,8 +5,11 @@ The same load, from a separate load generator (wrk), sent
   (b) through the gateway: REST bridge → gRPC → openai-compatible backend → the same mock
       (``POST /v1/process``), with auth and persistence on (an enterprise key; records and ledger
       rows written to the store),
-at concurrency 1 and 64; RPS, p50/p90/p99 latency and the difference are written to
-bench/UPSTREAM_RESULTS.md. Every process (mock, gateway, wrk) is separate; all on loopback.
+  (e) through the bare path the issue calibrates its targets with (bench/bare_path.py: Starlette →
+      grpc.aio → aiohttp, nothing else), to the same mock,
+at concurrency 1 and 64; RPS, p50/p90/p99 latency, the server's CPU time per request and peak RSS
+and the differences are written to bench/UPSTREAM_RESULTS.md. Every process (mock, gateway, bare
+path, wrk) is separate; all on loopback.
 
     .venv/bin/python -m bench.upstream_overhead [--duration 10] [--concurrency 1,64] [--profile]
 
@@ -28,10 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "UPSTREAM_RESULTS.md"
@@ -58,6 +64,9 @@ class Run:
     p90_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0  # the server's CPU time (all its threads) per request, µs
+    cpu_percent: float = 0.0  # of one core, over the run
+    peak_rss_mb: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -123,6 +132,10 @@ def wrk(url: str, script: Path, concurrency: int, seconds: int) -> str:
     return done.stdout
 
 
+def wrk_run(url: str, script: Path, name: str, concurrency: int, seconds: int) -> Run:
+    return parse_wrk(wrk(url, script, concurrency, seconds), name, concurrency)
+
+
 def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -138,6 +151,25 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
 
 
 GRPC_TARGET = "gRPC Process (ghz)"
+GATEWAY_TARGET = "through the gateway"
+BARE_TARGET = "bare path (Starlette → grpc.aio → aiohttp)"
+
+
+def measured(server: psutil.Process | None, load: Callable[[], Run]) -> Run:
+    """Run ``load`` while sampling ``server``: CPU time per request, CPU %, peak RSS."""
+    if server is None:
+        return load()
+    from bench.harness import ResourceMonitor
+
+    before = server.cpu_times()
+    with ResourceMonitor([server]) as monitor:
+        run = load()
+    after = server.cpu_times()
+    cpu = (after.user + after.system) - (before.user + before.system)
+    run.cpu_us = 1e6 * cpu / run.requests if run.requests else 0.0
+    run.cpu_percent = monitor.sample.cpu_percent
+    run.peak_rss_mb = monitor.sample.peak_rss_mb
+    return run
 
 
 def ghz_binary() -> str | None:
@@ -225,8 +257,11 @@ def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency:
 
 # Where a sample's time goes: the first layer (in this order) found anywhere in its stack.
 LAYERS = [
-    ("upstream HTTP call: aiohttp (server/backends/openai_compat.py)", ("server/backends/", "aiohttp/")),
-    ("store: SQLAlchemy bulk inserts + aiosqlite thread (group commit)", ("sqlalchemy/", "aiosqlite/", "asyncpg/")),
+    ("upstream HTTP call: server/backends/ (openai_compat.py, http_client.py)", ("server/backends/",)),
+    (
+        "store: group commit (server/store/), SQLAlchemy, aiosqlite",
+        ("server/store/", "sqlalchemy/", "aiosqlite/", "asyncpg/"),
+    ),
     ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
     (
         "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",
@@ -323,6 +358,13 @@ def main() -> None:
         procs.append(gateway)
         auth = {"Authorization": f"Bearer {secret}"}
         wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
+        bare_http, bare_grpc = free_port(), free_port()
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_path", "--http-port", str(bare_http), "--grpc-port", str(bare_grpc),
+             "--upstream", f"http://127.0.0.1:{mock_port}/v1"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        )
+        procs.append(bare)
 
         # (a) the request the gateway itself sends upstream; (b) the gateway's own API.
         upstream_body: dict[str, object] = {
@@ -343,7 +385,7 @@ def main() -> None:
         )
         gateway_body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
         through = (
-            "through the gateway",
+            GATEWAY_TARGET,
             f"http://127.0.0.1:{http_port}/v1/process",
             lua_script(work / "gateway.lua", gateway_body, {"Content-Type": "application/json", **auth}),
         )
@@ -353,26 +395,46 @@ def main() -> None:
             f"http://127.0.0.1:{http_port}/v1/models",
             lua_script(work / "models.lua", None, auth),
         )
+        bare_path = (
+            BARE_TARGET,
+            f"http://127.0.0.1:{bare_http}/v1/process",
+            lua_script(work / "bare.lua", gateway_body, {"Content-Type": "application/json"}),
+        )
         check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
         check.raise_for_status()
         assert check.json()["usage"]["completionTokens"] == 10, check.text
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                bare_check = httpx.post(bare_path[1], json=gateway_body, timeout=10)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or bare.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert bare_check.json()["output"] == check.json()["output"], bare_check.text
+        watched = {GATEWAY_TARGET: psutil.Process(gateway.pid), "gateway, GET /v1/models": psutil.Process(gateway.pid),
+                   BARE_TARGET: psutil.Process(bare.pid)}
 
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for name, url, script in (direct, through, models):
+            for name, url, script in (direct, through, bare_path, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
-                run = parse_wrk(wrk(url, script, concurrency, args.duration), name, concurrency)
+                run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
                 print(
-                    f"{name:22} c={concurrency:<3} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
-                    f"p90 {run.p90_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}",
+                    f"{name[:22]:22} c={concurrency:<3} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
+                    f"p90 {run.p90_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}"
+                    + (f"  server CPU {run.cpu_us:.0f} µs/req, RSS {run.peak_rss_mb:.0f} MB" if run.cpu_us else ""),
                     flush=True,
                 )
                 runs.append(run)
             # (d) the same Process call over gRPC, straight to the gateway's gRPC port: the REST
             # bridge's own cost is (b) - (d).
             if ghz_binary() is not None:
-                grpc_run = ghz_process(grpc_port, secret, concurrency, args.duration)
+                grpc_run = measured(
+                    psutil.Process(gateway.pid), partial(ghz_process, grpc_port, secret, concurrency, args.duration)
+                )
                 print(
                     f"{grpc_run.target:22} c={concurrency:<3} {grpc_run.rps:9.0f} req/s  p50 {grpc_run.p50_ms:7.2f} ms"
                     f"  p90 {grpc_run.p90_ms:7.2f} ms  p99 {grpc_run.p99_ms:7.2f} ms  errors {grpc_run.errors}",
@@ -433,19 +495,27 @@ def write_results(
         "- (d) `ProcessingService.Process` over gRPC with ghz (separate process; 4 connections at c>1), the same "
         "request as (b) without the REST bridge: (b) - (d) is the bridge's own cost. ghz counts calls still in "
         "flight when its timer ends as errors.",
+        "- (e) the bare path of the issue (bench/bare_path.py, separate process): Starlette → grpc.aio → aiohttp "
+        "to the same mock, no auth, limits or store; the issue quotes ~1,550 RPS for it and sets the gateway's "
+        "target at 1,250 (81% of it), so (b) / (e) is the machine-independent reading of that target.",
+        "- Server CPU is the server process's CPU time (all threads) per request during the run; RSS its peak.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
         "machine, not capacity claims.",
         f"- Sanity check: GET /v1/usage after the runs counted {usage.get('totalRequests')} requests, "
         f"{usage.get('totalTokens')} tokens for the bench key (every gateway request was stored and billed).",
         "",
-        "| target | concurrency | requests | RPS | p50 ms | p90 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | concurrency | requests | RPS | p50 ms | p90 ms | p99 ms | errors | server CPU µs/req "
+        "| server CPU % | server peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
+        server = (
+            f"{r.cpu_us:.0f} | {r.cpu_percent:.0f} | {r.peak_rss_mb:.0f}" if r.cpu_us else "— | — | —"
+        )
         out.append(
             f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
-            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {server} |"
         )
     out += ["", "Overhead of the gateway (b - a; c is the bridge + gRPC + auth floor, without upstream or store):", ""]
     out += [
@@ -460,6 +530,24 @@ def write_results(
                 f"| {c} | {b.rps:.0f} / {a.rps:.0f} ({100 * b.rps / a.rps:.1f}%) | {b.p50_ms - a.p50_ms:.2f} | "
                 f"{b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
             )
+    bare_rows = [
+        (c, by[(GATEWAY_TARGET, c)], by[(BARE_TARGET, c)])
+        for c in sorted({r.concurrency for r in runs})
+        if (GATEWAY_TARGET, c) in by and (BARE_TARGET, c) in by
+    ]
+    if bare_rows:
+        out += [
+            "",
+            "Against the bare path (b vs e; the issue's target: b at ≥ 81% of e's RPS with everything on):",
+            "",
+            "| concurrency | RPS gateway / bare | p50 ms gateway / bare | server CPU µs/req gateway / bare |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {c} | {b.rps:.0f} / {e.rps:.0f} (**{100 * b.rps / e.rps:.0f}%**) | {b.p50_ms:.2f} / {e.p50_ms:.2f} | "
+            f"{b.cpu_us:.0f} / {e.cpu_us:.0f} ({e.cpu_us and b.cpu_us / e.cpu_us:.2f}x) |"
+            for c, b, e in bare_rows
+        ]
     bridge_rows = [
         (c, by[("through the gateway", c)], by[(GRPC_TARGET, c)])
         for c in sorted({r.concurrency for r in runs})
