@@ -110,18 +110,22 @@ class Bridge:
             if isinstance(message, Response):
                 return message
             call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
-            watcher = asyncio.ensure_future(_cancel_on_disconnect(request, call))
+            # A call still running after WATCH_DISCONNECT_AFTER seconds gets a task that cancels it
+            # if the client goes away; most calls are over by then and never pay for one.
+            watch = _DisconnectWatch(request, call)
+            timer = asyncio.get_running_loop().call_later(WATCH_DISCONNECT_AFTER, watch.start)
             try:
                 reply = await call
             except grpc.aio.AioRpcError as err:
                 return self._rpc_error(err, request_id)
             except asyncio.CancelledError:
-                if not watcher.done() or watcher.cancelled():
+                if not watch.cancelled_call():
                     raise
                 # The client left and the watcher cancelled the call: nobody reads this answer.
                 return error_response("cancelled", "The client closed the request.", request_id)
             finally:
-                watcher.cancel()
+                timer.cancel()
+                watch.stop()
             headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
             return json_response(message_to_obj(reply), 200, headers)
 
@@ -206,7 +210,11 @@ class Bridge:
             initial = await call.initial_metadata()
         except grpc.aio.AioRpcError as err:
             return self._rpc_error(err, request_id)
-        if call.done():
+        # The server accepts a stream by sending its headers (x-request-id among them). Without
+        # them the call failed before it began (a trailers-only answer, whose status may not be
+        # read yet when the empty headers are): wait for the status.
+        accepted = any(key == "x-request-id" for key, _ in initial or ())
+        if call.done() or not accepted:
             code = await call.code()
             if code != grpc.StatusCode.OK:
                 failed = grpc.aio.AioRpcError(
@@ -222,6 +230,31 @@ class Bridge:
             headers=headers,
             media_type="text/event-stream",
         )
+
+
+WATCH_DISCONNECT_AFTER = 0.2  # seconds
+
+
+class _DisconnectWatch:
+    """Cancels a unary call when its REST client disconnects, once started."""
+
+    __slots__ = ("_call", "_request", "_task")
+
+    def __init__(self, request: Request, call: Any) -> None:
+        self._request = request
+        self._call = call
+        self._task: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(_cancel_on_disconnect(self._request, self._call))
+
+    def cancelled_call(self) -> bool:
+        """Whether this watch cancelled the call (the client left)."""
+        return self._task is not None and self._task.done() and not self._task.cancelled()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _cancel_on_disconnect(request: Request, call: Any) -> None:
