@@ -65,7 +65,6 @@ class _Connection(asyncio.Protocol):
     def _reset(self) -> None:
         self.response: Response | None = None
         self.headers: dict[str, str] = {}
-        self._header_name = b""
         self.headers_done = False
         self.message_done = False
         self.until_close = False
