@@ -1,7 +1,8 @@
 """`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
-BENCH_ONLY (comma-separated scenario names)."""
+BENCH_ONLY (comma-separated scenario names: upstream, instructions, limiter, gateway, streaming, batch, model,
+workers, soak)."""
 
 from __future__ import annotations
 
@@ -450,6 +451,12 @@ def scenario_upstream() -> Section:
                      "Gateway overhead in front of an OpenAI-compatible upstream")
 
 
+def scenario_instructions() -> Section:
+    """The gateway's instructions per /v1/process beside the bare path's, under callgrind."""
+    return _delegate("bench.instructions", ["--seconds", str(max(10, 2 * SECONDS)), "--rounds", "2"],
+                     "INSTRUCTIONS_RESULTS.md", "Instructions per request (callgrind)")
+
+
 def scenario_limiter() -> Section:
     return _delegate("bench.limiter", ["--seconds", str(max(2, SECONDS // 2)), "--rounds", "2"],
                      "LIMITER_RESULTS.md", "Limiter overhead (in-memory and Redis)")
@@ -457,6 +464,7 @@ def scenario_limiter() -> Section:
 
 SCENARIOS: dict[str, Callable[[], Section]] = {
     "upstream": scenario_upstream,
+    "instructions": scenario_instructions,
     "limiter": scenario_limiter,
     "gateway": scenario_gateway_models,
     "streaming": scenario_streaming,
