@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, StaticPool, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, make_url
@@ -47,6 +49,15 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     cur.close()
 
 
+def json_text(value: Any) -> str:
+    """JSON columns as text: orjson (a tenth of ``json.dumps``'s time), the standard library for
+    what orjson does not take. Either reads back the same."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
     """A synchronous engine on the same SQLite file for the group-commit writer's own thread, or
     None when ``url`` is not an on-disk SQLite database.
@@ -59,7 +70,10 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
         return None
     # One connection, used by the writer thread alone.
     engine = sa_create_engine(
-        parsed.set(drivername="sqlite"), poolclass=StaticPool, connect_args={"check_same_thread": False}
+        parsed.set(drivername="sqlite"),
+        poolclass=StaticPool,
+        connect_args={"check_same_thread": False},
+        json_serializer=json_text,
     )
 
     @event.listens_for(engine, "connect")

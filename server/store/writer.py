@@ -67,8 +67,11 @@ class RecordWriter:
         self._task = asyncio.create_task(self._run(), name="record-writer")
 
     async def write(self, *rows: Any) -> None:
-        """Persist ``rows`` together; returns once they are committed."""
-        await asyncio.shield(self.submit(*rows))
+        """Persist ``rows`` together; returns once they are committed.
+
+        A caller cancelled while it waits does not take its rows back: they are queued already
+        and committed all the same (the writer skips answering a cancelled wait)."""
+        await self.submit(*rows)
 
     def submit(self, *rows: Any) -> asyncio.Future[None]:
         """Queue ``rows`` without waiting (used where the caller is already gone)."""
