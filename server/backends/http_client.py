@@ -63,7 +63,6 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self.response: Response | None = None
         self.headers: dict[str, str] = {}
         self.headers_done = False
         self.message_done = False
@@ -283,8 +282,7 @@ class HttpPool:
                 if wait <= 0:
                     raise TimeoutError()
                 await conn.wait(wait)
-            response = conn.response = Response(conn)
-            return response
+            return Response(conn)
         except BaseException:
             self._discard(conn)
             raise
@@ -324,17 +322,13 @@ class HttpPool:
                     ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
                 )
-        except TimeoutError:
+        except BaseException as exc:
             self._open -= 1
             self._wake_waiter()
-            raise ConnectError(f"connecting to {self.host_header} timed out after {connect_timeout}s") from None
-        except OSError as exc:
-            self._open -= 1
-            self._wake_waiter()
-            raise ConnectError(f"cannot connect to {self.host_header}: {exc}") from exc
-        except BaseException:
-            self._open -= 1
-            self._wake_waiter()
+            if isinstance(exc, TimeoutError):  # before OSError: it is one
+                raise ConnectError(f"connecting to {self.host_header} timed out after {connect_timeout}s") from None
+            if isinstance(exc, OSError):
+                raise ConnectError(f"cannot connect to {self.host_header}: {exc}") from exc
             raise
         return conn
 
@@ -343,7 +337,6 @@ class HttpPool:
             self._discard(conn)
             return
         conn.idle_since = self.loop.time()
-        conn.response = None
         self._idle.append(conn)
         self._wake_waiter()
 

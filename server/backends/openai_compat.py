@@ -156,7 +156,7 @@ class _ClientPool:
         key = (config.base_url, id(asyncio.get_running_loop()))
         entry = self._clients.get(key)
         if entry is None:
-            entry = self._clients[key] = [HttpPool(config.base_url, config.max_connections, keepalive_timeout=30.0), 0]
+            entry = self._clients[key] = [HttpPool(config.base_url, config.max_connections), 0]
         entry[1] += 1
         client: HttpPool = entry[0]
         return client

@@ -52,7 +52,7 @@ from server.limits.base import (
     WindowCount,
     month_of,
 )
-from server.limits.policy import GENERATING, concurrency_for, token_reservation, windows_for
+from server.limits.policy import GENERATING, generating_concurrency, token_reservation, windows_for
 from server.permissions import require_scope
 
 log = logging.getLogger("plutos.limits")
@@ -221,7 +221,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
         if entry is None or entry[0] is not who:
             if len(self._rules) >= 4096:
                 self._rules.clear()
-            entry = self._rules[id(who)] = (who, windows_for(who), concurrency_for(who, next(iter(GENERATING))))
+            entry = self._rules[id(who)] = (who, windows_for(who), generating_concurrency(who))
         return entry[1], entry[2]
 
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:

@@ -52,7 +52,7 @@ class MemoryLimiter(Limiter):
     ) -> Admission:
         now = clock(now)
         table = self._windows
-        starts = [int(now // w.seconds) * w.seconds for w in windows]
+        starts = [w.start(now) for w in windows]
         counts: list[int] = []
         allowed = True
         for w, start in zip(windows, starts, strict=True):

@@ -76,8 +76,11 @@ def windows_for(who: Caller) -> list[Window]:
 
 
 def concurrency_for(who: Caller, method_name: str) -> list[Concurrency]:
-    if method_name not in GENERATING:
-        return []
+    return generating_concurrency(who) if method_name in GENERATING else []
+
+
+def generating_concurrency(who: Caller) -> list[Concurrency]:
+    """The concurrency limits a generating call of ``who`` counts against."""
     rules = []
     plan_limit = who.plan.concurrent_requests
     if plan_limit > 0:

@@ -62,9 +62,10 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
     """A synchronous engine on the same SQLite file for the group-commit writer's own thread, or
     None when ``url`` is not an on-disk SQLite database.
 
-    Its transactions start with ``BEGIN IMMEDIATE``: the write lock is taken (waiting up to the
-    busy timeout) before anything is read, so writers in several processes queue for the lock
-    instead of failing to upgrade a read transaction."""
+    The writer begins each transaction on the sqlite3 connection itself with ``BEGIN IMMEDIATE``
+    (the write lock is taken, waiting up to the busy timeout, before anything is read, so writers
+    in several processes queue for the lock instead of failing to upgrade a read transaction).
+    The driver begins nothing on its own, so statements SQLAlchemy runs inside join it."""
     parsed = _sqlite_file(url)
     if parsed is None:
         return None
@@ -79,14 +80,7 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         sqlite_pragmas(dbapi_conn)
-        dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: ours below
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        # The writer begins its transactions on the sqlite3 connection itself; a statement run
-        # through SQLAlchemy inside one joins it.
-        if not conn.connection.dbapi_connection.in_transaction:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: the writer's own
 
     return engine
 

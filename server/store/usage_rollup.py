@@ -7,17 +7,14 @@ Keys are upserted in sorted order so concurrent replicas lock rows in the same o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table
 
 from server.store.models import LedgerEntry, UsageDaily
 from server.store.upsert import upsert_adding, upsert_adding_sql
-
-if TYPE_CHECKING:
-    from server.store.writer import WriteTransaction
+from server.store.writer import RawColumn, WriteTransaction, bound_columns, raw_sqlite_executemany
 
 _KEYS = ["account_id", "day", "model"]
 _SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units")
@@ -41,21 +38,7 @@ def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     ]
 
 
-_SQLITE: list[tuple[str, list[tuple[str, Callable[[Any], Any]]]]] = []
-
-
-def _sqlite_upsert(dialect: Any) -> tuple[str, list[tuple[str, Callable[[Any], Any]]]]:
-    if not _SQLITE:
-        columns = [*_KEYS, *_SUMS]
-        converters: list[tuple[str, Callable[[Any], Any]]] = [
-            (c, _TABLE.c[c].type._cached_bind_processor(dialect) or _same) for c in columns
-        ]
-        _SQLITE.append((upsert_adding_sql(_TABLE, _KEYS, _SUMS, ["?"] * len(columns)), converters))
-    return _SQLITE[0]
-
-
-def _same(value: Any) -> Any:
-    return value
+_SQLITE: list[tuple[str, list[RawColumn]]] = []  # the upsert for sqlite3, made on first use
 
 
 def roll_up_usage(tx: WriteTransaction, rows: list[Any]) -> None:
@@ -66,8 +49,11 @@ def roll_up_usage(tx: WriteTransaction, rows: list[Any]) -> None:
     increments = daily_totals(entries)
     dialect = tx.dialect_name
     if dialect == "sqlite":  # the sqlite3 connection itself: Core's executemany costs more than the upsert
-        sql, converters = _sqlite_upsert(tx.connection.dialect)
-        tx.dbapi().executemany(sql, [[conv(row[c]) for c, conv in converters] for row in increments])
+        if not _SQLITE:
+            columns = [*_KEYS, *_SUMS]
+            sql = upsert_adding_sql(_TABLE, _KEYS, _SUMS, ["?"] * len(columns))
+            _SQLITE.append((sql, bound_columns(_TABLE, columns, tx.connection.dialect)))
+        raw_sqlite_executemany(tx, *_SQLITE[0], increments)
         return
     stmt = _UPSERTS.get(dialect)
     if stmt is None:

@@ -238,14 +238,16 @@ def bulk_groups(rows: list[Any]) -> list[tuple[Table, list[dict[str, Any]]]]:
     return [(_table_of(cls)[0], values) for (cls, _), values in ordered]
 
 
-# (table, given columns) -> (INSERT statement with ? placeholders, per column: key, bind processor,
-# constant) or None when SQLAlchemy must do it (a column default that is not a plain value).
-_RawPlan = tuple[str, list[tuple[str | None, Callable[[Any], Any] | None, Any]]]
+# Per column of a raw statement: the row's key (None: a constant), SQLAlchemy's bind processor, the constant.
+RawColumn = tuple[str | None, Callable[[Any], Any] | None, Any]
+# (table, given columns) -> (INSERT statement with ? placeholders, its columns) or None when
+# SQLAlchemy must do it (a column default that is not a plain value).
+_RawPlan = tuple[str, list[RawColumn]]
 _RAW: dict[tuple[Table, frozenset[str]], _RawPlan | None] = {}
 
 
 def _raw_plan(table: Table, given: frozenset[str], dialect: Any) -> _RawPlan | None:
-    columns: list[tuple[str | None, Callable[[Any], Any] | None, Any]] = []
+    columns: list[RawColumn] = []
     names: list[str] = []
     for column in table.columns:
         if column.key in given:
@@ -273,7 +275,20 @@ def raw_sqlite_insert(tx: WriteTransaction, table: Table, values: list[dict[str,
     plan = _RAW[plan_key]
     if plan is None:
         return False
-    sql, columns = plan
+    raw_sqlite_executemany(tx, *plan, values)
+    return True
+
+
+def bound_columns(table: Table, names: list[str], dialect: Any) -> list[RawColumn]:
+    """``names`` of ``table`` as raw columns read from each row, with their bind processors."""
+    return [(name, table.c[name].type._cached_bind_processor(dialect), None) for name in names]
+
+
+def raw_sqlite_executemany(
+    tx: WriteTransaction, sql: str, columns: list[RawColumn], values: list[dict[str, Any]]
+) -> None:
+    """Run ``sql`` (``?`` placeholders, in ``columns``' order) once per row of ``values`` on the
+    transaction's sqlite3 connection, each value converted as SQLAlchemy would."""
     params = []
     for row in values:
         out = []
@@ -282,7 +297,6 @@ def raw_sqlite_insert(tx: WriteTransaction, table: Table, values: list[dict[str,
             out.append(value if proc is None else proc(value))
         params.append(out)
     tx.dbapi().executemany(sql, params)
-    return True
 
 
 def _settle(batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], error: bool = False) -> None:
