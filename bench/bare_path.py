@@ -91,8 +91,16 @@ async def serve(http_port: int, grpc_port: int, upstream: str) -> None:
         )
 
     app = Starlette(routes=[Route("/v1/process", endpoint, methods=["POST"])])
-    config = uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", access_log=False,
-                            lifespan="off", server_header=False, proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=http_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        proxy_headers=False,
+    )
     print(f"bare path on http://127.0.0.1:{http_port}/v1/process", flush=True)
     await uvicorn.Server(config).serve()
 

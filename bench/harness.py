@@ -244,7 +244,13 @@ def wrk(
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errs = sum(int(x) for x in re.search(r"ERRORS (\d+) (\d+) (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
     return LoadResult(
-        name, rps, _ms(pct["50"]), _ms(pct["90"]), _ms(pct["99"]), total, errs  # status errors = non-2xx
+        name,
+        rps,
+        _ms(pct["50"]),
+        _ms(pct["90"]),
+        _ms(pct["99"]),
+        total,
+        errs,  # status errors = non-2xx
     )
 
 

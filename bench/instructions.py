@@ -60,7 +60,9 @@ def control(pid: int, *args: str) -> None:
 def wrk_requests(url: str, script: Path, seconds: int) -> tuple[int, int]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "--timeout", "30s", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     done = re.search(r"(\d+) requests in", out)
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -89,14 +91,25 @@ def measure(pid: int, out_dir: Path, url: str, script: Path, seconds: int) -> tu
     return total / requests, requests
 
 
-def run_target(name: str, cmd: list[str], port: int, url: str, script: Path, args: argparse.Namespace,
-               work: Path, env: dict[str, str]) -> list[float]:
+def run_target(
+    name: str,
+    cmd: list[str],
+    port: int,
+    url: str,
+    script: Path,
+    args: argparse.Namespace,
+    work: Path,
+    env: dict[str, str],
+) -> list[float]:
     out_dir = work / name.split()[0]
     out_dir.mkdir()
     log(f"{name}: starting under callgrind (slow: a minute or two)")
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/cg.%p.out", *cmd],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port, proc)
@@ -129,28 +142,66 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     mock_port, http_port, grpc_port, bare_http, bare_grpc = (free_port() for _ in range(5))
     config = work / "bench.toml"
-    write_config(config, http_port=http_port, grpc_port=grpc_port, mock_port=mock_port,
-                 database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}", max_connections=100)
+    write_config(
+        config,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        mock_port=mock_port,
+        database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
+        max_connections=100,
+    )
     plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    mock = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-        created = subprocess.run([*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
-                                 cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        created = subprocess.run(
+            [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         secret = json.loads(created.stdout)["key"]
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
-        gateway_script = lua_script(work / "gateway.lua", body,
-                                    {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"})
+        gateway_script = lua_script(
+            work / "gateway.lua", body, {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
+        )
         bare_script = lua_script(work / "bare.lua", body, {"Content-Type": "application/json"})
         bare = run_target(
-            "bare path", [sys.executable, "-m", "bench.bare_path", "--http-port", str(bare_http), "--grpc-port",
-                          str(bare_grpc), "--upstream", f"http://127.0.0.1:{mock_port}/v1"],
-            bare_http, f"http://127.0.0.1:{bare_http}/v1/process", bare_script, args, work, env,
+            "bare path",
+            [
+                sys.executable,
+                "-m",
+                "bench.bare_path",
+                "--http-port",
+                str(bare_http),
+                "--grpc-port",
+                str(bare_grpc),
+                "--upstream",
+                f"http://127.0.0.1:{mock_port}/v1",
+            ],
+            bare_http,
+            f"http://127.0.0.1:{bare_http}/v1/process",
+            bare_script,
+            args,
+            work,
+            env,
         )
         gateway = run_target(
-            "gateway", [*plutos, "serve"], http_port, f"http://127.0.0.1:{http_port}/v1/process", gateway_script,
-            args, work, env,
+            "gateway",
+            [*plutos, "serve"],
+            http_port,
+            f"http://127.0.0.1:{http_port}/v1/process",
+            gateway_script,
+            args,
+            work,
+            env,
         )
     finally:
         mock.terminate()
@@ -183,7 +234,7 @@ def main() -> None:
     notes = ""
     marker = "<!-- notes:"
     if args.output.exists() and marker in (previous := args.output.read_text()):
-        notes = previous[previous.index(marker):]
+        notes = previous[previous.index(marker) :]
     args.output.write_text("\n".join(lines) + ("\n" + notes if notes else ""))
     print("\n".join(lines))
     log(f"wrote {args.output}")

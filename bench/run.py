@@ -194,18 +194,36 @@ def _upstream_first_chunk(n: int) -> list[str]:
     text = "Summarise the plot of a short story about a fox."
     with upstream_gateway() as (server, mock_port):
         log(f"first SSE chunk: {n} streams through the gateway and {n} straight to the mock upstream")
-        through = asyncio.run(_first_chunk_times(
-            f"{server.base_url}/stream", {"input": text, "model": UPSTREAM_MODEL, "options": {"maxTokens": 16}},
-            {"Authorization": f"Bearer {server.key}"}, "event: chunk", n))
-        direct = asyncio.run(_first_chunk_times(
-            f"http://127.0.0.1:{mock_port}/v1/chat/completions",
-            {"model": "bench", "messages": [{"role": "user", "content": text}], "max_tokens": 16, "stream": True,
-             "stream_options": {"include_usage": True}},
-            {}, "data:", n))
+        through = asyncio.run(
+            _first_chunk_times(
+                f"{server.base_url}/stream",
+                {"input": text, "model": UPSTREAM_MODEL, "options": {"maxTokens": 16}},
+                {"Authorization": f"Bearer {server.key}"},
+                "event: chunk",
+                n,
+            )
+        )
+        direct = asyncio.run(
+            _first_chunk_times(
+                f"http://127.0.0.1:{mock_port}/v1/chat/completions",
+                {
+                    "model": "bench",
+                    "messages": [{"role": "user", "content": text}],
+                    "max_tokens": 16,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                {},
+                "data:",
+                n,
+            )
+        )
     q = statistics.quantiles
     rows = []
-    for name, t in (("REST /v1/stream through the gateway → mock upstream", through),
-                    ("POST /v1/chat/completions straight to the mock", direct)):
+    for name, t in (
+        ("REST /v1/stream through the gateway → mock upstream", through),
+        ("POST /v1/chat/completions straight to the mock", direct),
+    ):
         p = q(t, n=100)
         rows.append(f"| {name} | {statistics.median(t):.2f} | {p[89]:.2f} | {p[98]:.2f} |")
     return [
@@ -252,9 +270,10 @@ def scenario_batch() -> Section:
     """A batch of 100 inputs vs the same 100 inputs as sequential /v1/process calls (local model)."""
     inputs = [f"Give one word that rhymes with number {i}." for i in range(100)]
     options = {"maxTokens": 8, "temperature": 0}
-    with plutos_server() as server, httpx.Client(
-        base_url=server.base_url, headers={"Authorization": f"Bearer {server.key}"}, timeout=600
-    ) as c:
+    with (
+        plutos_server() as server,
+        httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {server.key}"}, timeout=600) as c,
+    ):
         c.post("/process", json={"input": "warm up", "model": MODEL, "options": options})
         log("batch of 100 vs 100 sequential /v1/process calls")
         started = time.perf_counter()
@@ -400,15 +419,29 @@ def scenario_soak() -> Section:
 
             def run_models() -> None:
                 results.append(
-                    wrk(f"{label} GET /v1/models c=2", f"{server.base_url}/models", key=server.key,
-                        connections=2, seconds=seconds)
+                    wrk(
+                        f"{label} GET /v1/models c=2",
+                        f"{server.base_url}/models",
+                        key=server.key,
+                        connections=2,
+                        seconds=seconds,
+                    )
                 )
 
             models = threading.Thread(target=run_models)
             models.start()
-            results.insert(0, wrk(f"{label} POST /v1/process (upstream) c=2", f"{server.base_url}/process",
-                                  key=server.key, method="POST", body=json.dumps(body), connections=2,
-                                  seconds=seconds))
+            results.insert(
+                0,
+                wrk(
+                    f"{label} POST /v1/process (upstream) c=2",
+                    f"{server.base_url}/process",
+                    key=server.key,
+                    method="POST",
+                    body=json.dumps(body),
+                    connections=2,
+                    seconds=seconds,
+                ),
+            )
             models.join()
             return results
 
@@ -447,19 +480,31 @@ def _delegate(module: str, args: list[str], results: str, title: str) -> Section
 def scenario_upstream() -> Section:
     """Scenarios 1 and 2 of the benchmark issue: POST /v1/process through the gateway to a fast mock
     OpenAI-compatible upstream vs straight to the mock; GET /v1/models as the floor."""
-    return _delegate("bench.upstream_overhead", ["--duration", str(SECONDS)], "UPSTREAM_RESULTS.md",
-                     "Gateway overhead in front of an OpenAI-compatible upstream")
+    return _delegate(
+        "bench.upstream_overhead",
+        ["--duration", str(SECONDS)],
+        "UPSTREAM_RESULTS.md",
+        "Gateway overhead in front of an OpenAI-compatible upstream",
+    )
 
 
 def scenario_instructions() -> Section:
     """The gateway's instructions per /v1/process beside the bare path's, under callgrind."""
-    return _delegate("bench.instructions", ["--seconds", str(max(10, 2 * SECONDS)), "--rounds", "2"],
-                     "INSTRUCTIONS_RESULTS.md", "Instructions per request (callgrind)")
+    return _delegate(
+        "bench.instructions",
+        ["--seconds", str(max(10, 2 * SECONDS)), "--rounds", "2"],
+        "INSTRUCTIONS_RESULTS.md",
+        "Instructions per request (callgrind)",
+    )
 
 
 def scenario_limiter() -> Section:
-    return _delegate("bench.limiter", ["--seconds", str(max(2, SECONDS // 2)), "--rounds", "2"],
-                     "LIMITER_RESULTS.md", "Limiter overhead (in-memory and Redis)")
+    return _delegate(
+        "bench.limiter",
+        ["--seconds", str(max(2, SECONDS // 2)), "--rounds", "2"],
+        "LIMITER_RESULTS.md",
+        "Limiter overhead (in-memory and Redis)",
+    )
 
 
 SCENARIOS: dict[str, Callable[[], Section]] = {

@@ -186,10 +186,28 @@ def ghz_process(grpc_port: int, secret: str, concurrency: int, seconds: int) -> 
     call = "plutos.v1.ProcessingService.Process"
     proto = "plutos/v1/processing.proto"
     connections = 1 if concurrency == 1 else 4
-    ghz(GRPC_TARGET, target, call, data, key=secret, concurrency=concurrency, connections=connections, seconds=2,
-        proto=proto)  # warm-up
-    r = ghz(GRPC_TARGET, target, call, data, key=secret, concurrency=concurrency, connections=connections,
-            seconds=seconds, proto=proto)
+    ghz(
+        GRPC_TARGET,
+        target,
+        call,
+        data,
+        key=secret,
+        concurrency=concurrency,
+        connections=connections,
+        seconds=2,
+        proto=proto,
+    )  # warm-up
+    r = ghz(
+        GRPC_TARGET,
+        target,
+        call,
+        data,
+        key=secret,
+        concurrency=concurrency,
+        connections=connections,
+        seconds=seconds,
+        proto=proto,
+    )
     return Run(GRPC_TARGET, concurrency, r.requests, seconds, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors)
 
 
@@ -360,9 +378,20 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
         bare_http, bare_grpc = free_port(), free_port()
         bare = subprocess.Popen(
-            [sys.executable, "-m", "bench.bare_path", "--http-port", str(bare_http), "--grpc-port", str(bare_grpc),
-             "--upstream", f"http://127.0.0.1:{mock_port}/v1"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "bench.bare_path",
+                "--http-port",
+                str(bare_http),
+                "--grpc-port",
+                str(bare_grpc),
+                "--upstream",
+                f"http://127.0.0.1:{mock_port}/v1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         procs.append(bare)
 
@@ -413,8 +442,11 @@ def main() -> None:
                     raise
                 time.sleep(0.1)
         assert bare_check.json()["output"] == check.json()["output"], bare_check.text
-        watched = {GATEWAY_TARGET: psutil.Process(gateway.pid), "gateway, GET /v1/models": psutil.Process(gateway.pid),
-                   BARE_TARGET: psutil.Process(bare.pid)}
+        watched = {
+            GATEWAY_TARGET: psutil.Process(gateway.pid),
+            "gateway, GET /v1/models": psutil.Process(gateway.pid),
+            BARE_TARGET: psutil.Process(bare.pid),
+        }
 
         runs: list[Run] = []
         load = os.getloadavg()
@@ -510,9 +542,7 @@ def write_results(
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs:
-        server = (
-            f"{r.cpu_us:.0f} | {r.cpu_percent:.0f} | {r.peak_rss_mb:.0f}" if r.cpu_us else "— | — | —"
-        )
+        server = f"{r.cpu_us:.0f} | {r.cpu_percent:.0f} | {r.peak_rss_mb:.0f}" if r.cpu_us else "— | — | —"
         out.append(
             f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {server} |"
@@ -554,8 +584,13 @@ def write_results(
         if ("through the gateway", c) in by and (GRPC_TARGET, c) in by
     ]
     if bridge_rows:
-        out += ["", "The REST bridge's own cost (b - d):", "", "| concurrency | RPS REST / gRPC | p50 added ms |",
-                "| ---: | ---: | ---: |"]
+        out += [
+            "",
+            "The REST bridge's own cost (b - d):",
+            "",
+            "| concurrency | RPS REST / gRPC | p50 added ms |",
+            "| ---: | ---: | ---: |",
+        ]
         out += [f"| {c} | {b.rps:.0f} / {d.rps:.0f} | {b.p50_ms - d.p50_ms:.2f} |" for c, b, d in bridge_rows]
     if profile:
         out += ["", "## Where the gateway spends its time", "", *profile]

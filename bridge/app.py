@@ -217,9 +217,7 @@ class Bridge:
         if call.done() or not accepted:
             code = await call.code()
             if code != grpc.StatusCode.OK:
-                failed = grpc.aio.AioRpcError(
-                    code, initial, await call.trailing_metadata(), await call.details(), None
-                )
+                failed = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details(), None)
                 return self._rpc_error(failed, request_id)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -84,10 +84,7 @@ def message_to_obj(msg: Message) -> Any:
         if desc.full_name == "google.protobuf.Timestamp" and msg.nanos == 0:  # type: ignore[attr-defined]
             t = time.gmtime(msg.seconds)  # type: ignore[attr-defined]
             if 1 <= t.tm_year <= 9999:  # as MessageToDict prints it: RFC 3339, whole seconds, Z
-                return (
-                    f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-                    f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
-                )
+                return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
         return json_format.MessageToDict(msg)
     out: dict[str, Any] = {}
     for name, json_name, repeated, is_map, presence, conv in _plan(desc):

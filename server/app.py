@@ -67,7 +67,9 @@ def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
                     ErrorInterceptor(),
                     AuthInterceptor(runtime.authenticator),
                     LimitsInterceptor(
-                        runtime.limiter, runtime.settings, ledger_seed(runtime.sessions),
+                        runtime.limiter,
+                        runtime.settings,
+                        ledger_seed(runtime.sessions),
                         fail_open=runtime.settings.limiter_fail_open,
                     ),
                 ]
@@ -136,14 +138,17 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
         target = f"{settings.grpc_host}:{grpc_port}"
     channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
-    app = create_app(
-        channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds
-    )
+    app = create_app(channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds)
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-        server_header=False, proxy_headers=False,  # client addresses are not used; saves a middleware
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        proxy_headers=False,  # client addresses are not used; saves a middleware
     )
     http_server = uvicorn.Server(config)
     http_task = asyncio.create_task(http_server.serve(sockets=[sock]))

@@ -36,9 +36,7 @@ class Authenticator:
     and is answered from the cache; only an entry past its TTL is waited for. Concurrent calls
     that need the same entry share one lookup (no stampede of identical queries when it expires)."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000
-    ):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000):
         self._sessions = sessions
         self._settings = settings
         self._ttl = settings.auth_cache_ttl

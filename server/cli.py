@@ -108,9 +108,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_key_json(key)))
     else:
-        print(
-            f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n"
-        )
+        print(f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n")
     return 0
 
 
@@ -142,9 +140,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':26} NAME")
     for k in keys:
-        print(
-            f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}"
-        )
+        print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}")
     return 0
 
 
@@ -166,9 +162,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    key = asyncio.run(
-        _with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace))
-    )
+    key = asyncio.run(_with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace)))
     if key is None:
         print(f"no active key {args.id}", file=sys.stderr)
         return 1
@@ -250,9 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
         for proc in procs:
             proc.start()
-        print(
-            f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True
-        )
+        print(f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
         try:
             for proc in procs:
                 proc.join()

@@ -109,9 +109,7 @@ async def revoke_key(sessions: async_sessionmaker[AsyncSession], key_id: str) ->
         return True
 
 
-async def rotate_key(
-    sessions: async_sessionmaker[AsyncSession], key_id: str, grace: timedelta
-) -> CreatedKey | None:
+async def rotate_key(sessions: async_sessionmaker[AsyncSession], key_id: str, grace: timedelta) -> CreatedKey | None:
     """Issue a replacement with the same account, scopes and limits; the old secret keeps working
     until ``grace`` has passed (or at once, with a zero grace)."""
     async with sessions.begin() as session:

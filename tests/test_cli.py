@@ -74,8 +74,16 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
     http_port, grpc_port = free_port(), free_port()
     env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"}
     proc = await asyncio.create_subprocess_exec(
-        *PLUTOS, "serve", "--dev-key", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        *PLUTOS,
+        "serve",
+        "--dev-key",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
     assert proc.stdout is not None
     key = None

@@ -62,8 +62,9 @@ def ok(body: bytes, extra: bytes = b"") -> bytes:
 
 
 async def post(pool: HttpPool, body: bytes = b"{}", read_timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    response = await pool.post("/chat/completions", body, {"content-type": "application/json"},
-                               connect_timeout=2.0, read_timeout=read_timeout)
+    response = await pool.post(
+        "/chat/completions", body, {"content-type": "application/json"}, connect_timeout=2.0, read_timeout=read_timeout
+    )
     data = await response.read(read_timeout)
     response.release()
     return response.status, response.headers, data

@@ -39,8 +39,15 @@ def tail(text: str, lines: int = 60) -> str:
 
 async def test_python_sdk_suite(base_url: str, platform: RunningPlatform, key: CreatedKey) -> None:
     code, out, err = await run(
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "clients" / "python"),
-        env=live_env(base_url, platform, key), timeout=900,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(ROOT / "clients" / "python"),
+        env=live_env(base_url, platform, key),
+        timeout=900,
     )
     assert code == 0, tail(out + err)
     assert " passed" in out
@@ -51,8 +58,12 @@ async def test_typescript_sdk_suite(base_url: str, platform: RunningPlatform, ke
     if not (ROOT / "clients" / "typescript" / "node_modules").exists():
         pytest.fail("clients/typescript/node_modules missing: run `make sdk-deps`")
     code, out, err = await run(
-        "npm", "test", "--prefix", str(ROOT / "clients" / "typescript"),
-        env={**live_env(base_url, platform, key), "PYTHON": sys.executable}, timeout=900,
+        "npm",
+        "test",
+        "--prefix",
+        str(ROOT / "clients" / "typescript"),
+        env={**live_env(base_url, platform, key), "PYTHON": sys.executable},
+        timeout=900,
     )
     assert code == 0, tail(out + err)
 

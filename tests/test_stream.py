@@ -121,19 +121,23 @@ async def test_client_disconnect_stops_generation_and_bills_what_was_made(
         deadline = time.monotonic() + 30
         while True:
             rows = (
-                await session.execute(
-                    # This key's stream from this test: other tests cancel streams in the same store.
-                    select(ProcessRecord)
-                    .where(
-                        ProcessRecord.account_id == key.account_id,
-                        ProcessRecord.kind == "stream",
-                        ProcessRecord.status == "cancelled",
-                        ProcessRecord.created_at >= started,
-                        ProcessRecord.input == body["input"],
+                (
+                    await session.execute(
+                        # This key's stream from this test: other tests cancel streams in the same store.
+                        select(ProcessRecord)
+                        .where(
+                            ProcessRecord.account_id == key.account_id,
+                            ProcessRecord.kind == "stream",
+                            ProcessRecord.status == "cancelled",
+                            ProcessRecord.created_at >= started,
+                            ProcessRecord.input == body["input"],
+                        )
+                        .order_by(ProcessRecord.created_at)
                     )
-                    .order_by(ProcessRecord.created_at)
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if rows or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)

@@ -114,11 +114,7 @@ class LocalLlamaBackend(Backend):
         if chars > self.n_ctx * MAX_CHARS_PER_TOKEN:
             raise too_long
         # Tokenizing reads only the vocabulary, so it may run beside a generation.
-        tokens = (
-            await asyncio.to_thread(self._tokenize, text, params)
-            if chars > 2000
-            else self._tokenize(text, params)
-        )
+        tokens = await asyncio.to_thread(self._tokenize, text, params) if chars > 2000 else self._tokenize(text, params)
         if len(tokens) >= self.n_ctx:
             too_long.details["promptTokens"] = len(tokens)
             raise too_long

@@ -50,15 +50,11 @@ def _detail_messages(err: PlutosError, info: error_details_pb2.ErrorInfo) -> lis
         details.update(err.details)
         messages.append(details)
     if err.retry_after is not None:
-        messages.append(
-            error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after))
-        )
+        messages.append(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=err.retry_after)))
     return messages
 
 
-async def abort_with_error(
-    context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState
-) -> None:
+async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState) -> None:
     status = status_for_error(err)
     await context.abort(
         err.kind.grpc_status,
@@ -91,9 +87,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
         context.set_trailing_metadata(state.metadata())
         return result
 
-    async def _stream(
-        self, response: AsyncIterator[Any], context: Any, state: CallState
-    ) -> AsyncIterator[Any]:
+    async def _stream(self, response: AsyncIterator[Any], context: Any, state: CallState) -> AsyncIterator[Any]:
         try:
             async for message in response:
                 if not state.initial_metadata_sent:

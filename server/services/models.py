@@ -20,8 +20,7 @@ class ModelsService(models_pb2_grpc.ModelsServiceServicer):
                     name=spec.name,
                     description=spec.description,
                     max_tokens=spec.max_tokens,
-                    supports_streaming=spec.supports_streaming
-                    and catalogue.backends[spec.id].supports_streaming,
+                    supports_streaming=spec.supports_streaming and catalogue.backends[spec.id].supports_streaming,
                     pricing=models_pb2.Pricing(
                         input_tokens=float(spec.input_price), output_tokens=float(spec.output_price)
                     ),
@@ -30,7 +29,5 @@ class ModelsService(models_pb2_grpc.ModelsServiceServicer):
             ]
         )
 
-    async def ListModels(
-        self, request: models_pb2.ListModelsRequest, context: Any
-    ) -> models_pb2.ListModelsResponse:
+    async def ListModels(self, request: models_pb2.ListModelsRequest, context: Any) -> models_pb2.ListModelsResponse:
         return self._response

@@ -37,9 +37,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         require_text(model_id, "model")
         spec, backend = self.runtime.catalogue.resolve(model_id)
         if not who.allows_model(model_id):
-            raise PlutosError(
-                "permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id}
-            )
+            raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
         return spec, backend
 
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
@@ -107,8 +105,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         started = time.perf_counter()
         gens = [
             Generation(
-                self.runtime, who, spec, backend, kind="batch", text=text, params=params,
-                batch_id=batch_id, batch_index=i,
+                self.runtime,
+                who,
+                spec,
+                backend,
+                kind="batch",
+                text=text,
+                params=params,
+                batch_id=batch_id,
+                batch_index=i,
             )
             for i, text in enumerate(request.inputs)
         ]
@@ -132,8 +137,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             raise
         elapsed = int((time.perf_counter() - started) * 1000)
         rows: list[Any] = [
-            Batch(id=batch_id, account_id=who.account_id, key_id=who.key_id, model=spec.id,
-                  item_count=len(gens), created_at=created_at, processing_time_ms=elapsed)
+            Batch(
+                id=batch_id,
+                account_id=who.account_id,
+                key_id=who.key_id,
+                model=spec.id,
+                item_count=len(gens),
+                created_at=created_at,
+                processing_time_ms=elapsed,
+            )
         ]
         results = []
         total = processing_pb2.Usage()

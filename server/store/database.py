@@ -29,12 +29,11 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     ensure_sqlite_dir(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"json_serializer": json_text}  # as the writer's: one JSON spelling
     if url.startswith("postgresql"):
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 

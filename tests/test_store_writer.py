@@ -1,0 +1,118 @@
+"""The group-commit writer's own SQLite path (sqlite3 ``executemany`` replaced by multi-row
+``INSERT``s with SQLAlchemy's bind processors) stores exactly what SQLAlchemy Core stores."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, insert
+
+from server.store.database import create_engine as create_async_engine
+from server.store.database import json_text, session_factory
+from server.store.migrate import upgrade
+from server.store.models import LedgerEntry, ProcessRecord, new_row
+from server.store.upsert import upsert_adding
+from server.store.usage_rollup import _KEYS, _SUMS, _TABLE, daily_totals, roll_up_usage
+from server.store.writer import RecordWriter, _multi_row, bulk_groups
+
+pytestmark = pytest.mark.sqlite_only
+
+
+def _rows(n: int) -> list[Any]:
+    start = datetime(2025, 3, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    rows: list[Any] = []
+    for i in range(n):
+        at = start + timedelta(microseconds=37 * i)
+        rows.append(
+            new_row(
+                ProcessRecord,
+                id=f"proc_{i:06d}",
+                account_id=f"acct_{i % 3}",
+                key_id="key_1",
+                kind="batch" if i % 2 else "process",
+                batch_id=None,
+                batch_index=i if i % 2 else None,
+                model="m" if i % 5 else "other",
+                input="héllo \u2603 \x00 'quoted' " * (i % 4),
+                options={"temperature": 0.1 * (i % 7), "stop": ["\n"]} if i % 3 else {"maxTokens": i},
+                output="" if i % 11 == 0 else f"answer {i}",
+                prompt_tokens=i,
+                completion_tokens=2 * i,
+                status="failed" if i % 13 == 0 else "completed",
+                error_code="upstream_error" if i % 13 == 0 else None,
+                created_at=at,
+                processing_time_ms=i % 1000,
+            )
+        )
+        rows.append(
+            new_row(
+                LedgerEntry,
+                account_id=f"acct_{i % 3}",
+                key_id="key_1",
+                record_id=f"proc_{i:06d}",
+                model="m" if i % 5 else "other",
+                prompt_tokens=i,
+                completion_tokens=2 * i,
+                cost_units=12_345 * i,
+                counts_as_request=i % 2,
+                created_at=at,
+            )
+        )
+    return rows
+
+
+def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            for table in ("process_records", "usage_ledger", "usage_daily")
+        }
+
+
+async def _migrated(path: Path) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    await upgrade(engine)
+    await engine.dispose()
+
+
+def test_multi_row_statement_keeps_the_tail() -> None:
+    sql = "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET b = t.b + excluded.b"
+    assert _multi_row(sql, 1) == sql
+    assert _multi_row(sql, 3) == (
+        "INSERT INTO t (a, b) VALUES (?, ?), (?, ?), (?, ?) ON CONFLICT (a) DO UPDATE SET b = t.b + excluded.b"
+    )
+
+
+async def test_the_writer_stores_what_core_stores(tmp_path: Path) -> None:
+    # 1,200 calls: the records span several statements (at most 500 rows each).
+    ours, core = tmp_path / "ours.db", tmp_path / "core.db"
+    await _migrated(ours)
+    await _migrated(core)
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{ours}")
+    writer = RecordWriter(session_factory(engine))
+    writer.add_hook(roll_up_usage)
+    writer.start()
+    rows = _rows(1200)
+    # Several concurrent writes, so commits carry many calls' rows at once.
+    await asyncio.gather(*(writer.write(*rows[i : i + 200]) for i in range(0, len(rows), 200)))
+    await writer.close()
+    await engine.dispose()
+
+    sync = create_engine(f"sqlite:///{core}", json_serializer=json_text)  # the store's JSON spelling
+    with sync.begin() as conn:
+        for table, values in bulk_groups(_rows(1200)):
+            conn.execute(insert(table), values)
+        # The roll-up through Core as well, from the same rows.
+        entries = [r for r in _rows(1200) if isinstance(r, LedgerEntry)]
+        conn.execute(upsert_adding("sqlite", _TABLE, _KEYS, _SUMS), daily_totals(entries))
+    sync.dispose()
+
+    mine, theirs = _dump(ours), _dump(core)
+    assert len(mine["process_records"]) == 1200 and len(mine["usage_ledger"]) == 1200
+    assert mine == theirs
