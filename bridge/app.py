@@ -14,7 +14,7 @@ import orjson
 from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -43,8 +43,25 @@ def _default_modules() -> list[ModuleType]:
     return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2]
 
 
+class JsonResponse(Response):
+    """A JSON response with exactly the headers Starlette's ``Response`` would give it (the given
+    ones, lower-cased, then ``content-length`` and ``content-type``), built without its
+    general-purpose rendering and header checks."""
+
+    media_type = _JSON
+
+    def __init__(self, body: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
+        raw.append((b"content-length", b"%d" % len(body)))
+        raw.append((b"content-type", b"application/json"))
+        self.raw_headers = raw
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(obj), status_code=status, headers=headers, media_type=_JSON)
+    return JsonResponse(orjson.dumps(obj), status, headers)
 
 
 def error_response(
@@ -68,8 +85,49 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
     return into
 
 
+def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
+    """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
+    each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
+    scope = request.scope
+    found: tuple[str | None, str | None, str | None] | None = scope.get("plutos.headers")
+    if found is None:
+        request_id = authorization = length = None
+        for name, value in scope["headers"]:  # ASGI: names are lower-case
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value.decode("latin-1")
+            elif name == b"x-request-id":
+                if request_id is None:
+                    request_id = value.decode("latin-1")
+            elif name == b"content-length" and length is None:
+                length = value.decode("latin-1")
+        found = scope["plutos.headers"] = (request_id, authorization, length)
+    return found
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes (the rest is
+    never read into memory)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            body = message.get("body", b"")
+            if body:
+                size += len(body)
+                if size > limit:
+                    return None
+                chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def _request_id(request: Request) -> str:
-    incoming = request.headers.get("x-request-id")
+    incoming = _wanted_headers(request)[0]
     if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
         return incoming
     return new_request_id()
@@ -133,7 +191,7 @@ class Bridge:
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
-        auth = request.headers.get("authorization")
+        auth = _wanted_headers(request)[1]
         if auth is None:
             return (("x-request-id", request_id),)
         return (("x-request-id", request_id), ("authorization", auth))
@@ -143,11 +201,11 @@ class Bridge:
         message = binding.request_type()
         try:
             if binding.body:
-                declared = request.headers.get("content-length")
+                declared = _wanted_headers(request)[2]
                 if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                     return self._too_large(request_id)
-                raw = await request.body()
-                if len(raw) > self.max_body_bytes:
+                raw = await _read_body(request, self.max_body_bytes)
+                if raw is None:
                     return self._too_large(request_id)
                 if raw.strip():
                     try:
@@ -162,7 +220,7 @@ class Bridge:
                         parse_into(obj, message)
                     else:
                         parse_into({binding.body: obj}, message)
-            if request.query_params:
+            if request.scope.get("query_string") and request.query_params:
                 parse_into(self._query_object(request, binding), message)
             if binding.path_fields:
                 parse_into(

@@ -247,47 +247,60 @@ class OpenAICompatibleBackend(Backend):
                     yield piece
 
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
-        # The whole answer at once: one resumption per network read, not one per piece.
-        async with closing_stream(self._batches(prompt, state)) as batches:
-            async for _ in batches:
-                pass
+        # The whole answer at once, by a plain coroutine: no async generator (each costs a
+        # first-iteration hook, a close and a resumption per layer per read) on /process.
+        response, request_id, deadline = await self._accepted(prompt, state)
+        completed = False
+        try:
+            if self.config.stream:
+                reader = _SseReader(self, state, request_id, deadline)
+                while await self._next_pieces(response, reader) is not None:
+                    pass
+                reader.end()
+            else:
+                piece = await self._read_whole(response, state, deadline, request_id)
+                if piece:
+                    state.text_parts.append(piece)
+            completed = True
+        except BaseException as exc:
+            _note_failure(state, exc)
+            raise
+        finally:
+            _done_with(response, completed)
         return state.text
 
     async def _batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[list[str]]:
         """The pieces of each network read, already added to ``state`` (so billed even if the
         caller stops before taking them)."""
-        deadline = self._deadline(prompt.params)
-        assert isinstance(prompt.payload, bytes)
-        # Nothing is billed until the upstream accepts the request.
-        state.prompt_tokens = 0
-        response = await self._open(prompt.payload, deadline)
-        request_id = response.headers.get("x-request-id")
-        state.prompt_tokens = prompt.prompt_tokens
+        response, request_id, deadline = await self._accepted(prompt, state)
         completed = False
         try:
             if self.config.stream:
-                async with closing_stream(self._read_stream(response, state, deadline, request_id)) as batches:
-                    async for batch in batches:
-                        yield batch
+                reader = _SseReader(self, state, request_id, deadline)
+                while (pieces := await self._next_pieces(response, reader)) is not None:
+                    yield pieces
+                reader.end()
             else:
                 piece = await self._read_whole(response, state, deadline, request_id)
                 if piece:
                     state.text_parts.append(piece)
                     yield [piece]
             completed = True
-        except PlutosError:
-            state.finish_reason = "error"
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            # Cancelled, or closed early by whoever iterates: the upstream request is closed below.
-            if state.finish_reason is None:
-                state.finish_reason = "cancelled"
+        except BaseException as exc:  # incl. GeneratorExit: closed early by whoever iterates
+            _note_failure(state, exc)
             raise
         finally:
-            if completed and response.at_eof():
-                response.release()  # read to the end: the connection goes back to the pool
-            else:
-                response.close()  # cancelled or broken: the upstream sees the request closed
+            _done_with(response, completed)
+
+    async def _accepted(self, prompt: PreparedPrompt, state: GenerationState) -> tuple[Response, str | None, float]:
+        """Send the request; the accepted response, the upstream's request id and the deadline."""
+        deadline = self._deadline(prompt.params)
+        assert isinstance(prompt.payload, bytes)
+        # Nothing is billed until the upstream accepts the request.
+        state.prompt_tokens = 0
+        response = await self._open(prompt.payload, deadline)
+        state.prompt_tokens = prompt.prompt_tokens
+        return response, response.headers.get("x-request-id"), deadline
 
     async def _open(self, body: bytes, deadline: float) -> Response:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
@@ -373,78 +386,27 @@ class OpenAICompatibleBackend(Backend):
             error = self._upstream_error(f"The upstream answered HTTP {status}.", status, request_id)
         return error, status in RETRYABLE_STATUSES, retry_after
 
-    async def _read_stream(
-        self, response: Response, state: GenerationState, deadline: float, request_id: str | None
-    ) -> AsyncIterator[list[str]]:
-        """Server-sent events → content pieces, a list per network read, each piece added to
-        ``state.text_parts`` as it is parsed; keeps the token counts in ``state`` current.
-
-        Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
-        ``id:`` and comment lines are skipped."""
-        buffer = b""
-        counted = 0
-        finish: str | None = None
-        usage: dict[str, Any] | None = None
-        parts = state.text_parts
+    async def _next_pieces(self, response: Response, reader: _SseReader) -> list[str] | None:
+        """The content pieces of the next network read(s) that bring any, or None at the end."""
         while True:
             try:
-                chunk = await response.read_chunk(self._wait(deadline))
+                chunk = await response.read_chunk(self._wait(reader.deadline))
             except TimeoutError:
-                if finish == "[DONE]":
-                    break  # the answer is whole; the connection is just not reused
+                if reader.done:
+                    return None  # the answer is whole; the connection is just not reused
                 raise self._timeout() from None
             except HttpClientError as exc:
-                log.warning("upstream %s stream broke after %d chunks: %s", self.url, counted, exc)
+                log.warning("upstream %s stream broke after %d chunks: %s", self.url, reader.counted, exc)
                 raise self._upstream_error(
-                    "The upstream connection broke during generation.", 200, request_id
+                    "The upstream connection broke during generation.", 200, reader.request_id
                 ) from None
             if not chunk:
-                break
-            if finish == "[DONE]":
+                return None
+            if reader.done:
                 continue  # reading to the end lets the connection go back to the pool
-            buffer += chunk
-            if b"\n" not in chunk:
-                continue
-            end = buffer.rindex(b"\n") + 1
-            complete, buffer = buffer[:end], buffer[end:]
-            first = len(parts)
-            # The payloads of this read's complete ``data:`` lines, up to ``[DONE]``.
-            datas = [d.strip() for d in _DATA_LINE.findall(complete)]
-            if b"[DONE]" in datas:
-                datas = datas[: datas.index(b"[DONE]")]
-                finish = "[DONE]"
-                deadline = min(deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
-            for data, event in zip(datas, self._json_many(datas, request_id), strict=True):
-                if event.get("error"):
-                    log.warning("upstream %s sent an error event: %s", self.url, data[:500])
-                    raise self._upstream_error("The upstream failed during generation.", 200, request_id)
-                choices = event.get("choices") or []
-                if not isinstance(choices, list):
-                    raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
-                for choice in choices:
-                    if not isinstance(choice, dict):
-                        raise self._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
-                    delta = choice.get("delta")
-                    content = delta.get("content") if isinstance(delta, dict) else None
-                    if content and isinstance(content, str):
-                        counted += 1
-                        if usage is None:
-                            state.completion_tokens = counted
-                        parts.append(content)
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        finish = reason
-                        state.finish_reason = _FINISH_REASONS.get(reason, "stop")
-                found = event.get("usage")
-                if isinstance(found, dict):
-                    usage = found
-                    self._apply_usage(usage, state)
-            if len(parts) > first:
-                yield parts[first:]
-        if finish is None:
-            raise self._upstream_error("The upstream's stream ended before the answer did.", 200, request_id)
-        if state.finish_reason is None:
-            state.finish_reason = "stop"
+            pieces = reader.feed(chunk)
+            if pieces:
+                return pieces
 
     async def _read_whole(
         self, response: Response, state: GenerationState, deadline: float, request_id: str | None
@@ -546,3 +508,96 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _note_failure(state: GenerationState, exc: BaseException) -> None:
+    """How a generation that raised ``exc`` ended, unless already known."""
+    if isinstance(exc, PlutosError):
+        state.finish_reason = "error"
+    elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and state.finish_reason is None:
+        # Cancelled, or closed early by whoever iterates: the upstream request is closed.
+        state.finish_reason = "cancelled"
+
+
+def _done_with(response: Response, completed: bool) -> None:
+    if completed and response.at_eof():
+        response.release()  # read to the end: the connection goes back to the pool
+    else:
+        response.close()  # cancelled or broken: the upstream sees the request closed
+
+
+class _SseReader:
+    """Server-sent events → content pieces, one network read at a time; each piece is added to
+    ``state.text_parts`` as it is parsed, and the token counts in ``state`` kept current.
+
+    Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
+    ``id:`` and comment lines are skipped."""
+
+    __slots__ = ("backend", "buffer", "counted", "deadline", "done", "finish", "request_id", "state", "usage")
+
+    def __init__(
+        self, backend: OpenAICompatibleBackend, state: GenerationState, request_id: str | None, deadline: float
+    ) -> None:
+        self.backend = backend
+        self.state = state
+        self.request_id = request_id
+        self.deadline = deadline
+        self.buffer = b""
+        self.counted = 0
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.done = False  # [DONE] seen: the rest of the body is only read to reuse the connection
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The new pieces in ``chunk`` (with what was left of the previous one)."""
+        buffer = self.buffer + chunk
+        if b"\n" not in chunk:
+            self.buffer = buffer
+            return []
+        end = buffer.rindex(b"\n") + 1
+        complete, self.buffer = buffer[:end], buffer[end:]
+        state, backend, request_id = self.state, self.backend, self.request_id
+        parts = state.text_parts
+        first = len(parts)
+        # The payloads of this read's complete ``data:`` lines, up to ``[DONE]``.
+        datas = [d.strip() for d in _DATA_LINE.findall(complete)]
+        if b"[DONE]" in datas:
+            datas = datas[: datas.index(b"[DONE]")]
+            self.finish = "[DONE]"
+            self.done = True
+            self.deadline = min(self.deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+        for data, event in zip(datas, backend._json_many(datas, request_id), strict=True):
+            if event.get("error"):
+                log.warning("upstream %s sent an error event: %s", backend.url, data[:500])
+                raise backend._upstream_error("The upstream failed during generation.", 200, request_id)
+            choices = event.get("choices") or []
+            if not isinstance(choices, list):
+                raise backend._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    raise backend._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
+                delta = choice.get("delta")
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if content and isinstance(content, str):
+                    self.counted += 1
+                    if self.usage is None:
+                        state.completion_tokens = self.counted
+                    parts.append(content)
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish = reason
+                    state.finish_reason = _FINISH_REASONS.get(reason, "stop")
+            found = event.get("usage")
+            if isinstance(found, dict):
+                self.usage = found
+                backend._apply_usage(found, state)
+        return parts[first:] if len(parts) > first else []
+
+    def end(self) -> None:
+        """The body is over: it must have finished the answer."""
+        if self.finish is None:
+            raise self.backend._upstream_error(
+                "The upstream's stream ended before the answer did.", 200, self.request_id
+            )
+        if self.state.finish_reason is None:
+            self.state.finish_reason = "stop"

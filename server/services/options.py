@@ -18,7 +18,9 @@ def require_text(value: str, field: str) -> None:
         raise invalid_parameter(field, f"'{field}' is required and must be a non-empty string.")
 
 
-def params_from_options(options: processing_pb2.ProcessOptions, spec: ModelSpec) -> GenerationParams:
+def params_from_options(
+    options: processing_pb2.ProcessOptions, spec: ModelSpec, deadline: float | None = None
+) -> GenerationParams:
     """Apply defaults and check ranges; ``invalid_parameters`` names the offending field."""
     temperature = options.temperature if options.HasField("temperature") else 0.7
     if not 0.0 <= temperature <= 2.0:
@@ -45,7 +47,7 @@ def params_from_options(options: processing_pb2.ProcessOptions, spec: ModelSpec)
     stop = tuple(options.stop)
     if len(stop) > MAX_STOP_SEQUENCES:
         raise invalid_parameter("options.stop", f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
-    if any(not s or len(s) > MAX_STOP_LENGTH for s in stop):
+    if stop and any(not s or len(s) > MAX_STOP_LENGTH for s in stop):
         raise invalid_parameter("options.stop", f"each 'stop' sequence must be 1 to {MAX_STOP_LENGTH} characters.")
     return GenerationParams(
         temperature=temperature,
@@ -55,6 +57,7 @@ def params_from_options(options: processing_pb2.ProcessOptions, spec: ModelSpec)
         presence_penalty=penalties["presence_penalty"],
         system_prompt=options.system_prompt if options.HasField("system_prompt") else None,
         stop=stop,
+        deadline=deadline,
     )
 
 

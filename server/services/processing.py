@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.backends.base import Backend, GenerationParams, closing_stream
+from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, caller
 from server.errors import PlutosError, invalid_parameter
@@ -21,12 +20,11 @@ from server.services.options import options_from_record, params_from_options, re
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 
-def with_deadline(params: GenerationParams, context: Any) -> GenerationParams:
-    """Hand the caller's gRPC deadline to the backend, so no upstream call outlives the caller."""
+def call_deadline(context: Any) -> float | None:
+    """The caller's gRPC deadline on the loop's clock, handed to the backend so no upstream call
+    outlives the caller; None without one."""
     remaining = context.time_remaining()
-    if remaining is None:
-        return params
-    return dataclasses.replace(params, deadline=asyncio.get_running_loop().time() + remaining)
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
 class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
@@ -43,7 +41,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
         spec, backend = self._resolve(who, request.model)
-        params = with_deadline(params_from_options(request.options, spec), context)
+        params = params_from_options(request.options, spec, call_deadline(context))
         require_text(request.input, "input")
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
@@ -99,7 +97,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         if not 1 <= len(request.inputs) <= limit:
             raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {len(request.inputs)}).")
         spec, backend = self._resolve(who, request.model)
-        params = with_deadline(params_from_options(request.options, spec), context)
+        params = params_from_options(request.options, spec, call_deadline(context))
         batch_id = new_id("batch")
         created_at = utcnow()
         started = time.perf_counter()
