@@ -47,7 +47,7 @@ def upstream_body(request: processing_pb2.ProcessRequest) -> bytes:
     )
 
 
-async def serve(http_port: int, grpc_port: int, upstream: str) -> None:
+async def serve(http_port: int, grpc_port: int, upstream: str, tune: bool = False) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
     url = f"{upstream}/chat/completions"
 
@@ -101,6 +101,10 @@ async def serve(http_port: int, grpc_port: int, upstream: str) -> None:
         server_header=False,
         proxy_headers=False,
     )
+    if tune:  # the gateway's garbage-collector settings (server/gctune.py), for a like-for-like floor
+        from server.gctune import tune_gc
+
+        tune_gc()
     print(f"bare path on http://127.0.0.1:{http_port}/v1/process", flush=True)
     await uvicorn.Server(config).serve()
 
@@ -110,12 +114,13 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL of the mock upstream (…/v1)")
+    parser.add_argument("--tune-gc", action="store_true", help="the gateway's GC settings (server/gctune.py)")
     args = parser.parse_args()
     import uvloop
 
     uvloop.install()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.http_port, args.grpc_port, args.upstream))
+        asyncio.run(serve(args.http_port, args.grpc_port, args.upstream, args.tune_gc))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,7 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
 GRPC_TARGET = "gRPC Process (ghz)"
 GATEWAY_TARGET = "through the gateway"
 BARE_TARGET = "bare path (Starlette → grpc.aio → aiohttp)"
+BARE_TUNED_TARGET = "bare path, gateway's GC settings"
 
 
 def measured(server: psutil.Process | None, load: Callable[[], Run]) -> Run:
@@ -377,23 +378,31 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {secret}"}
         wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
         bare_http, bare_grpc = free_port(), free_port()
-        bare = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.bare_path",
-                "--http-port",
-                str(bare_http),
-                "--grpc-port",
-                str(bare_grpc),
-                "--upstream",
-                f"http://127.0.0.1:{mock_port}/v1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        procs.append(bare)
+        tuned_http, tuned_grpc = free_port(), free_port()
+
+        def start_bare(http: int, grpc_port_: int, *extra: str) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bare_path",
+                    "--http-port",
+                    str(http),
+                    "--grpc-port",
+                    str(grpc_port_),
+                    "--upstream",
+                    f"http://127.0.0.1:{mock_port}/v1",
+                    *extra,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+            procs.append(proc)
+            return proc
+
+        bare = start_bare(bare_http, bare_grpc)
+        tuned = start_bare(tuned_http, tuned_grpc, "--tune-gc")
 
         # (a) the request the gateway itself sends upstream; (b) the gateway's own API.
         upstream_body: dict[str, object] = {
@@ -429,29 +438,36 @@ def main() -> None:
             f"http://127.0.0.1:{bare_http}/v1/process",
             lua_script(work / "bare.lua", gateway_body, {"Content-Type": "application/json"}),
         )
+        bare_tuned = (
+            BARE_TUNED_TARGET,
+            f"http://127.0.0.1:{tuned_http}/v1/process",
+            lua_script(work / "bare_tuned.lua", gateway_body, {"Content-Type": "application/json"}),
+        )
         check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
         check.raise_for_status()
         assert check.json()["usage"]["completionTokens"] == 10, check.text
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                bare_check = httpx.post(bare_path[1], json=gateway_body, timeout=10)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or bare.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        assert bare_check.json()["output"] == check.json()["output"], bare_check.text
+        for proc, (_, url, _) in ((bare, bare_path), (tuned, bare_tuned)):
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    bare_check = httpx.post(url, json=gateway_body, timeout=10)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            assert bare_check.json()["output"] == check.json()["output"], bare_check.text
         watched = {
             GATEWAY_TARGET: psutil.Process(gateway.pid),
             "gateway, GET /v1/models": psutil.Process(gateway.pid),
             BARE_TARGET: psutil.Process(bare.pid),
+            BARE_TUNED_TARGET: psutil.Process(tuned.pid),
         }
 
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for name, url, script in (direct, through, bare_path, models):
+            for name, url, script in (direct, through, bare_path, bare_tuned, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
                 run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
                 print(
@@ -530,6 +546,9 @@ def write_results(
         "- (e) the bare path of the issue (bench/bare_path.py, separate process): Starlette → grpc.aio → aiohttp "
         "to the same mock, no auth, limits or store; the issue quotes ~1,550 RPS for it and sets the gateway's "
         "target at 1,250 (81% of it), so (b) / (e) is the machine-independent reading of that target.",
+        "- (f) the same bare path with the gateway's garbage-collector settings (server/gctune.py: gc.freeze "
+        "after start-up, young collections every 10,000 allocations): (b) / (f) leaves out what the gateway "
+        "gains from that setting alone.",
         "- Server CPU is the server process's CPU time (all threads) per request during the run; RSS its peak.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
@@ -561,7 +580,7 @@ def write_results(
                 f"{b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
             )
     bare_rows = [
-        (c, by[(GATEWAY_TARGET, c)], by[(BARE_TARGET, c)])
+        (c, by[(GATEWAY_TARGET, c)], by[(BARE_TARGET, c)], by.get((BARE_TUNED_TARGET, c)))
         for c in sorted({r.concurrency for r in runs})
         if (GATEWAY_TARGET, c) in by and (BARE_TARGET, c) in by
     ]
@@ -570,13 +589,16 @@ def write_results(
             "",
             "Against the bare path (b vs e; the issue's target: b at ≥ 81% of e's RPS with everything on):",
             "",
-            "| concurrency | RPS gateway / bare | p50 ms gateway / bare | server CPU µs/req gateway / bare |",
-            "| ---: | ---: | ---: | ---: |",
+            "| concurrency | RPS gateway / bare (e) | RPS gateway / bare with the gateway's GC settings (f) "
+            "| p50 ms gateway / bare | server CPU µs/req gateway / bare |",
+            "| ---: | ---: | ---: | ---: | ---: |",
         ]
         out += [
-            f"| {c} | {b.rps:.0f} / {e.rps:.0f} (**{100 * b.rps / e.rps:.0f}%**) | {b.p50_ms:.2f} / {e.p50_ms:.2f} | "
+            f"| {c} | {b.rps:.0f} / {e.rps:.0f} (**{100 * b.rps / e.rps:.0f}%**) | "
+            + (f"{b.rps:.0f} / {f.rps:.0f} (**{100 * b.rps / f.rps:.0f}%**)" if f else "—")
+            + f" | {b.p50_ms:.2f} / {e.p50_ms:.2f} | "
             f"{b.cpu_us:.0f} / {e.cpu_us:.0f} ({e.cpu_us and b.cpu_us / e.cpu_us:.2f}x) |"
-            for c, b, e in bare_rows
+            for c, b, e, f in bare_rows
         ]
     bridge_rows = [
         (c, by[("through the gateway", c)], by[(GRPC_TARGET, c)])

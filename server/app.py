@@ -27,6 +27,7 @@ from plutos.v1 import (
 
 from bridge.app import create_app
 from server.config import Settings
+from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
 from server.runtime import Runtime
@@ -161,6 +162,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
 
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
     platform = await start_platform(settings, migrate=migrate)
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
