@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from server.store.migrate import upgrade
 from server.store.models import LedgerEntry, ProcessRecord, new_row
 from server.store.upsert import upsert_adding
 from server.store.usage_rollup import _KEYS, _SUMS, _TABLE, daily_totals, roll_up_usage
-from server.store.writer import RecordWriter, _multi_row, bulk_groups
+from server.store.writer import CHECKPOINT_EVERY, RecordWriter, _multi_row, bulk_groups
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -116,3 +118,48 @@ async def test_the_writer_stores_what_core_stores(tmp_path: Path) -> None:
     mine, theirs = _dump(ours), _dump(core)
     assert len(mine["process_records"]) == 1200 and len(mine["usage_ledger"]) == 1200
     assert mine == theirs
+
+
+async def _writer(path: Path) -> tuple[RecordWriter, Any]:
+    await _migrated(path)
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    writer = RecordWriter(session_factory(engine))
+    writer.start()
+    return writer, engine
+
+
+async def test_a_lone_call_commits_on_the_loop_others_on_the_writer_thread(tmp_path: Path) -> None:
+    writer, engine = await _writer(tmp_path / "w.db")
+    threads: list[int] = []
+    writer.add_hook(lambda tx, rows: threads.append(threading.get_ident()))
+    rows = _rows(3)
+    with writer.expect():  # the only call in progress: nothing else needs the loop meanwhile
+        await writer.write(*rows[0:2])
+    with writer.expect(), writer.expect():  # another call is still running: the thread commits
+        await writer.write(*rows[2:4])
+    await writer.write(*rows[4:6])  # not announced (a hook's own write): as a lone call
+    await writer.close()
+    await engine.dispose()
+    loop_thread = threading.get_ident()
+    assert threads[0] == loop_thread
+    assert threads[1] != loop_thread
+    assert threads[2] == loop_thread
+    assert len(_dump(tmp_path / "w.db")["process_records"]) == 3
+
+
+async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer, engine = await _writer(path)
+    rows = _rows(CHECKPOINT_EVERY + 1)
+    for i in range(0, len(rows), 2):
+        with writer.expect():
+            await writer.write(*rows[i : i + 2])
+    await writer.write()  # the checkpoint runs after the commit that reaches CHECKPOINT_EVERY
+    # The database file alone (without its -wal file) holds what was checkpointed.
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(path, copy)
+    with sqlite3.connect(copy) as conn:
+        checkpointed = conn.execute("SELECT count(*) FROM process_records").fetchone()[0]
+    await writer.close()
+    await engine.dispose()
+    assert checkpointed >= CHECKPOINT_EVERY - 1

@@ -46,6 +46,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
+        with self.runtime.writer.expect():
+            return await self._process(request, context)
+
+    async def _process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
         gen = self._generation(request, "process", context)
         await gen.prepare()
         try:
@@ -92,6 +96,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         )
 
     async def Batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
+        with self.runtime.writer.expect():
+            return await self._batch(request, context)
+
+    async def _batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
         who = caller()
         limit = self.runtime.settings.max_batch_inputs
         if not 1 <= len(request.inputs) <= limit:
@@ -174,34 +182,36 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     async def Stream(
         self, request: processing_pb2.StreamRequest, context: Any
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
-        gen = self._generation(request, "stream", context)
-        if not gen.spec.supports_streaming:
-            raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
-        await gen.prepare()
-        # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
-        await call_state().send_initial_metadata(context)
-        status, error_code = "cancelled", None
-        try:
-            # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                async for piece in pieces:
-                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
-            status = "completed"
-        except PlutosError as err:
-            status, error_code = "failed", err.code
-            raise
-        finally:
-            if status != "completed":
-                gen.save_in_background(status, error_code)
-        await gen.save()
-        yield processing_pb2.StreamResponse(
-            complete=processing_pb2.StreamComplete(
-                chunk="final",
-                output=gen.state.text,
-                usage=gen.usage(),
-                id=gen.id,
-                model=gen.spec.id,
-                created_at=timestamp(gen.created_at),
-                processing_time=gen.elapsed_ms,
+        with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
+            gen = self._generation(request, "stream", context)
+            if not gen.spec.supports_streaming:
+                raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
+            await gen.prepare()
+            # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
+            await call_state().send_initial_metadata(context)
+            status, error_code = "cancelled", None
+            try:
+                # A cancelled call closes the backend's stream (and an upstream request) at once.
+                async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
+                    async for piece in pieces:
+                        chunk = processing_pb2.StreamChunk(chunk="partial", output=piece)
+                        yield processing_pb2.StreamResponse(chunk=chunk)
+                status = "completed"
+            except PlutosError as err:
+                status, error_code = "failed", err.code
+                raise
+            finally:
+                if status != "completed":
+                    gen.save_in_background(status, error_code)
+            await gen.save()
+            yield processing_pb2.StreamResponse(
+                complete=processing_pb2.StreamComplete(
+                    chunk="final",
+                    output=gen.state.text,
+                    usage=gen.usage(),
+                    id=gen.id,
+                    model=gen.spec.id,
+                    created_at=timestamp(gen.created_at),
+                    processing_time=gen.elapsed_ms,
+                )
             )
-        )

@@ -80,6 +80,7 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         sqlite_pragmas(dbapi_conn)
         dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: the writer's own
+        dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer checkpoints on its thread
 
     return engine
 

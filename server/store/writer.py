@@ -33,6 +33,10 @@ from server.store.models import Base
 
 log = logging.getLogger("plutos.store.writer")
 
+# The writer checkpoints the WAL itself every this many commits (SQLite's own automatic checkpoint,
+# every 1,000 pages, would run inside whichever commit crosses the line, on the loop or not).
+CHECKPOINT_EVERY = 100
+
 WriteHook = Callable[["WriteTransaction", list[Any]], None]
 
 
@@ -51,6 +55,8 @@ class RecordWriter:
             self._sync_engine = sqlite_file_writer_engine(bind.url)
         self._thread = ThreadPoolExecutor(1, "record-writer") if self._sync_engine is not None else None
         self._thread_conn: Connection | None = None  # the writer thread's own
+        self._expected = 0  # calls in progress that will write (see expect())
+        self._since_checkpoint = 0  # commits since the writer last checkpointed the WAL
 
     def add_hook(self, hook: WriteHook) -> None:
         """Run ``hook(transaction, rows)`` in every write transaction, in the order added.
@@ -65,6 +71,13 @@ class RecordWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="record-writer")
+
+    def expect(self) -> _Expected:
+        """``with writer.expect():`` around a call that will write. When the calls in progress
+        have all handed their rows in, nothing else can run meanwhile, so on SQLite the commit
+        runs on the event loop itself: the same work without the thread hop (~0.15 ms here),
+        which is what a lone call waits for. Otherwise it runs on the writer's thread."""
+        return _Expected(self)
 
     async def write(self, *rows: Any) -> None:
         """Persist ``rows`` together; returns once they are committed.
@@ -100,8 +113,10 @@ class RecordWriter:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            # Everyone who will write has: the loop has nothing else to do but wait for this commit.
+            inline = len(batch) >= self._expected
             try:
-                await self._commit([row for rows, _ in batch for row in rows])
+                await self._commit([row for rows, _ in batch for row in rows], inline)
             except Exception:
                 if len(batch) == 1:
                     log.exception("writing %d rows failed", len(batch[0][0]))
@@ -117,17 +132,28 @@ class RecordWriter:
                         _settle([item], error=True)
                 continue
             _settle(batch)
+            if self._thread is not None and self._since_checkpoint >= CHECKPOINT_EVERY:
+                # On the thread, never on the loop: a checkpoint writes the database file and syncs it.
+                self._since_checkpoint = 0
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
+                except Exception:
+                    log.exception("WAL checkpoint failed")
 
-    async def _commit(self, rows: list[Any]) -> None:
+    async def _commit(self, rows: list[Any], inline: bool = False) -> None:
         if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._commit_on_thread, rows)
+            if inline:
+                self._commit_sync(rows)
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, rows)
+            self._since_checkpoint += 1
         else:
             async with self._sessions.begin() as session:
                 await session.run_sync(self._write_in_session, rows)
         for listener in self._listeners:
             listener()
 
-    def _commit_on_thread(self, rows: list[Any]) -> None:
+    def _commit_sync(self, rows: list[Any]) -> None:
         # One connection kept open by the writer's thread (no pool check-out, reset and check-in
         # per commit, no Session unless a hook asks for one): ~0.3 ms less per commit.
         assert self._sync_engine is not None
@@ -155,6 +181,16 @@ class RecordWriter:
             self._thread_conn = None
             raise
 
+    def _checkpoint(self) -> None:
+        """Copy the WAL back into the database (PASSIVE: readers and other writers carry on).
+        The writer's connection does not checkpoint on its own (``wal_autocheckpoint=0``), so no
+        commit on the event loop ever waits for one."""
+        conn = self._thread_conn
+        if conn is not None and not conn.closed and not conn.invalidated:
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            dbapi.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def _write_in_session(self, session: Session, rows: list[Any]) -> None:
         tx = WriteTransaction(session.connection(), session)
         self._write(tx, rows)
@@ -174,6 +210,19 @@ class RecordWriter:
             self._thread_conn = None
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+
+
+class _Expected:
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: RecordWriter) -> None:
+        self._writer = writer
+
+    def __enter__(self) -> None:
+        self._writer._expected += 1
+
+    def __exit__(self, *_: object) -> None:
+        self._writer._expected -= 1
 
 
 class WriteTransaction:
