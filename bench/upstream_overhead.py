@@ -67,6 +67,7 @@ class Run:
     cpu_us: float = 0.0  # the server's CPU time (all its threads) per request, µs
     cpu_percent: float = 0.0  # of one core, over the run
     peak_rss_mb: float = 0.0
+    note: str = ""  # e.g. the runs a median was taken from
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -334,6 +335,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="store for the gateway (default: a fresh SQLite file)")
     parser.add_argument("--profile", action="store_true", help="also sample the gateway with py-spy")
     parser.add_argument("--max-connections", type=int, default=100, help="the upstream pool size (default 100)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of gateway and bare paths (median)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -467,13 +469,28 @@ def main() -> None:
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for name, url, script in (direct, through, bare_path, bare_tuned, models):
+            for _, url, script in (direct, through, bare_path, bare_tuned, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
-                run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
+            # The gateway and the bare paths take turns, ``rounds`` times, and each reports its
+            # median run: this machine's speed drifts by ±15% within minutes, which one run each
+            # would read as a difference between them.
+            rounds: dict[str, list[Run]] = {}
+            for _ in range(args.rounds):
+                for name, url, script in (through, bare_path, bare_tuned):
+                    run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
+                    rounds.setdefault(name, []).append(run)
+            for name, url, script in (direct, through, bare_path, bare_tuned, models):
+                if name in rounds:
+                    each = sorted(rounds[name], key=lambda r: r.rps)
+                    run = each[len(each) // 2]
+                    run.note = "median of " + ", ".join(f"{r.rps:.0f}" for r in rounds[name]) + " RPS"
+                else:
+                    run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
                 print(
                     f"{name[:22]:22} c={concurrency:<3} {run.rps:9.0f} req/s  p50 {run.p50_ms:7.2f} ms  "
                     f"p90 {run.p90_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms  errors {run.errors}"
-                    + (f"  server CPU {run.cpu_us:.0f} µs/req, RSS {run.peak_rss_mb:.0f} MB" if run.cpu_us else ""),
+                    + (f"  server CPU {run.cpu_us:.0f} µs/req, RSS {run.peak_rss_mb:.0f} MB" if run.cpu_us else "")
+                    + (f"  ({run.note})" if run.note else ""),
                     flush=True,
                 )
                 runs.append(run)
@@ -549,6 +566,8 @@ def write_results(
         "- (f) the same bare path with the gateway's garbage-collector settings (server/gctune.py: gc.freeze "
         "after start-up, young collections every 10,000 allocations): (b) / (f) leaves out what the gateway "
         "gains from that setting alone.",
+        f"- (b), (e) and (f) take turns, {args.rounds} rounds per concurrency; each row is its median run (the "
+        "RPS of every round in the last column): this machine's speed drifts by ±15% within minutes.",
         "- Server CPU is the server process's CPU time (all threads) per request during the run; RSS its peak.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
@@ -557,14 +576,14 @@ def write_results(
         f"{usage.get('totalTokens')} tokens for the bench key (every gateway request was stored and billed).",
         "",
         "| target | concurrency | requests | RPS | p50 ms | p90 ms | p99 ms | errors | server CPU µs/req "
-        "| server CPU % | server peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU % | server peak RSS MB | rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in runs:
         server = f"{r.cpu_us:.0f} | {r.cpu_percent:.0f} | {r.peak_rss_mb:.0f}" if r.cpu_us else "— | — | —"
         out.append(
             f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
-            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {server} |"
+            f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {server} | {r.note} |"
         )
     out += ["", "Overhead of the gateway (b - a; c is the bridge + gRPC + auth floor, without upstream or store):", ""]
     out += [
