@@ -198,9 +198,10 @@ class RecordWriter:
 
     def _write(self, tx: WriteTransaction, rows: list[Any]) -> None:
         sqlite = tx.dialect_name == "sqlite"
-        for table, values in bulk_groups(rows):
-            if not (sqlite and raw_sqlite_insert(tx, table, values)):
-                tx.execute(insert(table), values)  # Core: column defaults still apply
+        for table, given, objects in _groups(rows):
+            if not (sqlite and raw_sqlite_insert(tx, table, given, objects)):
+                # Core: column defaults still apply
+                tx.execute(insert(table), [{k: d[k] for k in given} for d in objects])
         for hook in self._hooks:
             hook(tx, rows)
 
@@ -273,18 +274,33 @@ def _table_of(cls: type) -> tuple[Table, frozenset[str]]:
     return known
 
 
-def bulk_groups(rows: list[Any]) -> list[tuple[Table, list[dict[str, Any]]]]:
-    """ORM objects → (table, parameter sets) per table and set of given columns, parents first.
+# (class, the keys of a row's __dict__ in order) -> (class, the columns among them).
+_GIVEN: dict[tuple[type, tuple[str, ...]], tuple[type, frozenset[str]]] = {}
+
+
+def _groups(rows: list[Any]) -> list[tuple[Table, frozenset[str], list[dict[str, Any]]]]:
+    """ORM objects → (table, the columns they were given, their ``__dict__``s) per table and set
+    of given columns, parents first, each group in the order of ``rows``.
 
     Only attributes the object was given are sent, so column defaults apply to the others
-    (attribute keys are the column names throughout the models)."""
+    (attribute keys are the column names throughout the models). The ``__dict__``s also hold
+    SQLAlchemy's instance state: read the given columns only."""
     groups: dict[tuple[type, frozenset[str]], list[dict[str, Any]]] = {}
     for row in rows:
-        columns = _table_of(type(row))[1]
-        values = {k: v for k, v in row.__dict__.items() if k in columns}
-        groups.setdefault((type(row), frozenset(values)), []).append(values)
+        values = row.__dict__
+        shape = (type(row), tuple(values))
+        key = _GIVEN.get(shape)
+        if key is None:
+            columns = _table_of(shape[0])[1]
+            key = _GIVEN[shape] = (shape[0], frozenset(k for k in shape[1] if k in columns))
+        groups.setdefault(key, []).append(values)
     ordered = sorted(groups.items(), key=lambda item: _TABLE_ORDER[_table_of(item[0][0])[0]])
-    return [(_table_of(cls)[0], values) for (cls, _), values in ordered]
+    return [(_table_of(cls)[0], given, values) for (cls, given), values in ordered]
+
+
+def bulk_groups(rows: list[Any]) -> list[tuple[Table, list[dict[str, Any]]]]:
+    """ORM objects → (table, parameter sets) as the writer groups them: for SQLAlchemy Core."""
+    return [(table, [{k: d[k] for k in given} for d in objects]) for table, given, objects in _groups(rows)]
 
 
 # Per column of a raw statement: the row's key (None: a constant), SQLAlchemy's bind processor, the constant.
@@ -313,14 +329,15 @@ def _raw_plan(table: Table, given: frozenset[str], dialect: Any) -> _RawPlan | N
     return sql, columns
 
 
-def raw_sqlite_insert(tx: WriteTransaction, table: Table, values: list[dict[str, Any]]) -> bool:
-    """``INSERT`` ``values`` (dicts with the same keys) on the session's sqlite3 connection, in its
-    transaction: the statement and each column's conversion (SQLAlchemy's own bind processors,
-    so what is stored is what Core would store) are worked out once per table and set of columns.
-    Core's executemany spends ~20 µs per row on this. False: not done, use Core."""
-    plan_key = (table, frozenset(values[0]))
+def raw_sqlite_insert(tx: WriteTransaction, table: Table, given: frozenset[str], values: list[dict[str, Any]]) -> bool:
+    """``INSERT`` ``values`` (dicts holding at least the ``given`` columns) on the session's
+    sqlite3 connection, in its transaction: the statement and each column's conversion
+    (SQLAlchemy's own bind processors, so what is stored is what Core would store) are worked
+    out once per table and set of columns. Core's executemany spends ~20 µs per row on this.
+    False: not done, use Core."""
+    plan_key = (table, given)
     if plan_key not in _RAW:
-        _RAW[plan_key] = _raw_plan(table, plan_key[1], tx.connection.dialect)
+        _RAW[plan_key] = _raw_plan(table, given, tx.connection.dialect)
     plan = _RAW[plan_key]
     if plan is None:
         return False
