@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.errors import envelope, from_rpc_error
@@ -281,11 +281,7 @@ class Bridge:
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         oneofs = binding.response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
-        return StreamingResponse(
-            _sse_frames(call, oneof_name, request_id, self.keepalive_seconds),
-            headers=headers,
-            media_type="text/event-stream",
-        )
+        return SseResponse(call, oneof_name, request_id, self.keepalive_seconds, headers)
 
 
 WATCH_DISCONNECT_AFTER = 0.2  # seconds
@@ -321,43 +317,101 @@ async def _cancel_on_disconnect(request: Request, call: Any) -> None:
     call.cancel()
 
 
-async def _sse_frames(
-    call: Any, oneof_name: str | None, request_id: str, keepalive_seconds: float
-) -> AsyncIterator[bytes]:
-    """``event: <oneof case>\\ndata: <json>\\n\\n`` per message; ``event: error`` if the call fails.
+class SseResponse(Response):
+    """The RPC's messages as server-sent events: ``event: <oneof case>\ndata: <json>\n\n`` each,
+    ``event: error`` if the call fails mid-stream, ``: keep-alive`` comments after
+    ``keepalive_seconds`` of silence. A client that disconnects cancels the RPC, and so the
+    generation (and any upstream request) behind it.
 
     JSON is written as the reference shows it (``{"chunk": "partial", ...}``), ASCII-only so a
-    client that decodes each network read on its own never splits a character."""
-    pending: asyncio.Future[Any] | None = None
-    try:
+    client that decodes each network read on its own never splits a character.
+
+    Messages are read straight from the call. One helper task per stream writes the keep-alive
+    comments and watches for the disconnect (Starlette's StreamingResponse runs an anyio task
+    group per response, and reading with a timeout needs a task and an ``asyncio.wait`` per
+    message, since cancelling a read cancels the RPC)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, call: Any, oneof_name: str | None, request_id: str, keepalive_seconds: float, headers: dict[str, str]
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.call = call
+        self.oneof_name = oneof_name
+        self.request_id = request_id
+        self.keepalive_seconds = keepalive_seconds
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"content-type", b"text/event-stream; charset=utf-8"))  # as StreamingResponse's
+        self.raw_headers = raw
+        self._last_sent = 0.0
+        self._client_gone = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        call = self.call
+        helper: asyncio.Future[None] | None = None
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            self._last_sent = loop.time()
+            helper = asyncio.ensure_future(self._keepalive_and_watch(receive, send, asyncio.current_task()))
+            try:
+                while True:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        break
+                    frame = self._frame(message)
+                    if frame is not None:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                        self._last_sent = loop.time()
+            except grpc.aio.AioRpcError as err:
+                kind, text, details = from_rpc_error(err)
+                data = json.dumps(envelope(kind.code, text, self.request_id, details))
+                error = f"event: error\ndata: {data}\n\n".encode()
+                await send({"type": "http.response.body", "body": error, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not self._client_gone:
+                raise
+            # The client left and the helper cancelled this task: nobody reads the rest.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            if helper is not None:
+                helper.cancel()
+            # The client left (or we are done): cancelling the RPC stops generation server-side.
+            call.cancel()
+
+    def _frame(self, message: Any) -> bytes | None:
+        event = "message"
+        payload: Any = message
+        if self.oneof_name is not None:
+            case = message.WhichOneof(self.oneof_name)
+            if case is None:
+                return None
+            event, payload = case, getattr(message, case)
+        return f"event: {event}\ndata: {json.dumps(message_to_obj(payload))}\n\n".encode()
+
+    async def _keepalive_and_watch(self, receive: Any, send: Any, streaming: asyncio.Task[Any] | None) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(call.read())
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_seconds)
-            if not done:
-                yield b": keep-alive\n\n"
+            wait = self._last_sent + self.keepalive_seconds - loop.time()
+            if wait <= 0:
+                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                self._last_sent = loop.time()
                 continue
-            message = pending.result()
-            pending = None
-            if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+            try:
+                async with asyncio.timeout(wait):
+                    message = await receive()
+            except TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                self._client_gone = True
+                if streaming is not None:
+                    streaming.cancel()
                 return
-            event = "message"
-            payload: Any = message
-            if oneof_name is not None:
-                case = message.WhichOneof(oneof_name)
-                if case is None:
-                    continue
-                event, payload = case, getattr(message, case)
-            data = json.dumps(message_to_obj(payload))
-            yield f"event: {event}\ndata: {data}\n\n".encode()
-    except grpc.aio.AioRpcError as err:
-        kind, text, details = from_rpc_error(err)
-        yield f"event: error\ndata: {json.dumps(envelope(kind.code, text, request_id, details))}\n\n".encode()
-    finally:
-        # The client left (or we are done): cancelling the RPC stops generation server-side.
-        if pending is not None and not pending.done():
-            pending.cancel()
-        call.cancel()
 
 
 def _nest(flat: dict[str, str]) -> dict[str, Any]:
