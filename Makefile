@@ -80,6 +80,7 @@ test-postgres: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server bridge tests scripts bench
+	$(VENV)/bin/ruff format --check server bridge tests scripts bench
 	$(VENV)/bin/mypy server bridge
 	bash scripts/buf-lint.sh
 
