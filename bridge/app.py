@@ -399,7 +399,10 @@ class SseResponse(Response):
         while True:
             wait = self._last_sent + self.keepalive_seconds - loop.time()
             if wait <= 0:
-                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                try:
+                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                except Exception:  # the response ended while this waited to write (flow control)
+                    return
                 self._last_sent = loop.time()
                 continue
             try:
