@@ -35,6 +35,9 @@ class _Month:
     reserved: int = 0  # the sum of ``reservations``, kept as they come and go
 
 
+_NEVER = (-1, 0)  # a window never counted: no period, no requests
+
+
 class MemoryLimiter(Limiter):
     name = "memory"
 
@@ -52,36 +55,42 @@ class MemoryLimiter(Limiter):
     ) -> Admission:
         now = clock(now)
         table = self._windows
-        starts = [w.start(now) for w in windows]
-        counts: list[int] = []
+        # Per window: its key, the start of its current period and the count in it so far.
+        seen: list[tuple[tuple[str, int], int, int]] = []
         allowed = True
-        for w, start in zip(windows, starts, strict=True):
-            seen, count = table.get((w.subject, w.seconds), (-1, 0))
-            if seen != start:
+        for w in windows:
+            key = (w.subject, w.seconds)
+            start = int(now // w.seconds) * w.seconds
+            period, count = table.get(key, _NEVER)
+            if period != start:
                 count = 0
-            counts.append(count)
             if count >= w.limit:
                 allowed = False
-        in_flight = [len(self._slots.get(c.subject, ())) for c in concurrency]
+            seen.append((key, start, count))
+        slots = self._slots
+        in_flight = [len(slots.get(c.subject, ())) for c in concurrency]
         if allowed:
             for c, n in zip(concurrency, in_flight, strict=True):
                 if n >= c.limit:
                     allowed = False
         slot = None
         if allowed:
-            for i, w in enumerate(windows):
-                counts[i] += 1
-                table[(w.subject, w.seconds)] = (starts[i], counts[i])
+            seen = [(key, start, count + 1) for key, start, count in seen]
+            for key, start, count in seen:
+                table[key] = (start, count)
             if concurrency:
                 # Slot ids only have to be unique within this process.
                 slot = Slot(f"s{next(self._ids)}", tuple(c.subject for c in concurrency))
                 for i, c in enumerate(concurrency):
-                    self._slots.setdefault(c.subject, set()).add(slot.id)
+                    held = slots.get(c.subject)
+                    if held is None:
+                        held = slots[c.subject] = set()
+                    held.add(slot.id)
                     in_flight[i] += 1
         return Admission(
             allowed=allowed,
             windows=tuple(
-                WindowCount(w, n, start + w.seconds) for w, n, start in zip(windows, counts, starts, strict=True)
+                WindowCount(w, count, start + w.seconds) for w, (_, start, count) in zip(windows, seen, strict=True)
             ),
             in_flight=tuple(zip(concurrency, in_flight, strict=True)),
             slot=slot,
