@@ -328,3 +328,21 @@ async def test_daily_rollup_matches_the_ledger(platform: RunningPlatform) -> Non
             ).all()
         }
     assert ledger and ledger == daily
+
+
+def test_cost_units_match_the_exact_decimal_cost() -> None:
+    """The integer fast path gives exactly what the Decimal path gives, whatever the prices."""
+    import random
+    from types import SimpleNamespace
+
+    from server.services.generation import cost_of, cost_units_of
+    from server.store.models import usd_to_units
+
+    prices = ["0", "0.01", "0.03", "0.0000001", "0.00000015", "1.5", "0.123456789", "2", "0.0005"]
+    rng = random.Random(7)
+    for i in prices:
+        for o in prices:
+            spec: Any = SimpleNamespace(input_price=Decimal(i), output_price=Decimal(o))
+            for _ in range(50):
+                p, c = rng.randint(0, 10**6), rng.randint(0, 10**6)
+                assert cost_units_of(spec, p, c) == usd_to_units(cost_of(spec, p, c)), (i, o, p, c)

@@ -20,7 +20,7 @@ from server.context import Caller, current_call
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.options import options_to_record
-from server.store.models import LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
+from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
 
@@ -28,6 +28,26 @@ _THOUSAND = Decimal(1000)
 def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
     """Exact USD cost from the catalogue's per-1K prices."""
     return (Decimal(prompt_tokens) * spec.input_price + Decimal(completion_tokens) * spec.output_price) / _THOUSAND
+
+
+# (input price, output price) per 1K tokens -> cost units per token of each, when both are whole.
+_UNITS_PER_TOKEN: dict[tuple[Decimal, Decimal], tuple[int, int] | None] = {}
+
+
+def cost_units_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> int:
+    """``usd_to_units(cost_of(...))``: integer arithmetic when the prices are whole cost units per
+    token (any price with at most 7 decimals per 1K tokens), the exact decimal path otherwise."""
+    key = (spec.input_price, spec.output_price)
+    if key in _UNITS_PER_TOKEN:
+        per_token = _UNITS_PER_TOKEN[key]
+    else:
+        scaled = [price * COST_UNITS_PER_USD / _THOUSAND for price in key]
+        per_token = _UNITS_PER_TOKEN[key] = (
+            (int(scaled[0]), int(scaled[1])) if all(v == int(v) for v in scaled) else None
+        )
+    if per_token is None:
+        return usd_to_units(cost_of(spec, prompt_tokens, completion_tokens))
+    return prompt_tokens * per_token[0] + completion_tokens * per_token[1]
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -117,7 +137,7 @@ class Generation:
                     model=self.spec.id,
                     prompt_tokens=s.prompt_tokens,
                     completion_tokens=s.completion_tokens,
-                    cost_units=usd_to_units(cost_of(self.spec, s.prompt_tokens, s.completion_tokens)),
+                    cost_units=cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens),
                     counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
                     created_at=self.created_at,
                 )
