@@ -17,7 +17,6 @@ Writes bench/INSTRUCTIONS_RESULTS.md. Needs valgrind (apt-get install valgrind) 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.upstream_overhead import INPUT, MODEL, free_port, lua_script, write_config
+from bench.upstream_overhead import INPUT, MODEL, bare_path_command, bench_key, free_port, lua_script, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "INSTRUCTIONS_RESULTS.md"
@@ -158,16 +157,7 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     try:
-        subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-        created = subprocess.run(
-            [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        secret = json.loads(created.stdout)["key"]
+        secret = bench_key(plutos, env)
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
         gateway_script = lua_script(
             work / "gateway.lua", body, {"Content-Type": "application/json", "Authorization": f"Bearer {secret}"}
@@ -175,17 +165,7 @@ def main() -> None:
         bare_script = lua_script(work / "bare.lua", body, {"Content-Type": "application/json"})
         bare = run_target(
             "bare path",
-            [
-                sys.executable,
-                "-m",
-                "bench.bare_path",
-                "--http-port",
-                str(bare_http),
-                "--grpc-port",
-                str(bare_grpc),
-                "--upstream",
-                f"http://127.0.0.1:{mock_port}/v1",
-            ],
+            bare_path_command(bare_http, bare_grpc, mock_port),
             bare_http,
             f"http://127.0.0.1:{bare_http}/v1/process",
             bare_script,

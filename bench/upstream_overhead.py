@@ -133,6 +133,36 @@ def wrk(url: str, script: Path, concurrency: int, seconds: int) -> str:
     return done.stdout
 
 
+def bench_key(plutos: list[str], env: dict[str, str]) -> str:
+    """Migrate the gateway's store and create the bench key (enterprise plan); its secret."""
+    subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+    created = subprocess.run(
+        [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(created.stdout)["key"])
+
+
+def bare_path_command(http_port: int, grpc_port: int, mock_port: int, *extra: str) -> list[str]:
+    """bench/bare_path.py on these ports, in front of the mock upstream."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.bare_path",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--upstream",
+        f"http://127.0.0.1:{mock_port}/v1",
+        *extra,
+    ]
+
+
 def wrk_run(url: str, script: Path, name: str, concurrency: int, seconds: int) -> Run:
     return parse_wrk(wrk(url, script, concurrency, seconds), name, concurrency)
 
@@ -183,33 +213,19 @@ def ghz_process(grpc_port: int, secret: str, concurrency: int, seconds: int) -> 
     """ProcessingService.Process with ghz (a separate Go process), the body of the REST runs."""
     from bench.harness import ghz
 
-    data = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
-    target = f"127.0.0.1:{grpc_port}"
-    call = "plutos.v1.ProcessingService.Process"
-    proto = "plutos/v1/processing.proto"
-    connections = 1 if concurrency == 1 else 4
-    ghz(
+    run = partial(
+        ghz,
         GRPC_TARGET,
-        target,
-        call,
-        data,
+        f"127.0.0.1:{grpc_port}",
+        "plutos.v1.ProcessingService.Process",
+        {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}},
         key=secret,
         concurrency=concurrency,
-        connections=connections,
-        seconds=2,
-        proto=proto,
-    )  # warm-up
-    r = ghz(
-        GRPC_TARGET,
-        target,
-        call,
-        data,
-        key=secret,
-        concurrency=concurrency,
-        connections=connections,
-        seconds=seconds,
-        proto=proto,
+        connections=1 if concurrency == 1 else 4,
+        proto="plutos/v1/processing.proto",
     )
+    run(seconds=2)  # warm-up
+    r = run(seconds=seconds)
     return Run(GRPC_TARGET, concurrency, r.requests, seconds, r.rps, r.p50_ms, r.p90_ms, r.p99_ms, r.errors)
 
 
@@ -364,16 +380,7 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         procs.append(mock)
-        subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-        created = subprocess.run(
-            [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        secret = json.loads(created.stdout)["key"]
+        secret = bench_key(plutos, env)
         log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the gateway
         gateway = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(gateway)
@@ -384,21 +391,7 @@ def main() -> None:
 
         def start_bare(http: int, grpc_port_: int, *extra: str) -> subprocess.Popen[bytes]:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.bare_path",
-                    "--http-port",
-                    str(http),
-                    "--grpc-port",
-                    str(grpc_port_),
-                    "--upstream",
-                    f"http://127.0.0.1:{mock_port}/v1",
-                    *extra,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
+                bare_path_command(http, grpc_port_, mock_port, *extra), cwd=ROOT, env=env, stdout=subprocess.DEVNULL
             )
             procs.append(proc)
             return proc

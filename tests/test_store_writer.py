@@ -20,7 +20,7 @@ from server.store.migrate import upgrade
 from server.store.models import LedgerEntry, ProcessRecord, new_row
 from server.store.upsert import upsert_adding
 from server.store.usage_rollup import _KEYS, _SUMS, _TABLE, daily_totals, roll_up_usage
-from server.store.writer import CHECKPOINT_EVERY, RecordWriter, _multi_row, bulk_groups
+from server.store.writer import CHECKPOINT_EVERY, RecordWriter, _groups, _multi_row
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -108,8 +108,8 @@ async def test_the_writer_stores_what_core_stores(tmp_path: Path) -> None:
 
     sync = create_engine(f"sqlite:///{core}", json_serializer=json_text)  # the store's JSON spelling
     with sync.begin() as conn:
-        for table, values in bulk_groups(_rows(1200)):
-            conn.execute(insert(table), values)
+        for table, given, objects in _groups(_rows(1200)):
+            conn.execute(insert(table), [{k: d[k] for k in given} for d in objects])
         # The roll-up through Core as well, from the same rows.
         entries = [r for r in _rows(1200) if isinstance(r, LedgerEntry)]
         conn.execute(upsert_adding("sqlite", _TABLE, _KEYS, _SUMS), daily_totals(entries))

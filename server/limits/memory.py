@@ -60,7 +60,7 @@ class MemoryLimiter(Limiter):
         allowed = True
         for w in windows:
             key = (w.subject, w.seconds)
-            start = int(now // w.seconds) * w.seconds
+            start = w.start(now)
             period, count = table.get(key, _NEVER)
             if period != start:
                 count = 0

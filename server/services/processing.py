@@ -47,28 +47,25 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
 
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
         with self.runtime.writer.expect():
-            return await self._process(request, context)
-
-    async def _process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
-        gen = self._generation(request, "process", context)
-        await gen.prepare()
-        try:
-            await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-        except asyncio.CancelledError:
-            gen.save_in_background("cancelled")
-            raise
-        except PlutosError as err:
-            await gen.save("failed", err.code)
-            raise
-        await gen.save()
-        return processing_pb2.ProcessResponse(
-            id=gen.id,
-            output=gen.state.text,
-            model=gen.spec.id,
-            usage=gen.usage(),
-            created_at=timestamp(gen.created_at),
-            processing_time=gen.elapsed_ms,
-        )
+            gen = self._generation(request, "process", context)
+            await gen.prepare()
+            try:
+                await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                gen.save_in_background("cancelled")
+                raise
+            except PlutosError as err:
+                await gen.save("failed", err.code)
+                raise
+            await gen.save()
+            return processing_pb2.ProcessResponse(
+                id=gen.id,
+                output=gen.state.text,
+                model=gen.spec.id,
+                usage=gen.usage(),
+                created_at=timestamp(gen.created_at),
+                processing_time=gen.elapsed_ms,
+            )
 
     async def GetProcess(
         self, request: processing_pb2.GetProcessRequest, context: Any
@@ -97,87 +94,85 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
 
     async def Batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
         with self.runtime.writer.expect():
-            return await self._batch(request, context)
+            who = caller()
+            limit = self.runtime.settings.max_batch_inputs
+            if not 1 <= len(request.inputs) <= limit:
+                got = len(request.inputs)
+                raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {got}).")
+            spec, backend = self._resolve(who, request.model)
+            params = params_from_options(request.options, spec, call_deadline(context))
+            batch_id = new_id("batch")
+            created_at = utcnow()
+            started = time.perf_counter()
+            gens = [
+                Generation(
+                    self.runtime,
+                    who,
+                    spec,
+                    backend,
+                    kind="batch",
+                    text=text,
+                    params=params,
+                    batch_id=batch_id,
+                    batch_index=i,
+                )
+                for i, text in enumerate(request.inputs)
+            ]
+            bound = asyncio.Semaphore(self.runtime.settings.batch_concurrency)
 
-    async def _batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
-        who = caller()
-        limit = self.runtime.settings.max_batch_inputs
-        if not 1 <= len(request.inputs) <= limit:
-            raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {len(request.inputs)}).")
-        spec, backend = self._resolve(who, request.model)
-        params = params_from_options(request.options, spec, call_deadline(context))
-        batch_id = new_id("batch")
-        created_at = utcnow()
-        started = time.perf_counter()
-        gens = [
-            Generation(
-                self.runtime,
-                who,
-                spec,
-                backend,
-                kind="batch",
-                text=text,
-                params=params,
-                batch_id=batch_id,
-                batch_index=i,
-            )
-            for i, text in enumerate(request.inputs)
-        ]
-        bound = asyncio.Semaphore(self.runtime.settings.batch_concurrency)
+            async def run_item(gen: Generation) -> PlutosError | None:
+                async with bound:
+                    try:
+                        require_text(gen.text, "input")
+                        await gen.prepare()
+                        await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
+                        return None
+                    except PlutosError as err:
+                        return err
 
-        async def run_item(gen: Generation) -> PlutosError | None:
-            async with bound:
-                try:
-                    require_text(gen.text, "input")
-                    await gen.prepare()
-                    await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-                    return None
-                except PlutosError as err:
-                    return err
-
-        try:
-            errors = await asyncio.gather(*(run_item(g) for g in gens))
-        except asyncio.CancelledError:
-            for gen in gens:
-                gen.save_in_background("cancelled")
-            raise
-        elapsed = int((time.perf_counter() - started) * 1000)
-        rows: list[Any] = [
-            Batch(
+            try:
+                errors = await asyncio.gather(*(run_item(g) for g in gens))
+            except asyncio.CancelledError:
+                for gen in gens:
+                    gen.save_in_background("cancelled")
+                raise
+            elapsed = int((time.perf_counter() - started) * 1000)
+            rows: list[Any] = [
+                Batch(
+                    id=batch_id,
+                    account_id=who.account_id,
+                    key_id=who.key_id,
+                    model=spec.id,
+                    item_count=len(gens),
+                    created_at=created_at,
+                    processing_time_ms=elapsed,
+                )
+            ]
+            results = []
+            total = processing_pb2.Usage()
+            for gen, err in zip(gens, errors, strict=True):
+                rows.extend(gen.rows("failed" if err else "completed", err.code if err else None))
+                usage = gen.usage()
+                total.prompt_tokens += usage.prompt_tokens
+                total.completion_tokens += usage.completion_tokens
+                total.total_tokens += usage.total_tokens
+                result = processing_pb2.BatchResult(input=gen.text, output=gen.state.text, usage=usage)
+                if err is not None:
+                    result.error.code = err.code
+                    result.error.message = err.message
+                results.append(result)
+            # The batch is one request, counted on its first billed item (an item that never reached
+            # the model, e.g. an empty input, has no ledger entry).
+            for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
+                entry.counts_as_request = 1 if n == 0 else 0
+            await self.runtime.writer.write(*rows)
+            return processing_pb2.BatchResponse(
                 id=batch_id,
-                account_id=who.account_id,
-                key_id=who.key_id,
-                model=spec.id,
-                item_count=len(gens),
-                created_at=created_at,
-                processing_time_ms=elapsed,
+                results=results,
+                total_usage=total,
+                created_at=timestamp(created_at),
+                processing_time=elapsed,
             )
-        ]
-        results = []
-        total = processing_pb2.Usage()
-        for gen, err in zip(gens, errors, strict=True):
-            rows.extend(gen.rows("failed" if err else "completed", err.code if err else None))
-            usage = gen.usage()
-            total.prompt_tokens += usage.prompt_tokens
-            total.completion_tokens += usage.completion_tokens
-            total.total_tokens += usage.total_tokens
-            result = processing_pb2.BatchResult(input=gen.text, output=gen.state.text, usage=usage)
-            if err is not None:
-                result.error.code = err.code
-                result.error.message = err.message
-            results.append(result)
-        # The batch is one request, counted on its first billed item (an item that never reached
-        # the model, e.g. an empty input, has no ledger entry).
-        for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
-            entry.counts_as_request = 1 if n == 0 else 0
-        await self.runtime.writer.write(*rows)
-        return processing_pb2.BatchResponse(
-            id=batch_id,
-            results=results,
-            total_usage=total,
-            created_at=timestamp(created_at),
-            processing_time=elapsed,
-        )
 
     async def Stream(
         self, request: processing_pb2.StreamRequest, context: Any

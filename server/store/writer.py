@@ -298,11 +298,6 @@ def _groups(rows: list[Any]) -> list[tuple[Table, frozenset[str], list[dict[str,
     return [(_table_of(cls)[0], given, values) for (cls, given), values in ordered]
 
 
-def bulk_groups(rows: list[Any]) -> list[tuple[Table, list[dict[str, Any]]]]:
-    """ORM objects → (table, parameter sets) as the writer groups them: for SQLAlchemy Core."""
-    return [(table, [{k: d[k] for k in given} for d in objects]) for table, given, objects in _groups(rows)]
-
-
 # Per column of a raw statement: the row's key (None: a constant), SQLAlchemy's bind processor, the constant.
 RawColumn = tuple[str | None, Callable[[Any], Any] | None, Any]
 # (table, given columns) -> (INSERT statement with ? placeholders, its columns) or None when
