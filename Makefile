@@ -71,12 +71,12 @@ test: $(STAMP) protos services tools sdk-deps
 	$(MAKE) test-postgres
 
 test-sqlite: $(STAMP)
-	@echo "==> tests against SQLite"
+	@echo "==> tests against SQLite, REST bridge in process"
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 test-postgres: $(STAMP)
-	@echo "==> tests against PostgreSQL ($(PG_URL))"
-	PLUTOS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not sqlite_only"
+	@echo "==> tests against PostgreSQL ($(PG_URL)), REST bridge over the loopback gRPC channel"
+	PLUTOS_TEST_DATABASE_URL=$(PG_URL) PLUTOS_TEST_BRIDGE_TRANSPORT=grpc $(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not sqlite_only"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server bridge tests scripts bench

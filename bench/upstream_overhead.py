@@ -183,6 +183,7 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
 
 GRPC_TARGET = "gRPC Process (ghz)"
 GATEWAY_TARGET = "through the gateway"
+GATEWAY_GRPC_TARGET = "gateway, bridge over loopback gRPC"
 BARE_TARGET = "bare path (Starlette → grpc.aio → aiohttp)"
 BARE_TUNED_TARGET = "bare path, gateway's GC settings"
 
@@ -386,6 +387,19 @@ def main() -> None:
         procs.append(gateway)
         auth = {"Authorization": f"Bearer {secret}"}
         wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
+        # (g) the same gateway with bridge_transport = "grpc": the bridge reaches the service over a
+        # loopback gRPC channel, as the bare path does, instead of calling it in process.
+        hop_http, hop_grpc = free_port(), free_port()
+        hop_env = {
+            **env,
+            "PLUTOS_HTTP_PORT": str(hop_http),
+            "PLUTOS_GRPC_PORT": str(hop_grpc),
+            "PLUTOS_BRIDGE_TRANSPORT": "grpc",
+        }
+        hop_log = open(work / "gateway-grpc.log", "wb")  # noqa: SIM115 - lives as long as the gateway
+        hop = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=hop_env, stdout=hop_log, stderr=subprocess.STDOUT)
+        procs.append(hop)
+        wait_http(f"http://127.0.0.1:{hop_http}/v1/models", auth, hop)
         bare_http, bare_grpc = free_port(), free_port()
         tuned_http, tuned_grpc = free_port(), free_port()
 
@@ -422,6 +436,11 @@ def main() -> None:
             f"http://127.0.0.1:{http_port}/v1/process",
             lua_script(work / "gateway.lua", gateway_body, {"Content-Type": "application/json", **auth}),
         )
+        through_grpc = (
+            GATEWAY_GRPC_TARGET,
+            f"http://127.0.0.1:{hop_http}/v1/process",
+            lua_script(work / "gateway_grpc.lua", gateway_body, {"Content-Type": "application/json", **auth}),
+        )
         # (c) a reference: the gateway's cheapest authenticated call (no upstream, no store).
         models = (
             "gateway, GET /v1/models",
@@ -441,6 +460,8 @@ def main() -> None:
         check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
         check.raise_for_status()
         assert check.json()["usage"]["completionTokens"] == 10, check.text
+        hop_check = httpx.post(through_grpc[1], json=gateway_body, headers=auth, timeout=10)
+        assert hop_check.json()["output"] == check.json()["output"], hop_check.text
         for proc, (_, url, _) in ((bare, bare_path), (tuned, bare_tuned)):
             deadline = time.monotonic() + 30
             while True:
@@ -454,6 +475,7 @@ def main() -> None:
             assert bare_check.json()["output"] == check.json()["output"], bare_check.text
         watched = {
             GATEWAY_TARGET: psutil.Process(gateway.pid),
+            GATEWAY_GRPC_TARGET: psutil.Process(hop.pid),
             "gateway, GET /v1/models": psutil.Process(gateway.pid),
             BARE_TARGET: psutil.Process(bare.pid),
             BARE_TUNED_TARGET: psutil.Process(tuned.pid),
@@ -462,17 +484,17 @@ def main() -> None:
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for _, url, script in (direct, through, bare_path, bare_tuned, models):
+            for _, url, script in (direct, through, through_grpc, bare_path, bare_tuned, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
             # The gateway and the bare paths take turns, ``rounds`` times, and each reports its
             # median run: this machine's speed drifts by ±15% within minutes, which one run each
             # would read as a difference between them.
             rounds: dict[str, list[Run]] = {}
             for _ in range(args.rounds):
-                for name, url, script in (through, bare_path, bare_tuned):
+                for name, url, script in (through, through_grpc, bare_path, bare_tuned):
                     run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
                     rounds.setdefault(name, []).append(run)
-            for name, url, script in (direct, through, bare_path, bare_tuned, models):
+            for name, url, script in (direct, through, through_grpc, bare_path, bare_tuned, models):
                 if name in rounds:
                     each = sorted(rounds[name], key=lambda r: r.rps)
                     run = each[len(each) // 2]
@@ -488,7 +510,7 @@ def main() -> None:
                 )
                 runs.append(run)
             # (d) the same Process call over gRPC, straight to the gateway's gRPC port: the REST
-            # bridge's own cost is (b) - (d).
+            # bridge's HTTP/JSON side costs (g) - (d).
             if ghz_binary() is not None:
                 grpc_run = measured(
                     psutil.Process(gateway.pid), partial(ghz_process, grpc_port, secret, concurrency, args.duration)
@@ -544,14 +566,17 @@ def write_results(
         "- Upstream: bench/mock_upstream.py (separate process, raw asyncio + uvloop), answering a streamed "
         "completion of 10 content chunks + usage at once.",
         "- (a) `POST /v1/chat/completions` straight to the mock, with the body the gateway would send.",
-        f"- (b) `POST /v1/process` through REST bridge → gRPC → openai-compatible backend → the mock; auth on "
+        f"- (b) `POST /v1/process` through REST bridge → gRPC service → openai-compatible backend → the mock; "
+        "the bridge calls the service's handlers in process (bridge_transport = local, the default: the same "
+        "interceptor chain, no loopback hop); auth on "
         f"(enterprise key), persistence on ({store}: a record and a ledger row per request, group commit); "
         "one gateway process; upstream pool of "
         f"{args.max_connections} connections.",
         "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC → auth → a prebuilt answer; the floor "
         "under (b), without upstream call or store.",
         "- (d) `ProcessingService.Process` over gRPC with ghz (separate process; 4 connections at c>1), the same "
-        "request as (b) without the REST bridge: (b) - (d) is the bridge's own cost. ghz counts calls still in "
+        "request as (b) without the REST bridge: the HTTP/JSON side of the bridge costs (g) - (d); (b) - (d) is "
+        "a REST client of the gateway against a gRPC client over loopback. ghz counts calls still in "
         "flight when its timer ends as errors.",
         "- (e) the bare path of the issue (bench/bare_path.py, separate process): Starlette → grpc.aio → aiohttp "
         "to the same mock, no auth, limits or store; the issue quotes ~1,550 RPS for it and sets the gateway's "
@@ -559,7 +584,10 @@ def write_results(
         "- (f) the same bare path with the gateway's garbage-collector settings (server/gctune.py: gc.freeze "
         "after start-up, young collections every 10,000 allocations): (b) / (f) leaves out what the gateway "
         "gains from that setting alone.",
-        f"- (b), (e) and (f) take turns, {args.rounds} rounds per concurrency; each row is its median run (the "
+        "- (g) the gateway as (b) with bridge_transport = grpc: the bridge reaches the service over a loopback "
+        "gRPC channel, as the bare path (e) does. (g) / (e) is the like-for-like reading of the target; (b) / (e) "
+        "is what a user of the default gets.",
+        f"- (b), (g), (e) and (f) take turns, {args.rounds} rounds per concurrency; each row is its median run (the "
         "RPS of every round in the last column): this machine's speed drifts by ±15% within minutes.",
         "- Server CPU is the server process's CPU time (all threads) per request during the run; RSS its peak.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
@@ -578,54 +606,78 @@ def write_results(
             f"| {r.target} | {r.concurrency} | {r.requests} | {r.rps:.0f} | {r.p50_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {server} | {r.note} |"
         )
-    out += ["", "Overhead of the gateway (b - a; c is the bridge + gRPC + auth floor, without upstream or store):", ""]
     out += [
-        "| concurrency | RPS (b / a) | p50 added ms | p90 added ms | p99 added ms |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "",
+        "Overhead of the gateway (b - a, and g - a for the loopback-gRPC bridge; c is the bridge + auth floor, "
+        "without upstream or store):",
+        "",
+    ]
+    out += [
+        "| concurrency | bridge transport | RPS (gateway / a) | p50 added ms | p90 added ms | p99 added ms |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     by = {(r.target, r.concurrency): r for r in runs}
     for c in sorted({r.concurrency for r in runs}):
-        a, b = by.get(("direct to the mock", c)), by.get(("through the gateway", c))
-        if a and b:
-            out.append(
-                f"| {c} | {b.rps:.0f} / {a.rps:.0f} ({100 * b.rps / a.rps:.1f}%) | {b.p50_ms - a.p50_ms:.2f} | "
-                f"{b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
-            )
+        a = by.get(("direct to the mock", c))
+        for label, target in (("in process (b)", GATEWAY_TARGET), ("loopback gRPC (g)", GATEWAY_GRPC_TARGET)):
+            b = by.get((target, c))
+            if a and b:
+                out.append(
+                    f"| {c} | {label} | {b.rps:.0f} / {a.rps:.0f} ({100 * b.rps / a.rps:.1f}%) | "
+                    f"{b.p50_ms - a.p50_ms:.2f} | {b.p90_ms - a.p90_ms:.2f} | {b.p99_ms - a.p99_ms:.2f} |"
+                )
     bare_rows = [
-        (c, by[(GATEWAY_TARGET, c)], by[(BARE_TARGET, c)], by.get((BARE_TUNED_TARGET, c)))
+        (
+            c,
+            by[(GATEWAY_TARGET, c)],
+            by[(BARE_TARGET, c)],
+            by.get((BARE_TUNED_TARGET, c)),
+            by.get((GATEWAY_GRPC_TARGET, c)),
+        )
         for c in sorted({r.concurrency for r in runs})
         if (GATEWAY_TARGET, c) in by and (BARE_TARGET, c) in by
     ]
     if bare_rows:
         out += [
             "",
-            "Against the bare path (b vs e; the issue's target: b at ≥ 81% of e's RPS with everything on):",
+            "Against the bare path (b vs e; the issue's target: b at ≥ 81% of e's RPS with everything on; g vs e "
+            "is the same comparison with the bridge over loopback gRPC, as in e):",
             "",
             "| concurrency | RPS gateway / bare (e) | RPS gateway / bare with the gateway's GC settings (f) "
-            "| p50 ms gateway / bare | server CPU µs/req gateway / bare |",
-            "| ---: | ---: | ---: | ---: | ---: |",
+            "| RPS gateway over loopback gRPC (g) / bare (e) | p50 ms gateway / g / bare "
+            "| server CPU µs/req gateway / g / bare |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         out += [
             f"| {c} | {b.rps:.0f} / {e.rps:.0f} (**{100 * b.rps / e.rps:.0f}%**) | "
             + (f"{b.rps:.0f} / {f.rps:.0f} (**{100 * b.rps / f.rps:.0f}%**)" if f else "—")
-            + f" | {b.p50_ms:.2f} / {e.p50_ms:.2f} | "
-            f"{b.cpu_us:.0f} / {e.cpu_us:.0f} ({e.cpu_us and b.cpu_us / e.cpu_us:.2f}x) |"
-            for c, b, e, f in bare_rows
+            + " | "
+            + (f"{g.rps:.0f} / {e.rps:.0f} (**{100 * g.rps / e.rps:.0f}%**)" if g else "—")
+            + f" | {b.p50_ms:.2f} / {g.p50_ms if g else float('nan'):.2f} / {e.p50_ms:.2f} | "
+            f"{b.cpu_us:.0f} / {g.cpu_us if g else float('nan'):.0f} / {e.cpu_us:.0f} "
+            f"({e.cpu_us and b.cpu_us / e.cpu_us:.2f}x) |"
+            for c, b, e, f, g in bare_rows
         ]
     bridge_rows = [
-        (c, by[("through the gateway", c)], by[(GRPC_TARGET, c)])
+        (c, by[(GATEWAY_TARGET, c)], by.get((GATEWAY_GRPC_TARGET, c)), by[(GRPC_TARGET, c)])
         for c in sorted({r.concurrency for r in runs})
-        if ("through the gateway", c) in by and (GRPC_TARGET, c) in by
+        if (GATEWAY_TARGET, c) in by and (GRPC_TARGET, c) in by
     ]
     if bridge_rows:
         out += [
             "",
-            "The REST bridge's own cost (b - d):",
+            "REST against gRPC clients (d): the bridge's HTTP/JSON side is g - d; b - d is what REST costs "
+            "with the default in-process bridge (negative: faster than a gRPC client over loopback):",
             "",
-            "| concurrency | RPS REST / gRPC | p50 added ms |",
-            "| ---: | ---: | ---: |",
+            "| concurrency | RPS REST in process (b) / REST over loopback gRPC (g) / gRPC (d) "
+            "| p50 added ms b - d | p50 added ms g - d |",
+            "| ---: | ---: | ---: | ---: |",
         ]
-        out += [f"| {c} | {b.rps:.0f} / {d.rps:.0f} | {b.p50_ms - d.p50_ms:.2f} |" for c, b, d in bridge_rows]
+        out += [
+            f"| {c} | {b.rps:.0f} / {g.rps if g else float('nan'):.0f} / {d.rps:.0f} | {b.p50_ms - d.p50_ms:.2f} | "
+            f"{(g.p50_ms - d.p50_ms) if g else float('nan'):.2f} |"
+            for c, b, g, d in bridge_rows
+        ]
     if profile:
         out += ["", "## Where the gateway spends its time", "", *profile]
     # Hand-written notes below the marker survive a re-run.

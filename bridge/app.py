@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import orjson
@@ -23,6 +23,9 @@ from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from server.errors import ERRORS
 from server.ids import new_request_id
+
+if TYPE_CHECKING:
+    from server.local_channel import LocalChannel
 
 log = logging.getLogger("plutos.bridge")
 
@@ -134,10 +137,15 @@ def _request_id(request: Request) -> str:
 
 
 class Bridge:
-    """Translates REST calls onto a gRPC channel."""
+    """Translates REST calls onto a gRPC channel: a loopback ``grpc.aio`` channel, or the
+    in-process :class:`~server.local_channel.LocalChannel` (same handlers and interceptors)."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, max_body_bytes: int, unary_timeout: float | None, keepalive_seconds: float
+        self,
+        channel: grpc.aio.Channel | LocalChannel,
+        max_body_bytes: int,
+        unary_timeout: float | None,
+        keepalive_seconds: float,
     ) -> None:
         self.keepalive_seconds = keepalive_seconds
         self.channel = channel
@@ -429,7 +437,7 @@ def _nest(flat: dict[str, str]) -> dict[str, Any]:
 
 
 def create_app(
-    channel: grpc.aio.Channel,
+    channel: grpc.aio.Channel | LocalChannel,
     *,
     modules: Sequence[ModuleType] | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,

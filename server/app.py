@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from server.config import Settings
 from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
+from server.local_channel import LocalChannel
 from server.runtime import Runtime
 from server.services.models import ModelsService
 from server.services.processing import ProcessingService
@@ -60,28 +62,35 @@ BRIDGE_CHANNEL_OPTIONS = [
 ]
 
 
-def build_grpc_server(runtime: Runtime) -> grpc.aio.Server:
-    server = grpc.aio.server(
-        interceptors=[
-            InterceptorChain(
-                [
-                    ErrorInterceptor(),
-                    AuthInterceptor(runtime.authenticator),
-                    LimitsInterceptor(
-                        runtime.limiter,
-                        runtime.settings,
-                        ledger_seed(runtime.sessions),
-                        fail_open=runtime.settings.limiter_fail_open,
-                    ),
-                ]
-            )
-        ],
-        options=GRPC_OPTIONS,
+def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Callable[[Any, Any], None], Any]]]:
+    """The interceptor chain and the servicers, with the generated function that registers each."""
+    chain = InterceptorChain(
+        [
+            ErrorInterceptor(),
+            AuthInterceptor(runtime.authenticator),
+            LimitsInterceptor(
+                runtime.limiter,
+                runtime.settings,
+                ledger_seed(runtime.sessions),
+                fail_open=runtime.settings.limiter_fail_open,
+            ),
+        ]
     )
-    processing_pb2_grpc.add_ProcessingServiceServicer_to_server(ProcessingService(runtime), server)
-    models_pb2_grpc.add_ModelsServiceServicer_to_server(ModelsService(runtime), server)
-    usage_pb2_grpc.add_UsageServiceServicer_to_server(UsageService(runtime), server)
-    webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server(WebhooksService(runtime), server)
+    servicers: list[tuple[Callable[[Any, Any], None], Any]] = [
+        (processing_pb2_grpc.add_ProcessingServiceServicer_to_server, ProcessingService(runtime)),
+        (models_pb2_grpc.add_ModelsServiceServicer_to_server, ModelsService(runtime)),
+        (usage_pb2_grpc.add_UsageServiceServicer_to_server, UsageService(runtime)),
+        (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
+    ]
+    return chain, servicers
+
+
+def build_grpc_server(
+    chain: InterceptorChain, servicers: list[tuple[Callable[[Any, Any], None], Any]]
+) -> grpc.aio.Server:
+    server = grpc.aio.server(interceptors=[chain], options=GRPC_OPTIONS)
+    for add_to_server, servicer in servicers:
+        add_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
@@ -108,10 +117,12 @@ class RunningPlatform:
     runtime: Runtime
     grpc_server: grpc.aio.Server
     http_server: uvicorn.Server
-    channel: grpc.aio.Channel
+    channel: grpc.aio.Channel | LocalChannel
     http_task: asyncio.Task[None]
     grpc_port: int
     http_port: int
+    # The in-process transport to this server's handlers (``channel`` when bridge_transport is local).
+    local_channel: LocalChannel
 
     async def stop(self, grace: float = 5.0) -> None:
         self.http_server.should_exit = True
@@ -119,6 +130,7 @@ class RunningPlatform:
             await asyncio.wait_for(self.http_task, grace + 1)
         await self.grpc_server.stop(grace)
         await self.channel.close(None)
+        await self.local_channel.close(grace)
         await self.runtime.close()
 
 
@@ -126,7 +138,8 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     """Start everything on the running loop; returns once both ports accept connections."""
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
-    server = build_grpc_server(runtime)
+    chain, servicers = build_services(runtime)
+    server = build_grpc_server(chain, servicers)
     grpc_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     if grpc_port == 0:
         raise RuntimeError(f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}")
@@ -138,7 +151,10 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
     if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
         target = f"{settings.grpc_host}:{grpc_port}"
-    channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
+    local = LocalChannel(chain, servicers)  # the same handlers and interceptors, called in process
+    channel: grpc.aio.Channel | LocalChannel = local
+    if settings.bridge_transport == "grpc":
+        channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
     app = create_app(channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds)
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
@@ -157,7 +173,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         if http_task.done():
             http_task.result()
         await asyncio.sleep(0.01)
-    return RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port)
+    return RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local)
 
 
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:

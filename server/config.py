@@ -55,6 +55,9 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict)
     # Redis limiter unreachable: false answers 503 service_unavailable; true serves calls unlimited.
     limiter_fail_open: bool = False
+    # How the REST bridge reaches the gRPC service: "local" calls its handlers (through the same
+    # interceptors) in process; "grpc" goes over a loopback gRPC channel to the gRPC port.
+    bridge_transport: str = "local"
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -71,6 +74,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "PLUTOS_DATABASE_URL": ("database_url", str),
     "PLUTOS_REDIS_URL": ("redis_url", str),
     "PLUTOS_AUTH_CACHE_TTL": ("auth_cache_ttl", float),
+    "PLUTOS_BRIDGE_TRANSPORT": ("bridge_transport", str),
 }
 
 _MODEL_KEYS = {"id", "name", "description", "max_tokens", "supports_streaming", "pricing", "backend"}
@@ -143,4 +147,15 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         models=[_parse_model(m) for m in raw["models"]],
         raw=raw,
         limiter_fail_open=bool(server.get("limiter_fail_open", False)),
+        bridge_transport=_transport(server.get("bridge_transport", "local")),
     )
+
+
+BRIDGE_TRANSPORTS = ("local", "grpc")
+
+
+def _transport(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in BRIDGE_TRANSPORTS:
+        raise ValueError(f"bridge_transport must be one of {', '.join(BRIDGE_TRANSPORTS)}, not {value!r}")
+    return text

@@ -75,7 +75,9 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         grpc_host="127.0.0.1",
         grpc_port=0,
         database_url=url,
-        **{"raw": raw, **overrides},
+        # The REST tests run over either bridge transport: PLUTOS_TEST_BRIDGE_TRANSPORT=grpc (make
+        # test-postgres) sends them through the loopback gRPC channel, the default calls in process.
+        **{"raw": raw, "bridge_transport": os.environ.get("PLUTOS_TEST_BRIDGE_TRANSPORT", "local"), **overrides},
     )
 
 

@@ -69,10 +69,11 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             found = await continuation(handler_call_details)
             if not found:  # an unknown method: gRPC answers UNIMPLEMENTED
                 return found
-            handler = self._handlers[method_name] = self._wrap(found, method_name)
+            handler = self._handlers[method_name] = self.wrap(found, method_name)
         return handler
 
-    def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method_name: str) -> grpc.RpcMethodHandler[Any, Any]:
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method_name: str) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` with the interceptors around it (also used by the in-process transport)."""
         kind = next((k for k in _FACTORIES if getattr(handler, k) is not None), None)
         if kind is None:  # pragma: no cover - grpc always sets one
             raise RuntimeError(f"no implementation for {method_name}")
