@@ -84,7 +84,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy server bridge
 	bash scripts/buf-lint.sh
 
-bench: $(STAMP) protos tools $(TOOLS)/ghz
+bench: $(STAMP) protos services tools $(TOOLS)/ghz
 	@command -v wrk >/dev/null || { echo "==> installing wrk"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null; }
 	@command -v valgrind >/dev/null || { echo "==> installing valgrind"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq valgrind >/dev/null; }
 	PATH=$(CURDIR)/$(TOOLS):$$PATH $(PY) -m bench.run

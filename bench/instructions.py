@@ -207,7 +207,7 @@ def main() -> None:
         "| --- | --- | ---: | ---: |",
         f"| bare path (Starlette → grpc.aio → aiohttp) | {', '.join(f'{x / 1e6:.2f}' for x in bare)} | "
         f"{b / 1e6:.2f} M | 1.00x |",
-        f"| gateway (REST bridge → gRPC → auth, limits → upstream → store) | "
+        f"| gateway (REST bridge → gRPC service in process → auth, limits → upstream → store) | "
         f"{', '.join(f'{x / 1e6:.2f}' for x in gateway)} | {g / 1e6:.2f} M | {g / b:.2f}x |",
         "",
     ]

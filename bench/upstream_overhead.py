@@ -2,9 +2,11 @@
 
 The same load, from a separate load generator (wrk), sent
   (a) straight to a fast mock upstream (``POST /v1/chat/completions``, streamed answer), and
-  (b) through the gateway: REST bridge → gRPC → openai-compatible backend → the same mock
-      (``POST /v1/process``), with auth and persistence on (an enterprise key; records and ledger
-      rows written to the store),
+  (b) through the gateway: REST bridge → gRPC service (in process) → openai-compatible backend →
+      the same mock (``POST /v1/process``), with auth and persistence on (an enterprise key;
+      records and ledger rows written to the store),
+  (g) the same through a gateway whose bridge goes over a loopback gRPC channel
+      (``bridge_transport = "grpc"``), as the bare path does,
   (e) through the bare path the issue calibrates its targets with (bench/bare_path.py: Starlette →
       grpc.aio → aiohttp, nothing else), to the same mock,
 at concurrency 1 and 64; RPS, p50/p90/p99 latency, the server's CPU time per request and peak RSS
@@ -572,7 +574,7 @@ def write_results(
         f"(enterprise key), persistence on ({store}: a record and a ledger row per request, group commit); "
         "one gateway process; upstream pool of "
         f"{args.max_connections} connections.",
-        "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC → auth → a prebuilt answer; the floor "
+        "- (c) `GET /v1/models` on the gateway: REST bridge → gRPC service → auth → a prebuilt answer; the floor "
         "under (b), without upstream call or store.",
         "- (d) `ProcessingService.Process` over gRPC with ghz (separate process; 4 connections at c>1), the same "
         "request as (b) without the REST bridge: the HTTP/JSON side of the bridge costs (g) - (d); (b) - (d) is "

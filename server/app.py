@@ -185,7 +185,8 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         loop.add_signal_handler(sig, stop.set)
     print(
         f"[plutos] serving REST on http://{settings.http_host}:{platform.http_port}/v1 "
-        f"and gRPC on {settings.grpc_host}:{platform.grpc_port}",
+        f"and gRPC on {settings.grpc_host}:{platform.grpc_port} (REST bridge: "
+        + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
     )
     if announce is not None:
