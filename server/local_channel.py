@@ -154,23 +154,28 @@ class _LocalCall:
 
     __slots__ = ("_context", "_expired", "_running", "_task", "_timer")
 
-    def __init__(self, context: LocalServicerContext, deadline: float | None, running: set[asyncio.Task[Any]]) -> None:
+    def __init__(
+        self,
+        behaviour: Any,
+        request: Any,
+        context: LocalServicerContext,
+        deadline: float | None,
+        running: set[asyncio.Task[Any]],
+    ) -> None:
         self._context = context
         self._running = running
         self._expired = False
-        self._task: asyncio.Task[Any] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        if deadline is not None:
-            self._timer = context._loop.call_at(deadline, self._expire)
-
-    def _start(self, work: Any) -> None:
-        self._task = task = self._context._loop.create_task(work)
-        self._running.add(task)
+        self._task = task = context._loop.create_task(self._handle(behaviour, request))
+        running.add(task)
         task.add_done_callback(self._over)
+        self._timer = None if deadline is None else context._loop.call_at(deadline, self._expire)
+
+    async def _handle(self, behaviour: Any, request: Any) -> Any:
+        raise NotImplementedError
 
     def _expire(self) -> None:
         self._timer = None
-        if self._task is not None and not self._task.done():
+        if not self._task.done():
             self._expired = True
             self._task.cancel()
 
@@ -180,11 +185,9 @@ class _LocalCall:
             self._timer.cancel()
             self._timer = None
 
-    def _settle(self, error: BaseException | None) -> None:
+    def _settle(self, error: BaseException) -> None:
         """Record how the handler ended, as the status a gRPC client would receive."""
         context = self._context
-        if error is None:
-            return
         if isinstance(error, asyncio.CancelledError):
             if self._expired:
                 context.code, context.details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
@@ -208,19 +211,16 @@ class _LocalCall:
         )
 
     def cancel(self) -> bool:
-        task = self._task
-        if task is None or task.done():
-            return False
-        return task.cancel()
+        return not self._task.done() and self._task.cancel()
 
     def cancelled(self) -> bool:
         return self._context.code == grpc.StatusCode.CANCELLED
 
     def done(self) -> bool:
-        return self._task is not None and self._task.done()
+        return self._task.done()
 
     async def _wait(self) -> None:
-        if self._task is not None and not self._task.done():
+        if not self._task.done():
             await asyncio.wait((self._task,))
 
     async def initial_metadata(self) -> Metadata:
@@ -244,18 +244,7 @@ class LocalUnaryCall(_LocalCall):
 
     __slots__ = ()
 
-    def __init__(
-        self,
-        behaviour: Any,
-        request: Any,
-        context: LocalServicerContext,
-        deadline: float | None,
-        running: set[asyncio.Task[Any]],
-    ) -> None:
-        super().__init__(context, deadline, running)
-        self._start(self._run(behaviour, request))
-
-    async def _run(self, behaviour: Any, request: Any) -> Any:
+    async def _handle(self, behaviour: Any, request: Any) -> Any:
         context = self._context
         try:
             response = await behaviour(request, context)
@@ -272,7 +261,6 @@ class LocalUnaryCall(_LocalCall):
         return self._result().__await__()
 
     async def _result(self) -> Any:
-        assert self._task is not None
         try:
             return await self._task
         except asyncio.CancelledError:
@@ -290,22 +278,14 @@ class LocalStreamCall(_LocalCall):
 
     __slots__ = ("_buffer", "_ended", "_reader", "_space")
 
-    def __init__(
-        self,
-        behaviour: Any,
-        request: Any,
-        context: LocalServicerContext,
-        deadline: float | None,
-        running: set[asyncio.Task[Any]],
-    ) -> None:
-        super().__init__(context, deadline, running)
+    def __init__(self, *args: Any) -> None:  # the buffer exists before the handler starts
         self._buffer: deque[Any] = deque()
         self._ended = False
         self._reader: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
-        self._start(self._produce(behaviour, request))
+        super().__init__(*args)
 
-    async def _produce(self, behaviour: Any, request: Any) -> None:
+    async def _handle(self, behaviour: Any, request: Any) -> None:
         context = self._context
         stream = behaviour(request, context)
         try:
@@ -356,30 +336,21 @@ class LocalStreamCall(_LocalCall):
         return message
 
 
-class _UnaryMethod:
-    __slots__ = ("_behaviour", "_running")
+class _Method:
+    """A method of the channel: calling it starts a call of ``call_type``."""
 
-    def __init__(self, behaviour: Any, running: set[asyncio.Task[Any]]) -> None:
+    __slots__ = ("_behaviour", "_call_type", "_running")
+
+    def __init__(self, call_type: type[_LocalCall], behaviour: Any, running: set[asyncio.Task[Any]]) -> None:
+        self._call_type = call_type
         self._behaviour = behaviour
         self._running = running
 
-    def __call__(self, request: Any, *, metadata: Metadata = (), timeout: float | None = None) -> LocalUnaryCall:
+    def __call__(self, request: Any, *, metadata: Metadata = (), timeout: float | None = None) -> Any:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         context = LocalServicerContext(tuple(metadata), deadline, loop)
-        return LocalUnaryCall(self._behaviour, request, context, deadline, self._running)
-
-
-class _StreamMethod(_UnaryMethod):
-    __slots__ = ()
-
-    def __call__(  # type: ignore[override]
-        self, request: Any, *, metadata: Metadata = (), timeout: float | None = None
-    ) -> LocalStreamCall:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        context = LocalServicerContext(tuple(metadata), deadline, loop)
-        return LocalStreamCall(self._behaviour, request, context, deadline, self._running)
+        return self._call_type(self._behaviour, request, context, deadline, self._running)
 
 
 class LocalChannel:
@@ -404,15 +375,11 @@ class LocalChannel:
             raise TypeError(f"{path} is not a {'server-streaming' if streaming else 'unary'} method")
         return behaviour
 
-    def unary_unary(
-        self, method: str, request_serializer: Any = None, response_deserializer: Any = None
-    ) -> _UnaryMethod:
-        return _UnaryMethod(self._handler(method, False), self._running)
+    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None) -> _Method:
+        return _Method(LocalUnaryCall, self._handler(method, False), self._running)
 
-    def unary_stream(
-        self, method: str, request_serializer: Any = None, response_deserializer: Any = None
-    ) -> _StreamMethod:
-        return _StreamMethod(self._handler(method, True), self._running)
+    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None) -> _Method:
+        return _Method(LocalStreamCall, self._handler(method, True), self._running)
 
     async def close(self, grace: float | None = None) -> None:
         """Like ``grpc.aio.Server.stop(grace)``: calls still running get ``grace`` seconds to
