@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
@@ -443,13 +443,20 @@ def create_app(
     max_body_bytes: int = 4 * 1024 * 1024,
     unary_timeout: float | None = 600.0,
     keepalive_seconds: float = 15.0,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> FastRoutes:
-    """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos)."""
+    """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos).
+
+    ``extra_routes`` are surfaces that are not RPCs (static files, the metrics scrape, documents
+    derived from the descriptors); the composition root passes them, the bridge only mounts them after
+    the API's routes, under the same 404/405 envelope handlers."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
-    routes = [
+    routes: list[BaseRoute] = [
         Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
         for b in bindings_for_modules(modules or _default_modules())
     ]
+    api_routes = list(routes)
+    routes.extend(extra_routes)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -472,11 +479,11 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
-    app.state.bindings = routes
+    app.state.bindings = api_routes
     exact = {
         (method, route.path): route.endpoint
-        for route in routes
-        if not route.param_convertors
+        for route in api_routes
+        if isinstance(route, Route) and not route.param_convertors
         for method in route.methods or ()
     }
     return FastRoutes(app, exact)

@@ -25,6 +25,7 @@ from plutos.v1 import (
     webhooks_pb2,
     webhooks_pb2_grpc,
 )
+from starlette.routing import BaseRoute
 
 from bridge.app import create_app
 from server.config import Settings
@@ -83,6 +84,12 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
     ]
     return chain, servicers
+
+
+def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
+    """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
+    one entry per surface; the bridge mounts them after the API's routes."""
+    return []
 
 
 def build_grpc_server(
@@ -155,7 +162,12 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     channel: grpc.aio.Channel | LocalChannel = local
     if settings.bridge_transport == "grpc":
         channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
-    app = create_app(channel, max_body_bytes=settings.max_body_bytes, keepalive_seconds=settings.sse_keepalive_seconds)
+    app = create_app(
+        channel,
+        max_body_bytes=settings.max_body_bytes,
+        keepalive_seconds=settings.sse_keepalive_seconds,
+        extra_routes=non_api_routes(runtime),
+    )
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
     config = uvicorn.Config(
