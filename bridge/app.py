@@ -22,6 +22,7 @@ from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from server.errors import ERRORS
+from server.idempotency.keys import MAX_KEY_LENGTH, valid_key
 from server.ids import new_request_id
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "idempotent-replayed": "Idempotent-Replayed",
+    "x-cache": "X-Cache",
 }
 _JSON = "application/json"
 
@@ -88,13 +91,13 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
     return into
 
 
-def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
-    """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
-    each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
+def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None, str | None]:
+    """The request's ``x-request-id``, ``authorization``, ``content-length`` and ``idempotency-key``
+    (the first of each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
     scope = request.scope
-    found: tuple[str | None, str | None, str | None] | None = scope.get("plutos.headers")
+    found: tuple[str | None, str | None, str | None, str | None] | None = scope.get("plutos.headers")
     if found is None:
-        request_id = authorization = length = None
+        request_id = authorization = length = idempotency_key = None
         for name, value in scope["headers"]:  # ASGI: names are lower-case
             if name == b"authorization":
                 if authorization is None:
@@ -102,9 +105,12 @@ def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | Non
             elif name == b"x-request-id":
                 if request_id is None:
                     request_id = value.decode("latin-1")
-            elif name == b"content-length" and length is None:
-                length = value.decode("latin-1")
-        found = scope["plutos.headers"] = (request_id, authorization, length)
+            elif name == b"content-length":
+                if length is None:
+                    length = value.decode("latin-1")
+            elif name == b"idempotency-key" and idempotency_key is None:
+                idempotency_key = value.decode("latin-1")
+        found = scope["plutos.headers"] = (request_id, authorization, length, idempotency_key)
     return found
 
 
@@ -199,13 +205,25 @@ class Bridge:
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
-        auth = _wanted_headers(request)[1]
-        if auth is None:
-            return (("x-request-id", request_id),)
-        return (("x-request-id", request_id), ("authorization", auth))
+        _, auth, _, idempotency_key = _wanted_headers(request)
+        metadata = [("x-request-id", request_id)]
+        if auth is not None:
+            metadata.append(("authorization", auth))
+        if idempotency_key is not None:
+            metadata.append(("idempotency-key", idempotency_key))
+        return tuple(metadata)
 
     async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
+        idempotency_key = _wanted_headers(request)[3]
+        if idempotency_key is not None and not valid_key(idempotency_key):
+            # Checked here too: gRPC metadata cannot carry what HTTP headers can (non-ASCII bytes).
+            return error_response(
+                "invalid_parameters",
+                f"An idempotency key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+                request_id,
+                {"field": "Idempotency-Key"},
+            )
         message = binding.request_type()
         try:
             if binding.body:

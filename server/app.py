@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute
 from bridge.app import create_app
 from server.config import Settings
 from server.gctune import tune_gc
+from server.idempotency import IdempotencyInterceptor, idempotent_methods
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
 from server.local_channel import LocalChannel
@@ -40,6 +41,9 @@ from server.services.usage import UsageService
 from server.services.webhooks import WebhooksService
 
 log = logging.getLogger("plutos")
+
+# The generated modules of the public API (services, and the RPC options the interceptors read).
+API_MODULES = [processing_pb2, models_pb2, usage_pb2, webhooks_pb2]
 
 SERVICE_NAMES = [
     processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name,
@@ -69,6 +73,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         [
             ErrorInterceptor(),
             AuthInterceptor(runtime.authenticator),
+            IdempotencyInterceptor(runtime.idempotency, idempotent_methods(API_MODULES)),
             LimitsInterceptor(
                 runtime.limiter,
                 runtime.settings,

@@ -20,6 +20,8 @@ class Plan:
     requests_per_day: int
     concurrent_requests: int
     monthly_tokens: int
+    # Whether a response-cache hit is billed the tokens of the answer it replays (default: free).
+    bill_cache_hits: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,13 @@ class Settings:
     # How the REST bridge reaches the gRPC service: "local" calls its handlers (through the same
     # interceptors) in process; "grpc" goes over a loopback gRPC channel to the gRPC port.
     bridge_transport: str = "local"
+    # Idempotency keys: how long an answer is replayed (seconds), and how long a claim whose call
+    # never finished (its replica died) blocks repeats before one may run again.
+    idempotency_ttl_seconds: float = 86400.0
+    idempotency_lease_seconds: float = 900.0
+    # Response cache (options.cache): entry lifetime (seconds) and the in-process store's size bound.
+    cache_ttl_seconds: float = 3600.0
+    cache_max_entries: int = 10000
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -128,6 +137,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
             requests_per_day=int(p["requests_per_day"]),
             concurrent_requests=int(p["concurrent_requests"]),
             monthly_tokens=int(p["monthly_tokens"]),
+            bill_cache_hits=bool(p.get("bill_cache_hits", False)),
         )
         for name, p in raw["plans"].items()
     }
@@ -148,6 +158,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         raw=raw,
         limiter_fail_open=bool(server.get("limiter_fail_open", False)),
         bridge_transport=_transport(server.get("bridge_transport", "local")),
+        idempotency_ttl_seconds=float(server.get("idempotency_ttl_seconds", 86400.0)),
+        idempotency_lease_seconds=float(server.get("idempotency_lease_seconds", 900.0)),
+        cache_ttl_seconds=float(server.get("cache_ttl_seconds", 3600.0)),
+        cache_max_entries=int(server.get("cache_max_entries", 10000)),
     )
 
 

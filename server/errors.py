@@ -12,6 +12,8 @@ the same table to pick the HTTP status.
     invalid_api_key      UNAUTHENTICATED      401
     permission_denied    PERMISSION_DENIED    403
     not_found            NOT_FOUND            404
+    idempotency_in_progress ABORTED           409 (+ RetryInfo, Retry-After: the first call still runs)
+    idempotency_key_reused FAILED_PRECONDITION 422 (the key came with another request)
     method_not_allowed   UNIMPLEMENTED        405 (REST only)
     rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After)
     insufficient_quota   RESOURCE_EXHAUSTED   429
@@ -50,6 +52,8 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
+        ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409),
+        ErrorKind("idempotency_key_reused", grpc.StatusCode.FAILED_PRECONDITION, 422),
         ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),

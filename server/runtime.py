@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.auth import Authenticator
 from server.catalogue import Catalogue
 from server.config import Settings
+from server.idempotency import IdempotencyStore, create_idempotency_store
 from server.limits import Limiter, create_limiter
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
@@ -27,6 +28,7 @@ class Runtime:
     authenticator: Authenticator
     limiter: Limiter
     webhooks: Webhooks
+    idempotency: IdempotencyStore
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -43,6 +45,9 @@ class Runtime:
             authenticator=Authenticator(sessions, settings),
             limiter=create_limiter(settings),
             webhooks=Webhooks(settings, sessions, writer),
+            idempotency=create_idempotency_store(
+                settings.redis_url, sessions, settings.idempotency_ttl_seconds, settings.idempotency_lease_seconds
+            ),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -56,6 +61,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.webhooks.close()
+        await self.idempotency.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

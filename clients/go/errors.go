@@ -29,25 +29,31 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeNotImplemented   = "not_implemented"
 	CodeCancelled        = "cancelled"
+	// An Idempotency-Key sent again with a different request (422).
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+	// The first request with this Idempotency-Key is still running (409, with Retry-After).
+	CodeIdempotencyInProgress = "idempotency_in_progress"
 )
 
 // CodeStatus is the HTTP status of each error code; errors inside a stream take theirs from it.
 var CodeStatus = map[string]int{
-	CodeInvalidAPIKey:      http.StatusUnauthorized,
-	CodePermissionDenied:   http.StatusForbidden,
-	CodeNotFound:           http.StatusNotFound,
-	CodeInvalidParameters:  http.StatusBadRequest,
-	CodeInvalidModel:       http.StatusBadRequest,
-	CodeInputTooLong:       http.StatusBadRequest,
-	CodeRateLimitExceeded:  http.StatusTooManyRequests,
-	CodeInsufficientQuota:  http.StatusTooManyRequests,
-	CodeInternalError:      http.StatusInternalServerError,
-	CodeUpstreamError:      http.StatusBadGateway,
-	CodeServiceUnavailable: http.StatusServiceUnavailable,
-	CodeTimeout:            http.StatusGatewayTimeout,
-	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
-	CodeNotImplemented:     http.StatusNotImplemented,
-	CodeCancelled:          499, // client closed request
+	CodeInvalidAPIKey:         http.StatusUnauthorized,
+	CodePermissionDenied:      http.StatusForbidden,
+	CodeNotFound:              http.StatusNotFound,
+	CodeInvalidParameters:     http.StatusBadRequest,
+	CodeInvalidModel:          http.StatusBadRequest,
+	CodeInputTooLong:          http.StatusBadRequest,
+	CodeRateLimitExceeded:     http.StatusTooManyRequests,
+	CodeInsufficientQuota:     http.StatusTooManyRequests,
+	CodeInternalError:         http.StatusInternalServerError,
+	CodeUpstreamError:         http.StatusBadGateway,
+	CodeServiceUnavailable:    http.StatusServiceUnavailable,
+	CodeTimeout:               http.StatusGatewayTimeout,
+	CodeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	CodeNotImplemented:        http.StatusNotImplemented,
+	CodeCancelled:             499, // client closed request
+	CodeIdempotencyKeyReused:  http.StatusUnprocessableEntity,
+	CodeIdempotencyInProgress: http.StatusConflict,
 }
 
 // APIError is an error answered by the API: {"error": {"code", "message", "details", "requestId"}}.
@@ -166,6 +172,8 @@ func IsRetryable(err error) bool {
 		return false
 	}
 	switch e.Status {
+	case http.StatusConflict:
+		return e.Code == CodeIdempotencyInProgress
 	case http.StatusTooManyRequests:
 		return e.Code != CodeInsufficientQuota
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -60,6 +60,7 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 	}
 	generated := map[string]protoreflect.FileDescriptor{
 		"plutos/v1/models.proto":     plutosv1.File_plutos_v1_models_proto,
+		"plutos/v1/options.proto":    plutosv1.File_plutos_v1_options_proto,
 		"plutos/v1/processing.proto": plutosv1.File_plutos_v1_processing_proto,
 		"plutos/v1/usage.proto":      plutosv1.File_plutos_v1_usage_proto,
 		"plutos/v1/webhooks.proto":   plutosv1.File_plutos_v1_webhooks_proto,

@@ -68,8 +68,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         if not is_api_method(method_name):
             response = method(request, context)
             return response if is_stream(response) else await response
-        request_id, authorization = _incoming(context)
-        state = CallState(request_id=request_id, method=method_name, authorization=authorization)
+        request_id, authorization, idempotency_key = _incoming(context)
+        state = CallState(request_id, method_name, authorization=authorization, idempotency_key=idempotency_key)
         state.response_metadata["x-request-id"] = request_id
         current_call.set(state)
         try:
@@ -103,13 +103,16 @@ class ErrorInterceptor(AsyncServerInterceptor):
         context.set_trailing_metadata(state.metadata())
 
 
-def _incoming(context: Any) -> tuple[str, str | None]:
-    """The call's request id (the client's, if well-formed, or a new one) and ``authorization``."""
-    request_id = authorization = None
+def _incoming(context: Any) -> tuple[str, str | None, str | None]:
+    """The call's request id (the client's, if well-formed, or a new one), ``authorization`` and
+    ``idempotency-key``."""
+    request_id = authorization = idempotency_key = None
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
             if request_id is None and isinstance(value, str) and _REQUEST_ID_OK.match(value):
                 request_id = value
         elif key == "authorization" and authorization is None and isinstance(value, str):
             authorization = value
-    return request_id or new_request_id(), authorization
+        elif key == "idempotency-key" and idempotency_key is None and isinstance(value, str):
+            idempotency_key = value
+    return request_id or new_request_id(), authorization, idempotency_key

@@ -26,6 +26,8 @@ def test_public_names() -> None:
             "BatchResult",
             "Environment",
             "GatewayTimeoutError",
+            "IdempotencyInProgressError",
+            "IdempotencyKeyReusedError",
             "InputTooLongError",
             "InsufficientQuotaError",
             "InternalServerError",

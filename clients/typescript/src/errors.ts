@@ -11,6 +11,8 @@
 //       ├── AuthenticationError      401 invalid_api_key
 //       ├── PermissionDeniedError    403 permission_denied
 //       ├── NotFoundError            404 not_found
+//       ├── IdempotencyInProgressError 409 idempotency_in_progress (retried after retryAfter)
+//       ├── IdempotencyKeyReusedError  422 idempotency_key_reused
 //       ├── RateLimitError           429 rate_limit_exceeded (retryAfter, seconds)
 //       ├── InsufficientQuotaError   429 insufficient_quota (never retried)
 //       ├── InternalServerError      500 internal_error (and other 5xx)
@@ -87,6 +89,10 @@ export class InputTooLongError extends BadRequestError {}
 export class AuthenticationError extends APIError {}
 export class PermissionDeniedError extends APIError {}
 export class NotFoundError extends APIError {}
+/** The first request with this Idempotency-Key is still running; retried after `retryAfter`. */
+export class IdempotencyInProgressError extends APIError {}
+/** The Idempotency-Key was already used with a different request. */
+export class IdempotencyKeyReusedError extends APIError {}
 export class RateLimitError extends APIError {}
 export class InsufficientQuotaError extends APIError {}
 export class InternalServerError extends APIError {}
@@ -114,6 +120,8 @@ export const ERROR_CODES: Readonly<Record<string, { status: number; errorClass: 
   method_not_allowed: { status: 405, errorClass: APIError },
   not_implemented: { status: 501, errorClass: APIError },
   cancelled: { status: 499, errorClass: APIError },
+  idempotency_in_progress: { status: 409, errorClass: IdempotencyInProgressError },
+  idempotency_key_reused: { status: 422, errorClass: IdempotencyKeyReusedError },
 };
 
 /** The class for a status whose code the SDK doesn't know. */
@@ -184,10 +192,14 @@ export function errorFromBody(body: unknown, status: number | undefined, headers
   });
 }
 
-/** Whether a failed attempt may be retried: 429 (except insufficient_quota), 502, 503, 504, network errors. */
+/**
+ * Whether a failed attempt may be retried: 409 idempotency_in_progress, 429 (except
+ * insufficient_quota), 502, 503, 504, network errors.
+ */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof APIConnectionError) return true;
   if (!(error instanceof APIError)) return false;
+  if (error.status === 409) return error.code === 'idempotency_in_progress';
   if (error.status === 429) return error.code !== 'insufficient_quota';
   return error.status === 502 || error.status === 503 || error.status === 504;
 }

@@ -8,6 +8,8 @@ export {
   BadRequestError,
   ERROR_CODES,
   GatewayTimeoutError,
+  IdempotencyInProgressError,
+  IdempotencyKeyReusedError,
   InputTooLongError,
   InsufficientQuotaError,
   InternalServerError,

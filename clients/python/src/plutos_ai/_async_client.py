@@ -21,6 +21,7 @@ from ._base import (
     decode_json,
     error_from_response,
     event_from_sse,
+    new_idempotency_key,
     path_segment,
     process_body,
     usage_params,
@@ -101,24 +102,39 @@ class AsyncPlutosAI(BaseClient):
 
     # -- API --------------------------------------------------------------------------------------
 
-    async def process_data(self, input: str, model: str, options: Options | None = None) -> ProcessResult:
+    async def process_data(
+        self, input: str, model: str, options: Options | None = None, *, idempotency_key: str | None = None
+    ) -> ProcessResult:
         """Process one input with a model (``POST /process``).
 
         ``options`` takes camelCase or snake_case keys: ``{"temperature": 0.7, "max_tokens": 100}``.
         """
-        data = await self._request("POST", "/process", json_body=process_body(input, model, options))
+        data = await self._request(
+            "POST", "/process", json_body=process_body(input, model, options), idempotency_key=idempotency_key
+        )
         return ProcessResult.from_json(data)
 
     async def get_process(self, id: str) -> ProcessRecord:
         """Retrieve a stored processing result (``GET /process/{id}``)."""
         return ProcessRecord.from_json(await self._request("GET", f"/process/{path_segment(id)}"))
 
-    async def batch(self, inputs: list[str], model: str, options: Options | None = None) -> BatchResult:
+    async def batch(
+        self,
+        inputs: list[str],
+        model: str,
+        options: Options | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
         """Process up to 100 inputs in one request (``POST /batch``); results keep the input order."""
-        data = await self._request("POST", "/batch", json_body=batch_body(inputs, model, options))
+        data = await self._request(
+            "POST", "/batch", json_body=batch_body(inputs, model, options), idempotency_key=idempotency_key
+        )
         return BatchResult.from_json(data)
 
-    def stream(self, input: str, model: str, options: Options | None = None) -> AsyncStream:
+    def stream(
+        self, input: str, model: str, options: Options | None = None, *, idempotency_key: str | None = None
+    ) -> AsyncStream:
         """Stream the output as it is generated (``POST /stream``, Server-Sent Events).
 
         Not a coroutine: returns an ``AsyncStream``; ``async for`` over it yields ``StreamChunk``
@@ -133,7 +149,7 @@ class AsyncPlutosAI(BaseClient):
         The request is sent on entering the ``async with`` block or on the first iteration; request
         errors (bad key, unknown model...) are raised there.
         """
-        return AsyncStream(self, process_body(input, model, options))
+        return AsyncStream(self, process_body(input, model, options), idempotency_key)
 
     async def list_models(self) -> list[Model]:
         """The model catalogue (``GET /models``)."""
@@ -148,10 +164,17 @@ class AsyncPlutosAI(BaseClient):
         data = await self._request("GET", "/usage", params=usage_params(start_date, end_date))
         return UsageReport.from_json(data)
 
-    async def create_webhook(self, url: str, events: list[str], secret: str | None = None) -> Webhook:
+    async def create_webhook(
+        self, url: str, events: list[str], secret: str | None = None, *, idempotency_key: str | None = None
+    ) -> Webhook:
         """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
         return Webhook.from_json(
-            await self._request("POST", "/webhooks", json_body=webhook_body(url, events, secret))
+            await self._request(
+                "POST",
+                "/webhooks",
+                json_body=webhook_body(url, events, secret),
+                idempotency_key=idempotency_key,
+            )
         )
 
     async def list_webhooks(self) -> list[Webhook]:
@@ -173,6 +196,7 @@ class AsyncPlutosAI(BaseClient):
         *,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         response = await self._send_with_retries(
             method, path, json_body=json_body, params=params, stream=False
@@ -187,13 +211,19 @@ class AsyncPlutosAI(BaseClient):
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         stream: bool,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         """Send until a 2xx response (returned) or an error that must not be retried (raised)."""
+        # Every POST carries an idempotency key, the same on each retry: the gateway runs it once.
+        if method == "POST" and idempotency_key is None:
+            idempotency_key = new_idempotency_key()
         retries = 0
         while True:
             request = self._build_request(
                 self._http, method, path, json_body=json_body, params=params, stream=stream
             )
+            if idempotency_key is not None:
+                request.headers["Idempotency-Key"] = idempotency_key
             error: PlutosError
             cause: BaseException | None = None
             try:
@@ -227,9 +257,12 @@ class AsyncStream(AsyncIterator[StreamEvent]):
     After the stream is consumed, ``final`` holds the ``StreamComplete``.
     """
 
-    def __init__(self, client: AsyncPlutosAI, body: dict[str, Any]) -> None:
+    def __init__(
+        self, client: AsyncPlutosAI, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> None:
         self._client = client
         self._body = body
+        self._idempotency_key = idempotency_key
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[StreamEvent, None] | None = None
         self._closed = False
@@ -245,7 +278,7 @@ class AsyncStream(AsyncIterator[StreamEvent]):
             raise PlutosError("the stream is closed")
         if self._response is None:
             self._response = await self._client._send_with_retries(
-                "POST", "/stream", json_body=self._body, stream=True
+                "POST", "/stream", json_body=self._body, stream=True, idempotency_key=self._idempotency_key
             )
         return self._response
 

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import urllib.parse
+import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -151,6 +152,11 @@ def webhook_body(url: str, events: list[str], secret: str | None) -> dict[str, A
     if secret is not None:
         body["secret"] = secret
     return body
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one POST, sent again on each of its retries (as the OpenAI and Stripe SDKs do)."""
+    return f"plutos-py-retry-{uuid.uuid4()}"
 
 
 def path_segment(value: str) -> str:

@@ -1,6 +1,7 @@
 """When to retry a failed request, and how long to wait first.
 
-Retried: rate limiting (429 ``rate_limit_exceeded``), 502, 503, 504 and connection failures.
+Retried: rate limiting (429 ``rate_limit_exceeded``), 409 ``idempotency_in_progress`` (the first
+attempt of the same call still runs: the retry gets its answer), 502, 503, 504 and connection failures.
 Never retried: other 4xx (the same request would fail the same way), ``insufficient_quota`` (a
 quota does not recover within seconds) and 500 (the request may have had effects).
 The wait is the server's ``Retry-After`` / ``details.retryAfter`` when it gives one, otherwise
@@ -14,7 +15,13 @@ import random
 import time
 from dataclasses import dataclass
 
-from ._exceptions import APIConnectionError, APIError, InsufficientQuotaError, PlutosError
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    IdempotencyInProgressError,
+    InsufficientQuotaError,
+    PlutosError,
+)
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
 
@@ -57,6 +64,8 @@ class RetryPolicy:
             return True
         if isinstance(error, InsufficientQuotaError):
             return False
+        if isinstance(error, IdempotencyInProgressError):
+            return True
         return isinstance(error, APIError) and error.status_code in RETRYABLE_STATUS
 
     def backoff(self, retries_done: int) -> float:

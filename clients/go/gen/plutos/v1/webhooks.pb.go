@@ -418,7 +418,7 @@ var File_plutos_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\x9d\x01\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -446,9 +446,9 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"A\n" +
 	"\x15DeleteWebhookResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\bR\adeleted2\xd4\x02\n" +
-	"\x0fWebhooksService\x12k\n" +
-	"\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12e\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted2\xd8\x02\n" +
+	"\x0fWebhooksService\x12o\n" +
+	"\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x1b\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12e\n" +
 	"\fListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12m\n" +
 	"\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
 
@@ -497,6 +497,7 @@ func file_plutos_v1_webhooks_proto_init() {
 	if File_plutos_v1_webhooks_proto != nil {
 		return
 	}
+	file_plutos_v1_options_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
