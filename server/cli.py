@@ -223,7 +223,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "\n[plutos] Created a development API key (plan enterprise). It is shown only this once:\n\n"
                 f"    {created.secret}\n\n"
                 f"  curl -s http://localhost:{settings.http_port}/v1/models"
-                f" -H 'Authorization: Bearer {created.secret}'\n",
+                f" -H 'Authorization: Bearer {created.secret}'\n\n"
+                f"  Dashboard: http://localhost:{settings.http_port}/dashboard/ (sign in with this key)\n",
                 flush=True,
             )
         else:
