@@ -145,7 +145,7 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
 async def test_user_mistakes_get_one_line(
     tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: str
 ) -> None:
-    got, out, err = await plutos(tmp_path, *args, env=env)
+    got, _, err = await plutos(tmp_path, *args, env=env)
     assert got == code, err
     assert says in err, err
     assert "Traceback" not in err and "secret" not in err

@@ -51,7 +51,8 @@ def test_the_embedded_defaults_are_the_schema_defaults() -> None:
         ("[server]\nbridge_transport = 'pigeon'\n", "[server] bridge_transport: Input should be 'local' or 'grpc'"),
         ("[server]\ndatabase_url = 'mysql://u:p@h/db'\n", "[server] database_url: unsupported database URL scheme"),
         (
-            "[plans.free]\nrequests_per_minute = 1\nrequests_per_day = 1\nconcurrent_requests = 1\nmonthly_tokens = 1\n",
+            "[plans.free]\nrequests_per_minute = 1\nrequests_per_day = 1\n"
+            "concurrent_requests = 1\nmonthly_tokens = 1\n",
             "[plans.free] requests_per_hour: required key is missing",
         ),
         (
@@ -156,7 +157,10 @@ async def test_the_engine_takes_the_plain_forms(tmp_path: Path) -> None:
     urls = [f"sqlite:///{tmp_path / 'plain.db'}"]
     pg = os.environ.get("PLUTOS_TEST_DATABASE_URL", "")
     if pg.startswith("postgresql"):
-        urls += [pg.replace("postgresql+asyncpg://", "postgresql://"), pg.replace("postgresql+asyncpg://", "postgres://")]
+        urls += [
+            pg.replace("postgresql+asyncpg://", "postgresql://"),
+            pg.replace("postgresql+asyncpg://", "postgres://"),
+        ]
     for url in urls:
         engine = create_engine(url)
         try:
