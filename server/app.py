@@ -28,6 +28,7 @@ from plutos.v1 import (
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
+from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
@@ -91,6 +92,8 @@ def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
     """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
     one entry per surface; the bridge mounts them after the API's routes."""
     return [
+        openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
+        docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
         *dashboard_routes(),  # the browser dashboard at /dashboard (static files), / redirects there
     ]
 
