@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute
 from bridge.app import create_app
 from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
+from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
@@ -93,6 +94,7 @@ def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
     return [
         openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
         docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
+        *dashboard_routes(),  # the browser dashboard at /dashboard (static files), / redirects there
     ]
 
 
@@ -205,6 +207,8 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
     )
+    host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
+    print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()
