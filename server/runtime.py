@@ -46,7 +46,10 @@ class Runtime:
             limiter=create_limiter(settings),
             webhooks=Webhooks(settings, sessions, writer),
             idempotency=create_idempotency_store(
-                settings.redis_url, sessions, settings.idempotency_ttl_seconds, settings.idempotency_lease_seconds
+                settings.redis_url,
+                sessions,
+                settings.config.idempotency.ttl_seconds,
+                settings.config.idempotency.lease_seconds,
             ),
         )
 
