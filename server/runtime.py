@@ -11,6 +11,7 @@ from server.catalogue import Catalogue
 from server.config import Settings
 from server.idempotency import IdempotencyStore, create_idempotency_store
 from server.limits import Limiter, create_limiter
+from server.services.response_cache import ResponseCache, create_response_cache
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.usage_rollup import roll_up_usage
@@ -29,6 +30,7 @@ class Runtime:
     limiter: Limiter
     webhooks: Webhooks
     idempotency: IdempotencyStore
+    response_cache: ResponseCache
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -51,6 +53,12 @@ class Runtime:
                 settings.config.idempotency.ttl_seconds,
                 settings.config.idempotency.lease_seconds,
             ),
+            response_cache=create_response_cache(
+                settings.redis_url,
+                settings.config.cache.ttl_seconds,
+                settings.config.cache.max_entries,
+                settings.config.cache.max_entry_bytes,
+            ),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -65,6 +73,7 @@ class Runtime:
     async def close(self) -> None:
         await self.webhooks.close()
         await self.idempotency.close()
+        await self.response_cache.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

@@ -65,7 +65,8 @@ async def test_usage_has_the_reference_shape_and_default_period(platform: Runnin
     assert r.status_code == 200
     body = r.json()
     assert list(body) == ["period", "usage", "limits"]
-    assert list(body["usage"]) == ["totalRequests", "totalTokens", "totalCost", "requestsByModel"]
+    # The reference's fields in its order; cachedRequests (response-cache hits) is our addition.
+    assert list(body["usage"]) == ["totalRequests", "totalTokens", "totalCost", "requestsByModel", "cachedRequests"]
     assert list(body["limits"]) == ["requestsPerMinute", "requestsPerHour", "requestsPerDay"]
     assert body["limits"] == {"requestsPerMinute": 60, "requestsPerHour": 1000, "requestsPerDay": 5000}
     today = utcnow().date()
