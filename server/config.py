@@ -58,6 +58,18 @@ class Settings:
     # How the REST bridge reaches the gRPC service: "local" calls its handlers (through the same
     # interceptors) in process; "grpc" goes over a loopback gRPC channel to the gRPC port.
     bridge_transport: str = "local"
+    # Operations (server/observability): see default_config.toml for each.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+    log_bodies: bool = False
+    metrics_enabled: bool = True
+    metrics_port: int = 0
+    drain_seconds: float = 30.0
+    drain_delay_seconds: float = 0.0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -75,6 +87,17 @@ _ENV_OVERRIDES: dict[str, tuple[str, type]] = {
     "PLUTOS_REDIS_URL": ("redis_url", str),
     "PLUTOS_AUTH_CACHE_TTL": ("auth_cache_ttl", float),
     "PLUTOS_BRIDGE_TRANSPORT": ("bridge_transport", str),
+    "PLUTOS_LOG_FORMAT": ("log_format", str),
+    "PLUTOS_LOG_LEVEL": ("log_level", str),
+    "PLUTOS_ACCESS_LOG": ("access_log", str),
+    "PLUTOS_LOG_BODIES": ("log_bodies", str),
+    "PLUTOS_METRICS_ENABLED": ("metrics_enabled", str),
+    "PLUTOS_METRICS_PORT": ("metrics_port", int),
+    "PLUTOS_DRAIN_SECONDS": ("drain_seconds", float),
+    "PLUTOS_DRAIN_DELAY_SECONDS": ("drain_delay_seconds", float),
+    "PLUTOS_TLS_CERT_FILE": ("tls_cert_file", str),
+    "PLUTOS_TLS_KEY_FILE": ("tls_key_file", str),
+    "PLUTOS_TLS_CLIENT_CA_FILE": ("tls_client_ca_file", str),
 }
 
 _MODEL_KEYS = {"id", "name", "description", "max_tokens", "supports_streaming", "pricing", "backend"}
@@ -148,6 +171,17 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         raw=raw,
         limiter_fail_open=bool(server.get("limiter_fail_open", False)),
         bridge_transport=_transport(server.get("bridge_transport", "local")),
+        log_format=_choice("log_format", server.get("log_format", "text"), ("text", "json")),
+        log_level=str(server.get("log_level", "INFO")).upper(),
+        access_log=_flag(server.get("access_log", True)),
+        log_bodies=_flag(server.get("log_bodies", False)),
+        metrics_enabled=_flag(server.get("metrics_enabled", True)),
+        metrics_port=int(server.get("metrics_port", 0)),
+        drain_seconds=float(server.get("drain_seconds", 30.0)),
+        drain_delay_seconds=float(server.get("drain_delay_seconds", 0.0)),
+        tls_cert_file=str(server.get("tls_cert_file", "")),
+        tls_key_file=str(server.get("tls_key_file", "")),
+        tls_client_ca_file=str(server.get("tls_client_ca_file", "")),
     )
 
 
@@ -158,4 +192,23 @@ def _transport(value: Any) -> str:
     text = str(value).strip().lower()
     if text not in BRIDGE_TRANSPORTS:
         raise ValueError(f"bridge_transport must be one of {', '.join(BRIDGE_TRANSPORTS)}, not {value!r}")
+    return text
+
+
+def _flag(value: Any) -> bool:
+    """A TOML boolean, or an environment string: true/false, 1/0, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
     return text
