@@ -245,7 +245,10 @@ def _run_workers(settings: Settings, workers: int) -> int:
             multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
     if own_dir is not None:
         shutil.rmtree(own_dir, ignore_errors=True)
-    return 0 if all(code == 0 for code in codes) else 1
+    if any(code != 0 for code in codes):
+        print(f"[plutos] workers exited with {codes}", flush=True)
+        return 1
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
