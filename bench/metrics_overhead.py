@@ -36,9 +36,9 @@ from bench.upstream_overhead import (
     lua_script,
     measured,
     wait_http,
+    write_config,
     wrk,
     wrk_run,
-    write_config,
 )
 
 VARIANTS = {
@@ -113,11 +113,10 @@ def main() -> None:
                 flush=True,
             )
         base, off, quiet = (medians[n] for n in VARIANTS)
-        print(f"metrics cost: {100 * (1 - base.rps / off.rps):+.1f}% of throughput, {base.cpu_us - off.cpu_us:+.0f} µs CPU/req")
-        print(
-            f"request log cost: {100 * (1 - base.rps / quiet.rps):+.1f}% of throughput, "
-            f"{base.cpu_us - quiet.cpu_us:+.0f} µs CPU/req"
-        )
+        for what, other in (("metrics", off), ("request log", quiet)):
+            share = 100 * (1 - base.rps / other.rps)
+            cpu = base.cpu_us - other.cpu_us
+            print(f"{what} cost: {share:+.1f}% of throughput, {cpu:+.0f} µs CPU/req")
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

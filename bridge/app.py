@@ -474,9 +474,9 @@ def create_app(
     the API's routes, under the same 404/405 envelope handlers. ``observe(route, method, status,
     seconds)``, when given, is called once per API request with its route template and status."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
+    bindings = bindings_for_modules(modules or _default_modules())
     routes: list[BaseRoute] = [
-        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
-        for b in bindings_for_modules(modules or _default_modules())
+        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path) for b in bindings
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -485,7 +485,7 @@ def create_app(
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = _allowed_methods(request)
             return error_response(
                 "method_not_allowed",
                 f"Method {request.method} is not allowed here; use {allow}.",
@@ -503,6 +503,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
     app.state.bindings = api_routes
+    app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
         (method, route.path): route.endpoint
         for route in api_routes
@@ -532,6 +533,16 @@ class FastRoutes:
         except Exception:
             response = _internal_error(request)
         await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the first route that
+    matched the path, and one path often has several RPCs (GET and POST /v1/webhooks)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _internal_error(request: Request) -> Response:

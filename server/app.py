@@ -29,7 +29,9 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
+from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
+from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
@@ -96,11 +98,16 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
 def non_api_routes(runtime: Runtime, readiness: Readiness) -> list[BaseRoute]:
     """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
     one entry per surface; the bridge mounts them after the API's routes."""
-    return [*operations_routes(runtime, readiness, on_api_port=True)]
+    return [
+        openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
+        docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
+        *dashboard_routes(),  # the browser dashboard at /dashboard (static files), / redirects there
+        *operations_routes(runtime, readiness, on_api_port=True),  # /health, /ready, /metrics
+    ]
 
 
 def operations_routes(runtime: Runtime, readiness: Readiness, *, on_api_port: bool) -> list[BaseRoute]:
-    """/metrics, /health and /ready: on the REST port, or on ``metrics_port`` when one is set."""
+    """/health, /ready and /metrics: on the REST port, or on ``metrics_port`` when one is set."""
     settings = runtime.settings
     if on_api_port == (settings.metrics_port > 0):
         return []
@@ -273,6 +280,8 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
     )
+    host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
+    print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

@@ -65,7 +65,7 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
     cli = [*PLUTOS, "--config", str(config)]
     secret = json.loads(await run(*cli, "keys", "create", "--plan", "enterprise", "--json"))["key"]
     http_port, grpc_port = free_port(), free_port()
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115, ASYNC230 - closed in finally
     server = await asyncio.create_subprocess_exec(
         *cli,
         "serve",
