@@ -142,7 +142,7 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
         "npm", "pack", "--silent", "--pack-destination", str(tmp_path), cwd=str(package), timeout=600
     )
     assert code == 0, out + err
-    (tarball,) = tmp_path.glob("plutos-ai-sdk-*.tgz")
+    (tarball,) = tmp_path.glob("plutos-ai-sdk-*.tgz")  # noqa: ASYNC240
     project = tmp_path / "project"
     project.mkdir()
     (project / "package.json").write_text(json.dumps({"name": "user-app", "private": True, "type": "module"}))
