@@ -160,8 +160,8 @@ func IsServerError(err error) bool {
 	return ok && e.Status >= 500
 }
 
-// IsRetryable reports whether the SDK retries this failure: 429 (except insufficient_quota),
-// 502, 503, 504 and connection errors.
+// IsRetryable reports whether the SDK retries this failure: connection errors and the codes the
+// server's table (ErrorTable) marks retryable; for unknown codes, 429, 502, 503 and 504.
 func IsRetryable(err error) bool {
 	var connErr *ConnectionError
 	if errors.As(err, &connErr) {
@@ -171,9 +171,10 @@ func IsRetryable(err error) bool {
 	if !ok {
 		return false
 	}
+	if kind, known := ErrorTable[e.Code]; known {
+		return kind.Retryable
+	}
 	switch e.Status {
-	case http.StatusConflict:
-		return e.Code == CodeIdempotencyInProgress
 	case http.StatusTooManyRequests:
 		return e.Code != CodeInsufficientQuota
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -18,6 +18,7 @@ from server.backends.base import Backend, GenerationParams, GenerationState, Pre
 from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.ids import new_id
+from server.observability.metrics import count_usage
 from server.runtime import Runtime
 from server.services.options import options_to_record
 from server.services.response_cache import CachedAnswer
@@ -150,8 +151,17 @@ class Generation:
         return rows
 
     def _ledger_entry(self, prompt_tokens: int, completion_tokens: int) -> LedgerEntry:
-        if self.call is not None:
-            self.call.tokens_used += prompt_tokens + completion_tokens
+        """The ledger row billing these tokens; the call's totals and the usage metrics count them."""
+        cost_units = cost_units_of(self.spec, prompt_tokens, completion_tokens)
+        call = self.call
+        if call is not None:
+            call.tokens_used += prompt_tokens + completion_tokens
+            call.prompt_tokens += prompt_tokens
+            call.completion_tokens += completion_tokens
+            call.cost_units += cost_units
+            if self.runtime.settings.log_bodies:
+                call.output = self.state.text
+        count_usage(self.spec.id, prompt_tokens, completion_tokens, cost_units / COST_UNITS_PER_USD)
         return new_row(
             LedgerEntry,
             account_id=self.caller.account_id,
@@ -160,7 +170,7 @@ class Generation:
             model=self.spec.id,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_units=cost_units_of(self.spec, prompt_tokens, completion_tokens),
+            cost_units=cost_units,
             counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
             created_at=self.created_at,
         )
