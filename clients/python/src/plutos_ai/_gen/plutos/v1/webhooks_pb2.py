@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x14\x43reateWebhookRequest\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x65vents\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x84\x01\n\x15\x43reateWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13ListWebhooksRequest\"<\n\x14ListWebhooksResponse\x12$\n\x08webhooks\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Webhook\"(\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x15\x44\x65leteWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd4\x02\n\x0fWebhooksService\x12k\n\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/webhooks:\x01*\x12\x65\n\x0cListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12m\n\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"|\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"O\n\x14\x43reateWebhookRequest\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x65vents\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x8a\x01\n\x15\x43reateWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\x15\n\x13ListWebhooksRequest\"<\n\x14ListWebhooksResponse\x12$\n\x08webhooks\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Webhook\"(\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x15\x44\x65leteWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd4\x02\n\x0fWebhooksService\x12k\n\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/webhooks:\x01*\x12\x65\n\x0cListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12m\n\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plutos_ai._gen.plutos.v1.we
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1'
+  _globals['_WEBHOOK'].fields_by_name['created_at']._loaded_options = None
+  _globals['_WEBHOOK'].fields_by_name['created_at']._serialized_options = b'\342A\001\002'
   _globals['_CREATEWEBHOOKREQUEST'].fields_by_name['url']._loaded_options = None
   _globals['_CREATEWEBHOOKREQUEST'].fields_by_name['url']._serialized_options = b'\342A\001\002'
   _globals['_CREATEWEBHOOKREQUEST'].fields_by_name['events']._loaded_options = None
   _globals['_CREATEWEBHOOKREQUEST'].fields_by_name['events']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEWEBHOOKRESPONSE'].fields_by_name['created_at']._loaded_options = None
+  _globals['_CREATEWEBHOOKRESPONSE'].fields_by_name['created_at']._serialized_options = b'\342A\001\002'
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETEWEBHOOKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_WEBHOOKSSERVICE'].methods_by_name['CreateWebhook']._loaded_options = None
@@ -48,19 +52,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WEBHOOKSSERVICE'].methods_by_name['DeleteWebhook']._loaded_options = None
   _globals['_WEBHOOKSSERVICE'].methods_by_name['DeleteWebhook']._serialized_options = b'\202\323\344\223\002\023*\021/v1/webhooks/{id}'
   _globals['_WEBHOOK']._serialized_start=135
-  _globals['_WEBHOOK']._serialized_end=253
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=255
-  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=334
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=337
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=469
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=471
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=492
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=494
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=554
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=556
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=596
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=598
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=650
-  _globals['_WEBHOOKSSERVICE']._serialized_start=653
-  _globals['_WEBHOOKSSERVICE']._serialized_end=993
+  _globals['_WEBHOOK']._serialized_end=259
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_start=261
+  _globals['_CREATEWEBHOOKREQUEST']._serialized_end=340
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=343
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=481
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=483
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=504
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=506
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=566
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=568
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=608
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=610
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=662
+  _globals['_WEBHOOKSSERVICE']._serialized_start=665
+  _globals['_WEBHOOKSSERVICE']._serialized_end=1005
 # @@protoc_insertion_point(module_scope)
