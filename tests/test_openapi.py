@@ -74,8 +74,9 @@ def test_names_types_and_descriptions_follow_the_bridge(document: dict[str, Any]
         response["properties"]["createdAt"] == {"$ref": "#/components/schemas/Timestamp"}
         or response["properties"]["createdAt"]["format"] == "date-time"
     )
-    assert "createdAt" not in response["required"]  # a message field: printed only when set
-    assert "processingTime" in response["required"]
+    assert "processingTime" in response["required"]  # no presence: always printed
+    assert "createdAt" in response["required"]  # a message field marked REQUIRED: always sent
+    assert "error" not in schemas["BatchResult"]["required"]  # a message field: printed only when set
     # int64 counters are JSON numbers, as the bridge prints them.
     totals = schemas["UsageTotals"]["properties"]
     assert totals["totalRequests"]["type"] == "integer" and totals["totalRequests"]["format"] == "int64"
