@@ -58,6 +58,8 @@ class Authenticator:
             raise invalid_key("Invalid API key.")
         if expires is not None and expires <= now:
             raise invalid_key("API key has expired.")
+        if cached_caller.suspended:
+            raise PlutosError("account_suspended", "This account is suspended. Contact the operator.")
         return cached_caller
 
     def _digest(self, authorization: str | None) -> str:
@@ -73,6 +75,19 @@ class Authenticator:
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    def forget(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries: their next call reads the store."""
+        for digest in key_hashes:
+            self._cache.pop(digest, None)
+
+    def forget_everywhere(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries here and announce it to the other replicas."""
+        self.forget(key_hashes)
+
+    def forget_all_everywhere(self) -> None:
+        """Drop every entry here and on the other replicas (an account's plan or suspension changed)."""
+        self.invalidate()
 
     async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
         pending = self._loading.get(digest)
@@ -115,6 +130,7 @@ class Authenticator:
                 scopes=frozenset(key.scopes) if key.scopes is not None else None,
                 models=frozenset(key.models) if key.models is not None else None,
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
+                suspended=account.suspended_at is not None,
             )
             previous = self._cache.get(digest)
             if previous is not None and previous[1] == found:

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from server.config import Plan
+from server.keys import DEFAULT_SCOPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,10 @@ class Caller:
     scopes: frozenset[str] | None  # None: every scope
     models: frozenset[str] | None  # None: every model
     limits: dict[str, int] = field(default_factory=dict)  # per-key overrides, lower than the plan's
+    suspended: bool = False  # the account is suspended: every call gets 403 account_suspended
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (DEFAULT_SCOPES if self.scopes is None else self.scopes)
 
     def allows_model(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
