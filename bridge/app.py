@@ -451,11 +451,12 @@ def create_app(
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
     the API's routes, under the same 404/405 envelope handlers."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
+    bindings = bindings_for_modules(modules or _default_modules())
     # One route per path, dispatching on the method (GET and POST /v1/process are two RPCs), so a
     # 405 lists every method the path has in Allow.
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     names: dict[str, str] = {}
-    for b in bindings_for_modules(modules or _default_modules()):
+    for b in bindings:
         by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(b)
         names.setdefault(b.route_path, b.grpc_path)
     routes: list[BaseRoute] = [
@@ -487,6 +488,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
     app.state.bindings = api_routes
+    app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
         (method, path): endpoint
         for path, endpoints in by_path.items()
