@@ -470,7 +470,7 @@ def create_app(
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = _allowed_methods(request)
             return error_response(
                 "method_not_allowed",
                 f"Method {request.method} is not allowed here; use {allow}.",
@@ -533,6 +533,16 @@ class FastRoutes:
         except Exception:
             response = _internal_error(request)
         await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the first route that
+    matched the path, and one path often has several RPCs (GET and POST /v1/webhooks)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _internal_error(request: Request) -> Response:
