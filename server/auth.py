@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +17,9 @@ from server.context import Caller
 from server.errors import PlutosError
 from server.keys import hash_key
 from server.store.models import Account, ApiKey
+
+if TYPE_CHECKING:
+    from server.auth_invalidation import RedisInvalidation
 
 log = logging.getLogger("plutos.auth")
 
@@ -44,6 +47,7 @@ class Authenticator:
         # hash -> (cached_until, caller or None, expires_at epoch or None, refresh_after)
         self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
+        self.invalidation: RedisInvalidation | None = None
 
     async def authenticate(self, authorization: str | None) -> Caller:
         digest = self._digest(authorization)
@@ -81,13 +85,30 @@ class Authenticator:
         for digest in key_hashes:
             self._cache.pop(digest, None)
 
-    def forget_everywhere(self, key_hashes: list[str]) -> None:
-        """Drop these keys' entries here and announce it to the other replicas."""
-        self.forget(key_hashes)
+    def start(self) -> None:
+        """With ``redis_url``: subscribe to the other replicas' invalidations (server/auth_invalidation.py)."""
+        if self._settings.redis_url:
+            from server.auth_invalidation import RedisInvalidation
 
-    def forget_all_everywhere(self) -> None:
-        """Drop every entry here and on the other replicas (an account's plan or suspension changed)."""
+            self.invalidation = RedisInvalidation(self._settings.redis_url, self.forget, self.invalidate)
+            self.invalidation.start()
+
+    async def close(self) -> None:
+        if self.invalidation is not None:
+            await self.invalidation.close()
+            self.invalidation = None
+
+    async def forget_everywhere(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries here and on every replica (at once with Redis; else within the TTL)."""
+        self.forget(key_hashes)
+        if self.invalidation is not None:
+            await self.invalidation.publish(key_hashes)
+
+    async def forget_all_everywhere(self) -> None:
+        """Drop every entry here and on every replica (an account's plan or suspension changed)."""
         self.invalidate()
+        if self.invalidation is not None:
+            await self.invalidation.publish(["*"])
 
     async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
         pending = self._loading.get(digest)

@@ -128,7 +128,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             suspended=request.suspended if request.HasField("suspended") else None,
             actor=caller().key_id,
         )
-        self.runtime.authenticator.forget_all_everywhere()
+        await self.runtime.authenticator.forget_all_everywhere()
         return admin_pb2.UpdateAccountResponse(account=await self._one(account))
 
     async def ListAuditEvents(

@@ -180,8 +180,8 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
             raise invalid_parameter("expiresAt", "A key cannot outlive the calling key's own expiry.")
         return value
 
-    def _forget(self, *keys: ApiKey) -> None:
-        self.runtime.authenticator.forget_everywhere([k.key_hash for k in keys])
+    async def _forget(self, *keys: ApiKey) -> None:
+        await self.runtime.authenticator.forget_everywhere([k.key_hash for k in keys])
 
     # -- RPCs ------------------------------------------------------------------------------------
 
@@ -279,7 +279,7 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
         key = await update_key(
             self.runtime.sessions, request.id, changes, account_id=target.account_id, actor=who.key_id
         )
-        self._forget(key)
+        await self._forget(key)
         return keys_pb2.UpdateKeyResponse(key=api_key_message(key))
 
     async def RotateKey(self, request: keys_pb2.RotateKeyRequest, context: Any) -> keys_pb2.RotateKeyResponse:
@@ -301,7 +301,7 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
             account_id=target.account_id,
             actor=who.key_id,
         )
-        self._forget(rotation.old)
+        await self._forget(rotation.old)
         assert rotation.new.row is not None
         now = utcnow()
         return keys_pb2.RotateKeyResponse(
@@ -320,5 +320,5 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
                 "allowSelf", "This is the key making the request; set 'allowSelf' to true to revoke it."
             )
         key = await revoke_key(self.runtime.sessions, request.id, account_id=target.account_id, actor=who.key_id)
-        self._forget(key)
+        await self._forget(key)
         return keys_pb2.RevokeKeyResponse(key=api_key_message(key))
