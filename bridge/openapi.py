@@ -34,6 +34,8 @@ Field = Any
 OPENAPI_VERSION = "3.1.0"
 DESCRIPTOR_SET = "descriptors.binpb"
 ERROR_SCHEMA = "Error"
+# A path variable is one segment without a custom verb (bridge/routes.py's "segment" convertor).
+PATH_SEGMENT = "^[^/:]+$"
 _HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
 # Statuses a caller never sees on an operation's own path: 405 is about other methods, 499 means the
 # client went away before the answer.
@@ -383,12 +385,15 @@ def build_openapi(
         parameters: list[dict[str, Any]] = []
         for dotted in b.path_fields:
             field = _field_by_path(request_desc, dotted)
+            schema = schemas.scalar(field, "in") if field is not None else {"type": "string"}
+            if schema.get("type") == "string":
+                schema["pattern"] = PATH_SEGMENT  # what the bridge's route variables match
             parameters.append(
                 {
                     "name": dotted,
                     "in": "path",
                     "required": True,
-                    "schema": schemas.scalar(field, "in") if field is not None else {"type": "string"},
+                    "schema": schema,
                     **({"description": comments[field.full_name]} if field and field.full_name in comments else {}),
                 }
             )

@@ -84,11 +84,11 @@ def test_names_types_and_descriptions_follow_the_bridge(document: dict[str, Any]
     usage_params = {p["name"]: p for p in document["paths"]["/v1/usage"]["get"]["parameters"]}
     assert set(usage_params) == {"start_date", "end_date"} and usage_params["start_date"]["in"] == "query"
     get_process = document["paths"]["/v1/process/{id}"]["get"]
-    assert get_process["parameters"][0] | {"schema": None} == {
+    assert get_process["parameters"][0] == {
         "name": "id",
         "in": "path",
         "required": True,
-        "schema": None,
+        "schema": {"type": "string", "pattern": "^[^/:]+$"},
     }
     tags = {t["name"]: t.get("description", "") for t in document["tags"]}
     assert tags["ModelsService"] == "ModelsService lists the model catalogue."
