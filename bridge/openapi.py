@@ -385,15 +385,15 @@ def build_openapi(
         parameters: list[dict[str, Any]] = []
         for dotted in b.path_fields:
             field = _field_by_path(request_desc, dotted)
-            schema = schemas.scalar(field, "in") if field is not None else {"type": "string"}
-            if schema.get("type") == "string":
-                schema["pattern"] = PATH_SEGMENT  # what the bridge's route variables match
+            path_schema: dict[str, Any] = schemas.scalar(field, "in") if field is not None else {"type": "string"}
+            if path_schema.get("type") == "string":
+                path_schema["pattern"] = PATH_SEGMENT  # what the bridge's route variables match
             parameters.append(
                 {
                     "name": dotted,
                     "in": "path",
                     "required": True,
-                    "schema": schema,
+                    "schema": path_schema,
                     **({"description": comments[field.full_name]} if field and field.full_name in comments else {}),
                 }
             )
