@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from server.config import Settings, load_settings
+from server.config import Settings, load_settings, sized_for_workers
 from server.keys import SCOPES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
@@ -233,6 +233,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     else:
         asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    settings = sized_for_workers(settings, args.workers)
     if args.workers > 1:
         if not settings.redis_url:
             print(

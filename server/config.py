@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -149,6 +150,21 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         limiter_fail_open=bool(server.get("limiter_fail_open", False)),
         bridge_transport=_transport(server.get("bridge_transport", "local")),
     )
+
+
+def sized_for_workers(settings: Settings, workers: int, cpus: int | None = None) -> Settings:
+    """``settings`` for one of ``workers`` processes: each local (llama.cpp) model that does not
+    set ``threads`` itself gets ``cpus // workers`` threads (at least 1), so N workers together
+    use the machine's cores instead of N times them."""
+    cores = cpus or os.cpu_count() or 1
+    per_worker = max(1, cores // max(1, workers))
+    models = [
+        dataclasses.replace(m, options={**m.options, "threads": per_worker})
+        if m.backend == "local" and not m.options.get("threads")
+        else m
+        for m in settings.models
+    ]
+    return dataclasses.replace(settings, models=models)
 
 
 BRIDGE_TRANSPORTS = ("local", "grpc")

@@ -104,3 +104,16 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0  # SIGTERM shuts down cleanly
+
+
+def test_workers_share_the_cores_among_their_local_models() -> None:
+    import dataclasses
+
+    from server.config import load_settings, sized_for_workers
+
+    base = load_settings(env={})
+    local = next(m for m in base.models if m.backend == "local")
+    assert sized_for_workers(base, 2, cpus=8).model(local.id).options["threads"] == 4  # type: ignore[union-attr]
+    assert sized_for_workers(base, 16, cpus=8).model(local.id).options["threads"] == 1  # type: ignore[union-attr]
+    pinned = dataclasses.replace(base, models=[dataclasses.replace(local, options={"threads": 3})])
+    assert sized_for_workers(pinned, 2, cpus=8).models[0].options["threads"] == 3

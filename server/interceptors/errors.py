@@ -21,6 +21,7 @@ from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
 from server.ids import new_request_id
 from server.interceptors.base import Handler, is_api_method, is_stream
+from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
@@ -81,9 +82,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
             await abort_with_error(context, err, state)
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
-        except Exception:
-            log.exception("internal error in %s (request %s)", method_name, request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            await abort_with_error(context, _unexpected(exc, state), state)
         context.set_trailing_metadata(state.metadata())
         return result
 
@@ -97,10 +97,20 @@ class ErrorInterceptor(AsyncServerInterceptor):
             await abort_with_error(context, err, state)
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
-        except Exception:
-            log.exception("internal error in %s (request %s)", state.method, state.request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            await abort_with_error(context, _unexpected(exc, state), state)
         context.set_trailing_metadata(state.metadata())
+
+
+def _unexpected(exc: Exception, state: CallState) -> PlutosError:
+    """An exception that is not a :class:`PlutosError`: a store that stayed busy or unreachable is
+    a 503 to retry (logged without a traceback); anything else is a bug: ``internal_error``,
+    logged with its traceback. The caller never sees the exception's text."""
+    if is_transient(exc):
+        log.warning("store unavailable in %s (request %s): %r", state.method, state.request_id, exc)
+        return store_unavailable()
+    log.error("internal error in %s (request %s)", state.method, state.request_id, exc_info=exc)
+    return PlutosError("internal_error", "Internal server error.")
 
 
 def _incoming(context: Any) -> tuple[str, str | None]:

@@ -165,7 +165,14 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             # the model, e.g. an empty input, has no ledger entry).
             for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
                 entry.counts_as_request = 1 if n == 0 else 0
-            await self.runtime.writer.write(*rows)
+            refused = await self.runtime.writer.write(*rows)
+            if refused:  # the store kept a salvaged record for these items: they answer as failed
+                for gen, result in zip(gens, results, strict=True):
+                    if any(r.id == gen.id for r in refused if isinstance(r, ProcessRecord)):
+                        err = gen.not_stored_error()
+                        result.output = ""
+                        result.error.code = err.code
+                        result.error.message = err.message
             return processing_pb2.BatchResponse(
                 id=batch_id,
                 results=results,
