@@ -451,9 +451,9 @@ def create_app(
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
     the API's routes, under the same 404/405 envelope handlers."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
+    bindings = bindings_for_modules(modules or _default_modules())
     routes: list[BaseRoute] = [
-        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path)
-        for b in bindings_for_modules(modules or _default_modules())
+        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path) for b in bindings
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -480,6 +480,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
     app.state.bindings = api_routes
+    app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
         (method, route.path): route.endpoint
         for route in api_routes

@@ -28,6 +28,7 @@ from plutos.v1 import (
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
+from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
@@ -89,7 +90,10 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
 def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
     """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
     one entry per surface; the bridge mounts them after the API's routes."""
-    return []
+    return [
+        openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
+        docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
+    ]
 
 
 def build_grpc_server(

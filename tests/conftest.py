@@ -24,12 +24,19 @@ from server.store.database import create_engine
 from server.store.models import Base
 
 MODEL = "smollm2-135m-instruct"
+_IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failed test shows the output of the server processes it used (fixtures with ``diagnostics()``)."""
     report = yield
+    if report.skipped and _IN_CI and not hasattr(report, "wasxfail"):
+        # CI must never go green by skipping: a test that skips because a tool (Redis, Node, Go,
+        # grpcurl, chromium, ...) is missing fails there instead, with the skip's reason.
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true (a missing tool must be installed by the Makefile): {reason}"
     if report.failed:
         for value in getattr(item, "funcargs", {}).values():
             diagnostics = getattr(value, "diagnostics", None)

@@ -658,6 +658,19 @@ async def test_rest_stream_disconnect_closes_the_upstream_request(
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
+async def test_first_chunk_arrives_while_the_upstream_still_holds_the_rest(
+    client: httpx.AsyncClient, faults: FaultUpstream
+) -> None:
+    """The upstream sends one piece every 50 ms for 10 s: the client's first frame must come while
+    the upstream is still sending (a bridge or backend that buffered the stream fails this)."""
+    text = unique("first chunk early")
+    async with client.stream("POST", "/stream", json={"input": text, "model": "mock-drip"}) as r:
+        events = await sse_events(r, limit=1)
+        [call] = faults.calls_for(text)
+        assert call.outcome == "open"  # the upstream has not finished sending
+    assert [e for e, _ in events] == ["chunk"]
+
+
 async def test_rest_process_disconnect_closes_the_upstream_request(
     client: httpx.AsyncClient, up: RunningPlatform, faults: FaultUpstream, up_key: CreatedKey
 ) -> None:
