@@ -248,6 +248,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
         for proc in procs:
             proc.start()
+
+        # SIGTERM to the parent stops the workers too (each drains and exits on its own SIGTERM),
+        # so none is left behind serving the ports.
+        def stop_workers(*_: object) -> None:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+
+        signal.signal(signal.SIGTERM, stop_workers)
         print(f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
         try:
             for proc in procs:

@@ -59,6 +59,23 @@ class Settings:
     # How the REST bridge reaches the gRPC service: "local" calls its handlers (through the same
     # interceptors) in process; "grpc" goes over a loopback gRPC channel to the gRPC port.
     bridge_transport: str = "local"
+    # REST connections (bridge/http_protocol.py): request line + headers at most this many bytes
+    # and lines (else 431), complete within http_header_timeout seconds (else 408); a kept-alive
+    # connection idle for http_idle_timeout seconds is closed.
+    http_max_header_bytes: int = 32 * 1024
+    http_max_headers: int = 100
+    http_header_timeout: float = 10.0
+    http_idle_timeout: float = 5.0
+    # gRPC connections: the largest message accepted is max_body_bytes (as REST's body limit);
+    # keepalive pings every grpc_keepalive_time seconds, a connection that does not answer one
+    # within grpc_keepalive_timeout is closed; a connection idle (no call) for
+    # grpc_max_connection_idle seconds, or older than grpc_max_connection_age (then given
+    # grpc_max_connection_age_grace for its calls to finish), is closed.
+    grpc_keepalive_time: float = 60.0
+    grpc_keepalive_timeout: float = 20.0
+    grpc_max_connection_idle: float = 300.0
+    grpc_max_connection_age: float = 3600.0
+    grpc_max_connection_age_grace: float = 600.0
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -149,7 +166,21 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         raw=raw,
         limiter_fail_open=bool(server.get("limiter_fail_open", False)),
         bridge_transport=_transport(server.get("bridge_transport", "local")),
+        **{name: cast(server[name]) for name, cast in _CONNECTION_LIMITS.items() if name in server},
     )
+
+
+_CONNECTION_LIMITS: dict[str, type] = {
+    "http_max_header_bytes": int,
+    "http_max_headers": int,
+    "http_header_timeout": float,
+    "http_idle_timeout": float,
+    "grpc_keepalive_time": float,
+    "grpc_keepalive_timeout": float,
+    "grpc_max_connection_idle": float,
+    "grpc_max_connection_age": float,
+    "grpc_max_connection_age_grace": float,
+}
 
 
 def sized_for_workers(settings: Settings, workers: int, cpus: int | None = None) -> Settings:

@@ -20,13 +20,14 @@ from grpc_interceptor.server import AsyncServerInterceptor
 from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
 from server.ids import new_request_id
-from server.interceptors.base import Handler, is_api_method, is_stream
+from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DUPLICATE_AUTHORIZATION = "\x00duplicate"  # an impossible metadata value: sent more than once
 
 
 def status_for_error(err: PlutosError) -> status_pb2.Status:
@@ -74,6 +75,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         state.response_metadata["x-request-id"] = request_id
         current_call.set(state)
         try:
+            if request is MALFORMED_REQUEST:
+                raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
             response = method(request, context)
             if is_stream(response):
                 return self._stream(response, context, state)
@@ -120,6 +123,7 @@ def _incoming(context: Any) -> tuple[str, str | None]:
         if key == "x-request-id":
             if request_id is None and isinstance(value, str) and _REQUEST_ID_OK.match(value):
                 request_id = value
-        elif key == "authorization" and authorization is None and isinstance(value, str):
-            authorization = value
+        elif key == "authorization" and isinstance(value, str):
+            # More than one: ambiguous, refused by the auth interceptor (as a missing key is not).
+            authorization = value if authorization is None else DUPLICATE_AUTHORIZATION
     return request_id or new_request_id(), authorization

@@ -12,7 +12,7 @@ from plutos.v1 import processing_pb2, processing_pb2_grpc
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, caller
-from server.errors import PlutosError, invalid_parameter
+from server.errors import PlutosError, echo, invalid_parameter
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
@@ -35,7 +35,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         require_text(model_id, "model")
         spec, backend = self.runtime.catalogue.resolve(model_id)
         if not who.allows_model(model_id):
-            raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
+            raise PlutosError(
+                "permission_denied", f"This API key may not use model '{echo(model_id)}'.", {"model": model_id}
+            )
         return spec, backend
 
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
@@ -75,7 +77,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             record = await session.get(ProcessRecord, request.id)
         # Another account's record is indistinguishable from a missing one.
         if record is None or record.account_id != caller().account_id:
-            raise PlutosError("not_found", f"No processing result with id '{request.id}'.", {"id": request.id})
+            raise PlutosError("not_found", f"No processing result with id '{echo(request.id)}'.", {"id": request.id})
         return processing_pb2.GetProcessResponse(
             id=record.id,
             input=record.input,
@@ -130,24 +132,27 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     except PlutosError as err:
                         return err
 
-            try:
-                errors = await asyncio.gather(*(run_item(g) for g in gens))
-            except asyncio.CancelledError:
-                for gen in gens:
-                    gen.save_in_background("cancelled")
-                raise
-            elapsed = int((time.perf_counter() - started) * 1000)
-            rows: list[Any] = [
-                Batch(
+            def batch_row() -> Batch:
+                return Batch(
                     id=batch_id,
                     account_id=who.account_id,
                     key_id=who.key_id,
                     model=spec.id,
                     item_count=len(gens),
                     created_at=created_at,
-                    processing_time_ms=elapsed,
+                    processing_time_ms=int((time.perf_counter() - started) * 1000),
                 )
-            ]
+
+            try:
+                errors = await asyncio.gather(*(run_item(g) for g in gens))
+            except asyncio.CancelledError:
+                # The batch row with its items, in one write: no item points at a missing batch.
+                self.runtime.writer.submit(
+                    batch_row(), *(row for gen in gens if not gen.recorded for row in gen.rows("cancelled"))
+                )
+                raise
+            rows: list[Any] = [batch_row()]
+            elapsed = rows[0].processing_time_ms
             results = []
             total = processing_pb2.Usage()
             for gen, err in zip(gens, errors, strict=True):
