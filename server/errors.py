@@ -13,16 +13,19 @@ the same table to pick the HTTP status.
     permission_denied    PERMISSION_DENIED    403
     not_found            NOT_FOUND            404
     method_not_allowed   UNIMPLEMENTED        405 (REST only)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After) retryable
     insufficient_quota   RESOURCE_EXHAUSTED   429
     internal_error       INTERNAL             500
     not_implemented      UNIMPLEMENTED        501
-    upstream_error       UNKNOWN              502
-    service_unavailable  UNAVAILABLE          503
-    timeout              DEADLINE_EXCEEDED    504
+    upstream_error       UNKNOWN              502 retryable
+    service_unavailable  UNAVAILABLE          503 retryable
+    timeout              DEADLINE_EXCEEDED    504 retryable
     cancelled            CANCELLED            499 (client went away)
     headers_too_large    RESOURCE_EXHAUSTED   431 (REST only: request headers over the limit)
     request_timeout      DEADLINE_EXCEEDED    408 (REST only: headers not received in time)
+
+``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
+copy drifts).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class ErrorKind:
     code: str
     grpc_status: grpc.StatusCode
     http_status: int
+    # Whether a client should retry (with backoff, honouring Retry-After): the SDKs' retry rule,
+    # generated into each SDK with the rest of this table (scripts/gen_error_tables.py).
+    retryable: bool = False
 
 
 ERRORS: dict[str, ErrorKind] = {
@@ -52,13 +58,13 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
-        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
         ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501),
-        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502),
-        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503),
-        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, retryable=True),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, retryable=True),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, retryable=True),
         ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
         # REST only, answered by the HTTP server before a request reaches the API (bridge/http_protocol.py).
         ErrorKind("headers_too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 431),

@@ -18,7 +18,7 @@ import pytest
 from plutos.v1 import models_pb2_grpc, processing_pb2_grpc, usage_pb2_grpc, webhooks_pb2_grpc
 
 from server.app import RunningPlatform, start_platform
-from server.config import Settings, load_settings
+from server.config import Settings, load_settings, validate_tables
 from server.keys import CreatedKey, create_key
 from server.store.database import create_engine
 from server.store.models import Base
@@ -74,7 +74,7 @@ TEST_WEBHOOKS = {
 def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
     url = os.environ.get("PLUTOS_TEST_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'plutos.db'}"
     base = load_settings(env={})
-    raw = {**base.raw, "webhooks": {**base.raw.get("webhooks", {}), **TEST_WEBHOOKS}}
+    config = base.config.model_copy(update={"webhooks": validate_tables({"webhooks": TEST_WEBHOOKS}).webhooks})
     return dataclasses.replace(
         base,
         http_host="127.0.0.1",
@@ -84,7 +84,7 @@ def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
         database_url=url,
         # The REST tests run over either bridge transport: PLUTOS_TEST_BRIDGE_TRANSPORT=grpc (make
         # test-postgres) sends them through the loopback gRPC channel, the default calls in process.
-        **{"raw": raw, "bridge_transport": os.environ.get("PLUTOS_TEST_BRIDGE_TRANSPORT", "local"), **overrides},
+        **{"config": config, "bridge_transport": os.environ.get("PLUTOS_TEST_BRIDGE_TRANSPORT", "local"), **overrides},
     )
 
 

@@ -300,9 +300,8 @@ async def test_a_model_without_streaming_refuses_stream(client: httpx.AsyncClien
 
 
 def test_the_key_is_never_written_in_the_catalogue(tmp_path: Path) -> None:
-    spec = upstream_spec("m", "http://127.0.0.1:9/v1", "m", api_key="sk-in-clear")
     with pytest.raises(ValueError, match="api_key_env"):
-        Catalogue(dataclasses.replace(make_settings(tmp_path), models=[spec]))
+        upstream_spec("m", "http://127.0.0.1:9/v1", "m", api_key="sk-in-clear")
 
 
 def test_a_missing_key_variable_stops_start_up(tmp_path: Path) -> None:

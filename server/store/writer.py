@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session
 
 from server.errors import PlutosError
+from server.observability.metrics import COMMIT_BATCH, COMMIT_DURATION
 from server.store.database import sqlite_file_writer_engine
 from server.store.faults import is_transient, sqlite_busy, store_unavailable
 from server.store.models import Base
@@ -148,8 +149,11 @@ class RecordWriter:
     async def _commit_batch(self, batch: list[_Queued], inline: bool) -> None:
         """Commit the calls of ``batch`` together; if that fails for good, each call on its own,
         and a call that still fails with its bad rows replaced (see :meth:`add_salvage`)."""
+        started = time.perf_counter()
         try:
             await self._commit_retrying([row for rows, _ in batch for row in rows], inline)
+            COMMIT_DURATION.observe(time.perf_counter() - started)
+            COMMIT_BATCH.observe(len(batch))
         except Exception as exc:
             if is_transient(exc):  # the store stayed busy or away for the whole budget
                 log.error("writing %d calls' rows failed: the store stayed unavailable (%r)", len(batch), exc)
