@@ -45,9 +45,9 @@ Observe = Callable[[str, str, int, float], None]
 
 
 def _default_modules() -> list[ModuleType]:
-    from plutos.v1 import models_pb2, processing_pb2, usage_pb2, webhooks_pb2
+    from plutos.v1 import admin_pb2, keys_pb2, models_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
-    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2]
+    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
 
 
 class JsonResponse(Response):
@@ -486,8 +486,16 @@ def create_app(
     seconds)``, when given, is called once per API request with its route template and status."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
     bindings = bindings_for_modules(modules or _default_modules())
+    # One route per path, dispatching on the method (GET and POST /v1/process are two RPCs), so a
+    # 405 lists every method the path has in Allow.
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    names: dict[str, str] = {}
+    for b in bindings:
+        by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(b)
+        names.setdefault(b.route_path, b.grpc_path)
     routes: list[BaseRoute] = [
-        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path) for b in bindings
+        Route(path, _by_method(endpoints), methods=list(endpoints), name=names[path])
+        for path, endpoints in by_path.items()
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -519,12 +527,27 @@ def create_app(
     app.state.bindings = api_routes
     app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
-        (method, route.path): route.endpoint
-        for route in api_routes
-        if isinstance(route, Route) and not route.param_convertors
-        for method in route.methods or ()
+        (method, path): endpoint
+        for path, endpoints in by_path.items()
+        if "{" not in path
+        for method, endpoint in endpoints.items()
     }
     return FastRoutes(app, exact)
+
+
+async def _no_endpoint(request: Request) -> Any:  # pragma: no cover - the router filters methods
+    raise HTTPException(405)
+
+
+def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def dispatch(request: Request) -> Any:
+        # The router admitted the method: one of these, or HEAD (allowed with GET).
+        return await endpoints.get(request.method, endpoints.get("GET", _no_endpoint))(request)
+
+    return dispatch
 
 
 class FastRoutes:

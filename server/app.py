@@ -16,6 +16,10 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from plutos.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     processing_pb2,
@@ -42,6 +46,8 @@ from server.observability.logs import RequestLog, configure_logging, stop_loggin
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.runtime import Runtime
+from server.services.admin import AdminService
+from server.services.keys import KeysService
 from server.services.models import ModelsService
 from server.services.processing import ProcessingService
 from server.services.usage import UsageService
@@ -54,6 +60,8 @@ SERVICE_NAMES = [
     models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
+    keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 ]
 
 
@@ -111,6 +119,8 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         (models_pb2_grpc.add_ModelsServiceServicer_to_server, ModelsService(runtime)),
         (usage_pb2_grpc.add_UsageServiceServicer_to_server, UsageService(runtime)),
         (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
+        (keys_pb2_grpc.add_KeysServiceServicer_to_server, KeysService(runtime)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminService(runtime)),
     ]
     return chain, servicers
 
@@ -311,7 +321,7 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         flush=True,
     )
     host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
-    print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
+    print(f"[plutos] dashboard: {scheme}://{host}:{platform.http_port}/dashboard/", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

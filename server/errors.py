@@ -11,8 +11,10 @@ the same table to pick the HTTP status.
     input_too_long       INVALID_ARGUMENT     400
     invalid_api_key      UNAUTHENTICATED      401
     permission_denied    PERMISSION_DENIED    403
+    account_suspended    PERMISSION_DENIED    403 (the key's account is suspended by an operator)
     not_found            NOT_FOUND            404
     method_not_allowed   UNIMPLEMENTED        405 (REST only)
+    conflict             ABORTED              409 (the resource's state forbids it: e.g. rotating a revoked key)
     rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After) retryable
     insufficient_quota   RESOURCE_EXHAUSTED   429
     internal_error       INTERNAL             500
@@ -56,8 +58,10 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400),
         ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401),
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
+        ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
+        ErrorKind("conflict", grpc.StatusCode.ABORTED, 409),
         ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
@@ -78,6 +82,7 @@ CODE_FOR_GRPC_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAUTHENTICATED: "invalid_api_key",
     grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
     grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ABORTED: "conflict",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
     grpc.StatusCode.UNIMPLEMENTED: "not_implemented",
     grpc.StatusCode.UNAVAILABLE: "service_unavailable",

@@ -45,7 +45,7 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 def test_every_route_the_bridge_serves_is_described(platform: RunningPlatform, document: dict[str, Any]) -> None:
     app = platform.http_server.config.app.app  # FastRoutes → Starlette
     served = {
-        (method.lower(), re.sub(r"\{(\w+)\}", lambda m: "{" + m.group(1).replace("__", ".") + "}", route.path))
+        (method.lower(), re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: "{" + m.group(1).replace("__", ".") + "}", route.path))
         for route in app.state.bindings
         if isinstance(route, Route)
         for method in route.methods or ()

@@ -23,6 +23,7 @@ from ._base import (
     event_from_sse,
     path_segment,
     process_body,
+    tls_options,
     usage_params,
     webhook_body,
 )
@@ -55,6 +56,8 @@ class AsyncPlutosAI(BaseClient):
         max_retries: retries of rate-limited (429), 502/503/504 and failed-connection requests.
         default_headers: extra headers sent with every request.
         http_client: an ``httpx.AsyncClient`` to send requests with (it is not closed by ``aclose()``).
+        ca_file: PEM CA bundle to trust for HTTPS instead of the system's (e.g. a private CA).
+        client_cert: PEM client certificate file (with its key), or ``(cert_file, key_file)``.
 
     Use it as an async context manager, or call ``aclose()``, to release connections.
     """
@@ -69,6 +72,8 @@ class AsyncPlutosAI(BaseClient):
         *,
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        ca_file: str | None = None,
+        client_cert: str | tuple[str, str] | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -79,7 +84,9 @@ class AsyncPlutosAI(BaseClient):
             default_headers=default_headers,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        if http_client is None:
+            http_client = httpx.AsyncClient(**tls_options(ca_file, client_cert))
+        self._http = http_client
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- lifecycle --------------------------------------------------------------------------------
