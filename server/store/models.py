@@ -272,3 +272,12 @@ def new_row(cls: type[_Row], **values: Any) -> _Row:
 
 
 _configured = False
+
+
+def salvaged_record(record: ProcessRecord) -> ProcessRecord:
+    """What is stored when the store refuses a record (RecordWriter salvage): the same id, account,
+    model and token counts, marked failed with ``internal_error``, without the caller's text. Its
+    ledger entry is stored as usual: the tokens were used."""
+    values = {k: v for k, v in record.__dict__.items() if not k.startswith("_")}
+    values.update(input="", output="", options={}, status="failed", error_code="internal_error")
+    return new_row(ProcessRecord, **values)
