@@ -14,6 +14,7 @@ from server.limits import Limiter, create_limiter
 from server.services.response_cache import ResponseCache, create_response_cache
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
+from server.store.models import ProcessRecord, salvaged_record
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
 from server.webhooks import Webhooks
@@ -38,6 +39,7 @@ class Runtime:
         sessions = session_factory(engine)
         writer = RecordWriter(sessions)
         writer.add_hook(roll_up_usage)  # usage_daily, in the ledger's transaction (before webhooks)
+        writer.add_salvage(ProcessRecord, salvaged_record)
         return cls(
             settings=settings,
             engine=engine,
@@ -68,12 +70,14 @@ class Runtime:
             await self.catalogue.start()
         self.writer.start()
         await self.limiter.start()
+        self.authenticator.start()
         self.webhooks.start()
 
     async def close(self) -> None:
         await self.webhooks.close()
         await self.idempotency.close()
         await self.response_cache.close()
+        await self.authenticator.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

@@ -29,6 +29,10 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeNotImplemented   = "not_implemented"
 	CodeCancelled        = "cancelled"
+	// The operator suspended the key's account (403).
+	CodeAccountSuspended = "account_suspended"
+	// The resource's state forbids the call, e.g. rotating a key that is not active (409).
+	CodeConflict = "conflict"
 	// An Idempotency-Key sent again with a different request (422).
 	CodeIdempotencyKeyReused = "idempotency_key_reused"
 	// The first request with this Idempotency-Key is still running (409, with Retry-After).
@@ -52,6 +56,8 @@ var CodeStatus = map[string]int{
 	CodeMethodNotAllowed:      http.StatusMethodNotAllowed,
 	CodeNotImplemented:        http.StatusNotImplemented,
 	CodeCancelled:             499, // client closed request
+	CodeAccountSuspended:      http.StatusForbidden,
+	CodeConflict:              http.StatusConflict,
 	CodeIdempotencyKeyReused:  http.StatusUnprocessableEntity,
 	CodeIdempotencyInProgress: http.StatusConflict,
 }
@@ -144,6 +150,12 @@ func IsNotFound(err error) bool {
 	e, ok := asAPIError(err)
 	return ok && e.Status == http.StatusNotFound
 }
+
+// IsAccountSuspended reports a 403 account_suspended.
+func IsAccountSuspended(err error) bool { return hasCode(err, CodeAccountSuspended) }
+
+// IsConflict reports a 409 conflict (e.g. rotating a key that is not active).
+func IsConflict(err error) bool { return hasCode(err, CodeConflict) }
 
 // IsInvalidParameters reports a 400 invalid_parameters.
 func IsInvalidParameters(err error) bool { return hasCode(err, CodeInvalidParameters) }

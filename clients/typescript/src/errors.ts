@@ -10,7 +10,9 @@
 //       │   └── InputTooLongError        input_too_long
 //       ├── AuthenticationError      401 invalid_api_key
 //       ├── PermissionDeniedError    403 permission_denied
+//       │   └── AccountSuspendedError    account_suspended (the operator suspended the account)
 //       ├── NotFoundError            404 not_found
+//       ├── ConflictError            409 conflict (e.g. rotating a key that is not active)
 //       ├── IdempotencyInProgressError 409 idempotency_in_progress (retried after retryAfter)
 //       ├── IdempotencyKeyReusedError  422 idempotency_key_reused
 //       ├── RateLimitError           429 rate_limit_exceeded (retryAfter, seconds)
@@ -90,7 +92,9 @@ export class InvalidModelError extends BadRequestError {}
 export class InputTooLongError extends BadRequestError {}
 export class AuthenticationError extends APIError {}
 export class PermissionDeniedError extends APIError {}
+export class AccountSuspendedError extends PermissionDeniedError {}
 export class NotFoundError extends APIError {}
+export class ConflictError extends APIError {}
 /** The first request with this Idempotency-Key is still running; retried after `retryAfter`. */
 export class IdempotencyInProgressError extends APIError {}
 /** The Idempotency-Key was already used with a different request. */
@@ -111,7 +115,9 @@ const CLASS_FOR_CODE: Partial<Record<ErrorCode, APIErrorClass>> = {
   input_too_long: InputTooLongError,
   invalid_api_key: AuthenticationError,
   permission_denied: PermissionDeniedError,
+  account_suspended: AccountSuspendedError,
   not_found: NotFoundError,
+  conflict: ConflictError,
   rate_limit_exceeded: RateLimitError,
   insufficient_quota: InsufficientQuotaError,
   internal_error: InternalServerError,
@@ -142,6 +148,8 @@ function classForStatus(status: number): APIErrorClass {
       return PermissionDeniedError;
     case 404:
       return NotFoundError;
+    case 409:
+      return ConflictError;
     case 429:
       return RateLimitError;
     case 502:
