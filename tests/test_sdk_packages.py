@@ -113,7 +113,8 @@ try {
   const tokens: number = result.usage.totalTokens;
   const created: string = result.createdAt;
   const requestId: string | undefined = result._requestId;
-  console.log(id.startsWith('proc_'), ms >= 0 && tokens > 0 && created.endsWith('Z'), requestId?.startsWith('req_'), result.output);
+  const sane = ms >= 0 && tokens > 0 && created.endsWith('Z');
+  console.log(id.startsWith('proc_'), sane, requestId?.startsWith('req_'), result.output);
 } catch (error) {
   if (error instanceof PlutosError) {
     console.error('failed:', error.code, error.message, error.requestId);
