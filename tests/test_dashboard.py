@@ -176,6 +176,9 @@ async def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(page: Page, origi
     assert await page.evaluate("document.cookie") == ""
     assert await page.evaluate("sessionStorage.getItem('plutos.apiKey')") == user.secret
     await expect(page.locator(".card-value").first).to_have_text("0")
+    quota = page.get_by_role("meter", name="Monthly token quota used")
+    await expect(quota).to_have_attribute("aria-valuenow", "0.0")
+    await expect(page.get_by_text("0 of 1,000,000,000 tokens used")).to_be_visible()
     await shot(page, "overview")
 
     await page.get_by_role("button", name="Sign out").click()

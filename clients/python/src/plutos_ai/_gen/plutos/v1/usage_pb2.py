@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0fGetUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"a\n\x0bUsagePeriod\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x0bUsageTotals\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\x12\x46\n\x11requests_by_model\x18\x04 \x03(\x0b\x32+.plutos.v1.UsageTotals.RequestsByModelEntry\x1a\x36\n\x14RequestsByModelEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"_\n\x0bUsageLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11requests_per_hour\x18\x02 \x01(\x05\x12\x18\n\x10requests_per_day\x18\x03 \x01(\x05\"\x89\x01\n\x10GetUsageResponse\x12&\n\x06period\x18\x01 \x01(\x0b\x32\x16.plutos.v1.UsagePeriod\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.plutos.v1.UsageTotals\x12&\n\x06limits\x18\x03 \x01(\x0b\x32\x16.plutos.v1.UsageLimits2f\n\x0cUsageService\x12V\n\x08GetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usageB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0fGetUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"a\n\x0bUsagePeriod\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcf\x01\n\x0bUsageTotals\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\x12\x46\n\x11requests_by_model\x18\x04 \x03(\x0b\x32+.plutos.v1.UsageTotals.RequestsByModelEntry\x1a\x36\n\x14RequestsByModelEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"w\n\x0bUsageLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11requests_per_hour\x18\x02 \x01(\x05\x12\x18\n\x10requests_per_day\x18\x03 \x01(\x05\x12\x16\n\x0emonthly_tokens\x18\x04 \x01(\x03\"\x89\x01\n\x10GetUsageResponse\x12&\n\x06period\x18\x01 \x01(\x0b\x32\x16.plutos.v1.UsagePeriod\x12%\n\x05usage\x18\x02 \x01(\x0b\x32\x16.plutos.v1.UsageTotals\x12&\n\x06limits\x18\x03 \x01(\x0b\x32\x16.plutos.v1.UsageLimits2f\n\x0cUsageService\x12V\n\x08GetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usageB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,9 +47,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_start=409
   _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_end=463
   _globals['_USAGELIMITS']._serialized_start=465
-  _globals['_USAGELIMITS']._serialized_end=560
-  _globals['_GETUSAGERESPONSE']._serialized_start=563
-  _globals['_GETUSAGERESPONSE']._serialized_end=700
-  _globals['_USAGESERVICE']._serialized_start=702
-  _globals['_USAGESERVICE']._serialized_end=804
+  _globals['_USAGELIMITS']._serialized_end=584
+  _globals['_GETUSAGERESPONSE']._serialized_start=587
+  _globals['_GETUSAGERESPONSE']._serialized_end=724
+  _globals['_USAGESERVICE']._serialized_start=726
+  _globals['_USAGESERVICE']._serialized_end=828
 # @@protoc_insertion_point(module_scope)
