@@ -34,7 +34,10 @@ $(TOOLS)/grpcurl:
 	@if command -v go >/dev/null; then echo "==> installing grpcurl"; GOBIN=$(CURDIR)/$(TOOLS) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3; \
 	else echo "go not found: skipping grpcurl"; fi
 
+# protoc (Debian's protobuf-compiler) for buf.gen.yaml's built-in generators (scripts/buf.sh generate).
 tools: $(TOOLS)/grpcurl
+	@command -v protoc >/dev/null || { echo "==> installing protobuf-compiler with apt-get"; \
+	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq protobuf-compiler >/dev/null; }
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
@@ -56,6 +59,7 @@ sdk-deps: $(SDK_STAMP)
 
 # Regenerate every SDK's stubs from protos/ (pinned plugin versions).
 clients: $(SDK_STAMP) protos
+	$(PY) scripts/gen_error_tables.py
 	$(PY) clients/python/scripts/gen.py
 	cd clients/typescript && PYTHON=$(CURDIR)/$(PY) npm run gen
 	cd clients/go && PYTHON=$(CURDIR)/$(PY) ./gen.sh

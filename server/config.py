@@ -29,6 +29,7 @@ before validation (kept for old readers; new code reads ``settings.config``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -126,6 +127,47 @@ class ServerTable(Table):
     # "local": the bridge calls the handlers in process; "grpc": over a loopback gRPC channel.
     bridge_transport: BridgeTransport = "local"
     sse_keepalive_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # Operations (server/observability; docs/operations.md).
+    log_format: Literal["text", "json"] = "text"  # stderr: readable lines or one JSON object per line
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True  # one line per request (never the key)
+    log_bodies: bool = False  # the request line also carries the input and output
+    metrics_enabled: bool = True  # GET /metrics and the hot-path counters
+    metrics_port: Port = 0  # > 0: /metrics, /health, /ready on this port instead of http_port
+    drain_seconds: Annotated[float, Field(ge=0)] = 30.0  # SIGTERM: how long calls in flight may finish
+    drain_delay_seconds: Annotated[float, Field(ge=0)] = 0.0  # SIGTERM: not ready this long before closing ports
+    tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
+    tls_key_file: str = ""  # PEM private key of tls_cert_file
+    tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
+    # Connections (bridge/http_protocol.py, server/app.py grpc_options; docs/security.md).
+    http_max_header_bytes: Annotated[int, Field(ge=1024)] = 32768  # request line + headers, else 431
+    http_max_headers: Annotated[int, Field(ge=1)] = 100  # header lines per request, else 431
+    http_header_timeout: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive in time, else 408
+    http_idle_timeout: Annotated[float, Field(gt=0)] = 5.0  # a kept-alive connection without a request closes
+    grpc_keepalive_time: Annotated[float, Field(gt=0)] = 60.0  # seconds between the server's pings
+    grpc_keepalive_timeout: Annotated[float, Field(gt=0)] = 20.0  # a ping unanswered this long closes
+    grpc_max_connection_idle: Annotated[float, Field(gt=0)] = 300.0  # no call this long: closed
+    grpc_max_connection_age: Annotated[float, Field(gt=0)] = 3600.0  # a connection's longest life
+    grpc_max_connection_age_grace: Annotated[float, Field(ge=0)] = 600.0  # for its calls, after that age
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return (
+            value.strip().upper()
+            if value.strip().upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+            else value.strip().lower()
+        )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerTable:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -307,6 +349,18 @@ class Settings:
     bridge_transport: str = "local"
     # The validated configuration (every table); new settings are read from here.
     config: ConfigFile = field(default_factory=ConfigFile)
+    # Operations (server/observability): ServerTable has each one's meaning.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+    log_bodies: bool = False
+    metrics_enabled: bool = True
+    metrics_port: int = 0
+    drain_seconds: float = 30.0
+    drain_delay_seconds: float = 0.0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -431,6 +485,17 @@ def settings_from_config(config: ConfigFile, raw: dict[str, Any] | None = None) 
         limiter_fail_open=s.limiter_fail_open,
         bridge_transport=s.bridge_transport,
         config=config,
+        log_format=s.log_format,
+        log_level=s.log_level,
+        access_log=s.access_log,
+        log_bodies=s.log_bodies,
+        metrics_enabled=s.metrics_enabled,
+        metrics_port=s.metrics_port,
+        drain_seconds=s.drain_seconds,
+        drain_delay_seconds=s.drain_delay_seconds,
+        tls_cert_file=s.tls_cert_file,
+        tls_key_file=s.tls_key_file,
+        tls_client_ca_file=s.tls_client_ca_file,
     )
 
 
@@ -502,3 +567,18 @@ def _what(error: Any) -> str:
         return f"expected {word}, got {error['input']!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return message
+
+
+def sized_for_workers(settings: Settings, workers: int, cpus: int | None = None) -> Settings:
+    """``settings`` for one of ``workers`` processes: each local (llama.cpp) model that does not
+    set ``threads`` itself gets ``cpus // workers`` threads (at least 1), so N workers together
+    use the machine's cores instead of N times them."""
+    cores = cpus or os.cpu_count() or 1
+    per_worker = max(1, cores // max(1, workers))
+    models = [
+        dataclasses.replace(m, options={**m.options, "threads": per_worker})
+        if m.backend == "local" and not m.options.get("threads")
+        else m
+        for m in settings.models
+    ]
+    return dataclasses.replace(settings, models=models)

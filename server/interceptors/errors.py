@@ -7,8 +7,10 @@ code, anything unexpected as ``internal_error`` (logged with its traceback, neve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,12 +22,23 @@ from grpc_interceptor.server import AsyncServerInterceptor
 from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
 from server.ids import new_request_id
-from server.interceptors.base import Handler, is_api_method, is_stream
+from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
+from server.observability.logs import RequestLog
+from server.observability.metrics import (
+    REQUESTS,
+    STREAM_FIRST_MESSAGE,
+    STREAM_MESSAGES,
+    STREAMS_CANCELLED,
+    STREAMS_OPEN,
+    model_label,
+)
+from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DUPLICATE_AUTHORIZATION = "\x00duplicate"  # an impossible metadata value: sent more than once
 
 
 def status_for_error(err: PlutosError) -> status_pb2.Status:
@@ -64,43 +77,104 @@ async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: Plu
 
 
 class ErrorInterceptor(AsyncServerInterceptor):
+    """Also where every plutos.v1 call is measured once (request counter and latency histogram,
+    stream gauges) and gets its request log line; both are off when not given."""
+
+    def __init__(self, *, request_log: RequestLog | None = None, metrics: bool = True) -> None:
+        self._log = request_log
+        self._metrics = REQUESTS if metrics else None
+
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if not is_api_method(method_name):
             response = method(request, context)
             return response if is_stream(response) else await response
+        started = time.perf_counter()
         request_id, authorization = _incoming(context)
         state = CallState(request_id=request_id, method=method_name, authorization=authorization)
         state.response_metadata["x-request-id"] = request_id
         current_call.set(state)
+        model = model_label(getattr(request, "model", ""))
+        code = "UNKNOWN"
         try:
+            if request is MALFORMED_REQUEST:
+                raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
             response = method(request, context)
             if is_stream(response):
-                return self._stream(response, context, state)
+                code = ""  # measured when the stream ends
+                return self._stream(response, context, state, model, started, request)
             result = await response
+            code = "OK"
         except PlutosError as err:
+            code, state.error_code = err.kind.grpc_status.name, err.code
             await abort_with_error(context, err, state)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
-        except Exception:
-            log.exception("internal error in %s (request %s)", method_name, request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            mapped = _unexpected(exc, state)
+            code, state.error_code = mapped.kind.grpc_status.name, mapped.code
+            await abort_with_error(context, mapped, state)
+        finally:
+            if code:
+                self._done(state, method_name, model, code, started, request)
         context.set_trailing_metadata(state.metadata())
         return result
 
-    async def _stream(self, response: AsyncIterator[Any], context: Any, state: CallState) -> AsyncIterator[Any]:
+    def _done(self, state: CallState, method_name: str, model: str, code: str, started: float, request: Any) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(method_name, code, model, time.perf_counter() - started)
+        if self._log is not None:
+            self._log.write(state, method_name, model, code, started, request)
+
+    async def _stream(
+        self, response: AsyncIterator[Any], context: Any, state: CallState, model: str, started: float, request: Any
+    ) -> AsyncIterator[Any]:
+        metrics = self._metrics is not None
+        if metrics:
+            STREAMS_OPEN.inc()
+        sent = 0
+        code = "CANCELLED"  # unless it ends otherwise: the client went away (or the server stopped it)
         try:
             async for message in response:
                 if not state.initial_metadata_sent:
                     await state.send_initial_metadata(context)
+                if metrics and sent == 0:
+                    STREAM_FIRST_MESSAGE.labels(model).observe(time.perf_counter() - started)
+                sent += 1
                 yield message
+            code = "OK"
         except PlutosError as err:
+            code, state.error_code = err.kind.grpc_status.name, err.code
             await abort_with_error(context, err, state)
         except (grpc.aio.AbortError, grpc.RpcError):
+            code = "UNKNOWN"
             raise
-        except Exception:
-            log.exception("internal error in %s (request %s)", state.method, state.request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            mapped = _unexpected(exc, state)
+            code, state.error_code = mapped.kind.grpc_status.name, mapped.code
+            await abort_with_error(context, mapped, state)
+        finally:
+            if metrics:
+                STREAMS_OPEN.dec()
+                if sent:
+                    STREAM_MESSAGES.labels(model).inc(sent)
+                if code == "CANCELLED":
+                    STREAMS_CANCELLED.labels(model).inc()
+            self._done(state, state.method, model, code, started, request)
         context.set_trailing_metadata(state.metadata())
+
+
+def _unexpected(exc: Exception, state: CallState) -> PlutosError:
+    """An exception that is not a :class:`PlutosError`: a store that stayed busy or unreachable is
+    a 503 to retry (logged without a traceback); anything else is a bug: ``internal_error``,
+    logged with its traceback. The caller never sees the exception's text."""
+    if is_transient(exc):
+        log.warning("store unavailable in %s (request %s): %r", state.method, state.request_id, exc)
+        return store_unavailable()
+    log.error("internal error in %s (request %s)", state.method, state.request_id, exc_info=exc)
+    return PlutosError("internal_error", "Internal server error.")
 
 
 def _incoming(context: Any) -> tuple[str, str | None]:
@@ -110,6 +184,7 @@ def _incoming(context: Any) -> tuple[str, str | None]:
         if key == "x-request-id":
             if request_id is None and isinstance(value, str) and _REQUEST_ID_OK.match(value):
                 request_id = value
-        elif key == "authorization" and authorization is None and isinstance(value, str):
-            authorization = value
+        elif key == "authorization" and isinstance(value, str):
+            # More than one: ambiguous, refused by the auth interceptor (as a missing key is not).
+            authorization = value if authorization is None else DUPLICATE_AUTHORIZATION
     return request_id or new_request_id(), authorization

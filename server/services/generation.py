@@ -17,7 +17,9 @@ from plutos.v1 import processing_pb2
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.config import ModelSpec
 from server.context import Caller, current_call
+from server.errors import PlutosError
 from server.ids import new_id
+from server.observability.metrics import count_usage
 from server.runtime import Runtime
 from server.services.options import options_to_record
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -126,8 +128,16 @@ class Generation:
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced
-            if self.call is not None:
-                self.call.tokens_used += s.prompt_tokens + s.completion_tokens
+            cost_units = cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens)
+            call = self.call
+            if call is not None:
+                call.tokens_used += s.prompt_tokens + s.completion_tokens
+                call.prompt_tokens += s.prompt_tokens
+                call.completion_tokens += s.completion_tokens
+                call.cost_units += cost_units
+                if self.runtime.settings.log_bodies:
+                    call.output = s.text
+            count_usage(self.spec.id, s.prompt_tokens, s.completion_tokens, cost_units / COST_UNITS_PER_USD)
             rows.append(
                 new_row(
                     LedgerEntry,
@@ -137,7 +147,7 @@ class Generation:
                     model=self.spec.id,
                     prompt_tokens=s.prompt_tokens,
                     completion_tokens=s.completion_tokens,
-                    cost_units=cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens),
+                    cost_units=cost_units,
                     counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
                     created_at=self.created_at,
                 )
@@ -145,7 +155,19 @@ class Generation:
         return rows
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
-        await self.runtime.writer.write(*self.rows(status, error_code))
+        """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
+        the store refused the record and kept its salvaged form (failed, billed, no text), so the
+        answer matches what ``GET /v1/process/{id}`` shows."""
+        refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if refused:
+            raise self.not_stored_error()
+
+    def not_stored_error(self) -> PlutosError:
+        return PlutosError(
+            "internal_error",
+            "The result could not be stored; it is recorded as failed (its tokens are billed).",
+            {"id": self.id},
+        )
 
     def save_in_background(self, status: str, error_code: str | None = None) -> None:
         """For paths where the caller is gone (cancellation): queue the write, do not wait."""
