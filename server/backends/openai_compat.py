@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import os
 import random
 import re
@@ -437,10 +438,14 @@ class OpenAICompatibleBackend(Backend):
 
     @staticmethod
     def _apply_usage(usage: dict[str, Any], state: GenerationState) -> None:
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and prompt >= 0:
+        """The upstream's token counts where they are whole, non-negative numbers (anything else
+        keeps the gateway's own count). Counts beyond what the request could use are bounded
+        when billed (:meth:`server.services.generation.Generation.bound_usage`)."""
+        prompt = _token_count(usage.get("prompt_tokens"))
+        completion = _token_count(usage.get("completion_tokens"))
+        if prompt is not None:
             state.prompt_tokens = prompt
-        if isinstance(completion, int) and completion >= 0:
+        if completion is not None:
             state.completion_tokens = completion
 
     def _json_many(self, datas: list[bytes], request_id: str | None) -> Iterable[dict[str, Any]]:
@@ -482,11 +487,13 @@ class OpenAICompatibleBackend(Backend):
     def _unavailable(
         self, message: str, status: int | None = None, request_id: str | None = None, retry_after: float | None = None
     ) -> PlutosError:
+        cap = self.config.max_retry_after
         return PlutosError(
             "service_unavailable",
             message,
             self._details(status, request_id),
-            retry_after=None if retry_after is None else max(1, round(retry_after)),
+            # What the caller is told to wait: the upstream's figure, at most max_retry_after.
+            retry_after=None if retry_after is None else max(1, math.ceil(min(retry_after, cap))),
         )
 
     def _timeout(self) -> PlutosError:
@@ -495,19 +502,35 @@ class OpenAICompatibleBackend(Backend):
         )
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,30}")
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    """``Retry-After`` as seconds, per RFC 9110 §10.2.3: ``delay-seconds`` (digits only) or an
+    HTTP date. Anything else (``inf``, ``nan``, ``-5``, ``1e9``, ``abc``, a malformed date) is
+    invalid and ignored: None. Finite, never negative; callers cap it (``max_retry_after``)."""
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(int(value))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _token_count(value: Any) -> int | None:
+    """A token count from an upstream's JSON: a non-negative integer (``12`` or ``12.0``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+        return int(value)
+    return None
 
 
 def _note_failure(state: GenerationState, exc: BaseException) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,16 @@ from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
+
+log = logging.getLogger("plutos.processing")
+
+
+INT32_MAX = 2**31 - 1
+
+
+def int32(value: int) -> int:
+    """``value`` held to a protobuf int32 field's range (0 to 2**31 - 1 for counts and durations)."""
+    return min(max(int(value), 0), INT32_MAX)
 
 
 def call_deadline(context: Any) -> float | None:
@@ -57,6 +68,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             except PlutosError as err:
                 await gen.save("failed", err.code)
                 raise
+            except Exception:
+                # A bug, not the caller's fault: what the model did is still stored and billed.
+                await gen.save("failed", "internal_error")
+                raise
             await gen.save()
             return processing_pb2.ProcessResponse(
                 id=gen.id,
@@ -82,13 +97,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             output=record.output,
             model=record.model,
             options=options_from_record(record.options),
+            # int32 fields: a count no request can reach (stored before usage was bounded) is
+            # shown at the field's limit rather than making the record unreadable.
             usage=processing_pb2.Usage(
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                total_tokens=record.prompt_tokens + record.completion_tokens,
+                prompt_tokens=int32(record.prompt_tokens),
+                completion_tokens=int32(record.completion_tokens),
+                total_tokens=int32(record.prompt_tokens + record.completion_tokens),
             ),
             created_at=timestamp(record.created_at),
-            processing_time=record.processing_time_ms,
+            processing_time=int32(record.processing_time_ms),
             status=record.status,
         )
 
@@ -129,6 +146,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         return None
                     except PlutosError as err:
                         return err
+                    except Exception:
+                        # One item's bug stays that item's: the others are answered, stored and billed.
+                        log.exception("batch %s item %s failed", batch_id, gen.batch_index)
+                        return PlutosError("internal_error", "Internal server error.")
 
             try:
                 errors = await asyncio.gather(*(run_item(g) for g in gens))
@@ -194,6 +215,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 status = "completed"
             except PlutosError as err:
                 status, error_code = "failed", err.code
+                raise
+            except Exception:
+                status, error_code = "failed", "internal_error"
                 raise
             finally:
                 if status != "completed":
