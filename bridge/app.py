@@ -36,6 +36,7 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
 

@@ -253,9 +253,9 @@ class FaultUpstream:
 
 def frame_event(data: str, framing: str = "lf") -> bytes:
     """One SSE event carrying ``data``, framed as ``framing`` (see :class:`Fault`)."""
-    if framing == "split-data" and len(data) > 1:
-        half = len(data) // 2  # the two lines' data join with "\n": JSON takes it as whitespace
-        cut = data.rfind(",", 0, half) + 1 or half
+    if framing == "split-data" and "," in data:
+        # Two data lines, cut after a comma: they join with "\n", which JSON takes as whitespace.
+        cut = data.index(",") + 1
         lines = [f"data: {data[:cut]}", f"data:{data[cut:]}"]
     elif framing == "fields":
         lines = [": a comment", "event: message", "id: 7", "retry: 1000", f"data: {data}"]

@@ -77,7 +77,7 @@ async def up(
 
 @pytest.fixture(scope="module")
 async def key(up: RunningPlatform) -> CreatedKey:
-    return await new_key(up, plan="free", name="fault-tests")
+    return await new_key(up, name="fault-tests")  # enterprise: these tests are not about limits
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,17 @@ def envelope(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     error: dict[str, Any] = r.json()["error"]
     assert error["code"] == code, error
     return error
+
+
+def retry_info(err: grpc.aio.AioRpcError) -> int | None:
+    """The seconds of the error's ``RetryInfo`` detail, None without one."""
+    status = status_pb2.Status.FromString(dict(tuple(err.trailing_metadata()))["grpc-status-details-bin"])
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return int(info.retry_delay.seconds)
+    return None
 
 
 def sse(body: str) -> list[tuple[str, str]]:
@@ -167,14 +178,7 @@ async def test_retry_after_over_grpc(faults: FaultUpstream, key: CreatedKey, stu
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Process(processing_pb2.ProcessRequest(input=text, model="script"), metadata=md)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        status = status_pb2.Status.FromString(dict(tuple(info.value.trailing_metadata()))["grpc-status-details-bin"])
-        retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
-        if expected is None:
-            assert retry == []
-        else:
-            info_msg = error_details_pb2.RetryInfo()
-            retry[0].Unpack(info_msg)
-            assert info_msg.retry_delay.seconds == expected
+        assert retry_info(info.value) == expected
 
 
 async def test_a_stream_with_an_invalid_retry_after_fails_and_is_stored_as_failed(
@@ -182,7 +186,8 @@ async def test_a_stream_with_an_invalid_retry_after_fails_and_is_stored_as_faile
 ) -> None:
     text = faults.script(unique(), Fault(status=429, headers={"retry-after": "inf"}))
     r = await client.post("/stream", json={"input": text, "model": "script"})
-    assert "internal_error" not in r.text
+    envelope(r, 503, "service_unavailable")
+    assert "retry-after" not in r.headers
     record, _ = await stored(up, text)
     assert (record.status, record.error_code) == ("failed", "service_unavailable")
 
@@ -303,3 +308,97 @@ async def test_a_stored_record_beyond_int32_is_still_readable(
     got = await client.get(f"/process/{record_id}")
     assert got.status_code == 200, got.text
     assert got.json()["usage"] == {"promptTokens": 2**31 - 1, "completionTokens": 5, "totalTokens": 2**31 - 1}
+
+
+# -- 3. a stream's status and headers wait for its first message (or its error) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        (Fault(status=429, headers={"retry-after": "7"}), 503, "service_unavailable"),
+        (Fault(status=500), 502, "upstream_error"),
+        (Fault(status=401), 502, "upstream_error"),
+    ],
+)
+async def test_an_upstream_error_before_the_first_chunk_is_a_plain_error_response(
+    up: RunningPlatform, faults: FaultUpstream, client: httpx.AsyncClient, fault: Fault, status: int, code: str
+) -> None:
+    text = faults.script(unique(), fault)
+    r = await client.post("/stream", json={"input": text, "model": "script"})
+    assert r.headers["content-type"].startswith("application/json"), r.text
+    envelope(r, status, code)
+    if fault.status == 429:
+        assert r.headers["retry-after"] == "7"
+    record, _ = await stored(up, text)
+    assert (record.status, record.error_code) == ("failed", code)
+    assert r.headers["x-process-id"] == record.id  # the failed call's record can be looked up
+
+
+async def test_a_grpc_stream_failing_before_its_first_message_has_its_status(
+    faults: FaultUpstream, key: CreatedKey, stub: Any
+) -> None:
+    text = faults.script(unique(), Fault(status=429, headers={"retry-after": "7"}))
+    call = stub.Stream(
+        processing_pb2.StreamRequest(input=text, model="script"), metadata=(("authorization", f"Bearer {key.secret}"),)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert retry_info(info.value) == 7
+
+
+# -- 13. a stream's record id up front ---------------------------------------------------------------
+
+
+async def test_the_record_id_comes_first(
+    faults: FaultUpstream, key: CreatedKey, client: httpx.AsyncClient, stub: Any
+) -> None:
+    r = await client.post("/stream", json={"input": unique(), "model": "script"})
+    assert r.status_code == 200
+    complete = [data for name, data in sse(r.text) if name == "complete"]
+    assert r.headers["x-process-id"] in complete[0]
+    r = await client.post("/process", json={"input": unique(), "model": "script"})
+    assert r.headers["x-process-id"] == r.json()["id"]
+    call = stub.Stream(
+        processing_pb2.StreamRequest(input=unique(), model="script"),
+        metadata=(("authorization", f"Bearer {key.secret}"),),
+    )
+    initial = dict(tuple(await call.initial_metadata()))
+    messages = [m async for m in call]
+    assert initial["x-process-id"] == messages[-1].complete.id
+
+
+# -- 4. the answer read by its content type; SSE parsed by the standard's rules ----------------------
+
+
+@pytest.mark.parametrize("framing", ["lf", "crlf", "cr", "split-data", "fields"])
+@pytest.mark.parametrize("byte_chunks", [0, 1, 7])
+async def test_every_valid_sse_framing_is_read(
+    up: RunningPlatform, faults: FaultUpstream, client: httpx.AsyncClient, framing: str, byte_chunks: int
+) -> None:
+    usage = {"prompt_tokens": 9, "completion_tokens": 4}
+    pieces = ["caf\u00e9", " \U0001f389", " ok"]
+    text = faults.script(unique(), Fault(framing=framing, byte_chunks=byte_chunks, usage=usage, pieces=pieces))
+    r = await client.post("/process", json={"input": text, "model": "script"})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == "".join(pieces)
+    assert r.json()["usage"]["completionTokens"] == 4
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+async def test_a_json_answer_to_a_streaming_request(
+    up: RunningPlatform, faults: FaultUpstream, client: httpx.AsyncClient, content_type: str
+) -> None:
+    usage = {"prompt_tokens": 9, "completion_tokens": 4}
+    text = faults.script(unique(), Fault(as_json=True, content_type=content_type, usage=usage))
+    r = await client.post("/process", json={"input": text, "model": "script"})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == "".join(MOCK_TEXT) and r.json()["usage"]["completionTokens"] == 4
+    text = faults.script(unique(), Fault(as_json=True, content_type=content_type, usage=usage))
+    r = await client.post("/stream", json={"input": text, "model": "script"})
+    events = sse(r.text)
+    assert [name for name, _ in events] == ["chunk", "complete"], r.text
+    record, _ = await stored(up, text)
+    assert record.status == "completed" and record.output == "".join(MOCK_TEXT)

@@ -60,6 +60,8 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         with self.runtime.writer.expect():
             gen = self._generation(request, "process", context)
             await gen.prepare()
+            # From here on a record is stored whatever happens: its id goes out as x-process-id.
+            call_state().response_metadata["x-process-id"] = gen.id
             try:
                 await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
             except asyncio.CancelledError:
@@ -203,8 +205,12 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if not gen.spec.supports_streaming:
                 raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
             await gen.prepare()
-            # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
-            await call_state().send_initial_metadata(context)
+            # From here on a record is stored whatever happens. Its id goes out up front
+            # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
+            call_state().response_metadata["x-process-id"] = gen.id
+            # The response's headers (initial metadata) leave with the first message, once it is
+            # known: an error before it (an upstream's 429 or 500) is then a plain error status —
+            # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.
             status, error_code = "cancelled", None
             try:
                 # A cancelled call closes the backend's stream (and an upstream request) at once.
