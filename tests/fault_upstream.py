@@ -70,6 +70,7 @@ class Fault:
     framing: str = "lf"
     byte_chunks: int = 0
     finish_reason: str = "stop"
+    pause: float = 0.0  # seconds between the stream's chunks
 
 
 class FaultUpstream:
@@ -215,8 +216,13 @@ class FaultUpstream:
         payload = b"".join(frame_event(json.dumps(o), fault.framing) for o in objects)
         payload += frame_event("[DONE]", fault.framing)
         size = fault.byte_chunks or len(payload)
-        chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
-        return StreamingResponse(_aiter(chunks), headers=headers, media_type=fault.content_type or "text/event-stream")
+        if fault.pause:  # one event per chunk, paced
+            chunks = [frame_event(json.dumps(o), fault.framing) for o in objects]
+            chunks.append(frame_event("[DONE]", fault.framing))
+        else:
+            chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        media_type = fault.content_type or "text/event-stream"
+        return StreamingResponse(_aiter(chunks, fault.pause), headers=headers, media_type=media_type)
 
     def _sse(
         self,
@@ -269,8 +275,10 @@ def _event(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps({"object": "chat.completion.chunk", **obj}).encode() + b"\n\n"
 
 
-async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
+async def _aiter(items: list[bytes], pause: float = 0.0) -> AsyncIterator[bytes]:
+    for i, item in enumerate(items):
+        if i and pause:
+            await asyncio.sleep(pause)
         yield item
 
 

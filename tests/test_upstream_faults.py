@@ -349,6 +349,24 @@ async def test_a_grpc_stream_failing_before_its_first_message_has_its_status(
     assert retry_info(info.value) == 7
 
 
+async def test_keepalive_comments_during_silence_after_the_first_chunk(
+    up: RunningPlatform, faults: FaultUpstream, key: CreatedKey
+) -> None:
+    from bridge.app import create_app
+
+    # A second bridge on the same service with a tiny keep-alive interval; the upstream pauses 0.3 s
+    # between its chunks.
+    app = create_app(up.channel, keepalive_seconds=0.05)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    text = faults.script(unique(), Fault(pause=0.3, pieces=["a", "b"]))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bridge/v1", headers=headers, timeout=60
+    ) as c:
+        r = await c.post("/stream", json={"input": text, "model": "script"})
+    assert b": keep-alive\n\n" in r.content
+    assert r.content.rstrip().split(b"\n\n")[-1].startswith(b"event: complete")
+
+
 # -- 13. a stream's record id up front ---------------------------------------------------------------
 
 
@@ -402,3 +420,23 @@ async def test_a_json_answer_to_a_streaming_request(
     assert [name for name, _ in events] == ["chunk", "complete"], r.text
     record, _ = await stored(up, text)
     assert record.status == "completed" and record.output == "".join(MOCK_TEXT)
+
+
+# -- 5. NUL in what an upstream answers: dropped where it is produced, so answer == record ------------
+
+
+@pytest.mark.parametrize("model", ["script", "script-whole"])
+async def test_nul_in_upstream_output_is_dropped(
+    up: RunningPlatform, faults: FaultUpstream, client: httpx.AsyncClient, model: str
+) -> None:
+    text = faults.script(unique(), Fault(pieces=["a\u0000b", "\u0000", "c"]))
+    r = await client.post("/process", json={"input": text, "model": model})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == "abc"
+    record, ledger = await stored(up, text)
+    assert record.output == "abc" and record.status == "completed" and ledger is not None
+    text = faults.script(unique(), Fault(pieces=["a\u0000b", "c"]))
+    r = await client.post("/stream", json={"input": text, "model": "script"})
+    assert sse(r.text)[-1][0] == "complete" and "\\u0000" not in r.text
+    record, _ = await stored(up, text)
+    assert record.output == "abc" and record.status == "completed"

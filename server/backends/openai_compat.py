@@ -60,6 +60,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+NUL = "\x00"
 _FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
 
 
@@ -499,6 +500,8 @@ class OpenAICompatibleBackend(Backend):
         try:
             choice = answer["choices"][0]
             text = choice["message"].get("content") or ""
+            if isinstance(text, str) and NUL in text:
+                text = text.replace(NUL, "")
             finish = choice.get("finish_reason") or "stop"
         except (KeyError, IndexError, TypeError, AttributeError):
             raise self._upstream_error("The upstream's answer has no choices.", 200, request_id) from None
@@ -679,6 +682,8 @@ class _SseReader:
                     raise backend._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
                 delta = choice.get("delta")
                 content = delta.get("content") if isinstance(delta, dict) else None
+                if content and isinstance(content, str) and NUL in content:
+                    content = content.replace(NUL, "")  # the store cannot keep U+0000 (server/interceptors/text.py)
                 if content and isinstance(content, str):
                     self.counted += 1
                     if self.usage is None:
