@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +41,14 @@ FORWARDED_METADATA = {
 }
 _JSON = "application/json"
 
+# (route template, HTTP method, status, seconds to the response's start) -> None
+Observe = Callable[[str, str, int, float], None]
+
 
 def _default_modules() -> list[ModuleType]:
-    from plutos.v1 import models_pb2, processing_pb2, usage_pb2, webhooks_pb2
+    from plutos.v1 import admin_pb2, keys_pb2, models_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
-    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2]
+    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
 
 
 class JsonResponse(Response):
@@ -147,13 +151,30 @@ class Bridge:
         max_body_bytes: int,
         unary_timeout: float | None,
         keepalive_seconds: float,
+        observe: Observe | None = None,
     ) -> None:
+        self.observe = observe
         self.keepalive_seconds = keepalive_seconds
         self.channel = channel
         self.max_body_bytes = max_body_bytes
         self.unary_timeout = unary_timeout
 
     def endpoint(self, binding: HttpBinding) -> Callable[[Request], Any]:
+        inner = self._endpoint(binding)
+        observe = self.observe
+        if observe is None:
+            return inner
+        route, http_method = binding.path, binding.http_method
+
+        async def observed(request: Request) -> Response:
+            started = perf_counter()
+            response: Response = await inner(request)
+            observe(route, http_method, response.status_code, perf_counter() - started)
+            return response
+
+        return observed
+
+    def _endpoint(self, binding: HttpBinding) -> Callable[[Request], Any]:
         serialize = binding.request_type.SerializeToString
         deserialize = binding.response_type.FromString
         if binding.server_streaming:
@@ -445,16 +466,26 @@ def create_app(
     unary_timeout: float | None = 600.0,
     keepalive_seconds: float = 15.0,
     extra_routes: Sequence[BaseRoute] = (),
+    observe: Observe | None = None,
 ) -> FastRoutes:
     """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos).
 
     ``extra_routes`` are surfaces that are not RPCs (static files, the metrics scrape, documents
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
-    the API's routes, under the same 404/405 envelope handlers."""
-    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
+    the API's routes, under the same 404/405 envelope handlers. ``observe(route, method, status,
+    seconds)``, when given, is called once per API request with its route template and status."""
+    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
     bindings = bindings_for_modules(modules or _default_modules())
+    # One route per path, dispatching on the method (GET and POST /v1/process are two RPCs), so a
+    # 405 lists every method the path has in Allow.
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    names: dict[str, str] = {}
+    for b in bindings:
+        by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(b)
+        names.setdefault(b.route_path, b.grpc_path)
     routes: list[BaseRoute] = [
-        Route(b.path, bridge.endpoint(b), methods=[b.http_method], name=b.grpc_path) for b in bindings
+        Route(path, _by_method(endpoints), methods=list(endpoints), name=names[path])
+        for path, endpoints in by_path.items()
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -463,7 +494,7 @@ def create_app(
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = _allowed_methods(request)
             return error_response(
                 "method_not_allowed",
                 f"Method {request.method} is not allowed here; use {allow}.",
@@ -483,12 +514,27 @@ def create_app(
     app.state.bindings = api_routes
     app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
-        (method, route.path): route.endpoint
-        for route in api_routes
-        if isinstance(route, Route) and not route.param_convertors
-        for method in route.methods or ()
+        (method, path): endpoint
+        for path, endpoints in by_path.items()
+        if "{" not in path
+        for method, endpoint in endpoints.items()
     }
     return FastRoutes(app, exact)
+
+
+async def _no_endpoint(request: Request) -> Any:  # pragma: no cover - the router filters methods
+    raise HTTPException(405)
+
+
+def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def dispatch(request: Request) -> Any:
+        # The router admitted the method: one of these, or HEAD (allowed with GET).
+        return await endpoints.get(request.method, endpoints.get("GET", _no_endpoint))(request)
+
+    return dispatch
 
 
 class FastRoutes:
@@ -511,6 +557,16 @@ class FastRoutes:
         except Exception:
             response = _internal_error(request)
         await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the first route that
+    matched the path, and one path often has several RPCs (GET and POST /v1/webhooks)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _internal_error(request: Request) -> Response:

@@ -472,7 +472,9 @@ def build_openapi(
 def _sse_media(binding: HttpBinding, schemas: _Schemas) -> dict[str, Any]:
     """``text/event-stream``: one ``event: <name>`` / ``data: <json>`` frame per message, named after
     the set case of the response's oneof (``message`` without one); ``event: error`` if the call fails
-    mid-stream; ``: keep-alive`` comments during silence. ``x-sse-events`` maps names to schemas."""
+    mid-stream; ``: keep-alive`` comments during silence. The schema describes one event, as OpenAPI
+    3.2's ``itemSchema`` does (and tools read a 3.1 event stream's ``schema``): ``event`` is the name,
+    ``data`` a JSON text whose ``contentSchema`` is the message's."""
     desc = binding.response_type.DESCRIPTOR
     events: dict[str, Any] = {}
     if desc.oneofs:
@@ -482,14 +484,25 @@ def _sse_media(binding: HttpBinding, schemas: _Schemas) -> dict[str, Any]:
         events["message"] = schemas.ref(desc, "out")
     events["error"] = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
     lines = "\n".join(f"- `event: {name}`: `data:` is {_schema_label(s)}" for name, s in events.items())
+    variants = [
+        {
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": schema},
+            }
+        }
+        for name, schema in events.items()
+    ]
     return {
         "schema": {
-            "type": "string",
-            "description": "Server-sent events, each `event: <name>\\ndata: <json>\\n\\n`:\n"
+            "type": "object",
+            "description": "One server-sent event, `event: <name>\\ndata: <json>\\n\\n`:\n"
             + lines
             + "\n\nComments (`: keep-alive`) keep an idle connection open.",
-        },
-        "x-sse-events": events,
+            "required": ["event", "data"],
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+            "oneOf": variants,
+        }
     }
 
 

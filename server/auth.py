@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,10 +16,16 @@ from server.config import Settings
 from server.context import Caller
 from server.errors import PlutosError
 from server.keys import hash_key
+from server.observability.metrics import AUTH_CACHE, AUTH_REJECTED
 from server.store.models import Account, ApiKey
+
+if TYPE_CHECKING:
+    from server.auth_invalidation import RedisInvalidation
 
 log = logging.getLogger("plutos.auth")
 
+_CACHE_HIT = AUTH_CACHE.labels("hit")
+_CACHE_MISS = AUTH_CACHE.labels("miss")
 _LIMIT_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
 
 
@@ -44,35 +50,77 @@ class Authenticator:
         # hash -> (cached_until, caller or None, expires_at epoch or None, refresh_after)
         self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
+        self.invalidation: RedisInvalidation | None = None
 
     async def authenticate(self, authorization: str | None) -> Caller:
         digest = self._digest(authorization)
         now = time.time()
         entry = self._cache.get(digest)
         if entry is None or entry[0] < now:
+            _CACHE_MISS.inc()
             entry = await self._lookup(digest, now)
-        elif entry[3] < now and digest not in self._loading:
-            self._lookup_in_background(digest, now)
+        else:
+            _CACHE_HIT.inc()
+            if entry[3] < now and digest not in self._loading:
+                self._lookup_in_background(digest, now)
         cached_caller, expires = entry[1], entry[2]
         if cached_caller is None:
+            AUTH_REJECTED.labels("invalid").inc()
             raise invalid_key("Invalid API key.")
         if expires is not None and expires <= now:
+            AUTH_REJECTED.labels("expired").inc()
             raise invalid_key("API key has expired.")
+        if cached_caller.suspended:
+            AUTH_REJECTED.labels("suspended").inc()
+            raise PlutosError("account_suspended", "This account is suspended. Contact the operator.")
         return cached_caller
 
     def _digest(self, authorization: str | None) -> str:
         if not authorization:
+            AUTH_REJECTED.labels("missing").inc()
             raise invalid_key("Missing API key. Send it as 'Authorization: Bearer YOUR_API_KEY'.")
         scheme, _, secret = authorization.strip().partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
+            AUTH_REJECTED.labels("malformed").inc()
             raise invalid_key("Malformed Authorization header. Use 'Authorization: Bearer YOUR_API_KEY'.")
         if len(secret) > 256:
+            AUTH_REJECTED.labels("malformed").inc()
             raise invalid_key()
         return hash_key(secret)
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    def forget(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries: their next call reads the store."""
+        for digest in key_hashes:
+            self._cache.pop(digest, None)
+
+    def start(self) -> None:
+        """With ``redis_url``: subscribe to the other replicas' invalidations (server/auth_invalidation.py)."""
+        if self._settings.redis_url:
+            from server.auth_invalidation import RedisInvalidation
+
+            self.invalidation = RedisInvalidation(self._settings.redis_url, self.forget, self.invalidate)
+            self.invalidation.start()
+
+    async def close(self) -> None:
+        if self.invalidation is not None:
+            await self.invalidation.close()
+            self.invalidation = None
+
+    async def forget_everywhere(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries here and on every replica (at once with Redis; else within the TTL)."""
+        self.forget(key_hashes)
+        if self.invalidation is not None:
+            await self.invalidation.publish(key_hashes)
+
+    async def forget_all_everywhere(self) -> None:
+        """Drop every entry here and on every replica (an account's plan or suspension changed)."""
+        self.invalidate()
+        if self.invalidation is not None:
+            await self.invalidation.publish(["*"])
 
     async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
         pending = self._loading.get(digest)
@@ -115,6 +163,8 @@ class Authenticator:
                 scopes=frozenset(key.scopes) if key.scopes is not None else None,
                 models=frozenset(key.models) if key.models is not None else None,
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
+                key_prefix=key.prefix,
+                suspended=account.suspended_at is not None,
             )
             previous = self._cache.get(digest)
             if previous is not None and previous[1] == found:

@@ -11,16 +11,21 @@ the same table to pick the HTTP status.
     input_too_long       INVALID_ARGUMENT     400
     invalid_api_key      UNAUTHENTICATED      401
     permission_denied    PERMISSION_DENIED    403
+    account_suspended    PERMISSION_DENIED    403 (the key's account is suspended by an operator)
     not_found            NOT_FOUND            404
     method_not_allowed   UNIMPLEMENTED        405 (REST only)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After)
+    conflict             ABORTED              409 (the resource's state forbids it: e.g. rotating a revoked key)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After) retryable
     insufficient_quota   RESOURCE_EXHAUSTED   429
     internal_error       INTERNAL             500
     not_implemented      UNIMPLEMENTED        501
-    upstream_error       UNKNOWN              502
-    service_unavailable  UNAVAILABLE          503
-    timeout              DEADLINE_EXCEEDED    504
+    upstream_error       UNKNOWN              502 retryable
+    service_unavailable  UNAVAILABLE          503 retryable
+    timeout              DEADLINE_EXCEEDED    504 retryable
     cancelled            CANCELLED            499 (client went away)
+
+``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
+copy drifts).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ class ErrorKind:
     code: str
     grpc_status: grpc.StatusCode
     http_status: int
+    # Whether a client should retry (with backoff, honouring Retry-After): the SDKs' retry rule,
+    # generated into each SDK with the rest of this table (scripts/gen_error_tables.py).
+    retryable: bool = False
 
 
 ERRORS: dict[str, ErrorKind] = {
@@ -48,15 +56,17 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400),
         ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401),
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
+        ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
-        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        ErrorKind("conflict", grpc.StatusCode.ABORTED, 409),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
         ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501),
-        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502),
-        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503),
-        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, retryable=True),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, retryable=True),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, retryable=True),
         ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
     )
 }
@@ -67,6 +77,7 @@ CODE_FOR_GRPC_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAUTHENTICATED: "invalid_api_key",
     grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
     grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ABORTED: "conflict",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
     grpc.StatusCode.UNIMPLEMENTED: "not_implemented",
     grpc.StatusCode.UNAVAILABLE: "service_unavailable",

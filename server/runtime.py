@@ -52,10 +52,12 @@ class Runtime:
             await self.catalogue.start()
         self.writer.start()
         await self.limiter.start()
+        self.authenticator.start()
         self.webhooks.start()
 
     async def close(self) -> None:
         await self.webhooks.close()
+        await self.authenticator.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

@@ -180,3 +180,27 @@ async def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     os.close(write_end)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+async def test_rotating_a_key_that_is_no_longer_active_fails(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--expires-in", "30d", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    code, out, err = await plutos(tmp_path, "keys", "rotate", created["id"], "--grace", "1h", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["expiresAt"] == created["expiresAt"]  # the old key's own expiry, not the grace cutoff
+    code, out, err = await plutos(tmp_path, "keys", "rotate", created["id"], "--grace", "1h")
+    assert code == 1 and "rotated" in err and "only an active key" in err and out == ""
+    code, _, _ = await plutos(tmp_path, "keys", "revoke", first["id"])
+    code, _, err = await plutos(tmp_path, "keys", "rotate", first["id"])
+    assert code == 1 and "revoked" in err
+
+
+async def test_keys_create_admin(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--admin", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["plan"] == "enterprise" and "admin" in created["scopes"] and "keys" in created["scopes"]
+    code, _, err = await plutos(tmp_path, "keys", "create", "--admin", "--scopes", "process")
+    assert code == 2

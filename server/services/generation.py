@@ -20,6 +20,7 @@ from server.backends.base import Backend, GenerationParams, GenerationState, Pre
 from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.ids import new_id
+from server.observability.metrics import count_usage
 from server.runtime import Runtime
 from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -167,8 +168,16 @@ class Generation:
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced
-            if self.call is not None:
-                self.call.tokens_used += s.prompt_tokens + s.completion_tokens
+            cost_units = cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens)
+            call = self.call
+            if call is not None:
+                call.tokens_used += s.prompt_tokens + s.completion_tokens
+                call.prompt_tokens += s.prompt_tokens
+                call.completion_tokens += s.completion_tokens
+                call.cost_units += cost_units
+                if self.runtime.settings.log_bodies:
+                    call.output = s.text
+            count_usage(self.spec.id, s.prompt_tokens, s.completion_tokens, cost_units / COST_UNITS_PER_USD)
             rows.append(
                 new_row(
                     LedgerEntry,
@@ -178,7 +187,7 @@ class Generation:
                     model=self.spec.id,
                     prompt_tokens=s.prompt_tokens,
                     completion_tokens=s.completion_tokens,
-                    cost_units=cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens),
+                    cost_units=cost_units,
                     counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
                     created_at=self.created_at,
                 )

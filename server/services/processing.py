@@ -6,9 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
+from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
@@ -18,6 +22,8 @@ from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
+from server.services.pages import newest_first
+from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 log = logging.getLogger("plutos.processing")
@@ -36,6 +42,48 @@ def call_deadline(context: Any) -> float | None:
     outlives the caller; None without one."""
     remaining = context.time_remaining()
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+RECORD_STATUSES = ("completed", "failed", "cancelled")
+_LISTED_COLUMNS = (
+    ProcessRecord.id,
+    ProcessRecord.kind,
+    ProcessRecord.model,
+    ProcessRecord.status,
+    ProcessRecord.input,
+    ProcessRecord.output,
+    ProcessRecord.prompt_tokens,
+    ProcessRecord.completion_tokens,
+    ProcessRecord.created_at,
+    ProcessRecord.processing_time_ms,
+    ProcessRecord.batch_id,
+    ProcessRecord.batch_index,
+    ProcessRecord.error_code,
+)
+
+
+def _record_message(record: ProcessRecord) -> processing_pb2.ProcessRecord:
+    msg = processing_pb2.ProcessRecord(
+        id=record.id,
+        kind=record.kind,
+        model=record.model,
+        status=record.status,
+        input=record.input,
+        output=record.output,
+        usage=processing_pb2.Usage(
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            total_tokens=record.prompt_tokens + record.completion_tokens,
+        ),
+        created_at=timestamp(record.created_at),
+        processing_time=record.processing_time_ms,
+    )
+    if record.batch_id is not None:
+        msg.batch_id = record.batch_id
+        msg.batch_index = record.batch_index or 0
+    if record.error_code is not None:
+        msg.error_code = record.error_code
+    return msg
 
 
 class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
@@ -110,6 +158,43 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             processing_time=int32(record.processing_time_ms),
             status=record.status,
         )
+
+    async def ListProcesses(
+        self, request: processing_pb2.ListProcessesRequest, context: Any
+    ) -> processing_pb2.ListProcessesResponse:
+        """The caller's records, newest first; one range scan of ix_process_records_account_created_id."""
+        who = caller()
+        filters = []
+        if request.model:
+            filters.append(ProcessRecord.model == request.model)
+        if request.status:
+            if request.status not in RECORD_STATUSES:
+                raise PlutosError(
+                    "invalid_parameters",
+                    f"'status' must be one of {', '.join(RECORD_STATUSES)} (got '{request.status}').",
+                    {"field": "status", "allowed": list(RECORD_STATUSES)},
+                )
+            filters.append(ProcessRecord.status == request.status)
+        first = parse_date(request.start_date, "start_date") if request.start_date else None
+        last = parse_date(request.end_date, "end_date") if request.end_date else None
+        if first is not None:
+            filters.append(ProcessRecord.created_at >= datetime.combine(first, dtime.min, tzinfo=UTC))
+        if last is not None:
+            if first is not None and last < first:
+                raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
+            filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
+        query = select(ProcessRecord).options(load_only(*_LISTED_COLUMNS))
+        async with self.runtime.sessions() as session:
+            page = await newest_first(
+                session,
+                ProcessRecord,
+                [ProcessRecord.account_id == who.account_id],
+                limit=request.limit,
+                after=request.after,
+                filters=filters,
+                query=query,
+            )
+        return processing_pb2.ListProcessesResponse(data=[_record_message(r) for r in page.rows], **page.ids())
 
     async def Batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
         with self.runtime.writer.expect():

@@ -21,7 +21,7 @@ from server.store.models import UsageDaily, units_to_usd, utcnow
 MAX_RANGE_DAYS = 366
 
 
-def _parse_date(value: str, field: str) -> date:
+def parse_date(value: str, field: str) -> date:
     try:
         if len(value) != 10:
             raise ValueError
@@ -32,8 +32,8 @@ def _parse_date(value: str, field: str) -> date:
 
 def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
     """Inclusive first and last day. Default: the current calendar month up to today (UTC)."""
-    start = _parse_date(start_date, "start_date") if start_date else None
-    end = _parse_date(end_date, "end_date") if end_date else None
+    start = parse_date(start_date, "start_date") if start_date else None
+    end = parse_date(end_date, "end_date") if end_date else None
     if start is None and end is None:
         start, end = today.replace(day=1), today
     elif start is None:
@@ -95,3 +95,37 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
         response.period.start.FromDatetime(start)
         response.period.end.FromDatetime(end_exclusive - timedelta(seconds=1))
         return response
+
+    async def GetDailyUsage(
+        self, request: usage_pb2.GetDailyUsageRequest, context: Any
+    ) -> usage_pb2.GetDailyUsageResponse:
+        """One row per UTC day and model of the period (default: this month so far), straight
+        from the roll-ups; cost by the same integer arithmetic as GetUsage."""
+        who = caller()
+        first, last = usage_period(request.start_date, request.end_date, utcnow().date())
+        query = select(
+            UsageDaily.day,
+            UsageDaily.model,
+            UsageDaily.requests,
+            UsageDaily.prompt_tokens,
+            UsageDaily.completion_tokens,
+            UsageDaily.cost_units,
+        ).where(UsageDaily.account_id == who.account_id, UsageDaily.day >= first, UsageDaily.day <= last)
+        if request.model:
+            query = query.where(UsageDaily.model == request.model)
+        async with self.runtime.sessions() as session:
+            rows = (await session.execute(query.order_by(UsageDaily.day, UsageDaily.model))).all()
+        return usage_pb2.GetDailyUsageResponse(
+            data=[
+                usage_pb2.DailyUsage(
+                    date=day.isoformat(),
+                    model=model,
+                    requests=int(requests),
+                    prompt_tokens=int(prompt),
+                    completion_tokens=int(completion),
+                    total_tokens=int(prompt) + int(completion),
+                    cost=float(units_to_usd(int(units))),
+                )
+                for day, model, requests, prompt, completion, units in rows
+            ]
+        )
