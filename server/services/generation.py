@@ -14,25 +14,18 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 from plutos.v1 import processing_pb2
-from prometheus_client import Counter
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.ids import new_id
-from server.observability.metrics import count_usage
+from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
 from server.runtime import Runtime
 from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
 log = logging.getLogger("plutos.usage")
-
-USAGE_CLAMPED = Counter(
-    "plutos_usage_clamped_total",
-    "Token counts a backend reported beyond what the request could use, billed at the bound instead",
-    ["model", "field"],
-)
 
 
 def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -132,7 +125,7 @@ class Generation:
                     bound,
                     self.id,
                 )
-                USAGE_CLAMPED.labels(self.spec.id, field_name).inc()
+                USAGE_CLAMPED.labels(model_label(self.spec.id), field_name.removesuffix("_tokens")).inc()
                 setattr(s, field_name, bound)
 
     def usage(self) -> processing_pb2.Usage:
