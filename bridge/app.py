@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
-from server.errors import ERRORS
+from server.errors import ERRORS, echo
 from server.ids import new_request_id
 
 if TYPE_CHECKING:
@@ -93,6 +93,9 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
     return into
 
 
+DUPLICATE = "\x00duplicate"  # an impossible header value: the header was sent more than once
+
+
 def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
     """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
     each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
@@ -102,8 +105,9 @@ def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | Non
         request_id = authorization = length = None
         for name, value in scope["headers"]:  # ASGI: names are lower-case
             if name == b"authorization":
-                if authorization is None:
-                    authorization = value.decode("latin-1")
+                # Two Authorization headers: which one counts is ambiguous (proxies and servers
+                # disagree); the request is refused (see Bridge._build_request).
+                authorization = value.decode("latin-1") if authorization is None else DUPLICATE
             elif name == b"x-request-id":
                 if request_id is None:
                     request_id = value.decode("latin-1")
@@ -229,6 +233,13 @@ class Bridge:
     async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
+        if _wanted_headers(request)[1] == DUPLICATE:
+            return error_response(
+                "invalid_parameters",
+                "Send the API key in one Authorization header (this request has several).",
+                request_id,
+                {"header": "Authorization"},
+            )
         try:
             if binding.body:
                 declared = _wanted_headers(request)[2]
@@ -271,7 +282,7 @@ class Bridge:
         for key in request.query_params:
             field = fields.get(key) or by_json.get(key)
             if field is None:
-                raise JsonInputError(f"Unknown query parameter '{key}'.", key)
+                raise JsonInputError(f"Unknown query parameter '{echo(key)}'.", echo(key))
             values = request.query_params.getlist(key)
             obj[field.name] = values if field.is_repeated else values[-1]
         return obj
@@ -511,6 +522,9 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
+    # No "307 to the path without its trailing slash": its Location is built from the Host header
+    # (an open redirect to any host) and it carries no envelope. Unknown paths are 404 envelopes.
+    app.router.redirect_slashes = False
     app.state.bindings = api_routes
     app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {

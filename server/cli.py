@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from server.config import ConfigError, Settings, load_settings
+from server.config import ConfigError, Settings, load_settings, sized_for_workers
 from server.errors import PlutosError
 from server.keys import ADMIN_SCOPES, SCOPES, CreatedKey, create_key, key_status, list_keys, revoke_key, rotate_key
 from server.store.database import create_engine, session_factory
@@ -312,6 +312,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     else:
         asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    settings = sized_for_workers(settings, args.workers)
     if args.workers > 1:
         if not settings.redis_url:
             print(

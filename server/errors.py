@@ -23,6 +23,8 @@ the same table to pick the HTTP status.
     service_unavailable  UNAVAILABLE          503 retryable
     timeout              DEADLINE_EXCEEDED    504 retryable
     cancelled            CANCELLED            499 (client went away)
+    headers_too_large    RESOURCE_EXHAUSTED   431 (REST only: request headers over the limit)
+    request_timeout      DEADLINE_EXCEEDED    408 (REST only: headers not received in time)
 
 ``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
 copy drifts).
@@ -68,6 +70,9 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, retryable=True),
         ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, retryable=True),
         ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
+        # REST only, answered by the HTTP server before a request reaches the API (bridge/http_protocol.py).
+        ErrorKind("headers_too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 431),
+        ErrorKind("request_timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 408),
     )
 }
 
@@ -90,6 +95,27 @@ def kind_for_grpc_status(status: grpc.StatusCode) -> ErrorKind:
     return ERRORS[CODE_FOR_GRPC_STATUS.get(status, "internal_error")]
 
 
+# How much of a caller's own input a message or detail repeats back (characters).
+MAX_ECHO = 64
+MAX_MESSAGE = 512
+MAX_DETAIL = 256
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """``value`` as text to repeat in an error message: at most ``limit`` characters (then "…"),
+    control characters shown as ``?``: a message never grows with the caller's input."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_DETAIL:
+        return value[:MAX_DETAIL] + "…"
+    return value
+
+
 class PlutosError(Exception):
     """An error with a code from :data:`ERRORS`, a human message and optional details."""
 
@@ -103,10 +129,12 @@ class PlutosError(Exception):
     ) -> None:
         if code not in ERRORS:
             raise ValueError(f"unknown error code {code!r}")
+        if len(message) > MAX_MESSAGE:  # the backstop: messages should echo() what they repeat
+            message = message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = dict(details or {})
+        self.details = {k: _capped(v) for k, v in (details or {}).items()}
         self.retry_after = _whole_seconds(retry_after)
         retry_after = self.retry_after
         if retry_after is not None:

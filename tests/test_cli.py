@@ -204,3 +204,16 @@ async def test_keys_create_admin(tmp_path: Path) -> None:
     assert created["plan"] == "enterprise" and "admin" in created["scopes"] and "keys" in created["scopes"]
     code, _, err = await plutos(tmp_path, "keys", "create", "--admin", "--scopes", "process")
     assert code == 2
+
+
+def test_workers_share_the_cores_among_their_local_models() -> None:
+    import dataclasses
+
+    from server.config import load_settings, sized_for_workers
+
+    base = load_settings(env={})
+    local = next(m for m in base.models if m.backend == "local")
+    assert sized_for_workers(base, 2, cpus=8).model(local.id).options["threads"] == 4  # type: ignore[union-attr]
+    assert sized_for_workers(base, 16, cpus=8).model(local.id).options["threads"] == 1  # type: ignore[union-attr]
+    pinned = dataclasses.replace(base, models=[dataclasses.replace(local, options={"threads": 3})])
+    assert sized_for_workers(pinned, 2, cpus=8).models[0].options["threads"] == 3

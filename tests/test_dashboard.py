@@ -160,12 +160,25 @@ async def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(page: Page, origi
     await expect(alert.locator(".request-id")).to_have_text(re.compile(r"^req_"))  # the envelope's request id
     await shot(page, "sign-in-error")
 
+    # By keyboard alone: type the key, Enter; Tab to a section's link, Enter.
     await page.get_by_label("API key").fill(user.secret)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_label("API key").press("Enter")
     await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    models_link = page.get_by_role("navigation", name="Dashboard sections").get_by_role("link", name="Models")
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        if await models_link.evaluate("link => link === document.activeElement"):
+            break
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#page-title")).to_have_text("Models")
+    await expect(models_link).to_have_attribute("aria-current", "page")
+    await page.goto(f"{origin}/dashboard/#/overview")
     assert await page.evaluate("document.cookie") == ""
     assert await page.evaluate("sessionStorage.getItem('plutos.apiKey')") == user.secret
     await expect(page.locator(".card-value").first).to_have_text("0")
+    quota = page.get_by_role("meter", name="Monthly token quota used")
+    await expect(quota).to_have_attribute("aria-valuenow", "0.0")
+    await expect(page.get_by_text("0 of 1,000,000,000 tokens used")).to_be_visible()
     await shot(page, "overview")
 
     await page.get_by_role("button", name="Sign out").click()

@@ -29,4 +29,6 @@ var ErrorTable = map[string]ErrorKind{
 	"service_unavailable": {Code: "service_unavailable", HTTPStatus: 503, GRPCStatus: "UNAVAILABLE", Retryable: true},
 	"timeout":             {Code: "timeout", HTTPStatus: 504, GRPCStatus: "DEADLINE_EXCEEDED", Retryable: true},
 	"cancelled":           {Code: "cancelled", HTTPStatus: 499, GRPCStatus: "CANCELLED", Retryable: false},
+	"headers_too_large":   {Code: "headers_too_large", HTTPStatus: 431, GRPCStatus: "RESOURCE_EXHAUSTED", Retryable: false},
+	"request_timeout":     {Code: "request_timeout", HTTPStatus: 408, GRPCStatus: "DEADLINE_EXCEEDED", Retryable: false},
 }

@@ -12,12 +12,11 @@ from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
-from sqlalchemy.orm import load_only
 
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, caller
-from server.errors import PlutosError, invalid_parameter
+from server.errors import PlutosError, echo, invalid_parameter
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
@@ -62,7 +61,8 @@ _LISTED_COLUMNS = (
 )
 
 
-def _record_message(record: ProcessRecord) -> processing_pb2.ProcessRecord:
+def _record_message(record: Any) -> processing_pb2.ProcessRecord:
+    """A ``_LISTED_COLUMNS`` row (attribute access by column name) as its message."""
     msg = processing_pb2.ProcessRecord(
         id=record.id,
         kind=record.kind,
@@ -94,7 +94,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         require_text(model_id, "model")
         spec, backend = self.runtime.catalogue.resolve(model_id)
         if not who.allows_model(model_id):
-            raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
+            raise PlutosError(
+                "permission_denied", f"This API key may not use model '{echo(model_id)}'.", {"model": model_id}
+            )
         return spec, backend
 
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
@@ -140,7 +142,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             record = await session.get(ProcessRecord, request.id)
         # Another account's record is indistinguishable from a missing one.
         if record is None or record.account_id != caller().account_id:
-            raise PlutosError("not_found", f"No processing result with id '{request.id}'.", {"id": request.id})
+            raise PlutosError("not_found", f"No processing result with id '{echo(request.id)}'.", {"id": request.id})
         return processing_pb2.GetProcessResponse(
             id=record.id,
             input=record.input,
@@ -183,7 +185,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if first is not None and last < first:
                 raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
             filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
-        query = select(ProcessRecord).options(load_only(*_LISTED_COLUMNS))
+        query = select(*_LISTED_COLUMNS)  # plain rows: half the time of ORM objects per page
         async with self.runtime.sessions() as session:
             page = await newest_first(
                 session,
@@ -238,24 +240,27 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         log.exception("batch %s item %s failed", batch_id, gen.batch_index)
                         return PlutosError("internal_error", "Internal server error.")
 
-            try:
-                errors = await asyncio.gather(*(run_item(g) for g in gens))
-            except asyncio.CancelledError:
-                for gen in gens:
-                    gen.save_in_background("cancelled")
-                raise
-            elapsed = int((time.perf_counter() - started) * 1000)
-            rows: list[Any] = [
-                Batch(
+            def batch_row() -> Batch:
+                return Batch(
                     id=batch_id,
                     account_id=who.account_id,
                     key_id=who.key_id,
                     model=spec.id,
                     item_count=len(gens),
                     created_at=created_at,
-                    processing_time_ms=elapsed,
+                    processing_time_ms=int((time.perf_counter() - started) * 1000),
                 )
-            ]
+
+            try:
+                errors = await asyncio.gather(*(run_item(g) for g in gens))
+            except asyncio.CancelledError:
+                # The batch row with its items, in one write: no item points at a missing batch.
+                self.runtime.writer.submit(
+                    batch_row(), *(row for gen in gens if not gen.recorded for row in gen.rows("cancelled"))
+                )
+                raise
+            rows: list[Any] = [batch_row()]
+            elapsed = rows[0].processing_time_ms
             results = []
             total = processing_pb2.Usage()
             for gen, err in zip(gens, errors, strict=True):
@@ -273,7 +278,14 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             # the model, e.g. an empty input, has no ledger entry).
             for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
                 entry.counts_as_request = 1 if n == 0 else 0
-            await self.runtime.writer.write(*rows)
+            refused = await self.runtime.writer.write(*rows)
+            if refused:  # the store kept a salvaged record for these items: they answer as failed
+                for gen, result in zip(gens, results, strict=True):
+                    if any(r.id == gen.id for r in refused if isinstance(r, ProcessRecord)):
+                        err = gen.not_stored_error()
+                        result.output = ""
+                        result.error.code = err.code
+                        result.error.message = err.message
             return processing_pb2.BatchResponse(
                 id=batch_id,
                 results=results,

@@ -7,14 +7,14 @@ Costs are integers of 10^-10 USD, summed exactly, converted to a JSON number onl
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from plutos.v1 import usage_pb2, usage_pb2_grpc
 from sqlalchemy import func, select
 
 from server.context import Caller, caller
-from server.errors import invalid_parameter
+from server.errors import echo, invalid_parameter
 from server.runtime import Runtime
 from server.store.models import UsageDaily, units_to_usd, utcnow
 
@@ -27,7 +27,9 @@ def parse_date(value: str, field: str) -> date:
             raise ValueError
         return date.fromisoformat(value)
     except ValueError:
-        raise invalid_parameter(field, f"'{field}' must be a date in YYYY-MM-DD format (got '{value}').") from None
+        raise invalid_parameter(
+            field, f"'{field}' must be a date in YYYY-MM-DD format (got '{echo(value)}')."
+        ) from None
 
 
 def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
@@ -62,7 +64,8 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
         who = caller()
         first, last = usage_period(request.start_date, request.end_date, utcnow().date())
         start = datetime.combine(first, time.min, tzinfo=UTC)
-        end_exclusive = datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
+        # The last second of the last day (not "the next day minus 1 s": 9999-12-31 has no next day).
+        end = datetime.combine(last, time(23, 59, 59), tzinfo=UTC)
         query = (
             select(
                 UsageDaily.model,
@@ -90,10 +93,11 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
                 requests_per_minute=effective_limit(who, "requests_per_minute"),
                 requests_per_hour=effective_limit(who, "requests_per_hour"),
                 requests_per_day=effective_limit(who, "requests_per_day"),
+                monthly_tokens=who.plan.monthly_tokens,
             ),
         )
         response.period.start.FromDatetime(start)
-        response.period.end.FromDatetime(end_exclusive - timedelta(seconds=1))
+        response.period.end.FromDatetime(end)
         return response
 
     async def GetDailyUsage(

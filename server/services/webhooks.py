@@ -9,14 +9,15 @@ import time
 from typing import Any
 
 from plutos.v1 import webhooks_pb2, webhooks_pb2_grpc
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from server.context import caller
-from server.errors import PlutosError, invalid_parameter
+from server.errors import PlutosError, echo, invalid_parameter
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import timestamp
 from server.services.pages import newest_first
+from server.store.caps import below_cap
 from server.store.models import Webhook, WebhookDelivery, utcnow
 from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
 from server.webhooks.dispatcher import Claimed
@@ -94,14 +95,13 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
         except DestinationRefused as exc:
             raise invalid_parameter("url", f"Webhook URLs must reach a public address: {exc}.") from None
         except (OSError, TimeoutError):
-            pass  # not resolvable now: checked again at every delivery
+            # What cannot be checked is refused: a name that does not resolve now could resolve
+            # to anything later (it is checked again at every delivery all the same).
+            raise invalid_parameter(
+                "url", "Webhook URLs must reach a public address: the host name could not be resolved."
+            ) from None
         async with self.runtime.sessions.begin() as session:
-            count = (
-                await session.execute(
-                    select(func.count()).select_from(Webhook).where(Webhook.account_id == who.account_id)
-                )
-            ).scalar_one()
-            if count >= config.max_per_account:
+            if not await below_cap(session, who.account_id, Webhook.account_id, config.max_per_account):
                 raise invalid_parameter("url", f"An account may have at most {config.max_per_account} webhooks.")
             hook = Webhook(
                 id=new_id("wh"),
@@ -140,7 +140,7 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
             hook = await session.get(Webhook, request.id)
             # Another account's webhook is indistinguishable from a missing one.
             if hook is None or hook.account_id != who.account_id:
-                raise PlutosError("not_found", f"No webhook with id '{request.id}'.", {"id": request.id})
+                raise PlutosError("not_found", f"No webhook with id '{echo(request.id)}'.", {"id": request.id})
             await session.delete(hook)
             await session.execute(
                 update(WebhookDelivery)

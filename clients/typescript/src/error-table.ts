@@ -19,6 +19,8 @@ export const ERROR_TABLE = {
   service_unavailable: { httpStatus: 503, grpcStatus: 'UNAVAILABLE', retryable: true },
   timeout: { httpStatus: 504, grpcStatus: 'DEADLINE_EXCEEDED', retryable: true },
   cancelled: { httpStatus: 499, grpcStatus: 'CANCELLED', retryable: false },
+  headers_too_large: { httpStatus: 431, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: false },
+  request_timeout: { httpStatus: 408, grpcStatus: 'DEADLINE_EXCEEDED', retryable: false },
 } as const;
 
 /** An error code of the server's table. */

@@ -33,4 +33,6 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "service_unavailable": ErrorKind("service_unavailable", 503, "UNAVAILABLE", True),
     "timeout": ErrorKind("timeout", 504, "DEADLINE_EXCEEDED", True),
     "cancelled": ErrorKind("cancelled", 499, "CANCELLED", False),
+    "headers_too_large": ErrorKind("headers_too_large", 431, "RESOURCE_EXHAUSTED", False),
+    "request_timeout": ErrorKind("request_timeout", 408, "DEADLINE_EXCEEDED", False),
 }

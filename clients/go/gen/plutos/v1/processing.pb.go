@@ -1366,26 +1366,26 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x0eProcessRequest\x12\x1a\n" +
 	"\x05input\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05input\x12\x1a\n" +
 	"\x05model\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05model\x123\n" +
-	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\"\xdb\x01\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\"\xe7\x01\n" +
 	"\x0fProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06output\x18\x02 \x01(\tR\x06output\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\x12&\n" +
-	"\x05usage\x18\x04 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x129\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12,\n" +
+	"\x05usage\x18\x04 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\x06 \x01(\x05R\x0eprocessingTime\")\n" +
 	"\x11GetProcessRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xc1\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xd3\x02\n" +
 	"\x12GetProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\tR\x05input\x12\x16\n" +
 	"\x06output\x18\x03 \x01(\tR\x06output\x12\x14\n" +
-	"\x05model\x18\x04 \x01(\tR\x05model\x123\n" +
-	"\aoptions\x18\x05 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\x12&\n" +
-	"\x05usage\x18\x06 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x129\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x129\n" +
+	"\aoptions\x18\x05 \x01(\v2\x19.plutos.v1.ProcessOptionsB\x04\xe2A\x01\x02R\aoptions\x12,\n" +
+	"\x05usage\x18\x06 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12?\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\b \x01(\x05R\x0eprocessingTime\x12\x16\n" +
 	"\x06status\x18\t \x01(\tR\x06status\"}\n" +
 	"\fBatchRequest\x12\x1c\n" +
@@ -1394,19 +1394,19 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\">\n" +
 	"\x0eBatchItemError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x94\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x9a\x01\n" +
 	"\vBatchResult\x12\x14\n" +
 	"\x05input\x18\x01 \x01(\tR\x05input\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\x12&\n" +
-	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x12/\n" +
-	"\x05error\x18\x04 \x01(\v2\x19.plutos.v1.BatchItemErrorR\x05error\"\xe8\x01\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12,\n" +
+	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12/\n" +
+	"\x05error\x18\x04 \x01(\v2\x19.plutos.v1.BatchItemErrorR\x05error\"\xf4\x01\n" +
 	"\rBatchResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
-	"\aresults\x18\x02 \x03(\v2\x16.plutos.v1.BatchResultR\aresults\x121\n" +
-	"\vtotal_usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\n" +
-	"totalUsage\x129\n" +
+	"\aresults\x18\x02 \x03(\v2\x16.plutos.v1.BatchResultR\aresults\x127\n" +
+	"\vtotal_usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\n" +
+	"totalUsage\x12?\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\x05 \x01(\x05R\x0eprocessingTime\"|\n" +
 	"\rStreamRequest\x12\x1a\n" +
 	"\x05input\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05input\x12\x1a\n" +
@@ -1414,15 +1414,15 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\";\n" +
 	"\vStreamChunk\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\tR\x05chunk\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\"\xf0\x01\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\"\xfc\x01\n" +
 	"\x0eStreamComplete\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\tR\x05chunk\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\x12&\n" +
-	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x12\x0e\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12,\n" +
+	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12\x0e\n" +
 	"\x02id\x18\x04 \x01(\tR\x02id\x12\x14\n" +
-	"\x05model\x18\x05 \x01(\tR\x05model\x129\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12?\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\a \x01(\x05R\x0eprocessingTime\"\x82\x01\n" +
 	"\x0eStreamResponse\x12.\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x16.plutos.v1.StreamChunkH\x00R\x05chunk\x127\n" +

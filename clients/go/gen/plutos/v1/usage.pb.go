@@ -204,8 +204,11 @@ type UsageLimits struct {
 	RequestsPerMinute int32                  `protobuf:"varint,1,opt,name=requests_per_minute,json=requestsPerMinute,proto3" json:"requests_per_minute,omitempty"`
 	RequestsPerHour   int32                  `protobuf:"varint,2,opt,name=requests_per_hour,json=requestsPerHour,proto3" json:"requests_per_hour,omitempty"`
 	RequestsPerDay    int32                  `protobuf:"varint,3,opt,name=requests_per_day,json=requestsPerDay,proto3" json:"requests_per_day,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The plan's monthly token quota (calendar month, UTC); 0: no quota. This month's usage against
+	// it is `usage.totalTokens` of the default period.
+	MonthlyTokens int64 `protobuf:"varint,4,opt,name=monthly_tokens,json=monthlyTokens,proto3" json:"monthly_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UsageLimits) Reset() {
@@ -255,6 +258,13 @@ func (x *UsageLimits) GetRequestsPerHour() int32 {
 func (x *UsageLimits) GetRequestsPerDay() int32 {
 	if x != nil {
 		return x.RequestsPerDay
+	}
+	return 0
+}
+
+func (x *UsageLimits) GetMonthlyTokens() int64 {
+	if x != nil {
+		return x.MonthlyTokens
 	}
 	return 0
 }
@@ -525,14 +535,14 @@ var File_plutos_v1_usage_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
+	"\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
 	"\x0fGetUsageRequest\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x01 \x01(\tR\tstartDate\x12\x19\n" +
-	"\bend_date\x18\x02 \x01(\tR\aendDate\"m\n" +
-	"\vUsagePeriod\x120\n" +
-	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
-	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\x93\x02\n" +
+	"\bend_date\x18\x02 \x01(\tR\aendDate\"y\n" +
+	"\vUsagePeriod\x126\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x05start\x122\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x03end\"\x93\x02\n" +
 	"\vUsageTotals\x12%\n" +
 	"\x0etotal_requests\x18\x01 \x01(\x03R\rtotalRequests\x12!\n" +
 	"\ftotal_tokens\x18\x02 \x01(\x03R\vtotalTokens\x12\x1d\n" +
@@ -541,15 +551,16 @@ const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\x11requests_by_model\x18\x04 \x03(\v2+.plutos.v1.UsageTotals.RequestsByModelEntryR\x0frequestsByModel\x1aB\n" +
 	"\x14RequestsByModelEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x93\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xba\x01\n" +
 	"\vUsageLimits\x12.\n" +
 	"\x13requests_per_minute\x18\x01 \x01(\x05R\x11requestsPerMinute\x12*\n" +
 	"\x11requests_per_hour\x18\x02 \x01(\x05R\x0frequestsPerHour\x12(\n" +
-	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\"\xa0\x01\n" +
-	"\x10GetUsageResponse\x12.\n" +
-	"\x06period\x18\x01 \x01(\v2\x16.plutos.v1.UsagePeriodR\x06period\x12,\n" +
-	"\x05usage\x18\x02 \x01(\v2\x16.plutos.v1.UsageTotalsR\x05usage\x12.\n" +
-	"\x06limits\x18\x03 \x01(\v2\x16.plutos.v1.UsageLimitsR\x06limits\"f\n" +
+	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\x12%\n" +
+	"\x0emonthly_tokens\x18\x04 \x01(\x03R\rmonthlyTokens\"\xb2\x01\n" +
+	"\x10GetUsageResponse\x124\n" +
+	"\x06period\x18\x01 \x01(\v2\x16.plutos.v1.UsagePeriodB\x04\xe2A\x01\x02R\x06period\x122\n" +
+	"\x05usage\x18\x02 \x01(\v2\x16.plutos.v1.UsageTotalsB\x04\xe2A\x01\x02R\x05usage\x124\n" +
+	"\x06limits\x18\x03 \x01(\v2\x16.plutos.v1.UsageLimitsB\x04\xe2A\x01\x02R\x06limits\"f\n" +
 	"\x14GetDailyUsageRequest\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x01 \x01(\tR\tstartDate\x12\x19\n" +

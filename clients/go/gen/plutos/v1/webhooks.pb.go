@@ -897,27 +897,27 @@ var File_plutos_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x12\x1d\n" +
 	"\n" +
-	"has_secret\x18\x04 \x01(\bR\thasSecret\x129\n" +
+	"has_secret\x18\x04 \x01(\bR\thasSecret\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\"d\n" +
 	"\x14CreateWebhookRequest\x12\x16\n" +
 	"\x03url\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x1c\n" +
 	"\x06events\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\x06events\x12\x16\n" +
-	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xab\x01\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xb1\x01\n" +
 	"\x15CreateWebhookResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x12\x1d\n" +
 	"\n" +
-	"has_secret\x18\x04 \x01(\bR\thasSecret\x129\n" +
+	"has_secret\x18\x04 \x01(\bR\thasSecret\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x15\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\"\x15\n" +
 	"\x13ListWebhooksRequest\"F\n" +
 	"\x14ListWebhooksResponse\x12.\n" +
 	"\bwebhooks\x18\x01 \x03(\v2\x12.plutos.v1.WebhookR\bwebhooks\",\n" +

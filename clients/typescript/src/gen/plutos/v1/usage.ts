@@ -18,8 +18,8 @@ export interface GetUsageRequest {
 }
 
 export interface UsagePeriod {
-  start?: string | undefined;
-  end?: string | undefined;
+  start: string;
+  end: string;
 }
 
 export interface UsageTotals {
@@ -40,12 +40,17 @@ export interface UsageLimits {
   requestsPerMinute: number;
   requestsPerHour: number;
   requestsPerDay: number;
+  /**
+   * The plan's monthly token quota (calendar month, UTC); 0: no quota. This month's usage against
+   * it is `usage.totalTokens` of the default period.
+   */
+  monthlyTokens: number;
 }
 
 export interface GetUsageResponse {
-  period?: UsagePeriod | undefined;
-  usage?: UsageTotals | undefined;
-  limits?: UsageLimits | undefined;
+  period: UsagePeriod;
+  usage: UsageTotals;
+  limits: UsageLimits;
 }
 
 export interface GetDailyUsageRequest {
