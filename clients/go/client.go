@@ -231,8 +231,12 @@ func doJSON[T any](ctx context.Context, c *Client, method, path string, query ur
 	if len(bytes.TrimSpace(body)) == 0 {
 		return &out, nil
 	}
+	// Every result type embeds ResponseMeta: its RequestID is the response's X-Request-Id.
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("plutos: invalid JSON in response (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if meta, ok := any(&out).(requestIDSetter); ok {
+		meta.setRequestID(resp.Header.Get("X-Request-Id"))
 	}
 	return &out, nil
 }

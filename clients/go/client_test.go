@@ -213,3 +213,19 @@ func TestCustomHTTPClientIsUsed(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestResultsCarryTheRequestID(t *testing.T) {
+	ts := newTestServer(t,
+		jsonHandler(200, map[string]any{"id": "proc_1", "output": "ok"}, "X-Request-Id", "req_abc"),
+		jsonHandler(200, map[string]any{"models": []any{}}, "X-Request-Id", "req_def"),
+	)
+	client := ts.client()
+	result, err := client.ProcessData(ProcessRequest{Input: "x", Model: "m"})
+	if err != nil || result.RequestID != "req_abc" || result.Output != "ok" {
+		t.Fatalf("ProcessData = %+v, %v", result, err)
+	}
+	models, err := client.ListModels()
+	if err != nil || models.RequestID != "req_def" {
+		t.Fatalf("ListModels = %+v, %v", models, err)
+	}
+}
