@@ -276,3 +276,23 @@ def test_authentication_error() -> None:
     client = make_client(lambda r: error_response(401, "invalid_api_key", "Invalid API key"))
     with pytest.raises(AuthenticationError):
         client.list_models()
+
+
+def test_results_carry_the_request_id() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON, headers={"X-Request-Id": "req_abc"})
+
+    result = make_client(handler).process_data(input="x", model="m")
+    assert result.request_id == "req_abc"
+    assert result == ProcessResult.from_json(PROCESS_JSON)  # not part of equality
+
+
+async def test_async_results_carry_the_request_id() -> None:
+    from plutos_testing import make_async_client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON, headers={"X-Request-Id": "req_def"})
+
+    async with make_async_client(handler) as client:
+        result = await client.process_data(input="x", model="m")
+    assert result.request_id == "req_def"
