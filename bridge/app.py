@@ -40,6 +40,7 @@ FORWARDED_METADATA = {
     "retry-after": "Retry-After",
     "idempotent-replayed": "Idempotent-Replayed",
     "x-cache": "X-Cache",
+    "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
 

@@ -243,6 +243,8 @@ type UsageLimits struct {
 	RequestsPerMinute int `json:"requestsPerMinute"`
 	RequestsPerHour   int `json:"requestsPerHour"`
 	RequestsPerDay    int `json:"requestsPerDay"`
+	// MonthlyTokens is the plan's monthly token quota; 0: none.
+	MonthlyTokens int64 `json:"monthlyTokens"`
 }
 
 // UsageResponse is the answer of GET /usage.
