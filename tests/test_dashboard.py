@@ -339,7 +339,7 @@ async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> 
     try:
         await sign_in(page, origin, user.secret)
         # Nothing wider than the screen: the page never scrolls sideways.
-        for name in ("Overview", "Usage", "Playground", "Models", "Webhooks"):
+        for name in ("Overview", "Usage", "Requests", "Keys", "Webhooks", "Playground", "Models", "Operator"):
             await go(page, name)
             await page.wait_for_load_state("networkidle")
             width = await page.evaluate("document.documentElement.scrollWidth")
