@@ -296,3 +296,21 @@ async def test_async_results_carry_the_request_id() -> None:
     async with make_async_client(handler) as client:
         result = await client.process_data(input="x", model="m")
     assert result.request_id == "req_def"
+
+
+def test_with_options_gives_per_request_settings() -> None:
+    recorder = Recorder()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON)
+
+    client = make_client(handler, recorder)
+    derived = client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "t1"})
+    derived.process_data(input="x", model="m")
+    client.process_data(input="x", model="m")
+    first, second = recorder.requests
+    assert first.headers["x-trace"] == "t1" and "x-trace" not in second.headers
+    assert first.extensions["timeout"]["read"] == 5
+    assert derived.max_retries == 0 and client.max_retries != 0
+    derived.close()  # leaves the shared connections open
+    client.process_data(input="x", model="m")
