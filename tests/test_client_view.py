@@ -17,7 +17,7 @@ from tests.conftest import MODEL, GrpcClients
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("given", ["abc def", "", "x" * 129, "a/b", "a\tb", "a\"b"])
+@pytest.mark.parametrize("given", ["abc def", "", "x" * 129, "a/b", "a\tb", 'a"b'])
 async def test_a_rejected_request_id_is_replaced_everywhere(http: httpx.AsyncClient, given: str) -> None:
     headers = {"X-Request-Id": given}
     r = await http.post("/process", json={"input": "Hi", "model": "no-such-model"}, headers=headers)
