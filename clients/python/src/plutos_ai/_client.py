@@ -425,6 +425,7 @@ class PlutosAI(BaseClient):
         response = self._send_with_retries(
             method, path, json_body=json_body, params=params, stream=False, idempotency_key=idempotency_key
         )
+        self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
 
     def _send_with_retries(

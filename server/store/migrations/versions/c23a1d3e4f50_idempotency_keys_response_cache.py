@@ -5,7 +5,7 @@
   the response cache.
 
 Revision ID: c23a1d3e4f50
-Revises: c4d1e7a9b2f3
+Revises: e2a7c3f19b54
 Create Date: 2026-11-30 20:30:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import server.store.models
 
 revision = "c23a1d3e4f50"
-down_revision = "c4d1e7a9b2f3"
+down_revision = "e2a7c3f19b54"
 branch_labels = None
 depends_on = None
 
