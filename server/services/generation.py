@@ -19,6 +19,8 @@ from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.ids import new_id
 from server.observability.metrics import count_usage
+from server.observability.tracing import internal_span
+from server.observability.tracing import state as tracing
 from server.runtime import Runtime
 from server.services.options import options_to_record
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -154,6 +156,10 @@ class Generation:
         return rows
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
+        if tracing.enabled:
+            with internal_span("store.write"):
+                await self.runtime.writer.write(*self.rows(status, error_code))
+            return
         await self.runtime.writer.write(*self.rows(status, error_code))
 
     def save_in_background(self, status: str, error_code: str | None = None) -> None:
