@@ -270,6 +270,21 @@ async def _serve_http(
     return http_server, http_task
 
 
+_stop_requested = False
+
+
+def catch_stop_signals_early() -> None:
+    """Until ``serve_forever`` installs its own handlers, SIGTERM only notes the request (a worker
+    told to stop while it starts drains once started, instead of dying mid-start). Ctrl-C still
+    interrupts a start-up."""
+
+    def note(signum: int, frame: Any) -> None:
+        global _stop_requested
+        _stop_requested = True
+
+    signal.signal(signal.SIGTERM, note)
+
+
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     setup_tracing_from_env()  # off unless OTEL_* variables ask for traces
@@ -279,6 +294,8 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _stop_requested:
+        stop.set()
     scheme = "https" if settings.tls_cert_file else "http"
     print(
         f"[plutos] serving REST on {scheme}://{settings.http_host}:{platform.http_port}/v1 "

@@ -216,8 +216,9 @@ async def _dev_key_if_empty(settings: Settings) -> CreatedKey | None:
 
 
 def _run_worker(settings: Settings) -> None:
-    from server.app import serve_forever
+    from server.app import catch_stop_signals_early, serve_forever
 
+    catch_stop_signals_early()
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
 
@@ -272,7 +273,7 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import serve_forever
+    from server.app import catch_stop_signals_early, serve_forever
 
     settings = _settings(args)
     if args.dev_key:
@@ -301,6 +302,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
         return _run_workers(settings, args.workers)
+    catch_stop_signals_early()
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
     return 0
