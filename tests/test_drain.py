@@ -104,6 +104,10 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
                     if line.startswith("event: "):
                         events.append(line[7:])
                         break
+                # One scrape (answered by either worker) sees both workers: the stream is open in one.
+                async with httpx.AsyncClient(base_url=root, timeout=10) as scraper:
+                    scrape = (await scraper.get("/metrics")).text
+                assert "\nplutos_streams_open 1.0\n" in scrape, scrape[:2000]
                 server.send_signal(signal.SIGTERM)
                 # Readiness fails at once (while the port still accepts, for drain_delay_seconds)...
                 statuses: list[object] = []
