@@ -17,6 +17,7 @@ from plutos.v1 import processing_pb2
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.config import ModelSpec
 from server.context import Caller, current_call
+from server.errors import PlutosError
 from server.ids import new_id
 from server.observability.metrics import count_usage
 from server.observability.tracing import internal_span
@@ -156,11 +157,23 @@ class Generation:
         return rows
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
+        """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
+        the store refused the record and kept its salvaged form (failed, billed, no text), so the
+        answer matches what ``GET /v1/process/{id}`` shows."""
         if tracing.enabled:
             with internal_span("store.write"):
-                await self.runtime.writer.write(*self.rows(status, error_code))
-            return
-        await self.runtime.writer.write(*self.rows(status, error_code))
+                refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        else:
+            refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if refused:
+            raise self.not_stored_error()
+
+    def not_stored_error(self) -> PlutosError:
+        return PlutosError(
+            "internal_error",
+            "The result could not be stored; it is recorded as failed (its tokens are billed).",
+            {"id": self.id},
+        )
 
     def save_in_background(self, status: str, error_code: str | None = None) -> None:
         """For paths where the caller is gone (cancellation): queue the write, do not wait."""

@@ -34,7 +34,9 @@ ENVIRONMENTS: dict[str, str] = {
     "development": "http://localhost:3000/v1",
 }
 
-DEFAULT_TIMEOUT = 60.0
+# Seconds per attempt: one default for every PlutosAI SDK (TypeScript 600 000 ms, Go
+# DefaultTimeout = 10 min), the longest a REST call may run on the server (its unary timeout).
+DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 2
 
 

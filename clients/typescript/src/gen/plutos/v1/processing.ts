@@ -58,10 +58,8 @@ export interface ProcessResponse {
   id: string;
   output: string;
   model: string;
-  usage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  usage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }
@@ -76,11 +74,9 @@ export interface GetProcessResponse {
   output: string;
   model: string;
   /** The options the call ran with, defaults filled in. */
-  options?: ProcessOptions | undefined;
-  usage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  options: ProcessOptions;
+  usage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
   /** "completed", "cancelled" (a stream its client left) or "failed". */
@@ -103,9 +99,7 @@ export interface BatchItemError {
 export interface BatchResult {
   input: string;
   output: string;
-  usage?:
-    | Usage
-    | undefined;
+  usage: Usage;
   /** Set only when this item failed. */
   error?: BatchItemError | undefined;
 }
@@ -114,10 +108,8 @@ export interface BatchResponse {
   /** "batch_" followed by 16 hex digits. */
   id: string;
   results: BatchResult[];
-  totalUsage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  totalUsage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }
@@ -142,15 +134,11 @@ export interface StreamComplete {
   chunk: string;
   /** The whole output. */
   output: string;
-  usage?:
-    | Usage
-    | undefined;
+  usage: Usage;
   /** The stored record's id, for GET /v1/process/{id}. */
   id: string;
   model: string;
-  createdAt?:
-    | string
-    | undefined;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }
@@ -162,4 +150,52 @@ export interface StreamComplete {
 export interface StreamResponse {
   chunk?: StreamChunk | undefined;
   complete?: StreamComplete | undefined;
+}
+
+export interface ListProcessesRequest {
+  /** 1 to 100; default 20. */
+  limit: number;
+  /** The last id of the previous page: records older than it. */
+  after: string;
+  /** Only this model's records. */
+  model: string;
+  /** Only "completed", "failed" or "cancelled" records. */
+  status: string;
+  /** YYYY-MM-DD (UTC), inclusive. Query parameter `start_date`. */
+  startDate: string;
+  /** YYYY-MM-DD (UTC), inclusive. Query parameter `end_date`. */
+  endDate: string;
+}
+
+/** One stored processing record. */
+export interface ProcessRecord {
+  id: string;
+  /** "process", "stream", "batch" (an item of a batch), or the surface that made it. */
+  kind: string;
+  model: string;
+  /** "completed", "cancelled" or "failed". */
+  status: string;
+  input: string;
+  output: string;
+  usage?: Usage | undefined;
+  createdAt?:
+    | string
+    | undefined;
+  /** Milliseconds. */
+  processingTime: number;
+  /** On a batch item: its batch and position in it. */
+  batchId?: string | undefined;
+  batchIndex?:
+    | number
+    | undefined;
+  /** On a failed record: the error code. */
+  errorCode?: string | undefined;
+}
+
+export interface ListProcessesResponse {
+  data: ProcessRecord[];
+  hasMore: boolean;
+  /** Ids of the first and last records of this page; pass last_id as `after` for the next. */
+  firstId: string;
+  lastId: string;
 }

@@ -18,8 +18,8 @@ export interface GetUsageRequest {
 }
 
 export interface UsagePeriod {
-  start?: string | undefined;
-  end?: string | undefined;
+  start: string;
+  end: string;
 }
 
 export interface UsageTotals {
@@ -43,7 +43,33 @@ export interface UsageLimits {
 }
 
 export interface GetUsageResponse {
-  period?: UsagePeriod | undefined;
-  usage?: UsageTotals | undefined;
-  limits?: UsageLimits | undefined;
+  period: UsagePeriod;
+  usage: UsageTotals;
+  limits: UsageLimits;
+}
+
+export interface GetDailyUsageRequest {
+  /** YYYY-MM-DD, inclusive. Query parameter `start_date`. */
+  startDate: string;
+  /** YYYY-MM-DD, inclusive. Query parameter `end_date`. */
+  endDate: string;
+  /** Only this model's rows. */
+  model: string;
+}
+
+export interface DailyUsage {
+  /** YYYY-MM-DD (UTC). */
+  date: string;
+  model: string;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** USD, the same arithmetic as GetUsage. */
+  cost: number;
+}
+
+export interface GetDailyUsageResponse {
+  /** Oldest day first; within a day, by model. */
+  data: DailyUsage[];
 }
