@@ -39,6 +39,7 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
 

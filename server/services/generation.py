@@ -6,6 +6,7 @@ the same way on success, failure and cancellation.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -19,14 +20,15 @@ from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.errors import PlutosError
 from server.ids import new_id
-from server.observability.metrics import count_usage
+from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
 from server.observability.tracing import internal_span
 from server.observability.tracing import state as tracing
 from server.runtime import Runtime
-from server.services.options import options_to_record
+from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
+log = logging.getLogger("plutos.usage")
 
 
 def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -99,7 +101,38 @@ class Generation:
         self.state.prompt_tokens = self.prompt.prompt_tokens
         return self.prompt
 
+    def bound_usage(self) -> None:
+        """Hold the reported token counts to what this request could have used: the prompt to
+        :func:`prompt_token_bound`, the completion to ``maxTokens``. An upstream may report anything
+        (``prompt_tokens: 3000000000`` for 8 characters); what exceeds the bound is never billed —
+        it is clamped, logged and counted (``plutos_usage_clamped_total``), so the bill, the quota
+        (reserved with the same bound) and the stored record stay true. Called before the usage is
+        answered or stored, so both show the same figures."""
+        s = self.state
+        if s.prompt_tokens > min(len(self.text) + PROMPT_OVERHEAD_TOKENS, self.spec.max_tokens) or (
+            s.completion_tokens > self.params.max_tokens
+        ):
+            self._clamp(s)
+
+    def _clamp(self, s: GenerationState) -> None:
+        prompt_bound = prompt_token_bound(self.text, self.params.system_prompt, self.spec.max_tokens)
+        for field_name, bound in (("prompt_tokens", prompt_bound), ("completion_tokens", self.params.max_tokens)):
+            reported = getattr(s, field_name)
+            if reported > bound:
+                log.warning(
+                    "model %s reported %s=%d, beyond the request's bound %d: billed %d (record %s)",
+                    self.spec.id,
+                    field_name,
+                    reported,
+                    bound,
+                    bound,
+                    self.id,
+                )
+                USAGE_CLAMPED.labels(model_label(self.spec.id), field_name.removesuffix("_tokens")).inc()
+                setattr(s, field_name, bound)
+
     def usage(self) -> processing_pb2.Usage:
+        self.bound_usage()
         s = self.state
         return processing_pb2.Usage(
             prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
@@ -108,6 +141,7 @@ class Generation:
     def rows(self, status: str, error_code: str | None = None) -> list[Any]:
         """The record and, when anything ran, its ledger entry."""
         self.recorded = True
+        self.bound_usage()
         s = self.state
         record = new_row(
             ProcessRecord,
