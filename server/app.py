@@ -38,7 +38,13 @@ from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
-from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
+from server.interceptors import (
+    AuthInterceptor,
+    ErrorInterceptor,
+    InterceptorChain,
+    LimitsInterceptor,
+    TextInterceptor,
+)
 from server.limits.quota import ledger_seed
 from server.local_channel import LocalChannel
 from server.observability.health import Readiness, health_route, ready_route
@@ -112,6 +118,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
                 ledger_seed(runtime.sessions),
                 fail_open=runtime.settings.limiter_fail_open,
             ),
+            TextInterceptor(),
         ]
     )
     servicers: list[tuple[Callable[[Any, Any], None], Any]] = [

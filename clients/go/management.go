@@ -22,6 +22,7 @@ type KeyLimits struct {
 
 // APIKey is a key as listed: its visible prefix, never the secret.
 type APIKey struct {
+	ResponseMeta
 	ID        string     `json:"id"`
 	AccountID string     `json:"accountId"`
 	Name      string     `json:"name"`
@@ -50,12 +51,14 @@ type CreateKeyRequest struct {
 
 // CreateKeyResponse holds the new key and its secret, shown only here.
 type CreateKeyResponse struct {
+	ResponseMeta
 	Key    APIKey `json:"key"`
 	Secret string `json:"secret"`
 }
 
 // ListKeysResponse is the answer of GET /keys.
 type ListKeysResponse struct {
+	ResponseMeta
 	Keys []APIKey `json:"keys"`
 }
 
@@ -72,12 +75,14 @@ type UpdateKeyRequest struct {
 
 // RotateKeyResponse holds the replacement, its secret (shown only here) and the replaced key.
 type RotateKeyResponse struct {
+	ResponseMeta
 	Key      APIKey `json:"key"`
 	Secret   string `json:"secret"`
 	Replaced APIKey `json:"replaced"`
 }
 
 type keyResponse struct {
+	ResponseMeta
 	Key APIKey `json:"key"`
 }
 
@@ -126,6 +131,7 @@ type ListProcessesParams struct {
 
 // ListProcessesResponse is a page of records, newest first.
 type ListProcessesResponse struct {
+	ResponseMeta
 	Data    []ProcessHistoryItem `json:"data"`
 	HasMore bool                 `json:"hasMore"`
 	FirstID string               `json:"firstId"`
@@ -150,11 +156,13 @@ type DailyUsageParams struct {
 
 // DailyUsageResponse is the answer of GET /usage/daily.
 type DailyUsageResponse struct {
+	ResponseMeta
 	Data []DailyUsage `json:"data"`
 }
 
 // WebhookDelivery is one event for one webhook.
 type WebhookDelivery struct {
+	ResponseMeta
 	ID        string `json:"id"`
 	WebhookID string `json:"webhookId"`
 	Event     string `json:"event"`
@@ -170,6 +178,7 @@ type WebhookDelivery struct {
 
 // ListWebhookDeliveriesResponse is a page of deliveries, newest first.
 type ListWebhookDeliveriesResponse struct {
+	ResponseMeta
 	Data    []WebhookDelivery `json:"data"`
 	HasMore bool              `json:"hasMore"`
 	FirstID string            `json:"firstId"`
@@ -177,11 +186,13 @@ type ListWebhookDeliveriesResponse struct {
 }
 
 type redeliverResponse struct {
+	ResponseMeta
 	Delivery WebhookDelivery `json:"delivery"`
 }
 
 // TestWebhookResponse is the receiver's answer to a signed ping.
 type TestWebhookResponse struct {
+	ResponseMeta
 	Delivered  bool    `json:"delivered"`
 	StatusCode *int    `json:"statusCode,omitempty"`
 	Error      *string `json:"error,omitempty"`
@@ -198,6 +209,7 @@ type AccountUsage struct {
 
 // Account is an account with this month's usage.
 type Account struct {
+	ResponseMeta
 	ID        string       `json:"id"`
 	Name      string       `json:"name"`
 	Plan      string       `json:"plan"`
@@ -208,6 +220,7 @@ type Account struct {
 }
 
 type accountResponse struct {
+	ResponseMeta
 	Account Account `json:"account"`
 }
 
@@ -220,6 +233,7 @@ type UpdateAccountRequest struct {
 
 // ListAccountsResponse is a page of accounts, newest first.
 type ListAccountsResponse struct {
+	ResponseMeta
 	Data    []Account `json:"data"`
 	HasMore bool      `json:"hasMore"`
 	FirstID string    `json:"firstId"`
@@ -240,6 +254,7 @@ type AuditEvent struct {
 
 // ListAuditEventsResponse is a page of audit events, newest first.
 type ListAuditEventsResponse struct {
+	ResponseMeta
 	Data    []AuditEvent `json:"data"`
 	HasMore bool         `json:"hasMore"`
 	FirstID string       `json:"firstId"`
@@ -272,20 +287,12 @@ func (c *Client) ListKeys(ctx context.Context, accountID string) (*ListKeysRespo
 
 // GetKey returns one key (GET /keys/{id}).
 func (c *Client) GetKey(ctx context.Context, accountID, id string) (*APIKey, error) {
-	r, err := doJSON[keyResponse](ctx, c, http.MethodGet, keysPath(accountID, id, ""), nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	return &r.Key, nil
+	return keyCall(ctx, c, http.MethodGet, keysPath(accountID, id, ""), nil)
 }
 
 // UpdateKey changes a key (PATCH /keys/{id}).
 func (c *Client) UpdateKey(ctx context.Context, accountID, id string, req UpdateKeyRequest) (*APIKey, error) {
-	r, err := doJSON[keyResponse](ctx, c, http.MethodPatch, keysPath(accountID, id, ""), nil, req)
-	if err != nil {
-		return nil, err
-	}
-	return &r.Key, nil
+	return keyCall(ctx, c, http.MethodPatch, keysPath(accountID, id, ""), req)
 }
 
 // RotateKey replaces a key (POST /keys/{id}:rotate); the old one works graceSeconds more (nil: 86400).
@@ -304,11 +311,7 @@ func (c *Client) RevokeKey(ctx context.Context, accountID, id string, allowSelf 
 	if allowSelf {
 		body["allowSelf"] = true
 	}
-	r, err := doJSON[keyResponse](ctx, c, http.MethodPost, keysPath(accountID, id, "revoke"), nil, body)
-	if err != nil {
-		return nil, err
-	}
-	return &r.Key, nil
+	return keyCall(ctx, c, http.MethodPost, keysPath(accountID, id, "revoke"), body)
 }
 
 // ListProcesses pages through the account's processing records, newest first (GET /process).
@@ -356,6 +359,7 @@ func (c *Client) RedeliverWebhookDelivery(ctx context.Context, webhookID, delive
 	if err != nil {
 		return nil, err
 	}
+	r.Delivery.RequestID = r.RequestID
 	return &r.Delivery, nil
 }
 
@@ -406,5 +410,15 @@ func accountCall(ctx context.Context, c *Client, method, path string, body any) 
 	if err != nil {
 		return nil, err
 	}
+	r.Account.RequestID = r.RequestID
 	return &r.Account, nil
+}
+
+func keyCall(ctx context.Context, c *Client, method, path string, body any) (*APIKey, error) {
+	r, err := doJSON[keyResponse](ctx, c, method, path, nil, body)
+	if err != nil {
+		return nil, err
+	}
+	r.Key.RequestID = r.RequestID
+	return &r.Key, nil
 }

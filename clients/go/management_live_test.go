@@ -23,7 +23,7 @@ func TestLiveManagement(t *testing.T) {
 	}
 	admin := client(adminKey)
 	account, err := admin.CreateAccount(ctx, "sdk-go", "free")
-	if err != nil || account.Plan != "free" || account.Suspended {
+	if err != nil || account.Plan != "free" || account.Suspended || account.RequestID == "" {
 		t.Fatalf("CreateAccount: %+v, %v", account, err)
 	}
 	owner, err := admin.CreateKey(ctx, plutos.CreateKeyRequest{

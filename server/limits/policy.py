@@ -12,7 +12,7 @@ from typing import Any
 from server.config import Settings
 from server.context import Caller
 from server.limits.base import Concurrency, Window
-from server.services.options import DEFAULT_MAX_TOKENS
+from server.services.options import DEFAULT_MAX_TOKENS, prompt_token_bound
 
 WINDOWS = (
     ("minute", "requests_per_minute", 60),
@@ -44,9 +44,6 @@ SCOPE_BY_SERVICE = {
     f"{_SERVICE}KeysService": "keys",
     f"{_SERVICE}AdminService": "admin",
 }
-
-# Allowance for the chat template around the input (role markers, a default system prompt).
-PROMPT_OVERHEAD_TOKENS = 64
 
 
 def required_scope(method_name: str) -> str:
@@ -106,10 +103,6 @@ def token_reservation(settings: Settings, method_name: str, request: Any) -> int
         max_tokens = min(max(options.max_tokens, 1), spec.max_tokens)
     else:
         max_tokens = min(DEFAULT_MAX_TOKENS, spec.max_tokens)
-    system = len(options.system_prompt.encode("utf-8")) if options.HasField("system_prompt") else 0
+    system = options.system_prompt if options.HasField("system_prompt") else None
     inputs = list(request.inputs) if method_name.endswith("/Batch") else [request.input]
-    total = 0
-    for text in inputs:
-        prompt = min(len(text.encode("utf-8")) + system + PROMPT_OVERHEAD_TOKENS, spec.max_tokens)
-        total += prompt + max_tokens
-    return total
+    return sum(prompt_token_bound(text, system, spec.max_tokens) + max_tokens for text in inputs)

@@ -6,6 +6,7 @@ the same way on success, failure and cancellation.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -19,12 +20,13 @@ from server.config import ModelSpec
 from server.context import Caller, current_call
 from server.errors import PlutosError
 from server.ids import new_id
-from server.observability.metrics import count_usage
+from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
 from server.runtime import Runtime
-from server.services.options import options_to_record
+from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
+log = logging.getLogger("plutos.usage")
 
 
 def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -88,16 +90,57 @@ class Generation:
         self.recorded = False
         self.call = current_call.get(None)  # captured now: rows may be built after the call ended
 
+        self._processing_time: int | None = None
+
     @property
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self._started) * 1000)
+
+    @property
+    def processing_time(self) -> int:
+        """``processingTime`` (ms): from the call's start to its outcome being recorded — fixed when
+        the record is built, so the answer and the stored record show the same figure."""
+        if self._processing_time is None:
+            self._processing_time = self.elapsed_ms
+        return self._processing_time
 
     async def prepare(self) -> PreparedPrompt:
         self.prompt = await self.backend.prepare(self.text, self.params)
         self.state.prompt_tokens = self.prompt.prompt_tokens
         return self.prompt
 
+    def bound_usage(self) -> None:
+        """Hold the reported token counts to what this request could have used: the prompt to
+        :func:`prompt_token_bound`, the completion to ``maxTokens``. An upstream may report anything
+        (``prompt_tokens: 3000000000`` for 8 characters); what exceeds the bound is never billed —
+        it is clamped, logged and counted (``plutos_usage_clamped_total``), so the bill, the quota
+        (reserved with the same bound) and the stored record stay true. Called before the usage is
+        answered or stored, so both show the same figures."""
+        s = self.state
+        if s.prompt_tokens > min(len(self.text) + PROMPT_OVERHEAD_TOKENS, self.spec.max_tokens) or (
+            s.completion_tokens > self.params.max_tokens
+        ):
+            self._clamp(s)
+
+    def _clamp(self, s: GenerationState) -> None:
+        prompt_bound = prompt_token_bound(self.text, self.params.system_prompt, self.spec.max_tokens)
+        for field_name, bound in (("prompt_tokens", prompt_bound), ("completion_tokens", self.params.max_tokens)):
+            reported = getattr(s, field_name)
+            if reported > bound:
+                log.warning(
+                    "model %s reported %s=%d, beyond the request's bound %d: billed %d (record %s)",
+                    self.spec.id,
+                    field_name,
+                    reported,
+                    bound,
+                    bound,
+                    self.id,
+                )
+                USAGE_CLAMPED.labels(model_label(self.spec.id), field_name.removesuffix("_tokens")).inc()
+                setattr(s, field_name, bound)
+
     def usage(self) -> processing_pb2.Usage:
+        self.bound_usage()
         s = self.state
         return processing_pb2.Usage(
             prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
@@ -106,6 +149,7 @@ class Generation:
     def rows(self, status: str, error_code: str | None = None) -> list[Any]:
         """The record and, when anything ran, its ledger entry."""
         self.recorded = True
+        self.bound_usage()
         s = self.state
         record = new_row(
             ProcessRecord,
@@ -124,7 +168,7 @@ class Generation:
             status=status,
             error_code=error_code,
             created_at=self.created_at,
-            processing_time_ms=self.elapsed_ms,
+            processing_time_ms=self.processing_time,
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced

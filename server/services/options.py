@@ -9,6 +9,18 @@ from server.config import ModelSpec
 from server.errors import PlutosError, invalid_parameter
 
 DEFAULT_MAX_TOKENS = 1000
+# Allowance for the chat template around the input (role markers, a default system prompt).
+PROMPT_OVERHEAD_TOKENS = 64
+
+
+def prompt_token_bound(text: str, system_prompt: str | None, context: int) -> int:
+    """The most prompt tokens one input can be: its UTF-8 bytes and the system prompt's (a
+    byte-level tokenizer never makes more tokens than bytes) plus the template allowance, capped
+    at the model's context. Both the quota reservation and billing use this bound."""
+    system = len(system_prompt.encode("utf-8")) if system_prompt else 0
+    return min(len(text.encode("utf-8")) + system + PROMPT_OVERHEAD_TOKENS, context)
+
+
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 100
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,6 @@ from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
-from sqlalchemy.orm import load_only
 
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
@@ -24,6 +24,16 @@ from server.services.options import options_from_record, params_from_options, re
 from server.services.pages import newest_first
 from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
+
+log = logging.getLogger("plutos.processing")
+
+
+INT32_MAX = 2**31 - 1
+
+
+def int32(value: int) -> int:
+    """``value`` held to a protobuf int32 field's range (0 to 2**31 - 1 for counts and durations)."""
+    return min(max(int(value), 0), INT32_MAX)
 
 
 def call_deadline(context: Any) -> float | None:
@@ -51,7 +61,8 @@ _LISTED_COLUMNS = (
 )
 
 
-def _record_message(record: ProcessRecord) -> processing_pb2.ProcessRecord:
+def _record_message(record: Any) -> processing_pb2.ProcessRecord:
+    """A ``_LISTED_COLUMNS`` row (attribute access by column name) as its message."""
     msg = processing_pb2.ProcessRecord(
         id=record.id,
         kind=record.kind,
@@ -99,6 +110,8 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         with self.runtime.writer.expect():
             gen = self._generation(request, "process", context)
             await gen.prepare()
+            # From here on a record is stored whatever happens: its id goes out as x-process-id.
+            call_state().response_metadata["x-process-id"] = gen.id
             try:
                 await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
             except asyncio.CancelledError:
@@ -107,6 +120,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             except PlutosError as err:
                 await gen.save("failed", err.code)
                 raise
+            except Exception:
+                # A bug, not the caller's fault: what the model did is still stored and billed.
+                await gen.save("failed", "internal_error")
+                raise
             await gen.save()
             return processing_pb2.ProcessResponse(
                 id=gen.id,
@@ -114,7 +131,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 model=gen.spec.id,
                 usage=gen.usage(),
                 created_at=timestamp(gen.created_at),
-                processing_time=gen.elapsed_ms,
+                processing_time=gen.processing_time,
             )
 
     async def GetProcess(
@@ -132,13 +149,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             output=record.output,
             model=record.model,
             options=options_from_record(record.options),
+            # int32 fields: a count no request can reach (stored before usage was bounded) is
+            # shown at the field's limit rather than making the record unreadable.
             usage=processing_pb2.Usage(
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                total_tokens=record.prompt_tokens + record.completion_tokens,
+                prompt_tokens=int32(record.prompt_tokens),
+                completion_tokens=int32(record.completion_tokens),
+                total_tokens=int32(record.prompt_tokens + record.completion_tokens),
             ),
             created_at=timestamp(record.created_at),
-            processing_time=record.processing_time_ms,
+            processing_time=int32(record.processing_time_ms),
             status=record.status,
         )
 
@@ -166,7 +185,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if first is not None and last < first:
                 raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
             filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
-        query = select(ProcessRecord).options(load_only(*_LISTED_COLUMNS))
+        query = select(*_LISTED_COLUMNS)  # plain rows: half the time of ORM objects per page
         async with self.runtime.sessions() as session:
             page = await newest_first(
                 session,
@@ -216,6 +235,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         return None
                     except PlutosError as err:
                         return err
+                    except Exception:
+                        # One item's bug stays that item's: the others are answered, stored and billed.
+                        log.exception("batch %s item %s failed", batch_id, gen.batch_index)
+                        return PlutosError("internal_error", "Internal server error.")
 
             def batch_row() -> Batch:
                 return Batch(
@@ -279,8 +302,12 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if not gen.spec.supports_streaming:
                 raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
             await gen.prepare()
-            # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
-            await call_state().send_initial_metadata(context)
+            # From here on a record is stored whatever happens. Its id goes out up front
+            # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
+            call_state().response_metadata["x-process-id"] = gen.id
+            # The response's headers (initial metadata) leave with the first message, once it is
+            # known: an error before it (an upstream's 429 or 500) is then a plain error status —
+            # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.
             status, error_code = "cancelled", None
             try:
                 # A cancelled call closes the backend's stream (and an upstream request) at once.
@@ -291,6 +318,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 status = "completed"
             except PlutosError as err:
                 status, error_code = "failed", err.code
+                raise
+            except Exception:
+                status, error_code = "failed", "internal_error"
                 raise
             finally:
                 if status != "completed":
@@ -304,6 +334,6 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     id=gen.id,
                     model=gen.spec.id,
                     created_at=timestamp(gen.created_at),
-                    processing_time=gen.elapsed_ms,
+                    processing_time=gen.processing_time,
                 )
             )

@@ -324,17 +324,23 @@ export class PlutosAI {
   async #json<T>(spec: RequestSpec, options?: RequestOptions): Promise<T> {
     const { response, text, release } = await this.#send(spec, options, false);
     release();
-    if (text === '') return {} as T;
+    const requestId = response.headers.get('x-request-id') ?? undefined;
+    let result: unknown;
     try {
-      return JSON.parse(text) as T;
+      result = text === '' ? {} : JSON.parse(text);
     } catch (cause) {
       throw new PlutosError(`Invalid JSON in response (HTTP ${response.status})`, {
         code: 'invalid_response',
         status: response.status,
-        requestId: response.headers.get('x-request-id') ?? undefined,
+        requestId,
         cause,
       });
     }
+    // Every result carries its response's request id (non-enumerable: JSON.stringify leaves it out).
+    if (typeof result === 'object' && result !== null) {
+      Object.defineProperty(result, '_requestId', { value: requestId, enumerable: false });
+    }
+    return result as T;
   }
 
   #url(spec: RequestSpec): string {

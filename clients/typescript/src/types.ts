@@ -8,6 +8,12 @@ import type * as processing from './gen/plutos/v1/processing.js';
 import type * as usage from './gen/plutos/v1/usage.js';
 import type * as webhooks from './gen/plutos/v1/webhooks.js';
 
+/** On every result: the `X-Request-Id` of the response that carried it (quote it when reporting a
+ * problem). A non-enumerable property: not part of the JSON. */
+export interface ResultMeta {
+  readonly _requestId?: string | undefined;
+}
+
 /** Generation options; every field is optional and omitted ones take the server's defaults. */
 export type ProcessOptions = Partial<processing.ProcessOptions>;
 
@@ -19,8 +25,8 @@ export interface ProcessRequest {
   model: string;
   options?: ProcessOptions;
 }
-export type ProcessResponse = processing.ProcessResponse;
-export type GetProcessResponse = processing.GetProcessResponse;
+export type ProcessResponse = processing.ProcessResponse & ResultMeta;
+export type GetProcessResponse = processing.GetProcessResponse & ResultMeta;
 
 export interface BatchRequest {
   /** 1 to 100 inputs. */
@@ -28,7 +34,7 @@ export interface BatchRequest {
   model: string;
   options?: ProcessOptions;
 }
-export type BatchResponse = processing.BatchResponse;
+export type BatchResponse = processing.BatchResponse & ResultMeta;
 export type BatchResult = processing.BatchResult;
 export type BatchItemError = processing.BatchItemError;
 
@@ -49,7 +55,7 @@ export type StreamEvent = StreamChunkEvent | StreamCompleteEvent;
 
 export type Model = models.Model;
 export type Pricing = models.Pricing;
-export type ListModelsResponse = models.ListModelsResponse;
+export type ListModelsResponse = models.ListModelsResponse & ResultMeta;
 
 export interface GetUsageParams {
   /** YYYY-MM-DD, inclusive. */
@@ -57,7 +63,7 @@ export interface GetUsageParams {
   /** YYYY-MM-DD, inclusive. */
   endDate?: string;
 }
-export type GetUsageResponse = usage.GetUsageResponse;
+export type GetUsageResponse = usage.GetUsageResponse & ResultMeta;
 export type UsagePeriod = usage.UsagePeriod;
 export type UsageTotals = usage.UsageTotals;
 export type UsageLimits = usage.UsageLimits;
@@ -69,10 +75,10 @@ export interface CreateWebhookRequest {
   /** When set, deliveries are signed with it. */
   secret?: string;
 }
-export type CreateWebhookResponse = webhooks.CreateWebhookResponse;
+export type CreateWebhookResponse = webhooks.CreateWebhookResponse & ResultMeta;
 export type Webhook = webhooks.Webhook;
-export type ListWebhooksResponse = webhooks.ListWebhooksResponse;
-export type DeleteWebhookResponse = webhooks.DeleteWebhookResponse;
+export type ListWebhooksResponse = webhooks.ListWebhooksResponse & ResultMeta;
+export type DeleteWebhookResponse = webhooks.DeleteWebhookResponse & ResultMeta;
 
 // -- management: keys, accounts, audit, history, daily usage, webhook deliveries -----------------
 
