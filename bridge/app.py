@@ -23,7 +23,7 @@ from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from server.errors import ERRORS, echo
-from server.ids import new_request_id
+from server.ids import request_id_from
 
 if TYPE_CHECKING:
     from server.local_channel import LocalChannel
@@ -139,10 +139,9 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def _request_id(request: Request) -> str:
-    incoming = _wanted_headers(request)[0]
-    if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
-        return incoming
-    return new_request_id()
+    """The client's ``X-Request-Id`` if it passes the one rule (:func:`server.ids.valid_request_id`),
+    else a new id; either is what the server sees, so header and body always agree."""
+    return request_id_from(_wanted_headers(request)[0])
 
 
 class Bridge:

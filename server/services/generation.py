@@ -90,9 +90,19 @@ class Generation:
         self.recorded = False
         self.call = current_call.get(None)  # captured now: rows may be built after the call ended
 
+        self._processing_time: int | None = None
+
     @property
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self._started) * 1000)
+
+    @property
+    def processing_time(self) -> int:
+        """``processingTime`` (ms): from the call's start to its outcome being recorded — fixed when
+        the record is built, so the answer and the stored record show the same figure."""
+        if self._processing_time is None:
+            self._processing_time = self.elapsed_ms
+        return self._processing_time
 
     async def prepare(self) -> PreparedPrompt:
         self.prompt = await self.backend.prepare(self.text, self.params)
@@ -158,7 +168,7 @@ class Generation:
             status=status,
             error_code=error_code,
             created_at=self.created_at,
-            processing_time_ms=self.elapsed_ms,
+            processing_time_ms=self.processing_time,
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced

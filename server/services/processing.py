@@ -131,7 +131,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 model=gen.spec.id,
                 usage=gen.usage(),
                 created_at=timestamp(gen.created_at),
-                processing_time=gen.elapsed_ms,
+                processing_time=gen.processing_time,
             )
 
     async def GetProcess(
@@ -334,6 +334,6 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     id=gen.id,
                     model=gen.spec.id,
                     created_at=timestamp(gen.created_at),
-                    processing_time=gen.elapsed_ms,
+                    processing_time=gen.processing_time,
                 )
             )

@@ -418,6 +418,7 @@ class AsyncPlutosAI(BaseClient):
         response = await self._send_with_retries(
             method, path, json_body=json_body, params=params, stream=False
         )
+        self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
 
     async def _send_with_retries(

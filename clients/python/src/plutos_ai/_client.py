@@ -408,6 +408,7 @@ class PlutosAI(BaseClient):
     ) -> tuple[Any, str | None]:
         """The decoded JSON answer and the response's ``X-Request-Id``."""
         response = self._send_with_retries(method, path, json_body=json_body, params=params, stream=False)
+        self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
 
     def _send_with_retries(
