@@ -25,6 +25,8 @@ from bridge.routes import HttpBinding, bindings_for_modules
 from server.errors import ERRORS, echo
 from server.idempotency.keys import MAX_KEY_LENGTH, valid_key
 from server.ids import request_id_from
+from server.observability.tracing import inject
+from server.observability.tracing import state as tracing
 
 if TYPE_CHECKING:
     from server.local_channel import LocalChannel
@@ -231,12 +233,14 @@ class Bridge:
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
         _, auth, _, idempotency_key = _wanted_headers(request)
-        metadata = [("x-request-id", request_id)]
+        metadata: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
         if auth is not None:
-            metadata.append(("authorization", auth))
+            metadata += (("authorization", auth),)
         if idempotency_key is not None:
-            metadata.append(("idempotency-key", idempotency_key))
-        return tuple(metadata)
+            metadata += (("idempotency-key", idempotency_key),)
+        if tracing.enabled:  # over a gRPC hop the trace continues through metadata
+            metadata += tuple(inject({}).items())
+        return metadata
 
     async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
