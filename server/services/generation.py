@@ -21,6 +21,8 @@ from server.context import Caller, current_call
 from server.errors import PlutosError
 from server.ids import new_id
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
+from server.observability.tracing import internal_span
+from server.observability.tracing import state as tracing
 from server.runtime import Runtime
 from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -202,7 +204,11 @@ class Generation:
         """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
         the store refused the record and kept its salvaged form (failed, billed, no text), so the
         answer matches what ``GET /v1/process/{id}`` shows."""
-        refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if tracing.enabled:
+            with internal_span("store.write"):
+                refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        else:
+            refused = await self.runtime.writer.write(*self.rows(status, error_code))
         if refused:
             raise self.not_stored_error()
 
