@@ -53,6 +53,7 @@ from server.observability.logs import RequestLog, configure_logging, stop_loggin
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.observability.tracing import instrument_asgi as tracing_instrument_asgi
+from server.observability.tracing import instrument_store as tracing_instrument_store
 from server.observability.tracing import setup_from_env as setup_tracing_from_env
 from server.observability.tracing import shutdown as shutdown_tracing
 from server.observability.tracing import state as tracing
@@ -245,6 +246,8 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         raise ValueError('TLS needs bridge_transport = "local" (the bridge then calls the service in process)')
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
+    if tracing.enabled:
+        tracing_instrument_store(runtime.engine)
     set_known_models(runtime.catalogue.specs)
     readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)
