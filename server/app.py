@@ -38,6 +38,7 @@ from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
+from server.idempotency import IdempotencyInterceptor, idempotent_methods
 from server.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -52,6 +53,7 @@ from server.observability.logs import RequestLog, configure_logging, stop_loggin
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.observability.tracing import instrument_asgi as tracing_instrument_asgi
+from server.observability.tracing import instrument_store as tracing_instrument_store
 from server.observability.tracing import setup_from_env as setup_tracing_from_env
 from server.observability.tracing import shutdown as shutdown_tracing
 from server.observability.tracing import state as tracing
@@ -64,6 +66,9 @@ from server.services.usage import UsageService
 from server.services.webhooks import WebhooksService
 
 log = logging.getLogger("plutos")
+
+# The generated modules of the public API (services, and the RPC options the interceptors read).
+API_MODULES = [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
 
 SERVICE_NAMES = [
     processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name,
@@ -116,6 +121,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         [
             ErrorInterceptor(request_log=request_log, metrics=settings.metrics_enabled),
             AuthInterceptor(runtime.authenticator),
+            IdempotencyInterceptor(runtime.idempotency, idempotent_methods(API_MODULES)),
             LimitsInterceptor(
                 runtime.limiter,
                 runtime.settings,
@@ -240,6 +246,8 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         raise ValueError('TLS needs bridge_transport = "local" (the bridge then calls the service in process)')
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
+    if tracing.enabled:
+        tracing_instrument_store(runtime.engine)
     set_known_models(runtime.catalogue.specs)
     readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)
