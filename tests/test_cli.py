@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import MODEL
 
 pytestmark = pytest.mark.sqlite_only
-PLUTOS = [sys.executable, "-m", "server.cli"]
+PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from server.store.models import ProcessRecord
 from tests.fault_upstream import FaultUpstream
 from tests.test_upstream import free_port
 
-PLUTOS = [sys.executable, "-m", "server.cli"]
+PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ import pytest
 from plutos.v1 import processing_pb2
 
 from bridge.app import create_app
-from server.app import BRIDGE_CHANNEL_OPTIONS, RunningPlatform
+from bridge.transports.local import STREAM_BUFFER, LocalChannel
+from gateway.app import BRIDGE_CHANNEL_OPTIONS, RunningPlatform
 from server.interceptors.chain import InterceptorChain
 from server.keys import CreatedKey
-from server.local_channel import STREAM_BUFFER, LocalChannel
 from tests.conftest import MODEL
 from tests.sse import parse_frame
 

@@ -12,8 +12,8 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 
-from server.app import RunningPlatform
-from server.context import CallState
+from gateway.app import RunningPlatform
+from server.call_state import CallState
 from server.keys import CreatedKey
 from server.observability.health import Readiness, ready_route
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter

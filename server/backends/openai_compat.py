@@ -47,11 +47,11 @@ from typing import Any
 
 import orjson
 
+from core.errors import PlutosError
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.backends.http_client import ConnectError, HttpClientError, HttpPool, Response
+from server.call_state import current_call
 from server.config import ModelSpec
-from server.context import current_call
-from server.errors import PlutosError
 from server.observability.metrics import UpstreamMetrics
 
 log = logging.getLogger("plutos.backends.openai")

@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from server.context import CallState, current_call
+from server.call_state import CallState, current_call
 from server.store.models import COST_UNITS_PER_USD
 
 ACCESS_LOGGER = "plutos.access"

@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute
 from bridge.app import create_app
 from bridge.http_protocol import HttpLimits, bounded_protocol
 from bridge.surfaces import docs_route, openapi_route
+from bridge.transports.local import LocalChannel
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
@@ -45,8 +46,7 @@ from server.interceptors import (
     LimitsInterceptor,
     TextInterceptor,
 )
-from server.limits.quota import ledger_seed
-from server.local_channel import LocalChannel
+from server.limiter.quota import ledger_seed
 from server.observability.health import Readiness, health_route, ready_route
 from server.observability.logs import RequestLog, configure_logging, stop_logging
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models

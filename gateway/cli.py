@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from core.errors import PlutosError
 from server.config import ConfigError, Settings, load_settings, sized_for_workers
-from server.errors import PlutosError
 from server.keys import ADMIN_SCOPES, SCOPES, CreatedKey, create_key, key_status, list_keys, revoke_key, rotate_key
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
@@ -229,7 +229,7 @@ async def _dev_keys_if_empty(settings: Settings) -> tuple[CreatedKey, CreatedKey
 
 
 def _run_worker(settings: Settings) -> None:
-    from server.app import serve_forever
+    from gateway.app import serve_forever
 
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
@@ -285,7 +285,7 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import serve_forever
+    from gateway.app import serve_forever
 
     settings = _settings(args)
     if args.dev_key:
