@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -255,6 +256,10 @@ async def test_rest_answers_are_the_same_over_both_transports(platform: RunningP
         ("POST", "/stream", {"input": "Hi", "model": "no-such-model"}, good),
         ("POST", "/stream", {"input": "Say hi.", "model": MODEL, "options": {"maxTokens": 4, "temperature": 0}}, good),
     ]
+    # One instant for the whole comparison: X-RateLimit-Reset must not differ because a minute ended
+    # between the two transports' calls.
+    frozen = float((int(time.time()) // 60 + 1) * 60)
+    platform.runtime.limiter.clock = lambda: frozen
     try:
         for method, path, body, headers in cases:
             answers = {}
@@ -271,4 +276,5 @@ async def test_rest_answers_are_the_same_over_both_transports(platform: RunningP
                 last = answers["local"][2].rstrip(b"\n").split(b"\n\n")[-1]
                 assert parse_frame(last).event == "complete"
     finally:
+        del platform.runtime.limiter.clock  # back to the class's wall clock
         await channel.close()
