@@ -24,6 +24,8 @@ from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from core.errors import ERRORS, echo
 from core.ids import request_id_from
+from core.tracing import inject
+from core.tracing import state as tracing
 
 if TYPE_CHECKING:
     from bridge.transports.local import LocalChannel
@@ -225,9 +227,12 @@ class Bridge:
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
         auth = _wanted_headers(request)[1]
-        if auth is None:
-            return (("x-request-id", request_id),)
-        return (("x-request-id", request_id), ("authorization", auth))
+        metadata: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
+        if auth is not None:
+            metadata += (("authorization", auth),)
+        if tracing.enabled:  # over a gRPC hop the trace continues through metadata
+            metadata += tuple(inject({}).items())
+        return metadata
 
     async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""

@@ -46,8 +46,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Status, StatusCode
 
 from core.errors import PlutosError
+from core.tracing import client_span, inject
+from core.tracing import state as tracing
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.backends.http_client import ConnectError, HttpClientError, HttpPool, Response
 from server.call_state import current_call
@@ -382,14 +385,32 @@ class OpenAICompatibleBackend(Backend):
 
     async def _open(self, body: bytes, deadline: float) -> Response:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
-        assert self._client is not None, "backend not started"
-        loop = asyncio.get_running_loop()
         headers = self._headers
         call = current_call.get(None)
         if call is not None:
             # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
             # (llama-cpp-python's) reject one that is not a UUID.
             headers = {**headers, "x-client-request-id": call.request_id}
+        if not tracing.enabled:
+            return await self._open_attempts(body, deadline, headers, call)
+        span = client_span(
+            "POST /chat/completions",
+            {"http.request.method": "POST", "url.full": self.url, "plutos.model": self.spec.id},
+        )
+        headers = inject(dict(headers), span)  # the upstream continues this trace
+        try:
+            response = await self._open_attempts(body, deadline, headers, call)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.end()
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        span.end()
+        return response
+
+    async def _open_attempts(self, body: bytes, deadline: float, headers: dict[str, str], call: Any) -> Response:
+        assert self._client is not None, "backend not started"
+        loop = asyncio.get_running_loop()
         attempt = 0
         observed = self._observed
         while True:

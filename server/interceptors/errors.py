@@ -22,6 +22,8 @@ from grpc_interceptor.server import AsyncServerInterceptor
 
 from core.errors import ERROR_DOMAIN, PlutosError
 from core.ids import new_request_id, valid_request_id
+from core.tracing import end_rpc, start_rpc
+from core.tracing import state as tracing
 from server.call_state import CallState, current_call
 from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.observability.logs import RequestLog
@@ -107,13 +109,16 @@ class ErrorInterceptor(AsyncServerInterceptor):
         current_call.set(state)
         model = model_label(getattr(request, "model", ""))
         code = "UNKNOWN"
+        traced = None
+        if tracing.enabled:
+            traced = start_rpc(method_name, context.invocation_metadata(), request_id)
         try:
             if request is MALFORMED_REQUEST:
                 raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
             response = method(request, context)
             if is_stream(response):
                 code = ""  # measured when the stream ends
-                return self._stream(response, context, state, model, started, request)
+                return self._stream(response, context, state, model, started, request, traced)
             result = await response
             code = "OK"
         except PlutosError as err:
@@ -131,6 +136,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         finally:
             if code:
                 self._done(state, method_name, model, code, started, request)
+                if traced is not None:
+                    end_rpc(*traced, code, state.error_code)
         context.set_trailing_metadata(state.metadata())
         return result
 
@@ -141,7 +148,14 @@ class ErrorInterceptor(AsyncServerInterceptor):
             self._log.write(state, method_name, model, code, started, request)
 
     async def _stream(
-        self, response: AsyncIterator[Any], context: Any, state: CallState, model: str, started: float, request: Any
+        self,
+        response: AsyncIterator[Any],
+        context: Any,
+        state: CallState,
+        model: str,
+        started: float,
+        request: Any,
+        traced: tuple[Any, object] | None,
     ) -> AsyncIterator[Any]:
         metrics = self._metrics is not None
         if metrics:
@@ -175,6 +189,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
                 if code == "CANCELLED":
                     STREAMS_CANCELLED.labels(model).inc()
             self._done(state, state.method, model, code, started, request)
+            if traced is not None:
+                end_rpc(*traced, code, state.error_code)
         context.set_trailing_metadata(state.metadata())
 
 

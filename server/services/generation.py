@@ -17,6 +17,8 @@ from plutos.v1 import processing_pb2
 
 from core.errors import PlutosError
 from core.ids import new_id
+from core.tracing import internal_span
+from core.tracing import state as tracing
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.call_state import Caller, current_call
 from server.config import ModelSpec
@@ -202,7 +204,11 @@ class Generation:
         """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
         the store refused the record and kept its salvaged form (failed, billed, no text), so the
         answer matches what ``GET /v1/process/{id}`` shows."""
-        refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if tracing.enabled:
+            with internal_span("store.write"):
+                refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        else:
+            refused = await self.runtime.writer.write(*self.rows(status, error_code))
         if refused:
             raise self.not_stored_error()
 
