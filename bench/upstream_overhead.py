@@ -83,7 +83,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, target: str, concurrency: int) -> Run:
-    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)$", output, re.M)}
+    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.M)}
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if not (done and rps and len(pct) == 3):

@@ -23,6 +23,7 @@ from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from core.errors import ERRORS, echo
+from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
 from core.ids import request_id_from
 from core.tracing import inject
 from core.tracing import state as tracing
@@ -39,6 +40,8 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "idempotent-replayed": "Idempotent-Replayed",
+    "x-cache": "X-Cache",
     "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
@@ -98,13 +101,13 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
 DUPLICATE = "\x00duplicate"  # an impossible header value: the header was sent more than once
 
 
-def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
-    """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
-    each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
+def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None, str | None]:
+    """The request's ``x-request-id``, ``authorization``, ``content-length`` and ``idempotency-key``
+    (the first of each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
     scope = request.scope
-    found: tuple[str | None, str | None, str | None] | None = scope.get("plutos.headers")
+    found: tuple[str | None, str | None, str | None, str | None] | None = scope.get("plutos.headers")
     if found is None:
-        request_id = authorization = length = None
+        request_id = authorization = length = idempotency_key = None
         for name, value in scope["headers"]:  # ASGI: names are lower-case
             if name == b"authorization":
                 # Two Authorization headers: which one counts is ambiguous (proxies and servers
@@ -113,9 +116,12 @@ def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | Non
             elif name == b"x-request-id":
                 if request_id is None:
                     request_id = value.decode("latin-1")
-            elif name == b"content-length" and length is None:
-                length = value.decode("latin-1")
-        found = scope["plutos.headers"] = (request_id, authorization, length)
+            elif name == b"content-length":
+                if length is None:
+                    length = value.decode("latin-1")
+            elif name == b"idempotency-key" and idempotency_key is None:
+                idempotency_key = value.decode("latin-1")
+        found = scope["plutos.headers"] = (request_id, authorization, length, idempotency_key)
     return found
 
 
@@ -226,16 +232,27 @@ class Bridge:
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
-        auth = _wanted_headers(request)[1]
+        _, auth, _, idempotency_key = _wanted_headers(request)
         metadata: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
         if auth is not None:
             metadata += (("authorization", auth),)
+        if idempotency_key is not None:
+            metadata += (("idempotency-key", idempotency_key),)
         if tracing.enabled:  # over a gRPC hop the trace continues through metadata
             metadata += tuple(inject({}).items())
         return metadata
 
     async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
+        idempotency_key = _wanted_headers(request)[3]
+        if idempotency_key is not None and not valid_key(idempotency_key):
+            # Checked here too: gRPC metadata cannot carry what HTTP headers can (non-ASCII bytes).
+            return error_response(
+                "invalid_parameters",
+                f"An idempotency key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+                request_id,
+                {"field": "Idempotency-Key"},
+            )
         message = binding.request_type()
         if _wanted_headers(request)[1] == DUPLICATE:
             return error_response(

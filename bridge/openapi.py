@@ -23,6 +23,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
+from plutos.v1 import options_pb2
 
 from bridge.routes import HttpBinding
 from core.errors import ERRORS
@@ -85,6 +86,16 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+# On RPCs marked ``option (plutos.v1.idempotent) = true`` (docs/idempotency-and-cache.md).
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeating the request with the same key replays the first answer (`Idempotent-Replayed: true`) "
+    "instead of running it again; the key with another request is `idempotency_key_reused`, and while the first "
+    "still runs `idempotency_in_progress`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +426,8 @@ def build_openapi(
                 if description:
                     param["description"] = description
                 parameters.append(param)
+        if b.method.GetOptions().Extensions[options_pb2.idempotent]:
+            parameters.append(IDEMPOTENCY_KEY_PARAMETER)
         if parameters:
             operation["parameters"] = parameters
         if b.body:

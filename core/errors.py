@@ -13,6 +13,8 @@ the same table to pick the HTTP status.
     permission_denied    PERMISSION_DENIED    403
     account_suspended    PERMISSION_DENIED    403 (the key's account is suspended by an operator)
     not_found            NOT_FOUND            404
+    idempotency_in_progress ABORTED           409 (+ RetryInfo, Retry-After: the first call still runs) retryable
+    idempotency_key_reused FAILED_PRECONDITION 422 (the key came with another request)
     method_not_allowed   UNIMPLEMENTED        405 (REST only)
     conflict             ABORTED              409 (the resource's state forbids it: e.g. rotating a revoked key)
     rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After) retryable
@@ -62,6 +64,8 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
         ErrorKind("conflict", grpc.StatusCode.ABORTED, 409),
+        ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409, retryable=True),
+        ErrorKind("idempotency_key_reused", grpc.StatusCode.FAILED_PRECONDITION, 422),
         ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),

@@ -78,6 +78,7 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
                 func.sum(UsageDaily.requests),
                 func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens),
                 func.sum(UsageDaily.cost_units),
+                func.sum(UsageDaily.cached_requests),
             )
             .where(UsageDaily.account_id == who.account_id, UsageDaily.day >= first, UsageDaily.day <= last)
             .group_by(UsageDaily.model)
@@ -87,7 +88,8 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
             rows = (await session.execute(query)).all()
         totals = usage_pb2.UsageTotals()
         cost_units = 0
-        for model, requests, tokens, units in rows:
+        for model, requests, tokens, units, cached in rows:
+            totals.cached_requests += int(cached)
             totals.requests_by_model[model] = int(requests)
             totals.total_requests += int(requests)
             totals.total_tokens += int(tokens)

@@ -11,6 +11,8 @@ export const ERROR_TABLE = {
   not_found: { httpStatus: 404, grpcStatus: 'NOT_FOUND', retryable: false },
   method_not_allowed: { httpStatus: 405, grpcStatus: 'UNIMPLEMENTED', retryable: false },
   conflict: { httpStatus: 409, grpcStatus: 'ABORTED', retryable: false },
+  idempotency_in_progress: { httpStatus: 409, grpcStatus: 'ABORTED', retryable: true },
+  idempotency_key_reused: { httpStatus: 422, grpcStatus: 'FAILED_PRECONDITION', retryable: false },
   rate_limit_exceeded: { httpStatus: 429, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: true },
   insufficient_quota: { httpStatus: 429, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: false },
   internal_error: { httpStatus: 500, grpcStatus: 'INTERNAL', retryable: false },

@@ -25,6 +25,8 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "not_found": ErrorKind("not_found", 404, "NOT_FOUND", False),
     "method_not_allowed": ErrorKind("method_not_allowed", 405, "UNIMPLEMENTED", False),
     "conflict": ErrorKind("conflict", 409, "ABORTED", False),
+    "idempotency_in_progress": ErrorKind("idempotency_in_progress", 409, "ABORTED", True),
+    "idempotency_key_reused": ErrorKind("idempotency_key_reused", 422, "FAILED_PRECONDITION", False),
     "rate_limit_exceeded": ErrorKind("rate_limit_exceeded", 429, "RESOURCE_EXHAUSTED", True),
     "insufficient_quota": ErrorKind("insufficient_quota", 429, "RESOURCE_EXHAUSTED", False),
     "internal_error": ErrorKind("internal_error", 500, "INTERNAL", False),
