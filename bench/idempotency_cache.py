@@ -90,7 +90,7 @@ def main() -> None:
         database_url=database_url,
         max_connections=100,
     )
-    plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLUTOS_REDIS_URL": args.redis_url}
     procs: list[subprocess.Popen[bytes]] = []
     try:

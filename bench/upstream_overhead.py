@@ -304,7 +304,7 @@ LAYERS = [
     ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
     (
         "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",
-        ("server/services/", "server/interceptors/", "server/auth.py", "grpc_interceptor/"),
+        ("server/services/", "server/interceptors/", "server/authenticator.py", "grpc_interceptor/"),
     ),
     ("gRPC core and grpc.aio (the REST->gRPC hop, both ends)", ("grpc/",)),
 ]
@@ -372,7 +372,7 @@ def main() -> None:
         database_url=database_url,
         max_connections=args.max_connections,
     )
-    plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -22,14 +22,14 @@ from starlette.routing import BaseRoute, Route
 from bridge.errors import envelope, from_rpc_error
 from bridge.json_codec import JsonInputError, message_to_obj, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
-from server.errors import ERRORS, echo
-from server.idempotency.keys import MAX_KEY_LENGTH, valid_key
-from server.ids import request_id_from
-from server.observability.tracing import inject
-from server.observability.tracing import state as tracing
+from core.errors import ERRORS, echo
+from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
+from core.ids import request_id_from
+from core.tracing import inject
+from core.tracing import state as tracing
 
 if TYPE_CHECKING:
-    from server.local_channel import LocalChannel
+    from bridge.transports.local import LocalChannel
 
 log = logging.getLogger("plutos.bridge")
 
@@ -147,14 +147,14 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def _request_id(request: Request) -> str:
-    """The client's ``X-Request-Id`` if it passes the one rule (:func:`server.ids.valid_request_id`),
+    """The client's ``X-Request-Id`` if it passes the one rule (:func:`core.ids.valid_request_id`),
     else a new id; either is what the server sees, so header and body always agree."""
     return request_id_from(_wanted_headers(request)[0])
 
 
 class Bridge:
     """Translates REST calls onto a gRPC channel: a loopback ``grpc.aio`` channel, or the
-    in-process :class:`~server.local_channel.LocalChannel` (same handlers and interceptors)."""
+    in-process :class:`~bridge.transports.local.LocalChannel` (same handlers and interceptors)."""
 
     def __init__(
         self,

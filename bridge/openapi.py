@@ -3,7 +3,7 @@
 Its input is the bridge's own :class:`~bridge.routes.HttpBinding` list (read from the
 ``google.api.http`` annotations), the descriptors' comments (``gen/python/plutos/descriptors.binpb``,
 written by ``scripts/gen_protos.py`` with ``--include_source_info``) and the error table of
-``server/errors.py``. An RPC added to ``protos/`` appears here with no code, like its route.
+``core/errors.py``. An RPC added to ``protos/`` appears here with no code, like its route.
 
 Schemas follow :mod:`bridge.json_codec`: lowerCamelCase names, RFC 3339 timestamps, 64-bit integers
 as JSON numbers. Fields marked ``(google.api.field_behavior) = REQUIRED`` are required: in a request
@@ -26,7 +26,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from plutos.v1 import options_pb2
 
 from bridge.routes import HttpBinding
-from server.errors import ERRORS
+from core.errors import ERRORS
 
 _F = FieldDescriptor
 # upb and pure-Python descriptors differ in type; both quack the same (as in bridge/json_codec.py).

@@ -139,7 +139,7 @@ class ServerTable(Table):
     tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
     tls_key_file: str = ""  # PEM private key of tls_cert_file
     tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
-    # Connections (bridge/http_protocol.py, server/app.py grpc_options; docs/security.md).
+    # Connections (bridge/http_protocol.py, gateway/app.py grpc_options; docs/security.md).
     http_max_header_bytes: Annotated[int, Field(ge=1024)] = 32768  # request line + headers, else 431
     http_max_headers: Annotated[int, Field(ge=1)] = 100  # header lines per request, else 431
     http_header_timeout: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive in time, else 408
@@ -292,7 +292,7 @@ class IdempotencyTable(Table):
 
 
 class CacheTable(Table):
-    """``[cache]``: the response cache (``options.cache``; server/services/response_cache.py)."""
+    """``[cache]``: the response cache (``options.cache``; server/response_cache.py)."""
 
     ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0  # an entry's lifetime, seconds
     # The in-process cache's size bound (entries; least recently used dropped first).

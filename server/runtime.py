@@ -6,18 +6,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.auth import Authenticator
+from server.authenticator import Authenticator
 from server.catalogue import Catalogue
 from server.config import Settings
 from server.idempotency import IdempotencyStore, create_idempotency_store
-from server.limits import Limiter, create_limiter
-from server.services.response_cache import ResponseCache, create_response_cache
+from server.limiter import Limiter, create_limiter
+from server.response_cache import ResponseCache, create_response_cache
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import ProcessRecord, salvaged_record
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
-from server.webhooks import Webhooks
+from server.webhook_delivery import Webhooks
 
 
 @dataclass

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from server.app import reuseport_socket
+from gateway.app import reuseport_socket
 
 MOCK_TEXT = ["Hello", " from", " the", " mock"]
 

@@ -18,7 +18,7 @@ import pytest
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import new_key

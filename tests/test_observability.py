@@ -13,8 +13,8 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 
-from server.app import RunningPlatform, start_platform
-from server.context import CallState
+from gateway.app import RunningPlatform, start_platform
+from server.call_state import CallState
 from server.keys import CreatedKey
 from server.observability.health import Readiness, ready_route
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter
@@ -202,7 +202,7 @@ async def test_metrics_port_serves_operations_apart_from_the_api(tmp_path: Path)
 
 
 async def test_ready_names_an_unreachable_store_and_redis() -> None:
-    from server.limits.redis_backend import RedisLimiter
+    from server.limiter.redis_backend import RedisLimiter
     from server.store.database import create_engine
 
     engine = create_engine("postgresql+asyncpg://plutos:secret-pw@127.0.0.1:1/nothing")  # nothing listens on port 1

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, new_key

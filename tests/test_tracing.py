@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.app import RunningPlatform, start_platform
+from core import tracing
+from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey, create_key
-from server.observability import tracing
 from tests import conftest
 from tests.fault_upstream import FaultUpstream
 

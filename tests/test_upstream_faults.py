@@ -21,10 +21,10 @@ from google.rpc import error_details_pb2, status_pb2
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey
-from server.services.options import PROMPT_OVERHEAD_TOKENS
+from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import Batch, LedgerEntry, ProcessRecord
 from tests.conftest import new_key
 from tests.conftest import test_settings as make_settings

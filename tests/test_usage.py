@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.database import create_engine
 from server.store.migrate import upgrade

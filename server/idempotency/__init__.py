@@ -15,14 +15,11 @@ across a restart). Then:
 A claim whose holder died (a crashed replica) is taken over after ``idempotency_lease_seconds``.
 """
 
-from server.idempotency.interceptor import IdempotencyInterceptor, idempotent_methods
 from server.idempotency.store import Claim, IdempotencyStore, Outcome, create_idempotency_store
 
 __all__ = [
     "Claim",
-    "IdempotencyInterceptor",
     "IdempotencyStore",
     "Outcome",
     "create_idempotency_store",
-    "idempotent_methods",
 ]

@@ -20,9 +20,11 @@ from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from server.context import CallState, current_call
-from server.errors import ERROR_DOMAIN, PlutosError
-from server.ids import new_request_id, valid_request_id
+from core.errors import ERROR_DOMAIN, PlutosError
+from core.ids import new_request_id, valid_request_id
+from core.tracing import end_rpc, start_rpc
+from core.tracing import state as tracing
+from server.call_state import CallState, current_call
 from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.observability.logs import RequestLog
 from server.observability.metrics import (
@@ -33,8 +35,6 @@ from server.observability.metrics import (
     STREAMS_OPEN,
     model_label,
 )
-from server.observability.tracing import end_rpc, start_rpc
-from server.observability.tracing import state as tracing
 from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")

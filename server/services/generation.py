@@ -15,17 +15,17 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 from plutos.v1 import processing_pb2
 
+from core.errors import PlutosError
+from core.ids import new_id
+from core.tracing import internal_span
+from core.tracing import state as tracing
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
+from server.call_state import Caller, current_call
 from server.config import ModelSpec
-from server.context import Caller, current_call
-from server.errors import PlutosError
-from server.ids import new_id
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
-from server.observability.tracing import internal_span
-from server.observability.tracing import state as tracing
+from server.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
+from server.response_cache import CachedAnswer
 from server.runtime import Runtime
-from server.services.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
-from server.services.response_cache import CachedAnswer
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)

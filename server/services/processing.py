@@ -14,16 +14,16 @@ from typing import Any
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
+from core.errors import PlutosError, echo, invalid_parameter
+from core.ids import new_id
 from server.backends.base import Backend, closing_stream
+from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
-from server.context import Caller, call_state, caller
-from server.errors import PlutosError, echo, invalid_parameter
-from server.ids import new_id
+from server.options import options_from_record, params_from_options, require_text
+from server.response_cache import CachedAnswer, cache_key, cache_mode
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
-from server.services.options import options_from_record, params_from_options, require_text
 from server.services.pages import newest_first
-from server.services.response_cache import CachedAnswer, cache_key, cache_mode
 from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 

@@ -13,8 +13,8 @@ from typing import Any
 from plutos.v1 import usage_pb2, usage_pb2_grpc
 from sqlalchemy import func, select
 
-from server.context import Caller, caller
-from server.errors import echo, invalid_parameter
+from core.errors import echo, invalid_parameter
+from server.call_state import Caller, caller
 from server.runtime import Runtime
 from server.store.models import UsageDaily, units_to_usd, utcnow
 

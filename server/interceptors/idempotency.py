@@ -17,9 +17,9 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_interceptor.server import AsyncServerInterceptor
 from plutos.v1 import options_pb2
 
-from server.context import CallState, current_call
-from server.errors import PlutosError, invalid_parameter
-from server.idempotency.keys import MAX_KEY_LENGTH, valid_key
+from core.errors import PlutosError, invalid_parameter
+from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
+from server.call_state import CallState, current_call
 from server.idempotency.store import CLAIMED, IN_PROGRESS, MISMATCH, Claim, IdempotencyStore, Outcome
 from server.interceptors.base import Handler, call_next
 from server.interceptors.limits import Finisher, finish_all

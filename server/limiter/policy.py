@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.call_state import Caller
 from server.config import Settings
-from server.context import Caller
-from server.limits.base import Concurrency, Window
-from server.services.options import DEFAULT_MAX_TOKENS, prompt_token_bound
+from server.limiter.base import Concurrency, Window
+from server.options import DEFAULT_MAX_TOKENS, prompt_token_bound
 
 WINDOWS = (
     ("minute", "requests_per_minute", 60),
@@ -28,30 +28,6 @@ GENERATING = {
     f"{_SERVICE}ProcessingService/Batch",
     f"{_SERVICE}ProcessingService/Stream",
 }
-
-# RPC → the key scope it needs (server.keys.SCOPES). Per method first, then per service.
-SCOPE_BY_METHOD = {
-    f"{_SERVICE}ProcessingService/Process": "process",
-    f"{_SERVICE}ProcessingService/GetProcess": "process",
-    f"{_SERVICE}ProcessingService/ListProcesses": "process",
-    f"{_SERVICE}ProcessingService/Batch": "batch",
-    f"{_SERVICE}ProcessingService/Stream": "stream",
-}
-SCOPE_BY_SERVICE = {
-    f"{_SERVICE}ModelsService": "models",
-    f"{_SERVICE}UsageService": "usage",
-    f"{_SERVICE}WebhooksService": "webhooks",
-    f"{_SERVICE}KeysService": "keys",
-    f"{_SERVICE}AdminService": "admin",
-}
-
-
-def required_scope(method_name: str) -> str:
-    """The scope an RPC needs; unknown RPCs need a scope no key has, so they fail closed."""
-    scope = SCOPE_BY_METHOD.get(method_name)
-    if scope is None:
-        scope = SCOPE_BY_SERVICE.get(method_name.rsplit("/", 1)[0], "unmapped")
-    return scope
 
 
 def account_subject(account_id: str) -> str:

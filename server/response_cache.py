@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import orjson
 from cachetools import TTLCache
 
+from core.errors import invalid_parameter
 from server.backends.base import GenerationParams
-from server.errors import invalid_parameter
-from server.services.options import options_to_record
+from server.options import options_to_record
 
 log = logging.getLogger("plutos.cache")
 

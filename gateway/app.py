@@ -35,10 +35,15 @@ from starlette.routing import BaseRoute
 from bridge.app import create_app
 from bridge.http_protocol import HttpLimits, bounded_protocol
 from bridge.surfaces import docs_route, openapi_route
+from bridge.transports.local import LocalChannel
+from core.tracing import instrument_asgi as tracing_instrument_asgi
+from core.tracing import instrument_store as tracing_instrument_store
+from core.tracing import setup_from_env as setup_tracing_from_env
+from core.tracing import shutdown as shutdown_tracing
+from core.tracing import state as tracing
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
-from server.idempotency import IdempotencyInterceptor, idempotent_methods
 from server.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -46,17 +51,12 @@ from server.interceptors import (
     LimitsInterceptor,
     TextInterceptor,
 )
-from server.limits.quota import ledger_seed
-from server.local_channel import LocalChannel
+from server.interceptors.idempotency import IdempotencyInterceptor, idempotent_methods
+from server.limiter.quota import ledger_seed
 from server.observability.health import Readiness, health_route, ready_route
 from server.observability.logs import RequestLog, configure_logging, stop_logging
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
-from server.observability.tracing import instrument_asgi as tracing_instrument_asgi
-from server.observability.tracing import instrument_store as tracing_instrument_store
-from server.observability.tracing import setup_from_env as setup_tracing_from_env
-from server.observability.tracing import shutdown as shutdown_tracing
-from server.observability.tracing import state as tracing
 from server.runtime import Runtime
 from server.services.admin import AdminService
 from server.services.keys import KeysService

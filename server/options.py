@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from plutos.v1 import processing_pb2
 
+from core.errors import PlutosError, invalid_parameter
 from server.backends.base import GenerationParams
 from server.config import ModelSpec
-from server.errors import PlutosError, invalid_parameter
 
 DEFAULT_MAX_TOKENS = 1000
 # Allowance for the chat template around the input (role markers, a default system prompt).
