@@ -30,6 +30,7 @@ from tests.limits_support import (
     no_slots_held,
     plan,
     platform_with,
+    wait_until,
 )
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
@@ -200,16 +201,33 @@ async def test_windows_reset_on_the_clock_boundary() -> None:
 # -- concurrency ----------------------------------------------------------------------------------
 
 
-async def open_stream(client: httpx.AsyncClient, secret: str) -> tuple[httpx.Response, object]:
-    """Start an SSE stream and leave it open (the response is accepted: its slot is held)."""
-    ctx = client.stream("POST", "/stream", json=SLOW_STREAM, headers=bearer(secret))
-    response = await ctx.__aenter__()
-    return response, ctx
+async def open_stream(client: httpx.AsyncClient, secret: str) -> tuple[asyncio.Task[int], None]:
+    """Start an SSE stream and leave it open in a task; its status is the task's result. A stream's
+    headers go out with its first message, and the local model runs one generation at a time, so
+    a test waits for the slots to be held (``hold``) rather than for five sets of headers."""
+
+    async def run() -> int:
+        async with client.stream("POST", "/stream", json=SLOW_STREAM, headers=bearer(secret)) as r:
+            async for _ in r.aiter_bytes():
+                pass
+            return r.status_code
+
+    return asyncio.create_task(run()), None
 
 
-async def close_streams(opened: list[tuple[httpx.Response, object]]) -> None:
-    for _, ctx in opened:
-        await ctx.__aexit__(None, None, None)  # type: ignore[attr-defined]
+async def hold(platform: RunningPlatform, account_id: str, n: int) -> None:
+    async def check() -> bool:
+        return await in_flight(platform, account_id) == n
+
+    await wait_until(check, f"{n} slots held by {account_id}")
+
+
+async def close_streams(opened: list[tuple[asyncio.Task[int], None]]) -> None:
+    for task, _ in opened:
+        task.cancel()  # the client disconnects mid-stream
+    for task, _ in opened:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
@@ -219,8 +237,8 @@ async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
     await fresh_minute(platform)
     opened = [await open_stream(client, key.secret) for _ in range(5)]
     try:
-        assert [r.status_code for r, _ in opened] == [200] * 5
-        assert await in_flight(platform, key.account_id) == 5
+        await hold(platform, key.account_id, 5)
+        assert not any(task.done() for task, _ in opened)
         sixth = await client.post("/stream", json=SLOW_STREAM, headers=bearer(key.secret))
         assert sixth.status_code == 429
         error = sixth.json()["error"]
@@ -236,7 +254,8 @@ async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
     await no_slots_held(platform, key.account_id)
     again = [await open_stream(client, key.secret) for _ in range(5)]
     try:
-        assert [r.status_code for r, _ in again] == [200] * 5
+        await hold(platform, key.account_id, 5)
+        assert not any(task.done() for task, _ in again)
     finally:
         await close_streams(again)
     await no_slots_held(platform, key.account_id)
@@ -250,13 +269,15 @@ async def test_grpc_streams_are_limited_the_same_way(platform: RunningPlatform, 
     )
     calls = [grpc_clients.processing.Stream(request, metadata=md(key.secret)) for _ in range(5)]
     try:
-        for call in calls:
-            assert "x-ratelimit-limit" in metadata_dict(await call.initial_metadata())
+        # A stream's headers come with its first chunk and the model runs one generation at a time:
+        # the slots are what the five hold from the start.
+        await hold(platform, key.account_id, 5)
         sixth = grpc_clients.processing.Stream(request, metadata=md(key.secret))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await sixth.read()
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert error_info(caught.value) == ("rate_limit_exceeded", 1)
+        assert "x-ratelimit-limit" in metadata_dict(caught.value.trailing_metadata())
     finally:
         for call in calls:
             call.cancel()
@@ -329,12 +350,10 @@ async def test_a_thousand_cancelled_calls_leak_no_slot(platform: RunningPlatform
                 kind = i % 5
                 if kind == 0:  # cancelled at once
                     stub.Stream(stream_req, metadata=meta).cancel()
-                elif kind == 1:  # cancelled once accepted, before reading
+                elif kind == 1:  # cancelled while admitted and waiting for the model, before reading
                     call = stub.Stream(stream_req, metadata=meta)
-                    try:
-                        await call.initial_metadata()
-                    finally:
-                        call.cancel()
+                    await asyncio.sleep(0.003 * (i % 11))
+                    call.cancel()
                 elif kind == 2:  # mid-stream
                     call = stub.Stream(stream_req, metadata=meta)
                     try:
@@ -355,9 +374,7 @@ async def test_a_thousand_cancelled_calls_leak_no_slot(platform: RunningPlatform
             await no_slots_held(running, key.account_id)
             calls = [stub.Stream(stream_req, metadata=meta) for _ in range(5)]
             try:
-                for call in calls:
-                    await call.initial_metadata()
-                assert await in_flight(running, key.account_id) == 5
+                await hold(running, key.account_id, 5)
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.Process(unary_req, metadata=meta)
                 assert error_info(caught.value) == ("rate_limit_exceeded", 1)
