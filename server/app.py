@@ -18,6 +18,8 @@ from grpc_reflection.v1alpha import reflection
 from plutos.v1 import (
     models_pb2,
     models_pb2_grpc,
+    openai_pb2,
+    openai_pb2_grpc,
     processing_pb2,
     processing_pb2_grpc,
     usage_pb2,
@@ -35,6 +37,7 @@ from server.limits.quota import ledger_seed
 from server.local_channel import LocalChannel
 from server.runtime import Runtime
 from server.services.models import ModelsService
+from server.services.openai import OpenAIService
 from server.services.processing import ProcessingService
 from server.services.usage import UsageService
 from server.services.webhooks import WebhooksService
@@ -46,6 +49,7 @@ SERVICE_NAMES = [
     models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
+    openai_pb2.DESCRIPTOR.services_by_name["OpenAIService"].full_name,
 ]
 
 GRPC_OPTIONS = [
@@ -82,6 +86,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         (models_pb2_grpc.add_ModelsServiceServicer_to_server, ModelsService(runtime)),
         (usage_pb2_grpc.add_UsageServiceServicer_to_server, UsageService(runtime)),
         (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
+        (openai_pb2_grpc.add_OpenAIServiceServicer_to_server, OpenAIService(runtime)),
     ]
     return chain, servicers
 

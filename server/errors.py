@@ -3,24 +3,25 @@
 The server raises :class:`PlutosError` with a code string from :data:`ERRORS`; the error
 interceptor turns it into a ``google.rpc.Status`` (``ErrorInfo.reason`` = the code, a
 ``google.protobuf.Struct`` with the details, ``RetryInfo`` where it applies). The REST bridge reads
-the same table to pick the HTTP status.
+the same table to pick the HTTP status, and the OpenAI-compatible surface (``/openai/v1``) to
+render OpenAI's error body (``type`` from the last column, ``code`` = the code).
 
-    code                 gRPC status          HTTP
-    invalid_parameters   INVALID_ARGUMENT     400
-    invalid_model        INVALID_ARGUMENT     400
-    input_too_long       INVALID_ARGUMENT     400
-    invalid_api_key      UNAUTHENTICATED      401
-    permission_denied    PERMISSION_DENIED    403
-    not_found            NOT_FOUND            404
-    method_not_allowed   UNIMPLEMENTED        405 (REST only)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After)
-    insufficient_quota   RESOURCE_EXHAUSTED   429
-    internal_error       INTERNAL             500
-    not_implemented      UNIMPLEMENTED        501
-    upstream_error       UNKNOWN              502
-    service_unavailable  UNAVAILABLE          503
-    timeout              DEADLINE_EXCEEDED    504
-    cancelled            CANCELLED            499 (client went away)
+    code                 gRPC status          HTTP OpenAI type
+    invalid_parameters   INVALID_ARGUMENT     400  invalid_request_error
+    invalid_model        INVALID_ARGUMENT     400  invalid_request_error
+    input_too_long       INVALID_ARGUMENT     400  invalid_request_error
+    invalid_api_key      UNAUTHENTICATED      401  authentication_error
+    permission_denied    PERMISSION_DENIED    403  permission_error
+    not_found            NOT_FOUND            404  invalid_request_error
+    method_not_allowed   UNIMPLEMENTED        405  invalid_request_error  (REST only)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               (+ RetryInfo, Retry-After)
+    insufficient_quota   RESOURCE_EXHAUSTED   429  insufficient_quota
+    internal_error       INTERNAL             500  server_error
+    not_implemented      UNIMPLEMENTED        501  invalid_request_error
+    upstream_error       UNKNOWN              502  server_error
+    service_unavailable  UNAVAILABLE          503  server_error
+    timeout              DEADLINE_EXCEEDED    504  server_error
+    cancelled            CANCELLED            499  server_error           (client went away)
 """
 
 from __future__ import annotations
@@ -38,26 +39,27 @@ class ErrorKind:
     code: str
     grpc_status: grpc.StatusCode
     http_status: int
+    openai_type: str  # the ``type`` of OpenAI's error body, on the /openai/v1 surface
 
 
 ERRORS: dict[str, ErrorKind] = {
     kind.code: kind
     for kind in (
-        ErrorKind("invalid_parameters", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("invalid_model", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401),
-        ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
-        ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
-        ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
-        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
-        ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501),
-        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502),
-        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503),
-        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504),
-        ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
+        ErrorKind("invalid_parameters", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("invalid_model", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+        ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+        ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+        ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests"),
+        ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "insufficient_quota"),
+        ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500, "server_error"),
+        ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501, "invalid_request_error"),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, "server_error"),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, "server_error"),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error"),
+        ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499, "server_error"),
     )
 }
 

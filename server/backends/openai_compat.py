@@ -70,8 +70,10 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
-def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
-    return sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages) + REPLY_PRIMING_TOKENS
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return (
+        sum(estimate_tokens(m.get("content") or "") + MESSAGE_OVERHEAD_TOKENS for m in messages) + REPLY_PRIMING_TOKENS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,8 @@ CLIENTS = _ClientPool()
 
 
 class OpenAICompatibleBackend(Backend):
+    takes_openai_fields = True
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.config = UpstreamConfig.from_spec(spec)
@@ -201,15 +205,12 @@ class OpenAICompatibleBackend(Backend):
     # -- prompt ---------------------------------------------------------------------------------
 
     def request_body(self, text: str, params: GenerationParams) -> dict[str, Any]:
-        """The reference's options in OpenAI's names."""
-        messages = []
-        if params.system_prompt:
-            messages.append({"role": "system", "content": params.system_prompt})
-        messages.append({"role": "user", "content": text})
+        """The reference's options in OpenAI's names (and an OpenAI request's own fields as they are)."""
         body: dict[str, Any] = {
             **self.config.extra_body,
+            **dict(params.upstream_extra),
             "model": self.config.upstream_model,
-            "messages": messages,
+            "messages": params.conversation(text),
             "temperature": params.temperature,
             "top_p": params.top_p,
             self.config.max_tokens_param: params.max_tokens,
@@ -219,6 +220,10 @@ class OpenAICompatibleBackend(Backend):
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.json_output and "response_format" not in body:
+            body["response_format"] = {"type": "json_object"}
         if self.config.stream and self.config.stream_usage:
             body["stream_options"] = {"include_usage": True}
         return body

@@ -7,12 +7,13 @@ A limit of 0 (or less) in a plan or key means "no limit of that kind".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from server.config import Settings
 from server.context import Caller
 from server.limits.base import Concurrency, Window
-from server.services.options import DEFAULT_MAX_TOKENS
+from server.services.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS
 
 WINDOWS = (
     ("minute", "requests_per_minute", 60),
@@ -27,6 +28,10 @@ GENERATING = {
     f"{_SERVICE}ProcessingService/Process",
     f"{_SERVICE}ProcessingService/Batch",
     f"{_SERVICE}ProcessingService/Stream",
+    f"{_SERVICE}OpenAIService/CreateChatCompletion",
+    f"{_SERVICE}OpenAIService/StreamChatCompletion",
+    f"{_SERVICE}OpenAIService/CreateCompletion",
+    f"{_SERVICE}OpenAIService/StreamCompletion",
 }
 
 # RPC → the key scope it needs (server.keys.SCOPES). Per method first, then per service.
@@ -35,6 +40,13 @@ SCOPE_BY_METHOD = {
     f"{_SERVICE}ProcessingService/GetProcess": "process",
     f"{_SERVICE}ProcessingService/Batch": "batch",
     f"{_SERVICE}ProcessingService/Stream": "stream",
+    # The OpenAI-compatible API needs the scopes of its reference counterparts.
+    f"{_SERVICE}OpenAIService/CreateChatCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamChatCompletion": "stream",
+    f"{_SERVICE}OpenAIService/CreateCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamCompletion": "stream",
+    f"{_SERVICE}OpenAIService/ListModels": "models",
+    f"{_SERVICE}OpenAIService/RetrieveModel": "models",
 }
 SCOPE_BY_SERVICE = {
     f"{_SERVICE}ModelsService": "models",
@@ -91,6 +103,45 @@ def generating_concurrency(who: Caller) -> list[Concurrency]:
     return rules
 
 
+# A generating request → (an upper bound of each prompt's UTF-8 bytes, the maxTokens it asks for or
+# None, the default when it asks for none).
+_PromptBound = tuple[list[int], int | None, int]
+
+
+def _reference_prompts(method_name: str, request: Any) -> _PromptBound:
+    options = request.options
+    max_tokens = options.max_tokens if options.HasField("max_tokens") else None
+    system = len(options.system_prompt.encode("utf-8")) if options.HasField("system_prompt") else 0
+    inputs = list(request.inputs) if method_name.endswith("/Batch") else [request.input]
+    return [len(text.encode("utf-8")) + system for text in inputs], max_tokens, DEFAULT_MAX_TOKENS
+
+
+def _chat_prompts(method_name: str, request: Any) -> _PromptBound:
+    # A message's wire size bounds its content's bytes; each message adds its template markers.
+    size = sum(m.ByteSize() + PROMPT_OVERHEAD_TOKENS for m in request.messages)
+    if request.HasField("max_completion_tokens"):
+        max_tokens: int | None = request.max_completion_tokens
+    else:
+        max_tokens = request.max_tokens if request.HasField("max_tokens") else None
+    return [size], max_tokens, DEFAULT_MAX_TOKENS
+
+
+def _completion_prompts(method_name: str, request: Any) -> _PromptBound:
+    max_tokens = request.max_tokens if request.HasField("max_tokens") else None
+    return [request.prompt.ByteSize()], max_tokens, OPENAI_COMPLETION_MAX_TOKENS
+
+
+PROMPT_BOUNDS: dict[str, Callable[[str, Any], _PromptBound]] = {
+    f"{_SERVICE}ProcessingService/Process": _reference_prompts,
+    f"{_SERVICE}ProcessingService/Batch": _reference_prompts,
+    f"{_SERVICE}ProcessingService/Stream": _reference_prompts,
+    f"{_SERVICE}OpenAIService/CreateChatCompletion": _chat_prompts,
+    f"{_SERVICE}OpenAIService/StreamChatCompletion": _chat_prompts,
+    f"{_SERVICE}OpenAIService/CreateCompletion": _completion_prompts,
+    f"{_SERVICE}OpenAIService/StreamCompletion": _completion_prompts,
+}
+
+
 def token_reservation(settings: Settings, method_name: str, request: Any) -> int:
     """An upper bound on the tokens a generating call can use: per input, the prompt's UTF-8 bytes
     (a byte-level tokenizer never makes more tokens than bytes) plus the template allowance,
@@ -98,15 +149,6 @@ def token_reservation(settings: Settings, method_name: str, request: Any) -> int
     spec = settings.model(getattr(request, "model", ""))
     if spec is None:
         return 0  # the handler answers invalid_model; nothing runs
-    options = request.options
-    if options.HasField("max_tokens"):
-        max_tokens = min(max(options.max_tokens, 1), spec.max_tokens)
-    else:
-        max_tokens = min(DEFAULT_MAX_TOKENS, spec.max_tokens)
-    system = len(options.system_prompt.encode("utf-8")) if options.HasField("system_prompt") else 0
-    inputs = list(request.inputs) if method_name.endswith("/Batch") else [request.input]
-    total = 0
-    for text in inputs:
-        prompt = min(len(text.encode("utf-8")) + system + PROMPT_OVERHEAD_TOKENS, spec.max_tokens)
-        total += prompt + max_tokens
-    return total
+    prompts, asked, default = PROMPT_BOUNDS[method_name](method_name, request)
+    max_tokens = min(max(asked, 1), spec.max_tokens) if asked is not None else min(default, spec.max_tokens)
+    return sum(min(size + PROMPT_OVERHEAD_TOKENS, spec.max_tokens) + max_tokens for size in prompts)

@@ -6,7 +6,9 @@ the same way on success, failure and cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,12 +16,13 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 from plutos.v1 import processing_pb2
 
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.config import ModelSpec
-from server.context import Caller, current_call
+from server.context import Caller, call_state, current_call
+from server.errors import PlutosError
 from server.ids import new_id
 from server.runtime import Runtime
-from server.services.options import options_to_record
+from server.services.options import options_to_record, require_text
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
@@ -48,6 +51,16 @@ def cost_units_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -
     if per_token is None:
         return usd_to_units(cost_of(spec, prompt_tokens, completion_tokens))
     return prompt_tokens * per_token[0] + completion_tokens * per_token[1]
+
+
+def resolve_model(runtime: Runtime, who: Caller, model_id: str, field: str = "model") -> tuple[ModelSpec, Backend]:
+    """The catalogue entry and backend for ``model_id``; ``invalid_parameters`` if empty,
+    ``invalid_model`` if unknown, ``permission_denied`` if the caller's key may not use it."""
+    require_text(model_id, field)
+    spec, backend = runtime.catalogue.resolve(model_id)
+    if not who.allows_model(model_id):
+        raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
+    return spec, backend
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -143,6 +156,46 @@ class Generation:
                 )
             )
         return rows
+
+    async def run(self) -> None:
+        """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and
+        raised), a cancellation ``cancelled``; what was produced is billed either way."""
+        await self.prepare()
+        try:
+            await self.backend.generate(self.prompt, self.state)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            self.save_in_background("cancelled")
+            raise
+        except PlutosError as err:
+            await self.save("failed", err.code)
+            raise
+        await self.save()
+
+    async def pieces(self, context: Any) -> AsyncIterator[str]:
+        """Prepare, accept the streaming call (its headers leave now), then yield the output as
+        the model produces it; stored and billed once the stream ends, however it ends (a closed
+        or cancelled stream is ``cancelled``, a failure ``failed``).
+
+        Raises ``invalid_model`` for a model without streaming."""
+        if not self.spec.supports_streaming:
+            raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
+        await self.prepare()
+        # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
+        await call_state().send_initial_metadata(context)
+        status, error_code = "cancelled", None
+        try:
+            # A cancelled call closes the backend's stream (and an upstream request) at once.
+            async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+                async for piece in pieces:
+                    yield piece
+            status = "completed"
+        except PlutosError as err:
+            status, error_code = "failed", err.code
+            raise
+        finally:
+            if status != "completed":
+                self.save_in_background(status, error_code)
+        await self.save()
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
         await self.runtime.writer.write(*self.rows(status, error_code))

@@ -11,11 +11,11 @@ from plutos.v1 import processing_pb2, processing_pb2_grpc
 
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
-from server.context import Caller, call_state, caller
+from server.context import Caller, caller
 from server.errors import PlutosError, invalid_parameter
 from server.ids import new_id
 from server.runtime import Runtime
-from server.services.generation import Generation, timestamp
+from server.services.generation import Generation, resolve_model, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
@@ -32,11 +32,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         self.runtime = runtime
 
     def _resolve(self, who: Caller, model_id: str) -> tuple[ModelSpec, Backend]:
-        require_text(model_id, "model")
-        spec, backend = self.runtime.catalogue.resolve(model_id)
-        if not who.allows_model(model_id):
-            raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
-        return spec, backend
+        return resolve_model(self.runtime, who, model_id)
 
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
@@ -48,16 +44,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
         with self.runtime.writer.expect():
             gen = self._generation(request, "process", context)
-            await gen.prepare()
-            try:
-                await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                gen.save_in_background("cancelled")
-                raise
-            except PlutosError as err:
-                await gen.save("failed", err.code)
-                raise
-            await gen.save()
+            await gen.run()
             return processing_pb2.ProcessResponse(
                 id=gen.id,
                 output=gen.state.text,
@@ -179,26 +166,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            if not gen.spec.supports_streaming:
-                raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
-            await gen.prepare()
-            # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
-            await call_state().send_initial_metadata(context)
-            status, error_code = "cancelled", None
-            try:
-                # A cancelled call closes the backend's stream (and an upstream request) at once.
-                async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                    async for piece in pieces:
-                        chunk = processing_pb2.StreamChunk(chunk="partial", output=piece)
-                        yield processing_pb2.StreamResponse(chunk=chunk)
-                status = "completed"
-            except PlutosError as err:
-                status, error_code = "failed", err.code
-                raise
-            finally:
-                if status != "completed":
-                    gen.save_in_background(status, error_code)
-            await gen.save()
+            async with closing_stream(gen.pieces(context)) as pieces:
+                async for piece in pieces:
+                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             yield processing_pb2.StreamResponse(
                 complete=processing_pb2.StreamComplete(
                     chunk="final",
