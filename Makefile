@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install tools sdk-deps clients protos check-generated run test test-sqlite test-postgres lint bench clean services
+.PHONY: help install tools sdk-deps clients protos check-generated run test test-sqlite test-postgres lint bench clean services browser dashboard-vendor
 
 help:
 	@echo "make run    - install, generate code, serve REST on :3000 and gRPC on :50051 (prints a dev key)"
@@ -68,7 +68,19 @@ run: $(STAMP) protos
 services:
 	@bash scripts/test-services.sh
 
-test: $(STAMP) protos services tools sdk-deps
+# Debian's chromium for the dashboard's browser tests (Playwright drives it by its path).
+browser:
+	@bash scripts/test-browser.sh
+
+# The dashboard's third-party files (Chart.js), committed under server/dashboard/static/vendor/:
+# this target re-creates them from the npm lockfile (server/dashboard/package-lock.json).
+DASH := server/dashboard
+dashboard-vendor:
+	cd $(DASH) && npm ci --no-audit --no-fund --ignore-scripts
+	cp $(DASH)/node_modules/chart.js/dist/chart.umd.min.js $(DASH)/static/vendor/chart.umd.min.js
+	cp $(DASH)/node_modules/chart.js/LICENSE.md $(DASH)/static/vendor/chart.js-LICENSE.md
+
+test: $(STAMP) protos services browser tools sdk-deps
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 

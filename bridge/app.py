@@ -496,6 +496,7 @@ def create_app(
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
     the API's routes, under the same 404/405 envelope handlers."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
+    bindings = bindings_for_modules(modules or _default_modules())
     routes: list[BaseRoute] = [
         Route(
             b.path,
@@ -503,7 +504,7 @@ def create_app(
             methods=[b.http_method],
             name=b.grpc_path,
         )
-        for b in bindings_for_modules(modules or _default_modules())
+        for b in bindings
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -512,7 +513,7 @@ def create_app(
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = _allowed_methods(request)
             return error_response(
                 "method_not_allowed",
                 f"Method {request.method} is not allowed here; use {allow}.",
@@ -530,6 +531,7 @@ def create_app(
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
     app.state.bindings = api_routes
+    app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
         (method, route.path): route.endpoint
         for route in api_routes
@@ -559,6 +561,16 @@ class FastRoutes:
         except Exception:
             response = _internal_error(request)
         await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's 405 names only the first route that
+    matched the path, and one path often has several RPCs (GET and POST /v1/webhooks)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _internal_error(request: Request) -> Response:

@@ -16,6 +16,7 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 OUT = ROOT / "gen" / "python"
+DESCRIPTOR_SET = "descriptors.binpb"  # read by bridge/openapi.py
 
 
 def googleapis_include() -> Path:
@@ -30,7 +31,7 @@ def main() -> int:
     target = OUT / "plutos"
     if target.exists():
         shutil.rmtree(target)
-    OUT.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     bindir = Path(sys.executable).parent
     well_known = Path(next(iter(grpc_tools.__path__))) / "_proto"
     args = [
@@ -44,6 +45,10 @@ def main() -> int:
         f"--grpc_python_out={OUT}",
         f"--mypy_out={OUT}",
         f"--mypy_grpc_out={OUT}",
+        # The descriptors with their comments (source_code_info), which the generated *_pb2 modules
+        # leave out: the OpenAPI document takes its descriptions from here.
+        f"--descriptor_set_out={target / DESCRIPTOR_SET}",
+        "--include_source_info",
         *files,
     ]
     print(f"protoc: generating Python for {len(files)} proto files -> {OUT.relative_to(ROOT)}")

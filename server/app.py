@@ -30,7 +30,9 @@ from plutos.v1 import (
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
+from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
+from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
@@ -94,7 +96,11 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
 def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
     """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
     one entry per surface; the bridge mounts them after the API's routes."""
-    return []
+    return [
+        openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
+        docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
+        *dashboard_routes(),  # the browser dashboard at /dashboard (static files), / redirects there
+    ]
 
 
 def build_grpc_server(
@@ -206,6 +212,8 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
     )
+    host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
+    print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from server.config import Settings, load_settings
+from sqlalchemy.exc import DBAPIError
+
+from server.config import ConfigError, Settings, load_settings
 from server.keys import SCOPES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
-from server.store.models import ApiKey, utcnow
+from server.store.models import Account, ApiKey, utcnow
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -77,6 +79,14 @@ async def _with_store(settings: Settings, work: Any) -> Any:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.account is not None and args.plan is not None:
+        print(
+            "--plan and --account cannot be combined: a key added to an existing account has that account's plan",
+            file=sys.stderr,
+        )
+        return 2
+    if args.plan is None:
+        args.plan = "free"
     if args.plan not in settings.plans:
         print(f"unknown plan {args.plan!r}; plans: {', '.join(settings.plans)}", file=sys.stderr)
         return 2
@@ -90,6 +100,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         if (value := getattr(args, name)) is not None
     }
     expires_at = utcnow() + args.expires_in if args.expires_in else None
+    if args.account is not None:
+        exists = asyncio.run(_with_store(settings, lambda sessions: _account_exists(sessions, args.account)))
+        if not exists:
+            print(f"no account {args.account} (plutos keys list shows each key's account)", file=sys.stderr)
+            return 1
     key: CreatedKey = asyncio.run(
         _with_store(
             settings,
@@ -110,6 +125,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     else:
         print(f"Created key {key.id} (plan {key.plan}, account {key.account_id}). Shown once:\n\n    {key.secret}\n")
     return 0
+
+
+async def _account_exists(sessions: Any, account_id: str) -> bool:
+    async with sessions() as session:
+        return await session.get(Account, account_id) is not None
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -223,7 +243,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "\n[plutos] Created a development API key (plan enterprise). It is shown only this once:\n\n"
                 f"    {created.secret}\n\n"
                 f"  curl -s http://localhost:{settings.http_port}/v1/models"
-                f" -H 'Authorization: Bearer {created.secret}'\n",
+                f" -H 'Authorization: Bearer {created.secret}'\n\n"
+                f"  Dashboard: http://localhost:{settings.http_port}/dashboard/ (sign in with this key)\n",
                 flush=True,
             )
         else:
@@ -259,12 +280,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_CONFIG_HELP = "TOML config file (default: embedded defaults; env PLUTOS_CONFIG)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plutos", description="PlutosAI: AI processing platform")
-    parser.add_argument("--config", help="TOML config file (default: embedded defaults; env PLUTOS_CONFIG)")
+    parser.add_argument("--config", help=_CONFIG_HELP)
+    # --config is accepted before or after the subcommand (`plutos serve --config FILE`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=_CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gRPC server and the REST bridge")
+    serve = sub.add_parser("serve", parents=[common], help="run the gRPC server and the REST bridge")
     serve.add_argument("--http-port", type=int, help="REST port (default 3000; env PLUTOS_HTTP_PORT)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; env PLUTOS_GRPC_PORT)")
     serve.add_argument("--host", help="address to listen on for both (default 127.0.0.1)")
@@ -272,12 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dev-key", action="store_true", help="create and print a key if the store has none")
     serve.set_defaults(func=cmd_serve)
 
-    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate = sub.add_parser("migrate", parents=[common], help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
-    create = keys.add_parser("create", help="create a key (and a new account unless --account)")
-    create.add_argument("--plan", default="free", help="free | pro | enterprise (default free)")
+    keys = sub.add_parser("keys", parents=[common], help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", parents=[common], help="create a key (and a new account unless --account)")
+    create.add_argument("--plan", help="plan of the new account: free | pro | enterprise (default free)")
     create.add_argument("--name", help="a label for the key")
     create.add_argument("--account", help="add the key to this existing account id")
     create.add_argument("--scopes", help=f"comma-separated subset of: {','.join(SCOPES)} (default all)")
@@ -288,15 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true", help="print a JSON object")
     create.set_defaults(func=cmd_keys_create)
 
-    lst = keys.add_parser("list", help="list keys (prefixes only; secrets are never stored)")
+    lst = keys.add_parser("list", parents=[common], help="list keys (prefixes only; secrets are never stored)")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_keys_list)
 
-    revoke = keys.add_parser("revoke", help="revoke a key now")
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key now")
     revoke.add_argument("id")
     revoke.set_defaults(func=cmd_keys_revoke)
 
-    rotate = keys.add_parser("rotate", help="issue a replacement; the old key works until the grace ends")
+    rotate = keys.add_parser(
+        "rotate", parents=[common], help="issue a replacement; the old key works until the grace ends"
+    )
     rotate.add_argument("id")
     rotate.add_argument("--grace", type=parse_duration, default=timedelta(hours=24), help="default 24h")
     rotate.add_argument("--json", action="store_true")
@@ -307,7 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"plutos: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `plutos keys list | head`: the reader left. Point stdout at /dev/null so the interpreter's
+        # final flush does not fail again, and end quietly with the shell's SIGPIPE status.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, DBAPIError) as exc:
+        # The database (or a port) cannot be reached: one line, no traceback.
+        reason = getattr(exc, "orig", None) or exc
+        print(f"plutos: {type(reason).__name__}: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

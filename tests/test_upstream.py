@@ -300,9 +300,8 @@ async def test_a_model_without_streaming_refuses_stream(client: httpx.AsyncClien
 
 
 def test_the_key_is_never_written_in_the_catalogue(tmp_path: Path) -> None:
-    spec = upstream_spec("m", "http://127.0.0.1:9/v1", "m", api_key="sk-in-clear")
     with pytest.raises(ValueError, match="api_key_env"):
-        Catalogue(dataclasses.replace(make_settings(tmp_path), models=[spec]))
+        upstream_spec("m", "http://127.0.0.1:9/v1", "m", api_key="sk-in-clear")
 
 
 def test_a_missing_key_variable_stops_start_up(tmp_path: Path) -> None:
@@ -656,6 +655,19 @@ async def test_rest_stream_disconnect_closes_the_upstream_request(
     assert record.status == "cancelled"
     assert ledger is not None and 2 <= ledger.completion_tokens < 200
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
+
+
+async def test_first_chunk_arrives_while_the_upstream_still_holds_the_rest(
+    client: httpx.AsyncClient, faults: FaultUpstream
+) -> None:
+    """The upstream sends one piece every 50 ms for 10 s: the client's first frame must come while
+    the upstream is still sending (a bridge or backend that buffered the stream fails this)."""
+    text = unique("first chunk early")
+    async with client.stream("POST", "/stream", json={"input": text, "model": "mock-drip"}) as r:
+        events = await sse_events(r, limit=1)
+        [call] = faults.calls_for(text)
+        assert call.outcome == "open"  # the upstream has not finished sending
+    assert [e for e, _ in events] == ["chunk"]
 
 
 async def test_rest_process_disconnect_closes_the_upstream_request(

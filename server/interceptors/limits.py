@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -176,10 +175,9 @@ def limiter_unavailable() -> PlutosError:
     )
 
 
-def _unavailable_headers(state: CallState, windows: list[Window]) -> None:
+def _unavailable_headers(state: CallState, windows: list[Window], now: float) -> None:
     minute = [w for w in windows if w.name == "minute"] or windows
     if minute:
-        now = time.time()
         w = min(minute, key=lambda w: w.limit)
         state.response_metadata.update(
             {
@@ -194,9 +192,9 @@ def _unavailable_headers(state: CallState, windows: list[Window]) -> None:
 # -- quota --------------------------------------------------------------------------------------
 
 
-def insufficient_quota(check: QuotaCheck, amount: int) -> PlutosError:
+def insufficient_quota(check: QuotaCheck, amount: int, now: float) -> PlutosError:
     committed = check.used + check.reserved
-    _, _, end = month_of(time.time())
+    _, _, end = month_of(now)
     in_flight = " (partly reserved by calls in progress)" if check.reserved else ""
     return PlutosError(
         "insufficient_quota",
@@ -289,7 +287,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
         except LimiterUnavailable:
             if self._fail_open:  # served uncounted: no figures to show
                 return None
-            _unavailable_headers(state, windows)
+            _unavailable_headers(state, windows, self._limiter.now())
             raise limiter_unavailable() from None
         state.response_metadata.update(rate_limit_headers(admission))
         if not admission.allowed:
@@ -312,5 +310,5 @@ class LimitsInterceptor(AsyncServerInterceptor):
             state.response_metadata["retry-after"] = "1"
             raise limiter_unavailable() from None
         if check.reservation is None:
-            raise insufficient_quota(check, amount)
+            raise insufficient_quota(check, amount, self._limiter.now())
         return check.reservation

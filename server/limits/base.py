@@ -147,6 +147,13 @@ class Limiter(abc.ABC):
     """Counts requests, concurrency slots and monthly tokens. One instance per process."""
 
     name: str = "limiter"
+    # The wall clock the windows and months are read from (Unix seconds). Injected by tests (an
+    # instance attribute), so a test of fixed windows need not wait for a fresh wall-clock minute.
+    clock: Callable[[], float] = time.time
+
+    def now(self, now: float | None = None) -> float:
+        """``now`` if given, else the limiter's clock."""
+        return self.clock() if now is None else now
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin background work (lease renewal)."""
@@ -195,7 +202,3 @@ class Limiter(abc.ABC):
     @abc.abstractmethod
     async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
         """(used, reserved) tokens of the account this month, or None if not loaded yet."""
-
-
-def clock(now: float | None) -> float:
-    return time.time() if now is None else now

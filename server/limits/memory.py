@@ -23,7 +23,6 @@ from server.limits.base import (
     Slot,
     Window,
     WindowCount,
-    clock,
     month_of,
 )
 
@@ -53,7 +52,7 @@ class MemoryLimiter(Limiter):
     async def acquire(
         self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
     ) -> Admission:
-        now = clock(now)
+        now = self.now(now)
         table = self._windows
         # Per window: its key, the start of its current period and the count in it so far.
         seen: list[tuple[tuple[str, int], int, int]] = []
@@ -112,7 +111,7 @@ class MemoryLimiter(Limiter):
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
     ) -> QuotaCheck:
-        period, start, _ = month_of(clock(now))
+        period, start, _ = month_of(self.now(now))
         month = self._months.get((account_id, period))
         if month is None:
             month = await self._month(account_id, period, start, seed)
@@ -140,7 +139,7 @@ class MemoryLimiter(Limiter):
         return len(self._slots.get(subject, ()))
 
     async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
-        month = self._months.get((account_id, month_of(clock(now))[0]))
+        month = self._months.get((account_id, month_of(self.now(now))[0]))
         return None if month is None else (month.used, month.reserved)
 
     async def _month(self, account_id: str, period: str, start: datetime, seed: SeedTokens) -> _Month:

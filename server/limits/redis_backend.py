@@ -44,7 +44,6 @@ from server.limits.base import (
     Slot,
     Window,
     WindowCount,
-    clock,
     month_of,
     new_slot_id,
 )
@@ -222,7 +221,7 @@ class RedisLimiter(Limiter):
     async def acquire(
         self, windows: Sequence[Window], concurrency: Sequence[Concurrency], *, now: float | None = None
     ) -> Admission:
-        now = clock(now)
+        now = self.now(now)
         now_ms = int(now * 1000)
         lease_ms = int(self.lease * 1000)
         slot_id = new_slot_id()
@@ -290,7 +289,7 @@ class RedisLimiter(Limiter):
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None
     ) -> QuotaCheck:
-        now = clock(now)
+        now = self.now(now)
         period, start, end = month_of(now)
         keys = self._month_keys(account_id, period)
         reservation_id = new_slot_id()
@@ -333,7 +332,7 @@ class RedisLimiter(Limiter):
         return int(await self._call(partial(self.client.zcount, key, f"({now_ms}", "+inf")))
 
     async def tokens(self, account_id: str, *, now: float | None = None) -> tuple[int, int] | None:
-        keys = self._month_keys(account_id, month_of(clock(now))[0])
+        keys = self._month_keys(account_id, month_of(self.now(now))[0])
         read = cast(Callable[[], Awaitable[list[Any]]], partial(self.client.hmget, keys[0], ["used", "reserved"]))
         used, reserved = await self._call(read)
         return None if used is None else (int(used), int(reserved or 0))

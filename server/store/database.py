@@ -12,6 +12,8 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from server.config import normalize_database_url
+
 
 def _sqlite_file(url: str | URL) -> URL | None:
     """``url`` parsed, when it names an on-disk SQLite database."""
@@ -28,6 +30,9 @@ def ensure_sqlite_dir(url: str) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url`` in any form :func:`server.config.normalize_database_url` accepts
+    (``sqlite:///…``, ``postgresql://…``, ``postgres://…``); ``ValueError`` for any other."""
+    url = normalize_database_url(url)
     ensure_sqlite_dir(url)
     kwargs: dict[str, Any] = {"json_serializer": json_text}  # as the writer's: one JSON spelling
     if url.startswith("postgresql"):

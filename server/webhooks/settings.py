@@ -1,11 +1,11 @@
-"""The ``[webhooks]`` table of the configuration file (read from ``Settings.raw``)."""
+"""The ``[webhooks]`` table of the configuration file (its schema: :class:`server.config.WebhooksTable`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from server.config import Settings
+from server.config import Settings, WebhooksTable, validate_tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,26 +34,16 @@ class WebhookSettings:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSettings:
-        return cls.from_table(settings.raw.get("webhooks", {}))
+        return cls.from_config(settings.config.webhooks)
+
+    @classmethod
+    def from_config(cls, table: WebhooksTable) -> WebhookSettings:
+        return cls(**table.model_dump())
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> WebhookSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(table) - known
-        if unknown:
-            raise ValueError(f"[webhooks]: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-        values: dict[str, Any] = dict(table)
-        for name in ("usage_thresholds", "retry_schedule"):
-            if name in values:
-                values[name] = tuple(float(v) for v in values[name])
-        made = cls(**values)
-        if any(f <= 0 for f in made.usage_thresholds):
-            raise ValueError("[webhooks] usage_thresholds must be positive fractions, e.g. [0.5, 0.8, 1.0]")
-        if any(d < 0 for d in made.retry_schedule) or not 0 <= made.retry_jitter < 1:
-            raise ValueError("[webhooks] retry_schedule must hold non-negative seconds; 0 <= retry_jitter < 1")
-        if made.timeout <= 0 or made.lease <= made.timeout or made.concurrency < 1:
-            raise ValueError("[webhooks] needs timeout > 0, lease > timeout and concurrency >= 1")
-        return made
+        """A ``[webhooks]`` table as a dict, validated by :class:`server.config.WebhooksTable`."""
+        return cls.from_config(validate_tables({"webhooks": table}).webhooks)
 
     @property
     def max_attempts(self) -> int:

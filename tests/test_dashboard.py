@@ -1,0 +1,299 @@
+"""The dashboard in a real browser: Playwright for Python driving Debian's chromium (by its
+executable path; nothing is downloaded) against the session's real platform.
+
+Screenshots of every page go to ``test-artifacts/dashboard/`` (git-ignored) for a reviewer. Under
+CI=true a missing chromium or Playwright fails these tests instead of skipping them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.app import RunningPlatform
+from server.ids import new_id
+from server.keys import CreatedKey
+from server.store.models import ProcessRecord
+from tests.conftest import MODEL, new_key
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
+XSS = "<img src=x onerror=alert(1)>"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+try:
+    from playwright.async_api import Browser, Page, async_playwright, expect
+except ImportError:  # pragma: no cover - playwright is in the dev extra
+    async_playwright = None  # type: ignore[assignment]
+else:
+    # The machine is shared and the model runs on CPU: wait generously, never assert timings.
+    expect.set_options(timeout=30_000)
+MODEL_WAIT = 120_000  # ms, for steps that wait on the model
+
+
+def chromium_path() -> str:
+    path = os.environ.get("PLUTOS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    missing = async_playwright is None or not Path(path).exists()
+    if missing:
+        why = "Playwright for Python is not installed" if async_playwright is None else f"no chromium at {path}"
+        message = f"{why}: run `bash scripts/test-browser.sh` (make test does)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    executable = chromium_path()
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=executable,
+            # root in containers cannot use chromium's sandbox; /dev/shm is small there
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="session")
+def origin(platform: RunningPlatform) -> str:
+    return f"http://127.0.0.1:{platform.http_port}"
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh tab (own sessionStorage) at 1280x800. Fails the test on a script error, a CSP
+    violation or an alert() (none may happen)."""
+    context = await browser.new_context(viewport=DESKTOP)
+    tab = await context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    tab.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and ("Content Security Policy" in msg.text or "Refused" in msg.text)
+            else None
+        ),
+    )
+
+    async def on_dialog(dialog: Any) -> None:
+        problems.append(f"{dialog.type}: {dialog.message}")
+        await dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
+    yield tab
+    await context.close()
+    assert not problems, problems
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Page, origin: str, secret: str) -> None:
+    await page.goto(f"{origin}/")
+    await page.get_by_label("API key").fill(secret)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+
+
+async def go(page: Page, name: str) -> None:
+    await page.get_by_role("navigation", name="Dashboard sections").get_by_role("link", name=name).click()
+    await expect(page.locator("#page-title")).to_contain_text(name if name != "Keys" else "API keys")
+
+
+@pytest.fixture
+async def user(platform: RunningPlatform) -> CreatedKey:
+    """A key of its own account (its usage and records are only this test's)."""
+    return await new_key(platform, name="dashboard")
+
+
+# --- served by the bridge ------------------------------------------------------------------------
+
+
+async def test_root_redirects_and_pages_carry_strict_headers(origin: str) -> None:
+    async with httpx.AsyncClient(base_url=origin) as client:
+        root = await client.get("/")
+        assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
+        index = await client.get("/dashboard/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        csp = index.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+        assert index.headers["x-frame-options"] == "DENY"
+        assert index.headers["x-content-type-options"] == "nosniff"
+        # Everything the page loads is served here: no other origin in any src or href.
+        assert not re.search(r'(src|href)="(https?:)?//', index.text)
+        script = await client.get("/dashboard/js/app.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        assert script.headers["x-frame-options"] == "DENY"
+        chart = await client.get("/dashboard/vendor/chart.umd.min.js")
+        assert chart.status_code == 200 and "Chart.js v4" in chart.text[:200]
+        licence = await client.get("/dashboard/vendor/chart.js-LICENSE.md")
+        assert licence.status_code == 200 and "MIT" in licence.text
+        missing = await client.get("/dashboard/no-such-file.js")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        escape = await client.get("/dashboard/../server/app.py")
+        assert escape.status_code == 404
+
+
+# --- in the browser --------------------------------------------------------------------------------
+
+
+async def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(page: Page, origin: str, user: CreatedKey) -> None:
+    await page.goto(f"{origin}/")
+    await expect(page).to_have_url(re.compile(r"/dashboard/"))
+    await shot(page, "sign-in")
+    await page.get_by_label("API key").fill("pk_not_a_real_key")
+    await page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("Could not sign in")
+    await expect(alert.locator(".request-id")).to_have_text(re.compile(r"^req_"))  # the envelope's request id
+    await shot(page, "sign-in-error")
+
+    await page.get_by_label("API key").fill(user.secret)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    assert await page.evaluate("document.cookie") == ""
+    assert await page.evaluate("sessionStorage.getItem('plutos.apiKey')") == user.secret
+    await expect(page.locator(".card-value").first).to_have_text("0")
+    await shot(page, "overview")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0
+    await expect(page.locator("#main")).to_be_empty()
+
+
+async def test_models_page_lists_the_catalogue(page: Page, origin: str, user: CreatedKey) -> None:
+    await sign_in(page, origin, user.secret)
+    await go(page, "Models")
+    row = page.get_by_role("row").filter(has_text=MODEL)
+    await expect(row).to_contain_text("$0.0001")
+    await expect(row).to_contain_text("Yes")
+    await shot(page, "models")
+
+
+async def test_playground_streams_stops_and_its_run_shows_in_usage(page: Page, origin: str, user: CreatedKey) -> None:
+    await sign_in(page, origin, user.secret)
+    await go(page, "Usage")
+    summary = page.locator("#usage-summary")
+    await expect(summary).to_contain_text("0 requests")
+
+    await go(page, "Playground")
+    await page.get_by_label("Model").select_option(MODEL)
+    await page.get_by_label("Input").fill("Write a very long story about a robot who learns to paint. " + XSS)
+    await page.get_by_label("Max tokens").fill("600")
+    snippet = page.locator("#snippet-panel")
+    await expect(snippet).to_contain_text('"maxTokens":600')
+    await expect(snippet).to_contain_text(XSS)  # the input, as text, inside the curl command
+    for tab, text in (("Python", "client.stream("), ("TypeScript", "for await"), ("Go", "client.Stream(")):
+        await page.get_by_role("tab", name=tab).click()
+        await expect(snippet).to_contain_text(text)
+    await page.get_by_role("button", name="Run").click()
+
+    output = page.locator("#playground-output")
+    await expect(output).to_have_attribute("data-chunks", re.compile(r"^[1-9]"), timeout=MODEL_WAIT)
+    first = len(await output.text_content() or "")
+    await expect(output).to_have_attribute("data-chunks", re.compile(r"^([5-9]|\d\d+)"), timeout=MODEL_WAIT)  # it grows
+    assert len(await output.text_content() or "") > first
+    await shot(page, "playground-streaming")
+    await page.get_by_role("button", name="Stop").click()
+    await expect(page.locator(".run-status")).to_contain_text("Stopped")
+    await expect(page.get_by_role("button", name="Run")).to_be_enabled()
+    stopped_at = await output.text_content()
+    await page.wait_for_timeout(300)
+    assert await output.text_content() == stopped_at  # nothing more arrives after Stop
+
+    # A short run to its end: usage and a link to the stored record.
+    await page.get_by_label("Max tokens").fill("12")
+    await page.get_by_role("button", name="Run").click()
+    await expect(page.locator(".run-status")).to_contain_text("Completed", timeout=MODEL_WAIT)
+    link = page.locator("a.record-link")
+    await expect(link).to_have_text(re.compile(r"^proc_"))
+    await shot(page, "playground-complete")
+    record_id = await link.text_content()
+    await link.click()
+    await expect(page.locator("#page-title")).to_contain_text(record_id or "")
+    await expect(page.locator("#record-input")).to_contain_text(XSS)
+    await shot(page, "request-record")
+
+    await go(page, "Overview")
+    await expect(page.locator(".card-value").first).to_have_text("2")  # the stopped run and the complete one
+    await go(page, "Usage")
+    await expect(summary).to_contain_text("2 requests")
+    await shot(page, "usage")
+
+
+async def test_untrusted_text_is_shown_as_text(page: Page, origin: str, platform: RunningPlatform) -> None:
+    """A model output, an input and a key name of ``<img src=x onerror=alert(1)>`` show as those
+    characters (the page fixture fails the test on any alert)."""
+    owner = await new_key(platform, name=XSS)
+    record_id = new_id("proc")
+    async with platform.runtime.sessions.begin() as session:
+        session.add(
+            ProcessRecord(
+                id=record_id,
+                account_id=owner.account_id,
+                key_id=owner.id,
+                kind="process",
+                model=MODEL,
+                input=XSS,
+                options={},
+                output=XSS,
+                prompt_tokens=3,
+                completion_tokens=4,
+                status="completed",
+                created_at=datetime.now(UTC).replace(microsecond=0),
+                processing_time_ms=5,
+            )
+        )
+    await sign_in(page, origin, owner.secret)
+    await page.goto(f"{origin}/dashboard/#/requests/{record_id}")
+    await expect(page.locator("#record-output")).to_have_text(XSS)
+    await expect(page.locator("#record-input")).to_have_text(XSS)
+    assert await page.locator("main img").count() == 0
+    await shot(page, "xss-record")
+
+
+async def test_webhooks_create_and_delete(page: Page, origin: str, user: CreatedKey) -> None:
+    await sign_in(page, origin, user.secret)
+    await go(page, "Webhooks")
+    await expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
+    url = "http://127.0.0.1:9/hooks/dashboard"
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_label("processing.failed").check()
+    await page.get_by_label("Signing secret").fill("dashboard-signing-secret")
+    await page.get_by_role("button", name="Add endpoint").click()
+    row = page.get_by_role("row").filter(has_text=url)
+    await expect(row).to_contain_text("processing.completed, processing.failed")
+    await expect(row).to_contain_text("Yes")
+    await shot(page, "webhooks")
+    await row.get_by_role("button", name=re.compile("^Delete")).click()
+    await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
+
+
+async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> None:
+    context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = await context.new_page()
+    try:
+        await sign_in(page, origin, user.secret)
+        # Nothing wider than the screen: the page never scrolls sideways.
+        for name in ("Overview", "Usage", "Playground", "Models", "Webhooks"):
+            await go(page, name)
+            await page.wait_for_load_state("networkidle")
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (name, width)
+            await shot(page, f"phone-{name.lower()}")
+    finally:
+        await context.close()
