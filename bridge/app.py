@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from bridge.errors import from_rpc_error
 from bridge.json_codec import JsonInputError, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
-from bridge.surface import REFERENCE, Surface, surface_of
+from bridge.surface import REFERENCE, Surface, surface_for_path, surface_of
 from server.errors import ERRORS
 from server.ids import new_request_id
 
@@ -508,10 +508,12 @@ def create_app(
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
+    surface_at = surface_for_path(bindings)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
+        surface = surface_at(request.url.path)
         if exc.status_code == 405:
             allow = _allowed_methods(request)
             return error_response(
@@ -520,8 +522,11 @@ def create_app(
                 request_id,
                 {"allow": allow},
                 {"Allow": allow},
+                surface,
             )
-        return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
+        return error_response(
+            "not_found", f"No route for {request.method} {request.url.path}.", request_id, surface=surface
+        )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         return _internal_error(request)

@@ -9,8 +9,9 @@ gets :data:`REFERENCE`.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class Surface:
     """How one service's REST routes speak: see ``protos/plutos/v1/http_options.proto``."""
 
     to_obj: Callable[[Message], Any]
+    proto_names: bool  # JSON bodies name fields as the proto does (``max_tokens``)
     openai_errors: bool
     data_only_sse: bool
     sse_done: bytes  # the stream's last frame, or b""
@@ -69,6 +71,7 @@ class Surface:
 
 REFERENCE = Surface(
     to_obj=message_to_obj,
+    proto_names=False,
     openai_errors=False,
     data_only_sse=False,
     sse_done=b"",
@@ -82,10 +85,34 @@ def surface_of(service: ServiceDescriptor) -> Surface:
     if not options.HasExtension(http_options_pb2.http_surface):
         return REFERENCE
     spec: http_options_pb2.HttpSurface = options.Extensions[http_options_pb2.http_surface]
+    proto_names = spec.json_names == http_options_pb2.JSON_NAMES_PROTO
     return Surface(
-        to_obj=message_to_proto_obj if spec.json_names == http_options_pb2.JSON_NAMES_PROTO else message_to_obj,
+        to_obj=message_to_proto_obj if proto_names else message_to_obj,
+        proto_names=proto_names,
         openai_errors=spec.error_format == http_options_pb2.ERROR_FORMAT_OPENAI,
         data_only_sse=spec.sse_format == http_options_pb2.SSE_FORMAT_DATA_ONLY,
         sse_done=f"data: {spec.sse_done}\n\n".encode() if spec.sse_done else b"",
         openai_rate_limit_headers=spec.rate_limit_headers == http_options_pb2.RATE_LIMIT_HEADERS_OPENAI,
     )
+
+
+def surface_for_path(bindings: Iterable[Any]) -> Callable[[str], Surface]:
+    """A lookup of the surface that answers for a path no route took (404, 405): the surface of
+    the services whose routes all lie under the path's longest matching common prefix
+    (``/openai/v1``), else :data:`REFERENCE`."""
+    paths: dict[Surface, list[str]] = {}
+    for b in bindings:
+        surface = surface_of(b.method.containing_service)
+        if surface is not REFERENCE:
+            paths.setdefault(surface, []).append(b.path)
+    prefixes = sorted(
+        ((os.path.commonpath(p).rstrip("/"), s) for s, p in paths.items()), key=lambda e: len(e[0]), reverse=True
+    )
+
+    def lookup(path: str) -> Surface:
+        for prefix, surface in prefixes:
+            if prefix and (path == prefix or path.startswith(prefix + "/")):
+                return surface
+        return REFERENCE
+
+    return lookup

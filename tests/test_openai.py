@@ -389,3 +389,12 @@ async def test_the_same_service_over_grpc(platform: RunningPlatform, auth_md: tu
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateChatCompletion(request, metadata=(("authorization", "Bearer pk_nope"),))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_unknown_paths_and_methods_under_openai_v1_answer_in_openais_format(raw: httpx.AsyncClient) -> None:
+    r = await raw.get("/assistants")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["code"] == "not_found"
+    r = await raw.get("/chat/completions")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
