@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ FORWARDED_METADATA = {
     "retry-after": "Retry-After",
 }
 _JSON = "application/json"
+
+# (route template, HTTP method, status, seconds to the response's start) -> None
+Observe = Callable[[str, str, int, float], None]
 
 
 def _default_modules() -> list[ModuleType]:
@@ -151,7 +155,9 @@ class Bridge:
         max_body_bytes: int,
         unary_timeout: float | None,
         keepalive_seconds: float,
+        observe: Observe | None = None,
     ) -> None:
+        self.observe = observe
         self.keepalive_seconds = keepalive_seconds
         self.channel = channel
         self.max_body_bytes = max_body_bytes
@@ -162,6 +168,21 @@ class Bridge:
 
         A unary RPC with a stream twin (``(plutos.v1.stream_variant)``) calls the twin instead when
         the request's named bool field is true."""
+        inner = self._endpoint(binding, surface)
+        observe = self.observe
+        if observe is None:
+            return inner
+        route, http_method = binding.path, binding.http_method
+
+        async def observed(request: Request) -> Response:
+            started = perf_counter()
+            response: Response = await inner(request)
+            observe(route, http_method, response.status_code, perf_counter() - started)
+            return response
+
+        return observed
+
+    def _endpoint(self, binding: HttpBinding, surface: Surface) -> Callable[[Request], Any]:
         serialize = binding.request_type.SerializeToString
         if binding.server_streaming:
             stream_rpc = self.channel.unary_stream(binding.grpc_path, serialize, binding.response_type.FromString)
@@ -489,13 +510,15 @@ def create_app(
     unary_timeout: float | None = 600.0,
     keepalive_seconds: float = 15.0,
     extra_routes: Sequence[BaseRoute] = (),
+    observe: Observe | None = None,
 ) -> FastRoutes:
     """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos).
 
     ``extra_routes`` are surfaces that are not RPCs (static files, the metrics scrape, documents
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
-    the API's routes, under the same 404/405 envelope handlers."""
-    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds)
+    the API's routes, under the same 404/405 envelope handlers. ``observe(route, method, status,
+    seconds)``, when given, is called once per API request with its route template and status."""
+    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
     bindings = bindings_for_modules(modules or _default_modules())
     routes: list[BaseRoute] = [
         Route(

@@ -27,6 +27,7 @@ from plutos.v1 import (
     webhooks_pb2,
     webhooks_pb2_grpc,
 )
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
@@ -37,6 +38,10 @@ from server.gctune import tune_gc
 from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
 from server.limits.quota import ledger_seed
 from server.local_channel import LocalChannel
+from server.observability.health import Readiness, health_route, ready_route
+from server.observability.logs import RequestLog, configure_logging, stop_logging
+from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
+from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.runtime import Runtime
 from server.services.models import ModelsService
 from server.services.openai import OpenAIService
@@ -71,9 +76,11 @@ BRIDGE_CHANNEL_OPTIONS = [
 
 def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Callable[[Any, Any], None], Any]]]:
     """The interceptor chain and the servicers, with the generated function that registers each."""
+    settings = runtime.settings
+    request_log = RequestLog(settings.log_bodies) if settings.access_log else None
     chain = InterceptorChain(
         [
-            ErrorInterceptor(),
+            ErrorInterceptor(request_log=request_log, metrics=settings.metrics_enabled),
             AuthInterceptor(runtime.authenticator),
             LimitsInterceptor(
                 runtime.limiter,
@@ -93,14 +100,26 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
     return chain, servicers
 
 
-def non_api_routes(runtime: Runtime) -> list[BaseRoute]:
+def non_api_routes(runtime: Runtime, readiness: Readiness) -> list[BaseRoute]:
     """HTTP surfaces beside the RPCs' generated routes (static files, scrapes, derived documents),
     one entry per surface; the bridge mounts them after the API's routes."""
     return [
         openapi_route(),  # GET /v1/openapi.json, derived from the bridge's bindings and the proto comments
         docs_route(),  # GET /docs: the API reference page rendering it (Swagger UI, offline)
         *dashboard_routes(),  # the browser dashboard at /dashboard (static files), / redirects there
+        *operations_routes(runtime, readiness, on_api_port=True),  # /health, /ready, /metrics
     ]
+
+
+def operations_routes(runtime: Runtime, readiness: Readiness, *, on_api_port: bool) -> list[BaseRoute]:
+    """/health, /ready and /metrics: on the REST port, or on ``metrics_port`` when one is set."""
+    settings = runtime.settings
+    if on_api_port == (settings.metrics_port > 0):
+        return []
+    routes: list[BaseRoute] = [health_route(), ready_route(readiness)]
+    if settings.metrics_enabled:
+        routes.append(metrics_route(outbox_gauges(runtime.sessions)))
+    return routes
 
 
 def build_grpc_server(
@@ -141,30 +160,66 @@ class RunningPlatform:
     http_port: int
     # The in-process transport to this server's handlers (``channel`` when bridge_transport is local).
     local_channel: LocalChannel
+    readiness: Readiness
+    # The separate /metrics, /health, /ready server when metrics_port is set.
+    ops_server: uvicorn.Server | None = None
+    ops_task: asyncio.Task[None] | None = None
+    ops_port: int = 0
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, give calls in flight ``grace`` seconds, flush the writers, close."""
+        self.http_server.config.timeout_graceful_shutdown = max(1, round(grace + 1))
         self.http_server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_task, grace + 1)
-        await self.grpc_server.stop(grace)
+        await asyncio.gather(
+            self._http_stopped(grace + 2),
+            self.grpc_server.stop(grace),
+            self.local_channel.close(grace),
+        )
         await self.channel.close(None)
-        await self.local_channel.close(grace)
+        await self.readiness.close()
+        if self.ops_server is not None and self.ops_task is not None:
+            self.ops_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ops_task, 2)
         await self.runtime.close()
+
+    async def _http_stopped(self, within: float) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http_task, within)
+
+    async def drain(self, seconds: float, delay: float = 0.0) -> None:
+        """SIGTERM: readiness fails at once; after ``delay`` seconds the ports stop accepting;
+        calls and streams in flight get ``seconds`` to finish; the writer and outbox flush."""
+        await self.readiness.start_draining()
+        log.info("draining: not ready; refusing new connections in %.1fs, in-flight calls get %.1fs", delay, seconds)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self.stop(seconds)
 
 
 async def start_platform(settings: Settings, *, migrate: bool = True) -> RunningPlatform:
     """Start everything on the running loop; returns once both ports accept connections."""
+    tls = tls_enabled(settings)
+    if tls and settings.bridge_transport == "grpc":
+        raise ValueError('TLS needs bridge_transport = "local" (the bridge then calls the service in process)')
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
+    set_known_models(runtime.catalogue.specs)
+    readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)
     server = build_grpc_server(chain, servicers)
-    grpc_port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if tls:
+        grpc_port = server.add_secure_port(address, grpc_server_credentials(settings))
+    else:
+        grpc_port = server.add_insecure_port(address)
     if grpc_port == 0:
         raise RuntimeError(f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}")
     await server.start()
     for name in SERVICE_NAMES:
         await server.health.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
     await server.health.set("", health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+    readiness.watch(server.health, SERVICE_NAMES)  # type: ignore[attr-defined]
 
     target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
     if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
@@ -177,18 +232,34 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         channel,
         max_body_bytes=settings.max_body_bytes,
         keepalive_seconds=settings.sse_keepalive_seconds,
-        extra_routes=non_api_routes(runtime),
+        extra_routes=non_api_routes(runtime, readiness),
+        observe=HTTP.observe if settings.metrics_enabled else None,
     )
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
+    http_server, http_task = await _serve_http(app, sock, settings)
+    platform = RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local, readiness)
+    if settings.metrics_port > 0:
+        ops_sock = reuseport_socket(settings.http_host, settings.metrics_port)
+        ops_app = Starlette(routes=operations_routes(runtime, readiness, on_api_port=False))
+        platform.ops_server, platform.ops_task = await _serve_http(ops_app, ops_sock, settings, tls=False)
+        platform.ops_port = ops_sock.getsockname()[1]
+    return platform
+
+
+async def _serve_http(
+    app: Any, sock: socket.socket, settings: Settings, *, tls: bool = True
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = uvicorn.Config(
         app,
         log_level="warning",
-        access_log=False,
+        log_config=None,  # uvicorn's loggers go through ours (server/observability/logs.py)
+        access_log=False,  # the request line comes from the error interceptor
         lifespan="off",
         timeout_graceful_shutdown=5,
         server_header=False,
         proxy_headers=False,  # client addresses are not used; saves a middleware
+        **(uvicorn_ssl_options(settings) if tls else {}),
     )
     http_server = uvicorn.Server(config)
     http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
@@ -196,18 +267,20 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         if http_task.done():
             http_task.result()
         await asyncio.sleep(0.01)
-    return RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local)
+    return http_server, http_task
 
 
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
+    configure_logging(settings.log_format, settings.log_level)
     platform = await start_platform(settings, migrate=migrate)
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    scheme = "https" if settings.tls_cert_file else "http"
     print(
-        f"[plutos] serving REST on http://{settings.http_host}:{platform.http_port}/v1 "
+        f"[plutos] serving REST on {scheme}://{settings.http_host}:{platform.http_port}/v1 "
         f"and gRPC on {settings.grpc_host}:{platform.grpc_port} (REST bridge: "
         + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
@@ -217,5 +290,7 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     if announce is not None:
         announce(platform)
     await stop.wait()
-    print("[plutos] shutting down", flush=True)
-    await platform.stop()
+    print(f"[plutos] draining (up to {settings.drain_seconds:g}s)", flush=True)
+    await platform.drain(settings.drain_seconds, settings.drain_delay_seconds)
+    print("[plutos] stopped", flush=True)
+    stop_logging()

@@ -16,10 +16,13 @@ from server.config import Settings
 from server.context import Caller
 from server.errors import PlutosError
 from server.keys import hash_key
+from server.observability.metrics import AUTH_CACHE, AUTH_REJECTED
 from server.store.models import Account, ApiKey
 
 log = logging.getLogger("plutos.auth")
 
+_CACHE_HIT = AUTH_CACHE.labels("hit")
+_CACHE_MISS = AUTH_CACHE.labels("miss")
 _LIMIT_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
 
 
@@ -50,24 +53,32 @@ class Authenticator:
         now = time.time()
         entry = self._cache.get(digest)
         if entry is None or entry[0] < now:
+            _CACHE_MISS.inc()
             entry = await self._lookup(digest, now)
-        elif entry[3] < now and digest not in self._loading:
-            self._lookup_in_background(digest, now)
+        else:
+            _CACHE_HIT.inc()
+            if entry[3] < now and digest not in self._loading:
+                self._lookup_in_background(digest, now)
         cached_caller, expires = entry[1], entry[2]
         if cached_caller is None:
+            AUTH_REJECTED.labels("invalid").inc()
             raise invalid_key("Invalid API key.")
         if expires is not None and expires <= now:
+            AUTH_REJECTED.labels("expired").inc()
             raise invalid_key("API key has expired.")
         return cached_caller
 
     def _digest(self, authorization: str | None) -> str:
         if not authorization:
+            AUTH_REJECTED.labels("missing").inc()
             raise invalid_key("Missing API key. Send it as 'Authorization: Bearer YOUR_API_KEY'.")
         scheme, _, secret = authorization.strip().partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
+            AUTH_REJECTED.labels("malformed").inc()
             raise invalid_key("Malformed Authorization header. Use 'Authorization: Bearer YOUR_API_KEY'.")
         if len(secret) > 256:
+            AUTH_REJECTED.labels("malformed").inc()
             raise invalid_key()
         return hash_key(secret)
 
@@ -115,6 +126,7 @@ class Authenticator:
                 scopes=frozenset(key.scopes) if key.scopes is not None else None,
                 models=frozenset(key.models) if key.models is not None else None,
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
+                key_prefix=key.prefix,
             )
             previous = self._cache.get(digest)
             if previous is not None and previous[1] == found:

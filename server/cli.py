@@ -10,8 +10,10 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -232,6 +234,43 @@ def _use_uvloop() -> None:
         pass
 
 
+def _run_workers(settings: Settings, workers: int) -> int:
+    """``workers`` processes sharing the ports. Metrics: prometheus-client's multiprocess mode in a
+    fresh directory (unless PROMETHEUS_MULTIPROC_DIR names one), so any worker's scrape shows all.
+    SIGTERM / SIGINT go to every worker, each drains; exits 0 when all did."""
+    from prometheus_client import multiprocess
+
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="plutos-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _: Any) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    print(f"[plutos] started {workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
+    codes = []
+    for proc in procs:
+        proc.join()
+        codes.append(proc.exitcode)
+        if proc.pid is not None:
+            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+    if own_dir is not None:
+        shutil.rmtree(own_dir, ignore_errors=True)
+    if any(code != 0 for code in codes):
+        print(f"[plutos] workers exited with {codes}", flush=True)
+        return 1
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import serve_forever
 
@@ -261,20 +300,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "applies the plan limits on its own; set PLUTOS_REDIS_URL to share one limit.",
                 flush=True,
             )
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(args.workers)]
-        for proc in procs:
-            proc.start()
-        print(f"[plutos] started {args.workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
-        try:
-            for proc in procs:
-                proc.join()
-        except KeyboardInterrupt:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.join()
-        return 0
+        return _run_workers(settings, args.workers)
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
     return 0

@@ -126,6 +126,37 @@ class ServerTable(Table):
     # "local": the bridge calls the handlers in process; "grpc": over a loopback gRPC channel.
     bridge_transport: BridgeTransport = "local"
     sse_keepalive_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # Operations (server/observability; docs/operations.md).
+    log_format: Literal["text", "json"] = "text"  # stderr: readable lines or one JSON object per line
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = True  # one line per request (never the key)
+    log_bodies: bool = False  # the request line also carries the input and output
+    metrics_enabled: bool = True  # GET /metrics and the hot-path counters
+    metrics_port: Port = 0  # > 0: /metrics, /health, /ready on this port instead of http_port
+    drain_seconds: Annotated[float, Field(ge=0)] = 30.0  # SIGTERM: how long calls in flight may finish
+    drain_delay_seconds: Annotated[float, Field(ge=0)] = 0.0  # SIGTERM: not ready this long before closing ports
+    tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
+    tls_key_file: str = ""  # PEM private key of tls_cert_file
+    tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return (
+            value.strip().upper()
+            if value.strip().upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
+            else value.strip().lower()
+        )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerTable:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -307,6 +338,18 @@ class Settings:
     bridge_transport: str = "local"
     # The validated configuration (every table); new settings are read from here.
     config: ConfigFile = field(default_factory=ConfigFile)
+    # Operations (server/observability): ServerTable has each one's meaning.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    access_log: bool = True
+    log_bodies: bool = False
+    metrics_enabled: bool = True
+    metrics_port: int = 0
+    drain_seconds: float = 30.0
+    drain_delay_seconds: float = 0.0
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
 
     def model(self, model_id: str) -> ModelSpec | None:
         for spec in self.models:
@@ -431,6 +474,17 @@ def settings_from_config(config: ConfigFile, raw: dict[str, Any] | None = None) 
         limiter_fail_open=s.limiter_fail_open,
         bridge_transport=s.bridge_transport,
         config=config,
+        log_format=s.log_format,
+        log_level=s.log_level,
+        access_log=s.access_log,
+        log_bodies=s.log_bodies,
+        metrics_enabled=s.metrics_enabled,
+        metrics_port=s.metrics_port,
+        drain_seconds=s.drain_seconds,
+        drain_delay_seconds=s.drain_delay_seconds,
+        tls_cert_file=s.tls_cert_file,
+        tls_key_file=s.tls_key_file,
+        tls_client_ca_file=s.tls_client_ca_file,
     )
 
 

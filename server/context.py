@@ -25,6 +25,7 @@ class Caller:
     scopes: frozenset[str] | None  # None: every scope
     models: frozenset[str] | None  # None: every model
     limits: dict[str, int] = field(default_factory=dict)  # per-key overrides, lower than the plan's
+    key_prefix: str = ""  # the key's visible prefix (for logs; never the key)
 
     def allows_model(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
@@ -41,6 +42,15 @@ class CallState:
     initial_metadata_sent: bool = False
     # Tokens billed to the ledger by this call so far; the quota interceptor settles with it.
     tokens_used: int = 0
+    # For the request log line: what the call billed, its error code, its upstream time (seconds),
+    # its output (kept only when log_bodies is on), and a cache / idempotency outcome if any.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_units: int = 0
+    error_code: str | None = None
+    upstream_seconds: float = 0.0
+    output: str | None = None
+    cache_outcome: str | None = None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self.response_metadata.items())

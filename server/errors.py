@@ -14,14 +14,17 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     permission_denied    PERMISSION_DENIED    403  permission_error
     not_found            NOT_FOUND            404  invalid_request_error
     method_not_allowed   UNIMPLEMENTED        405  invalid_request_error  (REST only)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               (+ RetryInfo, Retry-After)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               retryable (+ RetryInfo, Retry-After)
     insufficient_quota   RESOURCE_EXHAUSTED   429  insufficient_quota
     internal_error       INTERNAL             500  server_error
     not_implemented      UNIMPLEMENTED        501  invalid_request_error
-    upstream_error       UNKNOWN              502  server_error
-    service_unavailable  UNAVAILABLE          503  server_error
-    timeout              DEADLINE_EXCEEDED    504  server_error
+    upstream_error       UNKNOWN              502  server_error           retryable
+    service_unavailable  UNAVAILABLE          503  server_error           retryable
+    timeout              DEADLINE_EXCEEDED    504  server_error           retryable
     cancelled            CANCELLED            499  server_error           (client went away)
+
+``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
+copy drifts).
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class ErrorKind:
     grpc_status: grpc.StatusCode
     http_status: int
     openai_type: str  # the ``type`` of OpenAI's error body, on the /openai/v1 surface
+    # Whether a client should retry (with backoff, honouring Retry-After): the SDKs' retry rule,
+    # generated into each SDK with the rest of this table (scripts/gen_error_tables.py).
+    retryable: bool = False
 
 
 ERRORS: dict[str, ErrorKind] = {
@@ -52,13 +58,13 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
-        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests"),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests", retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "insufficient_quota"),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500, "server_error"),
         ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501, "invalid_request_error"),
-        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, "server_error"),
-        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, "server_error"),
-        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error"),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, "server_error", retryable=True),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, "server_error", retryable=True),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error", retryable=True),
         ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499, "server_error"),
     )
 }

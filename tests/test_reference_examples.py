@@ -19,12 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GRPCURL = shutil.which("grpcurl") or str(ROOT / ".tools" / "bin" / "grpcurl")
 
 
-async def run(*argv: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, str]:
+async def run(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: str | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

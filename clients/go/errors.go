@@ -154,8 +154,8 @@ func IsServerError(err error) bool {
 	return ok && e.Status >= 500
 }
 
-// IsRetryable reports whether the SDK retries this failure: 429 (except insufficient_quota),
-// 502, 503, 504 and connection errors.
+// IsRetryable reports whether the SDK retries this failure: connection errors and the codes the
+// server's table (ErrorTable) marks retryable; for unknown codes, 429, 502, 503 and 504.
 func IsRetryable(err error) bool {
 	var connErr *ConnectionError
 	if errors.As(err, &connErr) {
@@ -164,6 +164,9 @@ func IsRetryable(err error) bool {
 	e, ok := asAPIError(err)
 	if !ok {
 		return false
+	}
+	if kind, known := ErrorTable[e.Code]; known {
+		return kind.Retryable
 	}
 	switch e.Status {
 	case http.StatusTooManyRequests:

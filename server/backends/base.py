@@ -108,6 +108,11 @@ class Backend(abc.ABC):
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load weights / open connections. Called once before serving."""
 
+    @property
+    def ready(self) -> bool:
+        """Whether it can serve now (weights loaded); readiness reports it."""
+        return True
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

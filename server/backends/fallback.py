@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.errors import PlutosError
+from server.observability.metrics import FALLBACKS
 
 log = logging.getLogger("plutos.backends.fallback")
 
@@ -48,6 +49,7 @@ class FallbackBackend(Backend):
                 state.completion_tokens = 0
                 state.finish_reason = None
                 log.info("model %s: falling back to %s", self.model_id, model_id)
+                FALLBACKS.labels(self.model_id, model_id).inc()
             produced = False
             try:
                 async with closing_stream(backend.stream(prompt, state)) as pieces:

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from server.observability.metrics import UPSTREAM_CONNECTIONS
+
 MAX_BUFFERED = 1 << 20  # stop reading from the socket while this much of an answer is unread
 
 
@@ -250,6 +252,7 @@ class HttpPool:
         self._open = 0  # connections open or opening
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
+        self._connections = UPSTREAM_CONNECTIONS.labels(base_url)
 
     async def post(
         self,
@@ -330,6 +333,7 @@ class HttpPool:
             if isinstance(exc, OSError):
                 raise ConnectError(f"cannot connect to {self.host_header}: {exc}") from exc
             raise
+        self._connections.inc()
         return conn
 
     def _release(self, conn: _Connection) -> None:
@@ -357,6 +361,7 @@ class HttpPool:
         if not conn.gone:
             conn.gone = True
             self._open -= 1
+            self._connections.dec()
             self._wake_waiter()
 
     def _wake_waiter(self) -> None:

@@ -71,6 +71,10 @@ class LocalLlamaBackend(Backend):
         self._llm: Any = None
         self._formatter: Any = None
 
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)

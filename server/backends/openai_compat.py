@@ -51,6 +51,7 @@ from server.backends.http_client import ConnectError, HttpClientError, HttpPool,
 from server.config import ModelSpec
 from server.context import current_call
 from server.errors import PlutosError
+from server.observability.metrics import UpstreamMetrics
 
 log = logging.getLogger("plutos.backends.openai")
 
@@ -193,6 +194,7 @@ class OpenAICompatibleBackend(Backend):
         if key:
             self._headers["authorization"] = f"Bearer {key}"
         self._client: HttpPool | None = None
+        self._observed = UpstreamMetrics(self.config.base_url)
 
     async def start(self) -> None:
         self._client = CLIENTS.acquire(self.config)
@@ -318,10 +320,12 @@ class OpenAICompatibleBackend(Backend):
             # (llama-cpp-python's) reject one that is not a UUID.
             headers = {**headers, "x-client-request-id": call.request_id}
         attempt = 0
+        observed = self._observed
         while True:
             if deadline - loop.time() <= 0:
                 raise self._timeout()
             retry_after: float | None = None
+            sent = time.perf_counter()
             try:
                 response = await self._client.post(
                     "/chat/completions",
@@ -332,23 +336,31 @@ class OpenAICompatibleBackend(Backend):
                     deadline=deadline,
                 )
             except ConnectError as exc:
+                observed.error("connect")
                 error = self._unavailable(f"The upstream for model '{self.spec.id}' cannot be reached.")
                 log.warning("upstream %s unreachable (attempt %d): %s", self.url, attempt + 1, exc)
                 retryable = True
             except TimeoutError:  # the read timeout or the caller's deadline
+                observed.error("timeout")
                 raise self._timeout() from None
             except HttpClientError as exc:
                 # Closed or reset before any response: typically a keep-alive connection the server
                 # dropped as we reused it. Nothing was answered, so trying again is safe.
+                observed.error("connection")
                 log.warning("upstream %s failed before answering (attempt %d): %s", self.url, attempt + 1, exc)
                 error = self._upstream_error("The upstream connection failed.")
                 retryable = True
             else:
+                took = time.perf_counter() - sent
+                observed.answered(response.status, took)
+                if call is not None:
+                    call.upstream_seconds += took
                 if response.status == 200:
                     return response
                 error, retryable, retry_after = await self._rejected(response, deadline)
             if not retryable or attempt >= self.config.max_retries:
                 raise error
+            observed.retry()
             delay = min(self.config.retry_backoff_max, self.config.retry_backoff * 2**attempt)
             delay *= random.uniform(0.5, 1.0)
             if retry_after is not None:

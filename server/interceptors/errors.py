@@ -7,8 +7,10 @@ code, anything unexpected as ``internal_error`` (logged with its traceback, neve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,15 @@ from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
 from server.ids import new_request_id
 from server.interceptors.base import Handler, is_api_method, is_stream
+from server.observability.logs import RequestLog
+from server.observability.metrics import (
+    REQUESTS,
+    STREAM_FIRST_MESSAGE,
+    STREAM_MESSAGES,
+    STREAMS_CANCELLED,
+    STREAMS_OPEN,
+    model_label,
+)
 
 log = logging.getLogger("plutos.errors")
 
@@ -64,42 +75,90 @@ async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: Plu
 
 
 class ErrorInterceptor(AsyncServerInterceptor):
+    """Also where every plutos.v1 call is measured once (request counter and latency histogram,
+    stream gauges) and gets its request log line; both are off when not given."""
+
+    def __init__(self, *, request_log: RequestLog | None = None, metrics: bool = True) -> None:
+        self._log = request_log
+        self._metrics = REQUESTS if metrics else None
+
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if not is_api_method(method_name):
             response = method(request, context)
             return response if is_stream(response) else await response
+        started = time.perf_counter()
         request_id, authorization = _incoming(context)
         state = CallState(request_id=request_id, method=method_name, authorization=authorization)
         state.response_metadata["x-request-id"] = request_id
         current_call.set(state)
+        model = model_label(getattr(request, "model", ""))
+        code = "UNKNOWN"
         try:
             response = method(request, context)
             if is_stream(response):
-                return self._stream(response, context, state)
+                code = ""  # measured when the stream ends
+                return self._stream(response, context, state, model, started, request)
             result = await response
+            code = "OK"
         except PlutosError as err:
+            code, state.error_code = err.kind.grpc_status.name, err.code
             await abort_with_error(context, err, state)
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
         except Exception:
+            code, state.error_code = "INTERNAL", "internal_error"
             log.exception("internal error in %s (request %s)", method_name, request_id)
             await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        finally:
+            if code:
+                self._done(state, method_name, model, code, started, request)
         context.set_trailing_metadata(state.metadata())
         return result
 
-    async def _stream(self, response: AsyncIterator[Any], context: Any, state: CallState) -> AsyncIterator[Any]:
+    def _done(self, state: CallState, method_name: str, model: str, code: str, started: float, request: Any) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(method_name, code, model, time.perf_counter() - started)
+        if self._log is not None:
+            self._log.write(state, method_name, model, code, started, request)
+
+    async def _stream(
+        self, response: AsyncIterator[Any], context: Any, state: CallState, model: str, started: float, request: Any
+    ) -> AsyncIterator[Any]:
+        metrics = self._metrics is not None
+        if metrics:
+            STREAMS_OPEN.inc()
+        sent = 0
+        code = "CANCELLED"  # unless it ends otherwise: the client went away (or the server stopped it)
         try:
             async for message in response:
                 if not state.initial_metadata_sent:
                     await state.send_initial_metadata(context)
+                if metrics and sent == 0:
+                    STREAM_FIRST_MESSAGE.labels(model).observe(time.perf_counter() - started)
+                sent += 1
                 yield message
+            code = "OK"
         except PlutosError as err:
+            code, state.error_code = err.kind.grpc_status.name, err.code
             await abort_with_error(context, err, state)
         except (grpc.aio.AbortError, grpc.RpcError):
+            code = "UNKNOWN"
             raise
         except Exception:
+            code, state.error_code = "INTERNAL", "internal_error"
             log.exception("internal error in %s (request %s)", state.method, state.request_id)
             await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        finally:
+            if metrics:
+                STREAMS_OPEN.dec()
+                if sent:
+                    STREAM_MESSAGES.labels(model).inc(sent)
+                if code == "CANCELLED":
+                    STREAMS_CANCELLED.labels(model).inc()
+            self._done(state, state.method, model, code, started, request)
         context.set_trailing_metadata(state.metadata())
 
 

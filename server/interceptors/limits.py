@@ -52,9 +52,15 @@ from server.limits.base import (
     month_of,
 )
 from server.limits.policy import GENERATING, generating_concurrency, token_reservation, windows_for
+from server.observability.metrics import LIMITER_DECISIONS, LIMITER_ERRORS, QUOTA_RESERVATIONS
 from server.permissions import require_scope
 
 log = logging.getLogger("plutos.limits")
+
+DECISIONS = {
+    outcome: LIMITER_DECISIONS.labels(outcome)
+    for outcome in ("allowed", "minute", "hour", "day", "concurrent", "quota", "unavailable")
+}
 
 
 class Finisher:
@@ -255,6 +261,8 @@ class LimitsInterceptor(AsyncServerInterceptor):
         run them in tasks of their own, shielded from a second cancellation of the call."""
         limiter = self._limiter
         later: list[Finisher] = []
+        if reservation is not None:
+            QUOTA_RESERVATIONS.dec()
         if reservation is not None and not limiter.settle_now(reservation, state.tokens_used):
             later.append(Finisher(partial(limiter.settle_tokens, reservation, state.tokens_used)))
         if slot is not None and not limiter.release_now(slot):
@@ -272,6 +280,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
 
             async def settle_tokens() -> None:
                 # Read when the stream is over: the handler's own clean-up has billed its tokens.
+                QUOTA_RESERVATIONS.dec()
                 await limiter.settle_tokens(reservation, state.tokens_used)
 
             settle = Finisher(settle_tokens)
@@ -285,6 +294,8 @@ class LimitsInterceptor(AsyncServerInterceptor):
         try:
             admission = await self._limiter.acquire(windows, concurrency if method_name in GENERATING else ())
         except LimiterUnavailable:
+            LIMITER_ERRORS.inc()
+            DECISIONS["unavailable"].inc()
             if self._fail_open:  # served uncounted: no figures to show
                 return None
             _unavailable_headers(state, windows, self._limiter.now())
@@ -292,8 +303,10 @@ class LimitsInterceptor(AsyncServerInterceptor):
         state.response_metadata.update(rate_limit_headers(admission))
         if not admission.allowed:
             err = rate_limited(admission)
+            DECISIONS.get(str(err.details.get("window")), DECISIONS["minute"]).inc()
             state.response_metadata["retry-after"] = str(err.retry_after)
             raise err
+        DECISIONS["allowed"].inc()
         return admission.slot
 
     async def _reserve(self, state: CallState, who: Caller, method_name: str, request: Any) -> Reservation | None:
@@ -305,10 +318,14 @@ class LimitsInterceptor(AsyncServerInterceptor):
         try:
             check = await self._limiter.reserve_tokens(who.account_id, amount, quota, self._seed)
         except LimiterUnavailable:
+            LIMITER_ERRORS.inc()
+            DECISIONS["unavailable"].inc()
             if self._fail_open:
                 return None
             state.response_metadata["retry-after"] = "1"
             raise limiter_unavailable() from None
         if check.reservation is None:
+            DECISIONS["quota"].inc()
             raise insufficient_quota(check, amount, self._limiter.now())
+        QUOTA_RESERVATIONS.inc()
         return check.reservation

@@ -21,6 +21,7 @@ from server.config import ModelSpec
 from server.context import Caller, call_state, current_call
 from server.errors import PlutosError
 from server.ids import new_id
+from server.observability.metrics import count_usage
 from server.runtime import Runtime
 from server.services.options import options_to_record, require_text
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -139,8 +140,16 @@ class Generation:
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced
-            if self.call is not None:
-                self.call.tokens_used += s.prompt_tokens + s.completion_tokens
+            cost_units = cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens)
+            call = self.call
+            if call is not None:
+                call.tokens_used += s.prompt_tokens + s.completion_tokens
+                call.prompt_tokens += s.prompt_tokens
+                call.completion_tokens += s.completion_tokens
+                call.cost_units += cost_units
+                if self.runtime.settings.log_bodies:
+                    call.output = s.text
+            count_usage(self.spec.id, s.prompt_tokens, s.completion_tokens, cost_units / COST_UNITS_PER_USD)
             rows.append(
                 new_row(
                     LedgerEntry,
@@ -150,7 +159,7 @@ class Generation:
                     model=self.spec.id,
                     prompt_tokens=s.prompt_tokens,
                     completion_tokens=s.completion_tokens,
-                    cost_units=cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens),
+                    cost_units=cost_units,
                     counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
                     created_at=self.created_at,
                 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -28,6 +29,7 @@ from sqlalchemy import Connection, Engine, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session
 
+from server.observability.metrics import COMMIT_BATCH, COMMIT_DURATION
 from server.store.database import sqlite_file_writer_engine
 from server.store.models import Base
 
@@ -115,8 +117,11 @@ class RecordWriter:
                 batch.append(self._queue.get_nowait())
             # Everyone who will write has: the loop has nothing else to do but wait for this commit.
             inline = len(batch) >= self._expected
+            started = time.perf_counter()
             try:
                 await self._commit([row for rows, _ in batch for row in rows], inline)
+                COMMIT_DURATION.observe(time.perf_counter() - started)
+                COMMIT_BATCH.observe(len(batch))
             except Exception:
                 if len(batch) == 1:
                     log.exception("writing %d rows failed", len(batch[0][0]))

@@ -28,6 +28,7 @@ import httpx
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.observability.metrics import WEBHOOK_DELIVERIES
 from server.store.models import UTCDateTime, Webhook, WebhookAttempt, WebhookDelivery, utcnow
 from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
 from server.webhooks.settings import WebhookSettings
@@ -309,6 +310,7 @@ class Dispatcher:
             )
             delay = None if o.permanent or o.delivered else self.retry_delay(d.attempt)
             status = "delivered" if o.delivered else ("failed" if delay is None else "pending")
+            WEBHOOK_DELIVERIES.labels("retry" if status == "pending" else status).inc()
             updates.append(
                 {
                     "b_id": d.id,

@@ -20,6 +20,8 @@
 //
 // Aborting through `signal` rethrows the signal's reason (an AbortError), not a PlutosError.
 
+import { ERROR_TABLE, type ErrorCode } from './error-table.js';
+
 export interface PlutosErrorInit {
   code: string;
   status?: number | undefined;
@@ -96,25 +98,29 @@ export class GatewayTimeoutError extends APIError {}
 
 type APIErrorClass = new (message: string, init: APIErrorInit) => APIError;
 
-/** The reference's error codes: HTTP status and class of each. */
-export const ERROR_CODES: Readonly<Record<string, { status: number; errorClass: APIErrorClass }>> = {
-  invalid_parameters: { status: 400, errorClass: InvalidParametersError },
-  invalid_model: { status: 400, errorClass: InvalidModelError },
-  input_too_long: { status: 400, errorClass: InputTooLongError },
-  invalid_api_key: { status: 401, errorClass: AuthenticationError },
-  permission_denied: { status: 403, errorClass: PermissionDeniedError },
-  not_found: { status: 404, errorClass: NotFoundError },
-  rate_limit_exceeded: { status: 429, errorClass: RateLimitError },
-  insufficient_quota: { status: 429, errorClass: InsufficientQuotaError },
-  internal_error: { status: 500, errorClass: InternalServerError },
-  upstream_error: { status: 502, errorClass: UpstreamError },
-  service_unavailable: { status: 503, errorClass: ServiceUnavailableError },
-  timeout: { status: 504, errorClass: GatewayTimeoutError },
-  // Beyond the reference: codes this server also uses.
-  method_not_allowed: { status: 405, errorClass: APIError },
-  not_implemented: { status: 501, errorClass: APIError },
-  cancelled: { status: 499, errorClass: APIError },
+/** The class of each code; the codes and their statuses come from the server's table (./error-table.ts). */
+const CLASS_FOR_CODE: Partial<Record<ErrorCode, APIErrorClass>> = {
+  invalid_parameters: InvalidParametersError,
+  invalid_model: InvalidModelError,
+  input_too_long: InputTooLongError,
+  invalid_api_key: AuthenticationError,
+  permission_denied: PermissionDeniedError,
+  not_found: NotFoundError,
+  rate_limit_exceeded: RateLimitError,
+  insufficient_quota: InsufficientQuotaError,
+  internal_error: InternalServerError,
+  upstream_error: UpstreamError,
+  service_unavailable: ServiceUnavailableError,
+  timeout: GatewayTimeoutError,
 };
+
+/** Every error code of the server's table: HTTP status and class of each. */
+export const ERROR_CODES: Readonly<Record<string, { status: number; errorClass: APIErrorClass }>> = Object.fromEntries(
+  (Object.keys(ERROR_TABLE) as ErrorCode[]).map((code) => [
+    code,
+    { status: ERROR_TABLE[code].httpStatus, errorClass: CLASS_FOR_CODE[code] ?? APIError },
+  ]),
+);
 
 /** The class for a status whose code the SDK doesn't know. */
 function classForStatus(status: number): APIErrorClass {
@@ -184,10 +190,14 @@ export function errorFromBody(body: unknown, status: number | undefined, headers
   });
 }
 
-/** Whether a failed attempt may be retried: 429 (except insufficient_quota), 502, 503, 504, network errors. */
+/**
+ * Whether a failed attempt may be retried: network errors, codes the server's table marks retryable
+ * (rate_limit_exceeded, upstream_error, service_unavailable, timeout); for unknown codes 429, 502, 503, 504.
+ */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof APIConnectionError) return true;
   if (!(error instanceof APIError)) return false;
+  if (Object.hasOwn(ERROR_TABLE, error.code)) return ERROR_TABLE[error.code as ErrorCode].retryable;
   if (error.status === 429) return error.code !== 'insufficient_quota';
   return error.status === 502 || error.status === 503 || error.status === 504;
 }

@@ -20,6 +20,7 @@ export {
   ServiceUnavailableError,
   UpstreamError,
 } from './errors.js';
+export { ERROR_TABLE, type ErrorCode } from './error-table.js';
 export { Stream } from './stream.js';
 export { parseServerSentEvents, type ServerSentEvent } from './sse.js';
 export type * from './types.js';

@@ -1,6 +1,8 @@
 """When to retry a failed request, and how long to wait first.
 
-Retried: rate limiting (429 ``rate_limit_exceeded``), 502, 503, 504 and connection failures.
+Retried: connection failures and the codes the server's table marks retryable (``_error_table.py``,
+generated from server/errors.py: ``rate_limit_exceeded``, ``upstream_error``,
+``service_unavailable``, ``timeout``); for codes it does not list, 429, 502, 503 and 504.
 Never retried: other 4xx (the same request would fail the same way), ``insufficient_quota`` (a
 quota does not recover within seconds) and 500 (the request may have had effects).
 The wait is the server's ``Retry-After`` / ``details.retryAfter`` when it gives one, otherwise
@@ -14,6 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from ._error_table import ERROR_TABLE
 from ._exceptions import APIConnectionError, APIError, InsufficientQuotaError, PlutosError
 
 __all__ = ["RetryPolicy", "parse_retry_after"]
@@ -55,9 +58,14 @@ class RetryPolicy:
     def is_retryable(self, error: PlutosError) -> bool:
         if isinstance(error, APIConnectionError):
             return True
+        if not isinstance(error, APIError):
+            return False
+        kind = ERROR_TABLE.get(error.code or "")
+        if kind is not None:  # the server's table (generated from server/errors.py)
+            return kind.retryable
         if isinstance(error, InsufficientQuotaError):
             return False
-        return isinstance(error, APIError) and error.status_code in RETRYABLE_STATUS
+        return error.status_code in RETRYABLE_STATUS
 
     def backoff(self, retries_done: int) -> float:
         """Exponential backoff with "equal jitter": a random wait in [d/2, d], d = initial * 2**n."""

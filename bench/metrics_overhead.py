@@ -1,0 +1,132 @@
+"""What operations cost on the hot path: ``POST /v1/process`` through the gateway to the mock
+upstream (bench/mock_upstream.py), with wrk, against three gateways started from one config:
+
+  (m) metrics on, request log on  — the defaults (``metrics_enabled``, ``access_log``)
+  (o) metrics off, request log on — metrics' cost is (o) - (m)
+  (q) metrics on, request log off — the request line's cost is (q) - (m)
+
+They take turns for ``--rounds`` rounds and each reports its median run (this machine's speed
+drifts by several percent within minutes). Each process is separate; all on loopback.
+
+    .venv/bin/python -m bench.metrics_overhead [--duration 5] [--concurrency 64] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.upstream_overhead import (
+    INPUT,
+    MODEL,
+    ROOT,
+    Run,
+    bench_key,
+    free_port,
+    lua_script,
+    measured,
+    wait_http,
+    write_config,
+    wrk,
+    wrk_run,
+)
+
+VARIANTS = {
+    "metrics on, request log on (defaults)": {},
+    "metrics off, request log on": {"PLUTOS_METRICS_ENABLED": "false"},
+    "metrics on, request log off": {"PLUTOS_ACCESS_LOG": "false"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the cost of metrics and request logs on /v1/process")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measured run (default 5)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed (apt-get install wrk)")
+    work = Path(tempfile.mkdtemp(prefix="plutos-bench-metrics-"))
+    mock_port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        config = work / "bench.toml"
+        write_config(
+            config,
+            http_port=0,
+            grpc_port=0,
+            mock_port=mock_port,
+            database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
+            max_connections=100,
+        )
+        plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+        secret = bench_key(plutos, env)
+        auth = {"Authorization": f"Bearer {secret}"}
+        body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
+        script = lua_script(work / "process.lua", body, {"Content-Type": "application/json", **auth})
+        targets: list[tuple[str, str, psutil.Process]] = []
+        for name, extra in VARIANTS.items():
+            http_port = free_port()
+            variant_env = {**env, **extra, "PLUTOS_HTTP_PORT": str(http_port), "PLUTOS_GRPC_PORT": str(free_port())}
+            log = open(work / f"gateway-{len(targets)}.log", "wb")  # noqa: SIM115 - lives as long as the gateway
+            proc = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=variant_env, stdout=log, stderr=log)
+            procs.append(proc)
+            wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, proc)
+            url = f"http://127.0.0.1:{http_port}/v1/process"
+            httpx.post(url, json=body, headers=auth, timeout=10).raise_for_status()
+            targets.append((name, url, psutil.Process(proc.pid)))
+        for _, url, _ in targets:
+            wrk(url, script, args.concurrency, 2)  # warm-up
+        rounds: dict[str, list[Run]] = {}
+        for _ in range(args.rounds):
+            for name, url, proc in targets:
+                run = measured(proc, partial(wrk_run, url, script, name, args.concurrency, args.duration))
+                rounds.setdefault(name, []).append(run)
+        medians = {}
+        for name, runs in rounds.items():
+            ordered = sorted(runs, key=lambda r: r.rps)
+            medians[name] = ordered[len(ordered) // 2]
+            each = ", ".join(f"{r.rps:.0f}" for r in runs)
+            m = medians[name]
+            print(
+                f"{name:40} c={args.concurrency} {m.rps:7.0f} req/s (median of {each})  p50 {m.p50_ms:.2f} ms  "
+                f"p99 {m.p99_ms:.2f} ms  server CPU {m.cpu_us:.0f} µs/req  errors {m.errors}",
+                flush=True,
+            )
+        base, off, quiet = (medians[n] for n in VARIANTS)
+        for what, other in (("metrics", off), ("request log", quiet)):
+            share = 100 * (1 - base.rps / other.rps)
+            cpu = base.cpu_us - other.cpu_us
+            print(f"{what} cost: {share:+.1f}% of throughput, {cpu:+.0f} µs CPU/req")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

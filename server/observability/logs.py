@@ -1,0 +1,164 @@
+"""Logging: stdlib ``logging`` with one formatter (JSON or readable text) for every logger (ours,
+uvicorn's, grpc's), written from a background thread, and one line per request.
+
+The request line (logger ``plutos.access``) carries: time, request id, account id, key id and
+prefix, RPC method, model, gRPC code and error code, tokens, cost, latency, upstream latency and
+the cache / idempotency outcome when there is one. Never the key; never the input or output
+unless ``log_bodies = true``. A record logged while a call runs (an error's traceback, once) gets
+that call's request id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from server.context import CallState, current_call
+from server.store.models import COST_UNITS_PER_USD
+
+ACCESS_LOGGER = "plutos.access"
+LOG_FORMATS = ("text", "json")
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _iso(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the record's extra
+    fields, ``request_id`` when logged during a call, ``exc`` with a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger message key=value ...``; tracebacks on the following lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v}"
+            for k, v in record.__dict__.items()
+            if k not in _RESERVED and not k.startswith("_") and v is not None and v != ""
+        )
+        line = f"{_iso(record.created)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if extras:
+            line = f"{line} {extras}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        return line
+
+
+class _RequestIdFilter(logging.Filter):
+    """Adds the current call's request id to records logged while it runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "request_id" not in record.__dict__:
+            state = current_call.get(None)
+            if state is not None:
+                record.request_id = state.request_id
+        return True
+
+
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread unformatted (QueueHandler formats on the caller's
+    thread); the traceback is rendered now, while it exists."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def configure_logging(log_format: str = "text", level: str = "INFO", stream: Any = None) -> None:
+    """Route every logger through one formatter on ``stream`` (stderr), written by a thread so the
+    event loop never waits on the terminal or a pipe. Idempotent."""
+    global _listener
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    stop_logging()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    front = _DeferredQueueHandler(records)
+    front.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(front)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "grpc", "grpc._cython.cygrpc"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    _listener = logging.handlers.QueueListener(records, handler)
+    _listener.start()
+
+
+def stop_logging() -> None:
+    """Flush and stop the writer thread (at exit)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+class RequestLog:
+    """Writes the one line per request, if the access logger is on (``access_log``)."""
+
+    __slots__ = ("log_bodies",)
+
+    def __init__(self, log_bodies: bool = False) -> None:
+        self.log_bodies = log_bodies
+
+    def write(self, state: CallState, method: str, model: str, code: str, started: float, request: Any = None) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        caller = state.caller
+        fields: dict[str, Any] = {
+            "request_id": state.request_id,
+            "account_id": caller.account_id if caller else None,
+            "key_id": caller.key_id if caller else None,
+            "key_prefix": getattr(caller, "key_prefix", None) if caller else None,
+            "method": method,
+            "model": model or None,
+            "code": code,
+            "error": state.error_code,
+            "prompt_tokens": state.prompt_tokens,
+            "completion_tokens": state.completion_tokens,
+            "cost_usd": state.cost_units / COST_UNITS_PER_USD,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "upstream_ms": round(state.upstream_seconds * 1000, 3) if state.upstream_seconds else None,
+            "cache": state.cache_outcome,
+        }
+        if self.log_bodies and request is not None:
+            fields["input"] = getattr(request, "input", None)
+            fields["output"] = state.output
+        access_log.info("%s %s", method.rsplit("/", 1)[-1], code, extra=fields)

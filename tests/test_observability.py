@@ -1,0 +1,184 @@
+"""Operations on the session platform: /metrics, the Grafana dashboard's metric names, /health and
+/ready (and the gRPC health service), the per-request log line. Drain and TLS have their own files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
+
+from server.app import RunningPlatform
+from server.context import CallState
+from server.keys import CreatedKey
+from server.observability.health import Readiness, ready_route
+from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter
+from tests.conftest import MODEL, GrpcClients
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+PROCESS = "/plutos.v1.ProcessingService/Process"
+
+
+def root(platform: RunningPlatform) -> str:
+    return f"http://127.0.0.1:{platform.http_port}"
+
+
+async def scrape(platform: RunningPlatform) -> str:
+    async with httpx.AsyncClient(base_url=root(platform), timeout=30) as client:
+        r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_a_process_call_is_counted(http: httpx.AsyncClient, platform: RunningPlatform) -> None:
+    r = await http.post("/process", json={"input": "Say hi", "model": MODEL, "options": {"maxTokens": 3}})
+    assert r.status_code == 200, r.text
+    bad = await http.post("/process", json={"input": "x", "model": "no-such-model-" + r.json()["id"]})
+    assert bad.status_code == 400
+    text = await scrape(platform)
+    assert (sample(text, "plutos_rpc_requests_total", method=PROCESS, code="OK", model=MODEL) or 0) >= 1
+    # An unknown model name is a bounded label, never the caller's text.
+    assert (sample(text, "plutos_rpc_requests_total", method=PROCESS, code="INVALID_ARGUMENT", model="other") or 0) >= 1
+    assert r.json()["id"] not in text
+    assert (sample(text, "plutos_rpc_request_duration_seconds_count", method=PROCESS, model=MODEL) or 0) >= 1
+    assert (sample(text, "plutos_http_requests_total", route="/v1/process", method="POST", status="200") or 0) >= 1
+    assert (sample(text, "plutos_tokens_total", model=MODEL, type="completion") or 0) >= 1
+    assert (sample(text, "plutos_cost_usd_total", model=MODEL) or 0) > 0
+    assert (sample(text, "plutos_auth_cache_total", result="hit") or 0) + (
+        sample(text, "plutos_auth_cache_total", result="miss") or 0
+    ) >= 1
+    assert (sample(text, "plutos_limiter_decisions_total", outcome="allowed") or 0) >= 1
+    assert (sample(text, "plutos_store_commit_batch_size_count") or 0) >= 1
+    assert sample(text, "plutos_webhook_outbox_pending") is not None
+    assert sample(text, "plutos_streams_open") is not None
+    assert "process_cpu_seconds_total" in text or "python_gc_objects_collected_total" in text
+
+
+async def test_refused_keys_are_counted_by_reason(anon: httpx.AsyncClient, platform: RunningPlatform) -> None:
+    assert (await anon.get("/models")).status_code == 401
+    assert (await anon.get("/models", headers={"Authorization": "Bearer pk_not_a_real_key"})).status_code == 401
+    text = await scrape(platform)
+    assert (sample(text, "plutos_auth_rejected_total", reason="missing") or 0) >= 1
+    assert (sample(text, "plutos_auth_rejected_total", reason="invalid") or 0) >= 1
+    assert "pk_not_a_real_key" not in text
+
+
+def dashboard_metric_names() -> set[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    return {name for expr in exprs for name in re.findall(r"\bplutos_[a-z_]+", expr)}
+
+
+async def test_every_metric_in_the_dashboard_is_exported(platform: RunningPlatform) -> None:
+    text = await scrape(platform)
+    families = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    exported = set(families)
+    for family, kind in families.items():
+        if kind == "histogram":
+            exported |= {f"{family}_bucket", f"{family}_sum", f"{family}_count"}
+    missing = sorted(dashboard_metric_names() - exported)
+    assert not missing, f"the dashboard queries metrics that are not exported: {missing}"
+
+
+async def test_health_and_ready_need_no_key(platform: RunningPlatform) -> None:
+    async with httpx.AsyncClient(base_url=root(platform), timeout=30) as client:
+        health = await client.get("/health")
+        ready = await client.get("/ready")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"store": "ok", "redis": "not configured", "model": "ok", "drain": "ok"},
+    }
+
+
+async def test_ready_answers_503_naming_the_failed_check(platform: RunningPlatform) -> None:
+    draining = Readiness(platform.runtime)
+    draining.draining = True
+    app = Starlette(routes=[ready_route(draining)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        r = await client.get("/ready")
+    assert r.status_code == 503
+    assert r.json()["status"] == "unavailable"
+    assert r.json()["checks"]["drain"] == "draining"
+    assert r.json()["checks"]["store"] == "ok"
+
+
+async def test_grpc_health_reports_serving(grpc_clients: GrpcClients) -> None:
+    stub = health_pb2_grpc.HealthStub(grpc_clients.channel)
+    for service in ("", "plutos.v1.ProcessingService"):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_one_json_line_per_request_without_the_key_or_the_input(http: httpx.AsyncClient, key: CreatedKey) -> None:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    lines = _Lines()
+    logger.addHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    secret_input = "my very private input 4711"
+    try:
+        r = await http.post("/process", json={"input": secret_input, "model": MODEL, "options": {"maxTokens": 2}})
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    assert r.status_code == 200
+    mine = [json.loads(line) for line in lines.lines if r.headers["x-request-id"] in line]
+    assert len(mine) == 1, lines.lines
+    entry = mine[0]
+    assert entry["method"] == PROCESS and entry["code"] == "OK" and entry["model"] == MODEL
+    assert entry["account_id"] and entry["key_id"] == key.id and entry["key_prefix"] == key.prefix
+    assert entry["completion_tokens"] >= 1 and entry["cost_usd"] > 0 and entry["latency_ms"] > 0
+    assert {"time", "level", "request_id", "prompt_tokens", "upstream_ms", "cache", "error"} <= set(entry)
+    assert key.secret not in lines.lines[0] and secret_input not in lines.lines[0]
+
+
+def test_log_bodies_adds_input_and_output_and_text_is_readable() -> None:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    lines = _Lines()
+    logger.addHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+
+    class Request:
+        input = "hello there"
+
+    state = CallState(request_id="req_1", method=PROCESS, output="general kenobi")
+    try:
+        RequestLog(log_bodies=True).write(state, PROCESS, MODEL, "OK", 0.0, Request())
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    entry = json.loads(lines.lines[0])
+    assert entry["input"] == "hello there" and entry["output"] == "general kenobi"
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "Process OK", None, None)
+    record.request_id = "req_1"
+    assert TextFormatter().format(record).endswith("plutos.access: Process OK request_id=req_1")
