@@ -287,6 +287,7 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     )
     host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
     print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
+    print(f"[plutos] OpenAI-compatible API: {scheme}://{host}:{platform.http_port}/openai/v1", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

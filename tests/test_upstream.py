@@ -717,3 +717,47 @@ async def test_rest_stream_disconnect_reaches_the_llama_cpp_server(
         await asyncio.sleep(0.1)
     assert llama_server.output().count("Disconnected from client") > before
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
+
+
+# -- the OpenAI-compatible API (/openai/v1) through an upstream -------------------------------------
+
+
+async def test_openai_sdk_chat_and_stream_through_llama_cpp_server(up: RunningPlatform, up_key: CreatedKey) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{up.http_port}/openai/v1", api_key=up_key.secret, max_retries=0, timeout=60
+    )
+    question = unique("What is the capital of France?")
+    chat = await client.chat.completions.create(
+        model="gpt-4-whole",  # one JSON answer upstream: the server's exact usage
+        messages=[
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": question},
+        ],
+        max_tokens=8,
+        temperature=0,
+    )
+    record, ledger = await record_and_ledger(up, question)
+    assert record.kind == "chat" and record.status == "completed"
+    assert chat.choices[0].message.content == record.output
+    assert chat.usage is not None and ledger is not None
+    assert ledger.prompt_tokens == chat.usage.prompt_tokens and ledger.completion_tokens == chat.usage.completion_tokens
+    stream = await client.chat.completions.create(
+        model="gpt-4", messages=[{"role": "user", "content": "Count to five."}], max_tokens=8, stream=True
+    )
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    await client.close()
+
+
+async def test_openai_npm_package_and_langchain_through_llama_cpp_server(
+    up: RunningPlatform, up_key: CreatedKey
+) -> None:
+    from tests.test_openai_clients import langchain_checks, node_sdk_results
+
+    await node_sdk_results(up, up_key, "gpt-4")
+    await langchain_checks(up, up_key, "gpt-4")
