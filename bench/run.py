@@ -1,7 +1,7 @@
 """`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
-BENCH_ONLY (comma-separated scenario names: upstream, instructions, limiter, gateway, streaming, batch, model,
+BENCH_ONLY (comma-separated scenario names: upstream, metrics, instructions, limiter, gateway, streaming, batch, model,
 workers, soak)."""
 
 from __future__ import annotations
@@ -517,8 +517,19 @@ def scenario_limiter() -> Section:
     )
 
 
+def scenario_metrics() -> Section:
+    """Metrics on vs off (and the request log on vs off) through the upstream: the issue-22 budget."""
+    return _delegate(
+        "bench.metrics_overhead",
+        ["--duration", str(max(3, SECONDS // 2)), "--rounds", "3"],
+        "METRICS_RESULTS.md",
+        "Metrics and request log overhead",
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Section]] = {
     "upstream": scenario_upstream,
+    "metrics": scenario_metrics,
     "instructions": scenario_instructions,
     "limiter": scenario_limiter,
     "gateway": scenario_gateway_models,

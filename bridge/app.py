@@ -22,7 +22,7 @@ from bridge.errors import from_rpc_error
 from bridge.json_codec import JsonInputError, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from bridge.surface import REFERENCE, Surface, surface_for_path, surface_of
-from server.errors import ERRORS
+from server.errors import ERRORS, echo
 from server.ids import new_request_id
 
 if TYPE_CHECKING:
@@ -45,9 +45,9 @@ Observe = Callable[[str, str, int, float], None]
 
 
 def _default_modules() -> list[ModuleType]:
-    from plutos.v1 import models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2
+    from plutos.v1 import admin_pb2, keys_pb2, models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
-    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, openai_pb2]
+    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2, openai_pb2]
 
 
 class JsonResponse(Response):
@@ -97,6 +97,9 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
     return into
 
 
+DUPLICATE = "\x00duplicate"  # an impossible header value: the header was sent more than once
+
+
 def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
     """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
     each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
@@ -106,8 +109,9 @@ def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | Non
         request_id = authorization = length = None
         for name, value in scope["headers"]:  # ASGI: names are lower-case
             if name == b"authorization":
-                if authorization is None:
-                    authorization = value.decode("latin-1")
+                # Two Authorization headers: which one counts is ambiguous (proxies and servers
+                # disagree); the request is refused (see Bridge._build_request).
+                authorization = value.decode("latin-1") if authorization is None else DUPLICATE
             elif name == b"x-request-id":
                 if request_id is None:
                     request_id = value.decode("latin-1")
@@ -261,6 +265,13 @@ class Bridge:
     ) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         message = binding.request_type()
+        if _wanted_headers(request)[1] == DUPLICATE:
+            return error_response(
+                "invalid_parameters",
+                "Send the API key in one Authorization header (this request has several).",
+                request_id,
+                {"header": "Authorization"},
+            )
         try:
             if binding.body:
                 declared = _wanted_headers(request)[2]
@@ -304,7 +315,7 @@ class Bridge:
         for key in request.query_params:
             field = fields.get(key) or by_json.get(key)
             if field is None:
-                raise JsonInputError(f"Unknown query parameter '{key}'.", key)
+                raise JsonInputError(f"Unknown query parameter '{echo(key)}'.", echo(key))
             values = request.query_params.getlist(key)
             obj[field.name] = values if field.is_repeated else values[-1]
         return obj
@@ -520,14 +531,18 @@ def create_app(
     seconds)``, when given, is called once per API request with its route template and status."""
     bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
     bindings = bindings_for_modules(modules or _default_modules())
-    routes: list[BaseRoute] = [
-        Route(
-            b.path,
-            bridge.endpoint(b, surface_of(b.method.containing_service)),
-            methods=[b.http_method],
-            name=b.grpc_path,
+    # One route per path, dispatching on the method (GET and POST /v1/process are two RPCs), so a
+    # 405 lists every method the path has in Allow.
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    names: dict[str, str] = {}
+    for b in bindings:
+        by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(
+            b, surface_of(b.method.containing_service)
         )
-        for b in bindings
+        names.setdefault(b.route_path, b.grpc_path)
+    routes: list[BaseRoute] = [
+        Route(path, _by_method(endpoints), methods=list(endpoints), name=names[path])
+        for path, endpoints in by_path.items()
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
@@ -558,15 +573,33 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
+    # No "307 to the path without its trailing slash": its Location is built from the Host header
+    # (an open redirect to any host) and it carries no envelope. Unknown paths are 404 envelopes.
+    app.router.redirect_slashes = False
     app.state.bindings = api_routes
     app.state.http_bindings = bindings  # what the routes were built from (read by bridge/surfaces.py)
     exact = {
-        (method, route.path): route.endpoint
-        for route in api_routes
-        if isinstance(route, Route) and not route.param_convertors
-        for method in route.methods or ()
+        (method, path): endpoint
+        for path, endpoints in by_path.items()
+        if "{" not in path
+        for method, endpoint in endpoints.items()
     }
     return FastRoutes(app, exact)
+
+
+async def _no_endpoint(request: Request) -> Any:  # pragma: no cover - the router filters methods
+    raise HTTPException(405)
+
+
+def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    if len(endpoints) == 1:
+        return next(iter(endpoints.values()))
+
+    async def dispatch(request: Request) -> Any:
+        # The router admitted the method: one of these, or HEAD (allowed with GET).
+        return await endpoints.get(request.method, endpoints.get("GET", _no_endpoint))(request)
+
+    return dispatch
 
 
 class FastRoutes:

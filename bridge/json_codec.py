@@ -18,6 +18,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from server.errors import echo
+
 _F = FieldDescriptor
 Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same
 _FieldPlan = tuple[str, str, bool, bool, bool, Callable[[Any], Any]]  # name, json, repeated, map, presence, conv
@@ -144,7 +146,9 @@ def parse_into(obj: Any, msg: Message) -> None:
     try:
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False)
     except json_format.ParseError as err:
-        raise _explain(str(err).split("\n")[0]) from None
+        raise _explain(str(err).split("\n")[0], msg.DESCRIPTOR) from None
+    except Exception:  # anything else protobuf raises on odd input: the same kind of answer
+        raise JsonInputError("The request body does not match this endpoint's fields.") from None
 
 
 def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
@@ -158,24 +162,83 @@ def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
             continue
         path = f"{prefix}{key}"
         if not isinstance(value, dict):
-            raise JsonInputError(f"Invalid value for '{path}': expected an object.", path)
+            raise JsonInputError(f"Invalid value for '{echo(path)}': expected an object.", echo(path))
         _check_objects(value, message_type, path + ".")
 
 
-def _explain(text: str) -> JsonInputError:
-    """Turn a ParseError into a message and a JSON field path (``options.temperature``)."""
+def _explain(text: str, desc: Descriptor) -> JsonInputError:
+    """A ParseError → a message for the API's users and the JSON field path
+    (``options.temperature``). Only the path is read from protobuf's text: the message says what
+    the field expects, in the API's terms, never the library's words (Python error text, type
+    names, reprs of the caller's data)."""
     unknown = _UNKNOWN.search(text)
     if unknown:
         path = (unknown.group(2).lstrip(".") + "." if unknown.group(2) else "") + unknown.group(1)
-        return JsonInputError(f"Unknown field '{path}'.", path)
+        path = _json_path(path, desc)
+        if not unknown.group(1):
+            return JsonInputError("Field names must not be empty.", None)
+        return JsonInputError(f"Unknown field '{echo(path)}'.", echo(path))
     at = _AT_PATH.search(text)
     top = _TOP_FIELD.match(text)
     path = at.group(1).lstrip(".") if at else (top.group(1) if top else None)
-    reason = top.group(2) if top else text
-    reason = _AT_PATH.sub("", reason).rstrip(".")
     if path:
-        return JsonInputError(f"Invalid value for '{path}': {reason}.", path)
-    return JsonInputError(f"Invalid request body: {reason}.")
+        field = _field_at(path, desc)
+        path = _json_path(path, desc)
+        if field is not None:
+            return JsonInputError(f"Invalid value for '{path}': expected {_expected(field)}.", path)
+        return JsonInputError(f"Invalid value for '{echo(path)}'.", echo(path))
+    return JsonInputError("The request body does not match this endpoint's fields.")
+
+
+def _field_at(path: str, desc: Descriptor) -> Any:
+    """The field a dotted path (proto or JSON names) ends at, or None."""
+    field: Any = None
+    for part in path.split("."):
+        if desc is None:
+            return None
+        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part)
+        if field is None:
+            return None
+        desc = field.message_type
+    return field
+
+
+def _json_path(path: str, desc: Descriptor) -> str:
+    """``path`` with each known field in its JSON spelling (``options.max_tokens`` → ``options.maxTokens``)."""
+    out = []
+    for part in path.split("."):
+        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part) if desc is not None else None
+        out.append(field.json_name if field is not None else part)
+        desc = field.message_type if field is not None else None
+    return ".".join(out)
+
+
+_EXPECTED = {
+    _F.TYPE_STRING: "a string",
+    _F.TYPE_BOOL: "true or false",
+    _F.TYPE_FLOAT: "a number",
+    _F.TYPE_DOUBLE: "a number",
+    _F.TYPE_BYTES: "base64 text",
+    _F.TYPE_ENUM: "one of the documented values",
+}
+
+
+def _expected(field: Any) -> str:
+    """What a field takes, in the API's terms."""
+    if field.type == _F.TYPE_MESSAGE:
+        message_type: Any = field.message_type
+        if message_type.GetOptions().map_entry:
+            return "an object"
+        kind = {
+            "google.protobuf.Timestamp": "an RFC 3339 timestamp such as 2024-01-01T00:00:00Z",
+            "google.protobuf.Duration": "a duration such as 1.5s",
+        }.get(message_type.full_name, "an object")
+    elif field.type in _INT_RANGES:
+        low, high = _INT_RANGES[field.type]
+        kind = f"an integer from {low} to {high}"
+    else:
+        kind = _EXPECTED.get(field.type, "a value of the documented type")
+    return f"a list of {kind.removeprefix('a ').removeprefix('an ')}s" if field.is_repeated else kind
 
 
 # -- fast path for request bodies ----------------------------------------------------------------

@@ -6,9 +6,10 @@ written by ``scripts/gen_protos.py`` with ``--include_source_info``) and the err
 ``server/errors.py``. An RPC added to ``protos/`` appears here with no code, like its route.
 
 Schemas follow :mod:`bridge.json_codec`: lowerCamelCase names, RFC 3339 timestamps, 64-bit integers
-as JSON numbers. A response schema requires every field the bridge always prints (fields without
-presence: scalars, repeated fields, maps); an input schema requires the fields marked
-``(google.api.field_behavior) = REQUIRED`` and refuses unknown properties, as the bridge does. A
+as JSON numbers. Fields marked ``(google.api.field_behavior) = REQUIRED`` are required: in a request
+the caller must send them, in a response the server always sends them. A response schema also
+requires every field the bridge always prints (fields without presence: scalars, repeated fields,
+maps); an input schema refuses unknown properties, as the bridge does. A
 message used both ways gets two schemas (``Name`` for responses, ``NameInput`` for requests).
 """
 
@@ -35,6 +36,8 @@ OPENAPI_VERSION = "3.1.0"
 DESCRIPTOR_SET = "descriptors.binpb"
 ERROR_SCHEMA = "Error"
 OPENAI_ERROR_SCHEMA = "OpenAIError"  # the error body of services whose surface says ERROR_FORMAT_OPENAI
+# A path variable is one segment without a custom verb (bridge/routes.py's "segment" convertor).
+PATH_SEGMENT = "^[^/:]+$"
 _HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
 # Statuses a caller never sees on an operation's own path: 405 is about other methods, 499 means the
 # client went away before the answer.
@@ -152,6 +155,8 @@ def _element_names(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, 
 
 
 def _required_on_input(field: Field) -> bool:
+    """``(google.api.field_behavior) = REQUIRED``: the caller must send it (in a request) or the server
+    always sends it (in a response)."""
     behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
     return field_behavior_pb2.REQUIRED in behaviors
 
@@ -223,7 +228,7 @@ class _Schemas:
                 continue
             name = field.name if desc.full_name in self.proto_named else field.json_name
             properties[name] = self.field(field, direction)
-            if (direction == "out" and not field.has_presence) or (direction == "in" and _required_on_input(field)):
+            if (direction == "out" and not field.has_presence) or _required_on_input(field):
                 required.append(name)
         schema: dict[str, Any] = {"type": "object"}
         if desc.full_name in self.comments:
@@ -425,12 +430,15 @@ def build_openapi(
         parameters: list[dict[str, Any]] = []
         for dotted in b.path_fields:
             field = _field_by_path(request_desc, dotted)
+            path_schema: dict[str, Any] = schemas.scalar(field, "in") if field is not None else {"type": "string"}
+            if path_schema.get("type") == "string":
+                path_schema["pattern"] = PATH_SEGMENT  # what the bridge's route variables match
             parameters.append(
                 {
                     "name": dotted,
                     "in": "path",
                     "required": True,
-                    "schema": schemas.scalar(field, "in") if field is not None else {"type": "string"},
+                    "schema": path_schema,
                     **({"description": comments[field.full_name]} if field and field.full_name in comments else {}),
                 }
             )

@@ -1,6 +1,12 @@
 """Routes read from the ``google.api.http`` annotations of every RPC in the descriptors.
 
 Adding an annotated RPC to ``protos/`` adds its REST route here with no bridge code.
+
+Path templates follow ``google.api.http``: a variable (``{id}``) matches one path segment, and a
+template may end in a custom verb (AIP-136: ``/v1/keys/{id}:rotate``). Variables therefore match
+neither ``/`` nor ``:`` (the Starlette convertor ``segment``), so ``POST /v1/keys/k1:rotate``
+reaches RotateKey with ``id = "k1"`` and ``GET /v1/keys/k1:rotate`` is a 405, not GetKey of
+``"k1:rotate"``.
 """
 
 from __future__ import annotations
@@ -15,8 +21,25 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from plutos.v1 import http_options_pb2
+from starlette.convertors import Convertor, register_url_convertor
 
 _VARIABLE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=[^}]*)?\}")
+
+
+class SegmentConvertor(Convertor[str]):
+    """One path segment without a custom verb: no ``/``, no ``:``."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segment", SegmentConvertor())
+_ROUTE_VARIABLE = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +65,11 @@ class HttpBinding:
     server_streaming: bool
     method: MethodDescriptor
     stream_twin: StreamTwin | None = None
+
+    @property
+    def route_path(self) -> str:
+        """``path`` for Starlette's router: every variable one segment without a verb."""
+        return _ROUTE_VARIABLE.sub(r"{\1:segment}", self.path)
 
 
 def _rule_pattern(rule: http_pb2.HttpRule) -> tuple[str, str] | None:

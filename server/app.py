@@ -16,6 +16,10 @@ import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from plutos.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     openai_pb2,
@@ -31,6 +35,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from bridge.app import create_app
+from bridge.http_protocol import HttpLimits, bounded_protocol
 from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.dashboard import dashboard_routes
@@ -43,6 +48,8 @@ from server.observability.logs import RequestLog, configure_logging, stop_loggin
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.runtime import Runtime
+from server.services.admin import AdminService
+from server.services.keys import KeysService
 from server.services.models import ModelsService
 from server.services.openai import OpenAIService
 from server.services.processing import ProcessingService
@@ -56,14 +63,35 @@ SERVICE_NAMES = [
     models_pb2.DESCRIPTOR.services_by_name["ModelsService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
+    keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     openai_pb2.DESCRIPTOR.services_by_name["OpenAIService"].full_name,
 ]
 
-GRPC_OPTIONS = [
-    ("grpc.so_reuseport", 1),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """The gRPC server's channel options: the same largest request as the REST body limit, and
+    keepalive/idle/age limits so a connection that stops talking (half-sent frames, a vanished
+    peer) does not hold memory forever."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    limits = settings.config.server
+    return [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", settings.max_body_bytes),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", ms(limits.grpc_keepalive_time)),
+        ("grpc.keepalive_timeout_ms", ms(limits.grpc_keepalive_timeout)),
+        ("grpc.max_connection_idle_ms", ms(limits.grpc_max_connection_idle)),
+        ("grpc.max_connection_age_ms", ms(limits.grpc_max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", ms(limits.grpc_max_connection_age_grace)),
+        # Clients may ping (keepalive) at most every 10 s, also without calls in flight.
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
 
 # The bridge's channel to its own server on loopback: no retries (the bridge maps every failure
 # to an envelope itself, and a retried /process would run the model twice), no bandwidth probing.
@@ -95,6 +123,8 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         (models_pb2_grpc.add_ModelsServiceServicer_to_server, ModelsService(runtime)),
         (usage_pb2_grpc.add_UsageServiceServicer_to_server, UsageService(runtime)),
         (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
+        (keys_pb2_grpc.add_KeysServiceServicer_to_server, KeysService(runtime)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminService(runtime)),
         (openai_pb2_grpc.add_OpenAIServiceServicer_to_server, OpenAIService(runtime)),
     ]
     return chain, servicers
@@ -123,9 +153,9 @@ def operations_routes(runtime: Runtime, readiness: Readiness, *, on_api_port: bo
 
 
 def build_grpc_server(
-    chain: InterceptorChain, servicers: list[tuple[Callable[[Any, Any], None], Any]]
+    chain: InterceptorChain, servicers: list[tuple[Callable[[Any, Any], None], Any]], settings: Settings
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(interceptors=[chain], options=GRPC_OPTIONS)
+    server = grpc.aio.server(interceptors=[chain], options=grpc_options(settings))
     for add_to_server, servicer in servicers:
         add_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -207,7 +237,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     set_known_models(runtime.catalogue.specs)
     readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)
-    server = build_grpc_server(chain, servicers)
+    server = build_grpc_server(chain, servicers, settings)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     if tls:
         grpc_port = server.add_secure_port(address, grpc_server_credentials(settings))
@@ -250,6 +280,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
 async def _serve_http(
     app: Any, sock: socket.socket, settings: Settings, *, tls: bool = True
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    limits = settings.config.server  # header size/count, header-read and idle timeouts
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -259,6 +290,15 @@ async def _serve_http(
         timeout_graceful_shutdown=5,
         server_header=False,
         proxy_headers=False,  # client addresses are not used; saves a middleware
+        http=bounded_protocol(
+            HttpLimits(
+                max_header_bytes=limits.http_max_header_bytes,
+                max_headers=limits.http_max_headers,
+                header_timeout=limits.http_header_timeout,
+                idle_timeout=limits.http_idle_timeout,
+            )
+        ),
+        timeout_keep_alive=max(1, round(limits.http_idle_timeout)),
         **(uvicorn_ssl_options(settings) if tls else {}),
     )
     http_server = uvicorn.Server(config)
@@ -286,7 +326,7 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         flush=True,
     )
     host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
-    print(f"[plutos] dashboard: http://{host}:{platform.http_port}/dashboard/", flush=True)
+    print(f"[plutos] dashboard: {scheme}://{host}:{platform.http_port}/dashboard/", flush=True)
     print(f"[plutos] OpenAI-compatible API: {scheme}://{host}:{platform.http_port}/openai/v1", flush=True)
     if announce is not None:
         announce(platform)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +18,9 @@ from server.errors import PlutosError
 from server.keys import hash_key
 from server.observability.metrics import AUTH_CACHE, AUTH_REJECTED
 from server.store.models import Account, ApiKey
+
+if TYPE_CHECKING:
+    from server.auth_invalidation import RedisInvalidation
 
 log = logging.getLogger("plutos.auth")
 
@@ -47,6 +50,7 @@ class Authenticator:
         # hash -> (cached_until, caller or None, expires_at epoch or None, refresh_after)
         self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
+        self.invalidation: RedisInvalidation | None = None
 
     async def authenticate(self, authorization: str | None) -> Caller:
         digest = self._digest(authorization)
@@ -66,6 +70,9 @@ class Authenticator:
         if expires is not None and expires <= now:
             AUTH_REJECTED.labels("expired").inc()
             raise invalid_key("API key has expired.")
+        if cached_caller.suspended:
+            AUTH_REJECTED.labels("suspended").inc()
+            raise PlutosError("account_suspended", "This account is suspended. Contact the operator.")
         return cached_caller
 
     def _digest(self, authorization: str | None) -> str:
@@ -84,6 +91,36 @@ class Authenticator:
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    def forget(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries: their next call reads the store."""
+        for digest in key_hashes:
+            self._cache.pop(digest, None)
+
+    def start(self) -> None:
+        """With ``redis_url``: subscribe to the other replicas' invalidations (server/auth_invalidation.py)."""
+        if self._settings.redis_url:
+            from server.auth_invalidation import RedisInvalidation
+
+            self.invalidation = RedisInvalidation(self._settings.redis_url, self.forget, self.invalidate)
+            self.invalidation.start()
+
+    async def close(self) -> None:
+        if self.invalidation is not None:
+            await self.invalidation.close()
+            self.invalidation = None
+
+    async def forget_everywhere(self, key_hashes: list[str]) -> None:
+        """Drop these keys' entries here and on every replica (at once with Redis; else within the TTL)."""
+        self.forget(key_hashes)
+        if self.invalidation is not None:
+            await self.invalidation.publish(key_hashes)
+
+    async def forget_all_everywhere(self) -> None:
+        """Drop every entry here and on every replica (an account's plan or suspension changed)."""
+        self.invalidate()
+        if self.invalidation is not None:
+            await self.invalidation.publish(["*"])
 
     async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
         pending = self._loading.get(digest)
@@ -127,6 +164,7 @@ class Authenticator:
                 models=frozenset(key.models) if key.models is not None else None,
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
                 key_prefix=key.prefix,
+                suspended=account.suspended_at is not None,
             )
             previous = self._cache.get(digest)
             if previous is not None and previous[1] == found:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from server.backends.base import Backend
 from server.config import ModelSpec, Settings
-from server.errors import PlutosError
+from server.errors import PlutosError, echo
 
 BackendFactory = Callable[[ModelSpec], Backend]
 
@@ -61,7 +61,7 @@ class Catalogue:
         if spec is None:
             raise PlutosError(
                 "invalid_model",
-                f"Model '{model_id}' not found. GET /v1/models lists the available models.",
+                f"Model '{echo(model_id)}' not found. GET /v1/models lists the available models.",
                 {"model": model_id, "available": sorted(self.specs)},
             )
         return spec, self.backends[model_id]

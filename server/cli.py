@@ -20,11 +20,12 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from server.config import ConfigError, Settings, load_settings
-from server.keys import SCOPES, CreatedKey, create_key, list_keys, revoke_key, rotate_key
+from server.config import ConfigError, Settings, load_settings, sized_for_workers
+from server.errors import PlutosError
+from server.keys import ADMIN_SCOPES, SCOPES, CreatedKey, create_key, key_status, list_keys, revoke_key, rotate_key
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
-from server.store.models import Account, ApiKey, utcnow
+from server.store.models import Account, utcnow
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -88,7 +89,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         )
         return 2
     if args.plan is None:
-        args.plan = "free"
+        args.plan = "enterprise" if args.admin else "free"
     if args.plan not in settings.plans:
         print(f"unknown plan {args.plan!r}; plans: {', '.join(settings.plans)}", file=sys.stderr)
         return 2
@@ -96,32 +97,45 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     if scopes is not None and (unknown := set(scopes) - set(SCOPES)):
         print(f"unknown scopes {sorted(unknown)}; scopes: {', '.join(SCOPES)}", file=sys.stderr)
         return 2
+    if scopes is not None and "admin" in scopes:
+        print("the admin scope is granted with --admin (not --scopes)", file=sys.stderr)
+        return 2
+    if args.admin:
+        if scopes is not None:
+            print("--admin keys hold every scope; drop --scopes", file=sys.stderr)
+            return 2
+        scopes = list(ADMIN_SCOPES)
     limits = {
         name: value
         for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
         if (value := getattr(args, name)) is not None
     }
     expires_at = utcnow() + args.expires_in if args.expires_in else None
+    name = args.name or ("operator" if args.admin else "")
     if args.account is not None:
         exists = asyncio.run(_with_store(settings, lambda sessions: _account_exists(sessions, args.account)))
         if not exists:
             print(f"no account {args.account} (plutos keys list shows each key's account)", file=sys.stderr)
             return 1
-    key: CreatedKey = asyncio.run(
-        _with_store(
-            settings,
-            lambda sessions: create_key(
-                sessions,
-                plan=args.plan,
-                name=args.name or "",
-                account_id=args.account,
-                scopes=scopes,
-                models=_csv(args.models) if args.models else None,
-                expires_at=expires_at,
-                limits=limits,
-            ),
+    try:
+        key: CreatedKey = asyncio.run(
+            _with_store(
+                settings,
+                lambda sessions: create_key(
+                    sessions,
+                    plan=args.plan,
+                    name=name,
+                    account_id=args.account,
+                    scopes=scopes,
+                    models=_csv(args.models) if args.models else None,
+                    expires_at=expires_at,
+                    limits=limits,
+                ),
+            )
         )
-    )
+    except PlutosError as err:
+        print(err.message, file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(_key_json(key)))
     else:
@@ -151,7 +165,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "createdAt": k.created_at.isoformat(),
                 "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
                 "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
-                "status": _status(k, now),
+                "status": key_status(k, now),
             }
             for k, a in rows
         ]
@@ -166,34 +180,29 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(key: ApiKey, now: Any) -> str:
-    if key.revoked_at is not None:
-        return "revoked"
-    if key.expires_at is not None and key.expires_at <= now:
-        return "expired"
-    return "active"
-
-
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    ok = asyncio.run(_with_store(_settings(args), lambda sessions: revoke_key(sessions, args.id)))
-    if not ok:
-        print(f"no key {args.id}", file=sys.stderr)
+    try:
+        asyncio.run(_with_store(_settings(args), lambda sessions: revoke_key(sessions, args.id)))
+    except PlutosError as err:
+        print(f"no key {args.id}: {err.message}" if err.code == "not_found" else err.message, file=sys.stderr)
         return 1
     print(f"revoked {args.id}")
     return 0
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    key = asyncio.run(_with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace)))
-    if key is None:
-        print(f"no active key {args.id}", file=sys.stderr)
+    try:
+        rotation = asyncio.run(_with_store(_settings(args), lambda sessions: rotate_key(sessions, args.id, args.grace)))
+    except PlutosError as err:
+        print(err.message, file=sys.stderr)
         return 1
+    key = rotation.new
     if args.json:
         print(json.dumps({**_key_json(key), "replaces": args.id}))
     else:
+        expiry = rotation.old.expires_at.isoformat() if rotation.old.expires_at else "-"
         print(
-            f"New key {key.id} replaces {args.id}; the old key works for {args.grace} more. Shown once:\n\n"
-            f"    {key.secret}\n"
+            f"New key {key.id} replaces {args.id}; the old key works until {expiry}. Shown once:\n\n    {key.secret}\n"
         )
     return 0
 
@@ -204,14 +213,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _dev_key_if_empty(settings: Settings) -> CreatedKey | None:
-    async def work(sessions: Any) -> CreatedKey | None:
+async def _dev_keys_if_empty(settings: Settings) -> tuple[CreatedKey, CreatedKey] | None:
+    """On an empty store: a development key and an operator (admin) key, in accounts of their own."""
+
+    async def work(sessions: Any) -> tuple[CreatedKey, CreatedKey] | None:
         async with sessions() as session:
             if await list_keys(session):
                 return None
-        return await create_key(sessions, plan="enterprise", name="development")
+        dev = await create_key(sessions, plan="enterprise", name="development")
+        admin = await create_key(sessions, plan="enterprise", name="operator", scopes=list(ADMIN_SCOPES))
+        return dev, admin
 
-    result: CreatedKey | None = await _with_store(settings, work)
+    result: tuple[CreatedKey, CreatedKey] | None = await _with_store(settings, work)
     return result
 
 
@@ -276,14 +289,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.dev_key:
-        created = asyncio.run(_dev_key_if_empty(settings))
+        created = asyncio.run(_dev_keys_if_empty(settings))
         if created is not None:
+            dev, admin = created
             print(
                 "\n[plutos] Created a development API key (plan enterprise). It is shown only this once:\n\n"
-                f"    {created.secret}\n\n"
+                f"    {dev.secret}\n\n"
                 f"  curl -s http://localhost:{settings.http_port}/v1/models"
-                f" -H 'Authorization: Bearer {created.secret}'\n\n"
-                f"  Dashboard: http://localhost:{settings.http_port}/dashboard/ (sign in with this key)\n",
+                f" -H 'Authorization: Bearer {dev.secret}'\n\n"
+                "[plutos] Created an admin API key (scope admin: accounts, any account's keys, the audit trail)."
+                " Shown only this once:\n\n"
+                f"    {admin.secret}\n\n"
+                f"  curl -s http://localhost:{settings.http_port}/v1/admin/accounts"
+                f" -H 'Authorization: Bearer {admin.secret}'\n\n"
+                f"  Dashboard: http://localhost:{settings.http_port}/dashboard/ (sign in with either key)\n",
                 flush=True,
             )
         else:
@@ -293,6 +312,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
     else:
         asyncio.run(_with_store(settings, lambda sessions: asyncio.sleep(0)))
+    if args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    settings = sized_for_workers(settings, args.workers)
     if args.workers > 1:
         if not settings.redis_url:
             print(
@@ -332,14 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
         dest="keys_command", required=True
     )
     create = keys.add_parser("create", parents=[common], help="create a key (and a new account unless --account)")
-    create.add_argument("--plan", help="plan of the new account: free | pro | enterprise (default free)")
+    create.add_argument(
+        "--plan", help="plan of the new account: free | pro | enterprise (default free; enterprise with --admin)"
+    )
     create.add_argument("--name", help="a label for the key")
     create.add_argument("--account", help="add the key to this existing account id")
-    create.add_argument("--scopes", help=f"comma-separated subset of: {','.join(SCOPES)} (default all)")
+    create.add_argument(
+        "--scopes",
+        help=f"comma-separated subset of: {','.join(s for s in SCOPES if s != 'admin')} (default: all but keys)",
+    )
     create.add_argument("--models", help="comma-separated model ids this key may use (default all)")
     create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d; default never")
     for name in ("requests-per-minute", "requests-per-hour", "requests-per-day", "concurrent-requests"):
         create.add_argument(f"--{name}", type=int, dest=name.replace("-", "_"), help="lower than the plan's")
+    create.add_argument(
+        "--admin", action="store_true", help="an operator key: every scope, including admin (default plan enterprise)"
+    )
     create.add_argument("--json", action="store_true", help="print a JSON object")
     create.set_defaults(func=cmd_keys_create)
 

@@ -29,6 +29,7 @@ before validation (kept for old readers; new code reads ``settings.config``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -138,6 +139,16 @@ class ServerTable(Table):
     tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
     tls_key_file: str = ""  # PEM private key of tls_cert_file
     tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
+    # Connections (bridge/http_protocol.py, server/app.py grpc_options; docs/security.md).
+    http_max_header_bytes: Annotated[int, Field(ge=1024)] = 32768  # request line + headers, else 431
+    http_max_headers: Annotated[int, Field(ge=1)] = 100  # header lines per request, else 431
+    http_header_timeout: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive in time, else 408
+    http_idle_timeout: Annotated[float, Field(gt=0)] = 5.0  # a kept-alive connection without a request closes
+    grpc_keepalive_time: Annotated[float, Field(gt=0)] = 60.0  # seconds between the server's pings
+    grpc_keepalive_timeout: Annotated[float, Field(gt=0)] = 20.0  # a ping unanswered this long closes
+    grpc_max_connection_idle: Annotated[float, Field(gt=0)] = 300.0  # no call this long: closed
+    grpc_max_connection_age: Annotated[float, Field(gt=0)] = 3600.0  # a connection's longest life
+    grpc_max_connection_age_grace: Annotated[float, Field(ge=0)] = 600.0  # for its calls, after that age
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -556,3 +567,18 @@ def _what(error: Any) -> str:
         return f"expected {word}, got {error['input']!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return message
+
+
+def sized_for_workers(settings: Settings, workers: int, cpus: int | None = None) -> Settings:
+    """``settings`` for one of ``workers`` processes: each local (llama.cpp) model that does not
+    set ``threads`` itself gets ``cpus // workers`` threads (at least 1), so N workers together
+    use the machine's cores instead of N times them."""
+    cores = cpus or os.cpu_count() or 1
+    per_worker = max(1, cores // max(1, workers))
+    models = [
+        dataclasses.replace(m, options={**m.options, "threads": per_worker})
+        if m.backend == "local" and not m.options.get("threads")
+        else m
+        for m in settings.models
+    ]
+    return dataclasses.replace(settings, models=models)

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from server.config import Plan
+from server.keys import DEFAULT_SCOPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,10 @@ class Caller:
     models: frozenset[str] | None  # None: every model
     limits: dict[str, int] = field(default_factory=dict)  # per-key overrides, lower than the plan's
     key_prefix: str = ""  # the key's visible prefix (for logs; never the key)
+    suspended: bool = False  # the account is suspended: every call gets 403 account_suspended
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (DEFAULT_SCOPES if self.scopes is None else self.scopes)
 
     def allows_model(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models

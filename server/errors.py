@@ -12,9 +12,11 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     input_too_long       INVALID_ARGUMENT     400  invalid_request_error
     invalid_api_key      UNAUTHENTICATED      401  authentication_error
     permission_denied    PERMISSION_DENIED    403  permission_error
+    account_suspended    PERMISSION_DENIED    403  permission_error       (the key's account is suspended by an operator)
     not_found            NOT_FOUND            404  invalid_request_error
     method_not_allowed   UNIMPLEMENTED        405  invalid_request_error  (REST only)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               retryable (+ RetryInfo, Retry-After)
+    conflict             ABORTED              409  invalid_request_error  (the resource's state forbids it: e.g. rotating a revoked key)
+    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               (+ RetryInfo, Retry-After) retryable
     insufficient_quota   RESOURCE_EXHAUSTED   429  insufficient_quota
     internal_error       INTERNAL             500  server_error
     not_implemented      UNIMPLEMENTED        501  invalid_request_error
@@ -22,6 +24,8 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     service_unavailable  UNAVAILABLE          503  server_error           retryable
     timeout              DEADLINE_EXCEEDED    504  server_error           retryable
     cancelled            CANCELLED            499  server_error           (client went away)
+    headers_too_large    RESOURCE_EXHAUSTED   431  invalid_request_error  (REST only: request headers over the limit)
+    request_timeout      DEADLINE_EXCEEDED    408  invalid_request_error  (REST only: headers not received in time)
 
 ``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
 copy drifts).
@@ -56,8 +60,10 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
         ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+        ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
+        ErrorKind("conflict", grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
         ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests", retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "insufficient_quota"),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500, "server_error"),
@@ -66,6 +72,9 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, "server_error", retryable=True),
         ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error", retryable=True),
         ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499, "server_error"),
+        # REST only, answered by the HTTP server before a request reaches the API (bridge/http_protocol.py).
+        ErrorKind("headers_too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 431, "invalid_request_error"),
+        ErrorKind("request_timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 408, "invalid_request_error"),
     )
 }
 
@@ -75,6 +84,7 @@ CODE_FOR_GRPC_STATUS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAUTHENTICATED: "invalid_api_key",
     grpc.StatusCode.PERMISSION_DENIED: "permission_denied",
     grpc.StatusCode.NOT_FOUND: "not_found",
+    grpc.StatusCode.ABORTED: "conflict",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded",
     grpc.StatusCode.UNIMPLEMENTED: "not_implemented",
     grpc.StatusCode.UNAVAILABLE: "service_unavailable",
@@ -85,6 +95,27 @@ CODE_FOR_GRPC_STATUS: dict[grpc.StatusCode, str] = {
 
 def kind_for_grpc_status(status: grpc.StatusCode) -> ErrorKind:
     return ERRORS[CODE_FOR_GRPC_STATUS.get(status, "internal_error")]
+
+
+# How much of a caller's own input a message or detail repeats back (characters).
+MAX_ECHO = 64
+MAX_MESSAGE = 512
+MAX_DETAIL = 256
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """``value`` as text to repeat in an error message: at most ``limit`` characters (then "…"),
+    control characters shown as ``?``: a message never grows with the caller's input."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_DETAIL:
+        return value[:MAX_DETAIL] + "…"
+    return value
 
 
 class PlutosError(Exception):
@@ -100,10 +131,12 @@ class PlutosError(Exception):
     ) -> None:
         if code not in ERRORS:
             raise ValueError(f"unknown error code {code!r}")
+        if len(message) > MAX_MESSAGE:  # the backstop: messages should echo() what they repeat
+            message = message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = dict(details or {})
+        self.details = {k: _capped(v) for k, v in (details or {}).items()}
         self.retry_after = retry_after
         if retry_after is not None:
             self.details.setdefault("retryAfter", retry_after)

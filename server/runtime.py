@@ -12,6 +12,7 @@ from server.config import Settings
 from server.limits import Limiter, create_limiter
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
+from server.store.models import ProcessRecord, salvaged_record
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
 from server.webhooks import Webhooks
@@ -34,6 +35,7 @@ class Runtime:
         sessions = session_factory(engine)
         writer = RecordWriter(sessions)
         writer.add_hook(roll_up_usage)  # usage_daily, in the ledger's transaction (before webhooks)
+        writer.add_salvage(ProcessRecord, salvaged_record)
         return cls(
             settings=settings,
             engine=engine,
@@ -52,10 +54,12 @@ class Runtime:
             await self.catalogue.start()
         self.writer.start()
         await self.limiter.start()
+        self.authenticator.start()
         self.webhooks.start()
 
     async def close(self) -> None:
         await self.webhooks.close()
+        await self.authenticator.close()
         await self.limiter.close()
         await self.writer.close()
         await self.catalogue.close()

@@ -15,7 +15,14 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from plutos.v1 import models_pb2_grpc, processing_pb2_grpc, usage_pb2_grpc, webhooks_pb2_grpc
+from plutos.v1 import (
+    admin_pb2_grpc,
+    keys_pb2_grpc,
+    models_pb2_grpc,
+    processing_pb2_grpc,
+    usage_pb2_grpc,
+    webhooks_pb2_grpc,
+)
 
 from server.app import RunningPlatform, start_platform
 from server.config import Settings, load_settings, validate_tables
@@ -135,6 +142,8 @@ class GrpcClients:
     models: models_pb2_grpc.ModelsServiceStub
     usage: usage_pb2_grpc.UsageServiceStub
     webhooks: webhooks_pb2_grpc.WebhooksServiceStub
+    keys: keys_pb2_grpc.KeysServiceStub
+    admin: admin_pb2_grpc.AdminServiceStub
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +155,8 @@ async def grpc_clients(platform: RunningPlatform) -> AsyncIterator[GrpcClients]:
         models=models_pb2_grpc.ModelsServiceStub(channel),
         usage=usage_pb2_grpc.UsageServiceStub(channel),
         webhooks=webhooks_pb2_grpc.WebhooksServiceStub(channel),
+        keys=keys_pb2_grpc.KeysServiceStub(channel),
+        admin=admin_pb2_grpc.AdminServiceStub(channel),
     )
     await channel.close()
 

@@ -62,7 +62,7 @@ async def test_expired_key_is_rejected(platform: RunningPlatform, anon: httpx.As
 
 async def test_rotated_key_old_secret_works_during_grace(platform: RunningPlatform, anon: httpx.AsyncClient) -> None:
     old = await new_key(platform, plan="free")
-    new = await rotate_key(platform.runtime.sessions, old.id, timedelta(hours=1))
+    new = (await rotate_key(platform.runtime.sessions, old.id, timedelta(hours=1))).new
     assert new is not None and new.account_id == old.account_id
     platform.runtime.authenticator.invalidate()
     assert (await anon.get("/models", headers=bearer(old.secret))).status_code == 200
@@ -71,7 +71,7 @@ async def test_rotated_key_old_secret_works_during_grace(platform: RunningPlatfo
 
 async def test_rotated_key_without_grace_stops_at_once(platform: RunningPlatform, anon: httpx.AsyncClient) -> None:
     old = await new_key(platform, plan="free")
-    new = await rotate_key(platform.runtime.sessions, old.id, timedelta(0))
+    new = (await rotate_key(platform.runtime.sessions, old.id, timedelta(0))).new
     assert new is not None
     platform.runtime.authenticator.invalidate()
     await assert_401(await anon.get("/models", headers=bearer(old.secret)))

@@ -180,3 +180,40 @@ async def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     os.close(write_end)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+async def test_rotating_a_key_that_is_no_longer_active_fails(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--expires-in", "30d", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    code, out, err = await plutos(tmp_path, "keys", "rotate", created["id"], "--grace", "1h", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["expiresAt"] == created["expiresAt"]  # the old key's own expiry, not the grace cutoff
+    code, out, err = await plutos(tmp_path, "keys", "rotate", created["id"], "--grace", "1h")
+    assert code == 1 and "rotated" in err and "only an active key" in err and out == ""
+    code, _, _ = await plutos(tmp_path, "keys", "revoke", first["id"])
+    code, _, err = await plutos(tmp_path, "keys", "rotate", first["id"])
+    assert code == 1 and "revoked" in err
+
+
+async def test_keys_create_admin(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--admin", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["plan"] == "enterprise" and "admin" in created["scopes"] and "keys" in created["scopes"]
+    code, _, err = await plutos(tmp_path, "keys", "create", "--admin", "--scopes", "process")
+    assert code == 2
+
+
+def test_workers_share_the_cores_among_their_local_models() -> None:
+    import dataclasses
+
+    from server.config import load_settings, sized_for_workers
+
+    base = load_settings(env={})
+    local = next(m for m in base.models if m.backend == "local")
+    assert sized_for_workers(base, 2, cpus=8).model(local.id).options["threads"] == 4  # type: ignore[union-attr]
+    assert sized_for_workers(base, 16, cpus=8).model(local.id).options["threads"] == 1  # type: ignore[union-attr]
+    pinned = dataclasses.replace(base, models=[dataclasses.replace(local, options={"threads": 3})])
+    assert sized_for_workers(pinned, 2, cpus=8).models[0].options["threads"] == 3

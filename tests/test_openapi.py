@@ -45,7 +45,7 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 def test_every_route_the_bridge_serves_is_described(platform: RunningPlatform, document: dict[str, Any]) -> None:
     app = platform.http_server.config.app.app  # FastRoutes → Starlette
     served = {
-        (method.lower(), re.sub(r"\{(\w+)\}", lambda m: "{" + m.group(1).replace("__", ".") + "}", route.path))
+        (method.lower(), re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: "{" + m.group(1).replace("__", ".") + "}", route.path))
         for route in app.state.bindings
         if isinstance(route, Route)
         for method in route.methods or ()
@@ -74,8 +74,9 @@ def test_names_types_and_descriptions_follow_the_bridge(document: dict[str, Any]
         response["properties"]["createdAt"] == {"$ref": "#/components/schemas/Timestamp"}
         or response["properties"]["createdAt"]["format"] == "date-time"
     )
-    assert "createdAt" not in response["required"]  # a message field: printed only when set
-    assert "processingTime" in response["required"]
+    assert "processingTime" in response["required"]  # no presence: always printed
+    assert "createdAt" in response["required"]  # a message field marked REQUIRED: always sent
+    assert "error" not in schemas["BatchResult"]["required"]  # a message field: printed only when set
     # int64 counters are JSON numbers, as the bridge prints them.
     totals = schemas["UsageTotals"]["properties"]
     assert totals["totalRequests"]["type"] == "integer" and totals["totalRequests"]["format"] == "int64"
@@ -83,11 +84,11 @@ def test_names_types_and_descriptions_follow_the_bridge(document: dict[str, Any]
     usage_params = {p["name"]: p for p in document["paths"]["/v1/usage"]["get"]["parameters"]}
     assert set(usage_params) == {"start_date", "end_date"} and usage_params["start_date"]["in"] == "query"
     get_process = document["paths"]["/v1/process/{id}"]["get"]
-    assert get_process["parameters"][0] | {"schema": None} == {
+    assert get_process["parameters"][0] == {
         "name": "id",
         "in": "path",
         "required": True,
-        "schema": None,
+        "schema": {"type": "string", "pattern": "^[^/:]+$"},
     }
     tags = {t["name"]: t.get("description", "") for t in document["tags"]}
     assert tags["ModelsService"] == "ModelsService lists the model catalogue."

@@ -33,6 +33,13 @@ REST_CALLS = [
     ("webhooks", "GET", "/webhooks", None),
     ("webhooks", "POST", "/webhooks", {"url": "https://example.com/hook", "events": ["process.completed"]}),
     ("webhooks", "DELETE", "/webhooks/wh_missing", None),
+    ("webhooks", "GET", "/webhooks/wh_missing/deliveries", None),
+    ("process", "GET", "/process", None),
+    ("usage", "GET", "/usage/daily", None),
+    ("keys", "GET", "/keys", None),
+    ("keys", "POST", "/keys/key_missing:revoke", {}),
+    ("admin", "GET", "/admin/accounts", None),
+    ("admin", "GET", "/admin/audit", None),
 ]
 
 
@@ -125,14 +132,14 @@ async def test_expired_revoked_and_rotated_out_keys_over_grpc(
     await assert_grpc_401(grpc_clients, revoked.secret)
 
     in_grace = await new_key(platform, plan="free")
-    successor = await rotate_key(platform.runtime.sessions, in_grace.id, timedelta(hours=1))
+    successor = (await rotate_key(platform.runtime.sessions, in_grace.id, timedelta(hours=1))).new
     assert successor is not None
     platform.runtime.authenticator.invalidate()
     for secret in (in_grace.secret, successor.secret):
         await grpc_clients.models.ListModels(models_pb2.ListModelsRequest(), metadata=md(secret))
 
     rotated_out = await new_key(platform, plan="free")
-    replacement = await rotate_key(platform.runtime.sessions, rotated_out.id, timedelta(0))
+    replacement = (await rotate_key(platform.runtime.sessions, rotated_out.id, timedelta(0))).new
     assert replacement is not None
     platform.runtime.authenticator.invalidate()
     await assert_grpc_401(grpc_clients, rotated_out.secret)

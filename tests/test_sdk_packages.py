@@ -109,7 +109,10 @@ try {
   });
   const id: string = result.id;
   const ms: number = result.processingTime;
-  console.log(id.startsWith('proc_'), ms >= 0, result.output);
+  // Always sent, so not optional in the types (no `?.` needed under --strict):
+  const tokens: number = result.usage.totalTokens;
+  const created: string = result.createdAt;
+  console.log(id.startsWith('proc_'), ms >= 0 && tokens > 0 && created.endsWith('Z'), result.output);
 } catch (error) {
   if (error instanceof PlutosError) {
     console.error('failed:', error.code, error.message, error.requestId);

@@ -163,3 +163,110 @@ async def test_the_writer_checkpoints_the_wal_itself(tmp_path: Path) -> None:
     await writer.close()
     await engine.dispose()
     assert checkpointed >= CHECKPOINT_EVERY - 1
+
+
+# -- a bad day: locks held elsewhere, rows the store refuses (issue 16 item 1, issue 15 item 6) --
+
+
+def _call(i: int, **record: Any) -> list[Any]:
+    """One call's rows (record + ledger entry), the record's columns overridden by ``record``."""
+    rows = _rows(i + 1)[2 * i : 2 * i + 2]
+    rows[0].__dict__.update(record)
+    return rows
+
+
+def _hold_write_lock(path: Path, release: threading.Event, held: threading.Event) -> threading.Thread:
+    """An outside connection (another process would do the same) holding SQLite's write lock
+    until ``release`` is set."""
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(30)
+        conn.rollback()
+        conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    return thread
+
+
+async def test_a_lock_held_elsewhere_never_blocks_the_loop_and_the_write_waits_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer, engine = await _writer(path)
+    release, held = threading.Event(), threading.Event()
+    holder = _hold_write_lock(path, release, held)
+    await asyncio.to_thread(held.wait, 10)
+    with writer.expect():  # a lone call: it would commit on the loop if the lock were free
+        pending = asyncio.ensure_future(writer.write(*_call(0)))
+        # The loop keeps running while the lock is held: other clients are served meanwhile.
+        ticks = 0
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+            ticks += 1
+        assert not pending.done()
+        release.set()  # run by this loop: had the commit blocked the loop, this would never run in time
+        assert await pending == ()
+    holder.join(5)
+    await writer.close()
+    await engine.dispose()
+    assert ticks == 5
+    assert len(_dump(path)["process_records"]) == 1
+
+
+async def test_a_lock_held_past_the_retry_budget_is_a_503_not_a_500(tmp_path: Path) -> None:
+    from server.errors import PlutosError
+
+    path = tmp_path / "w.db"
+    writer, engine = await _writer(path)
+    writer.retry_budget, writer.lock_wait = 0.3, 0.1
+    release, held = threading.Event(), threading.Event()
+    holder = _hold_write_lock(path, release, held)
+    await asyncio.to_thread(held.wait, 10)
+    with pytest.raises(PlutosError) as raised:
+        await writer.write(*_call(0))
+    release.set()
+    holder.join(5)
+    assert raised.value.code == "service_unavailable" and raised.value.retry_after == 1
+    assert "locked" not in raised.value.message
+    # The store is back: the next write goes through.
+    assert await writer.write(*_call(1)) == ()
+    await writer.close()
+    await engine.dispose()
+    assert [r[0] for r in _dump(path)["process_records"]] == ["proc_000001"]
+
+
+async def test_a_refused_row_does_not_sink_the_calls_committed_with_it(tmp_path: Path) -> None:
+    from server.store.models import salvaged_record
+
+    path = tmp_path / "w.db"
+    writer, engine = await _writer(path)
+    writer.add_salvage(ProcessRecord, salvaged_record)
+    writer.add_hook(roll_up_usage)
+    good_a, bad, good_b = _call(0), _call(1, input=None), _call(2)  # input is NOT NULL
+    with writer.expect(), writer.expect(), writer.expect():
+        results = await asyncio.gather(writer.write(*good_a), writer.write(*bad), writer.write(*good_b))
+    await writer.close()
+    await engine.dispose()
+    assert results[0] == () and results[2] == ()
+    assert results[1] == (bad[0],)  # the caller learns its record was refused
+    with sqlite3.connect(path) as conn:
+        records = conn.execute("SELECT id, status, error_code, input FROM process_records ORDER BY id").fetchall()
+        ledger = conn.execute("SELECT record_id FROM usage_ledger ORDER BY record_id").fetchall()
+        daily = conn.execute("SELECT sum(prompt_tokens + completion_tokens) FROM usage_daily").fetchone()[0]
+    assert records[0][1:3] == (good_a[0].status, good_a[0].error_code) and records[2][1] == good_b[0].status
+    assert records[1] == ("proc_000001", "failed", "internal_error", "")  # salvaged: still billed
+    assert [r[0] for r in ledger] == ["proc_000000", "proc_000001", "proc_000002"]
+    assert daily == sum(3 * i for i in range(3))
+
+
+async def test_a_row_without_a_salvaged_form_is_left_out_and_its_call_told(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer, engine = await _writer(path)
+    bad = _call(0, input=None)  # no salvage registered for records here
+    assert await writer.write(*bad) == (bad[0],)
+    await writer.close()
+    await engine.dispose()
+    dump = _dump(path)
+    assert dump["process_records"] == [] and len(dump["usage_ledger"]) == 1

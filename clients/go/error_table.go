@@ -17,8 +17,10 @@ var ErrorTable = map[string]ErrorKind{
 	"input_too_long":      {Code: "input_too_long", HTTPStatus: 400, GRPCStatus: "INVALID_ARGUMENT", Retryable: false},
 	"invalid_api_key":     {Code: "invalid_api_key", HTTPStatus: 401, GRPCStatus: "UNAUTHENTICATED", Retryable: false},
 	"permission_denied":   {Code: "permission_denied", HTTPStatus: 403, GRPCStatus: "PERMISSION_DENIED", Retryable: false},
+	"account_suspended":   {Code: "account_suspended", HTTPStatus: 403, GRPCStatus: "PERMISSION_DENIED", Retryable: false},
 	"not_found":           {Code: "not_found", HTTPStatus: 404, GRPCStatus: "NOT_FOUND", Retryable: false},
 	"method_not_allowed":  {Code: "method_not_allowed", HTTPStatus: 405, GRPCStatus: "UNIMPLEMENTED", Retryable: false},
+	"conflict":            {Code: "conflict", HTTPStatus: 409, GRPCStatus: "ABORTED", Retryable: false},
 	"rate_limit_exceeded": {Code: "rate_limit_exceeded", HTTPStatus: 429, GRPCStatus: "RESOURCE_EXHAUSTED", Retryable: true},
 	"insufficient_quota":  {Code: "insufficient_quota", HTTPStatus: 429, GRPCStatus: "RESOURCE_EXHAUSTED", Retryable: false},
 	"internal_error":      {Code: "internal_error", HTTPStatus: 500, GRPCStatus: "INTERNAL", Retryable: false},
@@ -27,4 +29,6 @@ var ErrorTable = map[string]ErrorKind{
 	"service_unavailable": {Code: "service_unavailable", HTTPStatus: 503, GRPCStatus: "UNAVAILABLE", Retryable: true},
 	"timeout":             {Code: "timeout", HTTPStatus: 504, GRPCStatus: "DEADLINE_EXCEEDED", Retryable: true},
 	"cancelled":           {Code: "cancelled", HTTPStatus: 499, GRPCStatus: "CANCELLED", Retryable: false},
+	"headers_too_large":   {Code: "headers_too_large", HTTPStatus: 431, GRPCStatus: "RESOURCE_EXHAUSTED", Retryable: false},
+	"request_timeout":     {Code: "request_timeout", HTTPStatus: 408, GRPCStatus: "DEADLINE_EXCEEDED", Retryable: false},
 }

@@ -59,6 +59,8 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	generated := map[string]protoreflect.FileDescriptor{
+		"plutos/v1/admin.proto":      plutosv1.File_plutos_v1_admin_proto,
+		"plutos/v1/keys.proto":       plutosv1.File_plutos_v1_keys_proto,
 		"plutos/v1/models.proto":     plutosv1.File_plutos_v1_models_proto,
 		"plutos/v1/processing.proto": plutosv1.File_plutos_v1_processing_proto,
 		"plutos/v1/usage.proto":      plutosv1.File_plutos_v1_usage_proto,

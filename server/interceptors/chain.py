@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from server.interceptors.base import Handler
+from server.interceptors.base import Handler, is_api_method, tolerant_deserializer
 
 
 def _unary(interceptor: AsyncServerInterceptor, nxt: Handler, method_name: str) -> Handler:
@@ -81,8 +81,9 @@ class InterceptorChain(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         wrap = _streaming if handler.response_streaming else _unary
         for interceptor in reversed(self._interceptors):
             behaviour = wrap(interceptor, behaviour, method_name)
+        deserializer = handler.request_deserializer
         return factory(
             behaviour,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=tolerant_deserializer(deserializer) if is_api_method(method_name) else deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -22,7 +22,7 @@ from grpc_interceptor.server import AsyncServerInterceptor
 from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
 from server.ids import new_request_id
-from server.interceptors.base import Handler, is_api_method, is_stream
+from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.observability.logs import RequestLog
 from server.observability.metrics import (
     REQUESTS,
@@ -32,11 +32,13 @@ from server.observability.metrics import (
     STREAMS_OPEN,
     model_label,
 )
+from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+DUPLICATE_AUTHORIZATION = "\x00duplicate"  # an impossible metadata value: sent more than once
 
 
 def status_for_error(err: PlutosError) -> status_pb2.Status:
@@ -94,6 +96,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         model = model_label(getattr(request, "model", ""))
         code = "UNKNOWN"
         try:
+            if request is MALFORMED_REQUEST:
+                raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
             response = method(request, context)
             if is_stream(response):
                 code = ""  # measured when the stream ends
@@ -108,10 +112,10 @@ class ErrorInterceptor(AsyncServerInterceptor):
             raise
         except (grpc.aio.AbortError, grpc.RpcError):
             raise
-        except Exception:
-            code, state.error_code = "INTERNAL", "internal_error"
-            log.exception("internal error in %s (request %s)", method_name, request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            mapped = _unexpected(exc, state)
+            code, state.error_code = mapped.kind.grpc_status.name, mapped.code
+            await abort_with_error(context, mapped, state)
         finally:
             if code:
                 self._done(state, method_name, model, code, started, request)
@@ -147,10 +151,10 @@ class ErrorInterceptor(AsyncServerInterceptor):
         except (grpc.aio.AbortError, grpc.RpcError):
             code = "UNKNOWN"
             raise
-        except Exception:
-            code, state.error_code = "INTERNAL", "internal_error"
-            log.exception("internal error in %s (request %s)", state.method, state.request_id)
-            await abort_with_error(context, PlutosError("internal_error", "Internal server error."), state)
+        except Exception as exc:
+            mapped = _unexpected(exc, state)
+            code, state.error_code = mapped.kind.grpc_status.name, mapped.code
+            await abort_with_error(context, mapped, state)
         finally:
             if metrics:
                 STREAMS_OPEN.dec()
@@ -162,6 +166,17 @@ class ErrorInterceptor(AsyncServerInterceptor):
         context.set_trailing_metadata(state.metadata())
 
 
+def _unexpected(exc: Exception, state: CallState) -> PlutosError:
+    """An exception that is not a :class:`PlutosError`: a store that stayed busy or unreachable is
+    a 503 to retry (logged without a traceback); anything else is a bug: ``internal_error``,
+    logged with its traceback. The caller never sees the exception's text."""
+    if is_transient(exc):
+        log.warning("store unavailable in %s (request %s): %r", state.method, state.request_id, exc)
+        return store_unavailable()
+    log.error("internal error in %s (request %s)", state.method, state.request_id, exc_info=exc)
+    return PlutosError("internal_error", "Internal server error.")
+
+
 def _incoming(context: Any) -> tuple[str, str | None]:
     """The call's request id (the client's, if well-formed, or a new one) and ``authorization``."""
     request_id = authorization = None
@@ -169,6 +184,7 @@ def _incoming(context: Any) -> tuple[str, str | None]:
         if key == "x-request-id":
             if request_id is None and isinstance(value, str) and _REQUEST_ID_OK.match(value):
                 request_id = value
-        elif key == "authorization" and authorization is None and isinstance(value, str):
-            authorization = value
+        elif key == "authorization" and isinstance(value, str):
+            # More than one: ambiguous, refused by the auth interceptor (as a missing key is not).
+            authorization = value if authorization is None else DUPLICATE_AUTHORIZATION
     return request_id or new_request_id(), authorization

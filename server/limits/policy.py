@@ -38,6 +38,7 @@ GENERATING = {
 SCOPE_BY_METHOD = {
     f"{_SERVICE}ProcessingService/Process": "process",
     f"{_SERVICE}ProcessingService/GetProcess": "process",
+    f"{_SERVICE}ProcessingService/ListProcesses": "process",
     f"{_SERVICE}ProcessingService/Batch": "batch",
     f"{_SERVICE}ProcessingService/Stream": "stream",
     # The OpenAI-compatible API needs the scopes of its reference counterparts.
@@ -52,6 +53,8 @@ SCOPE_BY_SERVICE = {
     f"{_SERVICE}ModelsService": "models",
     f"{_SERVICE}UsageService": "usage",
     f"{_SERVICE}WebhooksService": "webhooks",
+    f"{_SERVICE}KeysService": "keys",
+    f"{_SERVICE}AdminService": "admin",
 }
 
 # Allowance for the chat template around the input (role markers, a default system prompt).

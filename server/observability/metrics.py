@@ -117,7 +117,7 @@ LIMITER_DECISIONS = Counter(
 LIMITER_ERRORS = Counter("plutos_limiter_errors", "Limiter backend (Redis) errors.")
 AUTH_CACHE = Counter("plutos_auth_cache", "API key lookups by cache result (hit | miss).", ["result"])
 AUTH_REJECTED = Counter(
-    "plutos_auth_rejected", "Refused keys by reason (missing | malformed | invalid | expired).", ["reason"]
+    "plutos_auth_rejected", "Refused keys by reason (missing | malformed | invalid | expired | suspended).", ["reason"]
 )
 
 # -- upstreams ----------------------------------------------------------------------------------

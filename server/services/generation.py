@@ -19,7 +19,7 @@ from plutos.v1 import processing_pb2
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, call_state, current_call
-from server.errors import PlutosError
+from server.errors import PlutosError, echo
 from server.ids import new_id
 from server.observability.metrics import count_usage
 from server.runtime import Runtime
@@ -60,7 +60,9 @@ def resolve_model(runtime: Runtime, who: Caller, model_id: str, field: str = "mo
     require_text(model_id, field)
     spec, backend = runtime.catalogue.resolve(model_id)
     if not who.allows_model(model_id):
-        raise PlutosError("permission_denied", f"This API key may not use model '{model_id}'.", {"model": model_id})
+        raise PlutosError(
+            "permission_denied", f"This API key may not use model '{echo(model_id)}'.", {"model": model_id}
+        )
     return spec, backend
 
 
@@ -207,7 +209,19 @@ class Generation:
         await self.save()
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
-        await self.runtime.writer.write(*self.rows(status, error_code))
+        """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
+        the store refused the record and kept its salvaged form (failed, billed, no text), so the
+        answer matches what ``GET /v1/process/{id}`` shows."""
+        refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if refused:
+            raise self.not_stored_error()
+
+    def not_stored_error(self) -> PlutosError:
+        return PlutosError(
+            "internal_error",
+            "The result could not be stored; it is recorded as failed (its tokens are billed).",
+            {"id": self.id},
+        )
 
     def save_in_background(self, status: str, error_code: str | None = None) -> None:
         """For paths where the caller is gone (cancellation): queue the write, do not wait."""

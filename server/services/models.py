@@ -6,6 +6,7 @@ from typing import Any
 
 from plutos.v1 import models_pb2, models_pb2_grpc
 
+from server.context import caller
 from server.runtime import Runtime
 
 
@@ -30,4 +31,8 @@ class ModelsService(models_pb2_grpc.ModelsServiceServicer):
         )
 
     async def ListModels(self, request: models_pb2.ListModelsRequest, context: Any) -> models_pb2.ListModelsResponse:
-        return self._response
+        """The catalogue, or the part of it the caller's key may use (a key's model allow-list)."""
+        who = caller()
+        if who.models is None:
+            return self._response
+        return models_pb2.ListModelsResponse(models=[m for m in self._response.models if who.allows_model(m.id)])

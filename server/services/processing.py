@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 
 from plutos.v1 import processing_pb2, processing_pb2_grpc
+from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from server.backends.base import Backend, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, caller
-from server.errors import PlutosError, invalid_parameter
+from server.errors import PlutosError, echo, invalid_parameter
 from server.ids import new_id
 from server.runtime import Runtime
 from server.services.generation import Generation, resolve_model, timestamp
 from server.services.options import options_from_record, params_from_options, require_text
+from server.services.pages import newest_first
+from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 
@@ -25,6 +31,48 @@ def call_deadline(context: Any) -> float | None:
     outlives the caller; None without one."""
     remaining = context.time_remaining()
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
+
+
+RECORD_STATUSES = ("completed", "failed", "cancelled")
+_LISTED_COLUMNS = (
+    ProcessRecord.id,
+    ProcessRecord.kind,
+    ProcessRecord.model,
+    ProcessRecord.status,
+    ProcessRecord.input,
+    ProcessRecord.output,
+    ProcessRecord.prompt_tokens,
+    ProcessRecord.completion_tokens,
+    ProcessRecord.created_at,
+    ProcessRecord.processing_time_ms,
+    ProcessRecord.batch_id,
+    ProcessRecord.batch_index,
+    ProcessRecord.error_code,
+)
+
+
+def _record_message(record: ProcessRecord) -> processing_pb2.ProcessRecord:
+    msg = processing_pb2.ProcessRecord(
+        id=record.id,
+        kind=record.kind,
+        model=record.model,
+        status=record.status,
+        input=record.input,
+        output=record.output,
+        usage=processing_pb2.Usage(
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            total_tokens=record.prompt_tokens + record.completion_tokens,
+        ),
+        created_at=timestamp(record.created_at),
+        processing_time=record.processing_time_ms,
+    )
+    if record.batch_id is not None:
+        msg.batch_id = record.batch_id
+        msg.batch_index = record.batch_index or 0
+    if record.error_code is not None:
+        msg.error_code = record.error_code
+    return msg
 
 
 class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
@@ -62,7 +110,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             record = await session.get(ProcessRecord, request.id)
         # Another account's record is indistinguishable from a missing one.
         if record is None or record.account_id != caller().account_id:
-            raise PlutosError("not_found", f"No processing result with id '{request.id}'.", {"id": request.id})
+            raise PlutosError("not_found", f"No processing result with id '{echo(request.id)}'.", {"id": request.id})
         return processing_pb2.GetProcessResponse(
             id=record.id,
             input=record.input,
@@ -78,6 +126,43 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             processing_time=record.processing_time_ms,
             status=record.status,
         )
+
+    async def ListProcesses(
+        self, request: processing_pb2.ListProcessesRequest, context: Any
+    ) -> processing_pb2.ListProcessesResponse:
+        """The caller's records, newest first; one range scan of ix_process_records_account_created_id."""
+        who = caller()
+        filters = []
+        if request.model:
+            filters.append(ProcessRecord.model == request.model)
+        if request.status:
+            if request.status not in RECORD_STATUSES:
+                raise PlutosError(
+                    "invalid_parameters",
+                    f"'status' must be one of {', '.join(RECORD_STATUSES)} (got '{request.status}').",
+                    {"field": "status", "allowed": list(RECORD_STATUSES)},
+                )
+            filters.append(ProcessRecord.status == request.status)
+        first = parse_date(request.start_date, "start_date") if request.start_date else None
+        last = parse_date(request.end_date, "end_date") if request.end_date else None
+        if first is not None:
+            filters.append(ProcessRecord.created_at >= datetime.combine(first, dtime.min, tzinfo=UTC))
+        if last is not None:
+            if first is not None and last < first:
+                raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
+            filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
+        query = select(ProcessRecord).options(load_only(*_LISTED_COLUMNS))
+        async with self.runtime.sessions() as session:
+            page = await newest_first(
+                session,
+                ProcessRecord,
+                [ProcessRecord.account_id == who.account_id],
+                limit=request.limit,
+                after=request.after,
+                filters=filters,
+                query=query,
+            )
+        return processing_pb2.ListProcessesResponse(data=[_record_message(r) for r in page.rows], **page.ids())
 
     async def Batch(self, request: processing_pb2.BatchRequest, context: Any) -> processing_pb2.BatchResponse:
         with self.runtime.writer.expect():
@@ -117,24 +202,27 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     except PlutosError as err:
                         return err
 
-            try:
-                errors = await asyncio.gather(*(run_item(g) for g in gens))
-            except asyncio.CancelledError:
-                for gen in gens:
-                    gen.save_in_background("cancelled")
-                raise
-            elapsed = int((time.perf_counter() - started) * 1000)
-            rows: list[Any] = [
-                Batch(
+            def batch_row() -> Batch:
+                return Batch(
                     id=batch_id,
                     account_id=who.account_id,
                     key_id=who.key_id,
                     model=spec.id,
                     item_count=len(gens),
                     created_at=created_at,
-                    processing_time_ms=elapsed,
+                    processing_time_ms=int((time.perf_counter() - started) * 1000),
                 )
-            ]
+
+            try:
+                errors = await asyncio.gather(*(run_item(g) for g in gens))
+            except asyncio.CancelledError:
+                # The batch row with its items, in one write: no item points at a missing batch.
+                self.runtime.writer.submit(
+                    batch_row(), *(row for gen in gens if not gen.recorded for row in gen.rows("cancelled"))
+                )
+                raise
+            rows: list[Any] = [batch_row()]
+            elapsed = rows[0].processing_time_ms
             results = []
             total = processing_pb2.Usage()
             for gen, err in zip(gens, errors, strict=True):
@@ -152,7 +240,14 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             # the model, e.g. an empty input, has no ledger entry).
             for n, entry in enumerate(r for r in rows if isinstance(r, LedgerEntry)):
                 entry.counts_as_request = 1 if n == 0 else 0
-            await self.runtime.writer.write(*rows)
+            refused = await self.runtime.writer.write(*rows)
+            if refused:  # the store kept a salvaged record for these items: they answer as failed
+                for gen, result in zip(gens, results, strict=True):
+                    if any(r.id == gen.id for r in refused if isinstance(r, ProcessRecord)):
+                        err = gen.not_stored_error()
+                        result.output = ""
+                        result.error.code = err.code
+                        result.error.message = err.message
             return processing_pb2.BatchResponse(
                 id=batch_id,
                 results=results,

@@ -7,33 +7,35 @@ Costs are integers of 10^-10 USD, summed exactly, converted to a JSON number onl
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from plutos.v1 import usage_pb2, usage_pb2_grpc
 from sqlalchemy import func, select
 
 from server.context import Caller, caller
-from server.errors import invalid_parameter
+from server.errors import echo, invalid_parameter
 from server.runtime import Runtime
 from server.store.models import UsageDaily, units_to_usd, utcnow
 
 MAX_RANGE_DAYS = 366
 
 
-def _parse_date(value: str, field: str) -> date:
+def parse_date(value: str, field: str) -> date:
     try:
         if len(value) != 10:
             raise ValueError
         return date.fromisoformat(value)
     except ValueError:
-        raise invalid_parameter(field, f"'{field}' must be a date in YYYY-MM-DD format (got '{value}').") from None
+        raise invalid_parameter(
+            field, f"'{field}' must be a date in YYYY-MM-DD format (got '{echo(value)}')."
+        ) from None
 
 
 def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
     """Inclusive first and last day. Default: the current calendar month up to today (UTC)."""
-    start = _parse_date(start_date, "start_date") if start_date else None
-    end = _parse_date(end_date, "end_date") if end_date else None
+    start = parse_date(start_date, "start_date") if start_date else None
+    end = parse_date(end_date, "end_date") if end_date else None
     if start is None and end is None:
         start, end = today.replace(day=1), today
     elif start is None:
@@ -62,7 +64,8 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
         who = caller()
         first, last = usage_period(request.start_date, request.end_date, utcnow().date())
         start = datetime.combine(first, time.min, tzinfo=UTC)
-        end_exclusive = datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
+        # The last second of the last day (not "the next day minus 1 s": 9999-12-31 has no next day).
+        end = datetime.combine(last, time(23, 59, 59), tzinfo=UTC)
         query = (
             select(
                 UsageDaily.model,
@@ -93,5 +96,39 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
             ),
         )
         response.period.start.FromDatetime(start)
-        response.period.end.FromDatetime(end_exclusive - timedelta(seconds=1))
+        response.period.end.FromDatetime(end)
         return response
+
+    async def GetDailyUsage(
+        self, request: usage_pb2.GetDailyUsageRequest, context: Any
+    ) -> usage_pb2.GetDailyUsageResponse:
+        """One row per UTC day and model of the period (default: this month so far), straight
+        from the roll-ups; cost by the same integer arithmetic as GetUsage."""
+        who = caller()
+        first, last = usage_period(request.start_date, request.end_date, utcnow().date())
+        query = select(
+            UsageDaily.day,
+            UsageDaily.model,
+            UsageDaily.requests,
+            UsageDaily.prompt_tokens,
+            UsageDaily.completion_tokens,
+            UsageDaily.cost_units,
+        ).where(UsageDaily.account_id == who.account_id, UsageDaily.day >= first, UsageDaily.day <= last)
+        if request.model:
+            query = query.where(UsageDaily.model == request.model)
+        async with self.runtime.sessions() as session:
+            rows = (await session.execute(query.order_by(UsageDaily.day, UsageDaily.model))).all()
+        return usage_pb2.GetDailyUsageResponse(
+            data=[
+                usage_pb2.DailyUsage(
+                    date=day.isoformat(),
+                    model=model,
+                    requests=int(requests),
+                    prompt_tokens=int(prompt),
+                    completion_tokens=int(completion),
+                    total_tokens=int(prompt) + int(completion),
+                    cost=float(units_to_usd(int(units))),
+                )
+                for day, model, requests, prompt, completion, units in rows
+            ]
+        )

@@ -39,8 +39,35 @@ def create_engine(url: str) -> AsyncEngine:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+# The execution option that makes a SQLite transaction begin with ``BEGIN IMMEDIATE``.
+SQLITE_BEGIN = "plutos_sqlite_begin"
+
+
+def _sqlite_connect(dbapi_conn: Any, record: Any = None) -> None:
+    sqlite_pragmas(dbapi_conn, record)
+    # The driver begins nothing on its own (its implicit BEGIN is DEFERRED, before DML only): the
+    # "begin" listener below says how each transaction begins.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """A write transaction (``sessions.begin()``, see :func:`session_factory`) takes SQLite's
+    write lock first, with ``BEGIN IMMEDIATE``: a deferred transaction that reads and then writes
+    fails at once with ``database is locked`` when another connection wrote meanwhile (it cannot
+    upgrade a stale snapshot; the busy timeout does not apply). Other transactions run their
+    statements in autocommit, as the driver did for reads."""
+    begin = conn.get_execution_options().get(SQLITE_BEGIN)
+    if begin:
+        conn.exec_driver_sql(begin)
+
+
+# How long a SQLite connection (other than the group-commit writer's) waits for a lock, ms.
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
@@ -48,7 +75,7 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -86,9 +113,26 @@ def sqlite_file_writer_engine(url: str | URL) -> Engine | None:
         sqlite_pragmas(dbapi_conn)
         dbapi_conn.isolation_level = None  # no implicit BEGIN from the driver: the writer's own
         dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer checkpoints on its thread
+        # The writer waits for the write lock itself (on its thread only, never on the loop).
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
 
     return engine
 
 
+class StoreSessions(async_sessionmaker[AsyncSession]):
+    """``sessions()`` for reads; ``sessions.begin()`` for a transaction that writes, which on
+    SQLite begins with ``BEGIN IMMEDIATE`` (see ``_sqlite_begin``): the lock is waited for (up to
+    the busy timeout, off the event loop) before anything is read, so a read-then-write
+    transaction (a count under a cap, a delete after a lookup) never fails to upgrade."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._write_bind = engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+
+    def begin(self) -> Any:
+        session = self(bind=self._write_bind)
+        return session._maker_context_manager()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return StoreSessions(engine)

@@ -60,6 +60,8 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     plan: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set while the account is suspended: its keys get 403 account_suspended.
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ApiKey(Base):
@@ -91,9 +93,12 @@ class ProcessRecord(Base):
     """One processed input: a /process call, a /stream call, or one item of a /batch."""
 
     __tablename__ = "process_records"
+    # Serves GET /v1/process (an account's records, newest first, keyset pagination on
+    # (created_at, id)) and every lookup by account.
+    __table_args__ = (Index("ix_process_records_account_created_id", "account_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    account_id: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))  # process | stream | batch
     batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
@@ -228,6 +233,24 @@ class UsageThresholdCrossing(Base):
     crossed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class AuditEvent(Base):
+    """A change to a key or an account: who (the acting key, or "cli"), what, when."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_created_id", "created_at", "id"),
+        Index("ix_audit_events_account_created", "account_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str] = mapped_column(String(40))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 _Row = TypeVar("_Row", bound=Base)
 
 
@@ -249,3 +272,12 @@ def new_row(cls: type[_Row], **values: Any) -> _Row:
 
 
 _configured = False
+
+
+def salvaged_record(record: ProcessRecord) -> ProcessRecord:
+    """What is stored when the store refuses a record (RecordWriter salvage): the same id, account,
+    model and token counts, marked failed with ``internal_error``, without the caller's text. Its
+    ledger entry is stored as usual: the tokens were used."""
+    values = {k: v for k, v in record.__dict__.items() if not k.startswith("_")}
+    values.update(input="", output="", options={}, status="failed", error_code="internal_error")
+    return new_row(ProcessRecord, **values)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +30,10 @@ from sqlalchemy import Connection, Engine, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session
 
+from server.errors import PlutosError
 from server.observability.metrics import COMMIT_BATCH, COMMIT_DURATION
 from server.store.database import sqlite_file_writer_engine
+from server.store.faults import is_transient, sqlite_busy, store_unavailable
 from server.store.models import Base
 
 log = logging.getLogger("plutos.store.writer")
@@ -43,12 +46,19 @@ WriteHook = Callable[["WriteTransaction", list[Any]], None]
 
 
 class RecordWriter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], max_batch: int = 512) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], max_batch: int = 512, retry_budget: float = 30.0
+    ) -> None:
         self._sessions = sessions
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[tuple[Any, ...], asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._hooks: list[WriteHook] = []
+        self._salvage: dict[type, Callable[[Any], Any | None]] = {}
+        # Seconds a commit is retried for after transient failures (locks, connections).
+        self.retry_budget = retry_budget
+        # Seconds one attempt on the writer's thread waits for SQLite's write lock.
+        self.lock_wait = LOCK_WAIT
         self._listeners: list[Callable[[], None]] = []
         bind = sessions.kw.get("bind")
         # On an SQLite file: a plain sqlite3 engine driven by one thread of the writer's own.
@@ -67,6 +77,12 @@ class RecordWriter:
         and state of their own that the event loop reads after the commit."""
         self._hooks.append(hook)
 
+    def add_salvage(self, cls: type, replacement: Callable[[Any], Any | None]) -> None:
+        """When the store refuses a row of ``cls`` (a value it cannot take), store
+        ``replacement(row)`` in its place (None: leave it out). :meth:`write` returns the rows
+        that were replaced, so the caller can answer what was stored."""
+        self._salvage[cls] = replacement
+
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every successful commit."""
         self._listeners.append(listener)
@@ -81,16 +97,20 @@ class RecordWriter:
         which is what a lone call waits for. Otherwise it runs on the writer's thread."""
         return _Expected(self)
 
-    async def write(self, *rows: Any) -> None:
-        """Persist ``rows`` together; returns once they are committed.
+    async def write(self, *rows: Any) -> tuple[Any, ...]:
+        """Persist ``rows`` together; returns once they are committed: the rows the store refused
+        and that were replaced by their salvaged form or left out (normally none).
 
+        Transient failures (a lock held elsewhere, a dropped connection) are retried for up to
+        ``retry_budget`` seconds; then :class:`PlutosError` ``service_unavailable`` is raised.
+        Rows the store refuses never sink the other calls committed with them.
         A caller cancelled while it waits does not take its rows back: they are queued already
         and committed all the same (the writer skips answering a cancelled wait)."""
-        await self.submit(*rows)
+        return await self.submit(*rows)
 
-    def submit(self, *rows: Any) -> asyncio.Future[None]:
+    def submit(self, *rows: Any) -> asyncio.Future[tuple[Any, ...]]:
         """Queue ``rows`` without waiting (used where the caller is already gone)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((rows, future))
         return future
 
@@ -117,26 +137,7 @@ class RecordWriter:
                 batch.append(self._queue.get_nowait())
             # Everyone who will write has: the loop has nothing else to do but wait for this commit.
             inline = len(batch) >= self._expected
-            started = time.perf_counter()
-            try:
-                await self._commit([row for rows, _ in batch for row in rows], inline)
-                COMMIT_DURATION.observe(time.perf_counter() - started)
-                COMMIT_BATCH.observe(len(batch))
-            except Exception:
-                if len(batch) == 1:
-                    log.exception("writing %d rows failed", len(batch[0][0]))
-                    _settle(batch, error=True)
-                    continue
-                # One bad group must not sink the others: retry each on its own.
-                for item in batch:
-                    try:
-                        await self._commit(list(item[0]))
-                        _settle([item])
-                    except Exception:
-                        log.exception("writing %d rows failed", len(item[0]))
-                        _settle([item], error=True)
-                continue
-            _settle(batch)
+            await self._commit_batch(batch, inline)
             if self._thread is not None and self._since_checkpoint >= CHECKPOINT_EVERY:
                 # On the thread, never on the loop: a checkpoint writes the database file and syncs it.
                 self._since_checkpoint = 0
@@ -145,20 +146,84 @@ class RecordWriter:
                 except Exception:
                     log.exception("WAL checkpoint failed")
 
-    async def _commit(self, rows: list[Any], inline: bool = False) -> None:
+    async def _commit_batch(self, batch: list[_Queued], inline: bool) -> None:
+        """Commit the calls of ``batch`` together; if that fails for good, each call on its own,
+        and a call that still fails with its bad rows replaced (see :meth:`add_salvage`)."""
+        started = time.perf_counter()
+        try:
+            await self._commit_retrying([row for rows, _ in batch for row in rows], inline)
+            COMMIT_DURATION.observe(time.perf_counter() - started)
+            COMMIT_BATCH.observe(len(batch))
+        except Exception as exc:
+            if is_transient(exc):  # the store stayed busy or away for the whole budget
+                log.error("writing %d calls' rows failed: the store stayed unavailable (%r)", len(batch), exc)
+                _settle(batch, store_unavailable())
+                return
+            if len(batch) > 1:
+                log.warning("a group commit of %d calls failed (%r): committing each on its own", len(batch), exc)
+            for item in batch:
+                await self._commit_alone(item, failed=exc if len(batch) == 1 else None)
+            return
+        _settle(batch)
+
+    async def _commit_alone(self, item: _Queued, failed: BaseException | None) -> None:
+        rows = list(item[0])
+        if failed is None:
+            try:
+                await self._commit_retrying(rows)
+                _settle([item])
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    _settle([item], store_unavailable())
+                    return
+                failed = exc
+        log.error("writing a call's %d rows failed (%r): storing them row by row", len(rows), failed)
+        replaced: list[Any] = []
+        try:
+            await self._commit_retrying(rows, salvage=replaced)
+        except Exception as exc:
+            log.exception("writing a call's %d rows failed even row by row", len(rows))
+            _settle([item], store_unavailable() if is_transient(exc) else _not_stored())
+            return
+        _settle([item], result=tuple(replaced))
+
+    async def _commit_retrying(self, rows: list[Any], inline: bool = False, salvage: list[Any] | None = None) -> None:
+        """:meth:`_commit`, again after a transient failure (lock, serialization, connection) with
+        growing pauses, for up to ``retry_budget`` seconds; the last error is raised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_budget
+        pause = 0.01
+        while True:
+            if salvage is not None:
+                salvage.clear()
+            try:
+                await self._commit(rows, inline, salvage)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or loop.time() + pause > deadline:
+                    raise
+                log.warning("commit failed (%r); retrying in %.2fs", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            inline = False
+
+    async def _commit(self, rows: list[Any], inline: bool = False, salvage: list[Any] | None = None) -> None:
         if self._thread is not None:
-            if inline:
-                self._commit_sync(rows)
-            else:
-                await asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, rows)
+            loop = asyncio.get_running_loop()
+            # On the loop only when the write lock is free right now (never waits for it there).
+            if not (inline and salvage is None and self._commit_sync(rows, None, wait=False)):
+                await loop.run_in_executor(self._thread, self._commit_sync, rows, salvage, True)
             self._since_checkpoint += 1
         else:
             async with self._sessions.begin() as session:
-                await session.run_sync(self._write_in_session, rows)
+                await session.run_sync(self._write_in_session, rows, salvage)
         for listener in self._listeners:
             listener()
 
-    def _commit_sync(self, rows: list[Any]) -> None:
+    def _commit_sync(self, rows: list[Any], salvage: list[Any] | None, wait: bool) -> bool:
+        """Commit on the SQLite file; False, having done nothing, when ``wait`` is false and
+        another connection holds the write lock."""
         # One connection kept open by the writer's thread (no pool check-out, reset and check-in
         # per commit, no Session unless a hook asks for one): ~0.3 ms less per commit.
         assert self._sync_engine is not None
@@ -167,15 +232,17 @@ class RecordWriter:
             conn = self._thread_conn = self._sync_engine.connect()
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
+        # BEGIN IMMEDIATE: the write lock is taken first, so writers of several processes queue
+        # for it instead of failing to upgrade a read transaction. The connection's busy timeout
+        # is 0: on the event loop a held lock answers at once (and the commit moves to the
+        # thread); on the thread we wait for it here, with short sleeps, up to lock_wait.
+        if not _begin_immediate(dbapi, self.lock_wait if wait else 0.0):
+            return False  # only when not waiting: waiting either begins or raises
         try:
-            # On the sqlite3 connection itself (SQLAlchemy's begin and commit cost 3x SQLite's).
-            # BEGIN IMMEDIATE: the write lock is taken first, so writers of several processes
-            # queue for it instead of failing to upgrade a read transaction.
-            dbapi.execute("BEGIN IMMEDIATE")
             tx = WriteTransaction(conn)
-            self._write(tx, rows)
+            self._write(tx, rows, salvage)
             tx.finish()
-            if conn.in_transaction():  # a hook ran statements through SQLAlchemy
+            if conn.in_transaction():  # statements ran through SQLAlchemy
                 conn.commit()
             else:
                 dbapi.commit()
@@ -185,6 +252,7 @@ class RecordWriter:
             conn.close()  # start the next commit on a fresh connection
             self._thread_conn = None
             raise
+        return True
 
     def _checkpoint(self) -> None:
         """Copy the WAL back into the database (PASSIVE: readers and other writers carry on).
@@ -196,19 +264,42 @@ class RecordWriter:
             assert dbapi is not None
             dbapi.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    def _write_in_session(self, session: Session, rows: list[Any]) -> None:
+    def _write_in_session(self, session: Session, rows: list[Any], salvage: list[Any] | None) -> None:
         tx = WriteTransaction(session.connection(), session)
-        self._write(tx, rows)
+        self._write(tx, rows, salvage)
         tx.finish()
 
-    def _write(self, tx: WriteTransaction, rows: list[Any]) -> None:
-        sqlite = tx.dialect_name == "sqlite"
-        for table, given, objects in _groups(rows):
-            if not (sqlite and raw_sqlite_insert(tx, table, given, objects)):
-                # Core: column defaults still apply
-                tx.execute(insert(table), [{k: d[k] for k in given} for d in objects])
+    def _write(self, tx: WriteTransaction, rows: list[Any], salvage: list[Any] | None = None) -> None:
+        if salvage is not None:
+            rows = self._write_row_by_row(tx, rows, salvage)
+        else:
+            sqlite = tx.dialect_name == "sqlite"
+            for table, given, objects in _groups(rows):
+                if not (sqlite and raw_sqlite_insert(tx, table, given, objects)):
+                    # Core: column defaults still apply
+                    tx.execute(insert(table), [{k: d[k] for k in given} for d in objects])
         for hook in self._hooks:
             hook(tx, rows)
+
+    def _write_row_by_row(self, tx: WriteTransaction, rows: list[Any], salvage: list[Any]) -> list[Any]:
+        """Each row in a savepoint of its own; a row the store refuses is replaced by its class's
+        salvaged form (or left out), and appended to ``salvage``. Returns the rows stored."""
+        stored: list[Any] = []
+        for table, given, objects in _groups(rows):
+            for values in objects:
+                row = next(r for r in rows if r.__dict__ is values)
+                if _insert_in_savepoint(tx, table, {k: values[k] for k in given}):
+                    stored.append(row)
+                    continue
+                salvage.append(row)
+                make = self._salvage.get(type(row))
+                replacement = make(row) if make is not None else None
+                if replacement is None:
+                    continue
+                r_table, r_given = _table_of(type(replacement))[0], _given_columns(replacement)
+                if _insert_in_savepoint(tx, r_table, {k: replacement.__dict__[k] for k in r_given}):
+                    stored.append(replacement)
+        return stored
 
     def _close_thread_conn(self) -> None:
         if self._thread_conn is not None:
@@ -391,10 +482,58 @@ def _multi_row(sql: str, rows: int) -> str:
     return head + ", ".join([one] * rows) + tail
 
 
-def _settle(batch: list[tuple[tuple[Any, ...], asyncio.Future[None]]], error: bool = False) -> None:
+_Queued = tuple[tuple[Any, ...], "asyncio.Future[tuple[Any, ...]]"]
+# How long a commit on the writer's thread waits for SQLite's write lock before the attempt fails
+# (then retried, within the writer's retry budget).
+LOCK_WAIT = 5.0
+
+
+def _begin_immediate(dbapi: Any, wait: float) -> bool:
+    """``BEGIN IMMEDIATE`` on a connection whose busy timeout is 0, retried with short sleeps for
+    up to ``wait`` seconds while another connection holds the write lock. False: not begun."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if not sqlite_busy(exc):
+                raise
+            if wait <= 0:
+                return False
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def _given_columns(row: Any) -> frozenset[str]:
+    columns = _table_of(type(row))[1]
+    return frozenset(k for k in row.__dict__ if k in columns)
+
+
+def _insert_in_savepoint(tx: WriteTransaction, table: Table, values: dict[str, Any]) -> bool:
+    """INSERT one row in a savepoint; False (the savepoint rolled back) if the store refuses it."""
+    try:
+        with tx.connection.begin_nested():
+            tx.execute(insert(table), [values])
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.error("the store refused a row of %s: %r", table.name, exc)
+        return False
+    return True
+
+
+def _not_stored() -> PlutosError:
+    return PlutosError("internal_error", "The result could not be stored.")
+
+
+def _settle(batch: list[_Queued], error: BaseException | None = None, result: tuple[Any, ...] = ()) -> None:
     for _, future in batch:
         if not future.done():
-            if error:
-                future.set_exception(RuntimeError("database write failed"))
+            if error is not None:
+                future.set_exception(error)
             else:
-                future.set_result(None)
+                future.set_result(result)

@@ -29,6 +29,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.observability.metrics import WEBHOOK_DELIVERIES
+from server.store.faults import is_transient
 from server.store.models import UTCDateTime, Webhook, WebhookAttempt, WebhookDelivery, utcnow
 from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
 from server.webhooks.settings import WebhookSettings
@@ -40,6 +41,7 @@ USER_AGENT = "PlutosAI-Webhooks/1.0"
 MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of a receiver's answer
 MAX_ERROR_CHARS = 500
 MAX_RECORD_BATCH = 500
+RECORD_RETRY_SECONDS = 30.0
 
 _DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 _ATTEMPTS: Table = WebhookAttempt.__table__  # type: ignore[assignment]
@@ -286,10 +288,25 @@ class Dispatcher:
                 else:
                     batch.append(item)
             if batch:
-                try:
-                    await self.record(batch)
-                except Exception:  # the rows stay claimed; they are sent again after their lease
+                await self._record_retrying(batch)
+
+    async def _record_retrying(self, batch: list[Attempted], budget: float = RECORD_RETRY_SECONDS) -> None:
+        """:meth:`record`, again after transient failures (a lock held elsewhere, a dropped
+        connection) for up to ``budget`` seconds: an outcome not recorded means the delivery goes
+        out again after its lease (a duplicate for the receiver)."""
+        deadline = time.monotonic() + budget
+        pause = 0.05
+        while True:
+            try:
+                await self.record(batch)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + pause > deadline:
+                    # The rows stay claimed; they are sent again after their lease.
                     log.exception("recording %d webhook attempts failed", len(batch))
+                    return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     async def record(self, batch: list[Attempted]) -> None:
         """Each attempt's row, and its delivery's new state, in one transaction."""

@@ -17,6 +17,8 @@ PROCESSING_COMPLETED = "processing.completed"
 PROCESSING_FAILED = "processing.failed"
 USAGE_THRESHOLD = "usage.threshold"
 EVENTS = (PROCESSING_COMPLETED, PROCESSING_FAILED, USAGE_THRESHOLD)
+# Sent only by POST /v1/webhooks/{id}:test, whatever events the webhook subscribes to.
+PING = "ping"
 
 
 def iso(value: datetime, millis: bool = False) -> str:

@@ -98,3 +98,6 @@ LIVE_MODEL = os.environ.get("PLUTOS_TEST_MODEL", "")
 LIVE_GRPC_TARGET = os.environ.get("PLUTOS_TEST_GRPC_TARGET", "")
 #: Small, so that live tests against a CPU model stay quick.
 LIVE_MAX_TOKENS = 16
+
+# An operator key (scope admin) of the live gateway, for the management tests.
+LIVE_ADMIN_KEY = os.environ.get("PLUTOS_TEST_ADMIN_KEY", "")

@@ -11,6 +11,7 @@ from plutos_ai import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    ConflictError,
     GatewayTimeoutError,
     InputTooLongError,
     InsufficientQuotaError,
@@ -162,7 +163,8 @@ def test_every_exception_is_exported_at_top_level() -> None:
         ("INVALID_ARGUMENT", "something_new", InvalidParametersError, 400),
         ("INTERNAL", None, InternalServerError, 500),
         ("UNIMPLEMENTED", "not_implemented", APIError, 501),
-        ("ABORTED", None, APIError, None),
+        ("ABORTED", None, ConflictError, 409),
+        ("CANCELLED", None, APIError, None),
     ],
 )
 def test_grpc_status_mapping(

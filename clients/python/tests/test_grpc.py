@@ -72,6 +72,9 @@ def abort(
 
 
 class Processing(processing_pb2_grpc.ProcessingServiceServicer):
+    def ListProcesses(self, request: Any, context: grpc.ServicerContext) -> Any:
+        raise NotImplementedError
+
     def __init__(self) -> None:
         self.metadata: list[dict[str, Any]] = []
         self.requests: list[Any] = []
@@ -154,6 +157,9 @@ class Models(models_pb2_grpc.ModelsServiceServicer):
 class Usage(usage_pb2_grpc.UsageServiceServicer):
     def __init__(self) -> None:
         self.requests: list[Any] = []
+
+    def GetDailyUsage(self, request: Any, context: grpc.ServicerContext) -> Any:
+        raise NotImplementedError
 
     def GetUsage(self, request: usage_pb2.GetUsageRequest, context: grpc.ServicerContext) -> Any:
         self.requests.append(request)

@@ -14,6 +14,19 @@ import plutos_ai
 def test_public_names() -> None:
     assert sorted(plutos_ai.__all__) == sorted(
         [
+            "AccountSuspendedError",
+            "ConflictError",
+            "Account",
+            "AccountUsage",
+            "ApiKey",
+            "AuditEvent",
+            "CreatedKey",
+            "DailyUsage",
+            "KeyRotation",
+            "Page",
+            "ProcessHistoryItem",
+            "WebhookDelivery",
+            "WebhookTestResult",
             "ENVIRONMENTS",
             "APIConnectionError",
             "APIError",

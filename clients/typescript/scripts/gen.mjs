@@ -5,7 +5,7 @@
 // googleapis-common-protos installed (they ship google/api/*.proto and the well-known types).
 // The output depends only on the protos and the versions pinned in package.json / grpcio-tools.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,4 +68,67 @@ execFileSync(
   ],
   { stdio: 'inherit', cwd: protoRoot },
 );
-console.log(`ts-proto: generated ${files.length} files into ${outDir}`);
+
+// Message fields marked `(google.api.field_behavior) = REQUIRED` in a response are always sent by the
+// server: their properties lose ts-proto's `?` and `| undefined` (ts-proto makes every message field
+// optional, since proto3 message fields have presence).
+const required = JSON.parse(
+  execFileSync(
+    python,
+    [
+      '-c',
+      `
+import json, os, sys, tempfile
+from grpc_tools import protoc
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor_pb2
+files, includes = json.loads(sys.argv[1]), sys.argv[2:]
+with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "set.binpb")
+    args = ["protoc", *[f"-I{i}" for i in includes], f"--descriptor_set_out={out}", *files]
+    if protoc.main(args) != 0:
+        sys.exit(1)
+    fds = descriptor_pb2.FileDescriptorSet.FromString(open(out, "rb").read())
+found = {}
+for f in fds.file:
+    for m in f.message_type:
+        for field in m.field:
+            behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
+            if field.type == field.TYPE_MESSAGE and field_behavior_pb2.REQUIRED in behaviors:
+                found.setdefault(m.name, []).append(field.json_name)
+print(json.dumps(found, sort_keys=True))
+`,
+      JSON.stringify(files),
+      protoRoot,
+      googleapisInclude,
+      wellKnownInclude,
+    ],
+    { encoding: 'utf8', cwd: protoRoot },
+  ),
+);
+
+function tsFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+let tightened = 0;
+for (const path of tsFiles(outDir)) {
+  let text = readFileSync(path, 'utf8');
+  for (const [message, fields] of Object.entries(required)) {
+    const start = text.indexOf(`export interface ${message} {`);
+    if (start < 0) continue;
+    const end = text.indexOf('\n}\n', start);
+    let body = text.slice(start, end);
+    for (const field of fields) {
+      const optional = new RegExp(`\\n  ${field}\\?:\\s*(?:\\|\\s*)?([\\w.]+)\\s*\\|\\s*undefined;`);
+      if (!optional.test(body)) throw new Error(`gen: ${message}.${field} not found as an optional property`);
+      body = body.replace(optional, `\n  ${field}: $1;`);
+      tightened += 1;
+    }
+    text = text.slice(0, start) + body + text.slice(end);
+  }
+  writeFileSync(path, text);
+}
+console.log(`ts-proto: generated ${files.length} files into ${outDir} (${tightened} always-sent fields required)`);

@@ -7,8 +7,10 @@ export const ERROR_TABLE = {
   input_too_long: { httpStatus: 400, grpcStatus: 'INVALID_ARGUMENT', retryable: false },
   invalid_api_key: { httpStatus: 401, grpcStatus: 'UNAUTHENTICATED', retryable: false },
   permission_denied: { httpStatus: 403, grpcStatus: 'PERMISSION_DENIED', retryable: false },
+  account_suspended: { httpStatus: 403, grpcStatus: 'PERMISSION_DENIED', retryable: false },
   not_found: { httpStatus: 404, grpcStatus: 'NOT_FOUND', retryable: false },
   method_not_allowed: { httpStatus: 405, grpcStatus: 'UNIMPLEMENTED', retryable: false },
+  conflict: { httpStatus: 409, grpcStatus: 'ABORTED', retryable: false },
   rate_limit_exceeded: { httpStatus: 429, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: true },
   insufficient_quota: { httpStatus: 429, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: false },
   internal_error: { httpStatus: 500, grpcStatus: 'INTERNAL', retryable: false },
@@ -17,6 +19,8 @@ export const ERROR_TABLE = {
   service_unavailable: { httpStatus: 503, grpcStatus: 'UNAVAILABLE', retryable: true },
   timeout: { httpStatus: 504, grpcStatus: 'DEADLINE_EXCEEDED', retryable: true },
   cancelled: { httpStatus: 499, grpcStatus: 'CANCELLED', retryable: false },
+  headers_too_large: { httpStatus: 431, grpcStatus: 'RESOURCE_EXHAUSTED', retryable: false },
+  request_timeout: { httpStatus: 408, grpcStatus: 'DEADLINE_EXCEEDED', retryable: false },
 } as const;
 
 /** An error code of the server's table. */

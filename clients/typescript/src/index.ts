@@ -22,6 +22,13 @@ export {
 } from './errors.js';
 export { ERROR_TABLE, type ErrorCode } from './error-table.js';
 export { Stream } from './stream.js';
+export {
+  DEFAULT_WEBHOOK_TOLERANCE,
+  signWebhook,
+  verifyWebhook,
+  WebhookVerificationError,
+  type WebhookHeaders,
+} from './webhooks.js';
 export { parseServerSentEvents, type ServerSentEvent } from './sse.js';
 export type * from './types.js';
 export { VERSION } from './version.js';

@@ -6,10 +6,11 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from . import _management as m
 from ._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -23,10 +24,23 @@ from ._base import (
     event_from_sse,
     path_segment,
     process_body,
+    tls_options,
     usage_params,
     webhook_body,
 )
 from ._exceptions import APIConnectionError, PlutosError
+from ._management_types import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    CreatedKey,
+    DailyUsage,
+    KeyRotation,
+    Page,
+    ProcessHistoryItem,
+    WebhookDelivery,
+    WebhookTestResult,
+)
 from ._options import Options
 from ._sse import SSEDecoder
 from ._types import (
@@ -40,6 +54,8 @@ from ._types import (
     Webhook,
     WebhookDeletion,
 )
+
+_T = TypeVar("_T")
 
 __all__ = ["AsyncPlutosAI", "AsyncStream"]
 
@@ -55,6 +71,8 @@ class AsyncPlutosAI(BaseClient):
         max_retries: retries of rate-limited (429), 502/503/504 and failed-connection requests.
         default_headers: extra headers sent with every request.
         http_client: an ``httpx.AsyncClient`` to send requests with (it is not closed by ``aclose()``).
+        ca_file: PEM CA bundle to trust for HTTPS instead of the system's (e.g. a private CA).
+        client_cert: PEM client certificate file (with its key), or ``(cert_file, key_file)``.
 
     Use it as an async context manager, or call ``aclose()``, to release connections.
     """
@@ -69,6 +87,8 @@ class AsyncPlutosAI(BaseClient):
         *,
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        ca_file: str | None = None,
+        client_cert: str | tuple[str, str] | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -79,7 +99,9 @@ class AsyncPlutosAI(BaseClient):
             default_headers=default_headers,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.AsyncClient()
+        if http_client is None:
+            http_client = httpx.AsyncClient(**tls_options(ca_file, client_cert))
+        self._http = http_client
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -163,6 +185,204 @@ class AsyncPlutosAI(BaseClient):
     async def delete_webhook(self, id: str) -> WebhookDeletion:
         """Remove a webhook (``DELETE /webhooks/{id}``)."""
         return WebhookDeletion.from_json(await self._request("DELETE", f"/webhooks/{path_segment(id)}"))
+
+    # -- management (keys, accounts, audit, history, daily usage, deliveries) ----------------------
+
+    async def create_key(
+        self,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        models: list[str] | None = None,
+        limits: Mapping[str, int] | None = None,
+        expires_at: dt.datetime | str | None = None,
+        account_id: str | None = None,
+    ) -> CreatedKey:
+        """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
+
+        Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
+        ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
+        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        return await self._call(
+            m.create_key(
+                name=name,
+                scopes=scopes,
+                models=models,
+                limits=limits,
+                expires_at=expires_at,
+                account_id=account_id,
+            )
+        )
+
+    async def list_keys(
+        self,
+        *,
+        account_id: str | None = None,
+    ) -> list[ApiKey]:
+        """The account's keys, prefixes only (``GET /keys``)."""
+        return await self._call(m.list_keys(account_id))
+
+    async def get_key(
+        self,
+        id: str,
+        *,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """One key (``GET /keys/{id}``); ``NotFoundError`` for another account's."""
+        return await self._call(m.get_key(id, account_id))
+
+    async def update_key(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        models: list[str] | None = None,
+        limits: Mapping[str, int] | None = None,
+        expires_at: dt.datetime | str | None = None,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
+        return await self._call(
+            m.update_key(
+                id,
+                name=name,
+                scopes=scopes,
+                models=models,
+                limits=limits,
+                expires_at=expires_at,
+                account_id=account_id,
+            )
+        )
+
+    async def rotate_key(
+        self,
+        id: str,
+        *,
+        grace_seconds: int | None = None,
+        account_id: str | None = None,
+    ) -> KeyRotation:
+        """Replace a key (``POST /keys/{id}:rotate``); the old one works ``grace_seconds`` more (default
+        86400). ``ConflictError`` if the key is not active (rotated, expired, revoked)."""
+        return await self._call(m.rotate_key(id, grace_seconds, account_id))
+
+    async def revoke_key(
+        self,
+        id: str,
+        *,
+        allow_self: bool = False,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """Revoke a key now (``POST /keys/{id}:revoke``); the calling key itself needs ``allow_self=True``."""
+        return await self._call(m.revoke_key(id, allow_self, account_id))
+
+    async def list_processes(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        start_date: str | dt.date | None = None,
+        end_date: str | dt.date | None = None,
+    ) -> Page[ProcessHistoryItem]:
+        """The account's processing records, newest first (``GET /process``); ``limit`` 1-100 (default 20),
+        ``after`` the previous page's ``last_id``."""
+        return await self._call(
+            m.list_processes(
+                limit=limit, after=after, model=model, status=status, start_date=start_date, end_date=end_date
+            )
+        )
+
+    async def get_daily_usage(
+        self,
+        start_date: str | dt.date | None = None,
+        end_date: str | dt.date | None = None,
+        *,
+        model: str | None = None,
+    ) -> list[DailyUsage]:
+        """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
+        return await self._call(m.get_daily_usage(start_date, end_date, model))
+
+    async def list_webhook_deliveries(
+        self,
+        webhook_id: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        status: str | None = None,
+    ) -> Page[WebhookDelivery]:
+        """A webhook's deliveries, newest first (``GET /webhooks/{id}/deliveries``)."""
+        return await self._call(
+            m.list_webhook_deliveries(webhook_id, limit=limit, after=after, status=status)
+        )
+
+    async def redeliver_webhook_delivery(
+        self,
+        webhook_id: str,
+        delivery_id: str,
+    ) -> WebhookDelivery:
+        """Send a delivered or failed delivery again now (``POST .../deliveries/{id}:redeliver``);
+        ``ConflictError`` while it is pending."""
+        return await self._call(m.redeliver_webhook_delivery(webhook_id, delivery_id))
+
+    async def test_webhook(
+        self,
+        id: str,
+    ) -> WebhookTestResult:
+        """Send a signed ``ping`` now and report the receiver's answer (``POST /webhooks/{id}:test``)."""
+        return await self._call(m.test_webhook(id))
+
+    async def create_account(
+        self,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+    ) -> Account:
+        """Create an account (``POST /admin/accounts``; ``admin`` scope); plan default ``free``."""
+        return await self._call(m.create_account(name, plan))
+
+    async def list_accounts(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Account]:
+        """Accounts with this month's usage, newest first (``GET /admin/accounts``)."""
+        return await self._call(m.list_accounts(limit, after))
+
+    async def get_account(
+        self,
+        id: str,
+    ) -> Account:
+        """One account (``GET /admin/accounts/{id}``)."""
+        return await self._call(m.get_account(id))
+
+    async def update_account(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+        suspended: bool | None = None,
+    ) -> Account:
+        """Change an account's name or plan, suspend or resume it (``PATCH /admin/accounts/{id}``)."""
+        return await self._call(m.update_account(id, name, plan, suspended))
+
+    async def list_audit_events(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        account_id: str | None = None,
+    ) -> Page[AuditEvent]:
+        """Changes to keys and accounts, newest first (``GET /admin/audit``)."""
+        return await self._call(m.list_audit_events(limit, after, account_id))
+
+    async def _call(self, call: m.Call[_T]) -> _T:
+        return call.parse(
+            await self._request(call.method, call.path, json_body=call.body, params=call.params)
+        )
 
     # -- transport --------------------------------------------------------------------------------
 

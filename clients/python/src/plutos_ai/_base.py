@@ -38,6 +38,20 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 2
 
 
+def tls_options(ca_file: str | None, client_cert: str | tuple[str, str] | None) -> dict[str, Any]:
+    """``httpx.Client`` keyword arguments for a private CA bundle and a client certificate."""
+    options: dict[str, Any] = {}
+    if ca_file or client_cert:
+        import ssl
+
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        if client_cert:
+            cert, key = (client_cert, None) if isinstance(client_cert, str) else client_cert
+            context.load_cert_chain(cert, key)
+        options["verify"] = context
+    return options
+
+
 def resolve_base_url(environment: str, base_url: str | None) -> str:
     """``base_url`` if given, else ``$PLUTOS_BASE_URL``, else the environment's URL."""
     if environment not in ENVIRONMENTS:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from . import _management as m
 from ._base import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -24,10 +25,23 @@ from ._base import (
     event_from_sse,
     path_segment,
     process_body,
+    tls_options,
     usage_params,
     webhook_body,
 )
 from ._exceptions import APIConnectionError, PlutosError
+from ._management_types import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    CreatedKey,
+    DailyUsage,
+    KeyRotation,
+    Page,
+    ProcessHistoryItem,
+    WebhookDelivery,
+    WebhookTestResult,
+)
 from ._options import Options
 from ._sse import SSEDecoder
 from ._types import (
@@ -58,6 +72,8 @@ class PlutosAI(BaseClient):
         max_retries: retries of rate-limited (429), 502/503/504 and failed-connection requests.
         default_headers: extra headers sent with every request.
         http_client: an ``httpx.Client`` to send requests with (it is not closed by ``close()``).
+        ca_file: PEM CA bundle to trust for HTTPS instead of the system's (e.g. a private CA).
+        client_cert: PEM client certificate file (with its key), or ``(cert_file, key_file)``.
 
     Use it as a context manager, or call ``close()``, to release connections.
     """
@@ -72,6 +88,8 @@ class PlutosAI(BaseClient):
         *,
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
+        ca_file: str | None = None,
+        client_cert: str | tuple[str, str] | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -82,7 +100,9 @@ class PlutosAI(BaseClient):
             default_headers=default_headers,
         )
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else httpx.Client()
+        if http_client is None:
+            http_client = httpx.Client(**tls_options(ca_file, client_cert))
+        self._http = http_client
         self._sleep: Callable[[float], None] = time.sleep
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -163,6 +183,200 @@ class PlutosAI(BaseClient):
     def delete_webhook(self, id: str) -> WebhookDeletion:
         """Remove a webhook (``DELETE /webhooks/{id}``)."""
         return WebhookDeletion.from_json(self._request("DELETE", f"/webhooks/{path_segment(id)}"))
+
+    # -- management (keys, accounts, audit, history, daily usage, deliveries) ----------------------
+
+    def create_key(
+        self,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        models: list[str] | None = None,
+        limits: Mapping[str, int] | None = None,
+        expires_at: dt.datetime | str | None = None,
+        account_id: str | None = None,
+    ) -> CreatedKey:
+        """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
+
+        Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
+        ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
+        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        return self._call(
+            m.create_key(
+                name=name,
+                scopes=scopes,
+                models=models,
+                limits=limits,
+                expires_at=expires_at,
+                account_id=account_id,
+            )
+        )
+
+    def list_keys(
+        self,
+        *,
+        account_id: str | None = None,
+    ) -> list[ApiKey]:
+        """The account's keys, prefixes only (``GET /keys``)."""
+        return self._call(m.list_keys(account_id))
+
+    def get_key(
+        self,
+        id: str,
+        *,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """One key (``GET /keys/{id}``); ``NotFoundError`` for another account's."""
+        return self._call(m.get_key(id, account_id))
+
+    def update_key(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        scopes: list[str] | None = None,
+        models: list[str] | None = None,
+        limits: Mapping[str, int] | None = None,
+        expires_at: dt.datetime | str | None = None,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
+        return self._call(
+            m.update_key(
+                id,
+                name=name,
+                scopes=scopes,
+                models=models,
+                limits=limits,
+                expires_at=expires_at,
+                account_id=account_id,
+            )
+        )
+
+    def rotate_key(
+        self,
+        id: str,
+        *,
+        grace_seconds: int | None = None,
+        account_id: str | None = None,
+    ) -> KeyRotation:
+        """Replace a key (``POST /keys/{id}:rotate``); the old one works ``grace_seconds`` more (default
+        86400). ``ConflictError`` if the key is not active (rotated, expired, revoked)."""
+        return self._call(m.rotate_key(id, grace_seconds, account_id))
+
+    def revoke_key(
+        self,
+        id: str,
+        *,
+        allow_self: bool = False,
+        account_id: str | None = None,
+    ) -> ApiKey:
+        """Revoke a key now (``POST /keys/{id}:revoke``); the calling key itself needs ``allow_self=True``."""
+        return self._call(m.revoke_key(id, allow_self, account_id))
+
+    def list_processes(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        start_date: str | dt.date | None = None,
+        end_date: str | dt.date | None = None,
+    ) -> Page[ProcessHistoryItem]:
+        """The account's processing records, newest first (``GET /process``); ``limit`` 1-100 (default 20),
+        ``after`` the previous page's ``last_id``."""
+        return self._call(
+            m.list_processes(
+                limit=limit, after=after, model=model, status=status, start_date=start_date, end_date=end_date
+            )
+        )
+
+    def get_daily_usage(
+        self,
+        start_date: str | dt.date | None = None,
+        end_date: str | dt.date | None = None,
+        *,
+        model: str | None = None,
+    ) -> list[DailyUsage]:
+        """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
+        return self._call(m.get_daily_usage(start_date, end_date, model))
+
+    def list_webhook_deliveries(
+        self,
+        webhook_id: str,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        status: str | None = None,
+    ) -> Page[WebhookDelivery]:
+        """A webhook's deliveries, newest first (``GET /webhooks/{id}/deliveries``)."""
+        return self._call(m.list_webhook_deliveries(webhook_id, limit=limit, after=after, status=status))
+
+    def redeliver_webhook_delivery(
+        self,
+        webhook_id: str,
+        delivery_id: str,
+    ) -> WebhookDelivery:
+        """Send a delivered or failed delivery again now (``POST .../deliveries/{id}:redeliver``);
+        ``ConflictError`` while it is pending."""
+        return self._call(m.redeliver_webhook_delivery(webhook_id, delivery_id))
+
+    def test_webhook(
+        self,
+        id: str,
+    ) -> WebhookTestResult:
+        """Send a signed ``ping`` now and report the receiver's answer (``POST /webhooks/{id}:test``)."""
+        return self._call(m.test_webhook(id))
+
+    def create_account(
+        self,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+    ) -> Account:
+        """Create an account (``POST /admin/accounts``; ``admin`` scope); plan default ``free``."""
+        return self._call(m.create_account(name, plan))
+
+    def list_accounts(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Account]:
+        """Accounts with this month's usage, newest first (``GET /admin/accounts``)."""
+        return self._call(m.list_accounts(limit, after))
+
+    def get_account(
+        self,
+        id: str,
+    ) -> Account:
+        """One account (``GET /admin/accounts/{id}``)."""
+        return self._call(m.get_account(id))
+
+    def update_account(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        plan: str | None = None,
+        suspended: bool | None = None,
+    ) -> Account:
+        """Change an account's name or plan, suspend or resume it (``PATCH /admin/accounts/{id}``)."""
+        return self._call(m.update_account(id, name, plan, suspended))
+
+    def list_audit_events(
+        self,
+        *,
+        limit: int | None = None,
+        after: str | None = None,
+        account_id: str | None = None,
+    ) -> Page[AuditEvent]:
+        """Changes to keys and accounts, newest first (``GET /admin/audit``)."""
+        return self._call(m.list_audit_events(limit, after, account_id))
+
+    def _call(self, call: m.Call[_T]) -> _T:
+        return call.parse(self._request(call.method, call.path, json_body=call.body, params=call.params))
 
     # -- transport --------------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "input_too_long": ErrorKind("input_too_long", 400, "INVALID_ARGUMENT", False),
     "invalid_api_key": ErrorKind("invalid_api_key", 401, "UNAUTHENTICATED", False),
     "permission_denied": ErrorKind("permission_denied", 403, "PERMISSION_DENIED", False),
+    "account_suspended": ErrorKind("account_suspended", 403, "PERMISSION_DENIED", False),
     "not_found": ErrorKind("not_found", 404, "NOT_FOUND", False),
     "method_not_allowed": ErrorKind("method_not_allowed", 405, "UNIMPLEMENTED", False),
+    "conflict": ErrorKind("conflict", 409, "ABORTED", False),
     "rate_limit_exceeded": ErrorKind("rate_limit_exceeded", 429, "RESOURCE_EXHAUSTED", True),
     "insufficient_quota": ErrorKind("insufficient_quota", 429, "RESOURCE_EXHAUSTED", False),
     "internal_error": ErrorKind("internal_error", 500, "INTERNAL", False),
@@ -31,4 +33,6 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "service_unavailable": ErrorKind("service_unavailable", 503, "UNAVAILABLE", True),
     "timeout": ErrorKind("timeout", 504, "DEADLINE_EXCEEDED", True),
     "cancelled": ErrorKind("cancelled", 499, "CANCELLED", False),
+    "headers_too_large": ErrorKind("headers_too_large", 431, "RESOURCE_EXHAUSTED", False),
+    "request_timeout": ErrorKind("request_timeout", 408, "DEADLINE_EXCEEDED", False),
 }

@@ -8,7 +8,9 @@ PlutosError                      base of everything below; also raised for clien
  │    │                          retry_after, grpc_status
  │    ├── AuthenticationError        invalid_api_key        401  UNAUTHENTICATED
  │    ├── PermissionDeniedError      permission_denied      403  PERMISSION_DENIED
+ │    │    └── AccountSuspendedError account_suspended   403  PERMISSION_DENIED
  │    ├── NotFoundError              not_found              404  NOT_FOUND
+ │    ├── ConflictError              conflict               409  ABORTED (e.g. rotating a revoked key)
  │    ├── InvalidParametersError     invalid_parameters     400  INVALID_ARGUMENT
  │    ├── InvalidModelError          invalid_model          400/404
  │    ├── InputTooLongError          input_too_long         400  INVALID_ARGUMENT
@@ -36,7 +38,9 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AccountSuspendedError",
     "AuthenticationError",
+    "ConflictError",
     "GatewayTimeoutError",
     "InputTooLongError",
     "InsufficientQuotaError",
@@ -139,6 +143,22 @@ class PermissionDeniedError(APIError):
     grpc_status_name = "PERMISSION_DENIED"
 
 
+class AccountSuspendedError(PermissionDeniedError):
+    """The key's account is suspended by the operator (``account_suspended``)."""
+
+    error_code = "account_suspended"
+    http_status = 403
+    grpc_status_name = "PERMISSION_DENIED"
+
+
+class ConflictError(APIError):
+    """The resource's state forbids the call, e.g. rotating a key that is not active (``conflict``)."""
+
+    error_code = "conflict"
+    http_status = 409
+    grpc_status_name = "ABORTED"
+
+
 class NotFoundError(APIError):
     """The resource does not exist or belongs to another account (``not_found``)."""
 
@@ -225,7 +245,9 @@ ERROR_CODES: dict[str, type[APIError]] = {
     for cls in (
         AuthenticationError,
         PermissionDeniedError,
+        AccountSuspendedError,
         NotFoundError,
+        ConflictError,
         InvalidParametersError,
         InvalidModelError,
         InputTooLongError,
@@ -245,6 +267,7 @@ _BY_HTTP_STATUS: dict[int, type[APIError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
     422: InvalidParametersError,
     429: RateLimitError,
     500: InternalServerError,
@@ -261,6 +284,7 @@ _BY_GRPC_STATUS: dict[str, tuple[type[APIError], int]] = {
     "UNAUTHENTICATED": (AuthenticationError, 401),
     "PERMISSION_DENIED": (PermissionDeniedError, 403),
     "NOT_FOUND": (NotFoundError, 404),
+    "ABORTED": (ConflictError, 409),
     "RESOURCE_EXHAUSTED": (RateLimitError, 429),
     "INTERNAL": (InternalServerError, 500),
     "UNKNOWN": (InternalServerError, 500),

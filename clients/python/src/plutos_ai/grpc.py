@@ -192,11 +192,30 @@ def _date(value: str | dt.date | None) -> str:
 
 
 def _channel_credentials(
-    secure: bool, credentials: grpc.ChannelCredentials | None
+    secure: bool,
+    credentials: grpc.ChannelCredentials | None,
+    ca_file: str | None = None,
+    client_cert_file: str | None = None,
+    client_key_file: str | None = None,
 ) -> grpc.ChannelCredentials | None:
     if credentials is not None:
         return credentials
+    if ca_file or client_cert_file:
+        if bool(client_cert_file) != bool(client_key_file):
+            raise ValueError("client_cert_file and client_key_file go together")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_read(ca_file),
+            private_key=_read(client_key_file),
+            certificate_chain=_read(client_cert_file),
+        )
     return grpc.ssl_channel_credentials() if secure else None
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 # -- sync -------------------------------------------------------------------------------------------
@@ -210,6 +229,9 @@ class PlutosGrpcClient:
         api_key: sent as ``authorization: Bearer <key>`` metadata; defaults to ``$PLUTOS_API_KEY``.
         secure: use TLS (system roots) instead of a plaintext channel.
         credentials: explicit channel credentials (implies TLS).
+        ca_file: PEM CA bundle to trust instead of the system roots (implies TLS).
+        client_cert_file, client_key_file: PEM client certificate (chain) and key, for servers that
+            require one (mTLS; implies TLS).
         timeout: deadline in seconds for unary calls (streams have none unless ``stream_timeout``).
         max_retries: retries of unary calls failing with a retryable error.
         channel: use this channel instead of creating one (it is not closed by ``close()``).
@@ -222,6 +244,9 @@ class PlutosGrpcClient:
         *,
         secure: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        ca_file: str | None = None,
+        client_cert_file: str | None = None,
+        client_key_file: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         stream_timeout: float | None = None,
         max_retries: int = 2,
@@ -236,7 +261,7 @@ class PlutosGrpcClient:
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {self.api_key}"),)
         self._owns_channel = channel is None
         if channel is None:
-            creds = _channel_credentials(secure, credentials)
+            creds = _channel_credentials(secure, credentials, ca_file, client_cert_file, client_key_file)
             opts = list(channel_options or [])
             channel = (
                 grpc.secure_channel(self.target, creds, opts)
@@ -388,6 +413,9 @@ class AsyncPlutosGrpcClient:
         *,
         secure: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        ca_file: str | None = None,
+        client_cert_file: str | None = None,
+        client_key_file: str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         stream_timeout: float | None = None,
         max_retries: int = 2,
@@ -402,7 +430,7 @@ class AsyncPlutosGrpcClient:
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {self.api_key}"),)
         self._owns_channel = channel is None
         if channel is None:
-            creds = _channel_credentials(secure, credentials)
+            creds = _channel_credentials(secure, credentials, ca_file, client_cert_file, client_key_file)
             opts = list(channel_options or [])
             channel = (
                 grpc.aio.secure_channel(self.target, creds, opts)

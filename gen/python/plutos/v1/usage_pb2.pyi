@@ -142,3 +142,80 @@ class GetUsageResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["limits", b"limits", "period", b"period", "usage", b"usage"]) -> None: ...
 
 global___GetUsageResponse = GetUsageResponse
+
+@typing.final
+class GetDailyUsageRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    START_DATE_FIELD_NUMBER: builtins.int
+    END_DATE_FIELD_NUMBER: builtins.int
+    MODEL_FIELD_NUMBER: builtins.int
+    start_date: builtins.str
+    """YYYY-MM-DD, inclusive. Query parameter `start_date`."""
+    end_date: builtins.str
+    """YYYY-MM-DD, inclusive. Query parameter `end_date`."""
+    model: builtins.str
+    """Only this model's rows."""
+    def __init__(
+        self,
+        *,
+        start_date: builtins.str = ...,
+        end_date: builtins.str = ...,
+        model: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["end_date", b"end_date", "model", b"model", "start_date", b"start_date"]) -> None: ...
+
+global___GetDailyUsageRequest = GetDailyUsageRequest
+
+@typing.final
+class DailyUsage(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: builtins.int
+    MODEL_FIELD_NUMBER: builtins.int
+    REQUESTS_FIELD_NUMBER: builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: builtins.int
+    TOTAL_TOKENS_FIELD_NUMBER: builtins.int
+    COST_FIELD_NUMBER: builtins.int
+    date: builtins.str
+    """YYYY-MM-DD (UTC)."""
+    model: builtins.str
+    requests: builtins.int
+    prompt_tokens: builtins.int
+    completion_tokens: builtins.int
+    total_tokens: builtins.int
+    cost: builtins.float
+    """USD, the same arithmetic as GetUsage."""
+    def __init__(
+        self,
+        *,
+        date: builtins.str = ...,
+        model: builtins.str = ...,
+        requests: builtins.int = ...,
+        prompt_tokens: builtins.int = ...,
+        completion_tokens: builtins.int = ...,
+        total_tokens: builtins.int = ...,
+        cost: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["completion_tokens", b"completion_tokens", "cost", b"cost", "date", b"date", "model", b"model", "prompt_tokens", b"prompt_tokens", "requests", b"requests", "total_tokens", b"total_tokens"]) -> None: ...
+
+global___DailyUsage = DailyUsage
+
+@typing.final
+class GetDailyUsageResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: builtins.int
+    @property
+    def data(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___DailyUsage]:
+        """Oldest day first; within a day, by model."""
+
+    def __init__(
+        self,
+        *,
+        data: collections.abc.Iterable[global___DailyUsage] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data"]) -> None: ...
+
+global___GetDailyUsageResponse = GetDailyUsageResponse

@@ -27,6 +27,12 @@ class UsageServiceStub:
     ]
     """Usage statistics for a period (default: the current calendar month, UTC)."""
 
+    GetDailyUsage: grpc.UnaryUnaryMultiCallable[
+        plutos.v1.usage_pb2.GetDailyUsageRequest,
+        plutos.v1.usage_pb2.GetDailyUsageResponse,
+    ]
+    """One row per UTC day and model with usage in the period (default: this month so far)."""
+
 class UsageServiceAsyncStub:
     """UsageService reports the caller's account usage and limits."""
 
@@ -35,6 +41,12 @@ class UsageServiceAsyncStub:
         plutos.v1.usage_pb2.GetUsageResponse,
     ]
     """Usage statistics for a period (default: the current calendar month, UTC)."""
+
+    GetDailyUsage: grpc.aio.UnaryUnaryMultiCallable[
+        plutos.v1.usage_pb2.GetDailyUsageRequest,
+        plutos.v1.usage_pb2.GetDailyUsageResponse,
+    ]
+    """One row per UTC day and model with usage in the period (default: this month so far)."""
 
 class UsageServiceServicer(metaclass=abc.ABCMeta):
     """UsageService reports the caller's account usage and limits."""
@@ -46,5 +58,13 @@ class UsageServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[plutos.v1.usage_pb2.GetUsageResponse, collections.abc.Awaitable[plutos.v1.usage_pb2.GetUsageResponse]]:
         """Usage statistics for a period (default: the current calendar month, UTC)."""
+
+    @abc.abstractmethod
+    def GetDailyUsage(
+        self,
+        request: plutos.v1.usage_pb2.GetDailyUsageRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[plutos.v1.usage_pb2.GetDailyUsageResponse, collections.abc.Awaitable[plutos.v1.usage_pb2.GetDailyUsageResponse]]:
+        """One row per UTC day and model with usage in the period (default: this month so far)."""
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

@@ -157,3 +157,196 @@ class DeleteWebhookResponse(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["deleted", b"deleted", "id", b"id"]) -> None: ...
 
 global___DeleteWebhookResponse = DeleteWebhookResponse
+
+@typing.final
+class WebhookDelivery(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    EVENT_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    ATTEMPTS_FIELD_NUMBER: builtins.int
+    LAST_STATUS_CODE_FIELD_NUMBER: builtins.int
+    LAST_ERROR_FIELD_NUMBER: builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    DELIVERED_AT_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    """The `webhook-id` header of every attempt."""
+    webhook_id: builtins.str
+    event: builtins.str
+    status: builtins.str
+    """"pending", "delivered" or "failed"."""
+    attempts: builtins.int
+    last_status_code: builtins.int
+    """The HTTP status of the last attempt, if it got one."""
+    last_error: builtins.str
+    """The error of the last attempt, if it failed."""
+    @property
+    def next_attempt_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When a pending delivery is tried next."""
+
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def delivered_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+        webhook_id: builtins.str = ...,
+        event: builtins.str = ...,
+        status: builtins.str = ...,
+        attempts: builtins.int = ...,
+        last_status_code: builtins.int | None = ...,
+        last_error: builtins.str | None = ...,
+        next_attempt_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        delivered_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_last_error", b"_last_error", "_last_status_code", b"_last_status_code", "created_at", b"created_at", "delivered_at", b"delivered_at", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_last_error", b"_last_error", "_last_status_code", b"_last_status_code", "attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event", b"event", "id", b"id", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_at", b"next_attempt_at", "status", b"status", "webhook_id", b"webhook_id"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_last_error", b"_last_error"]) -> typing.Literal["last_error"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_last_status_code", b"_last_status_code"]) -> typing.Literal["last_status_code"] | None: ...
+
+global___WebhookDelivery = WebhookDelivery
+
+@typing.final
+class ListWebhookDeliveriesRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    LIMIT_FIELD_NUMBER: builtins.int
+    AFTER_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    webhook_id: builtins.str
+    limit: builtins.int
+    """1 to 100; default 20."""
+    after: builtins.str
+    status: builtins.str
+    """Only "pending", "delivered" or "failed" deliveries."""
+    def __init__(
+        self,
+        *,
+        webhook_id: builtins.str = ...,
+        limit: builtins.int = ...,
+        after: builtins.str = ...,
+        status: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["after", b"after", "limit", b"limit", "status", b"status", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___ListWebhookDeliveriesRequest = ListWebhookDeliveriesRequest
+
+@typing.final
+class ListWebhookDeliveriesResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: builtins.int
+    HAS_MORE_FIELD_NUMBER: builtins.int
+    FIRST_ID_FIELD_NUMBER: builtins.int
+    LAST_ID_FIELD_NUMBER: builtins.int
+    has_more: builtins.bool
+    first_id: builtins.str
+    last_id: builtins.str
+    @property
+    def data(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___WebhookDelivery]: ...
+    def __init__(
+        self,
+        *,
+        data: collections.abc.Iterable[global___WebhookDelivery] | None = ...,
+        has_more: builtins.bool = ...,
+        first_id: builtins.str = ...,
+        last_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "first_id", b"first_id", "has_more", b"has_more", "last_id", b"last_id"]) -> None: ...
+
+global___ListWebhookDeliveriesResponse = ListWebhookDeliveriesResponse
+
+@typing.final
+class RedeliverWebhookDeliveryRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    WEBHOOK_ID_FIELD_NUMBER: builtins.int
+    ID_FIELD_NUMBER: builtins.int
+    webhook_id: builtins.str
+    id: builtins.str
+    def __init__(
+        self,
+        *,
+        webhook_id: builtins.str = ...,
+        id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["id", b"id", "webhook_id", b"webhook_id"]) -> None: ...
+
+global___RedeliverWebhookDeliveryRequest = RedeliverWebhookDeliveryRequest
+
+@typing.final
+class RedeliverWebhookDeliveryResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELIVERY_FIELD_NUMBER: builtins.int
+    @property
+    def delivery(self) -> global___WebhookDelivery: ...
+    def __init__(
+        self,
+        *,
+        delivery: global___WebhookDelivery | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["delivery", b"delivery"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["delivery", b"delivery"]) -> None: ...
+
+global___RedeliverWebhookDeliveryResponse = RedeliverWebhookDeliveryResponse
+
+@typing.final
+class TestWebhookRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["id", b"id"]) -> None: ...
+
+global___TestWebhookRequest = TestWebhookRequest
+
+@typing.final
+class TestWebhookResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELIVERED_FIELD_NUMBER: builtins.int
+    STATUS_CODE_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    DURATION_FIELD_NUMBER: builtins.int
+    DELIVERY_ID_FIELD_NUMBER: builtins.int
+    delivered: builtins.bool
+    """Whether the receiver answered 2xx."""
+    status_code: builtins.int
+    """The receiver's HTTP status; unset if none came (see error)."""
+    error: builtins.str
+    duration: builtins.int
+    """Milliseconds."""
+    delivery_id: builtins.str
+    """The `webhook-id` of the ping."""
+    def __init__(
+        self,
+        *,
+        delivered: builtins.bool = ...,
+        status_code: builtins.int | None = ...,
+        error: builtins.str | None = ...,
+        duration: builtins.int = ...,
+        delivery_id: builtins.str = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_error", b"_error", "_status_code", b"_status_code", "error", b"error", "status_code", b"status_code"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_error", b"_error", "_status_code", b"_status_code", "delivered", b"delivered", "delivery_id", b"delivery_id", "duration", b"duration", "error", b"error", "status_code", b"status_code"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_error", b"_error"]) -> typing.Literal["error"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_status_code", b"_status_code"]) -> typing.Literal["status_code"] | None: ...
+
+global___TestWebhookResponse = TestWebhookResponse

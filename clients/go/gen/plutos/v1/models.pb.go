@@ -244,18 +244,18 @@ var File_plutos_v1_models_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_models_proto_rawDesc = "" +
 	"\n" +
-	"\x16plutos/v1/models.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\"Q\n" +
+	"\x16plutos/v1/models.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"Q\n" +
 	"\aPricing\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\x01R\vinputTokens\x12#\n" +
-	"\routput_tokens\x18\x02 \x01(\x01R\foutputTokens\"\xc9\x01\n" +
+	"\routput_tokens\x18\x02 \x01(\x01R\foutputTokens\"\xcf\x01\n" +
 	"\x05Model\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1d\n" +
 	"\n" +
 	"max_tokens\x18\x04 \x01(\x05R\tmaxTokens\x12-\n" +
-	"\x12supports_streaming\x18\x05 \x01(\bR\x11supportsStreaming\x12,\n" +
-	"\apricing\x18\x06 \x01(\v2\x12.plutos.v1.PricingR\apricing\"\x13\n" +
+	"\x12supports_streaming\x18\x05 \x01(\bR\x11supportsStreaming\x122\n" +
+	"\apricing\x18\x06 \x01(\v2\x12.plutos.v1.PricingB\x04\xe2A\x01\x02R\apricing\"\x13\n" +
 	"\x11ListModelsRequest\">\n" +
 	"\x12ListModelsResponse\x12(\n" +
 	"\x06models\x18\x01 \x03(\v2\x10.plutos.v1.ModelR\x06models2n\n" +

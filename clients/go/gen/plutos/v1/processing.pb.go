@@ -1042,6 +1042,303 @@ func (*StreamResponse_Chunk) isStreamResponse_Event() {}
 
 func (*StreamResponse_Complete) isStreamResponse_Event() {}
 
+type ListProcessesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 100; default 20.
+	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The last id of the previous page: records older than it.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// Only this model's records.
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// Only "completed", "failed" or "cancelled" records.
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// YYYY-MM-DD (UTC), inclusive. Query parameter `start_date`.
+	StartDate string `protobuf:"bytes,5,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
+	// YYYY-MM-DD (UTC), inclusive. Query parameter `end_date`.
+	EndDate       string `protobuf:"bytes,6,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesRequest) Reset() {
+	*x = ListProcessesRequest{}
+	mi := &file_plutos_v1_processing_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesRequest) ProtoMessage() {}
+
+func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_processing_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesRequest.ProtoReflect.Descriptor instead.
+func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_processing_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListProcessesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListProcessesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListProcessesRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ListProcessesRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ListProcessesRequest) GetStartDate() string {
+	if x != nil {
+		return x.StartDate
+	}
+	return ""
+}
+
+func (x *ListProcessesRequest) GetEndDate() string {
+	if x != nil {
+		return x.EndDate
+	}
+	return ""
+}
+
+// One stored processing record.
+type ProcessRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// "process", "stream", "batch" (an item of a batch), or the surface that made it.
+	Kind  string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// "completed", "cancelled" or "failed".
+	Status    string                 `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Input     string                 `protobuf:"bytes,5,opt,name=input,proto3" json:"input,omitempty"`
+	Output    string                 `protobuf:"bytes,6,opt,name=output,proto3" json:"output,omitempty"`
+	Usage     *Usage                 `protobuf:"bytes,7,opt,name=usage,proto3" json:"usage,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Milliseconds.
+	ProcessingTime int32 `protobuf:"varint,9,opt,name=processing_time,json=processingTime,proto3" json:"processing_time,omitempty"`
+	// On a batch item: its batch and position in it.
+	BatchId    *string `protobuf:"bytes,10,opt,name=batch_id,json=batchId,proto3,oneof" json:"batch_id,omitempty"`
+	BatchIndex *int32  `protobuf:"varint,11,opt,name=batch_index,json=batchIndex,proto3,oneof" json:"batch_index,omitempty"`
+	// On a failed record: the error code.
+	ErrorCode     *string `protobuf:"bytes,12,opt,name=error_code,json=errorCode,proto3,oneof" json:"error_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessRecord) Reset() {
+	*x = ProcessRecord{}
+	mi := &file_plutos_v1_processing_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessRecord) ProtoMessage() {}
+
+func (x *ProcessRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_processing_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessRecord.ProtoReflect.Descriptor instead.
+func (*ProcessRecord) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_processing_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ProcessRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetInput() string {
+	if x != nil {
+		return x.Input
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *ProcessRecord) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ProcessRecord) GetProcessingTime() int32 {
+	if x != nil {
+		return x.ProcessingTime
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetBatchId() string {
+	if x != nil && x.BatchId != nil {
+		return *x.BatchId
+	}
+	return ""
+}
+
+func (x *ProcessRecord) GetBatchIndex() int32 {
+	if x != nil && x.BatchIndex != nil {
+		return *x.BatchIndex
+	}
+	return 0
+}
+
+func (x *ProcessRecord) GetErrorCode() string {
+	if x != nil && x.ErrorCode != nil {
+		return *x.ErrorCode
+	}
+	return ""
+}
+
+type ListProcessesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Data    []*ProcessRecord       `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
+	HasMore bool                   `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	// Ids of the first and last records of this page; pass last_id as `after` for the next.
+	FirstId       string `protobuf:"bytes,3,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	LastId        string `protobuf:"bytes,4,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProcessesResponse) Reset() {
+	*x = ListProcessesResponse{}
+	mi := &file_plutos_v1_processing_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProcessesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProcessesResponse) ProtoMessage() {}
+
+func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_processing_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
+func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_processing_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListProcessesResponse) GetData() []*ProcessRecord {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ListProcessesResponse) GetHasMore() bool {
+	if x != nil {
+		return x.HasMore
+	}
+	return false
+}
+
+func (x *ListProcessesResponse) GetFirstId() string {
+	if x != nil {
+		return x.FirstId
+	}
+	return ""
+}
+
+func (x *ListProcessesResponse) GetLastId() string {
+	if x != nil {
+		return x.LastId
+	}
+	return ""
+}
+
 var File_plutos_v1_processing_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_processing_proto_rawDesc = "" +
@@ -1069,26 +1366,26 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x0eProcessRequest\x12\x1a\n" +
 	"\x05input\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05input\x12\x1a\n" +
 	"\x05model\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05model\x123\n" +
-	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\"\xdb\x01\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\"\xe7\x01\n" +
 	"\x0fProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06output\x18\x02 \x01(\tR\x06output\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\x12&\n" +
-	"\x05usage\x18\x04 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x129\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12,\n" +
+	"\x05usage\x18\x04 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\x06 \x01(\x05R\x0eprocessingTime\")\n" +
 	"\x11GetProcessRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xc1\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xd3\x02\n" +
 	"\x12GetProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\tR\x05input\x12\x16\n" +
 	"\x06output\x18\x03 \x01(\tR\x06output\x12\x14\n" +
-	"\x05model\x18\x04 \x01(\tR\x05model\x123\n" +
-	"\aoptions\x18\x05 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\x12&\n" +
-	"\x05usage\x18\x06 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x129\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x129\n" +
+	"\aoptions\x18\x05 \x01(\v2\x19.plutos.v1.ProcessOptionsB\x04\xe2A\x01\x02R\aoptions\x12,\n" +
+	"\x05usage\x18\x06 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12?\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\b \x01(\x05R\x0eprocessingTime\x12\x16\n" +
 	"\x06status\x18\t \x01(\tR\x06status\"}\n" +
 	"\fBatchRequest\x12\x1c\n" +
@@ -1097,19 +1394,19 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\">\n" +
 	"\x0eBatchItemError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x94\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x9a\x01\n" +
 	"\vBatchResult\x12\x14\n" +
 	"\x05input\x18\x01 \x01(\tR\x05input\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\x12&\n" +
-	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x12/\n" +
-	"\x05error\x18\x04 \x01(\v2\x19.plutos.v1.BatchItemErrorR\x05error\"\xe8\x01\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12,\n" +
+	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12/\n" +
+	"\x05error\x18\x04 \x01(\v2\x19.plutos.v1.BatchItemErrorR\x05error\"\xf4\x01\n" +
 	"\rBatchResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
-	"\aresults\x18\x02 \x03(\v2\x16.plutos.v1.BatchResultR\aresults\x121\n" +
-	"\vtotal_usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\n" +
-	"totalUsage\x129\n" +
+	"\aresults\x18\x02 \x03(\v2\x16.plutos.v1.BatchResultR\aresults\x127\n" +
+	"\vtotal_usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\n" +
+	"totalUsage\x12?\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\x05 \x01(\x05R\x0eprocessingTime\"|\n" +
 	"\rStreamRequest\x12\x1a\n" +
 	"\x05input\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05input\x12\x1a\n" +
@@ -1117,24 +1414,58 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x01(\v2\x19.plutos.v1.ProcessOptionsR\aoptions\";\n" +
 	"\vStreamChunk\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\tR\x05chunk\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\"\xf0\x01\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\"\xfc\x01\n" +
 	"\x0eStreamComplete\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\tR\x05chunk\x12\x16\n" +
-	"\x06output\x18\x02 \x01(\tR\x06output\x12&\n" +
-	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageR\x05usage\x12\x0e\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12,\n" +
+	"\x05usage\x18\x03 \x01(\v2\x10.plutos.v1.UsageB\x04\xe2A\x01\x02R\x05usage\x12\x0e\n" +
 	"\x02id\x18\x04 \x01(\tR\x02id\x12\x14\n" +
-	"\x05model\x18\x05 \x01(\tR\x05model\x129\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12?\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\a \x01(\x05R\x0eprocessingTime\"\x82\x01\n" +
 	"\x0eStreamResponse\x12.\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x16.plutos.v1.StreamChunkH\x00R\x05chunk\x127\n" +
 	"\bcomplete\x18\x02 \x01(\v2\x19.plutos.v1.StreamCompleteH\x00R\bcompleteB\a\n" +
-	"\x05event2\xfc\x02\n" +
+	"\x05event\"\xaa\x01\n" +
+	"\x14ListProcessesRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1d\n" +
+	"\n" +
+	"start_date\x18\x05 \x01(\tR\tstartDate\x12\x19\n" +
+	"\bend_date\x18\x06 \x01(\tR\aendDate\"\xb1\x03\n" +
+	"\rProcessRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x14\n" +
+	"\x05input\x18\x05 \x01(\tR\x05input\x12\x16\n" +
+	"\x06output\x18\x06 \x01(\tR\x06output\x12&\n" +
+	"\x05usage\x18\a \x01(\v2\x10.plutos.v1.UsageR\x05usage\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12'\n" +
+	"\x0fprocessing_time\x18\t \x01(\x05R\x0eprocessingTime\x12\x1e\n" +
+	"\bbatch_id\x18\n" +
+	" \x01(\tH\x00R\abatchId\x88\x01\x01\x12$\n" +
+	"\vbatch_index\x18\v \x01(\x05H\x01R\n" +
+	"batchIndex\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"error_code\x18\f \x01(\tH\x02R\terrorCode\x88\x01\x01B\v\n" +
+	"\t_batch_idB\x0e\n" +
+	"\f_batch_indexB\r\n" +
+	"\v_error_code\"\x94\x01\n" +
+	"\x15ListProcessesResponse\x12,\n" +
+	"\x04data\x18\x01 \x03(\v2\x18.plutos.v1.ProcessRecordR\x04data\x12\x19\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
+	"\bfirst_id\x18\x03 \x01(\tR\afirstId\x12\x17\n" +
+	"\alast_id\x18\x04 \x01(\tR\x06lastId2\xe5\x03\n" +
 	"\x11ProcessingService\x12X\n" +
 	"\aProcess\x12\x19.plutos.v1.ProcessRequest\x1a\x1a.plutos.v1.ProcessResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/process\x12c\n" +
 	"\n" +
-	"GetProcess\x12\x1c.plutos.v1.GetProcessRequest\x1a\x1d.plutos.v1.GetProcessResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/process/{id}\x12P\n" +
+	"GetProcess\x12\x1c.plutos.v1.GetProcessRequest\x1a\x1d.plutos.v1.GetProcessResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/process/{id}\x12g\n" +
+	"\rListProcesses\x12\x1f.plutos.v1.ListProcessesRequest\x1a .plutos.v1.ListProcessesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/process\x12P\n" +
 	"\x05Batch\x12\x17.plutos.v1.BatchRequest\x1a\x18.plutos.v1.BatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/batch\x12V\n" +
 	"\x06Stream\x12\x18.plutos.v1.StreamRequest\x1a\x19.plutos.v1.StreamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/stream0\x01B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
@@ -1151,7 +1482,7 @@ func file_plutos_v1_processing_proto_rawDescGZIP() []byte {
 	return file_plutos_v1_processing_proto_rawDescData
 }
 
-var file_plutos_v1_processing_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_plutos_v1_processing_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_plutos_v1_processing_proto_goTypes = []any{
 	(*ProcessOptions)(nil),        // 0: plutos.v1.ProcessOptions
 	(*Usage)(nil),                 // 1: plutos.v1.Usage
@@ -1167,39 +1498,47 @@ var file_plutos_v1_processing_proto_goTypes = []any{
 	(*StreamChunk)(nil),           // 11: plutos.v1.StreamChunk
 	(*StreamComplete)(nil),        // 12: plutos.v1.StreamComplete
 	(*StreamResponse)(nil),        // 13: plutos.v1.StreamResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*ListProcessesRequest)(nil),  // 14: plutos.v1.ListProcessesRequest
+	(*ProcessRecord)(nil),         // 15: plutos.v1.ProcessRecord
+	(*ListProcessesResponse)(nil), // 16: plutos.v1.ListProcessesResponse
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_plutos_v1_processing_proto_depIdxs = []int32{
 	0,  // 0: plutos.v1.ProcessRequest.options:type_name -> plutos.v1.ProcessOptions
 	1,  // 1: plutos.v1.ProcessResponse.usage:type_name -> plutos.v1.Usage
-	14, // 2: plutos.v1.ProcessResponse.created_at:type_name -> google.protobuf.Timestamp
+	17, // 2: plutos.v1.ProcessResponse.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: plutos.v1.GetProcessResponse.options:type_name -> plutos.v1.ProcessOptions
 	1,  // 4: plutos.v1.GetProcessResponse.usage:type_name -> plutos.v1.Usage
-	14, // 5: plutos.v1.GetProcessResponse.created_at:type_name -> google.protobuf.Timestamp
+	17, // 5: plutos.v1.GetProcessResponse.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: plutos.v1.BatchRequest.options:type_name -> plutos.v1.ProcessOptions
 	1,  // 7: plutos.v1.BatchResult.usage:type_name -> plutos.v1.Usage
 	7,  // 8: plutos.v1.BatchResult.error:type_name -> plutos.v1.BatchItemError
 	8,  // 9: plutos.v1.BatchResponse.results:type_name -> plutos.v1.BatchResult
 	1,  // 10: plutos.v1.BatchResponse.total_usage:type_name -> plutos.v1.Usage
-	14, // 11: plutos.v1.BatchResponse.created_at:type_name -> google.protobuf.Timestamp
+	17, // 11: plutos.v1.BatchResponse.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: plutos.v1.StreamRequest.options:type_name -> plutos.v1.ProcessOptions
 	1,  // 13: plutos.v1.StreamComplete.usage:type_name -> plutos.v1.Usage
-	14, // 14: plutos.v1.StreamComplete.created_at:type_name -> google.protobuf.Timestamp
+	17, // 14: plutos.v1.StreamComplete.created_at:type_name -> google.protobuf.Timestamp
 	11, // 15: plutos.v1.StreamResponse.chunk:type_name -> plutos.v1.StreamChunk
 	12, // 16: plutos.v1.StreamResponse.complete:type_name -> plutos.v1.StreamComplete
-	2,  // 17: plutos.v1.ProcessingService.Process:input_type -> plutos.v1.ProcessRequest
-	4,  // 18: plutos.v1.ProcessingService.GetProcess:input_type -> plutos.v1.GetProcessRequest
-	6,  // 19: plutos.v1.ProcessingService.Batch:input_type -> plutos.v1.BatchRequest
-	10, // 20: plutos.v1.ProcessingService.Stream:input_type -> plutos.v1.StreamRequest
-	3,  // 21: plutos.v1.ProcessingService.Process:output_type -> plutos.v1.ProcessResponse
-	5,  // 22: plutos.v1.ProcessingService.GetProcess:output_type -> plutos.v1.GetProcessResponse
-	9,  // 23: plutos.v1.ProcessingService.Batch:output_type -> plutos.v1.BatchResponse
-	13, // 24: plutos.v1.ProcessingService.Stream:output_type -> plutos.v1.StreamResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	1,  // 17: plutos.v1.ProcessRecord.usage:type_name -> plutos.v1.Usage
+	17, // 18: plutos.v1.ProcessRecord.created_at:type_name -> google.protobuf.Timestamp
+	15, // 19: plutos.v1.ListProcessesResponse.data:type_name -> plutos.v1.ProcessRecord
+	2,  // 20: plutos.v1.ProcessingService.Process:input_type -> plutos.v1.ProcessRequest
+	4,  // 21: plutos.v1.ProcessingService.GetProcess:input_type -> plutos.v1.GetProcessRequest
+	14, // 22: plutos.v1.ProcessingService.ListProcesses:input_type -> plutos.v1.ListProcessesRequest
+	6,  // 23: plutos.v1.ProcessingService.Batch:input_type -> plutos.v1.BatchRequest
+	10, // 24: plutos.v1.ProcessingService.Stream:input_type -> plutos.v1.StreamRequest
+	3,  // 25: plutos.v1.ProcessingService.Process:output_type -> plutos.v1.ProcessResponse
+	5,  // 26: plutos.v1.ProcessingService.GetProcess:output_type -> plutos.v1.GetProcessResponse
+	16, // 27: plutos.v1.ProcessingService.ListProcesses:output_type -> plutos.v1.ListProcessesResponse
+	9,  // 28: plutos.v1.ProcessingService.Batch:output_type -> plutos.v1.BatchResponse
+	13, // 29: plutos.v1.ProcessingService.Stream:output_type -> plutos.v1.StreamResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_plutos_v1_processing_proto_init() }
@@ -1212,13 +1551,14 @@ func file_plutos_v1_processing_proto_init() {
 		(*StreamResponse_Chunk)(nil),
 		(*StreamResponse_Complete)(nil),
 	}
+	file_plutos_v1_processing_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plutos_v1_processing_proto_rawDesc), len(file_plutos_v1_processing_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

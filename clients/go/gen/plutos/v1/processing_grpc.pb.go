@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProcessingService_Process_FullMethodName    = "/plutos.v1.ProcessingService/Process"
-	ProcessingService_GetProcess_FullMethodName = "/plutos.v1.ProcessingService/GetProcess"
-	ProcessingService_Batch_FullMethodName      = "/plutos.v1.ProcessingService/Batch"
-	ProcessingService_Stream_FullMethodName     = "/plutos.v1.ProcessingService/Stream"
+	ProcessingService_Process_FullMethodName       = "/plutos.v1.ProcessingService/Process"
+	ProcessingService_GetProcess_FullMethodName    = "/plutos.v1.ProcessingService/GetProcess"
+	ProcessingService_ListProcesses_FullMethodName = "/plutos.v1.ProcessingService/ListProcesses"
+	ProcessingService_Batch_FullMethodName         = "/plutos.v1.ProcessingService/Batch"
+	ProcessingService_Stream_FullMethodName        = "/plutos.v1.ProcessingService/Stream"
 )
 
 // ProcessingServiceClient is the client API for ProcessingService service.
@@ -35,6 +36,8 @@ type ProcessingServiceClient interface {
 	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error)
 	// Retrieve a stored processing result; only the owning account can see it.
 	GetProcess(ctx context.Context, in *GetProcessRequest, opts ...grpc.CallOption) (*GetProcessResponse, error)
+	// The account's processing records, newest first (cursor pagination with `after`).
+	ListProcesses(ctx context.Context, in *ListProcessesRequest, opts ...grpc.CallOption) (*ListProcessesResponse, error)
 	// Process up to 100 inputs in one request; results come back in input order.
 	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 	// Stream the output as it is generated (Server-Sent Events over REST).
@@ -63,6 +66,16 @@ func (c *processingServiceClient) GetProcess(ctx context.Context, in *GetProcess
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetProcessResponse)
 	err := c.cc.Invoke(ctx, ProcessingService_GetProcess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *processingServiceClient) ListProcesses(ctx context.Context, in *ListProcessesRequest, opts ...grpc.CallOption) (*ListProcessesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListProcessesResponse)
+	err := c.cc.Invoke(ctx, ProcessingService_ListProcesses_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +121,8 @@ type ProcessingServiceServer interface {
 	Process(context.Context, *ProcessRequest) (*ProcessResponse, error)
 	// Retrieve a stored processing result; only the owning account can see it.
 	GetProcess(context.Context, *GetProcessRequest) (*GetProcessResponse, error)
+	// The account's processing records, newest first (cursor pagination with `after`).
+	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 	// Process up to 100 inputs in one request; results come back in input order.
 	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	// Stream the output as it is generated (Server-Sent Events over REST).
@@ -127,6 +142,9 @@ func (UnimplementedProcessingServiceServer) Process(context.Context, *ProcessReq
 }
 func (UnimplementedProcessingServiceServer) GetProcess(context.Context, *GetProcessRequest) (*GetProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProcess not implemented")
+}
+func (UnimplementedProcessingServiceServer) ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListProcesses not implemented")
 }
 func (UnimplementedProcessingServiceServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
@@ -191,6 +209,24 @@ func _ProcessingService_GetProcess_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProcessingService_ListProcesses_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListProcessesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcessingServiceServer).ListProcesses(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcessingService_ListProcesses_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcessingServiceServer).ListProcesses(ctx, req.(*ListProcessesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ProcessingService_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BatchRequest)
 	if err := dec(in); err != nil {
@@ -234,6 +270,10 @@ var ProcessingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetProcess",
 			Handler:    _ProcessingService_GetProcess_Handler,
+		},
+		{
+			MethodName: "ListProcesses",
+			Handler:    _ProcessingService_ListProcesses_Handler,
 		},
 		{
 			MethodName: "Batch",

@@ -319,18 +319,220 @@ func (x *GetUsageResponse) GetLimits() *UsageLimits {
 	return nil
 }
 
+type GetDailyUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM-DD, inclusive. Query parameter `start_date`.
+	StartDate string `protobuf:"bytes,1,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
+	// YYYY-MM-DD, inclusive. Query parameter `end_date`.
+	EndDate string `protobuf:"bytes,2,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	// Only this model's rows.
+	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDailyUsageRequest) Reset() {
+	*x = GetDailyUsageRequest{}
+	mi := &file_plutos_v1_usage_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDailyUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDailyUsageRequest) ProtoMessage() {}
+
+func (x *GetDailyUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_usage_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDailyUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetDailyUsageRequest) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_usage_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetDailyUsageRequest) GetStartDate() string {
+	if x != nil {
+		return x.StartDate
+	}
+	return ""
+}
+
+func (x *GetDailyUsageRequest) GetEndDate() string {
+	if x != nil {
+		return x.EndDate
+	}
+	return ""
+}
+
+func (x *GetDailyUsageRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+type DailyUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM-DD (UTC).
+	Date             string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	Model            string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	Requests         int64  `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	PromptTokens     int64  `protobuf:"varint,4,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	CompletionTokens int64  `protobuf:"varint,5,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	TotalTokens      int64  `protobuf:"varint,6,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	// USD, the same arithmetic as GetUsage.
+	Cost          float64 `protobuf:"fixed64,7,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DailyUsage) Reset() {
+	*x = DailyUsage{}
+	mi := &file_plutos_v1_usage_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DailyUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DailyUsage) ProtoMessage() {}
+
+func (x *DailyUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_usage_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DailyUsage.ProtoReflect.Descriptor instead.
+func (*DailyUsage) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_usage_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DailyUsage) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *DailyUsage) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *DailyUsage) GetRequests() int64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *DailyUsage) GetPromptTokens() int64 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *DailyUsage) GetCompletionTokens() int64 {
+	if x != nil {
+		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *DailyUsage) GetTotalTokens() int64 {
+	if x != nil {
+		return x.TotalTokens
+	}
+	return 0
+}
+
+func (x *DailyUsage) GetCost() float64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
+type GetDailyUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest day first; within a day, by model.
+	Data          []*DailyUsage `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDailyUsageResponse) Reset() {
+	*x = GetDailyUsageResponse{}
+	mi := &file_plutos_v1_usage_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDailyUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDailyUsageResponse) ProtoMessage() {}
+
+func (x *GetDailyUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_usage_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDailyUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetDailyUsageResponse) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_usage_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetDailyUsageResponse) GetData() []*DailyUsage {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_plutos_v1_usage_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\n" +
-	"\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
+	"\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n" +
 	"\x0fGetUsageRequest\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x01 \x01(\tR\tstartDate\x12\x19\n" +
-	"\bend_date\x18\x02 \x01(\tR\aendDate\"m\n" +
-	"\vUsagePeriod\x120\n" +
-	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
-	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\x93\x02\n" +
+	"\bend_date\x18\x02 \x01(\tR\aendDate\"y\n" +
+	"\vUsagePeriod\x126\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x05start\x122\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x03end\"\x93\x02\n" +
 	"\vUsageTotals\x12%\n" +
 	"\x0etotal_requests\x18\x01 \x01(\x03R\rtotalRequests\x12!\n" +
 	"\ftotal_tokens\x18\x02 \x01(\x03R\vtotalTokens\x12\x1d\n" +
@@ -343,13 +545,30 @@ const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\vUsageLimits\x12.\n" +
 	"\x13requests_per_minute\x18\x01 \x01(\x05R\x11requestsPerMinute\x12*\n" +
 	"\x11requests_per_hour\x18\x02 \x01(\x05R\x0frequestsPerHour\x12(\n" +
-	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\"\xa0\x01\n" +
-	"\x10GetUsageResponse\x12.\n" +
-	"\x06period\x18\x01 \x01(\v2\x16.plutos.v1.UsagePeriodR\x06period\x12,\n" +
-	"\x05usage\x18\x02 \x01(\v2\x16.plutos.v1.UsageTotalsR\x05usage\x12.\n" +
-	"\x06limits\x18\x03 \x01(\v2\x16.plutos.v1.UsageLimitsR\x06limits2f\n" +
+	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\"\xb2\x01\n" +
+	"\x10GetUsageResponse\x124\n" +
+	"\x06period\x18\x01 \x01(\v2\x16.plutos.v1.UsagePeriodB\x04\xe2A\x01\x02R\x06period\x122\n" +
+	"\x05usage\x18\x02 \x01(\v2\x16.plutos.v1.UsageTotalsB\x04\xe2A\x01\x02R\x05usage\x124\n" +
+	"\x06limits\x18\x03 \x01(\v2\x16.plutos.v1.UsageLimitsB\x04\xe2A\x01\x02R\x06limits\"f\n" +
+	"\x14GetDailyUsageRequest\x12\x1d\n" +
+	"\n" +
+	"start_date\x18\x01 \x01(\tR\tstartDate\x12\x19\n" +
+	"\bend_date\x18\x02 \x01(\tR\aendDate\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\"\xdb\x01\n" +
+	"\n" +
+	"DailyUsage\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1a\n" +
+	"\brequests\x18\x03 \x01(\x03R\brequests\x12#\n" +
+	"\rprompt_tokens\x18\x04 \x01(\x03R\fpromptTokens\x12+\n" +
+	"\x11completion_tokens\x18\x05 \x01(\x03R\x10completionTokens\x12!\n" +
+	"\ftotal_tokens\x18\x06 \x01(\x03R\vtotalTokens\x12\x12\n" +
+	"\x04cost\x18\a \x01(\x01R\x04cost\"B\n" +
+	"\x15GetDailyUsageResponse\x12)\n" +
+	"\x04data\x18\x01 \x03(\v2\x15.plutos.v1.DailyUsageR\x04data2\xd3\x01\n" +
 	"\fUsageService\x12V\n" +
-	"\bGetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/usageB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
+	"\bGetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/usage\x12k\n" +
+	"\rGetDailyUsage\x12\x1f.plutos.v1.GetDailyUsageRequest\x1a .plutos.v1.GetDailyUsageResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/usage/dailyB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
 
 var (
 	file_plutos_v1_usage_proto_rawDescOnce sync.Once
@@ -363,30 +582,36 @@ func file_plutos_v1_usage_proto_rawDescGZIP() []byte {
 	return file_plutos_v1_usage_proto_rawDescData
 }
 
-var file_plutos_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_plutos_v1_usage_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_plutos_v1_usage_proto_goTypes = []any{
 	(*GetUsageRequest)(nil),       // 0: plutos.v1.GetUsageRequest
 	(*UsagePeriod)(nil),           // 1: plutos.v1.UsagePeriod
 	(*UsageTotals)(nil),           // 2: plutos.v1.UsageTotals
 	(*UsageLimits)(nil),           // 3: plutos.v1.UsageLimits
 	(*GetUsageResponse)(nil),      // 4: plutos.v1.GetUsageResponse
-	nil,                           // 5: plutos.v1.UsageTotals.RequestsByModelEntry
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*GetDailyUsageRequest)(nil),  // 5: plutos.v1.GetDailyUsageRequest
+	(*DailyUsage)(nil),            // 6: plutos.v1.DailyUsage
+	(*GetDailyUsageResponse)(nil), // 7: plutos.v1.GetDailyUsageResponse
+	nil,                           // 8: plutos.v1.UsageTotals.RequestsByModelEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_plutos_v1_usage_proto_depIdxs = []int32{
-	6, // 0: plutos.v1.UsagePeriod.start:type_name -> google.protobuf.Timestamp
-	6, // 1: plutos.v1.UsagePeriod.end:type_name -> google.protobuf.Timestamp
-	5, // 2: plutos.v1.UsageTotals.requests_by_model:type_name -> plutos.v1.UsageTotals.RequestsByModelEntry
+	9, // 0: plutos.v1.UsagePeriod.start:type_name -> google.protobuf.Timestamp
+	9, // 1: plutos.v1.UsagePeriod.end:type_name -> google.protobuf.Timestamp
+	8, // 2: plutos.v1.UsageTotals.requests_by_model:type_name -> plutos.v1.UsageTotals.RequestsByModelEntry
 	1, // 3: plutos.v1.GetUsageResponse.period:type_name -> plutos.v1.UsagePeriod
 	2, // 4: plutos.v1.GetUsageResponse.usage:type_name -> plutos.v1.UsageTotals
 	3, // 5: plutos.v1.GetUsageResponse.limits:type_name -> plutos.v1.UsageLimits
-	0, // 6: plutos.v1.UsageService.GetUsage:input_type -> plutos.v1.GetUsageRequest
-	4, // 7: plutos.v1.UsageService.GetUsage:output_type -> plutos.v1.GetUsageResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 6: plutos.v1.GetDailyUsageResponse.data:type_name -> plutos.v1.DailyUsage
+	0, // 7: plutos.v1.UsageService.GetUsage:input_type -> plutos.v1.GetUsageRequest
+	5, // 8: plutos.v1.UsageService.GetDailyUsage:input_type -> plutos.v1.GetDailyUsageRequest
+	4, // 9: plutos.v1.UsageService.GetUsage:output_type -> plutos.v1.GetUsageResponse
+	7, // 10: plutos.v1.UsageService.GetDailyUsage:output_type -> plutos.v1.GetDailyUsageResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_plutos_v1_usage_proto_init() }
@@ -400,7 +625,7 @@ func file_plutos_v1_usage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plutos_v1_usage_proto_rawDesc), len(file_plutos_v1_usage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UsageService_GetUsage_FullMethodName = "/plutos.v1.UsageService/GetUsage"
+	UsageService_GetUsage_FullMethodName      = "/plutos.v1.UsageService/GetUsage"
+	UsageService_GetDailyUsage_FullMethodName = "/plutos.v1.UsageService/GetDailyUsage"
 )
 
 // UsageServiceClient is the client API for UsageService service.
@@ -30,6 +31,8 @@ const (
 type UsageServiceClient interface {
 	// Usage statistics for a period (default: the current calendar month, UTC).
 	GetUsage(ctx context.Context, in *GetUsageRequest, opts ...grpc.CallOption) (*GetUsageResponse, error)
+	// One row per UTC day and model with usage in the period (default: this month so far).
+	GetDailyUsage(ctx context.Context, in *GetDailyUsageRequest, opts ...grpc.CallOption) (*GetDailyUsageResponse, error)
 }
 
 type usageServiceClient struct {
@@ -50,6 +53,16 @@ func (c *usageServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, 
 	return out, nil
 }
 
+func (c *usageServiceClient) GetDailyUsage(ctx context.Context, in *GetDailyUsageRequest, opts ...grpc.CallOption) (*GetDailyUsageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDailyUsageResponse)
+	err := c.cc.Invoke(ctx, UsageService_GetDailyUsage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UsageServiceServer is the server API for UsageService service.
 // All implementations must embed UnimplementedUsageServiceServer
 // for forward compatibility.
@@ -58,6 +71,8 @@ func (c *usageServiceClient) GetUsage(ctx context.Context, in *GetUsageRequest, 
 type UsageServiceServer interface {
 	// Usage statistics for a period (default: the current calendar month, UTC).
 	GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error)
+	// One row per UTC day and model with usage in the period (default: this month so far).
+	GetDailyUsage(context.Context, *GetDailyUsageRequest) (*GetDailyUsageResponse, error)
 	mustEmbedUnimplementedUsageServiceServer()
 }
 
@@ -70,6 +85,9 @@ type UnimplementedUsageServiceServer struct{}
 
 func (UnimplementedUsageServiceServer) GetUsage(context.Context, *GetUsageRequest) (*GetUsageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUsage not implemented")
+}
+func (UnimplementedUsageServiceServer) GetDailyUsage(context.Context, *GetDailyUsageRequest) (*GetDailyUsageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDailyUsage not implemented")
 }
 func (UnimplementedUsageServiceServer) mustEmbedUnimplementedUsageServiceServer() {}
 func (UnimplementedUsageServiceServer) testEmbeddedByValue()                      {}
@@ -110,6 +128,24 @@ func _UsageService_GetUsage_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UsageService_GetDailyUsage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDailyUsageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UsageServiceServer).GetDailyUsage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UsageService_GetDailyUsage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UsageServiceServer).GetDailyUsage(ctx, req.(*GetDailyUsageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UsageService_ServiceDesc is the grpc.ServiceDesc for UsageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -120,6 +156,10 @@ var UsageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetUsage",
 			Handler:    _UsageService_GetUsage_Handler,
+		},
+		{
+			MethodName: "GetDailyUsage",
+			Handler:    _UsageService_GetDailyUsage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

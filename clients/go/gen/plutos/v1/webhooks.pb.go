@@ -414,31 +414,510 @@ func (x *DeleteWebhookResponse) GetDeleted() bool {
 	return false
 }
 
+type WebhookDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `webhook-id` header of every attempt.
+	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	WebhookId string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	Event     string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	// "pending", "delivered" or "failed".
+	Status   string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	Attempts int32  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// The HTTP status of the last attempt, if it got one.
+	LastStatusCode *int32 `protobuf:"varint,6,opt,name=last_status_code,json=lastStatusCode,proto3,oneof" json:"last_status_code,omitempty"`
+	// The error of the last attempt, if it failed.
+	LastError *string `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3,oneof" json:"last_error,omitempty"`
+	// When a pending delivery is tried next.
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	DeliveredAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=delivered_at,json=deliveredAt,proto3" json:"delivered_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WebhookDelivery) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetLastStatusCode() int32 {
+	if x != nil && x.LastStatusCode != nil {
+		return *x.LastStatusCode
+	}
+	return 0
+}
+
+func (x *WebhookDelivery) GetLastError() string {
+	if x != nil && x.LastError != nil {
+		return *x.LastError
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetDeliveredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeliveredAt
+	}
+	return nil
+}
+
+type ListWebhookDeliveriesRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	WebhookId string                 `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// 1 to 100; default 20.
+	Limit int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// Only "pending", "delivered" or "failed" deliveries.
+	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesRequest) Reset() {
+	*x = ListWebhookDeliveriesRequest{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListWebhookDeliveriesRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListWebhookDeliveriesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type ListWebhookDeliveriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []*WebhookDelivery     `protobuf:"bytes,1,rep,name=data,proto3" json:"data,omitempty"`
+	HasMore       bool                   `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"`
+	FirstId       string                 `protobuf:"bytes,3,opt,name=first_id,json=firstId,proto3" json:"first_id,omitempty"`
+	LastId        string                 `protobuf:"bytes,4,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesResponse) Reset() {
+	*x = ListWebhookDeliveriesResponse{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListWebhookDeliveriesResponse) GetData() []*WebhookDelivery {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ListWebhookDeliveriesResponse) GetHasMore() bool {
+	if x != nil {
+		return x.HasMore
+	}
+	return false
+}
+
+func (x *ListWebhookDeliveriesResponse) GetFirstId() string {
+	if x != nil {
+		return x.FirstId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesResponse) GetLastId() string {
+	if x != nil {
+		return x.LastId
+	}
+	return ""
+}
+
+type RedeliverWebhookDeliveryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WebhookId     string                 `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookDeliveryRequest) Reset() {
+	*x = RedeliverWebhookDeliveryRequest{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookDeliveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookDeliveryRequest) ProtoMessage() {}
+
+func (x *RedeliverWebhookDeliveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookDeliveryRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookDeliveryRequest) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RedeliverWebhookDeliveryRequest) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *RedeliverWebhookDeliveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RedeliverWebhookDeliveryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivery      *WebhookDelivery       `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookDeliveryResponse) Reset() {
+	*x = RedeliverWebhookDeliveryResponse{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookDeliveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookDeliveryResponse) ProtoMessage() {}
+
+func (x *RedeliverWebhookDeliveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookDeliveryResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookDeliveryResponse) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RedeliverWebhookDeliveryResponse) GetDelivery() *WebhookDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type TestWebhookRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestWebhookRequest) Reset() {
+	*x = TestWebhookRequest{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestWebhookRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestWebhookRequest) ProtoMessage() {}
+
+func (x *TestWebhookRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestWebhookRequest.ProtoReflect.Descriptor instead.
+func (*TestWebhookRequest) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TestWebhookRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TestWebhookResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the receiver answered 2xx.
+	Delivered bool `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	// The receiver's HTTP status; unset if none came (see error).
+	StatusCode *int32  `protobuf:"varint,2,opt,name=status_code,json=statusCode,proto3,oneof" json:"status_code,omitempty"`
+	Error      *string `protobuf:"bytes,3,opt,name=error,proto3,oneof" json:"error,omitempty"`
+	// Milliseconds.
+	Duration int32 `protobuf:"varint,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The `webhook-id` of the ping.
+	DeliveryId    string `protobuf:"bytes,5,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestWebhookResponse) Reset() {
+	*x = TestWebhookResponse{}
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestWebhookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestWebhookResponse) ProtoMessage() {}
+
+func (x *TestWebhookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_webhooks_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestWebhookResponse.ProtoReflect.Descriptor instead.
+func (*TestWebhookResponse) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_webhooks_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TestWebhookResponse) GetDelivered() bool {
+	if x != nil {
+		return x.Delivered
+	}
+	return false
+}
+
+func (x *TestWebhookResponse) GetStatusCode() int32 {
+	if x != nil && x.StatusCode != nil {
+		return *x.StatusCode
+	}
+	return 0
+}
+
+func (x *TestWebhookResponse) GetError() string {
+	if x != nil && x.Error != nil {
+		return *x.Error
+	}
+	return ""
+}
+
+func (x *TestWebhookResponse) GetDuration() int32 {
+	if x != nil {
+		return x.Duration
+	}
+	return 0
+}
+
+func (x *TestWebhookResponse) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
 var File_plutos_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x12\x1d\n" +
 	"\n" +
-	"has_secret\x18\x04 \x01(\bR\thasSecret\x129\n" +
+	"has_secret\x18\x04 \x01(\bR\thasSecret\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\"d\n" +
 	"\x14CreateWebhookRequest\x12\x16\n" +
 	"\x03url\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x1c\n" +
 	"\x06events\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\x06events\x12\x16\n" +
-	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xab\x01\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xb1\x01\n" +
 	"\x15CreateWebhookResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\tR\x06events\x12\x1d\n" +
 	"\n" +
-	"has_secret\x18\x04 \x01(\bR\thasSecret\x129\n" +
+	"has_secret\x18\x04 \x01(\bR\thasSecret\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x15\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\"\x15\n" +
 	"\x13ListWebhooksRequest\"F\n" +
 	"\x14ListWebhooksResponse\x12.\n" +
 	"\bwebhooks\x18\x01 \x03(\v2\x12.plutos.v1.WebhookR\bwebhooks\",\n" +
@@ -446,11 +925,60 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"A\n" +
 	"\x15DeleteWebhookResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\bR\adeleted2\xd4\x02\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\"\xbf\x03\n" +
+	"\x0fWebhookDelivery\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x02 \x01(\tR\twebhookId\x12\x14\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1a\n" +
+	"\battempts\x18\x05 \x01(\x05R\battempts\x12-\n" +
+	"\x10last_status_code\x18\x06 \x01(\x05H\x00R\x0elastStatusCode\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tH\x01R\tlastError\x88\x01\x01\x12B\n" +
+	"\x0fnext_attempt_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n" +
+	"\fdelivered_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAtB\x13\n" +
+	"\x11_last_status_codeB\r\n" +
+	"\v_last_error\"\x87\x01\n" +
+	"\x1cListWebhookDeliveriesRequest\x12#\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\"\x9e\x01\n" +
+	"\x1dListWebhookDeliveriesResponse\x12.\n" +
+	"\x04data\x18\x01 \x03(\v2\x1a.plutos.v1.WebhookDeliveryR\x04data\x12\x19\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
+	"\bfirst_id\x18\x03 \x01(\tR\afirstId\x12\x17\n" +
+	"\alast_id\x18\x04 \x01(\tR\x06lastId\"\\\n" +
+	"\x1fRedeliverWebhookDeliveryRequest\x12#\n" +
+	"\n" +
+	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12\x14\n" +
+	"\x02id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x02id\"Z\n" +
+	" RedeliverWebhookDeliveryResponse\x126\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1a.plutos.v1.WebhookDeliveryR\bdelivery\"*\n" +
+	"\x12TestWebhookRequest\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xcb\x01\n" +
+	"\x13TestWebhookResponse\x12\x1c\n" +
+	"\tdelivered\x18\x01 \x01(\bR\tdelivered\x12$\n" +
+	"\vstatus_code\x18\x02 \x01(\x05H\x00R\n" +
+	"statusCode\x88\x01\x01\x12\x19\n" +
+	"\x05error\x18\x03 \x01(\tH\x01R\x05error\x88\x01\x01\x12\x1a\n" +
+	"\bduration\x18\x04 \x01(\x05R\bduration\x12\x1f\n" +
+	"\vdelivery_id\x18\x05 \x01(\tR\n" +
+	"deliveryIdB\x0e\n" +
+	"\f_status_codeB\b\n" +
+	"\x06_error2\x96\x06\n" +
 	"\x0fWebhooksService\x12k\n" +
 	"\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12e\n" +
 	"\fListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12m\n" +
-	"\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
+	"\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12\x98\x01\n" +
+	"\x15ListWebhookDeliveries\x12'.plutos.v1.ListWebhookDeliveriesRequest\x1a(.plutos.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xb3\x01\n" +
+	"\x18RedeliverWebhookDelivery\x12*.plutos.v1.RedeliverWebhookDeliveryRequest\x1a+.plutos.v1.RedeliverWebhookDeliveryResponse\">\x82\xd3\xe4\x93\x028:\x01*\"3/v1/webhooks/{webhook_id}/deliveries/{id}:redeliver\x12o\n" +
+	"\vTestWebhook\x12\x1d.plutos.v1.TestWebhookRequest\x1a\x1e.plutos.v1.TestWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/webhooks/{id}:testB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
 
 var (
 	file_plutos_v1_webhooks_proto_rawDescOnce sync.Once
@@ -464,32 +992,50 @@ func file_plutos_v1_webhooks_proto_rawDescGZIP() []byte {
 	return file_plutos_v1_webhooks_proto_rawDescData
 }
 
-var file_plutos_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_plutos_v1_webhooks_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_plutos_v1_webhooks_proto_goTypes = []any{
-	(*Webhook)(nil),               // 0: plutos.v1.Webhook
-	(*CreateWebhookRequest)(nil),  // 1: plutos.v1.CreateWebhookRequest
-	(*CreateWebhookResponse)(nil), // 2: plutos.v1.CreateWebhookResponse
-	(*ListWebhooksRequest)(nil),   // 3: plutos.v1.ListWebhooksRequest
-	(*ListWebhooksResponse)(nil),  // 4: plutos.v1.ListWebhooksResponse
-	(*DeleteWebhookRequest)(nil),  // 5: plutos.v1.DeleteWebhookRequest
-	(*DeleteWebhookResponse)(nil), // 6: plutos.v1.DeleteWebhookResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*Webhook)(nil),                          // 0: plutos.v1.Webhook
+	(*CreateWebhookRequest)(nil),             // 1: plutos.v1.CreateWebhookRequest
+	(*CreateWebhookResponse)(nil),            // 2: plutos.v1.CreateWebhookResponse
+	(*ListWebhooksRequest)(nil),              // 3: plutos.v1.ListWebhooksRequest
+	(*ListWebhooksResponse)(nil),             // 4: plutos.v1.ListWebhooksResponse
+	(*DeleteWebhookRequest)(nil),             // 5: plutos.v1.DeleteWebhookRequest
+	(*DeleteWebhookResponse)(nil),            // 6: plutos.v1.DeleteWebhookResponse
+	(*WebhookDelivery)(nil),                  // 7: plutos.v1.WebhookDelivery
+	(*ListWebhookDeliveriesRequest)(nil),     // 8: plutos.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),    // 9: plutos.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookDeliveryRequest)(nil),  // 10: plutos.v1.RedeliverWebhookDeliveryRequest
+	(*RedeliverWebhookDeliveryResponse)(nil), // 11: plutos.v1.RedeliverWebhookDeliveryResponse
+	(*TestWebhookRequest)(nil),               // 12: plutos.v1.TestWebhookRequest
+	(*TestWebhookResponse)(nil),              // 13: plutos.v1.TestWebhookResponse
+	(*timestamppb.Timestamp)(nil),            // 14: google.protobuf.Timestamp
 }
 var file_plutos_v1_webhooks_proto_depIdxs = []int32{
-	7, // 0: plutos.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
-	7, // 1: plutos.v1.CreateWebhookResponse.created_at:type_name -> google.protobuf.Timestamp
-	0, // 2: plutos.v1.ListWebhooksResponse.webhooks:type_name -> plutos.v1.Webhook
-	1, // 3: plutos.v1.WebhooksService.CreateWebhook:input_type -> plutos.v1.CreateWebhookRequest
-	3, // 4: plutos.v1.WebhooksService.ListWebhooks:input_type -> plutos.v1.ListWebhooksRequest
-	5, // 5: plutos.v1.WebhooksService.DeleteWebhook:input_type -> plutos.v1.DeleteWebhookRequest
-	2, // 6: plutos.v1.WebhooksService.CreateWebhook:output_type -> plutos.v1.CreateWebhookResponse
-	4, // 7: plutos.v1.WebhooksService.ListWebhooks:output_type -> plutos.v1.ListWebhooksResponse
-	6, // 8: plutos.v1.WebhooksService.DeleteWebhook:output_type -> plutos.v1.DeleteWebhookResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	14, // 0: plutos.v1.Webhook.created_at:type_name -> google.protobuf.Timestamp
+	14, // 1: plutos.v1.CreateWebhookResponse.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: plutos.v1.ListWebhooksResponse.webhooks:type_name -> plutos.v1.Webhook
+	14, // 3: plutos.v1.WebhookDelivery.next_attempt_at:type_name -> google.protobuf.Timestamp
+	14, // 4: plutos.v1.WebhookDelivery.created_at:type_name -> google.protobuf.Timestamp
+	14, // 5: plutos.v1.WebhookDelivery.delivered_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: plutos.v1.ListWebhookDeliveriesResponse.data:type_name -> plutos.v1.WebhookDelivery
+	7,  // 7: plutos.v1.RedeliverWebhookDeliveryResponse.delivery:type_name -> plutos.v1.WebhookDelivery
+	1,  // 8: plutos.v1.WebhooksService.CreateWebhook:input_type -> plutos.v1.CreateWebhookRequest
+	3,  // 9: plutos.v1.WebhooksService.ListWebhooks:input_type -> plutos.v1.ListWebhooksRequest
+	5,  // 10: plutos.v1.WebhooksService.DeleteWebhook:input_type -> plutos.v1.DeleteWebhookRequest
+	8,  // 11: plutos.v1.WebhooksService.ListWebhookDeliveries:input_type -> plutos.v1.ListWebhookDeliveriesRequest
+	10, // 12: plutos.v1.WebhooksService.RedeliverWebhookDelivery:input_type -> plutos.v1.RedeliverWebhookDeliveryRequest
+	12, // 13: plutos.v1.WebhooksService.TestWebhook:input_type -> plutos.v1.TestWebhookRequest
+	2,  // 14: plutos.v1.WebhooksService.CreateWebhook:output_type -> plutos.v1.CreateWebhookResponse
+	4,  // 15: plutos.v1.WebhooksService.ListWebhooks:output_type -> plutos.v1.ListWebhooksResponse
+	6,  // 16: plutos.v1.WebhooksService.DeleteWebhook:output_type -> plutos.v1.DeleteWebhookResponse
+	9,  // 17: plutos.v1.WebhooksService.ListWebhookDeliveries:output_type -> plutos.v1.ListWebhookDeliveriesResponse
+	11, // 18: plutos.v1.WebhooksService.RedeliverWebhookDelivery:output_type -> plutos.v1.RedeliverWebhookDeliveryResponse
+	13, // 19: plutos.v1.WebhooksService.TestWebhook:output_type -> plutos.v1.TestWebhookResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_plutos_v1_webhooks_proto_init() }
@@ -497,13 +1043,15 @@ func file_plutos_v1_webhooks_proto_init() {
 	if File_plutos_v1_webhooks_proto != nil {
 		return
 	}
+	file_plutos_v1_webhooks_proto_msgTypes[7].OneofWrappers = []any{}
+	file_plutos_v1_webhooks_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plutos_v1_webhooks_proto_rawDesc), len(file_plutos_v1_webhooks_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

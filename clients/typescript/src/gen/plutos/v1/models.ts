@@ -23,7 +23,7 @@ export interface Model {
   /** The model's context size in tokens. */
   maxTokens: number;
   supportsStreaming: boolean;
-  pricing?: Pricing | undefined;
+  pricing: Pricing;
 }
 
 export interface ListModelsRequest {

@@ -163,3 +163,51 @@ export interface StreamResponse {
   chunk?: StreamChunk | undefined;
   complete?: StreamComplete | undefined;
 }
+
+export interface ListProcessesRequest {
+  /** 1 to 100; default 20. */
+  limit: number;
+  /** The last id of the previous page: records older than it. */
+  after: string;
+  /** Only this model's records. */
+  model: string;
+  /** Only "completed", "failed" or "cancelled" records. */
+  status: string;
+  /** YYYY-MM-DD (UTC), inclusive. Query parameter `start_date`. */
+  startDate: string;
+  /** YYYY-MM-DD (UTC), inclusive. Query parameter `end_date`. */
+  endDate: string;
+}
+
+/** One stored processing record. */
+export interface ProcessRecord {
+  id: string;
+  /** "process", "stream", "batch" (an item of a batch), or the surface that made it. */
+  kind: string;
+  model: string;
+  /** "completed", "cancelled" or "failed". */
+  status: string;
+  input: string;
+  output: string;
+  usage?: Usage | undefined;
+  createdAt?:
+    | string
+    | undefined;
+  /** Milliseconds. */
+  processingTime: number;
+  /** On a batch item: its batch and position in it. */
+  batchId?: string | undefined;
+  batchIndex?:
+    | number
+    | undefined;
+  /** On a failed record: the error code. */
+  errorCode?: string | undefined;
+}
+
+export interface ListProcessesResponse {
+  data: ProcessRecord[];
+  hasMore: boolean;
+  /** Ids of the first and last records of this page; pass last_id as `after` for the next. */
+  firstId: string;
+  lastId: string;
+}

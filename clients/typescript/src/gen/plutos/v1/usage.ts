@@ -47,3 +47,29 @@ export interface GetUsageResponse {
   usage?: UsageTotals | undefined;
   limits?: UsageLimits | undefined;
 }
+
+export interface GetDailyUsageRequest {
+  /** YYYY-MM-DD, inclusive. Query parameter `start_date`. */
+  startDate: string;
+  /** YYYY-MM-DD, inclusive. Query parameter `end_date`. */
+  endDate: string;
+  /** Only this model's rows. */
+  model: string;
+}
+
+export interface DailyUsage {
+  /** YYYY-MM-DD (UTC). */
+  date: string;
+  model: string;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** USD, the same arithmetic as GetUsage. */
+  cost: number;
+}
+
+export interface GetDailyUsageResponse {
+  /** Oldest day first; within a day, by model. */
+  data: DailyUsage[];
+}

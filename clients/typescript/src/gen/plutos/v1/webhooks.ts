@@ -50,3 +50,68 @@ export interface DeleteWebhookResponse {
   id: string;
   deleted: boolean;
 }
+
+export interface WebhookDelivery {
+  /** The `webhook-id` header of every attempt. */
+  id: string;
+  webhookId: string;
+  event: string;
+  /** "pending", "delivered" or "failed". */
+  status: string;
+  attempts: number;
+  /** The HTTP status of the last attempt, if it got one. */
+  lastStatusCode?:
+    | number
+    | undefined;
+  /** The error of the last attempt, if it failed. */
+  lastError?:
+    | string
+    | undefined;
+  /** When a pending delivery is tried next. */
+  nextAttemptAt?: string | undefined;
+  createdAt?: string | undefined;
+  deliveredAt?: string | undefined;
+}
+
+export interface ListWebhookDeliveriesRequest {
+  webhookId: string;
+  /** 1 to 100; default 20. */
+  limit: number;
+  after: string;
+  /** Only "pending", "delivered" or "failed" deliveries. */
+  status: string;
+}
+
+export interface ListWebhookDeliveriesResponse {
+  data: WebhookDelivery[];
+  hasMore: boolean;
+  firstId: string;
+  lastId: string;
+}
+
+export interface RedeliverWebhookDeliveryRequest {
+  webhookId: string;
+  id: string;
+}
+
+export interface RedeliverWebhookDeliveryResponse {
+  delivery?: WebhookDelivery | undefined;
+}
+
+export interface TestWebhookRequest {
+  id: string;
+}
+
+export interface TestWebhookResponse {
+  /** Whether the receiver answered 2xx. */
+  delivered: boolean;
+  /** The receiver's HTTP status; unset if none came (see error). */
+  statusCode?: number | undefined;
+  error?:
+    | string
+    | undefined;
+  /** Milliseconds. */
+  duration: number;
+  /** The `webhook-id` of the ping. */
+  deliveryId: string;
+}

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16plutos/v1/models.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\"6\n\x07Pricing\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x01\x12\x15\n\routput_tokens\x18\x02 \x01(\x01\"\x8b\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x1a\n\x12supports_streaming\x18\x05 \x01(\x08\x12#\n\x07pricing\x18\x06 \x01(\x0b\x32\x12.plutos.v1.Pricing\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.plutos.v1.Model2n\n\rModelsService\x12]\n\nListModels\x12\x1c.plutos.v1.ListModelsRequest\x1a\x1d.plutos.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/modelsB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16plutos/v1/models.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"6\n\x07Pricing\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x01\x12\x15\n\routput_tokens\x18\x02 \x01(\x01\"\x91\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nmax_tokens\x18\x04 \x01(\x05\x12\x1a\n\x12supports_streaming\x18\x05 \x01(\x08\x12)\n\x07pricing\x18\x06 \x01(\x0b\x32\x12.plutos.v1.PricingB\x04\xe2\x41\x01\x02\"\x13\n\x11ListModelsRequest\"6\n\x12ListModelsResponse\x12 \n\x06models\x18\x01 \x03(\x0b\x32\x10.plutos.v1.Model2n\n\rModelsService\x12]\n\nListModels\x12\x1c.plutos.v1.ListModelsRequest\x1a\x1d.plutos.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/modelsB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +34,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plutos_ai._gen.plutos.v1.mo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1'
+  _globals['_MODEL'].fields_by_name['pricing']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['pricing']._serialized_options = b'\342A\001\002'
   _globals['_MODELSSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_MODELSSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
-  _globals['_PRICING']._serialized_start=67
-  _globals['_PRICING']._serialized_end=121
-  _globals['_MODEL']._serialized_start=124
-  _globals['_MODEL']._serialized_end=263
-  _globals['_LISTMODELSREQUEST']._serialized_start=265
-  _globals['_LISTMODELSREQUEST']._serialized_end=284
-  _globals['_LISTMODELSRESPONSE']._serialized_start=286
-  _globals['_LISTMODELSRESPONSE']._serialized_end=340
-  _globals['_MODELSSERVICE']._serialized_start=342
-  _globals['_MODELSSERVICE']._serialized_end=452
+  _globals['_PRICING']._serialized_start=100
+  _globals['_PRICING']._serialized_end=154
+  _globals['_MODEL']._serialized_start=157
+  _globals['_MODEL']._serialized_end=302
+  _globals['_LISTMODELSREQUEST']._serialized_start=304
+  _globals['_LISTMODELSREQUEST']._serialized_end=323
+  _globals['_LISTMODELSRESPONSE']._serialized_start=325
+  _globals['_LISTMODELSRESPONSE']._serialized_end=379
+  _globals['_MODELSSERVICE']._serialized_start=381
+  _globals['_MODELSSERVICE']._serialized_end=491
 # @@protoc_insertion_point(module_scope)

@@ -433,3 +433,129 @@ class StreamResponse(google.protobuf.message.Message):
     def WhichOneof(self, oneof_group: typing.Literal["event", b"event"]) -> typing.Literal["chunk", "complete"] | None: ...
 
 global___StreamResponse = StreamResponse
+
+@typing.final
+class ListProcessesRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: builtins.int
+    AFTER_FIELD_NUMBER: builtins.int
+    MODEL_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    START_DATE_FIELD_NUMBER: builtins.int
+    END_DATE_FIELD_NUMBER: builtins.int
+    limit: builtins.int
+    """1 to 100; default 20."""
+    after: builtins.str
+    """The last id of the previous page: records older than it."""
+    model: builtins.str
+    """Only this model's records."""
+    status: builtins.str
+    """Only "completed", "failed" or "cancelled" records."""
+    start_date: builtins.str
+    """YYYY-MM-DD (UTC), inclusive. Query parameter `start_date`."""
+    end_date: builtins.str
+    """YYYY-MM-DD (UTC), inclusive. Query parameter `end_date`."""
+    def __init__(
+        self,
+        *,
+        limit: builtins.int = ...,
+        after: builtins.str = ...,
+        model: builtins.str = ...,
+        status: builtins.str = ...,
+        start_date: builtins.str = ...,
+        end_date: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["after", b"after", "end_date", b"end_date", "limit", b"limit", "model", b"model", "start_date", b"start_date", "status", b"status"]) -> None: ...
+
+global___ListProcessesRequest = ListProcessesRequest
+
+@typing.final
+class ProcessRecord(google.protobuf.message.Message):
+    """One stored processing record."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    MODEL_FIELD_NUMBER: builtins.int
+    STATUS_FIELD_NUMBER: builtins.int
+    INPUT_FIELD_NUMBER: builtins.int
+    OUTPUT_FIELD_NUMBER: builtins.int
+    USAGE_FIELD_NUMBER: builtins.int
+    CREATED_AT_FIELD_NUMBER: builtins.int
+    PROCESSING_TIME_FIELD_NUMBER: builtins.int
+    BATCH_ID_FIELD_NUMBER: builtins.int
+    BATCH_INDEX_FIELD_NUMBER: builtins.int
+    ERROR_CODE_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    kind: builtins.str
+    """"process", "stream", "batch" (an item of a batch), or the surface that made it."""
+    model: builtins.str
+    status: builtins.str
+    """"completed", "cancelled" or "failed"."""
+    input: builtins.str
+    output: builtins.str
+    processing_time: builtins.int
+    """Milliseconds."""
+    batch_id: builtins.str
+    """On a batch item: its batch and position in it."""
+    batch_index: builtins.int
+    error_code: builtins.str
+    """On a failed record: the error code."""
+    @property
+    def usage(self) -> global___Usage: ...
+    @property
+    def created_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+        kind: builtins.str = ...,
+        model: builtins.str = ...,
+        status: builtins.str = ...,
+        input: builtins.str = ...,
+        output: builtins.str = ...,
+        usage: global___Usage | None = ...,
+        created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        processing_time: builtins.int = ...,
+        batch_id: builtins.str | None = ...,
+        batch_index: builtins.int | None = ...,
+        error_code: builtins.str | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_batch_id", b"_batch_id", "_batch_index", b"_batch_index", "_error_code", b"_error_code", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "error_code", b"error_code", "usage", b"usage"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_batch_id", b"_batch_id", "_batch_index", b"_batch_index", "_error_code", b"_error_code", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "error_code", b"error_code", "id", b"id", "input", b"input", "kind", b"kind", "model", b"model", "output", b"output", "processing_time", b"processing_time", "status", b"status", "usage", b"usage"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_batch_id", b"_batch_id"]) -> typing.Literal["batch_id"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_batch_index", b"_batch_index"]) -> typing.Literal["batch_index"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_error_code", b"_error_code"]) -> typing.Literal["error_code"] | None: ...
+
+global___ProcessRecord = ProcessRecord
+
+@typing.final
+class ListProcessesResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: builtins.int
+    HAS_MORE_FIELD_NUMBER: builtins.int
+    FIRST_ID_FIELD_NUMBER: builtins.int
+    LAST_ID_FIELD_NUMBER: builtins.int
+    has_more: builtins.bool
+    first_id: builtins.str
+    """Ids of the first and last records of this page; pass last_id as `after` for the next."""
+    last_id: builtins.str
+    @property
+    def data(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ProcessRecord]: ...
+    def __init__(
+        self,
+        *,
+        data: collections.abc.Iterable[global___ProcessRecord] | None = ...,
+        has_more: builtins.bool = ...,
+        first_id: builtins.str = ...,
+        last_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["data", b"data", "first_id", b"first_id", "has_more", b"has_more", "last_id", b"last_id"]) -> None: ...
+
+global___ListProcessesResponse = ListProcessesResponse

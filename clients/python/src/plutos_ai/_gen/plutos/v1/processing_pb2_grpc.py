@@ -45,6 +45,11 @@ class ProcessingServiceStub(object):
                 request_serializer=plutos_dot_v1_dot_processing__pb2.GetProcessRequest.SerializeToString,
                 response_deserializer=plutos_dot_v1_dot_processing__pb2.GetProcessResponse.FromString,
                 _registered_method=True)
+        self.ListProcesses = channel.unary_unary(
+                '/plutos.v1.ProcessingService/ListProcesses',
+                request_serializer=plutos_dot_v1_dot_processing__pb2.ListProcessesRequest.SerializeToString,
+                response_deserializer=plutos_dot_v1_dot_processing__pb2.ListProcessesResponse.FromString,
+                _registered_method=True)
         self.Batch = channel.unary_unary(
                 '/plutos.v1.ProcessingService/Batch',
                 request_serializer=plutos_dot_v1_dot_processing__pb2.BatchRequest.SerializeToString,
@@ -70,6 +75,13 @@ class ProcessingServiceServicer(object):
 
     def GetProcess(self, request, context):
         """Retrieve a stored processing result; only the owning account can see it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProcesses(self, request, context):
+        """The account's processing records, newest first (cursor pagination with `after`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,6 +113,11 @@ def add_ProcessingServiceServicer_to_server(servicer, server):
                     servicer.GetProcess,
                     request_deserializer=plutos_dot_v1_dot_processing__pb2.GetProcessRequest.FromString,
                     response_serializer=plutos_dot_v1_dot_processing__pb2.GetProcessResponse.SerializeToString,
+            ),
+            'ListProcesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProcesses,
+                    request_deserializer=plutos_dot_v1_dot_processing__pb2.ListProcessesRequest.FromString,
+                    response_serializer=plutos_dot_v1_dot_processing__pb2.ListProcessesResponse.SerializeToString,
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
@@ -168,6 +185,33 @@ class ProcessingService(object):
             '/plutos.v1.ProcessingService/GetProcess',
             plutos_dot_v1_dot_processing__pb2.GetProcessRequest.SerializeToString,
             plutos_dot_v1_dot_processing__pb2.GetProcessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProcesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plutos.v1.ProcessingService/ListProcesses',
+            plutos_dot_v1_dot_processing__pb2.ListProcessesRequest.SerializeToString,
+            plutos_dot_v1_dot_processing__pb2.ListProcessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,6 +33,12 @@ class ProcessingServiceStub:
     ]
     """Retrieve a stored processing result; only the owning account can see it."""
 
+    ListProcesses: grpc.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesRequest,
+        plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesResponse,
+    ]
+    """The account's processing records, newest first (cursor pagination with `after`)."""
+
     Batch: grpc.UnaryUnaryMultiCallable[
         plutos_ai._gen.plutos.v1.processing_pb2.BatchRequest,
         plutos_ai._gen.plutos.v1.processing_pb2.BatchResponse,
@@ -59,6 +65,12 @@ class ProcessingServiceAsyncStub:
         plutos_ai._gen.plutos.v1.processing_pb2.GetProcessResponse,
     ]
     """Retrieve a stored processing result; only the owning account can see it."""
+
+    ListProcesses: grpc.aio.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesRequest,
+        plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesResponse,
+    ]
+    """The account's processing records, newest first (cursor pagination with `after`)."""
 
     Batch: grpc.aio.UnaryUnaryMultiCallable[
         plutos_ai._gen.plutos.v1.processing_pb2.BatchRequest,
@@ -90,6 +102,14 @@ class ProcessingServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[plutos_ai._gen.plutos.v1.processing_pb2.GetProcessResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.processing_pb2.GetProcessResponse]]:
         """Retrieve a stored processing result; only the owning account can see it."""
+
+    @abc.abstractmethod
+    def ListProcesses(
+        self,
+        request: plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.processing_pb2.ListProcessesResponse]]:
+        """The account's processing records, newest first (cursor pagination with `after`)."""
 
     @abc.abstractmethod
     def Batch(

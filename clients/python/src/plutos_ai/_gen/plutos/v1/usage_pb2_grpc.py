@@ -40,6 +40,11 @@ class UsageServiceStub(object):
                 request_serializer=plutos_dot_v1_dot_usage__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=plutos_dot_v1_dot_usage__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.GetDailyUsage = channel.unary_unary(
+                '/plutos.v1.UsageService/GetDailyUsage',
+                request_serializer=plutos_dot_v1_dot_usage__pb2.GetDailyUsageRequest.SerializeToString,
+                response_deserializer=plutos_dot_v1_dot_usage__pb2.GetDailyUsageResponse.FromString,
+                _registered_method=True)
 
 
 class UsageServiceServicer(object):
@@ -53,6 +58,13 @@ class UsageServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDailyUsage(self, request, context):
+        """One row per UTC day and model with usage in the period (default: this month so far).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +72,11 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=plutos_dot_v1_dot_usage__pb2.GetUsageRequest.FromString,
                     response_serializer=plutos_dot_v1_dot_usage__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'GetDailyUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyUsage,
+                    request_deserializer=plutos_dot_v1_dot_usage__pb2.GetDailyUsageRequest.FromString,
+                    response_serializer=plutos_dot_v1_dot_usage__pb2.GetDailyUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +107,33 @@ class UsageService(object):
             '/plutos.v1.UsageService/GetUsage',
             plutos_dot_v1_dot_usage__pb2.GetUsageRequest.SerializeToString,
             plutos_dot_v1_dot_usage__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plutos.v1.UsageService/GetDailyUsage',
+            plutos_dot_v1_dot_usage__pb2.GetDailyUsageRequest.SerializeToString,
+            plutos_dot_v1_dot_usage__pb2.GetDailyUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,21 @@ class WebhooksServiceStub(object):
                 request_serializer=plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
                 response_deserializer=plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/plutos.v1.WebhooksService/ListWebhookDeliveries',
+                request_serializer=plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.RedeliverWebhookDelivery = channel.unary_unary(
+                '/plutos.v1.WebhooksService/RedeliverWebhookDelivery',
+                request_serializer=plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.SerializeToString,
+                response_deserializer=plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryResponse.FromString,
+                _registered_method=True)
+        self.TestWebhook = channel.unary_unary(
+                '/plutos.v1.WebhooksService/TestWebhook',
+                request_serializer=plutos_dot_v1_dot_webhooks__pb2.TestWebhookRequest.SerializeToString,
+                response_deserializer=plutos_dot_v1_dot_webhooks__pb2.TestWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class WebhooksServiceServicer(object):
@@ -77,6 +92,27 @@ class WebhooksServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """A webhook's deliveries, newest first (cursor pagination with `after`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhookDelivery(self, request, context):
+        """Send a delivery again now (a new series of attempts, same webhook-id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestWebhook(self, request, context):
+        """Send a signed `ping` event now and report the receiver's answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhooksServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +130,21 @@ def add_WebhooksServiceServicer_to_server(servicer, server):
                     servicer.DeleteWebhook,
                     request_deserializer=plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.FromString,
                     response_serializer=plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'RedeliverWebhookDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhookDelivery,
+                    request_deserializer=plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.FromString,
+                    response_serializer=plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryResponse.SerializeToString,
+            ),
+            'TestWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestWebhook,
+                    request_deserializer=plutos_dot_v1_dot_webhooks__pb2.TestWebhookRequest.FromString,
+                    response_serializer=plutos_dot_v1_dot_webhooks__pb2.TestWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +229,87 @@ class WebhooksService(object):
             '/plutos.v1.WebhooksService/DeleteWebhook',
             plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookRequest.SerializeToString,
             plutos_dot_v1_dot_webhooks__pb2.DeleteWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plutos.v1.WebhooksService/ListWebhookDeliveries',
+            plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            plutos_dot_v1_dot_webhooks__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhookDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plutos.v1.WebhooksService/RedeliverWebhookDelivery',
+            plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryRequest.SerializeToString,
+            plutos_dot_v1_dot_webhooks__pb2.RedeliverWebhookDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plutos.v1.WebhooksService/TestWebhook',
+            plutos_dot_v1_dot_webhooks__pb2.TestWebhookRequest.SerializeToString,
+            plutos_dot_v1_dot_webhooks__pb2.TestWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

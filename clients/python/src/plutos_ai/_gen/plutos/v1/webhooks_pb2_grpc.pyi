@@ -39,6 +39,24 @@ class WebhooksServiceStub:
     ]
     """Remove a webhook."""
 
+    ListWebhookDeliveries: grpc.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesResponse,
+    ]
+    """A webhook's deliveries, newest first (cursor pagination with `after`)."""
+
+    RedeliverWebhookDelivery: grpc.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryResponse,
+    ]
+    """Send a delivery again now (a new series of attempts, same webhook-id)."""
+
+    TestWebhook: grpc.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookResponse,
+    ]
+    """Send a signed `ping` event now and report the receiver's answer."""
+
 class WebhooksServiceAsyncStub:
     """WebhooksService configures webhooks for real-time notifications."""
 
@@ -59,6 +77,24 @@ class WebhooksServiceAsyncStub:
         plutos_ai._gen.plutos.v1.webhooks_pb2.DeleteWebhookResponse,
     ]
     """Remove a webhook."""
+
+    ListWebhookDeliveries: grpc.aio.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesResponse,
+    ]
+    """A webhook's deliveries, newest first (cursor pagination with `after`)."""
+
+    RedeliverWebhookDelivery: grpc.aio.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryResponse,
+    ]
+    """Send a delivery again now (a new series of attempts, same webhook-id)."""
+
+    TestWebhook: grpc.aio.UnaryUnaryMultiCallable[
+        plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookRequest,
+        plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookResponse,
+    ]
+    """Send a signed `ping` event now and report the receiver's answer."""
 
 class WebhooksServiceServicer(metaclass=abc.ABCMeta):
     """WebhooksService configures webhooks for real-time notifications."""
@@ -86,5 +122,29 @@ class WebhooksServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[plutos_ai._gen.plutos.v1.webhooks_pb2.DeleteWebhookResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.webhooks_pb2.DeleteWebhookResponse]]:
         """Remove a webhook."""
+
+    @abc.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.webhooks_pb2.ListWebhookDeliveriesResponse]]:
+        """A webhook's deliveries, newest first (cursor pagination with `after`)."""
+
+    @abc.abstractmethod
+    def RedeliverWebhookDelivery(
+        self,
+        request: plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.webhooks_pb2.RedeliverWebhookDeliveryResponse]]:
+        """Send a delivery again now (a new series of attempts, same webhook-id)."""
+
+    @abc.abstractmethod
+    def TestWebhook(
+        self,
+        request: plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookResponse, collections.abc.Awaitable[plutos_ai._gen.plutos.v1.webhooks_pb2.TestWebhookResponse]]:
+        """Send a signed `ping` event now and report the receiver's answer."""
 
 def add_WebhooksServiceServicer_to_server(servicer: WebhooksServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...

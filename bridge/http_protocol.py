@@ -1,0 +1,181 @@
+"""The REST server's HTTP/1.1 connection protocol: uvicorn's httptools protocol with bounds on what a
+client may make it hold before a request reaches the application.
+
+- **Header size and count.** A request line plus headers larger than ``max_header_bytes``, or more
+  than ``max_headers`` header lines, is answered ``431 headers_too_large`` and the connection closed
+  as soon as it is known; at most one network read beyond the limit is ever held.
+- **Header-read timeout.** A connection must deliver a request's complete headers within
+  ``header_timeout`` seconds of opening (or of the request's first byte, on a kept-alive
+  connection), else it is answered ``408 request_timeout`` and closed: a client sending one byte at
+  a time cannot hold a connection, or a slot of memory, forever.
+- **Idle timeout.** A kept-alive connection with no request in progress is closed after uvicorn's
+  ``timeout_keep_alive`` (``http_idle_timeout``).
+
+The answers are the API's error envelope (codes from server/errors.py's table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from bridge.errors import envelope
+from server.errors import ERRORS
+from server.ids import new_request_id
+
+LINGER_SECONDS = 1.0  # after a refusal, how long the client has to read it before the close
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_header_bytes: int = 32 * 1024  # request line + header lines, bytes
+    max_headers: int = 100  # header lines per request
+    header_timeout: float = 10.0  # seconds to receive a request's complete headers
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may sit without a request
+
+
+def bounded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
+    """A uvicorn ``http=`` protocol class applying ``limits``."""
+
+    class Bounded(BoundedHttpProtocol):
+        pass
+
+    Bounded.limits = limits
+    return Bounded
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    limits = HttpLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # reading a request line and headers
+        self._head_bytes = 0  # bytes read while the headers were incomplete
+        self._head_size = 0  # request line + headers as parsed
+        self._head_count = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self.transport.is_closing():
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._over_limits(self._head_size):
+                self._refuse_too_large()
+            else:
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        # Headers still incomplete after this read: all of it was head.
+        if self._in_head and self._over_limits(self._head_bytes):
+            self._refuse_too_large()
+
+    def _over_limits(self, size: int) -> bool:
+        return size > self.limits.max_header_bytes or self._head_count > self.limits.max_headers
+
+    def _refuse_too_large(self) -> None:
+        self._refuse(
+            "headers_too_large",
+            f"Request headers exceed the limit of {self.limits.max_header_bytes} bytes "
+            f"or {self.limits.max_headers} lines.",
+            {"maxBytes": self.limits.max_header_bytes, "maxHeaders": self.limits.max_headers},
+        )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:  # the next request on a kept-alive connection
+            self._in_head = True
+            self._head_bytes = 0
+            self._arm_head_timer()
+        self._head_size = 0
+        self._head_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_count += 1
+        self._head_size += len(name) + len(value) + 4
+        if self._head_count <= self.limits.max_headers:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._over_limits(self._head_size):
+            raise _HeadersTooLarge  # the parser stops; data_received answers 431
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport is None or self.transport.is_closing():
+            return
+        if self._head_bytes == 0:  # never said anything: just close
+            self.transport.close()
+            return
+        self._refuse(
+            "request_timeout",
+            f"The request's headers did not arrive within {self.limits.header_timeout:g} seconds.",
+            {"timeoutSeconds": self.limits.header_timeout},
+        )
+
+    def _refuse(self, code: str, message: str, details: dict[str, Any]) -> None:
+        self._cancel_head_timer()
+        request_id = new_request_id()
+        body = orjson.dumps(envelope(code, message, request_id, details))
+        head = [
+            STATUS_LINE[ERRORS[code].http_status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-request-id: " + request_id.encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self._refused = True
+        transport = self.transport
+        transport.write(b"".join(head) + body)
+        # A "lingering close": stop reading (what the client still sends stays in the kernel's
+        # bounded buffer) and end our side, so the client reads the answer before the connection
+        # is torn down; closing at once with unread input would reset it, answer and all.
+        transport.pause_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+
+class _HeadersTooLarge(Exception):
+    pass

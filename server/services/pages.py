@@ -1,0 +1,68 @@
+"""Cursor pagination for the list RPCs: newest first on ``(created_at, id)``, ``limit`` rows per
+page, ``after`` = the last id of the previous page (as OpenAI's list endpoints). Each page is one
+index range scan (the table's index on its scope columns + ``created_at, id``) plus a primary-key
+lookup of the cursor row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.errors import invalid_parameter
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+T = TypeVar("T")
+
+
+def page_limit(limit: int) -> int:
+    """``limit`` of a list request: 0 (unset) → 20; else 1..100 or 400 ``invalid_parameters``."""
+    if limit == 0:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid_parameter("limit", f"'limit' must be between 1 and {MAX_LIMIT} (got {limit}).")
+    return limit
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    rows: list[T]
+    has_more: bool
+
+    def ids(self) -> dict[str, Any]:
+        """``has_more``, ``first_id`` and ``last_id`` for the response."""
+        return {
+            "has_more": self.has_more,
+            "first_id": getattr(self.rows[0], "id", "") if self.rows else "",
+            "last_id": getattr(self.rows[-1], "id", "") if self.rows else "",
+        }
+
+
+async def newest_first(
+    session: AsyncSession,
+    model: Any,
+    scope: Sequence[ColumnElement[bool]],
+    *,
+    limit: int,
+    after: str,
+    filters: Sequence[ColumnElement[bool]] = (),
+    query: Select[Any] | None = None,
+) -> Page[Any]:
+    """One page of ``model`` rows matching ``scope`` (who may see them) and ``filters``.
+
+    ``after`` must name a row within ``scope`` (else 400 ``invalid_parameters`` on ``after``)."""
+    size = page_limit(limit)
+    stmt = (query if query is not None else select(model)).where(*scope, *filters)
+    if after:
+        cursor = (await session.execute(select(model.created_at, model.id).where(model.id == after, *scope))).first()
+        if cursor is None:
+            raise invalid_parameter("after", f"'after' must be the id of an item of this list (got '{after}').")
+        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(cursor[0], cursor[1]))
+    stmt = stmt.order_by(model.created_at.desc(), model.id.desc()).limit(size + 1)
+    rows = list((await session.execute(stmt)).scalars())
+    return Page(rows[:size], len(rows) > size)

@@ -1,0 +1,39 @@
+"""GET /docs in a real browser (Playwright driving Debian's chromium, as tests/test_dashboard.py does):
+the page renders the generated document under its strict CSP, and a user authorizes with a key and
+tries an endpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.keys import CreatedKey
+from tests.conftest import MODEL
+from tests.test_dashboard import browser, expect, origin, page  # noqa: F401  (fixtures)
+
+try:
+    from playwright.async_api import Page
+except ImportError:  # pragma: no cover - the fixtures fail or skip first
+    Page = object  # type: ignore[assignment,misc]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "docs"
+
+
+async def test_docs_page_tries_an_endpoint(page: Page, origin: str, key: CreatedKey) -> None:  # noqa: F811
+    await page.goto(f"{origin}/docs")
+    await expect(page.locator(".information-container .title")).to_contain_text("PlutosAI API")
+    # Every tag of the document is there, with its proto comment.
+    for tag in ("ProcessingService", "ModelsService", "UsageService", "WebhooksService"):
+        await expect(page.locator(f"#operations-tag-{tag}")).to_be_visible()
+    await page.locator("button.authorize").first.click()
+    await page.locator(".modal-ux input[type=text]").first.fill(key.secret)
+    await page.locator(".modal-ux .auth-btn-wrapper button.authorize").click()
+    await page.locator(".modal-ux button.btn-done").click()
+    operation = page.locator("#operations-ModelsService-ListModels")
+    await operation.locator(".opblock-summary").click()
+    await operation.locator("button.try-out__btn").click()
+    await operation.locator("button.execute").click()
+    live = operation.locator(".live-responses-table")
+    await expect(live.locator("tr.response td.response-col_status").first).to_have_text("200")
+    await expect(live.locator("tr.response td.response-col_description pre").first).to_contain_text(MODEL)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "try-list-models.png"), full_page=True)

@@ -1,0 +1,135 @@
+"""TLS: HTTPS on the REST port and TLS on the gRPC port from ``tls_cert_file`` / ``tls_key_file``,
+client certificates required on gRPC with ``tls_client_ca_file`` (mTLS). Certificates are made here
+by trustme (a throw-away CA); the platform has no models (nothing to load), the clients are httpx,
+grpcio and the Python SDK's CA-bundle / client-certificate options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+import trustme
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from plutos.v1 import models_pb2, models_pb2_grpc
+
+from server.app import RunningPlatform, start_platform
+from tests import conftest
+
+
+@dataclasses.dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    where = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("billing-service@internal")
+    files = Pki(*(where / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")))
+    ca.cert_pem.write_to_path(str(files.ca))
+    pairs = ((server, files.server_cert, files.server_key), (client, files.client_cert, files.client_key))
+    for cert, chain, key in pairs:
+        for i, blob in enumerate(cert.cert_chain_pems):
+            blob.write_to_path(str(chain), append=i > 0)
+        cert.private_key_pem.write_to_path(str(key))
+    return files
+
+
+@pytest.fixture(scope="module")
+async def tls_platform(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningPlatform]:
+    settings = conftest.test_settings(
+        tmp_path_factory.mktemp("tls-store"),
+        models=[],
+        bridge_transport="local",
+        tls_cert_file=str(pki.server_cert),
+        tls_key_file=str(pki.server_key),
+        tls_client_ca_file=str(pki.ca),
+    )
+    running = await start_platform(settings)
+    yield running
+    await running.stop(grace=1)
+
+
+async def test_rest_is_served_over_https(tls_platform: RunningPlatform, pki: Pki) -> None:
+    url = f"https://127.0.0.1:{tls_platform.http_port}"
+    async with httpx.AsyncClient(base_url=url, verify=ssl.create_default_context(cafile=str(pki.ca))) as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        r = await client.get("/v1/models")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    async with httpx.AsyncClient(base_url=url) as client:  # the system's roots do not know this CA
+        with pytest.raises(httpx.ConnectError):
+            await client.get("/health")
+
+
+def _credentials(pki: Pki, with_client_cert: bool) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.read_bytes(),
+        private_key=pki.client_key.read_bytes() if with_client_cert else None,
+        certificate_chain=pki.client_cert.read_bytes() if with_client_cert else None,
+    )
+
+
+async def test_grpc_with_a_client_certificate_is_served(tls_platform: RunningPlatform, pki: Pki) -> None:
+    target = f"127.0.0.1:{tls_platform.grpc_port}"
+    async with grpc.aio.secure_channel(target, _credentials(pki, True)) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await models_pb2_grpc.ModelsServiceStub(channel).ListModels(models_pb2.ListModelsRequest())
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # TLS passed; the key did not
+
+
+async def test_grpc_without_a_client_certificate_is_refused(tls_platform: RunningPlatform, pki: Pki) -> None:
+    target = f"127.0.0.1:{tls_platform.grpc_port}"
+    async with grpc.aio.secure_channel(target, _credentials(pki, False)) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    async with grpc.aio.insecure_channel(target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError):
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+
+
+async def test_the_python_sdk_takes_a_ca_bundle_and_a_client_certificate(
+    tls_platform: RunningPlatform, pki: Pki
+) -> None:
+    if not os.environ.get("CI"):
+        pytest.importorskip("plutos_ai", reason="make sdk-deps installs the Python SDK")
+    from plutos_ai import AsyncPlutosAI
+    from plutos_ai.grpc import AsyncPlutosGrpcClient
+
+    rest = AsyncPlutosAI(
+        api_key="pk_wrong", base_url=f"https://127.0.0.1:{tls_platform.http_port}/v1", ca_file=str(pki.ca)
+    )
+    try:
+        with pytest.raises(Exception) as caught:
+            await rest.list_models()
+        assert getattr(caught.value, "code", None) == "invalid_api_key"
+    finally:
+        await rest.close()
+    client = AsyncPlutosGrpcClient(
+        f"127.0.0.1:{tls_platform.grpc_port}",
+        api_key="pk_wrong",
+        ca_file=str(pki.ca),
+        client_cert_file=str(pki.client_cert),
+        client_key_file=str(pki.client_key),
+        max_retries=0,
+    )
+    try:
+        with pytest.raises(Exception) as caught:
+            await client.list_models()
+        assert getattr(caught.value, "code", None) == "invalid_api_key"
+    finally:
+        await client.close()
