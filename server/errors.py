@@ -12,10 +12,10 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     input_too_long       INVALID_ARGUMENT     400  invalid_request_error
     invalid_api_key      UNAUTHENTICATED      401  authentication_error
     permission_denied    PERMISSION_DENIED    403  permission_error
-    account_suspended    PERMISSION_DENIED    403  permission_error       (the key's account is suspended by an operator)
+    account_suspended    PERMISSION_DENIED    403  permission_error       (account suspended)
     not_found            NOT_FOUND            404  invalid_request_error
     method_not_allowed   UNIMPLEMENTED        405  invalid_request_error  (REST only)
-    conflict             ABORTED              409  invalid_request_error  (the resource's state forbids it: e.g. rotating a revoked key)
+    conflict             ABORTED              409  invalid_request_error  (state forbids it)
     rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               (+ RetryInfo, Retry-After) retryable
     insufficient_quota   RESOURCE_EXHAUSTED   429  insufficient_quota
     internal_error       INTERNAL             500  server_error
@@ -24,8 +24,8 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     service_unavailable  UNAVAILABLE          503  server_error           retryable
     timeout              DEADLINE_EXCEEDED    504  server_error           retryable
     cancelled            CANCELLED            499  server_error           (client went away)
-    headers_too_large    RESOURCE_EXHAUSTED   431  invalid_request_error  (REST only: request headers over the limit)
-    request_timeout      DEADLINE_EXCEEDED    408  invalid_request_error  (REST only: headers not received in time)
+    headers_too_large    RESOURCE_EXHAUSTED   431  invalid_request_error  (REST only: headers)
+    request_timeout      DEADLINE_EXCEEDED    408  invalid_request_error  (REST only: slow headers)
 
 ``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
 copy drifts).

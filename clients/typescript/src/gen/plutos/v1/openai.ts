@@ -166,9 +166,7 @@ export interface ChatCompletionChunk {
 export interface CreateCompletionRequest {
   model: string;
   /** A string, or an array of one string. */
-  prompt?:
-    | any
-    | undefined;
+  prompt: any;
   /** Default 16, as OpenAI's. */
   maxTokens?: number | undefined;
   temperature?: number | undefined;

@@ -58,10 +58,8 @@ export interface ProcessResponse {
   id: string;
   output: string;
   model: string;
-  usage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  usage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }
@@ -76,11 +74,9 @@ export interface GetProcessResponse {
   output: string;
   model: string;
   /** The options the call ran with, defaults filled in. */
-  options?: ProcessOptions | undefined;
-  usage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  options: ProcessOptions;
+  usage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
   /** "completed", "cancelled" (a stream its client left) or "failed". */
@@ -103,9 +99,7 @@ export interface BatchItemError {
 export interface BatchResult {
   input: string;
   output: string;
-  usage?:
-    | Usage
-    | undefined;
+  usage: Usage;
   /** Set only when this item failed. */
   error?: BatchItemError | undefined;
 }
@@ -114,10 +108,8 @@ export interface BatchResponse {
   /** "batch_" followed by 16 hex digits. */
   id: string;
   results: BatchResult[];
-  totalUsage?: Usage | undefined;
-  createdAt?:
-    | string
-    | undefined;
+  totalUsage: Usage;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }
@@ -142,15 +134,11 @@ export interface StreamComplete {
   chunk: string;
   /** The whole output. */
   output: string;
-  usage?:
-    | Usage
-    | undefined;
+  usage: Usage;
   /** The stored record's id, for GET /v1/process/{id}. */
   id: string;
   model: string;
-  createdAt?:
-    | string
-    | undefined;
+  createdAt: string;
   /** Milliseconds. */
   processingTime: number;
 }

@@ -18,8 +18,8 @@ export interface GetUsageRequest {
 }
 
 export interface UsagePeriod {
-  start?: string | undefined;
-  end?: string | undefined;
+  start: string;
+  end: string;
 }
 
 export interface UsageTotals {
@@ -43,9 +43,9 @@ export interface UsageLimits {
 }
 
 export interface GetUsageResponse {
-  period?: UsagePeriod | undefined;
-  usage?: UsageTotals | undefined;
-  limits?: UsageLimits | undefined;
+  period: UsagePeriod;
+  usage: UsageTotals;
+  limits: UsageLimits;
 }
 
 export interface GetDailyUsageRequest {

@@ -18,7 +18,7 @@ export interface Webhook {
   events: string[];
   /** Whether deliveries are signed; the secret itself is never returned. */
   hasSecret: boolean;
-  createdAt?: string | undefined;
+  createdAt: string;
 }
 
 export interface CreateWebhookRequest {
@@ -32,7 +32,7 @@ export interface CreateWebhookResponse {
   url: string;
   events: string[];
   hasSecret: boolean;
-  createdAt?: string | undefined;
+  createdAt: string;
 }
 
 export interface ListWebhooksRequest {
