@@ -32,7 +32,7 @@ from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
 from server.backends.base import Backend, GenerationParams, closing_stream
 from server.config import ModelSpec
 from server.context import Caller, caller
-from server.errors import PlutosError, invalid_parameter
+from server.errors import PlutosError, echo, invalid_parameter
 from server.runtime import Runtime
 from server.services.generation import Generation, resolve_model
 from server.services.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
@@ -197,7 +197,8 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 extra["response_format"] = schema
             elif kind not in ("", "text"):
                 raise invalid_parameter(
-                    "response_format.type", f"'response_format.type' {kind!r} is not supported by model '{spec.id}'."
+                    "response_format.type",
+                    f"'response_format.type' '{echo(kind)}' is not supported by model '{spec.id}'.",
                 )
         params = dataclasses.replace(
             params, messages=tuple(messages), json_output=json_output, upstream_extra=tuple(extra.items())
@@ -316,6 +317,8 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
     async def RetrieveModel(self, request: openai_pb2.RetrieveModelRequest, context: Any) -> openai_pb2.OpenAIModel:
         if request.model not in self.runtime.catalogue.specs or not caller().allows_model(request.model):
             raise PlutosError(
-                "not_found", f"The model '{request.model}' does not exist.", {"field": "model", "model": request.model}
+                "not_found",
+                f"The model '{echo(request.model)}' does not exist.",
+                {"field": "model", "model": request.model},
             )
         return self._model(request.model)
