@@ -59,7 +59,9 @@ class GenerationState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     text_parts: list[str] = field(default_factory=list)
-    finish_reason: str | None = None  # stop | length | cancelled | error
+    finish_reason: str | None = None  # stop | length | tool_calls | cancelled | error
+    # The tool calls an upstream model made (OpenAI's objects, streamed fragments joined), if any.
+    tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def text(self) -> str:

@@ -60,7 +60,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-_FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
+_FINISH_REASONS = {"length": "length", "tool_calls": "tool_calls"}  # anything else ends as "stop"
 
 
 _DATA_LINE = re.compile(rb"^data:([^\n]*)", re.M)
@@ -442,8 +442,11 @@ class OpenAICompatibleBackend(Backend):
             choice = answer["choices"][0]
             text = choice["message"].get("content") or ""
             finish = choice.get("finish_reason") or "stop"
+            tool_calls = choice["message"].get("tool_calls")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise self._upstream_error("The upstream's answer has no choices.", 200, request_id) from None
+        if isinstance(tool_calls, list) and tool_calls and all(isinstance(c, dict) for c in tool_calls):
+            state.tool_calls = tool_calls
         if not isinstance(text, str):
             raise self._upstream_error("The upstream's answer is not text.", 200, request_id)
         state.completion_tokens = estimate_tokens(text)
@@ -550,7 +553,7 @@ class _SseReader:
     Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
     ``id:`` and comment lines are skipped."""
 
-    __slots__ = ("backend", "buffer", "counted", "deadline", "done", "finish", "request_id", "state", "usage")
+    __slots__ = ("backend", "buffer", "counted", "deadline", "done", "finish", "request_id", "state", "tools", "usage")
 
     def __init__(
         self, backend: OpenAICompatibleBackend, state: GenerationState, request_id: str | None, deadline: float
@@ -563,6 +566,7 @@ class _SseReader:
         self.counted = 0
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.tools: dict[int, dict[str, Any]] = {}  # tool calls by index, fragments joined
         self.done = False  # [DONE] seen: the rest of the body is only read to reuse the connection
 
     def feed(self, chunk: bytes) -> list[str]:
@@ -600,6 +604,9 @@ class _SseReader:
                     if self.usage is None:
                         state.completion_tokens = self.counted
                     parts.append(content)
+                calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+                if calls and isinstance(calls, list):
+                    self._add_tool_calls(calls)
                 reason = choice.get("finish_reason")
                 if reason:
                     self.finish = reason
@@ -609,6 +616,28 @@ class _SseReader:
                 self.usage = found
                 backend._apply_usage(found, state)
         return parts[first:] if len(parts) > first else []
+
+    def _add_tool_calls(self, calls: list[Any]) -> None:
+        """Join streamed tool-call fragments: per ``index``, ``id``/``type`` as given, the
+        function's ``name`` and ``arguments`` strings concatenated."""
+        for call in calls:
+            if not isinstance(call, dict):
+                raise self.backend._upstream_error("The upstream sent an unexpected chunk.", 200, self.request_id)
+            index = call.get("index", len(self.tools))
+            whole = self.tools.setdefault(index if isinstance(index, int) else len(self.tools), {})
+            for key, value in call.items():
+                if key == "index":
+                    continue
+                if key == "function" and isinstance(value, dict):
+                    function = whole.setdefault("function", {})
+                    for name, part in value.items():
+                        if isinstance(part, str) and isinstance(function.get(name), str):
+                            function[name] += part
+                        else:
+                            function[name] = part
+                else:
+                    whole[key] = value
+        self.state.tool_calls = [self.tools[i] for i in sorted(self.tools)]
 
     def end(self) -> None:
         """The body is over: it must have finished the answer."""

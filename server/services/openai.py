@@ -38,7 +38,6 @@ from server.services.generation import Generation, resolve_model
 from server.services.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
 from server.services.processing import call_deadline
 
-TOOL_CALLS_IN_ANSWERS = False  # upstream tool calls are not yet read back from answers
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 OWNED_BY = "plutos"
 
@@ -92,7 +91,8 @@ def _unsupported(param: str, what: str) -> PlutosError:
 
 
 def _finish_reason(gen: Generation) -> str:
-    return "length" if gen.state.finish_reason == "length" else "stop"
+    reason = gen.state.finish_reason
+    return reason if reason in ("length", "tool_calls") else "stop"
 
 
 def _usage(gen: Generation) -> openai_pb2.CompletionUsage:
@@ -164,7 +164,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             if m.HasField("name"):
                 message["name"] = m.name
             if m.tool_calls or m.role == "tool":
-                if not upstream or not TOOL_CALLS_IN_ANSWERS:
+                if not upstream:
                     raise invalid_parameter(
                         f"messages[{i}]", f"Model '{spec.id}' does not support tools (tool calls and tool messages)."
                     )
@@ -178,8 +178,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         max_field = "max_completion_tokens" if request.HasField("max_completion_tokens") else "max_tokens"
         params, extra = self._params(request, spec, context, max_field, DEFAULT_MAX_TOKENS)
         if request.tools or request.HasField("tool_choice") or request.HasField("parallel_tool_calls"):
-            # Answers do not carry tool calls yet: refused rather than silently dropped.
-            if not upstream or not TOOL_CALLS_IN_ANSWERS:
+            if not upstream:
                 raise invalid_parameter("tools", f"Model '{spec.id}' does not support tools.")
             if request.tools:
                 extra["tools"] = [json_format.MessageToDict(t) for t in request.tools]
@@ -206,6 +205,12 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         return Generation(self.runtime, who, spec, backend, kind="chat", text=last_user, params=params)
 
     def _chat_completion(self, gen: Generation) -> openai_pb2.ChatCompletion:
+        message = openai_pb2.ChatCompletionMessage(role="assistant")
+        calls = gen.state.tool_calls
+        if gen.state.text or not calls:  # OpenAI's content is null beside tool calls
+            message.content = gen.state.text
+        for call in calls or ():
+            message.tool_calls.add_struct().update(call)
         return openai_pb2.ChatCompletion(
             id=f"chatcmpl-{_suffix(gen)}",
             object="chat.completion",
@@ -214,7 +219,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             choices=[
                 openai_pb2.ChatCompletionChoice(
                     index=0,
-                    message=openai_pb2.ChatCompletionMessage(role="assistant", content=gen.state.text),
+                    message=message,
                     finish_reason=_finish_reason(gen),
                 )
             ],
@@ -251,6 +256,9 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             last = openai_pb2.ChatCompletionChunkChoice(
                 index=0, delta=openai_pb2.ChatCompletionDelta(role=role), finish_reason=_finish_reason(gen)
             )
+            if gen.state.tool_calls:  # the whole calls at once, in the last chunk
+                for i, call in enumerate(gen.state.tool_calls):
+                    last.delta.tool_calls.add_struct().update({"index": i, **call})
             yield openai_pb2.ChatCompletionChunk(**head, choices=[last])
             if request.stream_options.include_usage:
                 yield openai_pb2.ChatCompletionChunk(**head, usage=_usage(gen))
