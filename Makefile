@@ -34,7 +34,10 @@ $(TOOLS)/grpcurl:
 	@if command -v go >/dev/null; then echo "==> installing grpcurl"; GOBIN=$(CURDIR)/$(TOOLS) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3; \
 	else echo "go not found: skipping grpcurl"; fi
 
+# protoc (Debian's protobuf-compiler) for buf.gen.yaml's built-in generators (scripts/buf.sh generate).
 tools: $(TOOLS)/grpcurl
+	@command -v protoc >/dev/null || { echo "==> installing protobuf-compiler with apt-get"; \
+	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq protobuf-compiler >/dev/null; }
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py

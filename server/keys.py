@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.errors import PlutosError
 from server.ids import new_id
+from server.store.caps import lock_account
 from server.store.models import Account, ApiKey, AuditEvent, utcnow
 
 KEY_PREFIX = "pk_"
@@ -160,9 +161,12 @@ async def create_key(
     expires_at: datetime | None = None,
     limits: dict[str, int] | None = None,
     actor: str = CLI_ACTOR,
+    max_keys: int | None = None,
 ) -> CreatedKey:
     """Create a key, and an account on ``plan`` when ``account_id`` is not given. Raises
-    ``not_found`` for an unknown ``account_id``."""
+    ``not_found`` for an unknown ``account_id``, and ``invalid_parameters`` when the account
+    already has ``max_keys`` keys that are not revoked (counted under the account's lock, so
+    concurrent creations cannot pass the cap together)."""
     secret = generate_secret()
     async with sessions.begin() as session:
         if account_id is None:
@@ -174,6 +178,19 @@ async def create_key(
             if found is None:
                 raise account_not_found(account_id)
             account = found
+            if max_keys is not None:
+                await lock_account(session, account.id)
+                live = (
+                    await session.execute(
+                        select(func.count()).where(ApiKey.account_id == account.id, ApiKey.revoked_at.is_(None))
+                    )
+                ).scalar_one()
+                if live >= max_keys:
+                    raise PlutosError(
+                        "invalid_parameters",
+                        f"An account may have at most {max_keys} keys that are not revoked.",
+                        {"field": "accountId", "max": max_keys},
+                    )
         key = ApiKey(
             id=new_id("key"),
             account_id=account.id,

@@ -6,6 +6,7 @@ CI=true a missing chromium or Playwright fails these tests instead of skipping t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -19,9 +20,10 @@ import pytest
 
 from server.app import RunningPlatform
 from server.ids import new_id
-from server.keys import CreatedKey
+from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES, CreatedKey
 from server.store.models import ProcessRecord
 from tests.conftest import MODEL, new_key
+from tests.webhook_receiver import Receiver, start_receiver
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
 XSS = "<img src=x onerror=alert(1)>"
@@ -114,8 +116,16 @@ async def go(page: Page, name: str) -> None:
 
 @pytest.fixture
 async def user(platform: RunningPlatform) -> CreatedKey:
-    """A key of its own account (its usage and records are only this test's)."""
-    return await new_key(platform, name="dashboard")
+    """A key of its own account (its usage and records are only this test's) that may manage keys."""
+    return await new_key(platform, name="dashboard", scopes=[*DEFAULT_SCOPES, "keys"])
+
+
+@pytest.fixture(scope="module")
+def receiver() -> AsyncIterator[Receiver]:
+    rec, server = start_receiver()
+    yield rec
+    server.shutdown()
+    server.server_close()
 
 
 # --- served by the bridge ------------------------------------------------------------------------
@@ -160,12 +170,25 @@ async def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(page: Page, origi
     await expect(alert.locator(".request-id")).to_have_text(re.compile(r"^req_"))  # the envelope's request id
     await shot(page, "sign-in-error")
 
+    # By keyboard alone: type the key, Enter; Tab to a section's link, Enter.
     await page.get_by_label("API key").fill(user.secret)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_label("API key").press("Enter")
     await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    models_link = page.get_by_role("navigation", name="Dashboard sections").get_by_role("link", name="Models")
+    for _ in range(12):
+        await page.keyboard.press("Tab")
+        if await models_link.evaluate("link => link === document.activeElement"):
+            break
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#page-title")).to_have_text("Models")
+    await expect(models_link).to_have_attribute("aria-current", "page")
+    await page.goto(f"{origin}/dashboard/#/overview")
     assert await page.evaluate("document.cookie") == ""
     assert await page.evaluate("sessionStorage.getItem('plutos.apiKey')") == user.secret
     await expect(page.locator(".card-value").first).to_have_text("0")
+    quota = page.get_by_role("meter", name="Monthly token quota used")
+    await expect(quota).to_have_attribute("aria-valuenow", "0.0")
+    await expect(page.get_by_text("0 of 1,000,000,000 tokens used")).to_be_visible()
     await shot(page, "overview")
 
     await page.get_by_role("button", name="Sign out").click()
@@ -188,6 +211,10 @@ async def test_playground_streams_stops_and_its_run_shows_in_usage(page: Page, o
     await go(page, "Usage")
     summary = page.locator("#usage-summary")
     await expect(summary).to_contain_text("0 requests")
+    canvas = page.locator(".chart-wrap canvas")
+    await expect(canvas).to_have_attribute("data-total", "0")
+    await go(page, "Requests")
+    await expect(page.get_by_text("No requests match.")).to_be_visible()
 
     await go(page, "Playground")
     await page.get_by_label("Model").select_option(MODEL)
@@ -227,11 +254,34 @@ async def test_playground_streams_stops_and_its_run_shows_in_usage(page: Page, o
     await expect(page.locator("#record-input")).to_contain_text(XSS)
     await shot(page, "request-record")
 
+    await go(page, "Requests")
+    rows = page.locator("tbody tr")
+    await expect(rows).to_have_count(2)  # newest first: the complete run, then the stopped one
+    await expect(rows.nth(0)).to_contain_text(record_id or "")
+    await expect(rows.nth(0)).to_contain_text("completed")
+    await expect(rows.nth(1)).to_contain_text("cancelled")
+    await shot(page, "requests")
+    await page.get_by_label("Status").select_option("cancelled")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(rows).to_have_count(1)
+    await rows.nth(0).click()
+    await expect(page.locator("#page-title")).to_contain_text("proc_")
+    await expect(page.locator(".badge")).to_have_text("cancelled")
+
     await go(page, "Overview")
     await expect(page.locator(".card-value").first).to_have_text("2")  # the stopped run and the complete one
     await go(page, "Usage")
     await expect(summary).to_contain_text("2 requests")
+    await expect(canvas).to_have_attribute("data-total", "2")  # the chart changed
+    await expect(page.locator("tbody tr").filter(has_text=MODEL)).to_contain_text("2")
     await shot(page, "usage")
+    await page.get_by_label("Chart").select_option("tokens")
+    await expect(page.locator(".chart-wrap canvas")).to_have_attribute("data-metric", "tokens")
+    async with page.expect_download() as download:
+        await page.get_by_role("button", name="Download CSV").click()
+    csv = await asyncio.to_thread(Path(await (await download.value).path()).read_text)
+    assert csv.splitlines()[0] == "date,model,requests,prompt_tokens,completion_tokens,cost_usd"
+    assert f'"{MODEL}","2"' in csv
 
 
 async def test_untrusted_text_is_shown_as_text(page: Page, origin: str, platform: RunningPlatform) -> None:
@@ -297,3 +347,134 @@ async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> 
             await shot(page, f"phone-{name.lower()}")
     finally:
         await context.close()
+
+
+async def test_keys_create_shown_once_rename_rotate_revoke(page: Page, origin: str, user: CreatedKey) -> None:
+    await sign_in(page, origin, user.secret)
+    await go(page, "Keys")
+    await expect(page.get_by_role("row").filter(has_text=user.secret[:10])).to_contain_text("this session")
+    await page.get_by_role("textbox", name="Name").fill(XSS)
+    await page.get_by_role("checkbox", name="process").check()
+    await page.get_by_role("button", name="Create key").click()
+    secret_box = page.locator(".secret-box")
+    await expect(secret_box).to_contain_text("shown only this once")
+    secret = await page.get_by_label("New API key").input_value()
+    assert secret.startswith("pk_") and secret != user.secret
+    row = page.get_by_role("row").filter(has_text=secret[:10])
+    await expect(row.locator(".key-name")).to_have_text(XSS)  # a key name is text
+    await expect(row).to_contain_text("process")
+    await shot(page, "keys-created")
+    async with httpx.AsyncClient(base_url=origin) as client:  # the new key works
+        r = await client.get("/v1/process?limit=1", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 200
+
+    # Shown once: after leaving the page the secret is nowhere on it.
+    await go(page, "Models")
+    await go(page, "Keys")
+    await expect(row).to_be_visible()
+    assert secret not in (await page.content())
+    await expect(page.locator(".secret-box")).to_have_count(0)
+
+    await row.get_by_role("button", name=re.compile("^Rename")).click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("New name").fill("renamed-key")
+    await dialog.get_by_role("button", name="Rename").click()
+    await expect(row.locator(".key-name")).to_have_text("renamed-key")
+
+    await row.get_by_role("button", name=re.compile("^Rotate")).click()
+    await dialog.get_by_label("Grace period in seconds").fill("60")
+    await dialog.get_by_role("button", name="Rotate").click()
+    await expect(page.locator(".secret-box")).to_contain_text("works until")
+    rotated = await page.get_by_label("New API key").input_value()
+    assert rotated.startswith("pk_") and rotated != secret
+    await expect(row).to_contain_text("rotated")
+    successor = page.get_by_role("row").filter(has_text=rotated[:10])
+    await expect(successor).to_contain_text("active")
+
+    await successor.get_by_role("button", name=re.compile("^Revoke")).click()
+    await dialog.get_by_role("button", name="Cancel").click()  # a confirmation first
+    await expect(successor).to_contain_text("active")
+    await successor.get_by_role("button", name=re.compile("^Revoke")).click()
+    await dialog.get_by_role("button", name="Revoke").click()
+    await expect(successor).to_contain_text("revoked")
+    await shot(page, "keys")
+
+
+async def test_webhook_deliveries_test_event_and_redeliver(
+    page: Page, origin: str, user: CreatedKey, receiver: Receiver
+) -> None:
+    path = receiver.new_path()
+    url = receiver.url(path)
+    await sign_in(page, origin, user.secret)
+    await go(page, "Webhooks")
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_role("button", name="Add endpoint").click()
+    row = page.get_by_role("row").filter(has_text=url)
+    await row.get_by_role("link", name=re.compile("^Deliveries")).click()
+    await expect(page.locator("#page-title")).to_have_text("Deliveries")
+    await expect(page.get_by_text("No deliveries yet.")).to_be_visible()
+
+    await page.get_by_role("button", name="Send test event").click()
+    await expect(page.locator(".test-result")).to_contain_text("HTTP 200")
+    assert len(receiver.at(path)) == 1 and receiver.at(path)[0].json()["event"] == "ping"
+
+    # A real event: a request with this key sends processing.completed.
+    async with httpx.AsyncClient(base_url=origin, timeout=300) as client:
+        r = await client.post(
+            "/v1/process",
+            headers={"Authorization": f"Bearer {user.secret}"},
+            json={"input": "Hi", "model": MODEL, "options": {"maxTokens": 2}},
+        )
+        assert r.status_code == 200
+    delivered = await receiver.wait_for(path, 2)
+    assert len(delivered) == 2
+    await page.reload()
+    completed = page.locator("tbody tr").filter(has_text="processing.completed")
+    await expect(completed).to_contain_text("delivered")
+    await expect(completed).to_contain_text("HTTP 200")
+    await shot(page, "webhook-deliveries")
+    await completed.get_by_role("button", name=re.compile("^Redeliver")).click()
+    await expect(page.get_by_role("status").filter(has_text="queued again")).to_be_visible()
+    for _ in range(200):  # the redelivery reaches the receiver (same webhook-id, another request)
+        if len(receiver.at(path)) >= 3:
+            break
+        await page.wait_for_timeout(100)
+    ids = [got.id for got in receiver.at(path)]
+    assert len(ids) == 3 and ids[2] == ids[1], ids
+
+
+async def test_operator_creates_an_account_changes_its_plan_and_suspends_it(
+    page: Page, origin: str, platform: RunningPlatform, user: CreatedKey
+) -> None:
+    # An ordinary key sees that the page needs an admin key.
+    await sign_in(page, origin, user.secret)
+    await go(page, "Operator")
+    await expect(page.get_by_role("alert")).to_contain_text("need an admin key")
+    await page.get_by_role("button", name="Sign out").click()
+
+    operator = await new_key(platform, plan="enterprise", name="operator", scopes=list(ADMIN_SCOPES))
+    await sign_in(page, origin, operator.secret)
+    await go(page, "Operator")
+    name = f"Acme {new_id('t')}"
+    await page.get_by_role("textbox", name="Name").fill(name)
+    await page.get_by_label("Plan", exact=True).fill("free")
+    await page.get_by_role("button", name="Create account").click()
+    row = page.get_by_role("row").filter(has_text=name)
+    await expect(row).to_contain_text("active")
+    await row.get_by_label(re.compile("^Plan of")).select_option("pro")
+    await expect(page.get_by_role("status").filter(has_text="Plan changed to pro")).to_be_visible()
+    await expect(row.get_by_label(re.compile("^Plan of"))).to_have_value("pro")
+    await row.get_by_role("button", name="Suspend").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Suspend").click()
+    await expect(row).to_contain_text("suspended")
+    await expect(page.get_by_role("row").filter(has_text="account.updated").first).to_be_visible()
+    await shot(page, "operator")
+    await row.get_by_role("button", name="Resume").click()
+    await expect(row).to_contain_text("active")
+    # Its keys, managed with the admin key.
+    await row.get_by_role("link", name=re.compile("^Keys of")).click()
+    await expect(page.locator("#page-title")).to_contain_text("Keys of")
+    await page.get_by_role("textbox", name="Name").fill("owner")
+    await page.get_by_role("checkbox", name="keys").check()
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_label("New API key")).to_have_value(re.compile("^pk_"))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from plutos.v1 import processing_pb2, usage_pb2
 
 from server.app import RunningPlatform
 from server.keys import CreatedKey
-from server.store.models import ProcessRecord, UsageDaily, usd_to_units
+from server.store.models import Batch, ProcessRecord, UsageDaily, usd_to_units
 from tests.conftest import MODEL, GrpcClients, new_key
 from tests.limits_support import bearer, md
 
@@ -19,14 +20,19 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 async def seed_records(platform: RunningPlatform, key: CreatedKey, n: int) -> list[str]:
-    """``n`` records one second apart (the last is the newest); every 5th failed, every 7th on model "other"."""
-    rows = [
+    """``n`` records one second apart (the last is the newest); every 5th failed, every 7th on model "other",
+    every 10th an item of one batch."""
+    batch_id = f"batch_{key.account_id[-16:]}"
+    rows: list[Any] = [
+        Batch(id=batch_id, account_id=key.account_id, key_id=key.id, model=MODEL, item_count=n // 10, created_at=T0)
+    ]
+    rows += [
         ProcessRecord(
             id=f"proc_{key.account_id[-8:]}{i:08x}",
             account_id=key.account_id,
             key_id=key.id,
             kind="batch" if i % 10 == 0 else "process",
-            batch_id="batch_0000000000000001" if i % 10 == 0 else None,
+            batch_id=batch_id if i % 10 == 0 else None,
             batch_index=0 if i % 10 == 0 else None,
             model="other" if i % 7 == 0 else MODEL,
             input=f"input {i}",
@@ -43,7 +49,7 @@ async def seed_records(platform: RunningPlatform, key: CreatedKey, n: int) -> li
     ]
     async with platform.runtime.sessions.begin() as session:
         session.add_all(rows)
-    return [r.id for r in rows]
+    return [r.id for r in rows[1:]]
 
 
 async def test_pages_through_250_records_newest_first(platform: RunningPlatform, anon: httpx.AsyncClient) -> None:
@@ -75,7 +81,8 @@ async def test_pages_through_250_records_newest_first(platform: RunningPlatform,
     }
     assert first["createdAt"] == "2026-03-01T12:04:09Z" and "batchId" not in first
     batch_item = (await anon.get("/process", params={"limit": 1, "after": ids[241]}, headers=bearer(key.secret))).json()
-    assert batch_item["data"][0]["batchId"] == "batch_0000000000000001" and batch_item["data"][0]["batchIndex"] == 0
+    assert batch_item["data"][0]["batchId"] == f"batch_{key.account_id[-16:]}"
+    assert batch_item["data"][0]["batchIndex"] == 0
     assert batch_item["data"][0]["errorCode"] == "upstream_error"
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import grpc
 import httpx
+import pytest
 from plutos.v1 import keys_pb2
 from sqlalchemy import select
 
@@ -206,3 +207,19 @@ async def test_two_simultaneous_rotations_leave_one_successor(platform: RunningP
             )
         ).scalars()
         assert {*successors} == {target, old.replaced_by}
+
+
+async def test_the_key_cap_holds_under_concurrent_creates(
+    platform: RunningPlatform, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import server.services.keys
+
+    monkeypatch.setattr(server.services.keys, "MAX_KEYS_PER_ACCOUNT", 3)
+    async with await self_service_client(platform, base_url) as client:  # the account's first key
+        answers = await asyncio.gather(*(client.post("/keys", json={"name": f"k{i}"}) for i in range(5)))
+        assert sorted(r.status_code for r in answers) == [200, 200, 400, 400, 400], [r.text for r in answers]
+        refused = next(r for r in answers if r.status_code == 400).json()["error"]
+        assert refused["details"] == {"field": "accountId", "max": 3}
+        revoked = next(r for r in answers if r.status_code == 200).json()["key"]["id"]
+        await client.post(f"/keys/{revoked}:revoke", json={})
+        assert (await client.post("/keys", json={})).status_code == 200  # revoked keys do not count

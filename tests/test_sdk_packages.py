@@ -112,7 +112,9 @@ try {
   // Always sent, so not optional in the types (no `?.` needed under --strict):
   const tokens: number = result.usage.totalTokens;
   const created: string = result.createdAt;
-  console.log(id.startsWith('proc_'), ms >= 0 && tokens > 0 && created.endsWith('Z'), result.output);
+  const requestId: string | undefined = result._requestId;
+  const sane = ms >= 0 && tokens > 0 && created.endsWith('Z');
+  console.log(id.startsWith('proc_'), sane, requestId?.startsWith('req_'), result.output);
 } catch (error) {
   if (error instanceof PlutosError) {
     console.error('failed:', error.code, error.message, error.requestId);
@@ -180,7 +182,7 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
         timeout=600,
     )
     assert code == 0, out + err
-    assert out.startswith("true true ") and "invalid model: invalid_model" in out, out
+    assert out.startswith("true true true ") and "invalid model: invalid_model" in out, out
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")

@@ -66,8 +66,14 @@ async def test_usage_has_the_reference_shape_and_default_period(platform: Runnin
     body = r.json()
     assert list(body) == ["period", "usage", "limits"]
     assert list(body["usage"]) == ["totalRequests", "totalTokens", "totalCost", "requestsByModel"]
-    assert list(body["limits"]) == ["requestsPerMinute", "requestsPerHour", "requestsPerDay"]
-    assert body["limits"] == {"requestsPerMinute": 60, "requestsPerHour": 1000, "requestsPerDay": 5000}
+    # The reference's three limits, then (an addition) the plan's monthly token quota.
+    assert list(body["limits"]) == ["requestsPerMinute", "requestsPerHour", "requestsPerDay", "monthlyTokens"]
+    assert body["limits"] == {
+        "requestsPerMinute": 60,
+        "requestsPerHour": 1000,
+        "requestsPerDay": 5000,
+        "monthlyTokens": 1_000_000,
+    }
     today = utcnow().date()
     assert body["period"] == {
         "start": f"{today.replace(day=1).isoformat()}T00:00:00Z",

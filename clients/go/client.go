@@ -40,6 +40,7 @@ type Client struct {
 	retry      retryPolicy
 	userAgent  string
 	configErr  error
+	headers    http.Header // extra headers on every request (WithHeader)
 }
 
 // Option configures a Client.
@@ -59,6 +60,29 @@ func WithHTTPClient(hc *http.Client) Option {
 			c.httpClient = hc
 		}
 	}
+}
+
+// WithHeader adds a header to every request (it cannot replace Authorization, User-Agent, Accept
+// or Content-Type).
+func WithHeader(name, value string) Option {
+	return func(c *Client) {
+		if c.headers == nil {
+			c.headers = http.Header{}
+		}
+		c.headers.Set(name, value)
+	}
+}
+
+// WithOptions returns a client sharing this one's connections with the options applied on top:
+// per-request settings, as in client.WithOptions(plutos.WithTimeout(5 * time.Second)).ProcessData(req).
+func (c *Client) WithOptions(opts ...Option) *Client {
+	clone := *c
+	clone.headers = c.headers.Clone()
+	for _, opt := range opts {
+		opt(&clone)
+	}
+	clone.baseURL = strings.TrimRight(clone.baseURL, "/")
+	return &clone
 }
 
 // WithMaxRetries sets how many times a failed attempt is retried (default 2; 0 disables retries).
@@ -231,8 +255,12 @@ func doJSON[T any](ctx context.Context, c *Client, method, path string, query ur
 	if len(bytes.TrimSpace(body)) == 0 {
 		return &out, nil
 	}
+	// Every result type embeds ResponseMeta: its RequestID is the response's X-Request-Id.
 	if err := json.Unmarshal(body, &out); err != nil {
 		return nil, fmt.Errorf("plutos: invalid JSON in response (HTTP %d): %w", resp.StatusCode, err)
+	}
+	if meta, ok := any(&out).(requestIDSetter); ok {
+		meta.setRequestID(resp.Header.Get("X-Request-Id"))
 	}
 	return &out, nil
 }
@@ -299,6 +327,9 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 		stopTimer()
 		cancel(nil)
 		return nil, nil, fmt.Errorf("plutos: building request: %w", err)
+	}
+	for name, values := range c.headers {
+		req.Header[name] = append([]string(nil), values...)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	req.Header.Set("User-Agent", c.userAgent)

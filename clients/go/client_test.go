@@ -213,3 +213,44 @@ func TestCustomHTTPClientIsUsed(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestResultsCarryTheRequestID(t *testing.T) {
+	ts := newTestServer(t,
+		jsonHandler(200, map[string]any{"id": "proc_1", "output": "ok"}, "X-Request-Id", "req_abc"),
+		jsonHandler(200, map[string]any{"models": []any{}}, "X-Request-Id", "req_def"),
+	)
+	client := ts.client()
+	result, err := client.ProcessData(ProcessRequest{Input: "x", Model: "m"})
+	if err != nil || result.RequestID != "req_abc" || result.Output != "ok" {
+		t.Fatalf("ProcessData = %+v, %v", result, err)
+	}
+	models, err := client.ListModels()
+	if err != nil || models.RequestID != "req_def" {
+		t.Fatalf("ListModels = %+v, %v", models, err)
+	}
+}
+
+func TestWithOptionsAppliesPerRequestSettings(t *testing.T) {
+	ts := newTestServer(t, jsonHandler(200, map[string]any{"models": []any{}}))
+	client := ts.client()
+	derived := client.WithOptions(WithHeader("X-Trace", "t1"), WithMaxRetries(0), WithHeader("Authorization", "Bearer nope"))
+	if _, err := derived.ListModels(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.ListModels(); err != nil {
+		t.Fatal(err)
+	}
+	reqs := ts.Requests()
+	if got := reqs[0].Header.Get("X-Trace"); got != "t1" {
+		t.Errorf("derived client sent X-Trace %q", got)
+	}
+	if got := reqs[0].Header.Get("Authorization"); got == "Bearer nope" {
+		t.Errorf("an extra header replaced Authorization")
+	}
+	if got := reqs[1].Header.Get("X-Trace"); got != "" {
+		t.Errorf("the original client sent X-Trace %q", got)
+	}
+	if derived.retry.maxRetries != 0 || client.retry.maxRetries == 0 {
+		t.Errorf("retries: derived %d, original %d", derived.retry.maxRetries, client.retry.maxRetries)
+	}
+}

@@ -29,6 +29,10 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeNotImplemented   = "not_implemented"
 	CodeCancelled        = "cancelled"
+	// The operator suspended the key's account (403).
+	CodeAccountSuspended = "account_suspended"
+	// The resource's state forbids the call, e.g. rotating a key that is not active (409).
+	CodeConflict = "conflict"
 )
 
 // CodeStatus is the HTTP status of each error code; errors inside a stream take theirs from it.
@@ -48,6 +52,8 @@ var CodeStatus = map[string]int{
 	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
 	CodeNotImplemented:     http.StatusNotImplemented,
 	CodeCancelled:          499, // client closed request
+	CodeAccountSuspended:   http.StatusForbidden,
+	CodeConflict:           http.StatusConflict,
 }
 
 // APIError is an error answered by the API: {"error": {"code", "message", "details", "requestId"}}.
@@ -138,6 +144,12 @@ func IsNotFound(err error) bool {
 	e, ok := asAPIError(err)
 	return ok && e.Status == http.StatusNotFound
 }
+
+// IsAccountSuspended reports a 403 account_suspended.
+func IsAccountSuspended(err error) bool { return hasCode(err, CodeAccountSuspended) }
+
+// IsConflict reports a 409 conflict (e.g. rotating a key that is not active).
+func IsConflict(err error) bool { return hasCode(err, CodeConflict) }
 
 // IsInvalidParameters reports a 400 invalid_parameters.
 func IsInvalidParameters(err error) bool { return hasCode(err, CodeInvalidParameters) }

@@ -63,6 +63,23 @@ func TestRESTTypesMatchTheProtos(t *testing.T) {
 		{Webhook{}, &plutosv1.Webhook{}},
 		{ListWebhooksResponse{}, &plutosv1.ListWebhooksResponse{}},
 		{DeleteWebhookResponse{}, &plutosv1.DeleteWebhookResponse{}},
+		{KeyLimits{}, &plutosv1.KeyLimits{}},
+		{APIKey{}, &plutosv1.ApiKey{}},
+		{CreateKeyResponse{}, &plutosv1.CreateKeyResponse{}},
+		{ListKeysResponse{}, &plutosv1.ListKeysResponse{}},
+		{RotateKeyResponse{}, &plutosv1.RotateKeyResponse{}},
+		{ProcessHistoryItem{}, &plutosv1.ProcessRecord{}},
+		{ListProcessesResponse{}, &plutosv1.ListProcessesResponse{}},
+		{DailyUsage{}, &plutosv1.DailyUsage{}},
+		{DailyUsageResponse{}, &plutosv1.GetDailyUsageResponse{}},
+		{WebhookDelivery{}, &plutosv1.WebhookDelivery{}},
+		{ListWebhookDeliveriesResponse{}, &plutosv1.ListWebhookDeliveriesResponse{}},
+		{TestWebhookResponse{}, &plutosv1.TestWebhookResponse{}},
+		{AccountUsage{}, &plutosv1.AccountUsage{}},
+		{Account{}, &plutosv1.Account{}},
+		{ListAccountsResponse{}, &plutosv1.ListAccountsResponse{}},
+		{AuditEvent{}, &plutosv1.AuditEvent{}},
+		{ListAuditEventsResponse{}, &plutosv1.ListAuditEventsResponse{}},
 	}
 	for _, p := range pairs {
 		got, want := jsonNames(reflect.TypeOf(p.rest)), protoNames(p.proto)

@@ -94,6 +94,7 @@ type ProcessRequest struct {
 
 // ProcessResponse is the answer of POST /process.
 type ProcessResponse struct {
+	ResponseMeta
 	// ID is "proc_" followed by 16 hex digits; see Client.GetProcess.
 	ID        string    `json:"id"`
 	Output    string    `json:"output"`
@@ -106,6 +107,7 @@ type ProcessResponse struct {
 
 // GetProcessResponse is a stored processing result (GET /process/{id}).
 type GetProcessResponse struct {
+	ResponseMeta
 	ID     string `json:"id"`
 	Input  string `json:"input"`
 	Output string `json:"output"`
@@ -145,6 +147,7 @@ type BatchResult struct {
 
 // BatchResponse is the answer of POST /batch.
 type BatchResponse struct {
+	ResponseMeta
 	// ID is "batch_" followed by 16 hex digits.
 	ID         string        `json:"id"`
 	Results    []BatchResult `json:"results"`
@@ -200,6 +203,7 @@ type Model struct {
 
 // ListModelsResponse is the answer of GET /models.
 type ListModelsResponse struct {
+	ResponseMeta
 	Models []Model `json:"models"`
 }
 
@@ -230,10 +234,13 @@ type UsageLimits struct {
 	RequestsPerMinute int `json:"requestsPerMinute"`
 	RequestsPerHour   int `json:"requestsPerHour"`
 	RequestsPerDay    int `json:"requestsPerDay"`
+	// MonthlyTokens is the plan's monthly token quota; 0: none.
+	MonthlyTokens int64 `json:"monthlyTokens"`
 }
 
 // UsageResponse is the answer of GET /usage.
 type UsageResponse struct {
+	ResponseMeta
 	Period UsagePeriod `json:"period"`
 	Usage  UsageTotals `json:"usage"`
 	Limits UsageLimits `json:"limits"`
@@ -256,6 +263,7 @@ type CreateWebhookRequest struct {
 
 // Webhook is a registered webhook.
 type Webhook struct {
+	ResponseMeta
 	// ID is "wh_" followed by 16 hex digits.
 	ID     string   `json:"id"`
 	URL    string   `json:"url"`
@@ -267,11 +275,23 @@ type Webhook struct {
 
 // ListWebhooksResponse is the answer of GET /webhooks.
 type ListWebhooksResponse struct {
+	ResponseMeta
 	Webhooks []Webhook `json:"webhooks"`
 }
 
 // DeleteWebhookResponse is the answer of DELETE /webhooks/{id}.
 type DeleteWebhookResponse struct {
+	ResponseMeta
 	ID      string `json:"id"`
 	Deleted bool   `json:"deleted"`
 }
+
+// ResponseMeta is embedded in every result: the request id of the HTTP response that carried it
+// (quote it when reporting a problem). Not part of the JSON.
+type ResponseMeta struct {
+	RequestID string `json:"-"`
+}
+
+func (m *ResponseMeta) setRequestID(id string) { m.RequestID = id }
+
+type requestIDSetter interface{ setRequestID(id string) }

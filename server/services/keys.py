@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 from plutos.v1 import keys_pb2, keys_pb2_grpc
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from server.config import Plan
 from server.context import Caller, caller
@@ -194,20 +194,6 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
         expires_at = self._expiry(target, request.HasField("expires_at"), request.expires_at)
         if len(request.name) > 200:
             raise invalid_parameter("name", "'name' may be at most 200 characters.")
-        async with self.runtime.sessions() as session:
-            count = (
-                await session.execute(
-                    select(func.count())
-                    .select_from(ApiKey)
-                    .where(ApiKey.account_id == target.account_id, ApiKey.revoked_at.is_(None))
-                )
-            ).scalar_one()
-        if count >= MAX_KEYS_PER_ACCOUNT:
-            raise PlutosError(
-                "invalid_parameters",
-                f"An account may have at most {MAX_KEYS_PER_ACCOUNT} keys that are not revoked.",
-                {"field": "account", "max": MAX_KEYS_PER_ACCOUNT},
-            )
         created = await create_key(
             self.runtime.sessions,
             name=request.name,
@@ -217,6 +203,7 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
             expires_at=expires_at,
             limits=limits,
             actor=who.key_id,
+            max_keys=MAX_KEYS_PER_ACCOUNT,
         )
         assert created.row is not None
         return keys_pb2.CreateKeyResponse(key=api_key_message(created.row), secret=created.secret)

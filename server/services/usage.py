@@ -93,6 +93,7 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
                 requests_per_minute=effective_limit(who, "requests_per_minute"),
                 requests_per_hour=effective_limit(who, "requests_per_hour"),
                 requests_per_day=effective_limit(who, "requests_per_day"),
+                monthly_tokens=who.plan.monthly_tokens,
             ),
         )
         response.period.start.FromDatetime(start)

@@ -101,7 +101,10 @@ class ProcessRecord(Base):
     account_id: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))  # process | stream | batch
-    batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    # A foreign key on PostgreSQL (migration c4d1e7a9b2f3); the writer puts batches before records.
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("batches.id", name="fk_process_records_batch_id_batches"), nullable=True, index=True
+    )
     batch_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     model: Mapped[str] = mapped_column(String(200))
     input: Mapped[str] = mapped_column(Text)

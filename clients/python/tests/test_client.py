@@ -276,3 +276,41 @@ def test_authentication_error() -> None:
     client = make_client(lambda r: error_response(401, "invalid_api_key", "Invalid API key"))
     with pytest.raises(AuthenticationError):
         client.list_models()
+
+
+def test_results_carry_the_request_id() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON, headers={"X-Request-Id": "req_abc"})
+
+    result = make_client(handler).process_data(input="x", model="m")
+    assert result.request_id == "req_abc"
+    assert result == ProcessResult.from_json(PROCESS_JSON)  # not part of equality
+
+
+async def test_async_results_carry_the_request_id() -> None:
+    from plutos_testing import make_async_client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON, headers={"X-Request-Id": "req_def"})
+
+    async with make_async_client(handler) as client:
+        result = await client.process_data(input="x", model="m")
+    assert result.request_id == "req_def"
+
+
+def test_with_options_gives_per_request_settings() -> None:
+    recorder = Recorder()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=PROCESS_JSON)
+
+    client = make_client(handler, recorder)
+    derived = client.with_options(timeout=5, max_retries=0, extra_headers={"X-Trace": "t1"})
+    derived.process_data(input="x", model="m")
+    client.process_data(input="x", model="m")
+    first, second = recorder.requests
+    assert first.headers["x-trace"] == "t1" and "x-trace" not in second.headers
+    assert first.extensions["timeout"]["read"] == 5
+    assert derived.max_retries == 0 and client.max_retries != 0
+    derived.close()  # leaves the shared connections open
+    client.process_data(input="x", model="m")

@@ -3,7 +3,29 @@ import { APIConnectionError, APITimeoutError, PlutosError, errorFromBody } from 
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, retryDelay, sleep } from './retry.js';
 import { Stream } from './stream.js';
 import type {
+  AccountResponse,
+  AccountScope,
+  ApiKey,
   BatchRequest,
+  CreateAccountRequest,
+  CreateKeyRequest,
+  CreateKeyResponse,
+  GetDailyUsageParams,
+  GetDailyUsageResponse,
+  ListAccountsResponse,
+  ListAuditEventsParams,
+  ListAuditEventsResponse,
+  ListKeysResponse,
+  ListProcessesParams,
+  ListProcessesResponse,
+  ListWebhookDeliveriesParams,
+  ListWebhookDeliveriesResponse,
+  PageParams,
+  RedeliverWebhookDeliveryResponse,
+  RotateKeyResponse,
+  TestWebhookResponse,
+  UpdateAccountRequest,
+  UpdateKeyRequest,
   BatchResponse,
   CreateWebhookRequest,
   CreateWebhookResponse,
@@ -47,7 +69,7 @@ export interface ClientOptions {
 }
 
 interface RequestSpec {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'DELETE' | 'PATCH';
   path: string;
   query?: Record<string, string | undefined>;
   body?: unknown;
@@ -67,6 +89,16 @@ export interface OpenResponse {
 function env(name: string): string | undefined {
   const value = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
   return value === undefined || value === '' ? undefined : value;
+}
+
+function keysPath(accountId: string | undefined, id?: string, verb?: string): string {
+  let path = accountId ? `/admin/accounts/${encodeURIComponent(accountId)}/keys` : '/keys';
+  if (id !== undefined) path += `/${encodeURIComponent(id)}`;
+  return verb ? `${path}:${verb}` : path;
+}
+
+function pageQuery(params: PageParams): Record<string, string | undefined> {
+  return { limit: params.limit === undefined ? undefined : String(params.limit), after: params.after };
 }
 
 /** The client for the PlutosAI REST API. */
@@ -170,20 +202,145 @@ export class PlutosAI {
     return this.#json({ method: 'DELETE', path: `/webhooks/${encodeURIComponent(id)}` }, options);
   }
 
+  // -- management: keys, accounts, audit, history, daily usage, webhook deliveries ---------------
+
+  /** POST /keys (or /admin/accounts/{accountId}/keys) — a new key; its `secret` is returned only here. */
+  createKey(request: CreateKeyRequest = {}, options?: RequestOptions): Promise<CreateKeyResponse> {
+    const { accountId, ...body } = request;
+    return this.#json({ method: 'POST', path: keysPath(accountId), body }, options);
+  }
+
+  /** GET /keys — the account's keys (prefixes only). */
+  listKeys(scope: AccountScope = {}, options?: RequestOptions): Promise<ListKeysResponse> {
+    return this.#json({ method: 'GET', path: keysPath(scope.accountId) }, options);
+  }
+
+  /** GET /keys/{id}. */
+  async getKey(id: string, scope: AccountScope = {}, options?: RequestOptions): Promise<ApiKey> {
+    return (await this.#json<{ key: ApiKey }>({ method: 'GET', path: keysPath(scope.accountId, id) }, options)).key;
+  }
+
+  /** PATCH /keys/{id} — change the fields given. */
+  async updateKey(
+    id: string,
+    request: UpdateKeyRequest,
+    scope: AccountScope = {},
+    options?: RequestOptions,
+  ): Promise<ApiKey> {
+    const spec: RequestSpec = { method: 'PATCH', path: keysPath(scope.accountId, id), body: request };
+    return (await this.#json<{ key: ApiKey }>(spec, options)).key;
+  }
+
+  /** POST /keys/{id}:rotate — a replacement; the old key works `graceSeconds` more (default 86400). */
+  rotateKey(
+    id: string,
+    request: { graceSeconds?: number } = {},
+    scope: AccountScope = {},
+    options?: RequestOptions,
+  ): Promise<RotateKeyResponse> {
+    return this.#json({ method: 'POST', path: keysPath(scope.accountId, id, 'rotate'), body: request }, options);
+  }
+
+  /** POST /keys/{id}:revoke — revoking the calling key itself needs `allowSelf: true`. */
+  async revokeKey(
+    id: string,
+    request: { allowSelf?: boolean } = {},
+    scope: AccountScope = {},
+    options?: RequestOptions,
+  ): Promise<ApiKey> {
+    const spec: RequestSpec = { method: 'POST', path: keysPath(scope.accountId, id, 'revoke'), body: request };
+    return (await this.#json<{ key: ApiKey }>(spec, options)).key;
+  }
+
+  /** GET /process — the account's processing records, newest first. */
+  listProcesses(params: ListProcessesParams = {}, options?: RequestOptions): Promise<ListProcessesResponse> {
+    const query = {
+      ...pageQuery(params),
+      model: params.model,
+      status: params.status,
+      start_date: params.startDate,
+      end_date: params.endDate,
+    };
+    return this.#json({ method: 'GET', path: '/process', query }, options);
+  }
+
+  /** GET /usage/daily — one row per UTC day and model. */
+  getDailyUsage(params: GetDailyUsageParams = {}, options?: RequestOptions): Promise<GetDailyUsageResponse> {
+    const query = { start_date: params.startDate, end_date: params.endDate, model: params.model };
+    return this.#json({ method: 'GET', path: '/usage/daily', query }, options);
+  }
+
+  /** GET /webhooks/{id}/deliveries — newest first. */
+  listWebhookDeliveries(
+    webhookId: string,
+    params: ListWebhookDeliveriesParams = {},
+    options?: RequestOptions,
+  ): Promise<ListWebhookDeliveriesResponse> {
+    const path = `/webhooks/${encodeURIComponent(webhookId)}/deliveries`;
+    return this.#json({ method: 'GET', path, query: { ...pageQuery(params), status: params.status } }, options);
+  }
+
+  /** POST /webhooks/{id}/deliveries/{deliveryId}:redeliver — send a delivered or failed delivery again. */
+  redeliverWebhookDelivery(
+    webhookId: string,
+    deliveryId: string,
+    options?: RequestOptions,
+  ): Promise<RedeliverWebhookDeliveryResponse> {
+    const path = `/webhooks/${encodeURIComponent(webhookId)}/deliveries/${encodeURIComponent(deliveryId)}:redeliver`;
+    return this.#json({ method: 'POST', path, body: {} }, options);
+  }
+
+  /** POST /webhooks/{id}:test — a signed `ping` now; the receiver's answer. */
+  testWebhook(id: string, options?: RequestOptions): Promise<TestWebhookResponse> {
+    return this.#json({ method: 'POST', path: `/webhooks/${encodeURIComponent(id)}:test`, body: {} }, options);
+  }
+
+  /** POST /admin/accounts (admin scope). */
+  createAccount(request: CreateAccountRequest = {}, options?: RequestOptions): Promise<AccountResponse> {
+    return this.#json({ method: 'POST', path: '/admin/accounts', body: request }, options);
+  }
+
+  /** GET /admin/accounts — with this month's usage, newest first. */
+  listAccounts(params: PageParams = {}, options?: RequestOptions): Promise<ListAccountsResponse> {
+    return this.#json({ method: 'GET', path: '/admin/accounts', query: pageQuery(params) }, options);
+  }
+
+  /** GET /admin/accounts/{id}. */
+  getAccount(id: string, options?: RequestOptions): Promise<AccountResponse> {
+    return this.#json({ method: 'GET', path: `/admin/accounts/${encodeURIComponent(id)}` }, options);
+  }
+
+  /** PATCH /admin/accounts/{id} — name, plan, suspended. */
+  updateAccount(id: string, request: UpdateAccountRequest, options?: RequestOptions): Promise<AccountResponse> {
+    return this.#json({ method: 'PATCH', path: `/admin/accounts/${encodeURIComponent(id)}`, body: request }, options);
+  }
+
+  /** GET /admin/audit — changes to keys and accounts, newest first. */
+  listAuditEvents(params: ListAuditEventsParams = {}, options?: RequestOptions): Promise<ListAuditEventsResponse> {
+    const query = { ...pageQuery(params), account_id: params.accountId };
+    return this.#json({ method: 'GET', path: '/admin/audit', query }, options);
+  }
+
   async #json<T>(spec: RequestSpec, options?: RequestOptions): Promise<T> {
     const { response, text, release } = await this.#send(spec, options, false);
     release();
-    if (text === '') return {} as T;
+    const requestId = response.headers.get('x-request-id') ?? undefined;
+    let result: unknown;
     try {
-      return JSON.parse(text) as T;
+      result = text === '' ? {} : JSON.parse(text);
     } catch (cause) {
       throw new PlutosError(`Invalid JSON in response (HTTP ${response.status})`, {
         code: 'invalid_response',
         status: response.status,
-        requestId: response.headers.get('x-request-id') ?? undefined,
+        requestId,
         cause,
       });
     }
+    // Every result carries its response's request id (non-enumerable: JSON.stringify leaves it out).
+    if (typeof result === 'object' && result !== null) {
+      Object.defineProperty(result, '_requestId', { value: requestId, enumerable: false });
+    }
+    return result as T;
   }
 
   #url(spec: RequestSpec): string {

@@ -10,7 +10,9 @@
 //       │   └── InputTooLongError        input_too_long
 //       ├── AuthenticationError      401 invalid_api_key
 //       ├── PermissionDeniedError    403 permission_denied
+//       │   └── AccountSuspendedError    account_suspended (the operator suspended the account)
 //       ├── NotFoundError            404 not_found
+//       ├── ConflictError            409 conflict (e.g. rotating a key that is not active)
 //       ├── RateLimitError           429 rate_limit_exceeded (retryAfter, seconds)
 //       ├── InsufficientQuotaError   429 insufficient_quota (never retried)
 //       ├── InternalServerError      500 internal_error (and other 5xx)
@@ -88,7 +90,9 @@ export class InvalidModelError extends BadRequestError {}
 export class InputTooLongError extends BadRequestError {}
 export class AuthenticationError extends APIError {}
 export class PermissionDeniedError extends APIError {}
+export class AccountSuspendedError extends PermissionDeniedError {}
 export class NotFoundError extends APIError {}
+export class ConflictError extends APIError {}
 export class RateLimitError extends APIError {}
 export class InsufficientQuotaError extends APIError {}
 export class InternalServerError extends APIError {}
@@ -105,7 +109,9 @@ const CLASS_FOR_CODE: Partial<Record<ErrorCode, APIErrorClass>> = {
   input_too_long: InputTooLongError,
   invalid_api_key: AuthenticationError,
   permission_denied: PermissionDeniedError,
+  account_suspended: AccountSuspendedError,
   not_found: NotFoundError,
+  conflict: ConflictError,
   rate_limit_exceeded: RateLimitError,
   insufficient_quota: InsufficientQuotaError,
   internal_error: InternalServerError,
@@ -134,6 +140,8 @@ function classForStatus(status: number): APIErrorClass {
       return PermissionDeniedError;
     case 404:
       return NotFoundError;
+    case 409:
+      return ConflictError;
     case 429:
       return RateLimitError;
     case 502:

@@ -1,11 +1,13 @@
 export { PlutosAI, type ClientOptions } from './client.js';
 export { ENVIRONMENTS, type Environment } from './environments.js';
 export {
+  AccountSuspendedError,
   APIConnectionError,
   APIError,
   APITimeoutError,
   AuthenticationError,
   BadRequestError,
+  ConflictError,
   ERROR_CODES,
   GatewayTimeoutError,
   InputTooLongError,

@@ -136,3 +136,18 @@ test('the CommonJS build exports the same API', () => {
   assert.equal(typeof cjs.RateLimitError, 'function');
   assert.equal(new cjs.PlutosAI({ apiKey: 'k', baseUrl: 'http://x/v1' }).baseUrl, 'http://x/v1');
 });
+
+describe('results', () => {
+  test('carry the response X-Request-Id as a non-enumerable _requestId', async () => {
+    const srv = await startServer(json(200, { models: [] }, { 'X-Request-Id': 'req_abc' }));
+    try {
+      const client = new PlutosAI({ apiKey: 'sk-test', baseUrl: srv.baseUrl });
+      const result = await client.listModels();
+      assert.equal(result._requestId, 'req_abc');
+      assert.deepEqual(Object.keys(result), ['models']);
+      assert.equal(JSON.stringify(result), '{"models":[]}');
+    } finally {
+      srv.close();
+    }
+  });
+});

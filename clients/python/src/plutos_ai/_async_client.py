@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -128,17 +129,22 @@ class AsyncPlutosAI(BaseClient):
 
         ``options`` takes camelCase or snake_case keys: ``{"temperature": 0.7, "max_tokens": 100}``.
         """
-        data = await self._request("POST", "/process", json_body=process_body(input, model, options))
-        return ProcessResult.from_json(data)
+        data, request_id = await self._request_with_id(
+            "POST", "/process", json_body=process_body(input, model, options)
+        )
+        return replace(ProcessResult.from_json(data), request_id=request_id)
 
     async def get_process(self, id: str) -> ProcessRecord:
         """Retrieve a stored processing result (``GET /process/{id}``)."""
-        return ProcessRecord.from_json(await self._request("GET", f"/process/{path_segment(id)}"))
+        data, request_id = await self._request_with_id("GET", f"/process/{path_segment(id)}")
+        return replace(ProcessRecord.from_json(data), request_id=request_id)
 
     async def batch(self, inputs: list[str], model: str, options: Options | None = None) -> BatchResult:
         """Process up to 100 inputs in one request (``POST /batch``); results keep the input order."""
-        data = await self._request("POST", "/batch", json_body=batch_body(inputs, model, options))
-        return BatchResult.from_json(data)
+        data, request_id = await self._request_with_id(
+            "POST", "/batch", json_body=batch_body(inputs, model, options)
+        )
+        return replace(BatchResult.from_json(data), request_id=request_id)
 
     def stream(self, input: str, model: str, options: Options | None = None) -> AsyncStream:
         """Stream the output as it is generated (``POST /stream``, Server-Sent Events).
@@ -167,14 +173,17 @@ class AsyncPlutosAI(BaseClient):
         self, start_date: str | dt.date | None = None, end_date: str | dt.date | None = None
     ) -> UsageReport:
         """Usage statistics and limits (``GET /usage``); dates are inclusive, ``YYYY-MM-DD``."""
-        data = await self._request("GET", "/usage", params=usage_params(start_date, end_date))
-        return UsageReport.from_json(data)
+        data, request_id = await self._request_with_id(
+            "GET", "/usage", params=usage_params(start_date, end_date)
+        )
+        return replace(UsageReport.from_json(data), request_id=request_id)
 
     async def create_webhook(self, url: str, events: list[str], secret: str | None = None) -> Webhook:
         """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
-        return Webhook.from_json(
-            await self._request("POST", "/webhooks", json_body=webhook_body(url, events, secret))
+        data, request_id = await self._request_with_id(
+            "POST", "/webhooks", json_body=webhook_body(url, events, secret)
         )
+        return replace(Webhook.from_json(data), request_id=request_id)
 
     async def list_webhooks(self) -> list[Webhook]:
         """The caller's webhooks (``GET /webhooks``)."""
@@ -184,7 +193,8 @@ class AsyncPlutosAI(BaseClient):
 
     async def delete_webhook(self, id: str) -> WebhookDeletion:
         """Remove a webhook (``DELETE /webhooks/{id}``)."""
-        return WebhookDeletion.from_json(await self._request("DELETE", f"/webhooks/{path_segment(id)}"))
+        data, request_id = await self._request_with_id("DELETE", f"/webhooks/{path_segment(id)}")
+        return replace(WebhookDeletion.from_json(data), request_id=request_id)
 
     # -- management (keys, accounts, audit, history, daily usage, deliveries) ----------------------
 
@@ -394,10 +404,21 @@ class AsyncPlutosAI(BaseClient):
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
+        return (await self._request_with_id(method, path, json_body=json_body, params=params))[0]
+
+    async def _request_with_id(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[Any, str | None]:
+        """The decoded JSON answer and the response's ``X-Request-Id``."""
         response = await self._send_with_retries(
             method, path, json_body=json_body, params=params, stream=False
         )
-        return decode_json(response)
+        return decode_json(response), response.headers.get("x-request-id")
 
     async def _send_with_retries(
         self,

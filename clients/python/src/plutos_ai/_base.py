@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import platform
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -34,7 +36,9 @@ ENVIRONMENTS: dict[str, str] = {
     "development": "http://localhost:3000/v1",
 }
 
-DEFAULT_TIMEOUT = 60.0
+# Seconds per attempt: one default for every PlutosAI SDK (TypeScript 600 000 ms, Go
+# DefaultTimeout = 10 min), the longest a REST call may run on the server (its unary timeout).
+DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 2
 
 
@@ -69,8 +73,13 @@ def resolve_api_key(api_key: str | None) -> str:
     return key
 
 
+_C = TypeVar("_C", bound="BaseClient")
+
+
 class BaseClient:
     """Configuration and request/response plumbing, free of I/O."""
+
+    _owns_http: bool  # whether close() closes the connection pool (set by the concrete clients)
 
     def __init__(
         self,
@@ -94,6 +103,32 @@ class BaseClient:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def with_options(
+        self: _C,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _C:
+        """A client sharing this one's connections, with other per-request settings::
+
+            client.with_options(timeout=5, max_retries=0).process_data(input="Hi", model="m")
+
+        ``extra_headers`` are added to every request, over ``default_headers``.
+        Closing the returned client leaves the shared connections open.
+        """
+        clone = copy.copy(self)
+        if timeout is not None:
+            clone.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        if max_retries is not None:
+            if max_retries < 0:
+                raise ValueError("max_retries must be >= 0")
+            clone.max_retries = max_retries
+            clone._retry = dataclasses.replace(self._retry, max_retries=max_retries)
+        clone._default_headers = {**self._default_headers, **(extra_headers or {})}
+        clone._owns_http = False
+        return clone
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -136,6 +136,8 @@ class ProcessResult:
     created_at: datetime | None
     #: Milliseconds.
     processing_time: int
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> ProcessResult:
@@ -165,6 +167,8 @@ class ProcessRecord:
     processing_time: int
     #: "completed", "cancelled" (a stream whose client left) or "failed".
     status: str
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> ProcessRecord:
@@ -230,6 +234,8 @@ class BatchResult:
     created_at: datetime | None
     #: Milliseconds.
     processing_time: int
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> BatchResult:
@@ -360,6 +366,8 @@ class UsageReport:
     period: UsagePeriod
     usage: UsageTotals
     limits: UsageLimits
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> UsageReport:
@@ -392,6 +400,8 @@ class Webhook:
     events: list[str]
     has_secret: bool
     created_at: datetime | None
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> Webhook:
@@ -412,6 +422,8 @@ class WebhookDeletion:
 
     id: str
     deleted: bool
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> WebhookDeletion:

@@ -72,7 +72,9 @@ __all__ = [
 ]
 
 DEFAULT_TARGET = "localhost:50051"
-DEFAULT_TIMEOUT = 60.0
+# Seconds per attempt: one default for every PlutosAI SDK (TypeScript 600 000 ms, Go
+# DefaultTimeout = 10 min), the longest a REST call may run on the server (its unary timeout).
+DEFAULT_TIMEOUT = 600.0
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")

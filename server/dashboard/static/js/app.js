@@ -51,8 +51,10 @@ async function route() {
     return undefined;
   }
   for (const a of $('nav').querySelectorAll('a')) {
-    if (a.getAttribute('href') === `#/${name}`) a.setAttribute('aria-current', 'page');
-    else a.removeAttribute('aria-current');
+    if (a.getAttribute('href') === `#/${name}`) {
+      a.setAttribute('aria-current', 'page');
+      a.scrollIntoView({ block: 'nearest', inline: 'nearest' }); // the phone layout's scrolling nav
+    } else a.removeAttribute('aria-current');
   }
   if (cleanup) {
     try {
@@ -77,6 +79,7 @@ async function route() {
     }
     cleanup = typeof result === 'function' ? result : null;
     clear(main).append(view);
+    if (document.activeElement && $('nav').contains(document.activeElement)) main.focus({ preventScroll: true });
   } catch (err) {
     if (token !== renderToken) return undefined;
     clear(main).append(errorBox(err));

@@ -229,9 +229,10 @@ type CreateChatCompletionRequest struct {
 	// Number of choices; only 1 is supported.
 	N              *int32          `protobuf:"varint,12,opt,name=n,proto3,oneof" json:"n,omitempty"`
 	ResponseFormat *ResponseFormat `protobuf:"bytes,13,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
-	// Tools the model may call (OpenAI's objects). Not supported yet: a 400 names `tools`.
+	// Tools the model may call (OpenAI's objects, passed to openai-compatible upstreams as they are;
+	// a 400 naming `tools` on models that cannot call tools, e.g. the local one).
 	Tools []*structpb.Struct `protobuf:"bytes,14,rep,name=tools,proto3" json:"tools,omitempty"`
-	// "none" | "auto" | "required" | a function choice object. Not supported yet, like `tools`.
+	// "none" | "auto" | "required" | a function choice object (passed to upstreams, like `tools`).
 	ToolChoice        *structpb.Value `protobuf:"bytes,15,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
 	ParallelToolCalls *bool           `protobuf:"varint,16,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
 	// Stream the answer (REST: server-sent events from StreamChatCompletion).
@@ -471,8 +472,11 @@ func (x *CompletionUsage) GetTotalTokens() int32 {
 type ChatCompletionMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Always "assistant".
-	Role          string  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Content       *string `protobuf:"bytes,2,opt,name=content,proto3,oneof" json:"content,omitempty"`
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Unset (null) when the model only called tools.
+	Content *string `protobuf:"bytes,2,opt,name=content,proto3,oneof" json:"content,omitempty"`
+	// The tool calls an upstream model made: OpenAI's objects as it sent them (absent if none).
+	ToolCalls     *structpb.ListValue `protobuf:"bytes,3,opt,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -521,11 +525,18 @@ func (x *ChatCompletionMessage) GetContent() string {
 	return ""
 }
 
+func (x *ChatCompletionMessage) GetToolCalls() *structpb.ListValue {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 type ChatCompletionChoice struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Index   int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Message *ChatCompletionMessage `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	// stop | length.
+	// stop | length | tool_calls.
 	FinishReason  string `protobuf:"bytes,3,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -673,8 +684,10 @@ func (x *ChatCompletion) GetUsage() *CompletionUsage {
 type ChatCompletionDelta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "assistant", in the first chunk only.
-	Role          *string `protobuf:"bytes,1,opt,name=role,proto3,oneof" json:"role,omitempty"`
-	Content       *string `protobuf:"bytes,2,opt,name=content,proto3,oneof" json:"content,omitempty"`
+	Role    *string `protobuf:"bytes,1,opt,name=role,proto3,oneof" json:"role,omitempty"`
+	Content *string `protobuf:"bytes,2,opt,name=content,proto3,oneof" json:"content,omitempty"`
+	// In the last chunk, the whole tool calls an upstream model made (each with its `index`).
+	ToolCalls     *structpb.ListValue `protobuf:"bytes,3,opt,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,11 +736,18 @@ func (x *ChatCompletionDelta) GetContent() string {
 	return ""
 }
 
+func (x *ChatCompletionDelta) GetToolCalls() *structpb.ListValue {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 type ChatCompletionChunkChoice struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Delta *ChatCompletionDelta   `protobuf:"bytes,2,opt,name=delta,proto3" json:"delta,omitempty"`
-	// Set in the last chunk of the choice: stop | length.
+	// Set in the last chunk of the choice: stop | length | tool_calls.
 	FinishReason  *string `protobuf:"bytes,3,opt,name=finish_reason,json=finishReason,proto3,oneof" json:"finish_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1447,10 +1467,12 @@ const file_plutos_v1_openai_proto_rawDesc = "" +
 	"\x0fCompletionUsage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\x05R\vtotalTokens\"V\n" +
+	"\ftotal_tokens\x18\x03 \x01(\x05R\vtotalTokens\"\x91\x01\n" +
 	"\x15ChatCompletionMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1d\n" +
-	"\acontent\x18\x02 \x01(\tH\x00R\acontent\x88\x01\x01B\n" +
+	"\acontent\x18\x02 \x01(\tH\x00R\acontent\x88\x01\x01\x129\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x01(\v2\x1a.google.protobuf.ListValueR\ttoolCallsB\n" +
 	"\n" +
 	"\b_content\"\x8d\x01\n" +
 	"\x14ChatCompletionChoice\x12\x14\n" +
@@ -1463,10 +1485,12 @@ const file_plutos_v1_openai_proto_rawDesc = "" +
 	"\acreated\x18\x03 \x01(\x03R\acreated\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x129\n" +
 	"\achoices\x18\x05 \x03(\v2\x1f.plutos.v1.ChatCompletionChoiceR\achoices\x120\n" +
-	"\x05usage\x18\x06 \x01(\v2\x1a.plutos.v1.CompletionUsageR\x05usage\"b\n" +
+	"\x05usage\x18\x06 \x01(\v2\x1a.plutos.v1.CompletionUsageR\x05usage\"\x9d\x01\n" +
 	"\x13ChatCompletionDelta\x12\x17\n" +
 	"\x04role\x18\x01 \x01(\tH\x00R\x04role\x88\x01\x01\x12\x1d\n" +
-	"\acontent\x18\x02 \x01(\tH\x01R\acontent\x88\x01\x01B\a\n" +
+	"\acontent\x18\x02 \x01(\tH\x01R\acontent\x88\x01\x01\x129\n" +
+	"\n" +
+	"tool_calls\x18\x03 \x01(\v2\x1a.google.protobuf.ListValueR\ttoolCallsB\a\n" +
 	"\x05_roleB\n" +
 	"\n" +
 	"\b_content\"\xa3\x01\n" +
@@ -1581,6 +1605,7 @@ var file_plutos_v1_openai_proto_goTypes = []any{
 	(*RetrieveModelRequest)(nil),        // 17: plutos.v1.RetrieveModelRequest
 	(*structpb.Value)(nil),              // 18: google.protobuf.Value
 	(*structpb.Struct)(nil),             // 19: google.protobuf.Struct
+	(*structpb.ListValue)(nil),          // 20: google.protobuf.ListValue
 }
 var file_plutos_v1_openai_proto_depIdxs = []int32{
 	18, // 0: plutos.v1.ChatMessage.content:type_name -> google.protobuf.Value
@@ -1592,35 +1617,37 @@ var file_plutos_v1_openai_proto_depIdxs = []int32{
 	19, // 6: plutos.v1.CreateChatCompletionRequest.tools:type_name -> google.protobuf.Struct
 	18, // 7: plutos.v1.CreateChatCompletionRequest.tool_choice:type_name -> google.protobuf.Value
 	2,  // 8: plutos.v1.CreateChatCompletionRequest.stream_options:type_name -> plutos.v1.StreamOptions
-	5,  // 9: plutos.v1.ChatCompletionChoice.message:type_name -> plutos.v1.ChatCompletionMessage
-	6,  // 10: plutos.v1.ChatCompletion.choices:type_name -> plutos.v1.ChatCompletionChoice
-	4,  // 11: plutos.v1.ChatCompletion.usage:type_name -> plutos.v1.CompletionUsage
-	8,  // 12: plutos.v1.ChatCompletionChunkChoice.delta:type_name -> plutos.v1.ChatCompletionDelta
-	9,  // 13: plutos.v1.ChatCompletionChunk.choices:type_name -> plutos.v1.ChatCompletionChunkChoice
-	4,  // 14: plutos.v1.ChatCompletionChunk.usage:type_name -> plutos.v1.CompletionUsage
-	18, // 15: plutos.v1.CreateCompletionRequest.prompt:type_name -> google.protobuf.Value
-	18, // 16: plutos.v1.CreateCompletionRequest.stop:type_name -> google.protobuf.Value
-	2,  // 17: plutos.v1.CreateCompletionRequest.stream_options:type_name -> plutos.v1.StreamOptions
-	12, // 18: plutos.v1.Completion.choices:type_name -> plutos.v1.CompletionChoice
-	4,  // 19: plutos.v1.Completion.usage:type_name -> plutos.v1.CompletionUsage
-	15, // 20: plutos.v1.OpenAIModelList.data:type_name -> plutos.v1.OpenAIModel
-	3,  // 21: plutos.v1.OpenAIService.CreateChatCompletion:input_type -> plutos.v1.CreateChatCompletionRequest
-	3,  // 22: plutos.v1.OpenAIService.StreamChatCompletion:input_type -> plutos.v1.CreateChatCompletionRequest
-	11, // 23: plutos.v1.OpenAIService.CreateCompletion:input_type -> plutos.v1.CreateCompletionRequest
-	11, // 24: plutos.v1.OpenAIService.StreamCompletion:input_type -> plutos.v1.CreateCompletionRequest
-	14, // 25: plutos.v1.OpenAIService.ListModels:input_type -> plutos.v1.OpenAIListModelsRequest
-	17, // 26: plutos.v1.OpenAIService.RetrieveModel:input_type -> plutos.v1.RetrieveModelRequest
-	7,  // 27: plutos.v1.OpenAIService.CreateChatCompletion:output_type -> plutos.v1.ChatCompletion
-	10, // 28: plutos.v1.OpenAIService.StreamChatCompletion:output_type -> plutos.v1.ChatCompletionChunk
-	13, // 29: plutos.v1.OpenAIService.CreateCompletion:output_type -> plutos.v1.Completion
-	13, // 30: plutos.v1.OpenAIService.StreamCompletion:output_type -> plutos.v1.Completion
-	16, // 31: plutos.v1.OpenAIService.ListModels:output_type -> plutos.v1.OpenAIModelList
-	15, // 32: plutos.v1.OpenAIService.RetrieveModel:output_type -> plutos.v1.OpenAIModel
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	20, // 9: plutos.v1.ChatCompletionMessage.tool_calls:type_name -> google.protobuf.ListValue
+	5,  // 10: plutos.v1.ChatCompletionChoice.message:type_name -> plutos.v1.ChatCompletionMessage
+	6,  // 11: plutos.v1.ChatCompletion.choices:type_name -> plutos.v1.ChatCompletionChoice
+	4,  // 12: plutos.v1.ChatCompletion.usage:type_name -> plutos.v1.CompletionUsage
+	20, // 13: plutos.v1.ChatCompletionDelta.tool_calls:type_name -> google.protobuf.ListValue
+	8,  // 14: plutos.v1.ChatCompletionChunkChoice.delta:type_name -> plutos.v1.ChatCompletionDelta
+	9,  // 15: plutos.v1.ChatCompletionChunk.choices:type_name -> plutos.v1.ChatCompletionChunkChoice
+	4,  // 16: plutos.v1.ChatCompletionChunk.usage:type_name -> plutos.v1.CompletionUsage
+	18, // 17: plutos.v1.CreateCompletionRequest.prompt:type_name -> google.protobuf.Value
+	18, // 18: plutos.v1.CreateCompletionRequest.stop:type_name -> google.protobuf.Value
+	2,  // 19: plutos.v1.CreateCompletionRequest.stream_options:type_name -> plutos.v1.StreamOptions
+	12, // 20: plutos.v1.Completion.choices:type_name -> plutos.v1.CompletionChoice
+	4,  // 21: plutos.v1.Completion.usage:type_name -> plutos.v1.CompletionUsage
+	15, // 22: plutos.v1.OpenAIModelList.data:type_name -> plutos.v1.OpenAIModel
+	3,  // 23: plutos.v1.OpenAIService.CreateChatCompletion:input_type -> plutos.v1.CreateChatCompletionRequest
+	3,  // 24: plutos.v1.OpenAIService.StreamChatCompletion:input_type -> plutos.v1.CreateChatCompletionRequest
+	11, // 25: plutos.v1.OpenAIService.CreateCompletion:input_type -> plutos.v1.CreateCompletionRequest
+	11, // 26: plutos.v1.OpenAIService.StreamCompletion:input_type -> plutos.v1.CreateCompletionRequest
+	14, // 27: plutos.v1.OpenAIService.ListModels:input_type -> plutos.v1.OpenAIListModelsRequest
+	17, // 28: plutos.v1.OpenAIService.RetrieveModel:input_type -> plutos.v1.RetrieveModelRequest
+	7,  // 29: plutos.v1.OpenAIService.CreateChatCompletion:output_type -> plutos.v1.ChatCompletion
+	10, // 30: plutos.v1.OpenAIService.StreamChatCompletion:output_type -> plutos.v1.ChatCompletionChunk
+	13, // 31: plutos.v1.OpenAIService.CreateCompletion:output_type -> plutos.v1.Completion
+	13, // 32: plutos.v1.OpenAIService.StreamCompletion:output_type -> plutos.v1.Completion
+	16, // 33: plutos.v1.OpenAIService.ListModels:output_type -> plutos.v1.OpenAIModelList
+	15, // 34: plutos.v1.OpenAIService.RetrieveModel:output_type -> plutos.v1.OpenAIModel
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_plutos_v1_openai_proto_init() }

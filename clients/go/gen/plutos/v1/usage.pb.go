@@ -204,8 +204,11 @@ type UsageLimits struct {
 	RequestsPerMinute int32                  `protobuf:"varint,1,opt,name=requests_per_minute,json=requestsPerMinute,proto3" json:"requests_per_minute,omitempty"`
 	RequestsPerHour   int32                  `protobuf:"varint,2,opt,name=requests_per_hour,json=requestsPerHour,proto3" json:"requests_per_hour,omitempty"`
 	RequestsPerDay    int32                  `protobuf:"varint,3,opt,name=requests_per_day,json=requestsPerDay,proto3" json:"requests_per_day,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The plan's monthly token quota (calendar month, UTC); 0: no quota. This month's usage against
+	// it is `usage.totalTokens` of the default period.
+	MonthlyTokens int64 `protobuf:"varint,4,opt,name=monthly_tokens,json=monthlyTokens,proto3" json:"monthly_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UsageLimits) Reset() {
@@ -255,6 +258,13 @@ func (x *UsageLimits) GetRequestsPerHour() int32 {
 func (x *UsageLimits) GetRequestsPerDay() int32 {
 	if x != nil {
 		return x.RequestsPerDay
+	}
+	return 0
+}
+
+func (x *UsageLimits) GetMonthlyTokens() int64 {
+	if x != nil {
+		return x.MonthlyTokens
 	}
 	return 0
 }
@@ -541,11 +551,12 @@ const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\x11requests_by_model\x18\x04 \x03(\v2+.plutos.v1.UsageTotals.RequestsByModelEntryR\x0frequestsByModel\x1aB\n" +
 	"\x14RequestsByModelEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x93\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xba\x01\n" +
 	"\vUsageLimits\x12.\n" +
 	"\x13requests_per_minute\x18\x01 \x01(\x05R\x11requestsPerMinute\x12*\n" +
 	"\x11requests_per_hour\x18\x02 \x01(\x05R\x0frequestsPerHour\x12(\n" +
-	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\"\xb2\x01\n" +
+	"\x10requests_per_day\x18\x03 \x01(\x05R\x0erequestsPerDay\x12%\n" +
+	"\x0emonthly_tokens\x18\x04 \x01(\x03R\rmonthlyTokens\"\xb2\x01\n" +
 	"\x10GetUsageResponse\x124\n" +
 	"\x06period\x18\x01 \x01(\v2\x16.plutos.v1.UsagePeriodB\x04\xe2A\x01\x02R\x06period\x122\n" +
 	"\x05usage\x18\x02 \x01(\v2\x16.plutos.v1.UsageTotalsB\x04\xe2A\x01\x02R\x05usage\x124\n" +

@@ -9,10 +9,8 @@ const SCOPES = ['process', 'batch', 'stream', 'models', 'usage', 'webhooks', 'ke
 export async function render(view, params, ctx) {
   const accountId = params[0] || '';
   const base = accountId ? `/v1/admin/accounts/${encodeURIComponent(accountId)}/keys` : '/v1/keys';
-  view.append(
-    accountId ? h('p', {}, h('a', { href: '#/operator' }, '← Accounts')) : null,
-    h('h1', { id: 'page-title' }, accountId ? ['Keys of ', h('code', {}, accountId)] : 'API keys'),
-  );
+  if (accountId) view.append(h('p', {}, h('a', { href: '#/operator' }, '← Accounts')));
+  view.append(h('h1', { id: 'page-title' }, accountId ? ['Keys of ', h('code', {}, accountId)] : 'API keys'));
   const notice = h('div', { class: 'notice-area', 'aria-live': 'polite' });
   const listBox = h('div', { 'aria-live': 'polite' });
 
@@ -142,7 +140,7 @@ export async function render(view, params, ctx) {
           { label: 'Scopes', value: (k) => (k.scopes || []).join(', ') },
           { label: 'Models', value: (k) => ((k.models || []).length ? k.models.join(', ') : 'all') },
           { label: 'Created', value: (k) => fmtTime(k.createdAt) },
-          { label: 'Last used', value: (k) => fmtTime(k.lastUsedAt) },
+          ...(keys.some((k) => k.lastUsedAt) ? [{ label: 'Last used', value: (k) => fmtTime(k.lastUsedAt) }] : []),
           { label: 'Expires', value: (k) => (k.expiresAt ? fmtTime(k.expiresAt) : 'never') },
           {
             label: 'Actions',

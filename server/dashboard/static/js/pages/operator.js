@@ -31,6 +31,7 @@ export async function render(view) {
       cursor = '';
       cursors = [];
       await load();
+      await loadAudit();
     } catch (err) {
       notice.replaceChildren(errorBox(err, 'Could not create the account'));
     }
@@ -41,6 +42,7 @@ export async function render(view) {
       await patch(`/v1/admin/accounts/${encodeURIComponent(a.id)}`, body);
       notice.replaceChildren(h('p', { class: 'ok', role: 'status' }, `${what}: `, h('span', {}, a.name || a.id), '.'));
       await load();
+      await loadAudit();
     } catch (err) {
       notice.replaceChildren(errorBox(err, `Could not update ${a.name || a.id}`));
     }

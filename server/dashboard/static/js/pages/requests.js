@@ -109,7 +109,7 @@ async function renderRecord(view, id) {
       h('dt', {}, 'Created'), h('dd', {}, fmtTime(r.createdAt)),
       h('dt', {}, 'Processing time'), h('dd', {}, `${fmtInt(r.processingTime)} ms`),
       h('dt', {}, 'Usage'), h('dd', {}, `${fmtInt(u.promptTokens)} prompt + ${fmtInt(u.completionTokens)} completion = ${fmtInt(u.totalTokens)} tokens`),
-      h('dt', {}, 'Request id'), h('dd', {}, h('code', {}, r.id)),
+      h('dt', {}, 'Record id'), h('dd', {}, h('code', {}, r.id)),
       r.batchId ? [h('dt', {}, 'Batch'), h('dd', {}, h('code', {}, r.batchId))] : null,
     ),
     h('h2', {}, 'Input'),

@@ -82,9 +82,12 @@ export interface CreateChatCompletionRequest {
   responseFormat?:
     | ResponseFormat
     | undefined;
-  /** Tools the model may call (OpenAI's objects). Not supported yet: a 400 names `tools`. */
+  /**
+   * Tools the model may call (OpenAI's objects, passed to openai-compatible upstreams as they are;
+   * a 400 naming `tools` on models that cannot call tools, e.g. the local one).
+   */
   tools: { [key: string]: any }[];
-  /** "none" | "auto" | "required" | a function choice object. Not supported yet, like `tools`. */
+  /** "none" | "auto" | "required" | a function choice object (passed to upstreams, like `tools`). */
   toolChoice?: any | undefined;
   parallelToolCalls?:
     | boolean
@@ -109,7 +112,12 @@ export interface CompletionUsage {
 export interface ChatCompletionMessage {
   /** Always "assistant". */
   role: string;
-  content?: string | undefined;
+  /** Unset (null) when the model only called tools. */
+  content?:
+    | string
+    | undefined;
+  /** The tool calls an upstream model made: OpenAI's objects as it sent them (absent if none). */
+  toolCalls?: Array<any> | undefined;
 }
 
 export interface ChatCompletionChoice {
@@ -117,7 +125,7 @@ export interface ChatCompletionChoice {
   message?:
     | ChatCompletionMessage
     | undefined;
-  /** stop | length. */
+  /** stop | length | tool_calls. */
   finishReason: string;
 }
 
@@ -137,7 +145,11 @@ export interface ChatCompletion {
 export interface ChatCompletionDelta {
   /** "assistant", in the first chunk only. */
   role?: string | undefined;
-  content?: string | undefined;
+  content?:
+    | string
+    | undefined;
+  /** In the last chunk, the whole tool calls an upstream model made (each with its `index`). */
+  toolCalls?: Array<any> | undefined;
 }
 
 export interface ChatCompletionChunkChoice {
@@ -145,7 +157,7 @@ export interface ChatCompletionChunkChoice {
   delta?:
     | ChatCompletionDelta
     | undefined;
-  /** Set in the last chunk of the choice: stop | length. */
+  /** Set in the last chunk of the choice: stop | length | tool_calls. */
   finishReason?: string | undefined;
 }
 

@@ -40,6 +40,11 @@ export interface UsageLimits {
   requestsPerMinute: number;
   requestsPerHour: number;
   requestsPerDay: number;
+  /**
+   * The plan's monthly token quota (calendar month, UTC); 0: no quota. This month's usage against
+   * it is `usage.totalTokens` of the default period.
+   */
+  monthlyTokens: number;
 }
 
 export interface GetUsageResponse {

@@ -154,11 +154,13 @@ class CreateChatCompletionRequest(google.protobuf.message.Message):
     def response_format(self) -> global___ResponseFormat: ...
     @property
     def tools(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[google.protobuf.struct_pb2.Struct]:
-        """Tools the model may call (OpenAI's objects). Not supported yet: a 400 names `tools`."""
+        """Tools the model may call (OpenAI's objects, passed to openai-compatible upstreams as they are;
+        a 400 naming `tools` on models that cannot call tools, e.g. the local one).
+        """
 
     @property
     def tool_choice(self) -> google.protobuf.struct_pb2.Value:
-        """"none" | "auto" | "required" | a function choice object. Not supported yet, like `tools`."""
+        """"none" | "auto" | "required" | a function choice object (passed to upstreams, like `tools`)."""
 
     @property
     def stream_options(self) -> global___StreamOptions: ...
@@ -245,17 +247,24 @@ class ChatCompletionMessage(google.protobuf.message.Message):
 
     ROLE_FIELD_NUMBER: builtins.int
     CONTENT_FIELD_NUMBER: builtins.int
+    TOOL_CALLS_FIELD_NUMBER: builtins.int
     role: builtins.str
     """Always "assistant"."""
     content: builtins.str
+    """Unset (null) when the model only called tools."""
+    @property
+    def tool_calls(self) -> google.protobuf.struct_pb2.ListValue:
+        """The tool calls an upstream model made: OpenAI's objects as it sent them (absent if none)."""
+
     def __init__(
         self,
         *,
         role: builtins.str = ...,
         content: builtins.str | None = ...,
+        tool_calls: google.protobuf.struct_pb2.ListValue | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_content", b"_content", "content", b"content"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_content", b"_content", "content", b"content", "role", b"role"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_content", b"_content", "content", b"content", "tool_calls", b"tool_calls"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_content", b"_content", "content", b"content", "role", b"role", "tool_calls", b"tool_calls"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_content", b"_content"]) -> typing.Literal["content"] | None: ...
 
 global___ChatCompletionMessage = ChatCompletionMessage
@@ -269,7 +278,7 @@ class ChatCompletionChoice(google.protobuf.message.Message):
     FINISH_REASON_FIELD_NUMBER: builtins.int
     index: builtins.int
     finish_reason: builtins.str
-    """stop | length."""
+    """stop | length | tool_calls."""
     @property
     def message(self) -> global___ChatCompletionMessage: ...
     def __init__(
@@ -328,17 +337,23 @@ class ChatCompletionDelta(google.protobuf.message.Message):
 
     ROLE_FIELD_NUMBER: builtins.int
     CONTENT_FIELD_NUMBER: builtins.int
+    TOOL_CALLS_FIELD_NUMBER: builtins.int
     role: builtins.str
     """"assistant", in the first chunk only."""
     content: builtins.str
+    @property
+    def tool_calls(self) -> google.protobuf.struct_pb2.ListValue:
+        """In the last chunk, the whole tool calls an upstream model made (each with its `index`)."""
+
     def __init__(
         self,
         *,
         role: builtins.str | None = ...,
         content: builtins.str | None = ...,
+        tool_calls: google.protobuf.struct_pb2.ListValue | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_content", b"_content", "_role", b"_role", "content", b"content", "role", b"role"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_content", b"_content", "_role", b"_role", "content", b"content", "role", b"role"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_content", b"_content", "_role", b"_role", "content", b"content", "role", b"role", "tool_calls", b"tool_calls"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_content", b"_content", "_role", b"_role", "content", b"content", "role", b"role", "tool_calls", b"tool_calls"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_content", b"_content"]) -> typing.Literal["content"] | None: ...
     @typing.overload
@@ -355,7 +370,7 @@ class ChatCompletionChunkChoice(google.protobuf.message.Message):
     FINISH_REASON_FIELD_NUMBER: builtins.int
     index: builtins.int
     finish_reason: builtins.str
-    """Set in the last chunk of the choice: stop | length."""
+    """Set in the last chunk of the choice: stop | length | tool_calls."""
     @property
     def delta(self) -> global___ChatCompletionDelta: ...
     def __init__(

@@ -104,17 +104,23 @@ class UsageLimits(google.protobuf.message.Message):
     REQUESTS_PER_MINUTE_FIELD_NUMBER: builtins.int
     REQUESTS_PER_HOUR_FIELD_NUMBER: builtins.int
     REQUESTS_PER_DAY_FIELD_NUMBER: builtins.int
+    MONTHLY_TOKENS_FIELD_NUMBER: builtins.int
     requests_per_minute: builtins.int
     requests_per_hour: builtins.int
     requests_per_day: builtins.int
+    monthly_tokens: builtins.int
+    """The plan's monthly token quota (calendar month, UTC); 0: no quota. This month's usage against
+    it is `usage.totalTokens` of the default period.
+    """
     def __init__(
         self,
         *,
         requests_per_minute: builtins.int = ...,
         requests_per_hour: builtins.int = ...,
         requests_per_day: builtins.int = ...,
+        monthly_tokens: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["requests_per_day", b"requests_per_day", "requests_per_hour", b"requests_per_hour", "requests_per_minute", b"requests_per_minute"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["monthly_tokens", b"monthly_tokens", "requests_per_day", b"requests_per_day", "requests_per_hour", b"requests_per_hour", "requests_per_minute", b"requests_per_minute"]) -> None: ...
 
 global___UsageLimits = UsageLimits
 
