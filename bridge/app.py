@@ -23,7 +23,9 @@ from bridge.json_codec import JsonInputError, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from bridge.surface import REFERENCE, Surface, surface_for_path, surface_of
 from server.errors import ERRORS, echo
-from server.ids import new_request_id
+from server.ids import request_id_from
+from server.observability.tracing import inject
+from server.observability.tracing import state as tracing
 
 if TYPE_CHECKING:
     from server.local_channel import LocalChannel
@@ -37,6 +39,7 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
 
@@ -143,10 +146,9 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def _request_id(request: Request) -> str:
-    incoming = _wanted_headers(request)[0]
-    if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
-        return incoming
-    return new_request_id()
+    """The client's ``X-Request-Id`` if it passes the one rule (:func:`server.ids.valid_request_id`),
+    else a new id; either is what the server sees, so header and body always agree."""
+    return request_id_from(_wanted_headers(request)[0])
 
 
 class Bridge:
@@ -256,9 +258,12 @@ class Bridge:
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
         auth = _wanted_headers(request)[1]
-        if auth is None:
-            return (("x-request-id", request_id),)
-        return (("x-request-id", request_id), ("authorization", auth))
+        metadata: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
+        if auth is not None:
+            metadata += (("authorization", auth),)
+        if tracing.enabled:  # over a gRPC hop the trace continues through metadata
+            metadata += tuple(inject({}).items())
+        return metadata
 
     async def _build_request(
         self, request: Request, binding: HttpBinding, request_id: str, surface: Surface

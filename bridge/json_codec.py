@@ -179,8 +179,15 @@ def _explain(text: str, desc: Descriptor) -> JsonInputError:
             return JsonInputError("Field names must not be empty.", None)
         return JsonInputError(f"Unknown field '{echo(path)}'.", echo(path))
     at = _AT_PATH.search(text)
-    top = _TOP_FIELD.match(text)
-    path = at.group(1).lstrip(".") if at else (top.group(1) if top else None)
+    # "Failed to parse options field: Failed to parse stop field: …" names the field from the
+    # outside in; the " at Message.path" suffix, when there, may stop short of it. The deeper wins.
+    chain = []
+    rest = text
+    while top := _TOP_FIELD.match(rest):
+        chain.append(top.group(1))
+        rest = top.group(2)
+    at_path = at.group(1).lstrip(".") if at else ""
+    path = ".".join(chain) if len(chain) > len(at_path.split(".")) or not at_path else at_path
     if path:
         field = _field_at(path, desc)
         path = _json_path(path, desc)

@@ -40,13 +40,23 @@ from bridge.surfaces import docs_route, openapi_route
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
-from server.interceptors import AuthInterceptor, ErrorInterceptor, InterceptorChain, LimitsInterceptor
+from server.interceptors import (
+    AuthInterceptor,
+    ErrorInterceptor,
+    InterceptorChain,
+    LimitsInterceptor,
+    TextInterceptor,
+)
 from server.limits.quota import ledger_seed
 from server.local_channel import LocalChannel
 from server.observability.health import Readiness, health_route, ready_route
 from server.observability.logs import RequestLog, configure_logging, stop_logging
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
+from server.observability.tracing import instrument_asgi as tracing_instrument_asgi
+from server.observability.tracing import setup_from_env as setup_tracing_from_env
+from server.observability.tracing import shutdown as shutdown_tracing
+from server.observability.tracing import state as tracing
 from server.runtime import Runtime
 from server.services.admin import AdminService
 from server.services.keys import KeysService
@@ -116,6 +126,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
                 ledger_seed(runtime.sessions),
                 fail_open=runtime.settings.limiter_fail_open,
             ),
+            TextInterceptor(),
         ]
     )
     servicers: list[tuple[Callable[[Any, Any], None], Any]] = [
@@ -267,7 +278,8 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     )
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
-    http_server, http_task = await _serve_http(app, sock, settings)
+    http_app: Any = tracing_instrument_asgi(app) if tracing.enabled else app
+    http_server, http_task = await _serve_http(http_app, sock, settings)
     platform = RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local, readiness)
     if settings.metrics_port > 0:
         ops_sock = reuseport_socket(settings.http_host, settings.metrics_port)
@@ -310,14 +322,32 @@ async def _serve_http(
     return http_server, http_task
 
 
+_stop_requested = False
+
+
+def catch_stop_signals_early() -> None:
+    """Until ``serve_forever`` installs its own handlers, SIGTERM only notes the request (a worker
+    told to stop while it starts drains once started, instead of dying mid-start). Ctrl-C still
+    interrupts a start-up."""
+
+    def note(signum: int, frame: Any) -> None:
+        global _stop_requested
+        _stop_requested = True
+
+    signal.signal(signal.SIGTERM, note)
+
+
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
+    setup_tracing_from_env()  # off unless OTEL_* variables ask for traces
     platform = await start_platform(settings, migrate=migrate)
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _stop_requested:
+        stop.set()
     scheme = "https" if settings.tls_cert_file else "http"
     print(
         f"[plutos] serving REST on {scheme}://{settings.http_host}:{platform.http_port}/v1 "
@@ -334,4 +364,5 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     print(f"[plutos] draining (up to {settings.drain_seconds:g}s)", flush=True)
     await platform.drain(settings.drain_seconds, settings.drain_delay_seconds)
     print("[plutos] stopped", flush=True)
+    shutdown_tracing()
     stop_logging()

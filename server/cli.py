@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -228,9 +229,12 @@ async def _dev_keys_if_empty(settings: Settings) -> tuple[CreatedKey, CreatedKey
     return result
 
 
-def _run_worker(settings: Settings) -> None:
-    from server.app import serve_forever
+def _run_worker(settings: Settings, ready: Any = None) -> None:
+    from server.app import catch_stop_signals_early, serve_forever
 
+    catch_stop_signals_early()
+    if ready is not None:
+        ready.set()  # the parent may forward SIGTERM from now on
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
 
@@ -250,7 +254,8 @@ def _use_uvloop() -> None:
 def _run_workers(settings: Settings, workers: int) -> int:
     """``workers`` processes sharing the ports. Metrics: prometheus-client's multiprocess mode in a
     fresh directory (unless PROMETHEUS_MULTIPROC_DIR names one), so any worker's scrape shows all.
-    SIGTERM / SIGINT go to every worker, each drains; exits 0 when all did."""
+    SIGTERM / SIGINT go to every worker (to one still starting, once it can take them: it drains
+    when started); exits 0 when every worker did."""
     from prometheus_client import multiprocess
 
     own_dir = None
@@ -258,22 +263,27 @@ def _run_workers(settings: Settings, workers: int) -> int:
         own_dir = tempfile.mkdtemp(prefix="plutos-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_run_worker, args=(settings,), daemon=False) for _ in range(workers)]
+    ready = [ctx.Event() for _ in range(workers)]
+    procs = [ctx.Process(target=_run_worker, args=(settings, r), daemon=False) for r in ready]
+    received: list[int] = []
+
+    def note(signum: int, _: Any) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGTERM, note)
+    signal.signal(signal.SIGINT, note)
     for proc in procs:
         proc.start()
-
-    def forward(signum: int, _: Any) -> None:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     print(f"[plutos] started {workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
-    codes = []
+    sent = [0] * workers  # signals forwarded to each worker so far
+    while any(proc.is_alive() for proc in procs):
+        for i, proc in enumerate(procs):
+            if sent[i] < len(received) and ready[i].is_set() and proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, received[sent[i]])
+                sent[i] += 1
+        time.sleep(0.1)
+    codes = [proc.exitcode for proc in procs]
     for proc in procs:
-        proc.join()
-        codes.append(proc.exitcode)
         if proc.pid is not None:
             multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
     if own_dir is not None:
@@ -285,7 +295,7 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import serve_forever
+    from server.app import catch_stop_signals_early, serve_forever
 
     settings = _settings(args)
     if args.dev_key:
@@ -324,6 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
         return _run_workers(settings, args.workers)
+    catch_stop_signals_early()
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))
     return 0

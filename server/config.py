@@ -267,7 +267,7 @@ class WebhooksTable(Table):
     retry_schedule: tuple[Annotated[float, Field(ge=0)], ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
     retry_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.2
     timeout: Annotated[float, Field(gt=0)] = 10.0  # per attempt, seconds
-    lease: float = 30.0  # a claimed delivery is invisible to other dispatchers this long (> timeout)
+    lease: float = 15.0  # a claimed delivery is invisible to other dispatchers this long (> timeout; renewed)
     poll_interval: Annotated[float, Field(gt=0)] = 1.0
     concurrency: Annotated[int, Field(ge=1)] = 16
     cache_ttl: Annotated[float, Field(ge=0)] = 5.0

@@ -127,7 +127,7 @@ class PlutosError(Exception):
         message: str,
         details: dict[str, Any] | None = None,
         *,
-        retry_after: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         if code not in ERRORS:
             raise ValueError(f"unknown error code {code!r}")
@@ -137,13 +137,25 @@ class PlutosError(Exception):
         self.code = code
         self.message = message
         self.details = {k: _capped(v) for k, v in (details or {}).items()}
-        self.retry_after = retry_after
+        self.retry_after = _whole_seconds(retry_after)
+        retry_after = self.retry_after
         if retry_after is not None:
             self.details.setdefault("retryAfter", retry_after)
 
     @property
     def kind(self) -> ErrorKind:
         return ERRORS[self.code]
+
+
+# The longest Retry-After any error carries (seconds): a day window's reset is at most 86,400 s away.
+MAX_RETRY_AFTER = 86400
+
+
+def _whole_seconds(value: float | None) -> int | None:
+    """``Retry-After`` as whole seconds in ``[0, MAX_RETRY_AFTER]``; None for None or a non-finite value."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return int(min(max(value, 0), MAX_RETRY_AFTER))
 
 
 def invalid_parameter(field: str, message: str) -> PlutosError:

@@ -10,6 +10,7 @@ with an empty one (``os.register_at_fork``), so workers never share ids.
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 _CHUNK = 4096
@@ -43,3 +44,20 @@ def new_id(prefix: str) -> str:
 
 def new_request_id() -> str:
     return new_id("req")
+
+
+# A client's request id is kept when it is 1-128 characters of letters, digits and ``._:-``
+# (UUIDs, ULIDs, ``req_…``, W3C trace ids); anything else is replaced by a new ``req_…`` id.
+# The one rule for the REST bridge and the gRPC interceptor: header, body, metadata, logs and
+# webhooks carry the same id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def valid_request_id(value: object) -> bool:
+    """Whether a client-supplied request id is kept as is."""
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
+
+
+def request_id_from(value: object) -> str:
+    """The client's request id when :func:`valid_request_id`, else a new one."""
+    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else new_request_id()

@@ -191,6 +191,8 @@ class _LocalCall:
         if isinstance(error, asyncio.CancelledError):
             if self._expired:
                 context.code, context.details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+            elif getattr(self._running, "closing", False):  # the server stopped it (drain ran out)
+                context.code, context.details = grpc.StatusCode.UNAVAILABLE, "The server is shutting down."
             else:
                 context.code, context.details = grpc.StatusCode.CANCELLED, "Locally cancelled by application!"
         elif not isinstance(error, grpc.aio.AbortError):
@@ -353,6 +355,13 @@ class _Method:
         return self._call_type(self._behaviour, request, context, deadline, self._running)
 
 
+class _Running(set[asyncio.Task[Any]]):
+    """The channel's calls in progress; ``closing`` once :meth:`LocalChannel.close` cancels them
+    (they end UNAVAILABLE, as calls a gRPC server stops do, rather than CANCELLED)."""
+
+    closing = False
+
+
 class LocalChannel:
     """``unary_unary`` / ``unary_stream`` like a ``grpc.aio.Channel``, dispatching in process.
 
@@ -364,7 +373,7 @@ class LocalChannel:
         for add_to_server, servicer in servicers:
             add_to_server(servicer, collector)
         self._handlers = {path: chain.wrap(handler, path) for path, handler in collector.handlers.items()}
-        self._running: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = _Running()
 
     def _handler(self, path: str, streaming: bool) -> Any:
         handler = self._handlers.get(path)
@@ -386,6 +395,7 @@ class LocalChannel:
         finish (none without it), then are cancelled."""
         if self._running and grace:
             await asyncio.wait(set(self._running), timeout=grace)
+        self._running.closing = True  # type: ignore[attr-defined]
         running = set(self._running)
         for task in running:
             task.cancel()

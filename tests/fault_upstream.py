@@ -7,6 +7,12 @@ gateway closed each request early (the proof that cancellation reaches the upstr
 
 The ``model`` field of the request picks the behaviour; the user message identifies the request in
 :attr:`FaultUpstream.calls`, so each test looks up its own calls by a unique input.
+
+Model ``script`` answers as told per input: ``upstream.script(text, Fault(...))`` sets the status,
+headers, usage (any JSON, e.g. ``3000000000`` or ``"12"``), content type (a JSON completion to a
+streaming request), SSE framing (CRLF, CR-only, one event's data over several ``data:`` lines,
+comments, ``event:``/``id:``/``retry:`` fields) and the text pieces (NUL bytes, broken UTF-8 split
+points) of the answer to the request whose user message is ``text``.
 """
 
 from __future__ import annotations
@@ -45,9 +51,37 @@ class Call:
     outcome: str = "open"  # open | completed | disconnected | failed
 
 
+FRAMINGS = ("lf", "crlf", "cr", "split-data", "fields")
+
+
+@dataclass
+class Fault:
+    """How model ``script`` answers one input.
+
+    ``status`` other than 200 answers ``{"error": ...}`` with ``headers``. ``usage`` is sent as is
+    (last chunk of a stream, or the completion's ``usage``); None sends none. ``as_json`` answers a
+    streaming request with one ``application/json`` completion (``content_type`` overrides the
+    header). ``framing``: ``lf`` (``\n\n``), ``crlf``, ``cr`` (CR-only line ends), ``split-data``
+    (each event's JSON split over two ``data:`` lines), ``fields`` (comments, ``event:``, ``id:``
+    and ``retry:`` lines around each event). ``byte_chunks`` sends the stream in pieces of that many
+    bytes (splitting lines, CRLF pairs and UTF-8 characters across reads)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    pieces: list[str] = field(default_factory=lambda: list(MOCK_TEXT))
+    usage: Any = None
+    as_json: bool = False
+    content_type: str | None = None
+    framing: str = "lf"
+    byte_chunks: int = 0
+    finish_reason: str = "stop"
+    pause: float = 0.0  # seconds between the stream's chunks
+
+
 class FaultUpstream:
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.scripts: dict[str, Fault] = {}
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -55,6 +89,11 @@ class FaultUpstream:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, key: str, fault: Fault) -> str:
+        """Model ``script`` answers the input ``key`` as ``fault`` says; returns ``key``."""
+        self.scripts[key] = fault
+        return key
 
     def calls_for(self, key: str) -> list[Call]:
         return [c for c in self.calls if c.key == key]
@@ -98,6 +137,9 @@ class FaultUpstream:
         rid = {"x-request-id": f"mock-{model}-{attempt}"}
         stream = bool(body.get("stream"))
 
+        if model == "script":
+            call.outcome = "completed"
+            return self._scripted(self.scripts.get(key) or Fault(), stream, rid)
         if model == "fail-500":
             call.outcome = "failed"
             return JSONResponse({"error": {"message": "boom (secret-ish detail)"}}, 500, headers=rid)
@@ -194,6 +236,34 @@ class FaultUpstream:
             return JSONResponse(_completion(model, "".join(MOCK_TEXT)), headers=rid)
         return self._sse(call, model, MOCK_TEXT, headers=rid)
 
+    def _scripted(self, fault: Fault, stream: bool, rid: dict[str, str]) -> Response:
+        headers = {**rid, **fault.headers}
+        if fault.status != 200:
+            return JSONResponse({"error": {"message": "scripted failure"}}, fault.status, headers=headers)
+        text = "".join(fault.pieces)
+        if not stream or fault.as_json:
+            answer = _completion("script", text)
+            answer["choices"][0]["finish_reason"] = fault.finish_reason
+            if fault.usage is not None:
+                answer["usage"] = fault.usage
+            body = json.dumps(answer).encode()
+            return Response(body, headers=headers, media_type=fault.content_type or "application/json")
+        objects: list[dict[str, Any]] = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+        objects += [{"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in fault.pieces]
+        objects.append({"choices": [{"index": 0, "delta": {}, "finish_reason": fault.finish_reason}]})
+        if fault.usage is not None:
+            objects.append({"choices": [], "usage": fault.usage})
+        payload = b"".join(frame_event(json.dumps(o), fault.framing) for o in objects)
+        payload += frame_event("[DONE]", fault.framing)
+        size = fault.byte_chunks or len(payload)
+        if fault.pause:  # one event per chunk, paced
+            chunks = [frame_event(json.dumps(o), fault.framing) for o in objects]
+            chunks.append(frame_event("[DONE]", fault.framing))
+        else:
+            chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        media_type = fault.content_type or "text/event-stream"
+        return StreamingResponse(_aiter(chunks, fault.pause), headers=headers, media_type=media_type)
+
     def _sse(
         self,
         call: Call,
@@ -227,12 +297,28 @@ class FaultUpstream:
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
+def frame_event(data: str, framing: str = "lf") -> bytes:
+    """One SSE event carrying ``data``, framed as ``framing`` (see :class:`Fault`)."""
+    if framing == "split-data" and "," in data:
+        # Two data lines, cut after a comma: they join with "\n", which JSON takes as whitespace.
+        cut = data.index(",") + 1
+        lines = [f"data: {data[:cut]}", f"data:{data[cut:]}"]
+    elif framing == "fields":
+        lines = [": a comment", "event: message", "id: 7", "retry: 1000", f"data: {data}"]
+    else:
+        lines = [f"data: {data}"]
+    end = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}.get(framing, "\n")
+    return ("".join(line + end for line in lines) + end).encode()
+
+
 def _event(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps({"object": "chat.completion.chunk", **obj}).encode() + b"\n\n"
 
 
-async def _aiter(items: list[bytes]) -> AsyncIterator[bytes]:
-    for item in items:
+async def _aiter(items: list[bytes], pause: float = 0.0) -> AsyncIterator[bytes]:
+    for i, item in enumerate(items):
+        if i and pause:
+            await asyncio.sleep(pause)
         yield item
 
 

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 
 from server.app import RunningPlatform, start_platform
 from server.config import Plan
-from server.limits.policy import PROMPT_OVERHEAD_TOKENS, account_subject
+from server.limits.policy import account_subject
+from server.services.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import LedgerEntry
 from tests.conftest import MODEL
 

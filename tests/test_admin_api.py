@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 import httpx
 import pytest
+from google.protobuf import field_mask_pb2
 from plutos.v1 import admin_pb2, keys_pb2
 
 from server.app import RunningPlatform
@@ -145,6 +146,21 @@ async def test_admin_over_grpc(platform: RunningPlatform, admin: httpx.AsyncClie
         admin_pb2.ListAuditEventsRequest(account_id=made.account.id), metadata=meta
     )
     assert [e.action for e in audit.data] == ["account.updated", "key.created", "account.created"]
+    got = await grpc_clients.admin.GetAccount(admin_pb2.GetAccountRequest(id=made.account.id), metadata=meta)
+    assert got.account.suspended and got.account.plan == "pro"
+    listed = await grpc_clients.admin.ListAccounts(admin_pb2.ListAccountsRequest(limit=100), metadata=meta)
+    assert made.account.id in [a.id for a in listed.data]
+    # UpdateKey over gRPC, by update_mask: clear the allow-list, rename.
+    changed = await grpc_clients.keys.UpdateKey(
+        keys_pb2.UpdateKeyRequest(
+            account_id=made.account.id,
+            id=key.key.id,
+            name="renamed",
+            update_mask=field_mask_pb2.FieldMask(paths=["name", "models"]),
+        ),
+        metadata=meta,
+    )
+    assert changed.key.name == "renamed" and list(changed.key.models) == [] and list(changed.key.scopes) == ["usage"]
     # A suspended account's key: PERMISSION_DENIED with reason account_suspended.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await grpc_clients.keys.ListKeys(keys_pb2.ListKeysRequest(), metadata=md(key.secret))

@@ -10,7 +10,7 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ async def user(platform: RunningPlatform) -> CreatedKey:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> AsyncIterator[Receiver]:
+def receiver() -> Iterator[Receiver]:
     rec, server = start_receiver()
     yield rec
     server.shutdown()
@@ -339,7 +339,7 @@ async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> 
     try:
         await sign_in(page, origin, user.secret)
         # Nothing wider than the screen: the page never scrolls sideways.
-        for name in ("Overview", "Usage", "Playground", "Models", "Webhooks"):
+        for name in ("Overview", "Usage", "Requests", "Keys", "Webhooks", "Playground", "Models", "Operator"):
             await go(page, name)
             await page.wait_for_load_state("networkidle")
             width = await page.evaluate("document.documentElement.scrollWidth")

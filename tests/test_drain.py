@@ -18,8 +18,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from server.app import start_platform
+from server.config import _parse_model
+from server.keys import create_key
 from server.store.database import create_engine
 from server.store.models import ProcessRecord
+from tests import conftest
 from tests.fault_upstream import FaultUpstream
 from tests.test_upstream import free_port
 
@@ -100,6 +104,10 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
                     if line.startswith("event: "):
                         events.append(line[7:])
                         break
+                # One scrape (answered by either worker) sees both workers: the stream is open in one.
+                async with httpx.AsyncClient(base_url=root, timeout=10) as scraper:
+                    scrape = (await scraper.get("/metrics")).text
+                assert "\nplutos_streams_open 1.0\n" in scrape, scrape[:2000]
                 server.send_signal(signal.SIGTERM)
                 # Readiness fails at once (while the port still accepts, for drain_delay_seconds)...
                 statuses: list[object] = []
@@ -142,3 +150,41 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
 async def probe_process(root: str, headers: dict[str, str], marker: str) -> None:
     async with httpx.AsyncClient(base_url=root, timeout=5) as client:
         await client.post("/v1/process", json={"input": marker + " late", "model": "drip-model"}, headers=headers)
+
+
+async def test_calls_still_running_when_the_drain_ends_get_unavailable_and_are_billed(
+    tmp_path: Path, faults: FaultUpstream
+) -> None:
+    spec = _parse_model(
+        {"id": "drip-model", "backend": "openai-compatible", "base_url": faults.base_url, "upstream_model": "drip"}
+    )
+    settings = conftest.test_settings(tmp_path, models=[spec], bridge_transport="local")
+    platform = await start_platform(settings)
+    key = await create_key(platform.runtime.sessions, plan="enterprise", name="drain")
+    marker = f"cut short by the drain {time.time()}"
+    events: list[str] = []
+    data: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{platform.http_port}/v1", timeout=60) as client:
+        body = {"input": marker, "model": "drip-model"}
+        headers = {"Authorization": f"Bearer {key.secret}"}
+        async with client.stream("POST", "/stream", json=body, headers=headers) as stream:
+            lines = stream.aiter_lines()
+            async for line in lines:
+                if line.startswith("event: "):
+                    break
+            drain = asyncio.create_task(platform.drain(0.5))
+            async for line in lines:
+                if line.startswith("event: "):
+                    events.append(line[7:])
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+        await drain
+    assert events[-1] == "error", events[-3:]
+    assert json.loads(data[-1])["error"]["code"] == "service_unavailable"
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(ProcessRecord).where(ProcessRecord.input == marker))).all()
+    finally:
+        await engine.dispose()
+    assert len(rows) == 1 and rows[0].status == "cancelled" and rows[0].completion_tokens > 0

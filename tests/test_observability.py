@@ -12,12 +12,14 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 
-from server.app import RunningPlatform
+from server.app import RunningPlatform, start_platform
 from server.context import CallState
 from server.keys import CreatedKey
 from server.observability.health import Readiness, ready_route
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter
+from tests import conftest
 from tests.conftest import MODEL, GrpcClients
+from tests.test_upstream import free_port
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 PROCESS = "/plutos.v1.ProcessingService/Process"
@@ -182,3 +184,17 @@ def test_log_bodies_adds_input_and_output_and_text_is_readable() -> None:
     record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "Process OK", None, None)
     record.request_id = "req_1"
     assert TextFormatter().format(record).endswith("plutos.access: Process OK request_id=req_1")
+
+
+async def test_metrics_port_serves_operations_apart_from_the_api(tmp_path: Path) -> None:
+    settings = conftest.test_settings(tmp_path, models=[], metrics_port=free_port())
+    running = await start_platform(settings)
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            ops = f"http://127.0.0.1:{running.ops_port}"
+            assert (await client.get(f"{ops}/metrics")).status_code == 200
+            assert (await client.get(f"{ops}/ready")).json()["status"] == "ready"
+            api = await client.get(f"http://127.0.0.1:{running.http_port}/metrics")
+            assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+    finally:
+        await running.stop(grace=1)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -702,3 +702,36 @@ async def test_kill_9_mid_flow_duplicates_only_what_was_in_flight(tmp_path: Path
     duplicates = len(answered) - len(set(answered))
     print(f"\n{duplicates} of 30 events delivered twice across the kill -9 (concurrency 2)")
     assert duplicates <= 10  # only those in flight or not yet recorded at the kill, never the backlog
+
+
+async def test_a_held_claims_lease_is_renewed_and_a_stale_one_is_not(platform: RunningPlatform) -> None:
+    """A claim this process still holds (sending, or recording a slow outcome) keeps its lease, so
+    no other dispatcher sends it again meanwhile; a claim superseded by a newer attempt is left alone."""
+    sessions = platform.runtime.sessions
+    now = datetime.now(UTC)
+    async with sessions.begin() as s:
+        for i in (1, 2):
+            s.add(
+                WebhookDelivery(
+                    id=f"msg_lease_{i}",
+                    webhook_id="wh_gone",
+                    account_id="acct_lease",
+                    event="processing.completed",
+                    payload="{}",
+                    status="pending",
+                    attempts=1,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    dispatcher = Dispatcher(sessions, dataclasses.replace(_webhook_settings(), lease=60.0))
+    await dispatcher.renew({"msg_lease_1": 1, "msg_lease_2": 0})  # 2: our claim was attempt 0, now stale
+    async with sessions() as s:
+        due = {
+            d.id: d.next_attempt_at
+            for d in (
+                await s.execute(select(WebhookDelivery).where(WebhookDelivery.account_id == "acct_lease"))
+            ).scalars()
+        }
+    assert due["msg_lease_1"] > now + dataclasses.replace(_webhook_settings()).timeout * timedelta(seconds=1)
+    assert due["msg_lease_2"] == now

@@ -41,6 +41,8 @@ type Client struct {
 	userAgent  string
 	configErr  error
 	headers    http.Header // extra headers on every request (WithHeader)
+	// responseInto receives each JSON call's *http.Response (WithResponseInto).
+	responseInto **http.Response
 }
 
 // Option configures a Client.
@@ -71,6 +73,12 @@ func WithHeader(name, value string) Option {
 		}
 		c.headers.Set(name, value)
 	}
+}
+
+// WithResponseInto stores the HTTP response of each JSON call in *dst (status, headers; its body is
+// already read and closed): client.WithOptions(plutos.WithResponseInto(&resp)).ProcessData(req).
+func WithResponseInto(dst **http.Response) Option {
+	return func(c *Client) { c.responseInto = dst }
 }
 
 // WithOptions returns a client sharing this one's connections with the options applied on top:
@@ -251,6 +259,9 @@ func doJSON[T any](ctx context.Context, c *Client, method, path string, query ur
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if c.responseInto != nil {
+		*c.responseInto = resp
+	}
 	var out T
 	if len(bytes.TrimSpace(body)) == 0 {
 		return &out, nil

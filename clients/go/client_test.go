@@ -254,3 +254,14 @@ func TestWithOptionsAppliesPerRequestSettings(t *testing.T) {
 		t.Errorf("retries: derived %d, original %d", derived.retry.maxRetries, client.retry.maxRetries)
 	}
 }
+
+func TestWithResponseIntoGivesTheRawResponse(t *testing.T) {
+	ts := newTestServer(t, jsonHandler(200, map[string]any{"models": []any{}}, "X-RateLimit-Remaining", "41"))
+	var raw *http.Response
+	if _, err := ts.client().WithOptions(WithResponseInto(&raw)).ListModels(); err != nil {
+		t.Fatal(err)
+	}
+	if raw == nil || raw.StatusCode != 200 || raw.Header.Get("X-RateLimit-Remaining") != "41" {
+		t.Fatalf("raw response = %+v", raw)
+	}
+}

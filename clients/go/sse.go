@@ -14,8 +14,8 @@ type sseEvent struct {
 }
 
 // sseReader parses the WHATWG event-stream format: lines end in \n, \r\n or \r; "event:" names
-// the event; "data:" lines are joined with \n; a blank line dispatches; lines starting with ':'
-// are comments (keep-alives).
+// the event; "data:" lines are joined with \n; a blank line dispatches (an event without data is
+// not); lines starting with ':' are comments (keep-alives).
 type sseReader struct {
 	scanner *bufio.Scanner
 	first   bool
@@ -58,7 +58,7 @@ func scanSSELines(data []byte, atEOF bool) (int, []byte, error) {
 }
 
 // Next returns the next event, or io.EOF at the end of the stream (a last event without the
-// closing blank line is still returned).
+// closing blank line is discarded, as the WHATWG standard says; clients/sse_corpus.json is the test).
 func (r *sseReader) Next() (sseEvent, error) {
 	var name string
 	var data []string
@@ -94,9 +94,7 @@ func (r *sseReader) Next() (sseEvent, error) {
 	if err := r.scanner.Err(); err != nil {
 		return sseEvent{}, err
 	}
-	if sawData {
-		return makeEvent(name, data), nil
-	}
+	// The stream is over: an event not ended by a blank line is discarded, as the standard says.
 	return sseEvent{}, io.EOF
 }
 

@@ -32,7 +32,8 @@ func webhookKey(secret string) ([]byte, error) {
 		return nil, webhookError("no webhook secret given")
 	}
 	if encoded, ok := strings.CutPrefix(secret, "whsec_"); ok {
-		key, err := base64.StdEncoding.DecodeString(encoded)
+		// Padding optional, as Standard Webhooks libraries read it.
+		key, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(encoded, "="))
 		if err != nil {
 			return nil, webhookError("the whsec_ secret is not valid base64")
 		}

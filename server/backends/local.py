@@ -203,7 +203,9 @@ class LocalLlamaBackend(Backend):
         tokens: list[int] = list(prompt.payload)  # type: ignore[call-overload]
         max_new = min(params.max_tokens, self.n_ctx - len(tokens))
         vocab = llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Bytes that are not UTF-8, and a character cut off by maxTokens, are dropped: the output
+        # never ends in (or holds) a broken character (U+FFFD).
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         stops = [s for s in params.stop if s]
         hold = max((len(s) for s in stops), default=1) - 1
         pending = ""
@@ -235,7 +237,7 @@ class LocalLlamaBackend(Backend):
                 break
             produced += 1  # noqa: SIM113 - counts tokens kept, not loop turns
             state.completion_tokens = produced
-            pending += decoder.decode(llm.detokenize([token]))
+            pending += decoder.decode(llm.detokenize([token])).replace("\x00", "")
             if stops:
                 cut = min((i for s in stops if (i := pending.find(s)) >= 0), default=-1)
                 if cut >= 0:

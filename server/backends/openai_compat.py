@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import os
 import random
 import re
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from opentelemetry.trace import Status, StatusCode
 
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.backends.http_client import ConnectError, HttpClientError, HttpPool, Response
@@ -52,6 +54,8 @@ from server.config import ModelSpec
 from server.context import current_call
 from server.errors import PlutosError
 from server.observability.metrics import UpstreamMetrics
+from server.observability.tracing import client_span, inject
+from server.observability.tracing import state as tracing
 
 log = logging.getLogger("plutos.backends.openai")
 
@@ -60,10 +64,85 @@ MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_PRIMING_TOKENS = 3
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+NUL = "\x00"
 _FINISH_REASONS = {"length": "length", "tool_calls": "tool_calls"}  # anything else ends as "stop"
 
 
-_DATA_LINE = re.compile(rb"^data:([^\n]*)", re.M)
+def is_event_stream(headers: dict[str, str], asked_to_stream: bool) -> bool:
+    """Whether an upstream's 200 answer is read as server-sent events: by its ``Content-Type``
+    (``text/event-stream``: events; ``application/json`` or ``…+json``: one completion, as some
+    servers and proxies answer a streaming request), else as what was asked for."""
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "text/event-stream":
+        return True
+    if media == "application/json" or media.endswith("+json"):
+        return False
+    return asked_to_stream
+
+
+def sse_data(buffer: bytes, final: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The complete events in ``buffer`` as ``(event type, data)`` pairs, and the bytes left over,
+    parsed as the WHATWG HTML standard's event-stream rules say: lines end in CRLF, LF or CR;
+    ``data:`` lines of one event join with LF; one space after the colon is dropped; lines starting
+    with ``:`` are comments; ``event:`` names the event (``message`` when absent); an event with no
+    ``data`` is not dispatched; a blank line ends an event. An event not ended when the stream ends
+    (``final``) is discarded, as the standard says. The leftover is normalised (LF line ends) and
+    may end with a lone CR, which may be the first half of a CRLF."""
+    hold = b""
+    if b"\r" in buffer:
+        if buffer.endswith(b"\r") and not final:
+            buffer, hold = buffer[:-1], b"\r"
+        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = buffer.rfind(b"\n\n")
+    if end < 0:
+        if buffer.startswith(b"\n"):  # blank lines between events
+            buffer = buffer.lstrip(b"\n")
+        return [], buffer + hold
+    events: list[tuple[bytes, bytes]] = []
+    for block in buffer[:end].split(b"\n\n"):
+        if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
+            events.append((b"message", block[6:]))
+            continue
+        name, data, seen = b"message", [], False
+        for line in block.split(b"\n"):
+            if not line or line.startswith(b":"):
+                continue
+            field, colon, value = line.partition(b":")
+            if colon and value.startswith(b" "):
+                value = value[1:]
+            if field == b"data":
+                data.append(value)
+                seen = True
+            elif field == b"event":
+                name = value or b"message"
+        if seen:
+            events.append((name, b"\n".join(data)))
+    return events, buffer[end + 2 :].lstrip(b"\n") + hold
+
+
+class SseParser:
+    """Bytes, one network read at a time → complete ``(event type, data)`` events (:func:`sse_data`);
+    a UTF-8 byte order mark at the very start is skipped, as the standard says."""
+
+    __slots__ = ("buffer", "started")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.started = False
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        buffer = self.buffer + chunk
+        if not self.started:
+            if len(buffer) < 3 and b"\xef\xbb\xbf".startswith(buffer):
+                self.buffer = buffer
+                return []
+            self.started = True
+            buffer = buffer.removeprefix(b"\xef\xbb\xbf")
+        if b"\n" not in chunk and b"\r" not in chunk:
+            self.buffer = buffer
+            return []
+        events, self.buffer = sse_data(buffer)
+        return events
 
 
 def estimate_tokens(text: str) -> int:
@@ -259,7 +338,7 @@ class OpenAICompatibleBackend(Backend):
         response, request_id, deadline = await self._accepted(prompt, state)
         completed = False
         try:
-            if self.config.stream:
+            if is_event_stream(response.headers, self.config.stream):
                 reader = _SseReader(self, state, request_id, deadline)
                 while await self._next_pieces(response, reader) is not None:
                     pass
@@ -282,7 +361,7 @@ class OpenAICompatibleBackend(Backend):
         response, request_id, deadline = await self._accepted(prompt, state)
         completed = False
         try:
-            if self.config.stream:
+            if is_event_stream(response.headers, self.config.stream):
                 reader = _SseReader(self, state, request_id, deadline)
                 while (pieces := await self._next_pieces(response, reader)) is not None:
                     yield pieces
@@ -311,14 +390,32 @@ class OpenAICompatibleBackend(Backend):
 
     async def _open(self, body: bytes, deadline: float) -> Response:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
-        assert self._client is not None, "backend not started"
-        loop = asyncio.get_running_loop()
         headers = self._headers
         call = current_call.get(None)
         if call is not None:
             # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
             # (llama-cpp-python's) reject one that is not a UUID.
             headers = {**headers, "x-client-request-id": call.request_id}
+        if not tracing.enabled:
+            return await self._open_attempts(body, deadline, headers, call)
+        span = client_span(
+            "POST /chat/completions",
+            {"http.request.method": "POST", "url.full": self.url, "plutos.model": self.spec.id},
+        )
+        headers = inject(dict(headers), span)  # the upstream continues this trace
+        try:
+            response = await self._open_attempts(body, deadline, headers, call)
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.end()
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        span.end()
+        return response
+
+    async def _open_attempts(self, body: bytes, deadline: float, headers: dict[str, str], call: Any) -> Response:
+        assert self._client is not None, "backend not started"
+        loop = asyncio.get_running_loop()
         attempt = 0
         observed = self._observed
         while True:
@@ -441,6 +538,8 @@ class OpenAICompatibleBackend(Backend):
         try:
             choice = answer["choices"][0]
             text = choice["message"].get("content") or ""
+            if isinstance(text, str) and NUL in text:
+                text = text.replace(NUL, "")
             finish = choice.get("finish_reason") or "stop"
             tool_calls = choice["message"].get("tool_calls")
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -457,10 +556,14 @@ class OpenAICompatibleBackend(Backend):
 
     @staticmethod
     def _apply_usage(usage: dict[str, Any], state: GenerationState) -> None:
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        if isinstance(prompt, int) and prompt >= 0:
+        """The upstream's token counts where they are whole, non-negative numbers (anything else
+        keeps the gateway's own count). Counts beyond what the request could use are bounded
+        when billed (:meth:`server.services.generation.Generation.bound_usage`)."""
+        prompt = _token_count(usage.get("prompt_tokens"))
+        completion = _token_count(usage.get("completion_tokens"))
+        if prompt is not None:
             state.prompt_tokens = prompt
-        if isinstance(completion, int) and completion >= 0:
+        if completion is not None:
             state.completion_tokens = completion
 
     def _json_many(self, datas: list[bytes], request_id: str | None) -> Iterable[dict[str, Any]]:
@@ -502,11 +605,13 @@ class OpenAICompatibleBackend(Backend):
     def _unavailable(
         self, message: str, status: int | None = None, request_id: str | None = None, retry_after: float | None = None
     ) -> PlutosError:
+        cap = self.config.max_retry_after
         return PlutosError(
             "service_unavailable",
             message,
             self._details(status, request_id),
-            retry_after=None if retry_after is None else max(1, round(retry_after)),
+            # What the caller is told to wait: the upstream's figure, at most max_retry_after.
+            retry_after=None if retry_after is None else max(1, math.ceil(min(retry_after, cap))),
         )
 
     def _timeout(self) -> PlutosError:
@@ -515,19 +620,35 @@ class OpenAICompatibleBackend(Backend):
         )
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,30}")
+
+
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    """``Retry-After`` as seconds, per RFC 9110 §10.2.3: ``delay-seconds`` (digits only) or an
+    HTTP date. Anything else (``inf``, ``nan``, ``-5``, ``1e9``, ``abc``, a malformed date) is
+    invalid and ignored: None. Finite, never negative; callers cap it (``max_retry_after``)."""
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(int(value))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _token_count(value: Any) -> int | None:
+    """A token count from an upstream's JSON: a non-negative integer (``12`` or ``12.0``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+        return int(value)
+    return None
 
 
 def _note_failure(state: GenerationState, exc: BaseException) -> None:
@@ -550,10 +671,11 @@ class _SseReader:
     """Server-sent events → content pieces, one network read at a time; each piece is added to
     ``state.text_parts`` as it is parsed, and the token counts in ``state`` kept current.
 
-    Each ``data:`` line is one JSON chunk (what OpenAI-compatible servers send); ``event:``,
-    ``id:`` and comment lines are skipped."""
+    Events are parsed by :func:`sse_data` (the standard's rules: any line ending, data over several
+    lines, comments); each event's data is one JSON chunk, ``[DONE]`` ends the answer, and an
+    event named ``error`` is the upstream failing."""
 
-    __slots__ = ("backend", "buffer", "counted", "deadline", "done", "finish", "request_id", "state", "tools", "usage")
+    __slots__ = ("backend", "counted", "deadline", "done", "finish", "parser", "request_id", "state", "tools", "usage")
 
     def __init__(
         self, backend: OpenAICompatibleBackend, state: GenerationState, request_id: str | None, deadline: float
@@ -562,7 +684,7 @@ class _SseReader:
         self.state = state
         self.request_id = request_id
         self.deadline = deadline
-        self.buffer = b""
+        self.parser = SseParser()
         self.counted = 0
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -571,22 +693,25 @@ class _SseReader:
 
     def feed(self, chunk: bytes) -> list[str]:
         """The new pieces in ``chunk`` (with what was left of the previous one)."""
-        buffer = self.buffer + chunk
-        if b"\n" not in chunk:
-            self.buffer = buffer
+        events = self.parser.feed(chunk)
+        if not events:
             return []
-        end = buffer.rindex(b"\n") + 1
-        complete, self.buffer = buffer[:end], buffer[end:]
         state, backend, request_id = self.state, self.backend, self.request_id
         parts = state.text_parts
         first = len(parts)
-        # The payloads of this read's complete ``data:`` lines, up to ``[DONE]``.
-        datas = [d.strip() for d in _DATA_LINE.findall(complete)]
-        if b"[DONE]" in datas:
-            datas = datas[: datas.index(b"[DONE]")]
-            self.finish = "[DONE]"
-            self.done = True
-            self.deadline = min(self.deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+        # The payloads of this read's complete events, up to ``[DONE]``.
+        datas = []
+        failed: bytes | None = None
+        for name, data in events:
+            if name == b"error":  # counted after the events before it
+                failed = data
+                break
+            if data.strip() == b"[DONE]":
+                self.finish = "[DONE]"
+                self.done = True
+                self.deadline = min(self.deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
+                break
+            datas.append(data)
         for data, event in zip(datas, backend._json_many(datas, request_id), strict=True):
             if event.get("error"):
                 log.warning("upstream %s sent an error event: %s", backend.url, data[:500])
@@ -599,6 +724,8 @@ class _SseReader:
                     raise backend._upstream_error("The upstream sent an unexpected chunk.", 200, request_id)
                 delta = choice.get("delta")
                 content = delta.get("content") if isinstance(delta, dict) else None
+                if content and isinstance(content, str) and NUL in content:
+                    content = content.replace(NUL, "")  # the store cannot keep U+0000 (server/interceptors/text.py)
                 if content and isinstance(content, str):
                     self.counted += 1
                     if self.usage is None:
@@ -615,6 +742,9 @@ class _SseReader:
             if isinstance(found, dict):
                 self.usage = found
                 backend._apply_usage(found, state)
+        if failed is not None:
+            log.warning("upstream %s sent an error event: %s", backend.url, failed[:500])
+            raise backend._upstream_error("The upstream failed during generation.", 200, request_id)
         return parts[first:] if len(parts) > first else []
 
     def _add_tool_calls(self, calls: list[Any]) -> None:

@@ -8,20 +8,21 @@ code, anything unexpected as ``internal_error`` (logged with its traceback, neve
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import orjson
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
 
 from server.context import CallState, current_call
 from server.errors import ERROR_DOMAIN, PlutosError
-from server.ids import new_request_id
+from server.ids import new_request_id, valid_request_id
 from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.observability.logs import RequestLog
 from server.observability.metrics import (
@@ -32,13 +33,26 @@ from server.observability.metrics import (
     STREAMS_OPEN,
     model_label,
 )
+from server.observability.tracing import end_rpc, start_rpc
+from server.observability.tracing import state as tracing
 from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
-_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 DUPLICATE_AUTHORIZATION = "\x00duplicate"  # an impossible metadata value: sent more than once
+
+
+def metadata_value(value: Any) -> str:
+    """A detail as an ``ErrorInfo.metadata`` value (strings by the API's design): a string as is,
+    anything else (numbers, booleans, lists, objects, null) as compact JSON — ``["a","b"]``,
+    ``30``, ``true`` — never a Python repr. The ``Struct`` detail keeps the typed values."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def status_for_error(err: PlutosError) -> status_pb2.Status:
@@ -46,7 +60,7 @@ def status_for_error(err: PlutosError) -> status_pb2.Status:
     info = error_details_pb2.ErrorInfo(
         reason=err.code,
         domain=ERROR_DOMAIN,
-        metadata={k: str(v) for k, v in err.details.items()},
+        metadata={k: metadata_value(v) for k, v in err.details.items()},
     )
     packed = []
     for msg in _detail_messages(err, info):
@@ -95,13 +109,16 @@ class ErrorInterceptor(AsyncServerInterceptor):
         current_call.set(state)
         model = model_label(getattr(request, "model", ""))
         code = "UNKNOWN"
+        traced = None
+        if tracing.enabled:
+            traced = start_rpc(method_name, context.invocation_metadata(), request_id)
         try:
             if request is MALFORMED_REQUEST:
                 raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
             response = method(request, context)
             if is_stream(response):
                 code = ""  # measured when the stream ends
-                return self._stream(response, context, state, model, started, request)
+                return self._stream(response, context, state, model, started, request, traced)
             result = await response
             code = "OK"
         except PlutosError as err:
@@ -119,6 +136,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         finally:
             if code:
                 self._done(state, method_name, model, code, started, request)
+                if traced is not None:
+                    end_rpc(*traced, code, state.error_code)
         context.set_trailing_metadata(state.metadata())
         return result
 
@@ -129,7 +148,14 @@ class ErrorInterceptor(AsyncServerInterceptor):
             self._log.write(state, method_name, model, code, started, request)
 
     async def _stream(
-        self, response: AsyncIterator[Any], context: Any, state: CallState, model: str, started: float, request: Any
+        self,
+        response: AsyncIterator[Any],
+        context: Any,
+        state: CallState,
+        model: str,
+        started: float,
+        request: Any,
+        traced: tuple[Any, object] | None,
     ) -> AsyncIterator[Any]:
         metrics = self._metrics is not None
         if metrics:
@@ -163,6 +189,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
                 if code == "CANCELLED":
                     STREAMS_CANCELLED.labels(model).inc()
             self._done(state, state.method, model, code, started, request)
+            if traced is not None:
+                end_rpc(*traced, code, state.error_code)
         context.set_trailing_metadata(state.metadata())
 
 
@@ -182,7 +210,7 @@ def _incoming(context: Any) -> tuple[str, str | None]:
     request_id = authorization = None
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
-            if request_id is None and isinstance(value, str) and _REQUEST_ID_OK.match(value):
+            if request_id is None and valid_request_id(value):
                 request_id = value
         elif key == "authorization" and isinstance(value, str):
             # More than one: ambiguous, refused by the auth interceptor (as a missing key is not).

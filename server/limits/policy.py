@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import json_format
+
 from server.config import Settings
 from server.context import Caller
 from server.limits.base import Concurrency, Window
-from server.services.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS
+from server.services.options import (
+    DEFAULT_MAX_TOKENS,
+    OPENAI_COMPLETION_MAX_TOKENS,
+    messages_token_bound,
+    prompt_token_bound,
+)
 
 WINDOWS = (
     ("minute", "requests_per_minute", 60),
@@ -56,9 +63,6 @@ SCOPE_BY_SERVICE = {
     f"{_SERVICE}KeysService": "keys",
     f"{_SERVICE}AdminService": "admin",
 }
-
-# Allowance for the chat template around the input (role markers, a default system prompt).
-PROMPT_OVERHEAD_TOKENS = 64
 
 
 def required_scope(method_name: str) -> str:
@@ -106,35 +110,37 @@ def generating_concurrency(who: Caller) -> list[Concurrency]:
     return rules
 
 
-# A generating request → (an upper bound of each prompt's UTF-8 bytes, the maxTokens it asks for or
-# None, the default when it asks for none).
+# A generating request → (the most prompt tokens of each of its inputs, capped at the model's
+# context; the maxTokens it asks for, or None; the default when it asks for none). The bounds are
+# those billing holds usage to (server.services.generation.Generation.prompt_bound).
 _PromptBound = tuple[list[int], int | None, int]
 
 
-def _reference_prompts(method_name: str, request: Any) -> _PromptBound:
+def _reference_prompts(method_name: str, request: Any, context: int) -> _PromptBound:
     options = request.options
     max_tokens = options.max_tokens if options.HasField("max_tokens") else None
-    system = len(options.system_prompt.encode("utf-8")) if options.HasField("system_prompt") else 0
+    system = options.system_prompt if options.HasField("system_prompt") else None
     inputs = list(request.inputs) if method_name.endswith("/Batch") else [request.input]
-    return [len(text.encode("utf-8")) + system for text in inputs], max_tokens, DEFAULT_MAX_TOKENS
+    return [prompt_token_bound(text, system, context) for text in inputs], max_tokens, DEFAULT_MAX_TOKENS
 
 
-def _chat_prompts(method_name: str, request: Any) -> _PromptBound:
-    # A message's wire size bounds its content's bytes; each message adds its template markers.
-    size = sum(m.ByteSize() + PROMPT_OVERHEAD_TOKENS for m in request.messages)
+def _chat_prompts(method_name: str, request: Any, context: int) -> _PromptBound:
+    # The messages as sent: their JSON is at least that of the messages the chat is billed for.
+    messages = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in request.messages]
     if request.HasField("max_completion_tokens"):
         max_tokens: int | None = request.max_completion_tokens
     else:
         max_tokens = request.max_tokens if request.HasField("max_tokens") else None
-    return [size], max_tokens, DEFAULT_MAX_TOKENS
+    return [messages_token_bound(messages, context)], max_tokens, DEFAULT_MAX_TOKENS
 
 
-def _completion_prompts(method_name: str, request: Any) -> _PromptBound:
+def _completion_prompts(method_name: str, request: Any, context: int) -> _PromptBound:
     max_tokens = request.max_tokens if request.HasField("max_tokens") else None
-    return [request.prompt.ByteSize()], max_tokens, OPENAI_COMPLETION_MAX_TOKENS
+    prompt = json_format.MessageToJson(request.prompt)  # at least the prompt's text
+    return [prompt_token_bound(prompt, None, context)], max_tokens, OPENAI_COMPLETION_MAX_TOKENS
 
 
-PROMPT_BOUNDS: dict[str, Callable[[str, Any], _PromptBound]] = {
+PROMPT_BOUNDS: dict[str, Callable[[str, Any, int], _PromptBound]] = {
     f"{_SERVICE}ProcessingService/Process": _reference_prompts,
     f"{_SERVICE}ProcessingService/Batch": _reference_prompts,
     f"{_SERVICE}ProcessingService/Stream": _reference_prompts,
@@ -152,6 +158,6 @@ def token_reservation(settings: Settings, method_name: str, request: Any) -> int
     spec = settings.model(getattr(request, "model", ""))
     if spec is None:
         return 0  # the handler answers invalid_model; nothing runs
-    prompts, asked, default = PROMPT_BOUNDS[method_name](method_name, request)
+    bound, asked, default = PROMPT_BOUNDS[method_name](method_name, request, spec.max_tokens)
     max_tokens = min(max(asked, 1), spec.max_tokens) if asked is not None else min(default, spec.max_tokens)
-    return sum(min(size + PROMPT_OVERHEAD_TOKENS, spec.max_tokens) + max_tokens for size in prompts)
+    return sum(prompt + max_tokens for prompt in bound)

@@ -10,7 +10,6 @@ that call's request id.
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import queue
@@ -18,6 +17,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from server.context import CallState, current_call
 from server.store.models import COST_UNITS_PER_USD
@@ -52,7 +53,7 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
             out["exc"] = record.exc_text
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return orjson.dumps(out, default=str).decode()
 
 
 class TextFormatter(logging.Formatter):

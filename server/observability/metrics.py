@@ -101,6 +101,12 @@ STREAMS_CANCELLED = Counter("plutos_streams_cancelled", "Streams the client canc
 
 # -- usage --------------------------------------------------------------------------------------
 TOKENS = Counter("plutos_tokens", "Tokens billed, by model and type (prompt | completion).", ["model", "type"])
+USAGE_CLAMPED = Counter(
+    "plutos_usage_clamped",
+    "Token counts a backend reported beyond what the request could use (billed at that bound instead),"
+    " by model and type (prompt | completion).",
+    ["model", "type"],
+)
 COST = Counter("plutos_cost_usd", "Cost billed in USD, by model.", ["model"])
 QUOTA_RESERVATIONS = Gauge(
     "plutos_quota_reservations_in_flight",

@@ -7,6 +7,7 @@ the same way on success, failure and cancellation.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -21,12 +22,21 @@ from server.config import ModelSpec
 from server.context import Caller, call_state, current_call
 from server.errors import PlutosError, echo
 from server.ids import new_id
-from server.observability.metrics import count_usage
+from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
+from server.observability.tracing import internal_span
+from server.observability.tracing import state as tracing
 from server.runtime import Runtime
-from server.services.options import options_to_record, require_text
+from server.services.options import (
+    PROMPT_OVERHEAD_TOKENS,
+    messages_token_bound,
+    options_to_record,
+    prompt_token_bound,
+    require_text,
+)
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
+log = logging.getLogger("plutos.usage")
 
 
 def cost_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> Decimal:
@@ -102,16 +112,65 @@ class Generation:
         self.recorded = False
         self.call = current_call.get(None)  # captured now: rows may be built after the call ended
 
+        self._processing_time: int | None = None
+
     @property
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self._started) * 1000)
+
+    @property
+    def processing_time(self) -> int:
+        """``processingTime`` (ms): from the call's start to its outcome being recorded — fixed when
+        the record is built, so the answer and the stored record show the same figure."""
+        if self._processing_time is None:
+            self._processing_time = self.elapsed_ms
+        return self._processing_time
 
     async def prepare(self) -> PreparedPrompt:
         self.prompt = await self.backend.prepare(self.text, self.params)
         self.state.prompt_tokens = self.prompt.prompt_tokens
         return self.prompt
 
+    def bound_usage(self) -> None:
+        """Hold the reported token counts to what this request could have used: the prompt to
+        :func:`prompt_token_bound`, the completion to ``maxTokens``. An upstream may report anything
+        (``prompt_tokens: 3000000000`` for 8 characters); what exceeds the bound is never billed —
+        it is clamped, logged and counted (``plutos_usage_clamped_total``), so the bill, the quota
+        (reserved with the same bound) and the stored record stay true. Called before the usage is
+        answered or stored, so both show the same figures."""
+        s = self.state
+        quick = len(self.text) if not self.params.messages else self.spec.max_tokens  # a chat: its own bound
+        if s.prompt_tokens > min(quick + PROMPT_OVERHEAD_TOKENS, self.spec.max_tokens) or (
+            s.completion_tokens > self.params.max_tokens
+        ):
+            self._clamp(s)
+
+    def prompt_bound(self) -> int:
+        """The most prompt tokens this request can be: :func:`prompt_token_bound` of the input, or
+        for a chat of its whole conversation (each message's JSON bytes plus the template allowance)."""
+        if self.params.messages:
+            return messages_token_bound(self.params.messages, self.spec.max_tokens)
+        return prompt_token_bound(self.text, self.params.system_prompt, self.spec.max_tokens)
+
+    def _clamp(self, s: GenerationState) -> None:
+        prompt_bound = self.prompt_bound()
+        for field_name, bound in (("prompt_tokens", prompt_bound), ("completion_tokens", self.params.max_tokens)):
+            reported = getattr(s, field_name)
+            if reported > bound:
+                log.warning(
+                    "model %s reported %s=%d, beyond the request's bound %d: billed %d (record %s)",
+                    self.spec.id,
+                    field_name,
+                    reported,
+                    bound,
+                    bound,
+                    self.id,
+                )
+                USAGE_CLAMPED.labels(model_label(self.spec.id), field_name.removesuffix("_tokens")).inc()
+                setattr(s, field_name, bound)
+
     def usage(self) -> processing_pb2.Usage:
+        self.bound_usage()
         s = self.state
         return processing_pb2.Usage(
             prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
@@ -120,6 +179,7 @@ class Generation:
     def rows(self, status: str, error_code: str | None = None) -> list[Any]:
         """The record and, when anything ran, its ledger entry."""
         self.recorded = True
+        self.bound_usage()
         s = self.state
         record = new_row(
             ProcessRecord,
@@ -138,7 +198,7 @@ class Generation:
             status=status,
             error_code=error_code,
             created_at=self.created_at,
-            processing_time_ms=self.elapsed_ms,
+            processing_time_ms=self.processing_time,
         )
         rows: list[Any] = [record]
         if self.prompt is not None:  # the model was (about to be) called: bill what it produced
@@ -172,6 +232,8 @@ class Generation:
         """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and
         raised), a cancellation ``cancelled``; what was produced is billed either way."""
         await self.prepare()
+        # From here on a record is stored whatever happens: its id goes out as x-process-id.
+        call_state().response_metadata["x-process-id"] = self.id
         try:
             await self.backend.generate(self.prompt, self.state)  # type: ignore[arg-type]
         except asyncio.CancelledError:
@@ -180,19 +242,27 @@ class Generation:
         except PlutosError as err:
             await self.save("failed", err.code)
             raise
+        except Exception:
+            # A bug, not the caller's fault: what the model did is still stored and billed.
+            await self.save("failed", "internal_error")
+            raise
         await self.save()
 
-    async def pieces(self, context: Any) -> AsyncIterator[str]:
-        """Prepare, accept the streaming call (its headers leave now), then yield the output as
-        the model produces it; stored and billed once the stream ends, however it ends (a closed
-        or cancelled stream is ``cancelled``, a failure ``failed``).
+    async def pieces(self) -> AsyncIterator[str]:
+        """Prepare, then yield the output as the model produces it; stored and billed once the
+        stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
+        ``failed``).
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
         await self.prepare()
-        # Accepted: headers leave now, so the bridge starts the SSE response before the first token.
-        await call_state().send_initial_metadata(context)
+        # From here on a record is stored whatever happens. Its id goes out up front
+        # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
+        call_state().response_metadata["x-process-id"] = self.id
+        # The response's headers (initial metadata) leave with the first message, once it is
+        # known: an error before it (an upstream's 429 or 500) is then a plain error status —
+        # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
         status, error_code = "cancelled", None
         try:
             # A cancelled call closes the backend's stream (and an upstream request) at once.
@@ -203,6 +273,9 @@ class Generation:
         except PlutosError as err:
             status, error_code = "failed", err.code
             raise
+        except Exception:
+            status, error_code = "failed", "internal_error"
+            raise
         finally:
             if status != "completed":
                 self.save_in_background(status, error_code)
@@ -212,7 +285,11 @@ class Generation:
         """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if
         the store refused the record and kept its salvaged form (failed, billed, no text), so the
         answer matches what ``GET /v1/process/{id}`` shows."""
-        refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        if tracing.enabled:
+            with internal_span("store.write"):
+                refused = await self.runtime.writer.write(*self.rows(status, error_code))
+        else:
+            refused = await self.runtime.writer.write(*self.rows(status, error_code))
         if refused:
             raise self.not_stored_error()
 

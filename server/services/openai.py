@@ -246,7 +246,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 "model": gen.spec.id,
             }
             role: str | None = "assistant"  # in the first chunk only
-            async with closing_stream(gen.pieces(context)) as pieces:
+            async with closing_stream(gen.pieces()) as pieces:
                 async for piece in pieces:
                     delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
                     role = None
@@ -304,7 +304,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._completion(request, context)
             head = self._head(gen)
-            async with closing_stream(gen.pieces(context)) as pieces:
+            async with closing_stream(gen.pieces()) as pieces:
                 async for piece in pieces:
                     yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
             last = openai_pb2.CompletionChoice(index=0, text="", finish_reason=_finish_reason(gen))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
 from plutos.v1 import processing_pb2
 
 from server.backends.base import GenerationParams
@@ -10,6 +14,25 @@ from server.errors import PlutosError, invalid_parameter
 
 DEFAULT_MAX_TOKENS = 1000
 OPENAI_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for a legacy completion
+# Allowance for the chat template around the input (role markers, a default system prompt).
+PROMPT_OVERHEAD_TOKENS = 64
+
+
+def prompt_token_bound(text: str, system_prompt: str | None, context: int) -> int:
+    """The most prompt tokens one input can be: its UTF-8 bytes and the system prompt's (a
+    byte-level tokenizer never makes more tokens than bytes) plus the template allowance, capped
+    at the model's context. Both the quota reservation and billing use this bound."""
+    system = len(system_prompt.encode("utf-8")) if system_prompt else 0
+    return min(len(text.encode("utf-8")) + system + PROMPT_OVERHEAD_TOKENS, context)
+
+
+def messages_token_bound(messages: Sequence[Mapping[str, Any]], context: int) -> int:
+    """The most prompt tokens a chat can be: each message's JSON bytes (content, tool calls, names)
+    plus the template allowance, capped at the model's context. Billing and the quota reservation
+    (``server.limits.policy``, from the request's messages as sent) use this bound."""
+    return min(sum(len(orjson.dumps(m)) + PROMPT_OVERHEAD_TOKENS for m in messages), context)
+
+
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 100
 

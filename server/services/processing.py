@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,16 @@ from server.services.options import options_from_record, params_from_options, re
 from server.services.pages import newest_first
 from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
+
+log = logging.getLogger("plutos.processing")
+
+
+INT32_MAX = 2**31 - 1
+
+
+def int32(value: int) -> int:
+    """``value`` held to a protobuf int32 field's range (0 to 2**31 - 1 for counts and durations)."""
+    return min(max(int(value), 0), INT32_MAX)
 
 
 def call_deadline(context: Any) -> float | None:
@@ -99,7 +110,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 model=gen.spec.id,
                 usage=gen.usage(),
                 created_at=timestamp(gen.created_at),
-                processing_time=gen.elapsed_ms,
+                processing_time=gen.processing_time,
             )
 
     async def GetProcess(
@@ -117,13 +128,15 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             output=record.output,
             model=record.model,
             options=options_from_record(record.options),
+            # int32 fields: a count no request can reach (stored before usage was bounded) is
+            # shown at the field's limit rather than making the record unreadable.
             usage=processing_pb2.Usage(
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                total_tokens=record.prompt_tokens + record.completion_tokens,
+                prompt_tokens=int32(record.prompt_tokens),
+                completion_tokens=int32(record.completion_tokens),
+                total_tokens=int32(record.prompt_tokens + record.completion_tokens),
             ),
             created_at=timestamp(record.created_at),
-            processing_time=record.processing_time_ms,
+            processing_time=int32(record.processing_time_ms),
             status=record.status,
         )
 
@@ -201,6 +214,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         return None
                     except PlutosError as err:
                         return err
+                    except Exception:
+                        # One item's bug stays that item's: the others are answered, stored and billed.
+                        log.exception("batch %s item %s failed", batch_id, gen.batch_index)
+                        return PlutosError("internal_error", "Internal server error.")
 
             def batch_row() -> Batch:
                 return Batch(
@@ -261,7 +278,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            async with closing_stream(gen.pieces(context)) as pieces:
+            async with closing_stream(gen.pieces()) as pieces:
                 async for piece in pieces:
                     yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             yield processing_pb2.StreamResponse(
@@ -272,6 +289,6 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     id=gen.id,
                     model=gen.spec.id,
                     created_at=timestamp(gen.created_at),
-                    processing_time=gen.elapsed_ms,
+                    processing_time=gen.processing_time,
                 )
             )

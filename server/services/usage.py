@@ -33,8 +33,14 @@ def parse_date(value: str, field: str) -> date:
 
 
 def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
-    """Inclusive first and last day. Default: the current calendar month up to today (UTC)."""
+    """Inclusive first and last day. Default: the current calendar month up to today (UTC).
+
+    A ``start_date`` after today is refused (``invalid_parameters``, field ``start_date``): no usage
+    can lie there, and it is usually a mistyped year. ``end_date`` may be in the future (the end of
+    the current month, say)."""
     start = parse_date(start_date, "start_date") if start_date else None
+    if start is not None and start > today:
+        raise invalid_parameter("start_date", f"'start_date' must not be after today ({today.isoformat()}, UTC).")
     end = parse_date(end_date, "end_date") if end_date else None
     if start is None and end is None:
         start, end = today.replace(day=1), today

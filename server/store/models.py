@@ -193,10 +193,14 @@ class WebhookDelivery(Base):
     ``id`` is the ``webhook-id`` header (the same on every attempt, so receivers can dedupe)."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # A webhook's deliveries newest first (GET /v1/webhooks/{id}/deliveries, keyset pages).
+        Index("ix_webhook_deliveries_webhook_created_id", "webhook_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    webhook_id: Mapped[str] = mapped_column(String(40), index=True)
+    webhook_id: Mapped[str] = mapped_column(String(40))
     account_id: Mapped[str] = mapped_column(String(40))
     event: Mapped[str] = mapped_column(String(40))
     payload: Mapped[str] = mapped_column(Text)  # the JSON body, without "signature"

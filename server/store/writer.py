@@ -69,6 +69,7 @@ class RecordWriter:
         self._thread_conn: Connection | None = None  # the writer thread's own
         self._expected = 0  # calls in progress that will write (see expect())
         self._since_checkpoint = 0  # commits since the writer last checkpointed the WAL
+        self._busy = False  # a batch is off the queue and not yet settled
 
     def add_hook(self, hook: WriteHook) -> None:
         """Run ``hook(transaction, rows)`` in every write transaction, in the order added.
@@ -118,7 +119,9 @@ class RecordWriter:
         """Flush everything queued, then stop."""
         if self._task is None:
             return
-        while not self._queue.empty():
+        # Until the queue is empty and the batch taken from it is committed (cancelling the task
+        # mid-commit would lose that batch).
+        while not self._queue.empty() or self._busy:
             await asyncio.sleep(0.01)
             if self._task.done():
                 break
@@ -132,7 +135,9 @@ class RecordWriter:
 
     async def _run(self) -> None:
         while True:
+            self._busy = False
             batch = [await self._queue.get()]
+            self._busy = True
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             # Everyone who will write has: the loop has nothing else to do but wait for this commit.

@@ -4,9 +4,10 @@ Claiming is one statement, ``UPDATE webhook_deliveries SET attempts = attempts +
 next_attempt_at = now + lease WHERE id IN (SELECT ... WHERE status = 'pending' AND
 next_attempt_at <= now ... FOR UPDATE SKIP LOCKED) RETURNING ...`` (``SKIP LOCKED`` on PostgreSQL;
 SQLite runs one writer at a time), so several processes or replicas never send the same delivery
-at the same time. A claim is a lease: if the process dies mid-send (``kill -9``), the row is
-still ``pending`` and goes out again once the lease ends — at-least-once delivery; receivers
-dedupe by ``webhook-id``. Results are written only if the row is still the claim we made
+at the same time. A claim is a lease, renewed while this process still holds it (sending, or
+recording its outcome): if the process dies mid-send (``kill -9``), the row is still ``pending``
+and goes out again once the lease ends — at-least-once delivery; receivers dedupe by
+``webhook-id``. Results are written only if the row is still the claim we made
 (``attempts`` unchanged), so a stale sender never overwrites a newer claim.
 
 Claims and results are batched: a claim takes as many due rows as there are free send slots (and
@@ -63,6 +64,17 @@ _RECORD_OUTCOME = (
 )
 
 
+_RENEW_LEASE = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.id == bindparam("b_id"),
+        _DELIVERIES.c.attempts == bindparam("b_attempt"),
+        _DELIVERIES.c.status == "pending",
+    )
+    .values(next_attempt_at=bindparam("b_until", type_=UTCDateTime()))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: str
@@ -100,6 +112,11 @@ class Dispatcher:
         self._outcomes: asyncio.Queue[Attempted | None] = asyncio.Queue()
         self._recorder: asyncio.Task[None] | None = None
         self._claim_batch = max(1, config.concurrency // 2)
+        # Claims this process holds until their outcome is recorded: delivery id -> attempt number.
+        # Their leases are renewed (every lease / 3 seconds), so a slow send or a recording that
+        # waits for a busy store never lets another process send the same delivery again.
+        self._held: dict[str, int] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     def open_client(self) -> None:
         """The shared HTTP client (``start`` opens it; call alone to use :meth:`send` by itself)."""
@@ -114,6 +131,7 @@ class Dispatcher:
     def start(self) -> None:
         self.open_client()
         self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
+        self._renewer = asyncio.create_task(self._renew_loop(), name="webhook-lease-renewer")
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     def wake(self) -> None:
@@ -137,6 +155,11 @@ class Dispatcher:
             self._outcomes.put_nowait(None)  # record what finished, then stop
             await self._recorder
             self._recorder = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -213,7 +236,27 @@ class Dispatcher:
             for i, w, p, a in rows
         ]
 
+    async def _renew_loop(self) -> None:
+        """Extend the leases of the claims this process still holds, every ``lease / 3`` seconds."""
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            if not self._held:
+                continue
+            try:
+                await self.renew(dict(self._held))
+            except Exception:  # the lease still runs; the next round tries again
+                log.warning("renewing %d webhook leases failed", len(self._held), exc_info=True)
+
+    async def renew(self, held: dict[str, int]) -> None:
+        """``next_attempt_at = now + lease`` for each held claim still ours (same attempt, pending)."""
+        until = utcnow() + timedelta(seconds=self.config.lease)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                _RENEW_LEASE, [{"b_id": i, "b_attempt": a, "b_until": until} for i, a in held.items()]
+            )
+
     async def _deliver(self, delivery: Claimed) -> None:
+        self._held[delivery.id] = delivery.attempt
         started = utcnow()
         t0 = time.perf_counter()
         try:
@@ -289,6 +332,9 @@ class Dispatcher:
                     batch.append(item)
             if batch:
                 await self._record_retrying(batch)
+                for item in batch:  # recorded (or given up on): no longer ours to renew
+                    if self._held.get(item.delivery.id) == item.delivery.attempt:
+                        del self._held[item.delivery.id]
 
     async def _record_retrying(self, batch: list[Attempted], budget: float = RECORD_RETRY_SECONDS) -> None:
         """:meth:`record`, again after transient failures (a lock held elsewhere, a dropped

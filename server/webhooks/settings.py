@@ -22,7 +22,7 @@ class WebhookSettings:
     timeout: float = 10.0
     # How long a claimed delivery stays invisible to other dispatchers (must exceed `timeout`).
     # After a crash, claimed deliveries go out again once their lease ends.
-    lease: float = 30.0
+    lease: float = 15.0
     # How often an idle dispatcher looks for due deliveries (new events wake it at once in-process).
     poll_interval: float = 1.0
     # Deliveries sent at once by one process.

@@ -1,7 +1,9 @@
 """Signatures on webhook deliveries.
 
-Two signatures, both HMAC-SHA256 with the same key (for a ``whsec_``-prefixed secret the
-base64-decoded remainder, otherwise the secret's UTF-8 bytes):
+Two signatures, both HMAC-SHA256 with the same key (for a ``whsec_``-prefixed secret — the
+Standard Webhooks form — the base64-decoded remainder, padding optional; otherwise the secret's
+UTF-8 bytes). Signatures verify with the ``standardwebhooks`` package (the tests use it as the
+oracle): ``Webhook("whsec_…")``, or ``Webhook(secret.encode())`` for a secret without the prefix.
 
 - the Standard Webhooks header ``webhook-signature: v1,<base64 HMAC of "{id}.{timestamp}.{body}">``
   where ``body`` is the raw request body, byte for byte;
@@ -22,9 +24,14 @@ SECRET_PREFIX = "whsec_"
 _SIGNATURE_MEMBER = b',"signature":"'
 
 
+def _b64(text: str) -> bytes:
+    """Standard base64, padding optional (as Standard Webhooks libraries read secrets)."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
 def hmac_key(secret: str) -> bytes:
     if secret.startswith(SECRET_PREFIX):
-        return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        return _b64(secret[len(SECRET_PREFIX) :])
     return secret.encode("utf-8")
 
 
@@ -34,7 +41,7 @@ def secret_problem(secret: str) -> str | None:
         return "'secret' may be at most 300 characters."
     if secret.startswith(SECRET_PREFIX):
         try:
-            key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+            key = _b64(secret[len(SECRET_PREFIX) :])
         except (binascii.Error, ValueError):
             return "A 'secret' starting with 'whsec_' must continue with base64."
         if not key:

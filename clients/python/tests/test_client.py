@@ -314,3 +314,29 @@ def test_with_options_gives_per_request_settings() -> None:
     assert derived.max_retries == 0 and client.max_retries != 0
     derived.close()  # leaves the shared connections open
     client.process_data(input="x", model="m")
+
+
+def test_with_raw_response_gives_headers_and_the_parsed_result() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json=PROCESS_JSON, headers={"X-Request-Id": "req_raw", "X-RateLimit-Remaining": "41"}
+        )
+
+    client = make_client(handler)
+    raw = client.with_raw_response.process_data(input="x", model="m")
+    assert raw.status_code == 200 and raw.request_id == "req_raw"
+    assert raw.headers["x-ratelimit-remaining"] == "41"
+    assert raw.data == ProcessResult.from_json(PROCESS_JSON)
+    with pytest.raises(AttributeError):
+        client.with_raw_response.stream  # noqa: B018
+
+
+async def test_async_with_raw_response() -> None:
+    from plutos_testing import make_async_client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"models": []}, headers={"X-Request-Id": "req_araw"})
+
+    async with make_async_client(handler) as client:
+        raw = await client.with_raw_response.list_models()
+    assert raw.request_id == "req_araw" and raw.data == []

@@ -19,7 +19,7 @@ from plutos_ai import (
     PermissionDeniedError,
     PlutosAI,
 )
-from plutos_testing import LIVE_ADMIN_KEY, LIVE_BASE_URL
+from plutos_testing import LIVE_ADMIN_KEY, LIVE_BASE_URL, LIVE_GRPC_TARGET
 
 pytestmark = [
     pytest.mark.live,
@@ -94,3 +94,24 @@ async def test_async_client_lists_keys_of_an_account() -> None:
         created = await admin.create_key(account_id=account.id)
         assert [k.id for k in await admin.list_keys(account_id=account.id)] == [created.key.id]
         assert (await admin.revoke_key(created.key.id, account_id=account.id)).status == "revoked"
+
+
+@pytest.mark.skipif(not LIVE_GRPC_TARGET, reason="set PLUTOS_TEST_GRPC_TARGET")
+def test_grpc_client_manages_keys_and_accounts() -> None:
+    from plutos_ai._gen.plutos.v1 import admin_pb2, keys_pb2, processing_pb2
+    from plutos_ai.grpc import PlutosGrpcClient
+
+    with PlutosGrpcClient(LIVE_GRPC_TARGET, api_key=LIVE_ADMIN_KEY) as admin:
+        account = admin.create_account(admin_pb2.CreateAccountRequest(name="sdk-grpc")).account
+        created = admin.create_key(
+            keys_pb2.CreateKeyRequest(account_id=account.id, scopes=["process", "keys"])
+        )
+        with PlutosGrpcClient(LIVE_GRPC_TARGET, api_key=created.secret) as client:
+            assert [k.id for k in client.list_keys(keys_pb2.ListKeysRequest()).keys] == [created.key.id]
+            assert not client.list_processes(processing_pb2.ListProcessesRequest(limit=1)).data
+            rotated = client.rotate_key(keys_pb2.RotateKeyRequest(id=created.key.id, grace_seconds=60))
+            assert rotated.replaced.status == "rotated"
+            with pytest.raises(ConflictError):
+                client.rotate_key(keys_pb2.RotateKeyRequest(id=created.key.id))
+        events = admin.list_audit_events(admin_pb2.ListAuditEventsRequest(account_id=account.id)).data
+        assert events[0].action == "key.rotated"

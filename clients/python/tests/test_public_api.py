@@ -55,6 +55,7 @@ def test_public_names() -> None:
             "ProcessRecord",
             "ProcessResult",
             "RateLimitError",
+            "RawResponse",
             "ServiceUnavailableError",
             "Stream",
             "StreamChunk",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from plutos_ai import (
     UpstreamError,
     Usage,
 )
-from plutos_ai._sse import ServerSentEvent, SSEDecoder
+from plutos_ai._sse import ServerSentEvent, SSEDecoder, SSEParser
 from plutos_testing import Recorder, error_response, make_async_client, make_client, sequence
 
 COMPLETE = {
@@ -118,10 +119,13 @@ def test_crlf_comments_multiline_data_and_unknown_events() -> None:
     assert [e.output for e in events] == ["a", "a"]
 
 
-def test_a_final_event_without_trailing_blank_line_is_delivered() -> None:
+def test_a_final_event_without_trailing_blank_line_is_discarded() -> None:
+    # As the SSE standard says: the stream ended before the event did, so it ended early.
     text = frame("chunk", {"output": "a"}) + frame("complete", COMPLETE).rstrip("\n")
-    events = list(make_client(lambda r: sse_response(Body(text))).stream(input="x", model="m"))
-    assert isinstance(events[-1], StreamComplete)
+    stream = make_client(lambda r: sse_response(Body(text))).stream(input="x", model="m")
+    assert next(stream) == StreamChunk("a")
+    with pytest.raises(APIConnectionError):
+        next(stream)
 
 
 def test_error_event_after_chunks_raises_its_class() -> None:
@@ -227,3 +231,23 @@ async def test_async_stream_http_error() -> None:
     with pytest.raises(AuthenticationError):
         async for _ in client.stream(input="x", model="m"):
             pass
+
+
+# -- the shared SSE corpus (clients/sse_corpus.json): the gateway and every SDK parse it alike --------
+
+_CORPUS = json.loads((Path(__file__).resolve().parents[2] / "sse_corpus.json").read_text())["cases"]
+
+
+def _parse(chunks: list[bytes]) -> list[dict[str, str]]:
+    parser = SSEParser()
+    events = [e for chunk in chunks for e in parser.feed(chunk)] + parser.end()
+    return [{"event": e.event, "data": e.data} for e in events]
+
+
+@pytest.mark.parametrize("case", _CORPUS, ids=[c["name"] for c in _CORPUS])
+def test_sse_corpus(case: dict[str, Any]) -> None:
+    raw = case["stream"].encode()
+    assert _parse([raw]) == case["events"]
+    for cut in range(1, len(raw)):
+        assert _parse([raw[:cut], raw[cut:]]) == case["events"], cut
+    assert _parse([raw[i : i + 1] for i in range(len(raw))]) == case["events"]

@@ -25,8 +25,10 @@ export type WebhookHeaders = Headers | Record<string, string | string[] | undefi
 function key(secret: string): Buffer {
   if (!secret) throw new WebhookVerificationError('no webhook secret given');
   if (secret.startsWith('whsec_')) {
-    const encoded = secret.slice('whsec_'.length);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(encoded) || encoded.length % 4 !== 0) {
+    // Padding optional, as Standard Webhooks libraries read it.
+    const bare = secret.slice('whsec_'.length);
+    const encoded = bare + '='.repeat((4 - (bare.length % 4)) % 4);
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(encoded) || encoded.length % 4 !== 0 || bare.length % 4 === 1) {
       throw new WebhookVerificationError('the whsec_ secret is not valid base64');
     }
     return Buffer.from(encoded, 'base64');

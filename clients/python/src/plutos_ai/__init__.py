@@ -13,7 +13,7 @@
 
 from . import webhooks
 from ._async_client import AsyncPlutosAI, AsyncStream
-from ._base import ENVIRONMENTS, Environment
+from ._base import ENVIRONMENTS, Environment, RawResponse
 from ._client import PlutosAI, Stream
 from ._exceptions import (
     AccountSuspendedError,
@@ -112,6 +112,7 @@ __all__ = [
     "ProcessRecord",
     "ProcessResult",
     "RateLimitError",
+    "RawResponse",
     "ServiceUnavailableError",
     "Stream",
     "StreamChunk",

@@ -43,7 +43,7 @@ from ._management_types import (
     WebhookTestResult,
 )
 from ._options import Options
-from ._sse import SSEDecoder
+from ._sse import SSEParser
 from ._types import (
     BatchResult,
     Model,
@@ -418,6 +418,7 @@ class AsyncPlutosAI(BaseClient):
         response = await self._send_with_retries(
             method, path, json_body=json_body, params=params, stream=False
         )
+        self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
 
     async def _send_with_retries(
@@ -455,11 +456,11 @@ class AsyncPlutosAI(BaseClient):
             retries += 1
 
 
-async def _lines_then_blank(response: httpx.Response) -> AsyncIterator[str]:
-    """The response's lines plus a blank one, which dispatches an event left pending by a cut stream."""
-    async for line in response.aiter_lines():
-        yield line
-    yield ""
+async def _bytes_then_end(response: httpx.Response) -> AsyncIterator[bytes | None]:
+    """The response's bytes, then None for the end of the stream."""
+    async for chunk in response.aiter_bytes():
+        yield chunk
+    yield None
 
 
 class AsyncStream(AsyncIterator[StreamEvent]):
@@ -492,18 +493,18 @@ class AsyncStream(AsyncIterator[StreamEvent]):
 
     async def _iter_events(self) -> AsyncGenerator[StreamEvent, None]:
         response = await self._open()
-        decoder = SSEDecoder()
+        parser = SSEParser()
         try:
-            async for line in _lines_then_blank(response):
-                sse = decoder.decode(line)
-                event = event_from_sse(sse, response.headers) if sse is not None else None
-                if event is None:
-                    continue
-                if isinstance(event, StreamComplete):
-                    self.final = event
-                yield event
-                if self.final is not None:
-                    return
+            async for chunk in _bytes_then_end(response):
+                for sse in parser.feed(chunk) if chunk is not None else parser.end():
+                    event = event_from_sse(sse, response.headers)
+                    if event is None:
+                        continue
+                    if isinstance(event, StreamComplete):
+                        self.final = event
+                    yield event
+                    if self.final is not None:
+                        return
             raise APIConnectionError(STREAM_ENDED_EARLY)
         except httpx.TransportError as exc:
             raise connection_error(exc) from exc

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import platform
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
@@ -74,12 +75,74 @@ def resolve_api_key(api_key: str | None) -> str:
 
 
 _C = TypeVar("_C", bound="BaseClient")
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawResponse(Generic[_T]):
+    """A result with the HTTP response that carried it (``client.with_raw_response.<method>(...)``)."""
+
+    status_code: int
+    headers: httpx.Headers
+    #: The parsed result, as the method returns it.
+    data: _T
+
+    @property
+    def request_id(self) -> str | None:
+        """The response's ``X-Request-Id``."""
+        value: str | None = self.headers.get("x-request-id")
+        return value
+
+
+class RawResponses:
+    """``client.with_raw_response``: every JSON method of the client, returning a :class:`RawResponse`
+    (status code, headers, parsed ``data``) instead of the result alone; awaitable on the async client."""
+
+    def __init__(self, client: BaseClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if (
+            name.startswith("_")
+            or name in ("stream", "close", "with_options")
+            or not callable(getattr(self._client, name, None))
+        ):
+            raise AttributeError(f"with_raw_response has no method {name!r}")
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            clone = self._client.with_options()
+            result = getattr(clone, name)(*args, **kwargs)
+            if inspect.isawaitable(result):
+
+                async def finish() -> RawResponse[Any]:
+                    return clone._raw(await result)
+
+                return finish()
+            return clone._raw(result)
+
+        return call
 
 
 class BaseClient:
     """Configuration and request/response plumbing, free of I/O."""
 
     _owns_http: bool  # whether close() closes the connection pool (set by the concrete clients)
+    _last_response: httpx.Response | None = None  # the latest JSON answer (read by with_raw_response)
+
+    @property
+    def with_raw_response(self) -> RawResponses:
+        """The same methods, returning :class:`RawResponse` (headers, status code, ``data``)::
+
+        raw = client.with_raw_response.process_data(input="Hi", model="m")
+        print(raw.headers["x-ratelimit-remaining"], raw.data.output)
+        """
+        return RawResponses(self)
+
+    def _raw(self, data: _T) -> RawResponse[_T]:
+        response = self._last_response
+        if response is None:
+            raise TypeError("this method has no single HTTP response")
+        return RawResponse(response.status_code, response.headers, data)
 
     def __init__(
         self,
@@ -128,6 +191,7 @@ class BaseClient:
             clone._retry = dataclasses.replace(self._retry, max_retries=max_retries)
         clone._default_headers = {**self._default_headers, **(extra_headers or {})}
         clone._owns_http = False
+        clone._last_response = None
         return clone
 
     # -- requests ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from ._management_types import (
     WebhookTestResult,
 )
 from ._options import Options
-from ._sse import SSEDecoder
+from ._sse import SSEParser
 from ._types import (
     BatchResult,
     Model,
@@ -408,6 +408,7 @@ class PlutosAI(BaseClient):
     ) -> tuple[Any, str | None]:
         """The decoded JSON answer and the response's ``X-Request-Id``."""
         response = self._send_with_retries(method, path, json_body=json_body, params=params, stream=False)
+        self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
 
     def _send_with_retries(
@@ -475,19 +476,18 @@ class Stream(Iterator[StreamEvent]):
 
     def _iter_events(self) -> Generator[StreamEvent, None, None]:
         response = self._open()
-        decoder = SSEDecoder()
+        parser = SSEParser()
         try:
-            # The extra blank line dispatches an event left pending by a stream cut short.
-            for line in itertools.chain(response.iter_lines(), [""]):
-                sse = decoder.decode(line)
-                event = event_from_sse(sse, response.headers) if sse is not None else None
-                if event is None:
-                    continue
-                if isinstance(event, StreamComplete):
-                    self.final = event
-                yield event
-                if self.final is not None:
-                    return
+            for chunk in itertools.chain(response.iter_bytes(), [None]):
+                for sse in parser.feed(chunk) if chunk is not None else parser.end():
+                    event = event_from_sse(sse, response.headers)
+                    if event is None:
+                        continue
+                    if isinstance(event, StreamComplete):
+                        self.final = event
+                    yield event
+                    if self.final is not None:
+                        return
             raise APIConnectionError(STREAM_ENDED_EARLY)
         except httpx.TransportError as exc:
             raise connection_error(exc) from exc

@@ -45,6 +45,10 @@ from ._exceptions import (
     error_for_grpc_status,
 )
 from ._gen.plutos.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    keys_pb2,
+    keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
     processing_pb2,
@@ -275,6 +279,8 @@ class PlutosGrpcClient:
         self._models = models_pb2_grpc.ModelsServiceStub(channel)
         self._usage = usage_pb2_grpc.UsageServiceStub(channel)
         self._webhooks = webhooks_pb2_grpc.WebhooksServiceStub(channel)
+        self._keys = keys_pb2_grpc.KeysServiceStub(channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(channel)
         self._sleep: Callable[[float], object] = time.sleep
 
     def close(self) -> None:
@@ -364,6 +370,80 @@ class PlutosGrpcClient:
         """``WebhooksService.DeleteWebhook``."""
         return self._call(self._webhooks.DeleteWebhook, webhooks_pb2.DeleteWebhookRequest(id=id))
 
+    # -- management (request messages in, response messages out; see docs/management-api.md) --
+
+    def create_key(self, request: keys_pb2.CreateKeyRequest) -> keys_pb2.CreateKeyResponse:
+        """KeysService.CreateKey."""
+        return self._call(self._keys.CreateKey, request)
+
+    def list_keys(self, request: keys_pb2.ListKeysRequest) -> keys_pb2.ListKeysResponse:
+        """KeysService.ListKeys."""
+        return self._call(self._keys.ListKeys, request)
+
+    def get_key(self, request: keys_pb2.GetKeyRequest) -> keys_pb2.GetKeyResponse:
+        """KeysService.GetKey."""
+        return self._call(self._keys.GetKey, request)
+
+    def update_key(self, request: keys_pb2.UpdateKeyRequest) -> keys_pb2.UpdateKeyResponse:
+        """KeysService.UpdateKey."""
+        return self._call(self._keys.UpdateKey, request)
+
+    def rotate_key(self, request: keys_pb2.RotateKeyRequest) -> keys_pb2.RotateKeyResponse:
+        """KeysService.RotateKey."""
+        return self._call(self._keys.RotateKey, request)
+
+    def revoke_key(self, request: keys_pb2.RevokeKeyRequest) -> keys_pb2.RevokeKeyResponse:
+        """KeysService.RevokeKey."""
+        return self._call(self._keys.RevokeKey, request)
+
+    def list_processes(
+        self, request: processing_pb2.ListProcessesRequest
+    ) -> processing_pb2.ListProcessesResponse:
+        """ProcessingService.ListProcesses."""
+        return self._call(self._processing.ListProcesses, request)
+
+    def get_daily_usage(self, request: usage_pb2.GetDailyUsageRequest) -> usage_pb2.GetDailyUsageResponse:
+        """UsageService.GetDailyUsage."""
+        return self._call(self._usage.GetDailyUsage, request)
+
+    def list_webhook_deliveries(
+        self, request: webhooks_pb2.ListWebhookDeliveriesRequest
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """WebhooksService.ListWebhookDeliveries."""
+        return self._call(self._webhooks.ListWebhookDeliveries, request)
+
+    def redeliver_webhook_delivery(
+        self, request: webhooks_pb2.RedeliverWebhookDeliveryRequest
+    ) -> webhooks_pb2.RedeliverWebhookDeliveryResponse:
+        """WebhooksService.RedeliverWebhookDelivery."""
+        return self._call(self._webhooks.RedeliverWebhookDelivery, request)
+
+    def test_webhook(self, request: webhooks_pb2.TestWebhookRequest) -> webhooks_pb2.TestWebhookResponse:
+        """WebhooksService.TestWebhook."""
+        return self._call(self._webhooks.TestWebhook, request)
+
+    def create_account(self, request: admin_pb2.CreateAccountRequest) -> admin_pb2.CreateAccountResponse:
+        """AdminService.CreateAccount."""
+        return self._call(self._admin.CreateAccount, request)
+
+    def list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
+        """AdminService.ListAccounts."""
+        return self._call(self._admin.ListAccounts, request)
+
+    def get_account(self, request: admin_pb2.GetAccountRequest) -> admin_pb2.GetAccountResponse:
+        """AdminService.GetAccount."""
+        return self._call(self._admin.GetAccount, request)
+
+    def update_account(self, request: admin_pb2.UpdateAccountRequest) -> admin_pb2.UpdateAccountResponse:
+        """AdminService.UpdateAccount."""
+        return self._call(self._admin.UpdateAccount, request)
+
+    def list_audit_events(
+        self, request: admin_pb2.ListAuditEventsRequest
+    ) -> admin_pb2.ListAuditEventsResponse:
+        """AdminService.ListAuditEvents."""
+        return self._call(self._admin.ListAuditEvents, request)
+
 
 class GrpcStream(Iterator[processing_pb2.StreamResponse]):
     """The messages of a ``Stream`` RPC; errors are raised as SDK exceptions."""
@@ -403,6 +483,8 @@ if TYPE_CHECKING:
     _ModelsAsyncStub = models_pb2_grpc.ModelsServiceAsyncStub
     _UsageAsyncStub = usage_pb2_grpc.UsageServiceAsyncStub
     _WebhooksAsyncStub = webhooks_pb2_grpc.WebhooksServiceAsyncStub
+    _KeysAsyncStub = keys_pb2_grpc.KeysServiceAsyncStub
+    _AdminAsyncStub = admin_pb2_grpc.AdminServiceAsyncStub
 
 
 class AsyncPlutosGrpcClient:
@@ -444,6 +526,8 @@ class AsyncPlutosGrpcClient:
         self._models = cast("_ModelsAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
         self._usage = cast("_UsageAsyncStub", usage_pb2_grpc.UsageServiceStub(channel))
         self._webhooks = cast("_WebhooksAsyncStub", webhooks_pb2_grpc.WebhooksServiceStub(channel))
+        self._keys = cast("_KeysAsyncStub", keys_pb2_grpc.KeysServiceStub(channel))
+        self._admin = cast("_AdminAsyncStub", admin_pb2_grpc.AdminServiceStub(channel))
         self._sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 
     async def close(self) -> None:
@@ -523,6 +607,88 @@ class AsyncPlutosGrpcClient:
 
     async def delete_webhook(self, id: str) -> webhooks_pb2.DeleteWebhookResponse:
         return await self._call(self._webhooks.DeleteWebhook, webhooks_pb2.DeleteWebhookRequest(id=id))
+
+    # -- management (request messages in, response messages out; see docs/management-api.md) --
+
+    async def create_key(self, request: keys_pb2.CreateKeyRequest) -> keys_pb2.CreateKeyResponse:
+        """KeysService.CreateKey."""
+        return await self._call(self._keys.CreateKey, request)
+
+    async def list_keys(self, request: keys_pb2.ListKeysRequest) -> keys_pb2.ListKeysResponse:
+        """KeysService.ListKeys."""
+        return await self._call(self._keys.ListKeys, request)
+
+    async def get_key(self, request: keys_pb2.GetKeyRequest) -> keys_pb2.GetKeyResponse:
+        """KeysService.GetKey."""
+        return await self._call(self._keys.GetKey, request)
+
+    async def update_key(self, request: keys_pb2.UpdateKeyRequest) -> keys_pb2.UpdateKeyResponse:
+        """KeysService.UpdateKey."""
+        return await self._call(self._keys.UpdateKey, request)
+
+    async def rotate_key(self, request: keys_pb2.RotateKeyRequest) -> keys_pb2.RotateKeyResponse:
+        """KeysService.RotateKey."""
+        return await self._call(self._keys.RotateKey, request)
+
+    async def revoke_key(self, request: keys_pb2.RevokeKeyRequest) -> keys_pb2.RevokeKeyResponse:
+        """KeysService.RevokeKey."""
+        return await self._call(self._keys.RevokeKey, request)
+
+    async def list_processes(
+        self, request: processing_pb2.ListProcessesRequest
+    ) -> processing_pb2.ListProcessesResponse:
+        """ProcessingService.ListProcesses."""
+        return await self._call(self._processing.ListProcesses, request)
+
+    async def get_daily_usage(
+        self, request: usage_pb2.GetDailyUsageRequest
+    ) -> usage_pb2.GetDailyUsageResponse:
+        """UsageService.GetDailyUsage."""
+        return await self._call(self._usage.GetDailyUsage, request)
+
+    async def list_webhook_deliveries(
+        self, request: webhooks_pb2.ListWebhookDeliveriesRequest
+    ) -> webhooks_pb2.ListWebhookDeliveriesResponse:
+        """WebhooksService.ListWebhookDeliveries."""
+        return await self._call(self._webhooks.ListWebhookDeliveries, request)
+
+    async def redeliver_webhook_delivery(
+        self, request: webhooks_pb2.RedeliverWebhookDeliveryRequest
+    ) -> webhooks_pb2.RedeliverWebhookDeliveryResponse:
+        """WebhooksService.RedeliverWebhookDelivery."""
+        return await self._call(self._webhooks.RedeliverWebhookDelivery, request)
+
+    async def test_webhook(
+        self, request: webhooks_pb2.TestWebhookRequest
+    ) -> webhooks_pb2.TestWebhookResponse:
+        """WebhooksService.TestWebhook."""
+        return await self._call(self._webhooks.TestWebhook, request)
+
+    async def create_account(
+        self, request: admin_pb2.CreateAccountRequest
+    ) -> admin_pb2.CreateAccountResponse:
+        """AdminService.CreateAccount."""
+        return await self._call(self._admin.CreateAccount, request)
+
+    async def list_accounts(self, request: admin_pb2.ListAccountsRequest) -> admin_pb2.ListAccountsResponse:
+        """AdminService.ListAccounts."""
+        return await self._call(self._admin.ListAccounts, request)
+
+    async def get_account(self, request: admin_pb2.GetAccountRequest) -> admin_pb2.GetAccountResponse:
+        """AdminService.GetAccount."""
+        return await self._call(self._admin.GetAccount, request)
+
+    async def update_account(
+        self, request: admin_pb2.UpdateAccountRequest
+    ) -> admin_pb2.UpdateAccountResponse:
+        """AdminService.UpdateAccount."""
+        return await self._call(self._admin.UpdateAccount, request)
+
+    async def list_audit_events(
+        self, request: admin_pb2.ListAuditEventsRequest
+    ) -> admin_pb2.ListAuditEventsResponse:
+        """AdminService.ListAuditEvents."""
+        return await self._call(self._admin.ListAuditEvents, request)
 
 
 class AsyncGrpcStream(AsyncIterator[processing_pb2.StreamResponse]):

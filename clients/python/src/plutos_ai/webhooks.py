@@ -39,7 +39,8 @@ def _key(secret: str) -> bytes:
         raise WebhookVerificationError("no webhook secret given")
     if secret.startswith(_PREFIX):
         try:
-            return base64.b64decode(secret[len(_PREFIX) :], validate=True)
+            encoded = secret[len(_PREFIX) :]  # padding optional, as Standard Webhooks libraries read it
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError) as exc:
             raise WebhookVerificationError("the whsec_ secret is not valid base64") from exc
     return secret.encode("utf-8")

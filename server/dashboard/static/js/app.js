@@ -92,6 +92,7 @@ function signOut() {
   cleanup = null;
   session.signOut();
   clear($('main'));
+  $('whoami').textContent = '';
   $('signin-key').value = '';
   window.location.hash = '';
   showSignIn();

@@ -49,8 +49,8 @@ export async function render(view, params) {
       form.hidden = missing;
       return;
     }
-    const rows = data.records || data.data || data.items || data.results || [];
-    const next = data.nextCursor || data.nextPageToken || (data.hasMore && rows.length ? rows[rows.length - 1].id : '');
+    const rows = data.data || [];
+    const next = data.hasMore ? data.lastId || rows[rows.length - 1]?.id || '' : '';
     if (!rows.length) {
       listBox.replaceChildren(empty(cursor ? 'No more requests.' : 'No requests match. Run one in the Playground.'));
     } else {
@@ -110,7 +110,8 @@ async function renderRecord(view, id) {
       h('dt', {}, 'Processing time'), h('dd', {}, `${fmtInt(r.processingTime)} ms`),
       h('dt', {}, 'Usage'), h('dd', {}, `${fmtInt(u.promptTokens)} prompt + ${fmtInt(u.completionTokens)} completion = ${fmtInt(u.totalTokens)} tokens`),
       h('dt', {}, 'Record id'), h('dd', {}, h('code', {}, r.id)),
-      r.batchId ? [h('dt', {}, 'Batch'), h('dd', {}, h('code', {}, r.batchId))] : null,
+      r.errorCode ? [h('dt', {}, 'Error'), h('dd', {}, h('code', {}, r.errorCode))] : null,
+      r.batchId ? [h('dt', {}, 'Batch'), h('dd', {}, h('code', {}, r.batchId), r.batchIndex !== undefined ? ` (item ${r.batchIndex})` : '')] : null,
     ),
     h('h2', {}, 'Input'),
     h('pre', { class: 'output', id: 'record-input', tabindex: '0' }, r.input || ''),

@@ -12,7 +12,7 @@ const COLORS = ['#3b4cca', '#e07a1f', '#2a9d8f', '#c0392b', '#8e44ad', '#7f8c8d'
 
 /** One row per day and model, whatever the server calls the list. */
 export function normalizeDaily(data) {
-  const list = data.days || data.rows || data.data || data.usage || data.items || [];
+  const list = data.data || [];
   return list.map((r) => ({
     date: String(r.date || r.day || '').slice(0, 10),
     model: r.model || '',

@@ -152,7 +152,7 @@ async function renderDeliveries(view, id) {
       return;
     }
     const rows = data.deliveries || data.data || [];
-    const next = data.nextCursor || data.nextPageToken || '';
+    const next = data.hasMore && data.lastId ? data.lastId : '';
     if (!rows.length) {
       listBox.replaceChildren(empty(cursor ? 'No more deliveries.' : 'No deliveries yet. Send a test event, or make a request with this key.'));
     } else {
