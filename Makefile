@@ -12,7 +12,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/15
 help:
 	@echo "make run    - install, generate code, serve REST on :3000 and gRPC on :50051 (prints a dev key)"
 	@echo "make test   - install, start PostgreSQL/Redis if needed, run the whole test suite"
-	@echo "make lint   - ruff, mypy, buf lint;  make bench - benchmarks (writes BENCHMARKS.md)"
+	@echo "make lint   - ruff, mypy, import-linter, buf lint;  make bench - benchmarks (writes BENCHMARKS.md)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -97,9 +97,10 @@ test-postgres: $(STAMP)
 	PLUTOS_TEST_DATABASE_URL=$(PG_URL) PLUTOS_TEST_BRIDGE_TRANSPORT=grpc $(PY) -m pytest -q -p no:cacheprovider --durations=15 -m "not sqlite_only"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check server bridge tests scripts bench
-	$(VENV)/bin/ruff format --check server bridge tests scripts bench
-	$(VENV)/bin/mypy server bridge
+	$(VENV)/bin/ruff check gateway server bridge core tests scripts bench
+	$(VENV)/bin/ruff format --check gateway server bridge core tests scripts bench
+	$(VENV)/bin/mypy gateway server bridge core
+	$(VENV)/bin/lint-imports
 	bash scripts/buf-lint.sh
 
 bench: $(STAMP) protos services tools $(TOOLS)/ghz

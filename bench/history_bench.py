@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from server.app import start_platform
+from gateway.app import start_platform
 from server.config import load_settings
 from server.keys import create_key
 from server.store.database import create_engine

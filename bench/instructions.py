@@ -149,7 +149,7 @@ def main() -> None:
         database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
         max_connections=100,
     )
-    plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     mock = subprocess.Popen(
         [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
         cwd=ROOT,

@@ -29,12 +29,12 @@ from typing import Any
 import grpc
 import httpx
 
-import server.app
+import gateway.app
 from server.config import Plan, Settings, load_settings
 from server.interceptors import AuthInterceptor, ErrorInterceptor
 from server.keys import create_key
-from server.limits import Concurrency, Limiter, MemoryLimiter, Window
-from server.limits.redis_backend import RedisLimiter
+from server.limiter import Concurrency, Limiter, MemoryLimiter, Window
+from server.limiter.redis_backend import RedisLimiter
 
 BENCH_PLAN = Plan("bench", 10**9, 10**9, 10**9, 10**6, 0)
 
@@ -101,7 +101,7 @@ async def quota_loop(limiter: Limiter, seconds: float, parallel: int) -> dict[st
 @contextmanager
 def without_limit_interceptors() -> Iterator[None]:
     """The baseline server: request ids, errors and auth only (the grpc.aio.server factory that
-    server.app calls keeps just those two interceptors while this is active)."""
+    gateway.app calls keeps just those two interceptors while this is active)."""
     real_server = grpc.aio.server
 
     def server_without_limits(**kwargs: Any) -> grpc.aio.Server:
@@ -147,12 +147,12 @@ async def rest_load(base_url: str, secret: str, seconds: float, clients: int) ->
     }
 
 
-async def start_case(settings: Settings, with_limits: bool, plan: str) -> tuple[server.app.RunningPlatform, str]:
+async def start_case(settings: Settings, with_limits: bool, plan: str) -> tuple[gateway.app.RunningPlatform, str]:
     if with_limits:
-        running = await server.app.start_platform(settings)
+        running = await gateway.app.start_platform(settings)
     else:
         with without_limit_interceptors():
-            running = await server.app.start_platform(settings)
+            running = await gateway.app.start_platform(settings)
     key = await create_key(running.runtime.sessions, plan=plan)
     return running, key.secret
 

@@ -81,7 +81,7 @@ def main() -> None:
             database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
             max_connections=100,
         )
-        plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+        plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
         secret = bench_key(plutos, env)
         auth = {"Authorization": f"Bearer {secret}"}
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}

@@ -1,8 +1,8 @@
 """`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
-BENCH_ONLY (comma-separated scenario names: upstream, metrics, instructions, limiter, gateway, streaming, batch, model,
-workers, soak)."""
+BENCH_ONLY (comma-separated scenario names: upstream, idempotency, metrics, instructions, limiter, gateway, streaming,
+batch, model, workers, soak)."""
 
 from __future__ import annotations
 
@@ -527,8 +527,19 @@ def scenario_metrics() -> Section:
     )
 
 
+def scenario_idempotency() -> Section:
+    """Issue 23's rows: an Idempotency-Key's cost at c=1 through the upstream, a cache hit's p50."""
+    return _delegate(
+        "bench.idempotency_cache",
+        ["--duration", str(max(3, SECONDS // 2)), "--rounds", "3"],
+        "IDEMPOTENCY_RESULTS.md",
+        "Idempotency keys and response-cache hits",
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Section]] = {
     "upstream": scenario_upstream,
+    "idempotency": scenario_idempotency,
     "metrics": scenario_metrics,
     "instructions": scenario_instructions,
     "limiter": scenario_limiter,

@@ -83,7 +83,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, target: str, concurrency: int) -> Run:
-    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)$", output, re.M)}
+    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.M)}
     done = re.search(r"(\d+) requests in ([\d.]+)(\w+),", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if not (done and rps and len(pct) == 3):
@@ -305,7 +305,7 @@ LAYERS = [
     ("REST bridge: uvicorn, Starlette, JSON <-> protobuf (bridge/)", ("bridge/", "starlette/", "uvicorn/")),
     (
         "gRPC server side: interceptors, auth, handler (server/services, server/interceptors)",
-        ("server/services/", "server/interceptors/", "server/auth.py", "grpc_interceptor/"),
+        ("server/services/", "server/interceptors/", "server/authenticator.py", "grpc_interceptor/"),
     ),
     ("gRPC core and grpc.aio (the REST->gRPC hop, both ends)", ("grpc/",)),
 ]
@@ -373,7 +373,7 @@ def main() -> None:
         database_url=database_url,
         max_connections=args.max_connections,
     )
-    plutos = [sys.executable, "-m", "server.cli", "--config", str(config)]
+    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs: list[subprocess.Popen[bytes]] = []
     try:

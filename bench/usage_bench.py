@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from server.app import start_platform
+from gateway.app import start_platform
 from server.config import load_settings
 from server.keys import create_key
 from server.store.database import create_engine, session_factory

@@ -28,9 +28,9 @@ from sqlalchemy import func, insert, select
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import Base, Webhook, WebhookDelivery
-from server.webhooks.dispatcher import Dispatcher
-from server.webhooks.events import payload
-from server.webhooks.settings import WebhookSettings
+from server.webhook_delivery.dispatcher import Dispatcher
+from server.webhook_delivery.events import payload
+from server.webhook_delivery.settings import WebhookSettings
 
 DEFAULT_PG = os.environ.get(
     "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"

@@ -22,13 +22,14 @@ from bridge.errors import from_rpc_error
 from bridge.json_codec import JsonInputError, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
 from bridge.surface import REFERENCE, Surface, surface_for_path, surface_of
-from server.errors import ERRORS, echo
-from server.ids import request_id_from
-from server.observability.tracing import inject
-from server.observability.tracing import state as tracing
+from core.errors import ERRORS, echo
+from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
+from core.ids import request_id_from
+from core.tracing import inject
+from core.tracing import state as tracing
 
 if TYPE_CHECKING:
-    from server.local_channel import LocalChannel
+    from bridge.transports.local import LocalChannel
 
 log = logging.getLogger("plutos.bridge")
 
@@ -39,6 +40,8 @@ FORWARDED_METADATA = {
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
     "x-ratelimit-reset": "X-RateLimit-Reset",
     "retry-after": "Retry-After",
+    "idempotent-replayed": "Idempotent-Replayed",
+    "x-cache": "X-Cache",
     "x-process-id": "X-Process-Id",
 }
 _JSON = "application/json"
@@ -103,13 +106,13 @@ def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict
 DUPLICATE = "\x00duplicate"  # an impossible header value: the header was sent more than once
 
 
-def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None]:
-    """The request's ``x-request-id``, ``authorization`` and ``content-length`` (the first of
-    each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
+def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | None, str | None]:
+    """The request's ``x-request-id``, ``authorization``, ``content-length`` and ``idempotency-key``
+    (the first of each, as ``request.headers.get`` gives them), found in one pass over the raw headers."""
     scope = request.scope
-    found: tuple[str | None, str | None, str | None] | None = scope.get("plutos.headers")
+    found: tuple[str | None, str | None, str | None, str | None] | None = scope.get("plutos.headers")
     if found is None:
-        request_id = authorization = length = None
+        request_id = authorization = length = idempotency_key = None
         for name, value in scope["headers"]:  # ASGI: names are lower-case
             if name == b"authorization":
                 # Two Authorization headers: which one counts is ambiguous (proxies and servers
@@ -118,9 +121,12 @@ def _wanted_headers(request: Request) -> tuple[str | None, str | None, str | Non
             elif name == b"x-request-id":
                 if request_id is None:
                     request_id = value.decode("latin-1")
-            elif name == b"content-length" and length is None:
-                length = value.decode("latin-1")
-        found = scope["plutos.headers"] = (request_id, authorization, length)
+            elif name == b"content-length":
+                if length is None:
+                    length = value.decode("latin-1")
+            elif name == b"idempotency-key" and idempotency_key is None:
+                idempotency_key = value.decode("latin-1")
+        found = scope["plutos.headers"] = (request_id, authorization, length, idempotency_key)
     return found
 
 
@@ -146,14 +152,14 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def _request_id(request: Request) -> str:
-    """The client's ``X-Request-Id`` if it passes the one rule (:func:`server.ids.valid_request_id`),
+    """The client's ``X-Request-Id`` if it passes the one rule (:func:`core.ids.valid_request_id`),
     else a new id; either is what the server sees, so header and body always agree."""
     return request_id_from(_wanted_headers(request)[0])
 
 
 class Bridge:
     """Translates REST calls onto a gRPC channel: a loopback ``grpc.aio`` channel, or the
-    in-process :class:`~server.local_channel.LocalChannel` (same handlers and interceptors)."""
+    in-process :class:`~bridge.transports.local.LocalChannel` (same handlers and interceptors)."""
 
     def __init__(
         self,
@@ -257,10 +263,12 @@ class Bridge:
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
-        auth = _wanted_headers(request)[1]
+        _, auth, _, idempotency_key = _wanted_headers(request)
         metadata: tuple[tuple[str, str], ...] = (("x-request-id", request_id),)
         if auth is not None:
             metadata += (("authorization", auth),)
+        if idempotency_key is not None:
+            metadata += (("idempotency-key", idempotency_key),)
         if tracing.enabled:  # over a gRPC hop the trace continues through metadata
             metadata += tuple(inject({}).items())
         return metadata
@@ -269,6 +277,15 @@ class Bridge:
         self, request: Request, binding: HttpBinding, request_id: str, surface: Surface
     ) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
+        idempotency_key = _wanted_headers(request)[3]
+        if idempotency_key is not None and not valid_key(idempotency_key):
+            # Checked here too: gRPC metadata cannot carry what HTTP headers can (non-ASCII bytes).
+            return error_response(
+                "invalid_parameters",
+                f"An idempotency key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+                request_id,
+                {"field": "Idempotency-Key"},
+            )
         message = binding.request_type()
         if _wanted_headers(request)[1] == DUPLICATE:
             return error_response(

@@ -8,7 +8,7 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from server.errors import ERRORS, ErrorKind, kind_for_grpc_status
+from core.errors import ERRORS, ErrorKind, kind_for_grpc_status
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

@@ -11,7 +11,7 @@ client may make it hold before a request reaches the application.
 - **Idle timeout.** A kept-alive connection with no request in progress is closed after uvicorn's
   ``timeout_keep_alive`` (``http_idle_timeout``).
 
-The answers are the API's error envelope (codes from server/errors.py's table).
+The answers are the API's error envelope (codes from core/errors.py's table).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from bridge.errors import envelope
-from server.errors import ERRORS
-from server.ids import new_request_id
+from core.errors import ERRORS
+from core.ids import new_request_id
 
 LINGER_SECONDS = 1.0  # after a refusal, how long the client has to read it before the close
 

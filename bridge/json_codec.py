@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from server.errors import echo
+from core.errors import echo
 
 _F = FieldDescriptor
 Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same

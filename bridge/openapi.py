@@ -3,7 +3,7 @@
 Its input is the bridge's own :class:`~bridge.routes.HttpBinding` list (read from the
 ``google.api.http`` annotations), the descriptors' comments (``gen/python/plutos/descriptors.binpb``,
 written by ``scripts/gen_protos.py`` with ``--include_source_info``) and the error table of
-``server/errors.py``. An RPC added to ``protos/`` appears here with no code, like its route.
+``core/errors.py``. An RPC added to ``protos/`` appears here with no code, like its route.
 
 Schemas follow :mod:`bridge.json_codec`: lowerCamelCase names, RFC 3339 timestamps, 64-bit integers
 as JSON numbers. Fields marked ``(google.api.field_behavior) = REQUIRED`` are required: in a request
@@ -23,10 +23,11 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FieldDescriptor
+from plutos.v1 import options_pb2
 
 from bridge.routes import HttpBinding
 from bridge.surface import surface_of
-from server.errors import ERRORS
+from core.errors import ERRORS
 
 _F = FieldDescriptor
 # upb and pure-Python descriptors differ in type; both quack the same (as in bridge/json_codec.py).
@@ -87,6 +88,16 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+# On RPCs marked ``option (plutos.v1.idempotent) = true`` (docs/idempotency-and-cache.md).
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeating the request with the same key replays the first answer (`Idempotent-Replayed: true`) "
+    "instead of running it again; the key with another request is `idempotency_key_reused`, and while the first "
+    "still runs `idempotency_in_progress`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,6 +471,8 @@ def build_openapi(
                 if description:
                     param["description"] = description
                 parameters.append(param)
+        if b.method.GetOptions().Extensions[options_pb2.idempotent]:
+            parameters.append(IDEMPOTENCY_KEY_PARAMETER)
         if parameters:
             operation["parameters"] = parameters
         if b.body:

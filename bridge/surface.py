@@ -21,7 +21,7 @@ from plutos.v1 import http_options_pb2
 
 from bridge.errors import envelope
 from bridge.json_codec import message_to_obj, message_to_proto_obj
-from server.errors import ERRORS
+from core.errors import ERRORS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Non-API HTTP surfaces derived from the bridge's own routes: the OpenAPI document and the docs page.
 
-Both are mounted by ``server/app.py``'s ``non_api_routes()`` (through ``create_app(extra_routes=...)``)
+Both are mounted by ``gateway/app.py``'s ``non_api_routes()`` (through ``create_app(extra_routes=...)``)
 and need no key. The page is Swagger UI (Apache-2.0, from the ``swagger-ui-py`` wheel, whose
 ``LICENSE`` is served beside it) with a local start-up script: no CDN, no inline script or style,
 a strict Content-Security-Policy.

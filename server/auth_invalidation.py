@@ -1,6 +1,6 @@
 """Auth cache invalidation across replicas: Redis pub/sub on one channel.
 
-Every process caches key lookups for ``auth_cache_ttl`` seconds (server/auth.py), which alone bounds
+Every process caches key lookups for ``auth_cache_ttl`` seconds (server/authenticator.py), which alone bounds
 how long a revoked, rotated-out or narrowed key keeps working anywhere: at most the TTL. With
 ``redis_url`` set, the process that changes a key also publishes the key's hash (or ``*`` for every
 entry: an account's plan or suspension changed) on :data:`CHANNEL`; every replica's subscriber drops

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from core.errors import PlutosError, echo
 from server.backends.base import Backend
 from server.config import ModelSpec, Settings
-from server.errors import PlutosError, echo
 
 BackendFactory = Callable[[ModelSpec], Backend]
 

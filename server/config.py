@@ -139,7 +139,7 @@ class ServerTable(Table):
     tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
     tls_key_file: str = ""  # PEM private key of tls_cert_file
     tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
-    # Connections (bridge/http_protocol.py, server/app.py grpc_options; docs/security.md).
+    # Connections (bridge/http_protocol.py, gateway/app.py grpc_options; docs/security.md).
     http_max_header_bytes: Annotated[int, Field(ge=1024)] = 32768  # request line + headers, else 431
     http_max_headers: Annotated[int, Field(ge=1)] = 100  # header lines per request, else 431
     http_header_timeout: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive in time, else 408
@@ -188,6 +188,8 @@ class PlanTable(Table):
     requests_per_day: NonNegInt
     concurrent_requests: NonNegInt
     monthly_tokens: NonNegInt
+    # Whether a response-cache hit is billed the tokens of the answer it replays (default: free).
+    bill_cache_hits: bool = False
 
 
 class PricingTable(Table):
@@ -280,6 +282,25 @@ class WebhooksTable(Table):
         return self
 
 
+class IdempotencyTable(Table):
+    """``[idempotency]``: Idempotency-Key handling (server/idempotency)."""
+
+    # How long a finished call's answer is replayed to repeats of its key, seconds.
+    ttl_seconds: Annotated[float, Field(gt=0)] = 86400.0
+    # How long a claim whose call never finished (its process died) blocks its key, seconds.
+    lease_seconds: Annotated[float, Field(gt=0)] = 900.0
+
+
+class CacheTable(Table):
+    """``[cache]``: the response cache (``options.cache``; server/response_cache.py)."""
+
+    ttl_seconds: Annotated[float, Field(gt=0)] = 3600.0  # an entry's lifetime, seconds
+    # The in-process cache's size bound (entries; least recently used dropped first).
+    max_entries: Annotated[int, Field(ge=1)] = 10000
+    # Answers larger than this (UTF-8 bytes of the output) are not cached.
+    max_entry_bytes: Annotated[int, Field(ge=1)] = 262144
+
+
 class ConfigFile(Table):
     """The whole configuration: one attribute per top-level table."""
 
@@ -287,6 +308,8 @@ class ConfigFile(Table):
     plans: dict[str, PlanTable] = {}
     models: list[ModelTable] = []
     webhooks: WebhooksTable = WebhooksTable()
+    idempotency: IdempotencyTable = IdempotencyTable()
+    cache: CacheTable = CacheTable()
 
     @model_validator(mode="after")
     def _unique_model_ids(self) -> ConfigFile:
@@ -309,6 +332,7 @@ class Plan:
     requests_per_day: int
     concurrent_requests: int
     monthly_tokens: int
+    bill_cache_hits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ characters (``prefix``) so people can tell their keys apart in listings. Every c
 an account is written to ``audit_events`` in the same transaction (who: the acting key id, or
 ``"cli"``; what; when).
 
-Errors are :class:`~server.errors.PlutosError` (``not_found``, ``conflict``), so the CLI prints the
+Errors are :class:`~core.errors.PlutosError` (``not_found``, ``conflict``), so the CLI prints the
 same messages the API returns.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.errors import PlutosError
-from server.ids import new_id
+from core.errors import PlutosError
+from core.ids import new_id
 from server.store.caps import lock_account
 from server.store.models import Account, ApiKey, AuditEvent, utcnow
 

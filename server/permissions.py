@@ -1,13 +1,44 @@
-"""Key scopes: every RPC needs one (``server.limits.policy.required_scope``); a key created with
+"""Key scopes: every RPC needs one (``required_scope``); a key created with
 ``--scopes`` that lacks it gets 403 ``permission_denied``. Model allow-lists are checked where the
 model is resolved (``ProcessingService._resolve``)."""
 
 from __future__ import annotations
 
-from server.context import Caller
-from server.errors import PlutosError
+from core.errors import PlutosError
+from server.call_state import Caller
 from server.keys import DEFAULT_SCOPES
-from server.limits.policy import required_scope
+
+_SERVICE = "/plutos.v1."
+# RPC → the key scope it needs (server.keys.SCOPES). Per method first, then per service.
+SCOPE_BY_METHOD = {
+    f"{_SERVICE}ProcessingService/Process": "process",
+    f"{_SERVICE}ProcessingService/GetProcess": "process",
+    f"{_SERVICE}ProcessingService/ListProcesses": "process",
+    f"{_SERVICE}ProcessingService/Batch": "batch",
+    f"{_SERVICE}ProcessingService/Stream": "stream",
+    # The OpenAI-compatible API needs the scopes of its reference counterparts.
+    f"{_SERVICE}OpenAIService/CreateChatCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamChatCompletion": "stream",
+    f"{_SERVICE}OpenAIService/CreateCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamCompletion": "stream",
+    f"{_SERVICE}OpenAIService/ListModels": "models",
+    f"{_SERVICE}OpenAIService/RetrieveModel": "models",
+}
+SCOPE_BY_SERVICE = {
+    f"{_SERVICE}ModelsService": "models",
+    f"{_SERVICE}UsageService": "usage",
+    f"{_SERVICE}WebhooksService": "webhooks",
+    f"{_SERVICE}KeysService": "keys",
+    f"{_SERVICE}AdminService": "admin",
+}
+
+
+def required_scope(method_name: str) -> str:
+    """The scope an RPC needs; unknown RPCs need a scope no key has, so they fail closed."""
+    scope = SCOPE_BY_METHOD.get(method_name)
+    if scope is None:
+        scope = SCOPE_BY_SERVICE.get(method_name.rsplit("/", 1)[0], "unmapped")
+    return scope
 
 
 def require_scope(who: Caller, method_name: str) -> None:

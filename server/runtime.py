@@ -6,16 +6,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from server.auth import Authenticator
+from server.authenticator import Authenticator
 from server.catalogue import Catalogue
 from server.config import Settings
-from server.limits import Limiter, create_limiter
+from server.idempotency import IdempotencyStore, create_idempotency_store
+from server.limiter import Limiter, create_limiter
+from server.response_cache import ResponseCache, create_response_cache
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import ProcessRecord, salvaged_record
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
-from server.webhooks import Webhooks
+from server.webhook_delivery import Webhooks
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Runtime:
     authenticator: Authenticator
     limiter: Limiter
     webhooks: Webhooks
+    idempotency: IdempotencyStore
+    response_cache: ResponseCache
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -45,6 +49,18 @@ class Runtime:
             authenticator=Authenticator(sessions, settings),
             limiter=create_limiter(settings),
             webhooks=Webhooks(settings, sessions, writer),
+            idempotency=create_idempotency_store(
+                settings.redis_url,
+                sessions,
+                settings.config.idempotency.ttl_seconds,
+                settings.config.idempotency.lease_seconds,
+            ),
+            response_cache=create_response_cache(
+                settings.redis_url,
+                settings.config.cache.ttl_seconds,
+                settings.config.cache.max_entries,
+                settings.config.cache.max_entry_bytes,
+            ),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -59,6 +75,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.webhooks.close()
+        await self.idempotency.close()
+        await self.response_cache.close()
         await self.authenticator.close()
         await self.limiter.close()
         await self.writer.close()

@@ -24,7 +24,7 @@ from plutos.v1 import (
     webhooks_pb2_grpc,
 )
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from server.config import Settings, load_settings, validate_tables
 from server.keys import CreatedKey, create_key
 from server.store.database import create_engine

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from server.app import reuseport_socket
+from gateway.app import reuseport_socket
 
 MOCK_TEXT = ["Hello", " from", " the", " mock"]
 TOOL_CALL = {
@@ -166,6 +166,12 @@ class FaultUpstream:
                 await asyncio.sleep(0.05)
             call.outcome = "completed"
             return JSONResponse(_completion(model, "too late"), headers=rid)
+        if model == "sleep-1":  # answers normally after a second: slower than an impatient client
+            await asyncio.sleep(1.0)
+            if not stream:
+                call.outcome = "completed"
+                return JSONResponse(_completion(model, "".join(MOCK_TEXT)), headers=rid)
+            return self._sse(call, model, MOCK_TEXT, headers=rid)
         if model == "echo":
             seen = {
                 "body": body,

@@ -15,10 +15,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import func, select
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from server.config import Plan
-from server.limits.policy import account_subject
-from server.services.options import PROMPT_OVERHEAD_TOKENS
+from server.limiter.policy import account_subject
+from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import LedgerEntry
 from tests.conftest import MODEL
 

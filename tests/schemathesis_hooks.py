@@ -14,7 +14,7 @@ from typing import Any
 
 import schemathesis
 
-from server.errors import ERRORS
+from core.errors import ERRORS
 
 MODEL = "smollm2-135m-instruct"
 MAX_TOKENS = 4

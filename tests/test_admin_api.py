@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from plutos.v1 import admin_pb2, keys_pb2
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES
 from server.store.models import UsageDaily, utcnow
 from tests.conftest import GrpcClients, new_key

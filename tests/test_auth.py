@@ -11,7 +11,7 @@ import pytest
 from plutos.v1 import models_pb2
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import revoke_key, rotate_key
 from server.store.models import ApiKey, utcnow
 from tests.conftest import GrpcClients, new_key

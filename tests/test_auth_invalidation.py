@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES
 from tests.conftest import new_key
 from tests.limits_support import bearer, http_client, platform_with, wait_until

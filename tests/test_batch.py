@@ -8,7 +8,7 @@ import pytest
 from plutos.v1 import processing_pb2
 from sqlalchemy import func, select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.store.models import Batch, LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, GrpcClients
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import MODEL
 
 pytestmark = pytest.mark.sqlite_only
-PLUTOS = [sys.executable, "-m", "server.cli"]
+PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
 def free_port() -> int:
@@ -91,20 +91,23 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
         env=env,
     )
     assert proc.stdout is not None
-    key = None
+    printed: list[str] = []
     try:
         async with asyncio.timeout(120):
             while True:
                 line = (await proc.stdout.readline()).decode()
                 assert line, "serve exited early"
                 if line.strip().startswith("pk_"):
-                    key = line.strip()
+                    printed.append(line.strip())
                 if "serving REST" in line:
                     break
-        assert key is not None
+        assert len(printed) == 2  # the development key, then the operator's admin key
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}/v1", timeout=60) as client:
-            r = await client.get("/models", headers={"Authorization": f"Bearer {key}"})
-            assert r.status_code == 200 and r.json()["models"][0]["id"] == MODEL
+            for key in printed:
+                r = await client.get("/models", headers={"Authorization": f"Bearer {key}"})
+                assert r.status_code == 200 and r.json()["models"][0]["id"] == MODEL
+                # Both manage keys from the dashboard without a shell: the dev key carries `keys`.
+                assert (await client.get("/keys", headers={"Authorization": f"Bearer {key}"})).status_code == 200
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)

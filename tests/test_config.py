@@ -18,7 +18,7 @@ from server.config import (
     normalize_database_url,
 )
 from server.store.database import create_engine
-from server.webhooks.settings import WebhookSettings
+from server.webhook_delivery.settings import WebhookSettings
 
 
 def write(tmp_path: Path, body: str) -> Path:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from server.app import RunningPlatform
-from server.ids import new_id
+from core.ids import new_id
+from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES, CreatedKey
 from server.store.models import ProcessRecord
 from tests.conftest import MODEL, new_key
@@ -152,7 +152,7 @@ async def test_root_redirects_and_pages_carry_strict_headers(origin: str) -> Non
         assert licence.status_code == 200 and "MIT" in licence.text
         missing = await client.get("/dashboard/no-such-file.js")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-        escape = await client.get("/dashboard/../server/app.py")
+        escape = await client.get("/dashboard/../gateway/app.py")
         assert escape.status_code == 404
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from server.app import start_platform
+from gateway.app import start_platform
 from server.config import _parse_model
 from server.keys import create_key
 from server.store.database import create_engine
@@ -27,7 +27,7 @@ from tests import conftest
 from tests.fault_upstream import FaultUpstream
 from tests.test_upstream import free_port
 
-PLUTOS = [sys.executable, "-m", "server.cli"]
+PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
 @pytest.fixture

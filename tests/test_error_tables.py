@@ -1,4 +1,4 @@
-"""One error table: each SDK's copy is generated from server/errors.py and must not drift."""
+"""One error table: each SDK's copy is generated from core/errors.py and must not drift."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ERRORS
 from scripts import gen_error_tables
-from server.errors import ERRORS
 
 
 @pytest.mark.parametrize("path", list(gen_error_tables.TARGETS), ids=lambda p: p.name)
 def test_sdk_error_table_matches_the_server(path: Path) -> None:
     assert path.read_text() == gen_error_tables.TARGETS[path](), (
-        f"{path} differs from server/errors.py: run `make clients` (scripts/gen_error_tables.py) and commit"
+        f"{path} differs from core/errors.py: run `make clients` (scripts/gen_error_tables.py) and commit"
     )
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from bridge.app import _default_modules
 from bridge.routes import HttpBinding, bindings_for_modules
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from tests.conftest import new_key
 
 EXAMPLES = 25  # per endpoint

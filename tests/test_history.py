@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from plutos.v1 import processing_pb2, usage_pb2
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import Batch, ProcessRecord, UsageDaily, usd_to_units
 from tests.conftest import MODEL, GrpcClients, new_key

@@ -12,7 +12,7 @@ import pytest
 from plutos.v1 import keys_pb2
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import DEFAULT_SCOPES
 from server.store.models import ApiKey, AuditEvent, utcnow
 from tests.conftest import MODEL, GrpcClients, new_key

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from plutos.v1 import models_pb2, processing_pb2, processing_pb2_grpc, usage_pb2
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import create_key
-from server.limits import MemoryLimiter, Window
-from server.limits.base import Concurrency
+from server.limiter import MemoryLimiter, Window
+from server.limiter.base import Concurrency
 from tests.conftest import MODEL, GrpcClients, new_key
 from tests.limits_support import (
     bearer,

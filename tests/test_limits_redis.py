@@ -26,13 +26,13 @@ import pytest
 import redis.asyncio as aioredis
 from plutos.v1 import models_pb2, models_pb2_grpc, processing_pb2, processing_pb2_grpc
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
-from server.limits import Concurrency, MemoryLimiter, Window
-from server.limits.base import Limiter
-from server.limits.policy import account_subject
-from server.limits.redis_backend import RedisLimiter
+from server.limiter import Concurrency, MemoryLimiter, Window
+from server.limiter.base import Limiter
+from server.limiter.policy import account_subject
+from server.limiter.redis_backend import RedisLimiter
 from tests.conftest import MODEL
 from tests.limits_support import (
     CHEAP,
@@ -263,7 +263,7 @@ def start_replica(env: dict[str, str], log: Path) -> Replica:
     command = ["serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", *command], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "gateway.cli", *command], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     return Replica(process, http_port, grpc_port, log)
 
@@ -293,7 +293,7 @@ class Replicas:
     def create_key(self, plan_name: str) -> tuple[str, str]:
         """Create a key with the CLI, as an operator would: (secret, account id)."""
         done = subprocess.run(
-            [sys.executable, "-m", "server.cli", "keys", "create", "--plan", plan_name, "--json"],
+            [sys.executable, "-m", "gateway.cli", "keys", "create", "--plan", plan_name, "--json"],
             env=self.env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +19,10 @@ import pytest
 from plutos.v1 import processing_pb2
 
 from bridge.app import create_app
-from server.app import BRIDGE_CHANNEL_OPTIONS, RunningPlatform
+from bridge.transports.local import STREAM_BUFFER, LocalChannel
+from gateway.app import BRIDGE_CHANNEL_OPTIONS, RunningPlatform
 from server.interceptors.chain import InterceptorChain
 from server.keys import CreatedKey
-from server.local_channel import STREAM_BUFFER, LocalChannel
 from tests.conftest import MODEL
 from tests.sse import parse_frame
 
@@ -255,6 +256,10 @@ async def test_rest_answers_are_the_same_over_both_transports(platform: RunningP
         ("POST", "/stream", {"input": "Hi", "model": "no-such-model"}, good),
         ("POST", "/stream", {"input": "Say hi.", "model": MODEL, "options": {"maxTokens": 4, "temperature": 0}}, good),
     ]
+    # One instant for the whole comparison: X-RateLimit-Reset must not differ because a minute ended
+    # between the two transports' calls.
+    frozen = float((int(time.time()) // 60 + 1) * 60)
+    platform.runtime.limiter.clock = lambda: frozen
     try:
         for method, path, body, headers in cases:
             answers = {}
@@ -271,4 +276,5 @@ async def test_rest_answers_are_the_same_over_both_transports(platform: RunningP
                 last = answers["local"][2].rstrip(b"\n").split(b"\n\n")[-1]
                 assert parse_frame(last).event == "complete"
     finally:
+        del platform.runtime.limiter.clock  # back to the class's wall clock
         await channel.close()

@@ -31,7 +31,7 @@ from tests.conftest import MODEL
 from tests.webhook_receiver import Receiver, start_receiver
 
 ROOT = Path(__file__).resolve().parents[1]
-_SERVE = (sys.executable, "-m", "server.cli")
+_SERVE = (sys.executable, "-m", "gateway.cli")
 LOAD_SECONDS = 6.0
 TINY = {"maxTokens": 1}
 
@@ -60,7 +60,7 @@ class Served:
 
 def _cli(cfg: Path, env: dict[str, str], *args: str) -> Any:
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--config", str(cfg), *args],
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -7,13 +7,14 @@ import json
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 
-from server.app import RunningPlatform, start_platform
-from server.context import CallState
+from gateway.app import RunningPlatform, start_platform
+from server.call_state import CallState
 from server.keys import CreatedKey
 from server.observability.health import Readiness, ready_route
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter
@@ -198,3 +199,21 @@ async def test_metrics_port_serves_operations_apart_from_the_api(tmp_path: Path)
             assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
     finally:
         await running.stop(grace=1)
+
+
+async def test_ready_names_an_unreachable_store_and_redis() -> None:
+    from server.limiter.redis_backend import RedisLimiter
+    from server.store.database import create_engine
+
+    engine = create_engine("postgresql+asyncpg://plutos:secret-pw@127.0.0.1:1/nothing")  # nothing listens on port 1
+    limiter = RedisLimiter("redis://127.0.0.1:1/0", timeout=0.5)
+    runtime = SimpleNamespace(engine=engine, limiter=limiter, catalogue=SimpleNamespace(backends={}))
+    try:
+        ok, checks = await Readiness(runtime).check()  # type: ignore[arg-type]
+    finally:
+        await limiter.client.aclose(close_connection_pool=True)
+        await engine.dispose()
+    assert not ok
+    assert checks["store"].startswith("failed: ") and checks["redis"].startswith("failed: ")
+    assert "secret-pw" not in str(checks)
+    assert checks["model"] == "ok" and checks["drain"] == "ok"

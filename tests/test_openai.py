@@ -19,7 +19,7 @@ from google.protobuf import struct_pb2
 from plutos.v1 import openai_pb2, openai_pb2_grpc
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, new_key

@@ -16,8 +16,8 @@ from bridge.app import _default_modules
 from bridge.openapi import build_openapi, load_comments
 from bridge.routes import bindings_for_modules, bindings_for_service
 from bridge.surfaces import CONTENT_SECURITY_POLICY
-from server.app import RunningPlatform
-from server.errors import ERRORS
+from core.errors import ERRORS
+from gateway.app import RunningPlatform
 
 
 @pytest.fixture(scope="module")

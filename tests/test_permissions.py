@@ -13,9 +13,9 @@ import httpx
 import pytest
 from plutos.v1 import models_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
-from server.app import SERVICE_NAMES, RunningPlatform
+from gateway.app import SERVICE_NAMES, RunningPlatform
 from server.keys import SCOPES, revoke_key, rotate_key
-from server.limits.policy import required_scope
+from server.permissions import required_scope
 from server.store.models import utcnow
 from tests.conftest import MODEL, GrpcClients, new_key
 from tests.limits_support import bearer, error_info, md
@@ -154,7 +154,7 @@ async def test_expired_revoked_and_rotated_out_keys_over_grpc(
 def plutos_cli(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PLUTOS_DATABASE_URL": platform.runtime.settings.database_url}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gateway.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )
 
 

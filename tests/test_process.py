@@ -7,7 +7,7 @@ import re
 import httpx
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, new_key
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import create_key
 from tests.conftest import MODEL
 from tests.limits_support import (

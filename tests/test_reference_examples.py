@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from tests.conftest import MODEL
 

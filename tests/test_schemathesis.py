@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from tests.conftest import new_key
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, CreatedKey, create_key
 from tests.conftest import MODEL
 from tests.test_reference_examples import run

@@ -17,7 +17,7 @@ import uvicorn
 from plutos.v1 import processing_pb2
 
 from bridge.http_protocol import HttpLimits, bounded_protocol
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from tests.conftest import MODEL, GrpcClients
 
 # -- raw HTTP/1.1 on a socket: what an attacker sends, byte for byte ---------------------------
@@ -202,14 +202,14 @@ SSRF_SPELLINGS = [
 
 @pytest.mark.parametrize("url", SSRF_SPELLINGS)
 async def test_every_spelling_of_a_private_destination_is_refused(url: str) -> None:
-    from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
+    from server.webhook_delivery.destinations import DestinationRefused, check_destination, parse_webhook_url
 
     with pytest.raises((DestinationRefused, OSError, ValueError)):  # refused, unresolvable or not a URL
         await check_destination(parse_webhook_url(url), allow_private=False)
 
 
 async def test_public_addresses_pass() -> None:
-    from server.webhooks.destinations import check_destination, parse_webhook_url
+    from server.webhook_delivery.destinations import check_destination, parse_webhook_url
 
     # (An IPv4-mapped IPv6 address is refused whatever it maps: write the IPv4 address itself.)
     for url in ("http://93.184.215.14/", "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/"):

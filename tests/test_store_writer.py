@@ -216,7 +216,7 @@ async def test_a_lock_held_elsewhere_never_blocks_the_loop_and_the_write_waits_f
 
 
 async def test_a_lock_held_past_the_retry_budget_is_a_503_not_a_500(tmp_path: Path) -> None:
-    from server.errors import PlutosError
+    from core.errors import PlutosError
 
     path = tmp_path / "w.db"
     writer, engine = await _writer(path)

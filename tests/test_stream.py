@@ -13,9 +13,9 @@ import pytest
 from plutos.v1 import processing_pb2
 from sqlalchemy import select
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
-from server.limits.policy import account_subject
+from server.limiter.policy import account_subject
 from server.store.models import LedgerEntry, ProcessRecord, utcnow
 from tests.conftest import MODEL, GrpcClients
 from tests.sse import frames

@@ -18,7 +18,7 @@ import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from plutos.v1 import models_pb2, models_pb2_grpc
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from tests import conftest
 
 

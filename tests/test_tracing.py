@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
-from server.app import RunningPlatform, start_platform
+from core import tracing
+from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey, create_key
-from server.observability import tracing
 from tests import conftest
 from tests.fault_upstream import FaultUpstream
 
@@ -96,6 +96,9 @@ async def test_a_rest_process_through_an_upstream_is_one_trace(traced: Traced) -
     assert store.parent is not None and store.parent.span_id == rpc.context.span_id
     assert rpc.attributes is not None and rpc.attributes["plutos.request_id"] == r.headers["x-request-id"]
     assert rpc.attributes["rpc.grpc.status_code"] == "OK"
+    # The key lookup (a cache miss: a new key) is a SQL span in the same trace.
+    sql = [x for x in spans if x.attributes and any(k.startswith("db.") for k in x.attributes)]
+    assert sql, [(x.name, dict(x.attributes or {})) for x in spans]
     # The upstream was called with this trace and the upstream span as its parent.
     (call,) = traced.faults.calls_for(text)
     _, sent_trace, sent_parent, _ = call.headers["traceparent"].split("-")

@@ -31,7 +31,7 @@ import pytest
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from server.backends.local import find_smollm2_gguf
 from server.backends.openai_compat import estimate_prompt_tokens
 from server.catalogue import Catalogue

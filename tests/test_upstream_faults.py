@@ -21,10 +21,10 @@ from google.rpc import error_details_pb2, status_pb2
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
-from server.app import RunningPlatform, start_platform
+from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey
-from server.services.options import PROMPT_OVERHEAD_TOKENS
+from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import Batch, LedgerEntry, ProcessRecord
 from tests.conftest import new_key
 from tests.conftest import test_settings as make_settings
@@ -440,3 +440,15 @@ async def test_nul_in_upstream_output_is_dropped(
     assert sse(r.text)[-1][0] == "complete" and "\\u0000" not in r.text
     record, _ = await stored(up, text)
     assert record.output == "abc" and record.status == "completed"
+
+
+@pytest.mark.parametrize("status", [201, 299, 302, 418, 599])
+async def test_any_other_upstream_status_is_an_upstream_error(
+    up: RunningPlatform, faults: FaultUpstream, client: httpx.AsyncClient, status: int
+) -> None:
+    text = faults.script(unique(), Fault(status=status))
+    r = await client.post("/process", json={"input": text, "model": "script"})
+    envelope(r, 502, "upstream_error")
+    assert r.json()["error"]["details"]["upstreamStatus"] == status
+    record, _ = await stored(up, text)
+    assert (record.status, record.error_code) == ("failed", "upstream_error")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from server.app import RunningPlatform
+from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.database import create_engine
 from server.store.migrate import upgrade
@@ -65,7 +65,8 @@ async def test_usage_has_the_reference_shape_and_default_period(platform: Runnin
     assert r.status_code == 200
     body = r.json()
     assert list(body) == ["period", "usage", "limits"]
-    assert list(body["usage"]) == ["totalRequests", "totalTokens", "totalCost", "requestsByModel"]
+    # The reference's fields in its order; cachedRequests (response-cache hits) is our addition.
+    assert list(body["usage"]) == ["totalRequests", "totalTokens", "totalCost", "requestsByModel", "cachedRequests"]
     # The reference's three limits, then (an addition) the plan's monthly token quota.
     assert list(body["limits"]) == ["requestsPerMinute", "requestsPerHour", "requestsPerDay", "monthlyTokens"]
     assert body["limits"] == {
@@ -123,6 +124,7 @@ async def test_every_billable_call_writes_one_ledger_entry_and_usage_sums_them_e
         "totalTokens": sum(e.prompt_tokens + e.completion_tokens for e in entries),
         "totalCost": float(exact_cost),
         "requestsByModel": {MODEL: 3},
+        "cachedRequests": 0,
     }
     assert usage["totalTokens"] == (
         process["usage"]["totalTokens"]
@@ -220,6 +222,7 @@ async def test_date_ranges_per_model_and_only_the_callers_account(platform: Runn
         "totalTokens": 15 + 150 + 7 + 15,
         "totalCost": float(Decimal("0.001") + Decimal("0.0123456789") + Decimal("0.001")),
         "requestsByModel": {"model-a": 2, "model-b": 1},
+        "cachedRequests": 0,
     }
     jan31 = await usage("2025-01-31", "2025-01-31")
     assert jan31["usage"] == {
@@ -227,6 +230,7 @@ async def test_date_ranges_per_model_and_only_the_callers_account(platform: Runn
         "totalTokens": 15,
         "totalCost": 0.001,
         "requestsByModel": {"model-a": 1},
+        "cachedRequests": 0,
     }
     assert (await usage("2025-02-15", "2025-02-15"))["usage"]["requestsByModel"] == {"model-b": 1}
     whole = await usage("2025-01-01", "2025-03-31")
@@ -235,7 +239,13 @@ async def test_date_ranges_per_model_and_only_the_callers_account(platform: Runn
     # end_date alone: from the first of that month.
     assert (await usage(None, "2025-03-05"))["period"]["start"] == "2025-03-01T00:00:00Z"
     empty = await usage("2024-01-01", "2024-01-31")
-    assert empty["usage"] == {"totalRequests": 0, "totalTokens": 0, "totalCost": 0.0, "requestsByModel": {}}
+    assert empty["usage"] == {
+        "totalRequests": 0,
+        "totalTokens": 0,
+        "totalCost": 0.0,
+        "requestsByModel": {},
+        "cachedRequests": 0,
+    }
 
 
 @pytest.mark.parametrize(

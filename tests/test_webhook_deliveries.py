@@ -12,10 +12,10 @@ import httpx
 import pytest
 from plutos.v1 import webhooks_pb2
 
-from server.app import RunningPlatform
-from server.ids import new_id
+from core.ids import new_id
+from gateway.app import RunningPlatform
 from server.store.models import WebhookDelivery, utcnow
-from server.webhooks.events import payload
+from server.webhook_delivery.events import payload
 from tests.conftest import GrpcClients, new_key
 from tests.limits_support import bearer, md
 from tests.test_webhooks import SECRET, create_webhook

@@ -12,7 +12,7 @@ import time
 import pytest
 import standardwebhooks
 
-from server.webhooks.signing import body_signature_valid, header_signature, secret_problem, signed_body
+from server.webhook_delivery.signing import body_signature_valid, header_signature, secret_problem, signed_body
 
 
 def whsec(n: int, padded: bool = True) -> str:

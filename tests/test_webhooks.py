@@ -23,18 +23,23 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from server.app import RunningPlatform, start_platform
+from core.errors import PlutosError
+from gateway.app import RunningPlatform, start_platform
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.catalogue import BACKENDS
 from server.config import ModelSpec, Plan
-from server.errors import PlutosError
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, UsageThresholdCrossing, WebhookAttempt, WebhookDelivery
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
-from server.webhooks.destinations import DestinationRefused, check_destination, is_public_address, parse_webhook_url
-from server.webhooks.dispatcher import Claimed, Dispatcher
-from server.webhooks.outbox import Outbox
+from server.webhook_delivery.destinations import (
+    DestinationRefused,
+    check_destination,
+    is_public_address,
+    parse_webhook_url,
+)
+from server.webhook_delivery.dispatcher import Claimed, Dispatcher
+from server.webhook_delivery.outbox import Outbox
 from tests.conftest import MODEL, TEST_WEBHOOKS, new_key
 from tests.conftest import test_settings as settings_for_tests
 from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok, start_receiver
@@ -238,7 +243,7 @@ async def test_delivery_time_check_refuses_a_name_that_now_resolves_privately(re
 
 
 def _webhook_settings() -> Any:
-    from server.webhooks.settings import WebhookSettings
+    from server.webhook_delivery.settings import WebhookSettings
 
     return WebhookSettings.from_table(dict(TEST_WEBHOOKS))
 
@@ -572,7 +577,7 @@ def _write_config(tmp: Path) -> Path:
 
 def _cli(cfg: Path, env: dict[str, str], *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--config", str(cfg), *args],
+        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -586,7 +591,18 @@ def _cli(cfg: Path, env: dict[str, str], *args: str) -> str:
 def _spawn(cfg: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--config", str(cfg), "serve", "--http-port", "0", "--grpc-port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "--config",
+                str(cfg),
+                "serve",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ],
             cwd=ROOT,
             env=env,
             stdout=out,

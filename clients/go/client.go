@@ -3,6 +3,8 @@ package plutos
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -297,9 +299,17 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
+	// Every POST carries an idempotency key, the same on each retry, so a retried call runs once.
+	idempotencyKey := ""
+	if method == http.MethodPost {
+		idempotencyKey, _ = ctx.Value(idempotencyKeyCtx{}).(string)
+		if idempotencyKey == "" {
+			idempotencyKey = newIdempotencyKey()
+		}
+	}
 
 	for attempt := 0; ; attempt++ {
-		resp, body, err := c.attempt(ctx, method, target, payload, stream)
+		resp, body, err := c.attempt(ctx, method, target, payload, stream, idempotencyKey)
 		if err == nil {
 			return resp, body, nil
 		}
@@ -320,7 +330,7 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	}
 }
 
-func (c *Client) attempt(ctx context.Context, method, target string, payload []byte, stream bool) (*http.Response, []byte, error) {
+func (c *Client) attempt(ctx context.Context, method, target string, payload []byte, stream bool, idempotencyKey string) (*http.Response, []byte, error) {
 	attemptCtx, cancel := context.WithCancelCause(ctx)
 	var timer *time.Timer
 	if c.timeout > 0 {
@@ -344,6 +354,9 @@ func (c *Client) attempt(ctx context.Context, method, target string, payload []b
 	}
 	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	req.Header.Set("User-Agent", c.userAgent)
+	if idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -400,4 +413,19 @@ func (b *cancelOnClose) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+type idempotencyKeyCtx struct{}
+
+// WithIdempotencyKey returns a context whose POST requests send key as their Idempotency-Key
+// (by default each POST gets a fresh random key, reused across its retries). Repeating a call
+// with the same key replays the first answer instead of running the request again.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idempotencyKeyCtx{}, key)
+}
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = cryptorand.Read(b[:])
+	return "plutos-go-retry-" + hex.EncodeToString(b[:])
 }

@@ -33,27 +33,33 @@ const (
 	CodeAccountSuspended = "account_suspended"
 	// The resource's state forbids the call, e.g. rotating a key that is not active (409).
 	CodeConflict = "conflict"
+	// An Idempotency-Key sent again with a different request (422).
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+	// The first request with this Idempotency-Key is still running (409, with Retry-After).
+	CodeIdempotencyInProgress = "idempotency_in_progress"
 )
 
 // CodeStatus is the HTTP status of each error code; errors inside a stream take theirs from it.
 var CodeStatus = map[string]int{
-	CodeInvalidAPIKey:      http.StatusUnauthorized,
-	CodePermissionDenied:   http.StatusForbidden,
-	CodeNotFound:           http.StatusNotFound,
-	CodeInvalidParameters:  http.StatusBadRequest,
-	CodeInvalidModel:       http.StatusBadRequest,
-	CodeInputTooLong:       http.StatusBadRequest,
-	CodeRateLimitExceeded:  http.StatusTooManyRequests,
-	CodeInsufficientQuota:  http.StatusTooManyRequests,
-	CodeInternalError:      http.StatusInternalServerError,
-	CodeUpstreamError:      http.StatusBadGateway,
-	CodeServiceUnavailable: http.StatusServiceUnavailable,
-	CodeTimeout:            http.StatusGatewayTimeout,
-	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
-	CodeNotImplemented:     http.StatusNotImplemented,
-	CodeCancelled:          499, // client closed request
-	CodeAccountSuspended:   http.StatusForbidden,
-	CodeConflict:           http.StatusConflict,
+	CodeInvalidAPIKey:         http.StatusUnauthorized,
+	CodePermissionDenied:      http.StatusForbidden,
+	CodeNotFound:              http.StatusNotFound,
+	CodeInvalidParameters:     http.StatusBadRequest,
+	CodeInvalidModel:          http.StatusBadRequest,
+	CodeInputTooLong:          http.StatusBadRequest,
+	CodeRateLimitExceeded:     http.StatusTooManyRequests,
+	CodeInsufficientQuota:     http.StatusTooManyRequests,
+	CodeInternalError:         http.StatusInternalServerError,
+	CodeUpstreamError:         http.StatusBadGateway,
+	CodeServiceUnavailable:    http.StatusServiceUnavailable,
+	CodeTimeout:               http.StatusGatewayTimeout,
+	CodeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	CodeNotImplemented:        http.StatusNotImplemented,
+	CodeCancelled:             499, // client closed request
+	CodeAccountSuspended:      http.StatusForbidden,
+	CodeConflict:              http.StatusConflict,
+	CodeIdempotencyKeyReused:  http.StatusUnprocessableEntity,
+	CodeIdempotencyInProgress: http.StatusConflict,
 }
 
 // APIError is an error answered by the API: {"error": {"code", "message", "details", "requestId"}}.

@@ -25,6 +25,8 @@ type ProcessOptions struct {
 	SystemPrompt string
 	// Stop lists up to 4 sequences at which generation stops.
 	Stop []string
+	// Cache is the response cache mode: "use", "refresh" or "bypass" (the default when empty).
+	Cache string
 	// ZeroTemperature sends temperature 0 (greedy decoding), which the zero value of
 	// Temperature cannot express.
 	ZeroTemperature bool
@@ -38,6 +40,7 @@ type processOptionsJSON struct {
 	PresencePenalty  float64  `json:"presencePenalty,omitempty"`
 	SystemPrompt     string   `json:"systemPrompt,omitempty"`
 	Stop             []string `json:"stop,omitempty"`
+	Cache            string   `json:"cache,omitempty"`
 }
 
 // MarshalJSON writes the set options only.
@@ -49,6 +52,7 @@ func (o ProcessOptions) MarshalJSON() ([]byte, error) {
 		PresencePenalty:  o.PresencePenalty,
 		SystemPrompt:     o.SystemPrompt,
 		Stop:             o.Stop,
+		Cache:            o.Cache,
 	}
 	if o.Temperature != 0 || o.ZeroTemperature {
 		t := o.Temperature
@@ -70,6 +74,7 @@ func (o *ProcessOptions) UnmarshalJSON(data []byte) error {
 		PresencePenalty:  in.PresencePenalty,
 		SystemPrompt:     in.SystemPrompt,
 		Stop:             in.Stop,
+		Cache:            in.Cache,
 	}
 	if in.Temperature != nil {
 		o.Temperature = *in.Temperature
@@ -120,6 +125,8 @@ type GetProcessResponse struct {
 	ProcessingTime int `json:"processingTime"`
 	// Status is "completed", "cancelled" (a stream its client left) or "failed".
 	Status string `json:"status"`
+	// Cached is true when the output came from the response cache (no model ran).
+	Cached bool `json:"cached"`
 }
 
 // BatchRequest is the body of POST /batch.
@@ -227,6 +234,8 @@ type UsageTotals struct {
 	// TotalCost is in USD.
 	TotalCost       float64          `json:"totalCost"`
 	RequestsByModel map[string]int64 `json:"requestsByModel"`
+	// CachedRequests counts requests answered from the response cache (in TotalRequests too).
+	CachedRequests int64 `json:"cachedRequests"`
 }
 
 // UsageLimits are the account's rate limits.

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from core.errors import PlutosError
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
-from server.errors import PlutosError
 from server.observability.metrics import FALLBACKS
 
 log = logging.getLogger("plutos.backends.fallback")

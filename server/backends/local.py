@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from core.errors import PlutosError
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.config import ModelSpec
-from server.errors import PlutosError
 
 log = logging.getLogger("plutos.backends.local")
 

@@ -48,14 +48,14 @@ from typing import Any
 import orjson
 from opentelemetry.trace import Status, StatusCode
 
+from core.errors import PlutosError
+from core.tracing import client_span, inject
+from core.tracing import state as tracing
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
 from server.backends.http_client import ConnectError, HttpClientError, HttpPool, Response
+from server.call_state import current_call
 from server.config import ModelSpec
-from server.context import current_call
-from server.errors import PlutosError
 from server.observability.metrics import UpstreamMetrics
-from server.observability.tracing import client_span, inject
-from server.observability.tracing import state as tracing
 
 log = logging.getLogger("plutos.backends.openai")
 

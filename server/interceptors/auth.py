@@ -6,9 +6,9 @@ from typing import Any
 
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from server.auth import Authenticator
-from server.context import current_call
-from server.errors import PlutosError
+from core.errors import PlutosError
+from server.authenticator import Authenticator
+from server.call_state import current_call
 from server.interceptors.base import Handler, call_next, is_api_method
 from server.interceptors.errors import DUPLICATE_AUTHORIZATION
 

@@ -20,9 +20,11 @@ from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from server.context import CallState, current_call
-from server.errors import ERROR_DOMAIN, PlutosError
-from server.ids import new_request_id, valid_request_id
+from core.errors import ERROR_DOMAIN, PlutosError
+from core.ids import new_request_id, valid_request_id
+from core.tracing import end_rpc, start_rpc
+from core.tracing import state as tracing
+from server.call_state import CallState, current_call
 from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
 from server.observability.logs import RequestLog
 from server.observability.metrics import (
@@ -33,8 +35,6 @@ from server.observability.metrics import (
     STREAMS_OPEN,
     model_label,
 )
-from server.observability.tracing import end_rpc, start_rpc
-from server.observability.tracing import state as tracing
 from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
@@ -103,8 +103,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
             response = method(request, context)
             return response if is_stream(response) else await response
         started = time.perf_counter()
-        request_id, authorization = _incoming(context)
-        state = CallState(request_id=request_id, method=method_name, authorization=authorization)
+        request_id, authorization, idempotency_key = _incoming(context)
+        state = CallState(request_id, method_name, authorization=authorization, idempotency_key=idempotency_key)
         state.response_metadata["x-request-id"] = request_id
         current_call.set(state)
         model = model_label(getattr(request, "model", ""))
@@ -205,9 +205,10 @@ def _unexpected(exc: Exception, state: CallState) -> PlutosError:
     return PlutosError("internal_error", "Internal server error.")
 
 
-def _incoming(context: Any) -> tuple[str, str | None]:
-    """The call's request id (the client's, if well-formed, or a new one) and ``authorization``."""
-    request_id = authorization = None
+def _incoming(context: Any) -> tuple[str, str | None, str | None]:
+    """The call's request id (the client's, if well-formed, or a new one), ``authorization`` and
+    ``idempotency-key``."""
+    request_id = authorization = idempotency_key = None
     for key, value in context.invocation_metadata() or ():
         if key == "x-request-id":
             if request_id is None and valid_request_id(value):
@@ -215,4 +216,6 @@ def _incoming(context: Any) -> tuple[str, str | None]:
         elif key == "authorization" and isinstance(value, str):
             # More than one: ambiguous, refused by the auth interceptor (as a missing key is not).
             authorization = value if authorization is None else DUPLICATE_AUTHORIZATION
-    return request_id or new_request_id(), authorization
+        elif key == "idempotency-key" and idempotency_key is None and isinstance(value, str):
+            idempotency_key = value
+    return request_id or new_request_id(), authorization, idempotency_key

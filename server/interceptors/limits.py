@@ -34,11 +34,11 @@ from typing import Any
 
 from grpc_interceptor.server import AsyncServerInterceptor
 
+from core.errors import PlutosError
+from server.call_state import Caller, CallState, current_call
 from server.config import Settings
-from server.context import Caller, CallState, current_call
-from server.errors import PlutosError
 from server.interceptors.base import Handler, call_next, is_api_method, is_stream
-from server.limits.base import (
+from server.limiter.base import (
     Admission,
     Concurrency,
     Limiter,
@@ -51,7 +51,7 @@ from server.limits.base import (
     WindowCount,
     month_of,
 )
-from server.limits.policy import GENERATING, generating_concurrency, token_reservation, windows_for
+from server.limiter.policy import GENERATING, generating_concurrency, token_reservation, windows_for
 from server.observability.metrics import LIMITER_DECISIONS, LIMITER_ERRORS, QUOTA_RESERVATIONS
 from server.permissions import require_scope
 

@@ -16,7 +16,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_interceptor.server import AsyncServerInterceptor
 
-from server.errors import invalid_parameter
+from core.errors import invalid_parameter
 from server.interceptors.base import Handler, call_next, is_api_method
 
 NUL = "\x00"

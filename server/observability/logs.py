@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from server.context import CallState, current_call
+from server.call_state import CallState, current_call
 from server.store.models import COST_UNITS_PER_USD
 
 ACCESS_LOGGER = "plutos.access"

@@ -2,7 +2,7 @@
 
 Accounts are changed through server/keys.py (the CLI's code), which writes the audit rows. A
 plan change or a suspension takes effect on every replica within the auth cache TTL (at once
-where Redis carries the invalidation: server/auth.py).
+where Redis carries the invalidation: server/authenticator.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from google.protobuf import struct_pb2
 from plutos.v1 import admin_pb2, admin_pb2_grpc
 from sqlalchemy import func, select
 
-from server.context import caller
-from server.errors import PlutosError, invalid_parameter
+from core.errors import PlutosError, invalid_parameter
+from server.call_state import caller
 from server.keys import account_not_found, create_account, update_account
 from server.runtime import Runtime
 from server.services.generation import timestamp

@@ -17,22 +17,23 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 from plutos.v1 import processing_pb2
 
+from core.errors import PlutosError, echo
+from core.ids import new_id
+from core.tracing import internal_span
+from core.tracing import state as tracing
 from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.call_state import Caller, call_state, current_call
 from server.config import ModelSpec
-from server.context import Caller, call_state, current_call
-from server.errors import PlutosError, echo
-from server.ids import new_id
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
-from server.observability.tracing import internal_span
-from server.observability.tracing import state as tracing
-from server.runtime import Runtime
-from server.services.options import (
+from server.options import (
     PROMPT_OVERHEAD_TOKENS,
     messages_token_bound,
     options_to_record,
     prompt_token_bound,
     require_text,
 )
+from server.response_cache import CachedAnswer
+from server.runtime import Runtime
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
 _THOUSAND = Decimal(1000)
@@ -110,6 +111,7 @@ class Generation:
         self._started = time.perf_counter()
         self.prompt: PreparedPrompt | None = None
         self.recorded = False
+        self.cached = False  # answered from the response cache: no model ran
         self.call = current_call.get(None)  # captured now: rows may be built after the call ended
 
         self._processing_time: int | None = None
@@ -176,6 +178,18 @@ class Generation:
             prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
         )
 
+    def answer_from(self, answer: CachedAnswer) -> None:
+        """Take a response-cache entry as this generation's output (no model runs)."""
+        self.cached = True
+        self.state.prompt_tokens = answer.prompt_tokens
+        self.state.completion_tokens = answer.completion_tokens
+        self.state.text_parts = [answer.output]
+        self.state.finish_reason = "stop"
+
+    def as_cache_entry(self, pieces: tuple[str, ...] = ()) -> CachedAnswer:
+        s = self.state
+        return CachedAnswer(s.text, s.prompt_tokens, s.completion_tokens, pieces)
+
     def rows(self, status: str, error_code: str | None = None) -> list[Any]:
         """The record and, when anything ran, its ledger entry."""
         self.recorded = True
@@ -201,32 +215,40 @@ class Generation:
             processing_time_ms=self.processing_time,
         )
         rows: list[Any] = [record]
-        if self.prompt is not None:  # the model was (about to be) called: bill what it produced
-            cost_units = cost_units_of(self.spec, s.prompt_tokens, s.completion_tokens)
-            call = self.call
-            if call is not None:
-                call.tokens_used += s.prompt_tokens + s.completion_tokens
-                call.prompt_tokens += s.prompt_tokens
-                call.completion_tokens += s.completion_tokens
-                call.cost_units += cost_units
-                if self.runtime.settings.log_bodies:
-                    call.output = s.text
-            count_usage(self.spec.id, s.prompt_tokens, s.completion_tokens, cost_units / COST_UNITS_PER_USD)
-            rows.append(
-                new_row(
-                    LedgerEntry,
-                    account_id=self.caller.account_id,
-                    key_id=self.caller.key_id,
-                    record_id=self.id,
-                    model=self.spec.id,
-                    prompt_tokens=s.prompt_tokens,
-                    completion_tokens=s.completion_tokens,
-                    cost_units=cost_units,
-                    counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
-                    created_at=self.created_at,
-                )
-            )
+        if self.cached:
+            # A cache hit is a request (rate limits, /v1/usage), billed nothing unless the plan says so.
+            record.__dict__["cached"] = True
+            billed = self.caller.plan.bill_cache_hits
+            rows.append(self._ledger_entry(s.prompt_tokens if billed else 0, s.completion_tokens if billed else 0))
+            rows[-1].__dict__["cached"] = 1
+        elif self.prompt is not None:  # the model was (about to be) called: bill what it produced
+            rows.append(self._ledger_entry(s.prompt_tokens, s.completion_tokens))
         return rows
+
+    def _ledger_entry(self, prompt_tokens: int, completion_tokens: int) -> LedgerEntry:
+        """The ledger row billing these tokens; the call's totals and the usage metrics count them."""
+        cost_units = cost_units_of(self.spec, prompt_tokens, completion_tokens)
+        call = self.call
+        if call is not None:
+            call.tokens_used += prompt_tokens + completion_tokens
+            call.prompt_tokens += prompt_tokens
+            call.completion_tokens += completion_tokens
+            call.cost_units += cost_units
+            if self.runtime.settings.log_bodies:
+                call.output = self.state.text
+        count_usage(self.spec.id, prompt_tokens, completion_tokens, cost_units / COST_UNITS_PER_USD)
+        return new_row(
+            LedgerEntry,
+            account_id=self.caller.account_id,
+            key_id=self.caller.key_id,
+            record_id=self.id,
+            model=self.spec.id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_units=cost_units,
+            counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
+            created_at=self.created_at,
+        )
 
     async def run(self) -> None:
         """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and

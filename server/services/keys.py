@@ -11,7 +11,7 @@ Who may do what:
 - The ``admin`` scope is never granted here (only by ``plutos keys create --admin``).
 
 Revoking, rotating or narrowing a key drops it from this process's auth cache and announces it
-to the other replicas (see :meth:`server.auth.Authenticator.forget_everywhere`).
+to the other replicas (see :meth:`server.authenticator.Authenticator.forget_everywhere`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from google.protobuf import timestamp_pb2
 from plutos.v1 import keys_pb2, keys_pb2_grpc
 from sqlalchemy import select
 
+from core.errors import PlutosError, invalid_parameter
+from server.call_state import Caller, caller
 from server.config import Plan
-from server.context import Caller, caller
-from server.errors import PlutosError, invalid_parameter
 from server.keys import (
     DEFAULT_SCOPES,
     LIMIT_FIELDS,

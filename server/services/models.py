@@ -6,7 +6,7 @@ from typing import Any
 
 from plutos.v1 import models_pb2, models_pb2_grpc
 
-from server.context import caller
+from server.call_state import caller
 from server.runtime import Runtime
 
 

@@ -29,13 +29,13 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
 
+from core.errors import PlutosError, echo, invalid_parameter
 from server.backends.base import Backend, GenerationParams, closing_stream
+from server.call_state import Caller, caller
 from server.config import ModelSpec
-from server.context import Caller, caller
-from server.errors import PlutosError, echo, invalid_parameter
+from server.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
 from server.runtime import Runtime
 from server.services.generation import Generation, resolve_model
-from server.services.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
 from server.services.processing import call_deadline
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.errors import invalid_parameter
+from core.errors import invalid_parameter
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

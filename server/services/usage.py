@@ -13,8 +13,8 @@ from typing import Any
 from plutos.v1 import usage_pb2, usage_pb2_grpc
 from sqlalchemy import func, select
 
-from server.context import Caller, caller
-from server.errors import echo, invalid_parameter
+from core.errors import echo, invalid_parameter
+from server.call_state import Caller, caller
 from server.runtime import Runtime
 from server.store.models import UsageDaily, units_to_usd, utcnow
 
@@ -78,6 +78,7 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
                 func.sum(UsageDaily.requests),
                 func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens),
                 func.sum(UsageDaily.cost_units),
+                func.sum(UsageDaily.cached_requests),
             )
             .where(UsageDaily.account_id == who.account_id, UsageDaily.day >= first, UsageDaily.day <= last)
             .group_by(UsageDaily.model)
@@ -87,7 +88,8 @@ class UsageService(usage_pb2_grpc.UsageServiceServicer):
             rows = (await session.execute(query)).all()
         totals = usage_pb2.UsageTotals()
         cost_units = 0
-        for model, requests, tokens, units in rows:
+        for model, requests, tokens, units, cached in rows:
+            totals.cached_requests += int(cached)
             totals.requests_by_model[model] = int(requests)
             totals.total_requests += int(requests)
             totals.total_tokens += int(tokens)

@@ -1,6 +1,6 @@
 """WebhooksService: create, list and delete the caller's webhooks.
 
-Deliveries are written by the outbox (server/webhooks/outbox.py) and sent by the dispatcher.
+Deliveries are written by the outbox (server/webhook_delivery/outbox.py) and sent by the dispatcher.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from typing import Any
 from plutos.v1 import webhooks_pb2, webhooks_pb2_grpc
 from sqlalchemy import select, update
 
-from server.context import caller
-from server.errors import PlutosError, echo, invalid_parameter
-from server.ids import new_id
+from core.errors import PlutosError, echo, invalid_parameter
+from core.ids import new_id
+from server.call_state import caller
 from server.runtime import Runtime
 from server.services.generation import timestamp
 from server.services.pages import newest_first
 from server.store.caps import below_cap
 from server.store.models import Webhook, WebhookDelivery, utcnow
-from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
-from server.webhooks.dispatcher import Claimed
-from server.webhooks.events import EVENTS, PING, payload
-from server.webhooks.signing import secret_problem
+from server.webhook_delivery.destinations import DestinationRefused, check_destination, parse_webhook_url
+from server.webhook_delivery.dispatcher import Claimed
+from server.webhook_delivery.events import EVENTS, PING, payload
+from server.webhook_delivery.signing import secret_problem
 
 
 def _events(requested: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ import sqlite3
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from server.errors import PlutosError
+from core.errors import PlutosError
 
 # SQLSTATEs of PostgreSQL errors that a retry of the whole transaction can get past.
 _PG_RETRYABLE = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001"})

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlalchemy.types import TypeDecorator
@@ -116,6 +116,8 @@ class ProcessRecord(Base):
     error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     processing_time_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # Answered from the response cache: no model ran.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Batch(Base):
@@ -147,6 +149,8 @@ class LedgerEntry(Base):
     # Whether this entry counts as a request (a batch counts once, on its first billed item).
     counts_as_request: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # 1 for a request answered from the response cache (counted in /v1/usage's cachedRequests).
+    cached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def cost(self) -> Decimal:
@@ -172,6 +176,24 @@ class UsageDaily(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_units: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class IdempotencyKey(Base):
+    """A claimed idempotency key and, once its call finished, the answer replayed to repeats
+    (server/idempotency). The primary key makes a claim atomic across replicas."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the method and the request
+    owner: Mapped[str] = mapped_column(String(32))  # random per claim
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime())  # a running claim's lease
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class Webhook(Base):

@@ -17,7 +17,7 @@ from server.store.upsert import upsert_adding, upsert_adding_sql
 from server.store.writer import RawColumn, WriteTransaction, bound_columns, raw_sqlite_executemany
 
 _KEYS = ["account_id", "day", "model"]
-_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units")
+_SUMS = ("requests", "prompt_tokens", "completion_tokens", "cost_units", "cached_requests")
 _TABLE: Table = UsageDaily.__table__  # type: ignore[assignment]
 _UPSERTS: dict[str, Any] = {}
 
@@ -27,11 +27,12 @@ def daily_totals(entries: list[LedgerEntry]) -> list[dict[str, Any]]:
     totals: dict[tuple[str, date, str], list[int]] = {}
     for e in entries:
         key = (e.account_id, e.created_at.astimezone(UTC).date(), e.model)
-        acc = totals.setdefault(key, [0, 0, 0, 0])
+        acc = totals.setdefault(key, [0, 0, 0, 0, 0])
         acc[0] += int(e.counts_as_request if e.counts_as_request is not None else 1)
         acc[1] += e.prompt_tokens
         acc[2] += e.completion_tokens
         acc[3] += e.cost_units
+        acc[4] += int(e.__dict__.get("cached") or 0)  # rows from new_row() may leave it out
     return [
         {"account_id": a, "day": d, "model": m, **dict(zip(_SUMS, sums, strict=True))}
         for (a, d, m), sums in sorted(totals.items())

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session
 
-from server.errors import PlutosError
+from core.errors import PlutosError
 from server.observability.metrics import COMMIT_BATCH, COMMIT_DURATION
 from server.store.database import sqlite_file_writer_engine
 from server.store.faults import is_transient, sqlite_busy, store_unavailable

@@ -39,6 +39,8 @@ def test_public_names() -> None:
             "BatchResult",
             "Environment",
             "GatewayTimeoutError",
+            "IdempotencyInProgressError",
+            "IdempotencyKeyReusedError",
             "InputTooLongError",
             "InsufficientQuotaError",
             "InternalServerError",

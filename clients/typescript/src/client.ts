@@ -365,6 +365,11 @@ export class PlutosAI {
     // Set last (case-insensitively) so no extra header can replace them.
     headers.set('Authorization', `Bearer ${this.#apiKey}`);
     if (spec.body !== undefined) headers.set('Content-Type', 'application/json');
+    // One key per call, built once so every retry of the call repeats it: the call runs once.
+    if (spec.method === 'POST') {
+      const key = options?.idempotencyKey ?? headers.get('Idempotency-Key') ?? `plutos-ts-retry-${crypto.randomUUID()}`;
+      headers.set('Idempotency-Key', key);
+    }
     return headers;
   }
 

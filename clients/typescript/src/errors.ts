@@ -13,6 +13,8 @@
 //       │   └── AccountSuspendedError    account_suspended (the operator suspended the account)
 //       ├── NotFoundError            404 not_found
 //       ├── ConflictError            409 conflict (e.g. rotating a key that is not active)
+//       ├── IdempotencyInProgressError 409 idempotency_in_progress (retried after retryAfter)
+//       ├── IdempotencyKeyReusedError  422 idempotency_key_reused
 //       ├── RateLimitError           429 rate_limit_exceeded (retryAfter, seconds)
 //       ├── InsufficientQuotaError   429 insufficient_quota (never retried)
 //       ├── InternalServerError      500 internal_error (and other 5xx)
@@ -93,6 +95,10 @@ export class PermissionDeniedError extends APIError {}
 export class AccountSuspendedError extends PermissionDeniedError {}
 export class NotFoundError extends APIError {}
 export class ConflictError extends APIError {}
+/** The first request with this Idempotency-Key is still running; retried after `retryAfter`. */
+export class IdempotencyInProgressError extends APIError {}
+/** The Idempotency-Key was already used with a different request. */
+export class IdempotencyKeyReusedError extends APIError {}
 export class RateLimitError extends APIError {}
 export class InsufficientQuotaError extends APIError {}
 export class InternalServerError extends APIError {}
@@ -118,6 +124,8 @@ const CLASS_FOR_CODE: Partial<Record<ErrorCode, APIErrorClass>> = {
   upstream_error: UpstreamError,
   service_unavailable: ServiceUnavailableError,
   timeout: GatewayTimeoutError,
+  idempotency_in_progress: IdempotencyInProgressError,
+  idempotency_key_reused: IdempotencyKeyReusedError,
 };
 
 /** Every error code of the server's table: HTTP status and class of each. */
@@ -200,7 +208,7 @@ export function errorFromBody(body: unknown, status: number | undefined, headers
 
 /**
  * Whether a failed attempt may be retried: network errors, codes the server's table marks retryable
- * (rate_limit_exceeded, upstream_error, service_unavailable, timeout); for unknown codes 429, 502, 503, 504.
+ * (idempotency_in_progress, rate_limit_exceeded, upstream_error, service_unavailable, timeout); for unknown codes 429, 502, 503, 504.
  */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof APIConnectionError) return true;

@@ -10,6 +10,8 @@ export {
   ConflictError,
   ERROR_CODES,
   GatewayTimeoutError,
+  IdempotencyInProgressError,
+  IdempotencyKeyReusedError,
   InputTooLongError,
   InsufficientQuotaError,
   InternalServerError,

@@ -182,4 +182,9 @@ export interface RequestOptions {
   maxRetries?: number;
   /** Extra HTTP headers. */
   headers?: Record<string, string>;
+  /**
+   * The Idempotency-Key of a POST (default: a fresh random key per call, the same on each of its
+   * retries). Repeating a call with the same key replays the first answer instead of running again.
+   */
+  idempotencyKey?: string;
 }

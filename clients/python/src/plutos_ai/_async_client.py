@@ -23,6 +23,7 @@ from ._base import (
     decode_json,
     error_from_response,
     event_from_sse,
+    new_idempotency_key,
     path_segment,
     process_body,
     tls_options,
@@ -124,13 +125,15 @@ class AsyncPlutosAI(BaseClient):
 
     # -- API --------------------------------------------------------------------------------------
 
-    async def process_data(self, input: str, model: str, options: Options | None = None) -> ProcessResult:
+    async def process_data(
+        self, input: str, model: str, options: Options | None = None, *, idempotency_key: str | None = None
+    ) -> ProcessResult:
         """Process one input with a model (``POST /process``).
 
         ``options`` takes camelCase or snake_case keys: ``{"temperature": 0.7, "max_tokens": 100}``.
         """
         data, request_id = await self._request_with_id(
-            "POST", "/process", json_body=process_body(input, model, options)
+            "POST", "/process", json_body=process_body(input, model, options), idempotency_key=idempotency_key
         )
         return replace(ProcessResult.from_json(data), request_id=request_id)
 
@@ -139,14 +142,23 @@ class AsyncPlutosAI(BaseClient):
         data, request_id = await self._request_with_id("GET", f"/process/{path_segment(id)}")
         return replace(ProcessRecord.from_json(data), request_id=request_id)
 
-    async def batch(self, inputs: list[str], model: str, options: Options | None = None) -> BatchResult:
+    async def batch(
+        self,
+        inputs: list[str],
+        model: str,
+        options: Options | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
         """Process up to 100 inputs in one request (``POST /batch``); results keep the input order."""
         data, request_id = await self._request_with_id(
-            "POST", "/batch", json_body=batch_body(inputs, model, options)
+            "POST", "/batch", json_body=batch_body(inputs, model, options), idempotency_key=idempotency_key
         )
         return replace(BatchResult.from_json(data), request_id=request_id)
 
-    def stream(self, input: str, model: str, options: Options | None = None) -> AsyncStream:
+    def stream(
+        self, input: str, model: str, options: Options | None = None, *, idempotency_key: str | None = None
+    ) -> AsyncStream:
         """Stream the output as it is generated (``POST /stream``, Server-Sent Events).
 
         Not a coroutine: returns an ``AsyncStream``; ``async for`` over it yields ``StreamChunk``
@@ -161,7 +173,7 @@ class AsyncPlutosAI(BaseClient):
         The request is sent on entering the ``async with`` block or on the first iteration; request
         errors (bad key, unknown model...) are raised there.
         """
-        return AsyncStream(self, process_body(input, model, options))
+        return AsyncStream(self, process_body(input, model, options), idempotency_key)
 
     async def list_models(self) -> list[Model]:
         """The model catalogue (``GET /models``)."""
@@ -178,10 +190,12 @@ class AsyncPlutosAI(BaseClient):
         )
         return replace(UsageReport.from_json(data), request_id=request_id)
 
-    async def create_webhook(self, url: str, events: list[str], secret: str | None = None) -> Webhook:
+    async def create_webhook(
+        self, url: str, events: list[str], secret: str | None = None, *, idempotency_key: str | None = None
+    ) -> Webhook:
         """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
         data, request_id = await self._request_with_id(
-            "POST", "/webhooks", json_body=webhook_body(url, events, secret)
+            "POST", "/webhooks", json_body=webhook_body(url, events, secret), idempotency_key=idempotency_key
         )
         return replace(Webhook.from_json(data), request_id=request_id)
 
@@ -413,10 +427,11 @@ class AsyncPlutosAI(BaseClient):
         *,
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> tuple[Any, str | None]:
         """The decoded JSON answer and the response's ``X-Request-Id``."""
         response = await self._send_with_retries(
-            method, path, json_body=json_body, params=params, stream=False
+            method, path, json_body=json_body, params=params, stream=False, idempotency_key=idempotency_key
         )
         self._last_response = response
         return decode_json(response), response.headers.get("x-request-id")
@@ -429,13 +444,19 @@ class AsyncPlutosAI(BaseClient):
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
         stream: bool,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         """Send until a 2xx response (returned) or an error that must not be retried (raised)."""
+        # Every POST carries an idempotency key, the same on each retry: the gateway runs it once.
+        if method == "POST" and idempotency_key is None:
+            idempotency_key = new_idempotency_key()
         retries = 0
         while True:
             request = self._build_request(
                 self._http, method, path, json_body=json_body, params=params, stream=stream
             )
+            if idempotency_key is not None:
+                request.headers["Idempotency-Key"] = idempotency_key
             error: PlutosError
             cause: BaseException | None = None
             try:
@@ -469,9 +490,12 @@ class AsyncStream(AsyncIterator[StreamEvent]):
     After the stream is consumed, ``final`` holds the ``StreamComplete``.
     """
 
-    def __init__(self, client: AsyncPlutosAI, body: dict[str, Any]) -> None:
+    def __init__(
+        self, client: AsyncPlutosAI, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> None:
         self._client = client
         self._body = body
+        self._idempotency_key = idempotency_key
         self._response: httpx.Response | None = None
         self._events: AsyncGenerator[StreamEvent, None] | None = None
         self._closed = False
@@ -487,7 +511,7 @@ class AsyncStream(AsyncIterator[StreamEvent]):
             raise PlutosError("the stream is closed")
         if self._response is None:
             self._response = await self._client._send_with_retries(
-                "POST", "/stream", json_body=self._body, stream=True
+                "POST", "/stream", json_body=self._body, stream=True, idempotency_key=self._idempotency_key
             )
         return self._response
 

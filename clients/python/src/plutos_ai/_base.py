@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, Literal, TypeVar
 
@@ -264,6 +265,11 @@ def webhook_body(url: str, events: list[str], secret: str | None) -> dict[str, A
     if secret is not None:
         body["secret"] = secret
     return body
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one POST, sent again on each of its retries (as the OpenAI and Stripe SDKs do)."""
+    return f"plutos-py-retry-{uuid.uuid4()}"
 
 
 def path_segment(value: str) -> str:

@@ -11,6 +11,8 @@ PlutosError                      base of everything below; also raised for clien
  │    │    └── AccountSuspendedError account_suspended   403  PERMISSION_DENIED
  │    ├── NotFoundError              not_found              404  NOT_FOUND
  │    ├── ConflictError              conflict               409  ABORTED (e.g. rotating a revoked key)
+ │    ├── IdempotencyInProgressError idempotency_in_progress 409 ABORTED (retried after retry_after)
+ │    ├── IdempotencyKeyReusedError  idempotency_key_reused 422  FAILED_PRECONDITION
  │    ├── InvalidParametersError     invalid_parameters     400  INVALID_ARGUMENT
  │    ├── InvalidModelError          invalid_model          400/404
  │    ├── InputTooLongError          input_too_long         400  INVALID_ARGUMENT
@@ -42,6 +44,8 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "GatewayTimeoutError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReusedError",
     "InputTooLongError",
     "InsufficientQuotaError",
     "InternalServerError",
@@ -239,6 +243,23 @@ class GatewayTimeoutError(APIError):
     grpc_status_name = "DEADLINE_EXCEEDED"
 
 
+class IdempotencyInProgressError(APIError):
+    """The first request with this idempotency key is still running (``idempotency_in_progress``);
+    retried after ``retry_after`` seconds, when its answer is replayed."""
+
+    error_code = "idempotency_in_progress"
+    http_status = 409
+    grpc_status_name = "ABORTED"
+
+
+class IdempotencyKeyReusedError(APIError):
+    """The idempotency key was already used with a different request (``idempotency_key_reused``)."""
+
+    error_code = "idempotency_key_reused"
+    http_status = 422
+    grpc_status_name = "FAILED_PRECONDITION"
+
+
 # code string -> class. One entry per code of the API reference.
 ERROR_CODES: dict[str, type[APIError]] = {
     cls.error_code: cls
@@ -257,6 +278,8 @@ ERROR_CODES: dict[str, type[APIError]] = {
         UpstreamError,
         ServiceUnavailableError,
         GatewayTimeoutError,
+        IdempotencyInProgressError,
+        IdempotencyKeyReusedError,
     )
     if cls.error_code is not None
 }

@@ -1,7 +1,7 @@
 """When to retry a failed request, and how long to wait first.
 
 Retried: connection failures and the codes the server's table marks retryable (``_error_table.py``,
-generated from server/errors.py: ``rate_limit_exceeded``, ``upstream_error``,
+generated from core/errors.py: ``rate_limit_exceeded``, ``upstream_error``,
 ``service_unavailable``, ``timeout``); for codes it does not list, 429, 502, 503 and 504.
 Never retried: other 4xx (the same request would fail the same way), ``insufficient_quota`` (a
 quota does not recover within seconds) and 500 (the request may have had effects).
@@ -61,7 +61,7 @@ class RetryPolicy:
         if not isinstance(error, APIError):
             return False
         kind = ERROR_TABLE.get(error.code or "")
-        if kind is not None:  # the server's table (generated from server/errors.py)
+        if kind is not None:  # the server's table (generated from core/errors.py)
             return kind.retryable
         if isinstance(error, InsufficientQuotaError):
             return False

@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0fGetUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"m\n\x0bUsagePeriod\x12/\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12-\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\xcf\x01\n\x0bUsageTotals\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\x12\x46\n\x11requests_by_model\x18\x04 \x03(\x0b\x32+.plutos.v1.UsageTotals.RequestsByModelEntry\x1a\x36\n\x14RequestsByModelEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"w\n\x0bUsageLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11requests_per_hour\x18\x02 \x01(\x05\x12\x18\n\x10requests_per_day\x18\x03 \x01(\x05\x12\x16\n\x0emonthly_tokens\x18\x04 \x01(\x03\"\x9b\x01\n\x10GetUsageResponse\x12,\n\x06period\x18\x01 \x01(\x0b\x32\x16.plutos.v1.UsagePeriodB\x04\xe2\x41\x01\x02\x12+\n\x05usage\x18\x02 \x01(\x0b\x32\x16.plutos.v1.UsageTotalsB\x04\xe2\x41\x01\x02\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x16.plutos.v1.UsageLimitsB\x04\xe2\x41\x01\x02\"K\n\x14GetDailyUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x91\x01\n\nDailyUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x06 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x07 \x01(\x01\"<\n\x15GetDailyUsageResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.plutos.v1.DailyUsage2\xd3\x01\n\x0cUsageService\x12V\n\x08GetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12k\n\rGetDailyUsage\x12\x1f.plutos.v1.GetDailyUsageRequest\x1a .plutos.v1.GetDailyUsageResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/usage/dailyB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/usage.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n\x0fGetUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"m\n\x0bUsagePeriod\x12/\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12-\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\xe8\x01\n\x0bUsageTotals\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\x12\x46\n\x11requests_by_model\x18\x04 \x03(\x0b\x32+.plutos.v1.UsageTotals.RequestsByModelEntry\x12\x17\n\x0f\x63\x61\x63hed_requests\x18\x05 \x01(\x03\x1a\x36\n\x14RequestsByModelEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"w\n\x0bUsageLimits\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11requests_per_hour\x18\x02 \x01(\x05\x12\x18\n\x10requests_per_day\x18\x03 \x01(\x05\x12\x16\n\x0emonthly_tokens\x18\x04 \x01(\x03\"\x9b\x01\n\x10GetUsageResponse\x12,\n\x06period\x18\x01 \x01(\x0b\x32\x16.plutos.v1.UsagePeriodB\x04\xe2\x41\x01\x02\x12+\n\x05usage\x18\x02 \x01(\x0b\x32\x16.plutos.v1.UsageTotalsB\x04\xe2\x41\x01\x02\x12,\n\x06limits\x18\x03 \x01(\x0b\x32\x16.plutos.v1.UsageLimitsB\x04\xe2\x41\x01\x02\"K\n\x14GetDailyUsageRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\"\x91\x01\n\nDailyUsage\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x04 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x06 \x01(\x03\x12\x0c\n\x04\x63ost\x18\x07 \x01(\x01\"<\n\x15GetDailyUsageResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.plutos.v1.DailyUsage2\xd3\x01\n\x0cUsageService\x12V\n\x08GetUsage\x12\x1a.plutos.v1.GetUsageRequest\x1a\x1b.plutos.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12k\n\rGetDailyUsage\x12\x1f.plutos.v1.GetDailyUsageRequest\x1a .plutos.v1.GetDailyUsageResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/usage/dailyB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,19 +56,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEPERIOD']._serialized_start=189
   _globals['_USAGEPERIOD']._serialized_end=298
   _globals['_USAGETOTALS']._serialized_start=301
-  _globals['_USAGETOTALS']._serialized_end=508
-  _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_start=454
-  _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_end=508
-  _globals['_USAGELIMITS']._serialized_start=510
-  _globals['_USAGELIMITS']._serialized_end=629
-  _globals['_GETUSAGERESPONSE']._serialized_start=632
-  _globals['_GETUSAGERESPONSE']._serialized_end=787
-  _globals['_GETDAILYUSAGEREQUEST']._serialized_start=789
-  _globals['_GETDAILYUSAGEREQUEST']._serialized_end=864
-  _globals['_DAILYUSAGE']._serialized_start=867
-  _globals['_DAILYUSAGE']._serialized_end=1012
-  _globals['_GETDAILYUSAGERESPONSE']._serialized_start=1014
-  _globals['_GETDAILYUSAGERESPONSE']._serialized_end=1074
-  _globals['_USAGESERVICE']._serialized_start=1077
-  _globals['_USAGESERVICE']._serialized_end=1288
+  _globals['_USAGETOTALS']._serialized_end=533
+  _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_start=479
+  _globals['_USAGETOTALS_REQUESTSBYMODELENTRY']._serialized_end=533
+  _globals['_USAGELIMITS']._serialized_start=535
+  _globals['_USAGELIMITS']._serialized_end=654
+  _globals['_GETUSAGERESPONSE']._serialized_start=657
+  _globals['_GETUSAGERESPONSE']._serialized_end=812
+  _globals['_GETDAILYUSAGEREQUEST']._serialized_start=814
+  _globals['_GETDAILYUSAGEREQUEST']._serialized_end=889
+  _globals['_DAILYUSAGE']._serialized_start=892
+  _globals['_DAILYUSAGE']._serialized_end=1037
+  _globals['_GETDAILYUSAGERESPONSE']._serialized_start=1039
+  _globals['_GETDAILYUSAGERESPONSE']._serialized_end=1099
+  _globals['_USAGESERVICE']._serialized_start=1102
+  _globals['_USAGESERVICE']._serialized_end=1313
 # @@protoc_insertion_point(module_scope)

@@ -78,11 +78,14 @@ class UsageTotals(google.protobuf.message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: builtins.int
     TOTAL_COST_FIELD_NUMBER: builtins.int
     REQUESTS_BY_MODEL_FIELD_NUMBER: builtins.int
+    CACHED_REQUESTS_FIELD_NUMBER: builtins.int
     total_requests: builtins.int
     """64-bit counters; the REST bridge renders every integer as a JSON number."""
     total_tokens: builtins.int
     total_cost: builtins.float
     """USD."""
+    cached_requests: builtins.int
+    """Requests answered from the response cache (counted in total_requests too)."""
     @property
     def requests_by_model(self) -> google.protobuf.internal.containers.ScalarMap[builtins.str, builtins.int]: ...
     def __init__(
@@ -92,8 +95,9 @@ class UsageTotals(google.protobuf.message.Message):
         total_tokens: builtins.int = ...,
         total_cost: builtins.float = ...,
         requests_by_model: collections.abc.Mapping[builtins.str, builtins.int] | None = ...,
+        cached_requests: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["requests_by_model", b"requests_by_model", "total_cost", b"total_cost", "total_requests", b"total_requests", "total_tokens", b"total_tokens"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cached_requests", b"cached_requests", "requests_by_model", b"requests_by_model", "total_cost", b"total_cost", "total_requests", b"total_requests", "total_tokens", b"total_tokens"]) -> None: ...
 
 global___UsageTotals = UsageTotals
 

@@ -39,7 +39,11 @@ type ProcessOptions struct {
 	// A system message placed before the input.
 	SystemPrompt *string `protobuf:"bytes,6,opt,name=system_prompt,json=systemPrompt,proto3,oneof" json:"system_prompt,omitempty"`
 	// Up to 4 sequences at which generation stops.
-	Stop          []string `protobuf:"bytes,7,rep,name=stop,proto3" json:"stop,omitempty"`
+	Stop []string `protobuf:"bytes,7,rep,name=stop,proto3" json:"stop,omitempty"`
+	// Response cache: "use" answers from the cache when the same account asked the same model the
+	// same input with the same options before (else runs and stores the answer), "refresh" runs and
+	// stores, "bypass" (default) neither reads nor writes it.
+	Cache         *string `protobuf:"bytes,8,opt,name=cache,proto3,oneof" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -121,6 +125,13 @@ func (x *ProcessOptions) GetStop() []string {
 		return x.Stop
 	}
 	return nil
+}
+
+func (x *ProcessOptions) GetCache() string {
+	if x != nil && x.Cache != nil {
+		return *x.Cache
+	}
+	return ""
 }
 
 // Token counts of one call.
@@ -387,7 +398,9 @@ type GetProcessResponse struct {
 	// Milliseconds.
 	ProcessingTime int32 `protobuf:"varint,8,opt,name=processing_time,json=processingTime,proto3" json:"processing_time,omitempty"`
 	// "completed", "cancelled" (a stream its client left) or "failed".
-	Status        string `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	Status string `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	// Whether the output was answered from the response cache (no model ran).
+	Cached        bool `protobuf:"varint,10,opt,name=cached,proto3" json:"cached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +496,13 @@ func (x *GetProcessResponse) GetStatus() string {
 		return x.Status
 	}
 	return ""
+}
+
+func (x *GetProcessResponse) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
 }
 
 type BatchRequest struct {
@@ -1343,7 +1363,7 @@ var File_plutos_v1_processing_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\n" +
-	"\x1aplutos/v1/processing.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x02\n" +
+	"\x1aplutos/v1/processing.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\xa0\x03\n" +
 	"\x0eProcessOptions\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -1352,13 +1372,15 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x11frequency_penalty\x18\x04 \x01(\x01H\x03R\x10frequencyPenalty\x88\x01\x01\x12.\n" +
 	"\x10presence_penalty\x18\x05 \x01(\x01H\x04R\x0fpresencePenalty\x88\x01\x01\x12(\n" +
 	"\rsystem_prompt\x18\x06 \x01(\tH\x05R\fsystemPrompt\x88\x01\x01\x12\x12\n" +
-	"\x04stop\x18\a \x03(\tR\x04stopB\x0e\n" +
+	"\x04stop\x18\a \x03(\tR\x04stop\x12\x19\n" +
+	"\x05cache\x18\b \x01(\tH\x06R\x05cache\x88\x01\x01B\x0e\n" +
 	"\f_temperatureB\r\n" +
 	"\v_max_tokensB\b\n" +
 	"\x06_top_pB\x14\n" +
 	"\x12_frequency_penaltyB\x13\n" +
 	"\x11_presence_penaltyB\x10\n" +
-	"\x0e_system_prompt\"|\n" +
+	"\x0e_system_promptB\b\n" +
+	"\x06_cache\"|\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12!\n" +
@@ -1376,7 +1398,7 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\x06 \x01(\x05R\x0eprocessingTime\")\n" +
 	"\x11GetProcessRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xd3\x02\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xeb\x02\n" +
 	"\x12GetProcessResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\tR\x05input\x12\x16\n" +
@@ -1387,7 +1409,9 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12'\n" +
 	"\x0fprocessing_time\x18\b \x01(\x05R\x0eprocessingTime\x12\x16\n" +
-	"\x06status\x18\t \x01(\tR\x06status\"}\n" +
+	"\x06status\x18\t \x01(\tR\x06status\x12\x16\n" +
+	"\x06cached\x18\n" +
+	" \x01(\bR\x06cached\"}\n" +
 	"\fBatchRequest\x12\x1c\n" +
 	"\x06inputs\x18\x01 \x03(\tB\x04\xe2A\x01\x02R\x06inputs\x12\x1a\n" +
 	"\x05model\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05model\x123\n" +
@@ -1460,14 +1484,14 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x03(\v2\x18.plutos.v1.ProcessRecordR\x04data\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
 	"\bfirst_id\x18\x03 \x01(\tR\afirstId\x12\x17\n" +
-	"\alast_id\x18\x04 \x01(\tR\x06lastId2\xe5\x03\n" +
-	"\x11ProcessingService\x12X\n" +
-	"\aProcess\x12\x19.plutos.v1.ProcessRequest\x1a\x1a.plutos.v1.ProcessResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/process\x12c\n" +
+	"\alast_id\x18\x04 \x01(\tR\x06lastId2\xf1\x03\n" +
+	"\x11ProcessingService\x12\\\n" +
+	"\aProcess\x12\x19.plutos.v1.ProcessRequest\x1a\x1a.plutos.v1.ProcessResponse\"\x1a\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/process\x12c\n" +
 	"\n" +
 	"GetProcess\x12\x1c.plutos.v1.GetProcessRequest\x1a\x1d.plutos.v1.GetProcessResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/process/{id}\x12g\n" +
-	"\rListProcesses\x12\x1f.plutos.v1.ListProcessesRequest\x1a .plutos.v1.ListProcessesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/process\x12P\n" +
-	"\x05Batch\x12\x17.plutos.v1.BatchRequest\x1a\x18.plutos.v1.BatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/batch\x12V\n" +
-	"\x06Stream\x12\x18.plutos.v1.StreamRequest\x1a\x19.plutos.v1.StreamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
+	"\rListProcesses\x12\x1f.plutos.v1.ListProcessesRequest\x1a .plutos.v1.ListProcessesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/process\x12T\n" +
+	"\x05Batch\x12\x17.plutos.v1.BatchRequest\x1a\x18.plutos.v1.BatchResponse\"\x18\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/batch\x12Z\n" +
+	"\x06Stream\x12\x18.plutos.v1.StreamRequest\x1a\x19.plutos.v1.StreamResponse\"\x19\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/stream0\x01B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
 
 var (
@@ -1546,6 +1570,7 @@ func file_plutos_v1_processing_proto_init() {
 	if File_plutos_v1_processing_proto != nil {
 		return
 	}
+	file_plutos_v1_options_proto_init()
 	file_plutos_v1_processing_proto_msgTypes[0].OneofWrappers = []any{}
 	file_plutos_v1_processing_proto_msgTypes[13].OneofWrappers = []any{
 		(*StreamResponse_Chunk)(nil),

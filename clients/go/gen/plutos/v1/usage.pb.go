@@ -137,8 +137,10 @@ type UsageTotals struct {
 	// USD.
 	TotalCost       float64          `protobuf:"fixed64,3,opt,name=total_cost,json=totalCost,proto3" json:"total_cost,omitempty"`
 	RequestsByModel map[string]int64 `protobuf:"bytes,4,rep,name=requests_by_model,json=requestsByModel,proto3" json:"requests_by_model,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Requests answered from the response cache (counted in total_requests too).
+	CachedRequests int64 `protobuf:"varint,5,opt,name=cached_requests,json=cachedRequests,proto3" json:"cached_requests,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UsageTotals) Reset() {
@@ -197,6 +199,13 @@ func (x *UsageTotals) GetRequestsByModel() map[string]int64 {
 		return x.RequestsByModel
 	}
 	return nil
+}
+
+func (x *UsageTotals) GetCachedRequests() int64 {
+	if x != nil {
+		return x.CachedRequests
+	}
+	return 0
 }
 
 type UsageLimits struct {
@@ -542,13 +551,14 @@ const file_plutos_v1_usage_proto_rawDesc = "" +
 	"\bend_date\x18\x02 \x01(\tR\aendDate\"y\n" +
 	"\vUsagePeriod\x126\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x05start\x122\n" +
-	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x03end\"\x93\x02\n" +
+	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\x03end\"\xbc\x02\n" +
 	"\vUsageTotals\x12%\n" +
 	"\x0etotal_requests\x18\x01 \x01(\x03R\rtotalRequests\x12!\n" +
 	"\ftotal_tokens\x18\x02 \x01(\x03R\vtotalTokens\x12\x1d\n" +
 	"\n" +
 	"total_cost\x18\x03 \x01(\x01R\ttotalCost\x12W\n" +
-	"\x11requests_by_model\x18\x04 \x03(\v2+.plutos.v1.UsageTotals.RequestsByModelEntryR\x0frequestsByModel\x1aB\n" +
+	"\x11requests_by_model\x18\x04 \x03(\v2+.plutos.v1.UsageTotals.RequestsByModelEntryR\x0frequestsByModel\x12'\n" +
+	"\x0fcached_requests\x18\x05 \x01(\x03R\x0ecachedRequests\x1aB\n" +
 	"\x14RequestsByModelEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xba\x01\n" +

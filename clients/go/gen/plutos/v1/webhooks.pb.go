@@ -897,7 +897,7 @@ var File_plutos_v1_webhooks_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
-	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n" +
+	"\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\xa3\x01\n" +
 	"\aWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -971,9 +971,9 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\vdelivery_id\x18\x05 \x01(\tR\n" +
 	"deliveryIdB\x0e\n" +
 	"\f_status_codeB\b\n" +
-	"\x06_error2\x96\x06\n" +
-	"\x0fWebhooksService\x12k\n" +
-	"\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12e\n" +
+	"\x06_error2\x9a\x06\n" +
+	"\x0fWebhooksService\x12o\n" +
+	"\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x1b\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/webhooks\x12e\n" +
 	"\fListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/webhooks\x12m\n" +
 	"\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12\x98\x01\n" +
 	"\x15ListWebhookDeliveries\x12'.plutos.v1.ListWebhookDeliveriesRequest\x1a(.plutos.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xb3\x01\n" +
@@ -1043,6 +1043,7 @@ func file_plutos_v1_webhooks_proto_init() {
 	if File_plutos_v1_webhooks_proto != nil {
 		return
 	}
+	file_plutos_v1_options_proto_init()
 	file_plutos_v1_webhooks_proto_msgTypes[7].OneofWrappers = []any{}
 	file_plutos_v1_webhooks_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}

@@ -95,7 +95,7 @@ export async function render(view) {
         animation: false,
         maintainAspectRatio: false,
         responsive: true,
-        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { callback: (v) => m.format(v) } } },
+        scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: metric.value === 'cost' ? undefined : 0, callback: (v) => m.format(v) } } },
         plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${m.format(c.raw)}` } } },
       },
     });

@@ -38,6 +38,12 @@ export interface ProcessOptions {
     | undefined;
   /** Up to 4 sequences at which generation stops. */
   stop: string[];
+  /**
+   * Response cache: "use" answers from the cache when the same account asked the same model the
+   * same input with the same options before (else runs and stores the answer), "refresh" runs and
+   * stores, "bypass" (default) neither reads nor writes it.
+   */
+  cache?: string | undefined;
 }
 
 /** Token counts of one call. */
@@ -81,6 +87,8 @@ export interface GetProcessResponse {
   processingTime: number;
   /** "completed", "cancelled" (a stream its client left) or "failed". */
   status: string;
+  /** Whether the output was answered from the response cache (no model ran). */
+  cached: boolean;
 }
 
 export interface BatchRequest {

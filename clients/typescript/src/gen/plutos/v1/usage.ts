@@ -29,6 +29,8 @@ export interface UsageTotals {
   /** USD. */
   totalCost: number;
   requestsByModel: { [key: string]: number };
+  /** Requests answered from the response cache (counted in total_requests too). */
+  cachedRequests: number;
 }
 
 export interface UsageTotals_RequestsByModelEntry {

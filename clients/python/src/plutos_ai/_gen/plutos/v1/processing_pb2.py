@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from plutos_ai._gen.plutos.v1 import options_pb2 as plutos_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aplutos/v1/processing.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x02\n\x0eProcessOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x1a\n\rsystem_prompt\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\tB\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_pB\x14\n\x12_frequency_penaltyB\x13\n\x11_presence_penaltyB\x10\n\x0e_system_prompt\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"f\n\x0eProcessRequest\x12\x13\n\x05input\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\"\xb2\x01\n\x0fProcessResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12%\n\x05usage\x18\x04 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x06 \x01(\x05\"%\n\x11GetProcessRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x86\x02\n\x12GetProcessResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x30\n\x07options\x18\x05 \x01(\x0b\x32\x19.plutos.v1.ProcessOptionsB\x04\xe2\x41\x01\x02\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x08 \x01(\x05\x12\x0e\n\x06status\x18\t \x01(\t\"e\n\x0c\x42\x61tchRequest\x12\x14\n\x06inputs\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\"/\n\x0e\x42\x61tchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"}\n\x0b\x42\x61tchResult\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.plutos.v1.BatchItemError\"\xc0\x01\n\rBatchResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x07results\x18\x02 \x03(\x0b\x32\x16.plutos.v1.BatchResult\x12+\n\x0btotal_usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x05 \x01(\x05\"e\n\rStreamRequest\x12\x13\n\x05input\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\",\n\x0bStreamChunk\x12\r\n\x05\x63hunk\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\"\xc0\x01\n\x0eStreamComplete\x12\r\n\x05\x63hunk\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\n\n\x02id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x07 \x01(\x05\"q\n\x0eStreamResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.plutos.v1.StreamChunkH\x00\x12-\n\x08\x63omplete\x18\x02 \x01(\x0b\x32\x19.plutos.v1.StreamCompleteH\x00\x42\x07\n\x05\x65vent\"y\n\x14ListProcessesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xc7\x02\n\rProcessRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.plutos.v1.Usage\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprocessing_time\x18\t \x01(\x05\x12\x15\n\x08\x62\x61tch_id\x18\n \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x62\x61tch_index\x18\x0b \x01(\x05H\x01\x88\x01\x01\x12\x17\n\nerror_code\x18\x0c \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_batch_idB\x0e\n\x0c_batch_indexB\r\n\x0b_error_code\"t\n\x15ListProcessesResponse\x12&\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x18.plutos.v1.ProcessRecord\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t2\xe5\x03\n\x11ProcessingService\x12X\n\x07Process\x12\x19.plutos.v1.ProcessRequest\x1a\x1a.plutos.v1.ProcessResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/process:\x01*\x12\x63\n\nGetProcess\x12\x1c.plutos.v1.GetProcessRequest\x1a\x1d.plutos.v1.GetProcessResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/process/{id}\x12g\n\rListProcesses\x12\x1f.plutos.v1.ListProcessesRequest\x1a .plutos.v1.ListProcessesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/process\x12P\n\x05\x42\x61tch\x12\x17.plutos.v1.BatchRequest\x1a\x18.plutos.v1.BatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/batch:\x01*\x12V\n\x06Stream\x12\x18.plutos.v1.StreamRequest\x1a\x19.plutos.v1.StreamResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/v1/stream:\x01*0\x01\x42\x34Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aplutos/v1/processing.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\xc4\x02\n\x0eProcessOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x05 \x01(\x01H\x04\x88\x01\x01\x12\x1a\n\rsystem_prompt\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x12\n\x05\x63\x61\x63he\x18\x08 \x01(\tH\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\r\n\x0b_max_tokensB\x08\n\x06_top_pB\x14\n\x12_frequency_penaltyB\x13\n\x11_presence_penaltyB\x10\n\x0e_system_promptB\x08\n\x06_cache\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"f\n\x0eProcessRequest\x12\x13\n\x05input\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\"\xb2\x01\n\x0fProcessResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12%\n\x05usage\x18\x04 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x06 \x01(\x05\"%\n\x11GetProcessRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x96\x02\n\x12GetProcessResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x30\n\x07options\x18\x05 \x01(\x0b\x32\x19.plutos.v1.ProcessOptionsB\x04\xe2\x41\x01\x02\x12%\n\x05usage\x18\x06 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x08 \x01(\x05\x12\x0e\n\x06status\x18\t \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\n \x01(\x08\"e\n\x0c\x42\x61tchRequest\x12\x14\n\x06inputs\x18\x01 \x03(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\"/\n\x0e\x42\x61tchItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"}\n\x0b\x42\x61tchResult\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.plutos.v1.BatchItemError\"\xc0\x01\n\rBatchResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x07results\x18\x02 \x03(\x0b\x32\x16.plutos.v1.BatchResult\x12+\n\x0btotal_usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x05 \x01(\x05\"e\n\rStreamRequest\x12\x13\n\x05input\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05model\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x07options\x18\x03 \x01(\x0b\x32\x19.plutos.v1.ProcessOptions\",\n\x0bStreamChunk\x12\r\n\x05\x63hunk\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\"\xc0\x01\n\x0eStreamComplete\x12\r\n\x05\x63hunk\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12%\n\x05usage\x18\x03 \x01(\x0b\x32\x10.plutos.v1.UsageB\x04\xe2\x41\x01\x02\x12\n\n\x02id\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x0fprocessing_time\x18\x07 \x01(\x05\"q\n\x0eStreamResponse\x12\'\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.plutos.v1.StreamChunkH\x00\x12-\n\x08\x63omplete\x18\x02 \x01(\x0b\x32\x19.plutos.v1.StreamCompleteH\x00\x42\x07\n\x05\x65vent\"y\n\x14ListProcessesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x12\n\nstart_date\x18\x05 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x06 \x01(\t\"\xc7\x02\n\rProcessRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\t\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x1f\n\x05usage\x18\x07 \x01(\x0b\x32\x10.plutos.v1.Usage\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fprocessing_time\x18\t \x01(\x05\x12\x15\n\x08\x62\x61tch_id\x18\n \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x62\x61tch_index\x18\x0b \x01(\x05H\x01\x88\x01\x01\x12\x17\n\nerror_code\x18\x0c \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_batch_idB\x0e\n\x0c_batch_indexB\r\n\x0b_error_code\"t\n\x15ListProcessesResponse\x12&\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x18.plutos.v1.ProcessRecord\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t2\xf1\x03\n\x11ProcessingService\x12\\\n\x07Process\x12\x19.plutos.v1.ProcessRequest\x1a\x1a.plutos.v1.ProcessResponse\"\x1a\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/process:\x01*\x12\x63\n\nGetProcess\x12\x1c.plutos.v1.GetProcessRequest\x1a\x1d.plutos.v1.GetProcessResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/process/{id}\x12g\n\rListProcesses\x12\x1f.plutos.v1.ListProcessesRequest\x1a .plutos.v1.ListProcessesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/process\x12T\n\x05\x42\x61tch\x12\x17.plutos.v1.BatchRequest\x1a\x18.plutos.v1.BatchResponse\"\x18\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x0e\"\t/v1/batch:\x01*\x12Z\n\x06Stream\x12\x18.plutos.v1.StreamRequest\x1a\x19.plutos.v1.StreamResponse\"\x19\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x0f\"\n/v1/stream:\x01*0\x01\x42\x34Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -70,49 +71,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMCOMPLETE'].fields_by_name['created_at']._loaded_options = None
   _globals['_STREAMCOMPLETE'].fields_by_name['created_at']._serialized_options = b'\342A\001\002'
   _globals['_PROCESSINGSERVICE'].methods_by_name['Process']._loaded_options = None
-  _globals['_PROCESSINGSERVICE'].methods_by_name['Process']._serialized_options = b'\202\323\344\223\002\020\"\013/v1/process:\001*'
+  _globals['_PROCESSINGSERVICE'].methods_by_name['Process']._serialized_options = b'\270\266\030\001\202\323\344\223\002\020\"\013/v1/process:\001*'
   _globals['_PROCESSINGSERVICE'].methods_by_name['GetProcess']._loaded_options = None
   _globals['_PROCESSINGSERVICE'].methods_by_name['GetProcess']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/process/{id}'
   _globals['_PROCESSINGSERVICE'].methods_by_name['ListProcesses']._loaded_options = None
   _globals['_PROCESSINGSERVICE'].methods_by_name['ListProcesses']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/process'
   _globals['_PROCESSINGSERVICE'].methods_by_name['Batch']._loaded_options = None
-  _globals['_PROCESSINGSERVICE'].methods_by_name['Batch']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/batch:\001*'
+  _globals['_PROCESSINGSERVICE'].methods_by_name['Batch']._serialized_options = b'\270\266\030\001\202\323\344\223\002\016\"\t/v1/batch:\001*'
   _globals['_PROCESSINGSERVICE'].methods_by_name['Stream']._loaded_options = None
-  _globals['_PROCESSINGSERVICE'].methods_by_name['Stream']._serialized_options = b'\202\323\344\223\002\017\"\n/v1/stream:\001*'
-  _globals['_PROCESSOPTIONS']._serialized_start=138
-  _globals['_PROCESSOPTIONS']._serialized_end=432
-  _globals['_USAGE']._serialized_start=434
-  _globals['_USAGE']._serialized_end=513
-  _globals['_PROCESSREQUEST']._serialized_start=515
-  _globals['_PROCESSREQUEST']._serialized_end=617
-  _globals['_PROCESSRESPONSE']._serialized_start=620
-  _globals['_PROCESSRESPONSE']._serialized_end=798
-  _globals['_GETPROCESSREQUEST']._serialized_start=800
-  _globals['_GETPROCESSREQUEST']._serialized_end=837
-  _globals['_GETPROCESSRESPONSE']._serialized_start=840
-  _globals['_GETPROCESSRESPONSE']._serialized_end=1102
-  _globals['_BATCHREQUEST']._serialized_start=1104
-  _globals['_BATCHREQUEST']._serialized_end=1205
-  _globals['_BATCHITEMERROR']._serialized_start=1207
-  _globals['_BATCHITEMERROR']._serialized_end=1254
-  _globals['_BATCHRESULT']._serialized_start=1256
-  _globals['_BATCHRESULT']._serialized_end=1381
-  _globals['_BATCHRESPONSE']._serialized_start=1384
-  _globals['_BATCHRESPONSE']._serialized_end=1576
-  _globals['_STREAMREQUEST']._serialized_start=1578
-  _globals['_STREAMREQUEST']._serialized_end=1679
-  _globals['_STREAMCHUNK']._serialized_start=1681
-  _globals['_STREAMCHUNK']._serialized_end=1725
-  _globals['_STREAMCOMPLETE']._serialized_start=1728
-  _globals['_STREAMCOMPLETE']._serialized_end=1920
-  _globals['_STREAMRESPONSE']._serialized_start=1922
-  _globals['_STREAMRESPONSE']._serialized_end=2035
-  _globals['_LISTPROCESSESREQUEST']._serialized_start=2037
-  _globals['_LISTPROCESSESREQUEST']._serialized_end=2158
-  _globals['_PROCESSRECORD']._serialized_start=2161
-  _globals['_PROCESSRECORD']._serialized_end=2488
-  _globals['_LISTPROCESSESRESPONSE']._serialized_start=2490
-  _globals['_LISTPROCESSESRESPONSE']._serialized_end=2606
-  _globals['_PROCESSINGSERVICE']._serialized_start=2609
-  _globals['_PROCESSINGSERVICE']._serialized_end=3094
+  _globals['_PROCESSINGSERVICE'].methods_by_name['Stream']._serialized_options = b'\270\266\030\001\202\323\344\223\002\017\"\n/v1/stream:\001*'
+  _globals['_PROCESSOPTIONS']._serialized_start=163
+  _globals['_PROCESSOPTIONS']._serialized_end=487
+  _globals['_USAGE']._serialized_start=489
+  _globals['_USAGE']._serialized_end=568
+  _globals['_PROCESSREQUEST']._serialized_start=570
+  _globals['_PROCESSREQUEST']._serialized_end=672
+  _globals['_PROCESSRESPONSE']._serialized_start=675
+  _globals['_PROCESSRESPONSE']._serialized_end=853
+  _globals['_GETPROCESSREQUEST']._serialized_start=855
+  _globals['_GETPROCESSREQUEST']._serialized_end=892
+  _globals['_GETPROCESSRESPONSE']._serialized_start=895
+  _globals['_GETPROCESSRESPONSE']._serialized_end=1173
+  _globals['_BATCHREQUEST']._serialized_start=1175
+  _globals['_BATCHREQUEST']._serialized_end=1276
+  _globals['_BATCHITEMERROR']._serialized_start=1278
+  _globals['_BATCHITEMERROR']._serialized_end=1325
+  _globals['_BATCHRESULT']._serialized_start=1327
+  _globals['_BATCHRESULT']._serialized_end=1452
+  _globals['_BATCHRESPONSE']._serialized_start=1455
+  _globals['_BATCHRESPONSE']._serialized_end=1647
+  _globals['_STREAMREQUEST']._serialized_start=1649
+  _globals['_STREAMREQUEST']._serialized_end=1750
+  _globals['_STREAMCHUNK']._serialized_start=1752
+  _globals['_STREAMCHUNK']._serialized_end=1796
+  _globals['_STREAMCOMPLETE']._serialized_start=1799
+  _globals['_STREAMCOMPLETE']._serialized_end=1991
+  _globals['_STREAMRESPONSE']._serialized_start=1993
+  _globals['_STREAMRESPONSE']._serialized_end=2106
+  _globals['_LISTPROCESSESREQUEST']._serialized_start=2108
+  _globals['_LISTPROCESSESREQUEST']._serialized_end=2229
+  _globals['_PROCESSRECORD']._serialized_start=2232
+  _globals['_PROCESSRECORD']._serialized_end=2559
+  _globals['_LISTPROCESSESRESPONSE']._serialized_start=2561
+  _globals['_LISTPROCESSESRESPONSE']._serialized_end=2677
+  _globals['_PROCESSINGSERVICE']._serialized_start=2680
+  _globals['_PROCESSINGSERVICE']._serialized_end=3177
 # @@protoc_insertion_point(module_scope)

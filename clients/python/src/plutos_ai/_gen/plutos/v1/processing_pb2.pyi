@@ -26,6 +26,7 @@ class ProcessOptions(google.protobuf.message.Message):
     PRESENCE_PENALTY_FIELD_NUMBER: builtins.int
     SYSTEM_PROMPT_FIELD_NUMBER: builtins.int
     STOP_FIELD_NUMBER: builtins.int
+    CACHE_FIELD_NUMBER: builtins.int
     temperature: builtins.float
     """Sampling temperature in [0, 2]; default 0.7."""
     max_tokens: builtins.int
@@ -38,6 +39,11 @@ class ProcessOptions(google.protobuf.message.Message):
     """In [-2, 2]; default 0.0."""
     system_prompt: builtins.str
     """A system message placed before the input."""
+    cache: builtins.str
+    """Response cache: "use" answers from the cache when the same account asked the same model the
+    same input with the same options before (else runs and stores the answer), "refresh" runs and
+    stores, "bypass" (default) neither reads nor writes it.
+    """
     @property
     def stop(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Up to 4 sequences at which generation stops."""
@@ -52,9 +58,12 @@ class ProcessOptions(google.protobuf.message.Message):
         presence_penalty: builtins.float | None = ...,
         system_prompt: builtins.str | None = ...,
         stop: collections.abc.Iterable[builtins.str] | None = ...,
+        cache: builtins.str | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_system_prompt", b"_system_prompt", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "system_prompt", b"system_prompt", "temperature", b"temperature", "top_p", b"top_p"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_system_prompt", b"_system_prompt", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "stop", b"stop", "system_prompt", b"system_prompt", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cache", b"_cache", "_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_system_prompt", b"_system_prompt", "_temperature", b"_temperature", "_top_p", b"_top_p", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "system_prompt", b"system_prompt", "temperature", b"temperature", "top_p", b"top_p"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cache", b"_cache", "_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_system_prompt", b"_system_prompt", "_temperature", b"_temperature", "_top_p", b"_top_p", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "stop", b"stop", "system_prompt", b"system_prompt", "temperature", b"temperature", "top_p", b"top_p"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_cache", b"_cache"]) -> typing.Literal["cache"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_frequency_penalty", b"_frequency_penalty"]) -> typing.Literal["frequency_penalty"] | None: ...
     @typing.overload
@@ -179,6 +188,7 @@ class GetProcessResponse(google.protobuf.message.Message):
     CREATED_AT_FIELD_NUMBER: builtins.int
     PROCESSING_TIME_FIELD_NUMBER: builtins.int
     STATUS_FIELD_NUMBER: builtins.int
+    CACHED_FIELD_NUMBER: builtins.int
     id: builtins.str
     input: builtins.str
     output: builtins.str
@@ -187,6 +197,8 @@ class GetProcessResponse(google.protobuf.message.Message):
     """Milliseconds."""
     status: builtins.str
     """"completed", "cancelled" (a stream its client left) or "failed"."""
+    cached: builtins.bool
+    """Whether the output was answered from the response cache (no model ran)."""
     @property
     def options(self) -> global___ProcessOptions:
         """The options the call ran with, defaults filled in."""
@@ -207,9 +219,10 @@ class GetProcessResponse(google.protobuf.message.Message):
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         processing_time: builtins.int = ...,
         status: builtins.str = ...,
+        cached: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["created_at", b"created_at", "options", b"options", "usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "id", b"id", "input", b"input", "model", b"model", "options", b"options", "output", b"output", "processing_time", b"processing_time", "status", b"status", "usage", b"usage"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["cached", b"cached", "created_at", b"created_at", "id", b"id", "input", b"input", "model", b"model", "options", b"options", "output", b"output", "processing_time", b"processing_time", "status", b"status", "usage", b"usage"]) -> None: ...
 
 global___GetProcessResponse = GetProcessResponse
 

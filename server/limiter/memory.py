@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.limits.base import (
+from server.limiter.base import (
     Admission,
     Concurrency,
     Limiter,

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.config import Settings
 from server.store.writer import RecordWriter
-from server.webhooks.dispatcher import Dispatcher
-from server.webhooks.outbox import Outbox
-from server.webhooks.settings import WebhookSettings
+from server.webhook_delivery.dispatcher import Dispatcher
+from server.webhook_delivery.outbox import Outbox
+from server.webhook_delivery.settings import WebhookSettings
 
 __all__ = ["WebhookSettings", "Webhooks"]
 

@@ -42,6 +42,7 @@ class CallState:
     method: str
     caller: Caller | None = None
     authorization: str | None = None  # the incoming ``authorization`` metadata, read once
+    idempotency_key: str | None = None  # the incoming ``idempotency-key`` metadata, if any
     # Sent to the client on every outcome: initial metadata for streams, trailing otherwise.
     response_metadata: dict[str, str] = field(default_factory=dict)
     initial_metadata_sent: bool = False

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from server.ids import random_hex
+from core.ids import random_hex
 
 # Sum of the account's ledger for a month, read when a backend has no counter for it yet.
 SeedTokens = Callable[[str, datetime], Awaitable[int]]

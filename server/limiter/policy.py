@@ -12,10 +12,10 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from server.call_state import Caller
 from server.config import Settings
-from server.context import Caller
-from server.limits.base import Concurrency, Window
-from server.services.options import (
+from server.limiter.base import Concurrency, Window
+from server.options import (
     DEFAULT_MAX_TOKENS,
     OPENAI_COMPLETION_MAX_TOKENS,
     messages_token_bound,
@@ -40,37 +40,6 @@ GENERATING = {
     f"{_SERVICE}OpenAIService/CreateCompletion",
     f"{_SERVICE}OpenAIService/StreamCompletion",
 }
-
-# RPC → the key scope it needs (server.keys.SCOPES). Per method first, then per service.
-SCOPE_BY_METHOD = {
-    f"{_SERVICE}ProcessingService/Process": "process",
-    f"{_SERVICE}ProcessingService/GetProcess": "process",
-    f"{_SERVICE}ProcessingService/ListProcesses": "process",
-    f"{_SERVICE}ProcessingService/Batch": "batch",
-    f"{_SERVICE}ProcessingService/Stream": "stream",
-    # The OpenAI-compatible API needs the scopes of its reference counterparts.
-    f"{_SERVICE}OpenAIService/CreateChatCompletion": "process",
-    f"{_SERVICE}OpenAIService/StreamChatCompletion": "stream",
-    f"{_SERVICE}OpenAIService/CreateCompletion": "process",
-    f"{_SERVICE}OpenAIService/StreamCompletion": "stream",
-    f"{_SERVICE}OpenAIService/ListModels": "models",
-    f"{_SERVICE}OpenAIService/RetrieveModel": "models",
-}
-SCOPE_BY_SERVICE = {
-    f"{_SERVICE}ModelsService": "models",
-    f"{_SERVICE}UsageService": "usage",
-    f"{_SERVICE}WebhooksService": "webhooks",
-    f"{_SERVICE}KeysService": "keys",
-    f"{_SERVICE}AdminService": "admin",
-}
-
-
-def required_scope(method_name: str) -> str:
-    """The scope an RPC needs; unknown RPCs need a scope no key has, so they fail closed."""
-    scope = SCOPE_BY_METHOD.get(method_name)
-    if scope is None:
-        scope = SCOPE_BY_SERVICE.get(method_name.rsplit("/", 1)[0], "unmapped")
-    return scope
 
 
 def account_subject(account_id: str) -> str:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.errors import PlutosError
+from server.call_state import Caller
 from server.config import Settings
-from server.context import Caller
-from server.errors import PlutosError
 from server.keys import hash_key
 from server.observability.metrics import AUTH_CACHE, AUTH_REJECTED
 from server.store.models import Account, ApiKey

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import Table, func, select
 
+from core.ids import new_id
 from server.config import Plan
-from server.ids import new_id
 from server.store.models import (
     Account,
     LedgerEntry,
@@ -33,8 +33,8 @@ from server.store.models import (
 )
 from server.store.upsert import insert_ignoring_conflicts
 from server.store.writer import WriteTransaction
-from server.webhooks.events import USAGE_THRESHOLD, payload, processing_event, threshold_data
-from server.webhooks.settings import WebhookSettings
+from server.webhook_delivery.events import USAGE_THRESHOLD, payload, processing_event, threshold_data
+from server.webhook_delivery.settings import WebhookSettings
 
 _CROSSINGS: Table = UsageThresholdCrossing.__table__  # type: ignore[assignment]
 

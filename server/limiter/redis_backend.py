@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.limits.base import (
+from server.limiter.base import (
     Admission,
     Concurrency,
     Limiter,

@@ -6,26 +6,28 @@ interceptor turns it into a ``google.rpc.Status`` (``ErrorInfo.reason`` = the co
 the same table to pick the HTTP status, and the OpenAI-compatible surface (``/openai/v1``) to
 render OpenAI's error body (``type`` from the last column, ``code`` = the code).
 
-    code                 gRPC status          HTTP OpenAI type
-    invalid_parameters   INVALID_ARGUMENT     400  invalid_request_error
-    invalid_model        INVALID_ARGUMENT     400  invalid_request_error
-    input_too_long       INVALID_ARGUMENT     400  invalid_request_error
-    invalid_api_key      UNAUTHENTICATED      401  authentication_error
-    permission_denied    PERMISSION_DENIED    403  permission_error
-    account_suspended    PERMISSION_DENIED    403  permission_error       (account suspended)
-    not_found            NOT_FOUND            404  invalid_request_error
-    method_not_allowed   UNIMPLEMENTED        405  invalid_request_error  (REST only)
-    conflict             ABORTED              409  invalid_request_error  (state forbids it)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429  requests               (+ RetryInfo, Retry-After) retryable
-    insufficient_quota   RESOURCE_EXHAUSTED   429  insufficient_quota
-    internal_error       INTERNAL             500  server_error
-    not_implemented      UNIMPLEMENTED        501  invalid_request_error
-    upstream_error       UNKNOWN              502  server_error           retryable
-    service_unavailable  UNAVAILABLE          503  server_error           retryable
-    timeout              DEADLINE_EXCEEDED    504  server_error           retryable
-    cancelled            CANCELLED            499  server_error           (client went away)
-    headers_too_large    RESOURCE_EXHAUSTED   431  invalid_request_error  (REST only: headers)
-    request_timeout      DEADLINE_EXCEEDED    408  invalid_request_error  (REST only: slow headers)
+    code                    gRPC status         HTTP OpenAI type
+    invalid_parameters      INVALID_ARGUMENT    400  invalid_request_error
+    invalid_model           INVALID_ARGUMENT    400  invalid_request_error
+    input_too_long          INVALID_ARGUMENT    400  invalid_request_error
+    invalid_api_key         UNAUTHENTICATED     401  authentication_error
+    permission_denied       PERMISSION_DENIED   403  permission_error
+    account_suspended       PERMISSION_DENIED   403  permission_error       (the key's account is suspended by an ope
+    not_found               NOT_FOUND           404  invalid_request_error
+    idempotency_in_progress ABORTED             409  invalid_request_error  (+ RetryInfo, Retry-After: the first call
+    idempotency_key_reused  FAILED_PRECONDITION 422  invalid_request_error  (the key came with another request)
+    method_not_allowed      UNIMPLEMENTED       405  invalid_request_error  (REST only)
+    conflict                ABORTED             409  invalid_request_error  (the resource's state forbids it: e.g. ro
+    rate_limit_exceeded     RESOURCE_EXHAUSTED  429  requests               (+ RetryInfo, Retry-After) retryable
+    insufficient_quota      RESOURCE_EXHAUSTED  429  insufficient_quota
+    internal_error          INTERNAL            500  server_error
+    not_implemented         UNIMPLEMENTED       501  invalid_request_error
+    upstream_error          UNKNOWN             502  server_error           retryable
+    service_unavailable     UNAVAILABLE         503  server_error           retryable
+    timeout                 DEADLINE_EXCEEDED   504  server_error           retryable
+    cancelled               CANCELLED           499  server_error           (client went away)
+    headers_too_large       RESOURCE_EXHAUSTED  431  invalid_request_error  (REST only: request headers over the limit)
+    request_timeout         DEADLINE_EXCEEDED   408  invalid_request_error  (REST only: headers not received in time)
 
 ``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
 copy drifts).
@@ -64,6 +66,8 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
         ErrorKind("conflict", grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
+        ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409, "invalid_request_error", retryable=True),
+        ErrorKind("idempotency_key_reused", grpc.StatusCode.FAILED_PRECONDITION, 422, "invalid_request_error"),
         ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests", retryable=True),
         ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "insufficient_quota"),
         ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500, "server_error"),

@@ -21,9 +21,19 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from core.errors import PlutosError
 from server.config import ConfigError, Settings, load_settings, sized_for_workers
-from server.errors import PlutosError
-from server.keys import ADMIN_SCOPES, SCOPES, CreatedKey, create_key, key_status, list_keys, revoke_key, rotate_key
+from server.keys import (
+    ADMIN_SCOPES,
+    DEFAULT_SCOPES,
+    SCOPES,
+    CreatedKey,
+    create_key,
+    key_status,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import Account, utcnow
@@ -221,7 +231,9 @@ async def _dev_keys_if_empty(settings: Settings) -> tuple[CreatedKey, CreatedKey
         async with sessions() as session:
             if await list_keys(session):
                 return None
-        dev = await create_key(sessions, plan="enterprise", name="development")
+        # The account owner's key: every default scope plus `keys`, so the dashboard's Keys page and the
+        # self-service key API work with the key `make run` prints.
+        dev = await create_key(sessions, plan="enterprise", name="development", scopes=[*DEFAULT_SCOPES, "keys"])
         admin = await create_key(sessions, plan="enterprise", name="operator", scopes=list(ADMIN_SCOPES))
         return dev, admin
 
@@ -230,7 +242,7 @@ async def _dev_keys_if_empty(settings: Settings) -> tuple[CreatedKey, CreatedKey
 
 
 def _run_worker(settings: Settings, ready: Any = None) -> None:
-    from server.app import catch_stop_signals_early, serve_forever
+    from gateway.app import catch_stop_signals_early, serve_forever
 
     catch_stop_signals_early()
     if ready is not None:
@@ -295,7 +307,7 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import catch_stop_signals_early, serve_forever
+    from gateway.app import catch_stop_signals_early, serve_forever
 
     settings = _settings(args)
     if args.dev_key:

@@ -16,7 +16,7 @@ import socket
 
 import httpx
 
-from server.errors import echo
+from core.errors import echo
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

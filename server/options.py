@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from plutos.v1 import processing_pb2
 
+from core.errors import PlutosError, invalid_parameter
 from server.backends.base import GenerationParams
 from server.config import ModelSpec
-from server.errors import PlutosError, invalid_parameter
 
 DEFAULT_MAX_TOKENS = 1000
 OPENAI_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for a legacy completion

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.limits.base import SeedTokens
+from server.limiter.base import SeedTokens
 from server.store.models import LedgerEntry
 
 

@@ -7,7 +7,7 @@ replica), otherwise in-memory (one process).
 from __future__ import annotations
 
 from server.config import Settings
-from server.limits.base import (
+from server.limiter.base import (
     Admission,
     Concurrency,
     Limiter,
@@ -18,12 +18,12 @@ from server.limits.base import (
     Window,
     WindowCount,
 )
-from server.limits.memory import MemoryLimiter
+from server.limiter.memory import MemoryLimiter
 
 
 def create_limiter(settings: Settings) -> Limiter:
     if settings.redis_url:
-        from server.limits.redis_backend import RedisLimiter
+        from server.limiter.redis_backend import RedisLimiter
 
         return RedisLimiter(settings.redis_url)
     return MemoryLimiter()

@@ -32,9 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.observability.metrics import WEBHOOK_DELIVERIES
 from server.store.faults import is_transient
 from server.store.models import UTCDateTime, Webhook, WebhookAttempt, WebhookDelivery, utcnow
-from server.webhooks.destinations import DestinationRefused, check_destination, parse_webhook_url
-from server.webhooks.settings import WebhookSettings
-from server.webhooks.signing import header_signature, signed_body
+from server.webhook_delivery.destinations import DestinationRefused, check_destination, parse_webhook_url
+from server.webhook_delivery.settings import WebhookSettings
+from server.webhook_delivery.signing import header_signature, signed_body
 
 log = logging.getLogger("plutos.webhooks")
 

@@ -37,6 +37,12 @@ from starlette.routing import BaseRoute
 from bridge.app import create_app
 from bridge.http_protocol import HttpLimits, bounded_protocol
 from bridge.surfaces import docs_route, openapi_route
+from bridge.transports.local import LocalChannel
+from core.tracing import instrument_asgi as tracing_instrument_asgi
+from core.tracing import instrument_store as tracing_instrument_store
+from core.tracing import setup_from_env as setup_tracing_from_env
+from core.tracing import shutdown as shutdown_tracing
+from core.tracing import state as tracing
 from server.config import Settings
 from server.dashboard import dashboard_routes
 from server.gctune import tune_gc
@@ -47,16 +53,12 @@ from server.interceptors import (
     LimitsInterceptor,
     TextInterceptor,
 )
-from server.limits.quota import ledger_seed
-from server.local_channel import LocalChannel
+from server.interceptors.idempotency import IdempotencyInterceptor, idempotent_methods
+from server.limiter.quota import ledger_seed
 from server.observability.health import Readiness, health_route, ready_route
 from server.observability.logs import RequestLog, configure_logging, stop_logging
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
-from server.observability.tracing import instrument_asgi as tracing_instrument_asgi
-from server.observability.tracing import setup_from_env as setup_tracing_from_env
-from server.observability.tracing import shutdown as shutdown_tracing
-from server.observability.tracing import state as tracing
 from server.runtime import Runtime
 from server.services.admin import AdminService
 from server.services.keys import KeysService
@@ -67,6 +69,9 @@ from server.services.usage import UsageService
 from server.services.webhooks import WebhooksService
 
 log = logging.getLogger("plutos")
+
+# The generated modules of the public API (services, and the RPC options the interceptors read).
+API_MODULES = [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
 
 SERVICE_NAMES = [
     processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name,
@@ -120,6 +125,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         [
             ErrorInterceptor(request_log=request_log, metrics=settings.metrics_enabled),
             AuthInterceptor(runtime.authenticator),
+            IdempotencyInterceptor(runtime.idempotency, idempotent_methods(API_MODULES)),
             LimitsInterceptor(
                 runtime.limiter,
                 runtime.settings,
@@ -245,6 +251,8 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         raise ValueError('TLS needs bridge_transport = "local" (the bridge then calls the service in process)')
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
+    if tracing.enabled:
+        tracing_instrument_store(runtime.engine)
     set_known_models(runtime.catalogue.specs)
     readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)

@@ -95,6 +95,19 @@ def instrument_asgi(app: Any) -> Any:
     return OpenTelemetryMiddleware(app, tracer_provider=state.provider, exclude_spans=["receive", "send"])
 
 
+def instrument_store(engine: Any) -> None:
+    """SQL statements through SQLAlchemy as spans (opentelemetry-instrumentation-sqlalchemy), and
+    Redis commands (opentelemetry-instrumentation-redis). The group-commit writer's SQLite inserts
+    go through sqlite3 directly: the request's ``store.write`` span covers them."""
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=state.provider)
+    redis = RedisInstrumentor()
+    if not redis.is_instrumented_by_opentelemetry:
+        redis.instrument(tracer_provider=state.provider)
+
+
 # -- the RPC span ---------------------------------------------------------------------------------
 
 

@@ -22,11 +22,9 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
-
-from server.interceptors.chain import InterceptorChain
 
 log = logging.getLogger("plutos.local")
 
@@ -355,6 +353,13 @@ class _Method:
         return self._call_type(self._behaviour, request, context, deadline, self._running)
 
 
+class HandlerWrapper(Protocol):
+    """What wraps each method handler in the server's interceptors (the gRPC server's
+    ``InterceptorChain``): the in-process calls go through the same chain as network calls."""
+
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method_name: str) -> grpc.RpcMethodHandler[Any, Any]: ...
+
+
 class _Running(set[asyncio.Task[Any]]):
     """The channel's calls in progress; ``closing`` once :meth:`LocalChannel.close` cancels them
     (they end UNAVAILABLE, as calls a gRPC server stops do, rather than CANCELLED)."""
@@ -368,7 +373,7 @@ class LocalChannel:
     The serializer arguments are accepted and unused: request and response messages are handed
     over as they are."""
 
-    def __init__(self, chain: InterceptorChain, servicers: Sequence[tuple[Callable[[Any, Any], None], Any]]) -> None:
+    def __init__(self, chain: HandlerWrapper, servicers: Sequence[tuple[Callable[[Any, Any], None], Any]]) -> None:
         collector = _Collector()
         for add_to_server, servicer in servicers:
             add_to_server(servicer, collector)

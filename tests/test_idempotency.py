@@ -1,0 +1,313 @@
+"""Idempotency keys (server/idempotency): Stripe's semantics, on both stores, across two replicas.
+
+Each store runs two replicas (platforms on the session's database; for Redis, also on one throw-away
+redis-server). The model is the fault injector's OpenAI-compatible mock (tests/fault_upstream.py),
+so every model run is counted where it happens: at the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from plutos.v1 import processing_pb2, processing_pb2_grpc
+from sqlalchemy import select
+
+from gateway.app import RunningPlatform
+from server.keys import CreatedKey
+from server.store.models import LedgerEntry, ProcessRecord
+from tests.conftest import new_key
+from tests.fault_upstream import FaultUpstream
+from tests.limits_support import platform_with
+from tests.test_limits_redis import RedisServer, free_port
+from tests.test_upstream import KEY_ENV, KEY_VALUE, upstream_spec
+
+STORES = ["database", "redis"]
+
+
+@pytest.fixture(scope="module")
+async def faults() -> AsyncIterator[FaultUpstream]:
+    upstream = FaultUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> AsyncIterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server  # type: ignore[misc]
+    server.kill()
+
+
+def overrides(faults: FaultUpstream, store: str, redis_server: RedisServer) -> dict[str, Any]:
+    mock = faults.base_url
+    return {
+        "models": [
+            upstream_spec("idem-ok", mock, "ok"),
+            upstream_spec("idem-500", mock, "fail-500", max_retries=0),
+            upstream_spec("idem-slow", mock, "sleep-1"),
+        ],
+        "redis_url": redis_server.url if store == "redis" else "",
+    }
+
+
+class Replicas:
+    def __init__(self, store: str, settings: dict[str, Any], a: RunningPlatform, b: RunningPlatform) -> None:
+        self.store = store
+        self.settings = settings
+        self.a = a
+        self.b = b
+
+
+@pytest.fixture(scope="module", params=STORES)
+async def replicas(
+    request: pytest.FixtureRequest, platform: RunningPlatform, faults: FaultUpstream, redis_server: RedisServer
+) -> AsyncIterator[Replicas]:
+    settings = overrides(faults, request.param, redis_server)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(KEY_ENV, KEY_VALUE)
+        async with platform_with(platform, **settings) as a, platform_with(platform, **settings) as b:
+            yield Replicas(request.param, settings, a, b)
+
+
+@pytest.fixture(scope="module")
+async def account(platform: RunningPlatform) -> CreatedKey:
+    return await new_key(platform, name="idempotency-tests")
+
+
+def client(running: RunningPlatform, key: CreatedKey) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{running.http_port}/v1",
+        headers={"Authorization": f"Bearer {key.secret}"},
+        timeout=60,
+        limits=httpx.Limits(keepalive_expiry=1.0),
+    )
+
+
+def unique(text: str) -> str:
+    return f"{text} [{uuid.uuid4().hex[:8]}]"
+
+
+async def billed(running: RunningPlatform, text: str) -> tuple[int, int]:
+    """(records, ledger entries) stored for the calls sent with ``text``."""
+    async with running.runtime.sessions() as session:
+        ids = (await session.execute(select(ProcessRecord.id).where(ProcessRecord.input == text))).scalars().all()
+        entries = (
+            (await session.execute(select(LedgerEntry.id).where(LedgerEntry.record_id.in_(ids)))).scalars().all()
+            if ids
+            else []
+        )
+    return len(ids), len(entries)
+
+
+async def test_a_repeat_replays_the_answer_without_running_or_billing_again(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    text, key = unique("repeat"), uuid.uuid4().hex
+    async with client(replicas.a, account) as a, client(replicas.b, account) as b:
+        first = await a.post("/process", json={"input": text, "model": "idem-ok"}, headers={"Idempotency-Key": key})
+        again = await b.post("/process", json={"model": "idem-ok", "input": text}, headers={"Idempotency-Key": key})
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()  # the record's id included
+    assert len(faults.calls_for(text)) == 1
+    assert await billed(replicas.a, text) == (1, 1)
+
+
+async def test_50_concurrent_requests_with_one_key_run_the_model_once(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    text, key = unique("fifty"), uuid.uuid4().hex
+    body = {"input": text, "model": "idem-slow"}
+    async with client(replicas.a, account) as a, client(replicas.b, account) as b:
+        answers = await asyncio.gather(
+            *(c.post("/process", json=body, headers={"Idempotency-Key": key}) for c in [a, b] * 25)
+        )
+        final = await a.post("/process", json=body, headers={"Idempotency-Key": key})
+        while final.status_code == 409:  # the first call may still be finishing
+            await asyncio.sleep(0.2)
+            final = await a.post("/process", json=body, headers={"Idempotency-Key": key})
+    assert {r.status_code for r in answers} <= {200, 409}
+    for r in answers:
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "idempotency_in_progress"
+            assert r.headers["retry-after"] == "1"
+        else:
+            assert r.json() == final.json()
+    assert final.status_code == 200
+    assert len(faults.calls_for(text)) == 1
+    assert await billed(replicas.a, text) == (1, 1)
+
+
+async def test_the_key_with_another_request_is_422(replicas: Replicas, account: CreatedKey) -> None:
+    key = uuid.uuid4().hex
+    async with client(replicas.a, account) as a, client(replicas.b, account) as b:
+        first = await a.post(
+            "/process", json={"input": unique("one"), "model": "idem-ok"}, headers={"Idempotency-Key": key}
+        )
+        other = await b.post(
+            "/process", json={"input": unique("two"), "model": "idem-ok"}, headers={"Idempotency-Key": key}
+        )
+    assert first.status_code == 200
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_a_4xx_answer_is_replayed(replicas: Replicas, faults: FaultUpstream, account: CreatedKey) -> None:
+    text, key = unique("bad temperature"), uuid.uuid4().hex
+    body = {"input": text, "model": "idem-ok", "options": {"temperature": 5}}
+    async with client(replicas.a, account) as a:
+        first = await a.post("/process", json=body, headers={"Idempotency-Key": key})
+        again = await a.post("/process", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 400
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["error"] == {**first.json()["error"], "requestId": again.json()["error"]["requestId"]}
+
+
+async def test_a_retry_after_a_5xx_runs_again(replicas: Replicas, faults: FaultUpstream, account: CreatedKey) -> None:
+    text, key = unique("fails"), uuid.uuid4().hex
+    async with client(replicas.a, account) as a, client(replicas.b, account) as b:
+        first = await a.post("/process", json={"input": text, "model": "idem-500"}, headers={"Idempotency-Key": key})
+        retry = await b.post("/process", json={"input": text, "model": "idem-500"}, headers={"Idempotency-Key": key})
+    assert first.status_code == retry.status_code == 502
+    assert "idempotent-replayed" not in retry.headers
+    assert len(faults.calls_for(text)) == 2
+
+
+async def test_a_stream_is_replayed_as_the_same_events(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    text, key = unique("stream"), uuid.uuid4().hex
+    body = {"input": text, "model": "idem-ok"}
+    async with client(replicas.a, account) as a, client(replicas.b, account) as b:
+        first = await a.post("/stream", json=body, headers={"Idempotency-Key": key})
+        again = await b.post("/stream", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "event: complete" in first.text
+    assert again.text == first.text
+    assert len(faults.calls_for(text)) == 1
+    assert await billed(replicas.a, text) == (1, 1)
+
+
+async def test_grpc_idempotency_key_metadata(replicas: Replicas, faults: FaultUpstream, account: CreatedKey) -> None:
+    text, key = unique("grpc"), uuid.uuid4().hex
+    metadata = (("authorization", f"Bearer {account.secret}"), ("idempotency-key", key))
+    request = processing_pb2.ProcessRequest(input=text, model="idem-ok")
+    replies = []
+    for running in (replicas.a, replicas.b):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
+            call = processing_pb2_grpc.ProcessingServiceStub(channel).Process(request, metadata=metadata)
+            replies.append((await call, (await call.trailing_metadata()).get("idempotent-replayed")))
+    assert replies[0][0] == replies[1][0]
+    assert replies[0][1] is None
+    assert replies[1][1] == "true"
+    assert len(faults.calls_for(text)) == 1
+
+
+@pytest.mark.parametrize("bad", ["x" * 256, "café", ""])
+async def test_a_malformed_key_is_400(replicas: Replicas, account: CreatedKey, bad: str) -> None:
+    async with client(replicas.a, account) as a:
+        r = await a.post(
+            "/process",
+            json={"input": unique("bad key"), "model": "idem-ok"},
+            headers=[("Idempotency-Key", bad.encode("utf-8"))],
+        )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_parameters"
+    assert r.json()["error"]["details"] == {"field": "Idempotency-Key"}
+
+
+async def test_keys_belong_to_one_account(
+    replicas: Replicas, platform: RunningPlatform, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    other = await new_key(platform, name="idempotency-other")
+    text, key = unique("per account"), uuid.uuid4().hex
+    body = {"input": text, "model": "idem-ok"}
+    async with client(replicas.a, account) as a, client(replicas.a, other) as o:
+        mine = await a.post("/process", json=body, headers={"Idempotency-Key": key})
+        theirs = await o.post("/process", json=body, headers={"Idempotency-Key": key})
+    assert mine.status_code == theirs.status_code == 200
+    assert "idempotent-replayed" not in theirs.headers
+    assert theirs.json()["id"] != mine.json()["id"]
+    assert len(faults.calls_for(text)) == 2
+
+
+async def test_a_replay_survives_a_restart(
+    replicas: Replicas, platform: RunningPlatform, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    text, key = unique("restart"), uuid.uuid4().hex
+    body = {"input": text, "model": "idem-ok"}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(KEY_ENV, KEY_VALUE)
+        async with platform_with(platform, **replicas.settings) as before, client(before, account) as c:
+            first = await c.post("/process", json=body, headers={"Idempotency-Key": key})
+        async with platform_with(platform, **replicas.settings) as after, client(after, account) as c:
+            again = await c.post("/process", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert len(faults.calls_for(text)) == 1
+
+
+async def test_without_a_key_every_call_runs(replicas: Replicas, faults: FaultUpstream, account: CreatedKey) -> None:
+    text = unique("no key")
+    async with client(replicas.a, account) as a:
+        for _ in range(2):
+            assert (await a.post("/process", json={"input": text, "model": "idem-ok"})).status_code == 200
+    assert len(faults.calls_for(text)) == 2
+
+
+async def test_the_python_sdks_retries_of_a_slow_call_bill_once(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    """The issue's case: a client timeout shorter than the model makes the SDK retry (twice, by
+    default). Its idempotency key makes the retries wait for, then replay, the first attempt."""
+    from plutos_ai import PlutosAI
+
+    text = unique("impatient sdk")
+    sdk = PlutosAI(api_key=account.secret, base_url=f"http://127.0.0.1:{replicas.a.http_port}/v1", timeout=0.3)
+    try:
+        result = await asyncio.to_thread(sdk.process_data, input=text, model="idem-slow")
+    finally:
+        sdk.close()
+    assert result.output == "Hello from the mock"
+    assert len(faults.calls_for(text)) == 1
+    assert await billed(replicas.a, text) == (1, 1)
+
+
+async def test_answers_expire_and_are_pruned(platform: RunningPlatform) -> None:
+    """The database store with an injected clock: a finished answer replays until its retention
+    ends, then the key runs again; prune() deletes what has expired."""
+    from server.idempotency.store import CLAIMED, REPLAY, DatabaseIdempotencyStore, Outcome
+
+    now = [2_000_000_000.0]
+    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    account, key = f"acct_prune_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert (await store.claim(account, key, "fp", "owner-1")).status == CLAIMED
+    await store.complete(account, key, "owner-1", Outcome([b"answer"]))
+    now[0] += 59
+    replay = await store.claim(account, key, "fp", "owner-2")
+    assert replay.status == REPLAY and replay.outcome is not None and replay.outcome.messages == [b"answer"]
+    now[0] += 2
+    assert await store.prune() >= 1
+    assert (await store.claim(account, key, "fp", "owner-3")).status == CLAIMED
+
+
+async def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(platform: RunningPlatform) -> None:
+    from server.idempotency.store import CLAIMED, IN_PROGRESS, DatabaseIdempotencyStore
+
+    now = [2_000_000_000.0]
+    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    account, key = f"acct_lease_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert (await store.claim(account, key, "fp", "dead-replica")).status == CLAIMED
+    assert (await store.claim(account, key, "fp", "other")).status == IN_PROGRESS
+    now[0] += 6
+    assert (await store.claim(account, key, "fp", "other")).status == CLAIMED

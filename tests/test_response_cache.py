@@ -1,0 +1,180 @@
+"""The response cache (options.cache): hit, miss, refresh, bypass, isolation, expiry, billing.
+
+Against the session platform (the in-process cache, or Redis when the test run sets redis_url) and
+a platform on Redis; the clock of each cache is injected, so expiry is tested without waiting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from gateway.app import RunningPlatform
+from server.keys import CreatedKey
+from server.store.models import LedgerEntry, ProcessRecord
+from tests.conftest import MODEL, new_key
+from tests.limits_support import platform_with
+from tests.test_limits_redis import RedisServer, free_port
+
+SHORT = {"maxTokens": 8, "temperature": 0}
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module", params=["memory", "redis"])
+async def cached(
+    request: pytest.FixtureRequest, platform: RunningPlatform, redis_server: RedisServer
+) -> AsyncIterator[RunningPlatform]:
+    if request.param == "memory" and not platform.runtime.settings.redis_url:
+        yield platform
+        return
+    async with platform_with(platform, redis_url=redis_server.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def account(platform: RunningPlatform) -> CreatedKey:
+    return await new_key(platform, name="cache-tests")
+
+
+def client(running: RunningPlatform, key: CreatedKey) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{running.http_port}/v1",
+        headers={"Authorization": f"Bearer {key.secret}"},
+        timeout=120,
+    )
+
+
+def body(text: str, mode: str | None) -> dict[str, object]:
+    options: dict[str, object] = dict(SHORT)
+    if mode is not None:
+        options["cache"] = mode
+    return {"input": text, "model": MODEL, "options": options}
+
+
+async def ledger_for(running: RunningPlatform, record_id: str) -> LedgerEntry:
+    async with running.runtime.sessions() as session:
+        return (await session.execute(select(LedgerEntry).where(LedgerEntry.record_id == record_id))).scalar_one()
+
+
+async def test_use_misses_then_hits_with_a_fresh_record(cached: RunningPlatform, account: CreatedKey) -> None:
+    text = f"Name a colour. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        miss = await c.post("/process", json=body(text, "use"))
+        hit = await c.post("/process", json=body(text, "use"))
+        record = (await c.get(f"/process/{hit.json()['id']}")).json()
+        usage = (await c.get("/usage")).json()["usage"]
+    assert miss.headers["x-cache"] == "MISS" and hit.headers["x-cache"] == "HIT"
+    assert hit.json()["output"] == miss.json()["output"]
+    assert hit.json()["usage"] == miss.json()["usage"]
+    assert hit.json()["id"] != miss.json()["id"]
+    assert record["cached"] is True and record["status"] == "completed"
+    entry = await ledger_for(cached, hit.json()["id"])
+    assert (entry.prompt_tokens, entry.completion_tokens, entry.cost_units, entry.cached) == (0, 0, 0, 1)
+    assert entry.counts_as_request == 1
+    assert usage["cachedRequests"] >= 1
+
+
+async def test_refresh_runs_and_stores_bypass_neither(cached: RunningPlatform, account: CreatedKey) -> None:
+    text = f"Say hi. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        bypass = await c.post("/process", json=body(text, None))
+        after_bypass = await c.post("/process", json=body(text, "use"))
+        refresh = await c.post("/process", json=body(text, "refresh"))
+        after_refresh = await c.post("/process", json=body(text, "use"))
+    assert "x-cache" not in bypass.headers
+    assert after_bypass.headers["x-cache"] == "MISS"  # bypass stored nothing
+    assert refresh.headers["x-cache"] == "MISS"  # refresh never reads
+    assert after_refresh.headers["x-cache"] == "HIT"
+    assert after_refresh.json()["output"] == refresh.json()["output"]
+
+
+async def test_entries_are_never_shared_across_accounts(
+    cached: RunningPlatform, platform: RunningPlatform, account: CreatedKey
+) -> None:
+    other = await new_key(platform, name="cache-other")
+    text = f"Count to two. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as mine, client(cached, other) as theirs:
+        await mine.post("/process", json=body(text, "use"))
+        r = await theirs.post("/process", json=body(text, "use"))
+    assert r.headers["x-cache"] == "MISS"
+
+
+async def test_other_options_are_other_entries(cached: RunningPlatform, account: CreatedKey) -> None:
+    text = f"Pick a fruit. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        await c.post("/process", json=body(text, "use"))
+        longer = {**body(text, "use"), "options": {**SHORT, "maxTokens": 9, "cache": "use"}}
+        r = await c.post("/process", json=longer)
+    assert r.headers["x-cache"] == "MISS"
+
+
+async def test_entries_expire_after_the_ttl(cached: RunningPlatform, account: CreatedKey) -> None:
+    cache = cached.runtime.response_cache
+    now = [1_000_000_000.0]
+    real = cache.clock
+    cache.clock = lambda: now[0]
+    try:
+        text = f"Name a planet. [{uuid.uuid4().hex[:6]}]"
+        async with client(cached, account) as c:
+            await c.post("/process", json=body(text, "use"))
+            now[0] += cache.ttl - 1
+            assert (await c.post("/process", json=body(text, "use"))).headers["x-cache"] == "HIT"
+            now[0] += 2
+            assert (await c.post("/process", json=body(text, "use"))).headers["x-cache"] == "MISS"
+    finally:
+        cache.clock = real
+
+
+async def test_a_streamed_hit_is_sent_as_chunks(cached: RunningPlatform, account: CreatedKey) -> None:
+    text = f"Tell a tiny story. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        first = await c.post("/stream", json=body(text, "use"))
+        again = await c.post("/stream", json=body(text, "use"))
+    assert first.headers["x-cache"] == "MISS" and again.headers["x-cache"] == "HIT"
+    chunks = [line for line in again.text.splitlines() if line == "event: chunk"]
+    assert len(chunks) == first.text.count("event: chunk") >= 1
+    assert "event: complete" in again.text
+
+
+async def test_an_unknown_mode_is_400(cached: RunningPlatform, account: CreatedKey) -> None:
+    async with client(cached, account) as c:
+        r = await c.post("/process", json=body("Hi", "sometimes"))
+    assert r.status_code == 400
+    assert r.json()["error"]["details"] == {"field": "options.cache"}
+
+
+async def test_a_plan_may_bill_hits(platform: RunningPlatform) -> None:
+    plans = dict(platform.runtime.settings.plans)
+    import dataclasses
+
+    billed_plan = dataclasses.replace(plans["enterprise"], name="billed-hits", bill_cache_hits=True)
+    async with platform_with(platform, billed_plan) as running:
+        key = await new_key(running, plan="billed-hits")
+        text = f"Name a tree. [{uuid.uuid4().hex[:6]}]"
+        async with client(running, key) as c:
+            await c.post("/process", json=body(text, "use"))
+            hit = await c.post("/process", json=body(text, "use"))
+        entry = await ledger_for(running, hit.json()["id"])
+    assert hit.headers["x-cache"] == "HIT"
+    assert entry.prompt_tokens + entry.completion_tokens == hit.json()["usage"]["totalTokens"] > 0
+    assert entry.cached == 1
+
+
+async def test_records_of_hits_are_stored_with_their_input(cached: RunningPlatform, account: CreatedKey) -> None:
+    text = f"Name a river. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        await c.post("/process", json=body(text, "use"))
+        await c.post("/process", json=body(text, "use"))
+    async with cached.runtime.sessions() as session:
+        rows = (await session.execute(select(ProcessRecord.cached).where(ProcessRecord.input == text))).scalars().all()
+    assert sorted(rows) == [False, True]
