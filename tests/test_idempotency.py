@@ -281,3 +281,33 @@ async def test_the_python_sdks_retries_of_a_slow_call_bill_once(
     assert result.output == "Hello from the mock"
     assert len(faults.calls_for(text)) == 1
     assert await billed(replicas.a, text) == (1, 1)
+
+
+async def test_answers_expire_and_are_pruned(platform: RunningPlatform) -> None:
+    """The database store with an injected clock: a finished answer replays until its retention
+    ends, then the key runs again; prune() deletes what has expired."""
+    from server.idempotency.store import CLAIMED, REPLAY, DatabaseIdempotencyStore, Outcome
+
+    now = [2_000_000_000.0]
+    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    account, key = f"acct_prune_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert (await store.claim(account, key, "fp", "owner-1")).status == CLAIMED
+    await store.complete(account, key, "owner-1", Outcome([b"answer"]))
+    now[0] += 59
+    replay = await store.claim(account, key, "fp", "owner-2")
+    assert replay.status == REPLAY and replay.outcome is not None and replay.outcome.messages == [b"answer"]
+    now[0] += 2
+    assert await store.prune() >= 1
+    assert (await store.claim(account, key, "fp", "owner-3")).status == CLAIMED
+
+
+async def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(platform: RunningPlatform) -> None:
+    from server.idempotency.store import CLAIMED, IN_PROGRESS, DatabaseIdempotencyStore
+
+    now = [2_000_000_000.0]
+    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    account, key = f"acct_lease_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert (await store.claim(account, key, "fp", "dead-replica")).status == CLAIMED
+    assert (await store.claim(account, key, "fp", "other")).status == IN_PROGRESS
+    now[0] += 6
+    assert (await store.claim(account, key, "fp", "other")).status == CLAIMED

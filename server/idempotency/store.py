@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import base64
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from server.store.models import IdempotencyKey
 from server.store.upsert import insert_ignoring_conflicts
 
 Clock = Callable[[], float]
+log = logging.getLogger("plutos.idempotency")
 
 CLAIMED, REPLAY, IN_PROGRESS, MISMATCH = "claimed", "replay", "in_progress", "mismatch"
 
@@ -85,12 +88,17 @@ def _verdict(fingerprint: str, held: str, done: bool, outcome: bytes | str | Non
 
 class DatabaseIdempotencyStore(IdempotencyStore):
     """The ``idempotency_keys`` table: its primary key (account, key) makes the claim atomic on
-    every replica sharing the database, and answers survive a restart."""
+    every replica sharing the database, and answers survive a restart. Every ``PRUNE_EVERY``
+    answers stored, a background task deletes the rows past their retention."""
+
+    PRUNE_EVERY = 1000
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl: float, lease: float, clock: Clock = time.time):
         super().__init__(ttl, lease, clock)
         self._sessions = sessions
         self._table: Any = IdempotencyKey.__table__
+        self._stored = 0
+        self._pruning: asyncio.Task[None] | None = None
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -145,6 +153,19 @@ class DatabaseIdempotencyStore(IdempotencyStore):
                 )
                 .values(done=True, outcome=outcome.encode().decode())
             )
+        self._stored += 1
+        if self._stored % self.PRUNE_EVERY == 0 and (self._pruning is None or self._pruning.done()):
+            self._pruning = asyncio.create_task(self._prune_quietly(), name="idempotency-prune")
+
+    async def _prune_quietly(self) -> None:
+        try:
+            await self.prune()
+        except Exception:
+            log.warning("pruning expired idempotency keys failed", exc_info=True)
+
+    async def close(self) -> None:
+        if self._pruning is not None and not self._pruning.done():
+            self._pruning.cancel()
 
     async def release(self, account_id: str, key: str, owner: str) -> None:
         async with self._sessions() as session, session.begin():
