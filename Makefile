@@ -47,11 +47,13 @@ check-generated: clients
 	@git diff --exit-code --stat -- gen/ clients/ || { echo "generated code is stale: run 'make clients' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- gen/ clients/)" || { git status --porcelain -- gen/ clients/; echo "untracked generated files"; exit 1; }
 
-# SDK dependencies: the Python SDK into the venv, the TypeScript SDK's npm packages, Go modules.
+# SDK dependencies: the Python SDK into the venv, the TypeScript SDK's npm packages, Go modules, and
+# the openai npm package the /openai/v1 tests drive.
 SDK_STAMP := $(VENV)/.sdk-installed
-$(SDK_STAMP): $(STAMP) clients/python/pyproject.toml clients/typescript/package-lock.json clients/go/go.sum
+$(SDK_STAMP): $(STAMP) clients/python/pyproject.toml clients/typescript/package-lock.json clients/go/go.sum tests/js/openai/package-lock.json
 	$(VENV)/bin/pip install --progress-bar on -e 'clients/python[grpc]'
 	@if command -v npm >/dev/null; then echo "==> npm ci (clients/typescript)"; cd clients/typescript && npm ci --no-audit --no-fund; fi
+	@if command -v npm >/dev/null; then echo "==> npm ci (tests/js/openai: the openai npm package)"; cd tests/js/openai && npm ci --no-audit --no-fund; fi
 	@if command -v go >/dev/null; then echo "==> go mod download (clients/go)"; cd clients/go && go mod download; fi
 	@touch $(SDK_STAMP)
 

@@ -186,6 +186,7 @@ def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], 
 GRPC_TARGET = "gRPC Process (ghz)"
 GATEWAY_TARGET = "through the gateway"
 GATEWAY_GRPC_TARGET = "gateway, bridge over loopback gRPC"
+OPENAI_TARGET = "gateway, /openai/v1 chat"
 BARE_TARGET = "bare path (Starlette → grpc.aio → aiohttp)"
 BARE_TUNED_TARGET = "bare path, gateway's GC settings"
 
@@ -443,6 +444,17 @@ def main() -> None:
             f"http://127.0.0.1:{hop_http}/v1/process",
             lua_script(work / "gateway_grpc.lua", gateway_body, {"Content-Type": "application/json", **auth}),
         )
+        # (h) the same call through the OpenAI-compatible API, on the same gateway.
+        openai_body: dict[str, object] = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": INPUT}],
+            "max_tokens": 16,
+        }
+        through_openai = (
+            OPENAI_TARGET,
+            f"http://127.0.0.1:{http_port}/openai/v1/chat/completions",
+            lua_script(work / "openai.lua", openai_body, {"Content-Type": "application/json", **auth}),
+        )
         # (c) a reference: the gateway's cheapest authenticated call (no upstream, no store).
         models = (
             "gateway, GET /v1/models",
@@ -462,6 +474,8 @@ def main() -> None:
         check = httpx.post(through[1], json=gateway_body, headers=auth, timeout=10)
         check.raise_for_status()
         assert check.json()["usage"]["completionTokens"] == 10, check.text
+        openai_check = httpx.post(through_openai[1], json=openai_body, headers=auth, timeout=10)
+        assert openai_check.json()["choices"][0]["message"]["content"] == check.json()["output"], openai_check.text
         hop_check = httpx.post(through_grpc[1], json=gateway_body, headers=auth, timeout=10)
         assert hop_check.json()["output"] == check.json()["output"], hop_check.text
         for proc, (_, url, _) in ((bare, bare_path), (tuned, bare_tuned)):
@@ -478,6 +492,7 @@ def main() -> None:
         watched = {
             GATEWAY_TARGET: psutil.Process(gateway.pid),
             GATEWAY_GRPC_TARGET: psutil.Process(hop.pid),
+            OPENAI_TARGET: psutil.Process(gateway.pid),
             "gateway, GET /v1/models": psutil.Process(gateway.pid),
             BARE_TARGET: psutil.Process(bare.pid),
             BARE_TUNED_TARGET: psutil.Process(tuned.pid),
@@ -486,17 +501,17 @@ def main() -> None:
         runs: list[Run] = []
         load = os.getloadavg()
         for concurrency in levels:
-            for _, url, script in (direct, through, through_grpc, bare_path, bare_tuned, models):
+            for _, url, script in (direct, through, through_openai, through_grpc, bare_path, bare_tuned, models):
                 wrk(url, script, concurrency, 2)  # warm-up: connections, caches
             # The gateway and the bare paths take turns, ``rounds`` times, and each reports its
             # median run: this machine's speed drifts by ±15% within minutes, which one run each
             # would read as a difference between them.
             rounds: dict[str, list[Run]] = {}
             for _ in range(args.rounds):
-                for name, url, script in (through, through_grpc, bare_path, bare_tuned):
+                for name, url, script in (through, through_openai, through_grpc, bare_path, bare_tuned):
                     run = measured(watched.get(name), partial(wrk_run, url, script, name, concurrency, args.duration))
                     rounds.setdefault(name, []).append(run)
-            for name, url, script in (direct, through, through_grpc, bare_path, bare_tuned, models):
+            for name, url, script in (direct, through, through_openai, through_grpc, bare_path, bare_tuned, models):
                 if name in rounds:
                     each = sorted(rounds[name], key=lambda r: r.rps)
                     run = each[len(each) // 2]
@@ -589,8 +604,11 @@ def write_results(
         "- (g) the gateway as (b) with bridge_transport = grpc: the bridge reaches the service over a loopback "
         "gRPC channel, as the bare path (e) does. (g) / (e) is the like-for-like reading of the target; (b) / (e) "
         "is what a user of the default gets.",
-        f"- (b), (g), (e) and (f) take turns, {args.rounds} rounds per concurrency; each row is its median run (the "
-        "RPS of every round in the last column): this machine's speed drifts by ±15% within minutes.",
+        "- (h) `POST /openai/v1/chat/completions` (the OpenAI-compatible API) on the gateway of (b), the same "
+        "input and max_tokens: the same generation path, stored and billed the same way; (h) / (b) is that "
+        "surface's cost.",
+        f"- (b), (h), (g), (e) and (f) take turns, {args.rounds} rounds per concurrency; each row is its median run "
+        "(the RPS of every round in the last column): this machine's speed drifts by ±15% within minutes.",
         "- Server CPU is the server process's CPU time (all threads) per request during the run; RSS its peak.",
         f"- Machine: {os.cpu_count()} cores shared by wrk, the mock and the gateway (and, here, other work: load "
         f"average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start). Figures are for comparison on this "
@@ -659,6 +677,25 @@ def write_results(
             f"{b.cpu_us:.0f} / {g.cpu_us if g else float('nan'):.0f} / {e.cpu_us:.0f} "
             f"({e.cpu_us and b.cpu_us / e.cpu_us:.2f}x) |"
             for c, b, e, f, g in bare_rows
+        ]
+    openai_rows = [
+        (c, by[(GATEWAY_TARGET, c)], by[(OPENAI_TARGET, c)])
+        for c in sorted({r.concurrency for r in runs})
+        if (GATEWAY_TARGET, c) in by and (OPENAI_TARGET, c) in by
+    ]
+    if openai_rows:
+        out += [
+            "",
+            "The OpenAI-compatible API against the reference's (h vs b; the issue's target: within 10%):",
+            "",
+            "| concurrency | RPS /openai/v1/chat/completions (h) / /v1/process (b) | p50 ms h / b | p99 ms h / b "
+            "| server CPU µs/req h / b |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            f"| {c} | {h.rps:.0f} / {b.rps:.0f} (**{100 * h.rps / b.rps:.0f}%**) | {h.p50_ms:.2f} / {b.p50_ms:.2f} | "
+            f"{h.p99_ms:.2f} / {b.p99_ms:.2f} | {h.cpu_us:.0f} / {b.cpu_us:.0f} |"
+            for c, b, h in openai_rows
         ]
     bridge_rows = [
         (c, by[(GATEWAY_TARGET, c)], by.get((GATEWAY_GRPC_TARGET, c)), by[(GRPC_TARGET, c)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
@@ -19,9 +18,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bridge.errors import envelope, from_rpc_error
-from bridge.json_codec import JsonInputError, message_to_obj, parse_into
+from bridge.errors import from_rpc_error
+from bridge.json_codec import JsonInputError, parse_into
 from bridge.routes import HttpBinding, bindings_for_modules
+from bridge.surface import REFERENCE, Surface, surface_for_path, surface_of
 from core.errors import ERRORS, echo
 from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
 from core.ids import request_id_from
@@ -51,9 +51,9 @@ Observe = Callable[[str, str, int, float], None]
 
 
 def _default_modules() -> list[ModuleType]:
-    from plutos.v1 import admin_pb2, keys_pb2, models_pb2, processing_pb2, usage_pb2, webhooks_pb2
+    from plutos.v1 import admin_pb2, keys_pb2, models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
-    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
+    return [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2, openai_pb2]
 
 
 class JsonResponse(Response):
@@ -83,11 +83,16 @@ def error_response(
     request_id: str,
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    surface: Surface = REFERENCE,
 ) -> Response:
+    """The error's body in ``surface``'s format, with the status from the error table."""
     all_headers = {"X-Request-Id": request_id, **(headers or {})}
     if details and "retryAfter" in details:
         all_headers.setdefault("Retry-After", str(details["retryAfter"]))
-    return json_response(envelope(code, message, request_id, details), ERRORS[code].http_status, all_headers)
+    if surface.openai_rate_limit_headers:
+        surface.add_headers(all_headers)
+    body = surface.error_body(code, message, request_id, details)
+    return json_response(body, ERRORS[code].http_status, all_headers)
 
 
 def _headers_from(metadata: Iterable[tuple[str, str | bytes]] | None, into: dict[str, str]) -> dict[str, str]:
@@ -170,8 +175,12 @@ class Bridge:
         self.max_body_bytes = max_body_bytes
         self.unary_timeout = unary_timeout
 
-    def endpoint(self, binding: HttpBinding) -> Callable[[Request], Any]:
-        inner = self._endpoint(binding)
+    def endpoint(self, binding: HttpBinding, surface: Surface = REFERENCE) -> Callable[[Request], Any]:
+        """The route's endpoint: the RPC's answer as JSON, or its messages as server-sent events.
+
+        A unary RPC with a stream twin (``(plutos.v1.stream_variant)``) calls the twin instead when
+        the request's named bool field is true."""
+        inner = self._endpoint(binding, surface)
         observe = self.observe
         if observe is None:
             return inner
@@ -185,50 +194,72 @@ class Bridge:
 
         return observed
 
-    def _endpoint(self, binding: HttpBinding) -> Callable[[Request], Any]:
+    def _endpoint(self, binding: HttpBinding, surface: Surface) -> Callable[[Request], Any]:
         serialize = binding.request_type.SerializeToString
-        deserialize = binding.response_type.FromString
         if binding.server_streaming:
-            stream_rpc = self.channel.unary_stream(binding.grpc_path, serialize, deserialize)
+            stream_rpc = self.channel.unary_stream(binding.grpc_path, serialize, binding.response_type.FromString)
 
             async def stream_endpoint(request: Request) -> Response:
                 request_id = _request_id(request)
-                message = await self._build_request(request, binding, request_id)
+                message = await self._build_request(request, binding, request_id, surface)
                 if isinstance(message, Response):
                     return message
                 call = stream_rpc(message, metadata=self._metadata(request, request_id))
-                return await self._sse(call, binding, request_id)
+                return await self._sse(call, binding.response_type, request_id, surface)
 
             return stream_endpoint
 
-        unary_rpc = self.channel.unary_unary(binding.grpc_path, serialize, deserialize)
+        unary_rpc = self.channel.unary_unary(binding.grpc_path, serialize, binding.response_type.FromString)
+        twin = binding.stream_twin
+        if twin is not None:
+            twin_rpc = self.channel.unary_stream(twin.grpc_path, serialize, twin.response_type.FromString)
+            twin_field, twin_type = twin.field, twin.response_type
+
+            async def either_endpoint(request: Request) -> Response:
+                request_id = _request_id(request)
+                message = await self._build_request(request, binding, request_id, surface)
+                if isinstance(message, Response):
+                    return message
+                if getattr(message, twin_field):
+                    call = twin_rpc(message, metadata=self._metadata(request, request_id))
+                    return await self._sse(call, twin_type, request_id, surface)
+                return await self._unary(unary_rpc, request, message, request_id, surface)
+
+            return either_endpoint
 
         async def unary_endpoint(request: Request) -> Response:
             request_id = _request_id(request)
-            message = await self._build_request(request, binding, request_id)
+            message = await self._build_request(request, binding, request_id, surface)
             if isinstance(message, Response):
                 return message
-            call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
-            # A call still running after WATCH_DISCONNECT_AFTER seconds gets a task that cancels it
-            # if the client goes away; most calls are over by then and never pay for one.
-            watch = _DisconnectWatch(request, call)
-            timer = asyncio.get_running_loop().call_later(WATCH_DISCONNECT_AFTER, watch.start)
-            try:
-                reply = await call
-            except grpc.aio.AioRpcError as err:
-                return self._rpc_error(err, request_id)
-            except asyncio.CancelledError:
-                if not watch.cancelled_call():
-                    raise
-                # The client left and the watcher cancelled the call: nobody reads this answer.
-                return error_response("cancelled", "The client closed the request.", request_id)
-            finally:
-                timer.cancel()
-                watch.stop()
-            headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
-            return json_response(message_to_obj(reply), 200, headers)
+            return await self._unary(unary_rpc, request, message, request_id, surface)
 
         return unary_endpoint
+
+    async def _unary(
+        self, unary_rpc: Any, request: Request, message: Message, request_id: str, surface: Surface
+    ) -> Response:
+        call = unary_rpc(message, metadata=self._metadata(request, request_id), timeout=self.unary_timeout)
+        # A call still running after WATCH_DISCONNECT_AFTER seconds gets a task that cancels it
+        # if the client goes away; most calls are over by then and never pay for one.
+        watch = _DisconnectWatch(request, call)
+        timer = asyncio.get_running_loop().call_later(WATCH_DISCONNECT_AFTER, watch.start)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as err:
+            return self._rpc_error(err, request_id, surface)
+        except asyncio.CancelledError:
+            if not watch.cancelled_call():
+                raise
+            # The client left and the watcher cancelled the call: nobody reads this answer.
+            return error_response("cancelled", "The client closed the request.", request_id, surface=surface)
+        finally:
+            timer.cancel()
+            watch.stop()
+        headers = _headers_from(await call.trailing_metadata(), {"X-Request-Id": request_id})
+        if surface.openai_rate_limit_headers:
+            surface.add_headers(headers)
+        return json_response(surface.to_obj(reply), 200, headers)
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:
@@ -242,7 +273,9 @@ class Bridge:
             metadata += tuple(inject({}).items())
         return metadata
 
-    async def _build_request(self, request: Request, binding: HttpBinding, request_id: str) -> Message | Response:
+    async def _build_request(
+        self, request: Request, binding: HttpBinding, request_id: str, surface: Surface
+    ) -> Message | Response:
         """Body, path and query parameters → the request message, or a 400 envelope."""
         idempotency_key = _wanted_headers(request)[3]
         if idempotency_key is not None and not valid_key(idempotency_key):
@@ -265,10 +298,10 @@ class Bridge:
             if binding.body:
                 declared = _wanted_headers(request)[2]
                 if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                    return self._too_large(request_id)
+                    return self._too_large(request_id, surface)
                 raw = await _read_body(request, self.max_body_bytes)
                 if raw is None:
-                    return self._too_large(request_id)
+                    return self._too_large(request_id, surface)
                 if raw.strip():
                     try:
                         obj = orjson.loads(raw)
@@ -277,6 +310,7 @@ class Bridge:
                             "invalid_parameters",
                             f"Malformed JSON body: {err.args[0] if err.args else err}",
                             request_id,
+                            surface=surface,
                         )
                     if binding.body == "*":
                         parse_into(obj, message)
@@ -291,7 +325,7 @@ class Bridge:
                 )
         except JsonInputError as err:
             details = {"field": err.field} if err.field else None
-            return error_response("invalid_parameters", str(err), request_id, details)
+            return error_response("invalid_parameters", str(err), request_id, details, surface=surface)
         return message
 
     @staticmethod
@@ -308,28 +342,29 @@ class Bridge:
             obj[field.name] = values if field.is_repeated else values[-1]
         return obj
 
-    def _too_large(self, request_id: str) -> Response:
+    def _too_large(self, request_id: str, surface: Surface) -> Response:
         return error_response(
             "input_too_long",
             f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
             request_id,
             {"maxBytes": self.max_body_bytes},
+            surface=surface,
         )
 
     @staticmethod
-    def _rpc_error(err: grpc.aio.AioRpcError, request_id: str) -> Response:
+    def _rpc_error(err: grpc.aio.AioRpcError, request_id: str, surface: Surface) -> Response:
         kind, message, details = from_rpc_error(err)
         trailing: Any = err.trailing_metadata()
         headers = _headers_from(trailing, {})
-        return error_response(kind.code, message, request_id, details, headers)
+        return error_response(kind.code, message, request_id, details, headers, surface)
 
-    async def _sse(self, call: Any, binding: HttpBinding, request_id: str) -> Response:
+    async def _sse(self, call: Any, response_type: type[Message], request_id: str, surface: Surface) -> Response:
         # Wait until the server accepts the call (initial metadata) or fails it: failures before
         # the first byte get the normal status and JSON envelope.
         try:
             initial = await call.initial_metadata()
         except grpc.aio.AioRpcError as err:
-            return self._rpc_error(err, request_id)
+            return self._rpc_error(err, request_id, surface)
         # The server accepts a stream by sending its headers (x-request-id among them). Without
         # them the call failed before it began (a trailers-only answer, whose status may not be
         # read yet when the empty headers are): wait for the status.
@@ -338,12 +373,14 @@ class Bridge:
             code = await call.code()
             if code != grpc.StatusCode.OK:
                 failed = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details(), None)
-                return self._rpc_error(failed, request_id)
+                return self._rpc_error(failed, request_id, surface)
         headers = _headers_from(initial, {"X-Request-Id": request_id})
+        if surface.openai_rate_limit_headers:
+            surface.add_headers(headers)
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        oneofs = binding.response_type.DESCRIPTOR.oneofs
+        oneofs = response_type.DESCRIPTOR.oneofs
         oneof_name = oneofs[0].name if oneofs else None
-        return SseResponse(call, oneof_name, request_id, self.keepalive_seconds, headers)
+        return SseResponse(call, oneof_name, request_id, self.keepalive_seconds, headers, surface)
 
 
 WATCH_DISCONNECT_AFTER = 0.2  # seconds
@@ -396,9 +433,16 @@ class SseResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, call: Any, oneof_name: str | None, request_id: str, keepalive_seconds: float, headers: dict[str, str]
+        self,
+        call: Any,
+        oneof_name: str | None,
+        request_id: str,
+        keepalive_seconds: float,
+        headers: dict[str, str],
+        surface: Surface = REFERENCE,
     ) -> None:
         self.status_code = 200
+        self.surface = surface
         self.background = None
         self.call = call
         self.oneof_name = oneof_name
@@ -422,6 +466,8 @@ class SseResponse(Response):
                 while True:
                     message = await call.read()
                     if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        if self.surface.sse_done:
+                            await send({"type": "http.response.body", "body": self.surface.sse_done, "more_body": True})
                         break
                     frame = self._frame(message)
                     if frame is not None:
@@ -429,8 +475,7 @@ class SseResponse(Response):
                         self._last_sent = loop.time()
             except grpc.aio.AioRpcError as err:
                 kind, text, details = from_rpc_error(err)
-                data = json.dumps(envelope(kind.code, text, self.request_id, details))
-                error = f"event: error\ndata: {data}\n\n".encode()
+                error = self.surface.frame("error", self.surface.error_body(kind.code, text, self.request_id, details))
                 await send({"type": "http.response.body", "body": error, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -454,7 +499,7 @@ class SseResponse(Response):
             if case is None:
                 return None
             event, payload = case, getattr(message, case)
-        return f"event: {event}\ndata: {json.dumps(message_to_obj(payload))}\n\n".encode()
+        return self.surface.frame(event, self.surface.to_obj(payload))
 
     async def _keepalive_and_watch(self, receive: Any, send: Any, streaming: asyncio.Task[Any] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -513,7 +558,9 @@ def create_app(
     by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
     names: dict[str, str] = {}
     for b in bindings:
-        by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(b)
+        by_path.setdefault(b.route_path, {})[b.http_method] = bridge.endpoint(
+            b, surface_of(b.method.containing_service)
+        )
         names.setdefault(b.route_path, b.grpc_path)
     routes: list[BaseRoute] = [
         Route(path, _by_method(endpoints), methods=list(endpoints), name=names[path])
@@ -521,10 +568,12 @@ def create_app(
     ]
     api_routes = list(routes)
     routes.extend(extra_routes)
+    surface_at = surface_for_path(bindings)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         request_id = _request_id(request)
+        surface = surface_at(request.url.path)
         if exc.status_code == 405:
             allow = _allowed_methods(request)
             return error_response(
@@ -533,8 +582,11 @@ def create_app(
                 request_id,
                 {"allow": allow},
                 {"Allow": allow},
+                surface,
             )
-        return error_response("not_found", f"No route for {request.method} {request.url.path}.", request_id)
+        return error_response(
+            "not_found", f"No route for {request.method} {request.url.path}.", request_id, surface=surface
+        )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         return _internal_error(request)

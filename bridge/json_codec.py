@@ -23,7 +23,6 @@ from core.errors import echo
 _F = FieldDescriptor
 Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same
 _FieldPlan = tuple[str, str, bool, bool, bool, Callable[[Any], Any]]  # name, json, repeated, map, presence, conv
-_plans: dict[str, list[_FieldPlan]] = {}
 
 
 def _float(value: float) -> Any:
@@ -32,41 +31,8 @@ def _float(value: float) -> Any:
     return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
-def _scalar_converter(field: FieldDescriptor) -> Callable[[Any], Any]:
-    t = field.type
-    if t == _F.TYPE_MESSAGE:
-        return message_to_obj
-    if t == _F.TYPE_ENUM:
-        enum: Any = field.enum_type
-
-        def conv_enum(v: int) -> Any:
-            value = enum.values_by_number.get(v)
-            return value.name if value is not None else v
-
-        return conv_enum
-    if t == _F.TYPE_BYTES:
-        return lambda v: base64.b64encode(v).decode("ascii")
-    if t in (_F.TYPE_FLOAT, _F.TYPE_DOUBLE):
-        return _float
-    return _identity
-
-
 def _identity(v: Any) -> Any:
     return v
-
-
-def _plan(desc: Descriptor) -> list[_FieldPlan]:
-    plan = _plans.get(desc.full_name)
-    if plan is None:
-        plan = []
-        for field in desc.fields:
-            message_type: Any = field.message_type
-            is_map = field.type == _F.TYPE_MESSAGE and message_type.GetOptions().map_entry
-            repeated = field.is_repeated
-            conv = _scalar_converter(field.message_type.fields_by_name["value"]) if is_map else _scalar_converter(field)
-            plan.append((field.name, field.json_name, repeated and not is_map, bool(is_map), field.has_presence, conv))
-        _plans[desc.full_name] = plan
-    return plan
 
 
 _WELL_KNOWN = {
@@ -79,28 +45,77 @@ _WELL_KNOWN = {
 }
 
 
-def message_to_obj(msg: Message) -> Any:
-    """The JSON-ready value of ``msg`` (dict for ordinary messages)."""
-    desc = msg.DESCRIPTOR
-    if desc.full_name in _WELL_KNOWN:
-        if desc.full_name == "google.protobuf.Timestamp" and msg.nanos == 0:  # type: ignore[attr-defined]
-            t = time.gmtime(msg.seconds)  # type: ignore[attr-defined]
-            if 1 <= t.tm_year <= 9999:  # as MessageToDict prints it: RFC 3339, whole seconds, Z
-                return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
-        return json_format.MessageToDict(msg)
-    out: dict[str, Any] = {}
-    for name, json_name, repeated, is_map, presence, conv in _plan(desc):
-        value = getattr(msg, name)
-        if repeated:
-            out[json_name] = [conv(v) for v in value]
-        elif is_map:
-            out[json_name] = {str(k): conv(v) for k, v in value.items()}
-        elif presence:
-            if msg.HasField(name):
+def _printer(proto_names: bool) -> Callable[[Message], Any]:
+    """A message → JSON-ready value function, naming fields by their JSON names (lowerCamelCase)
+    or, with ``proto_names``, by their proto names (``snake_case``). Each keeps its own per-type
+    field plans."""
+    plans: dict[str, list[_FieldPlan]] = {}
+
+    def scalar_converter(field: FieldDescriptor) -> Callable[[Any], Any]:
+        t = field.type
+        if t == _F.TYPE_MESSAGE:
+            return to_obj
+        if t == _F.TYPE_ENUM:
+            enum: Any = field.enum_type
+
+            def conv_enum(v: int) -> Any:
+                value = enum.values_by_number.get(v)
+                return value.name if value is not None else v
+
+            return conv_enum
+        if t == _F.TYPE_BYTES:
+            return lambda v: base64.b64encode(v).decode("ascii")
+        if t in (_F.TYPE_FLOAT, _F.TYPE_DOUBLE):
+            return _float
+        return _identity
+
+    def plan_of(desc: Descriptor) -> list[_FieldPlan]:
+        plan = plans.get(desc.full_name)
+        if plan is None:
+            plan = []
+            for field in desc.fields:
+                message_type: Any = field.message_type
+                is_map = field.type == _F.TYPE_MESSAGE and message_type.GetOptions().map_entry
+                repeated = field.is_repeated
+                conv = (
+                    scalar_converter(field.message_type.fields_by_name["value"]) if is_map else scalar_converter(field)
+                )
+                name = field.name if proto_names else field.json_name
+                plan.append((field.name, name, repeated and not is_map, bool(is_map), field.has_presence, conv))
+            plans[desc.full_name] = plan
+        return plan
+
+    def to_obj(msg: Message) -> Any:
+        desc = msg.DESCRIPTOR
+        if desc.full_name in _WELL_KNOWN:
+            if desc.full_name == "google.protobuf.Timestamp" and msg.nanos == 0:  # type: ignore[attr-defined]
+                t = time.gmtime(msg.seconds)  # type: ignore[attr-defined]
+                if 1 <= t.tm_year <= 9999:  # as MessageToDict prints it: RFC 3339, whole seconds, Z
+                    return (
+                        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}Z"
+                    )
+            return json_format.MessageToDict(msg, preserving_proto_field_name=proto_names)
+        out: dict[str, Any] = {}
+        for name, json_name, repeated, is_map, presence, conv in plan_of(desc):
+            value = getattr(msg, name)
+            if repeated:
+                out[json_name] = [conv(v) for v in value]
+            elif is_map:
+                out[json_name] = {str(k): conv(v) for k, v in value.items()}
+            elif presence:
+                if msg.HasField(name):
+                    out[json_name] = conv(value)
+            else:
                 out[json_name] = conv(value)
-        else:
-            out[json_name] = conv(value)
-    return out
+        return out
+
+    return to_obj
+
+
+message_to_obj = _printer(proto_names=False)
+message_to_obj.__doc__ = "The JSON-ready value of ``msg`` (dict for ordinary messages), lowerCamelCase names."
+message_to_proto_obj = _printer(proto_names=True)
+message_to_proto_obj.__doc__ = "The JSON-ready value of ``msg`` with proto field names (``max_tokens``)."
 
 
 class JsonInputError(ValueError):

@@ -26,6 +26,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from plutos.v1 import options_pb2
 
 from bridge.routes import HttpBinding
+from bridge.surface import surface_of
 from core.errors import ERRORS
 
 _F = FieldDescriptor
@@ -35,6 +36,7 @@ Field = Any
 OPENAPI_VERSION = "3.1.0"
 DESCRIPTOR_SET = "descriptors.binpb"
 ERROR_SCHEMA = "Error"
+OPENAI_ERROR_SCHEMA = "OpenAIError"  # the error body of services whose surface says ERROR_FORMAT_OPENAI
 # A path variable is one segment without a custom verb (bridge/routes.py's "segment" convertor).
 PATH_SEGMENT = "^[^/:]+$"
 _HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
@@ -178,13 +180,24 @@ def _is_map(field: Field) -> bool:
 class _Schemas:
     """``components.schemas``, filled as operations refer to messages."""
 
-    def __init__(self, comments: dict[str, str], messages: Iterable[tuple[Descriptor, str]]) -> None:
+    def __init__(
+        self,
+        comments: dict[str, str],
+        messages: Iterable[tuple[Descriptor, str]],
+        proto_named: Iterable[Descriptor] = (),
+    ) -> None:
         self.comments = comments
         self.components: dict[str, Any] = {}
         uses: dict[str, set[str]] = {}
         by_name: dict[str, Descriptor] = {}
         for desc, direction in messages:
             self._collect(desc, direction, uses, by_name)
+        # Messages of services whose JSON uses proto field names (http_surface json_names).
+        self.proto_named: set[str] = set()
+        for desc in proto_named:
+            named: dict[str, set[str]] = {}
+            self._collect(desc, "out", named, {})
+            self.proto_named.update(named)
         short: dict[str, list[str]] = {}
         for full in by_name:
             short.setdefault(_short_name(by_name[full]), []).append(full)
@@ -224,9 +237,10 @@ class _Schemas:
         for field in desc.fields:
             if field.name in skip:
                 continue
-            properties[field.json_name] = self.field(field, direction)
+            name = field.name if desc.full_name in self.proto_named else field.json_name
+            properties[name] = self.field(field, direction)
             if (direction == "out" and not field.has_presence) or _required_on_input(field):
-                required.append(field.json_name)
+                required.append(name)
         schema: dict[str, Any] = {"type": "object"}
         if desc.full_name in self.comments:
             schema["description"] = self.comments[desc.full_name]
@@ -309,7 +323,28 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
-def _error_responses() -> dict[str, Any]:
+def _openai_error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "OpenAI's error body, on the OpenAI-compatible API (/openai/v1): `code` is a code of the "
+        "error table, `type` OpenAI's error type for it, `param` the offending field or null.",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string", "enum": sorted({k.openai_type for k in ERRORS.values()})},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "string", "enum": list(ERRORS)},
+                },
+                "required": ["message", "type", "param", "code"],
+            }
+        },
+        "required": ["error"],
+    }
+
+
+def _error_responses(prefix: str = "Error", schema: str = ERROR_SCHEMA) -> dict[str, Any]:
     """One response per HTTP status of the error table, listing the codes it carries."""
     by_status: dict[int, list[str]] = {}
     for kind in ERRORS.values():
@@ -321,10 +356,10 @@ def _error_responses() -> dict[str, Any]:
             headers["Retry-After"] = RETRY_AFTER
         if status == 405:
             headers["Allow"] = {"description": "The methods this path takes.", "schema": {"type": "string"}}
-        responses[f"Error{status}"] = {
+        responses[f"{prefix}{status}"] = {
             "description": "Error: " + ", ".join(f"`{c}`" for c in codes) + ".",
             "headers": headers,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}}},
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
         }
     return responses
 
@@ -367,17 +402,27 @@ def build_openapi(
     if comments is None:
         comments = load_comments()
     wanted = [b for b in bindings if b.http_method in _HTTP_METHODS]
+    surfaces = {b.grpc_path: surface_of(b.method.containing_service) for b in wanted}
     uses: list[tuple[Descriptor, str]] = []
+    proto_named: list[Descriptor] = []
     for b in wanted:
-        uses.append((b.request_type.DESCRIPTOR, "in"))
-        uses.append((b.response_type.DESCRIPTOR, "out"))
-    schemas = _Schemas(comments, uses)
+        types = [b.request_type.DESCRIPTOR, b.response_type.DESCRIPTOR]
+        uses.append((types[0], "in"))
+        uses.append((types[1], "out"))
+        if b.stream_twin is not None:
+            types.append(b.stream_twin.response_type.DESCRIPTOR)
+            uses.append((types[2], "out"))
+        if surfaces[b.grpc_path].proto_names:
+            proto_named.extend(types)
+    schemas = _Schemas(comments, uses, proto_named)
     method_names = [b.method.name for b in wanted]
     paths: dict[str, Any] = {}
     tags: dict[str, dict[str, str]] = {}
     op_ids: set[str] = set()
     error_responses = _error_responses()
+    openai_error_responses = _error_responses("OpenAIError", OPENAI_ERROR_SCHEMA)
     for b in wanted:
+        surface = surfaces[b.grpc_path]
         service = b.method.containing_service
         tag = service.name
         if tag not in tags:
@@ -459,9 +504,14 @@ def build_openapi(
                 "headers": ok_headers,
                 "content": {"application/json": {"schema": schemas.ref(response_desc, "out")}},
             }
+            if b.stream_twin is not None:
+                twin = b.stream_twin
+                ok["description"] += f" With `{twin.field}: true`, server-sent events instead."
+                ok["content"]["text/event-stream"] = _data_only_sse_media(twin.response_type.DESCRIPTOR, schemas)
         responses: dict[str, Any] = {"200": ok}
-        for name in error_responses:
-            status = int(name.removeprefix("Error"))
+        prefix = "OpenAIError" if surface.openai_errors else "Error"
+        for name in openai_error_responses if surface.openai_errors else error_responses:
+            status = int(name.removeprefix(prefix))
             if status in _NOT_PER_OPERATION or (status == 404 and not b.path_fields):
                 continue
             responses[str(status)] = {"$ref": f"#/components/responses/{name}"}
@@ -469,6 +519,9 @@ def build_openapi(
         operation["x-grpc-method"] = b.grpc_path
         paths.setdefault(_openapi_path(b), {})[b.http_method.lower()] = operation
     schemas.components[ERROR_SCHEMA] = _error_schema()
+    if any(s.openai_errors for s in surfaces.values()):
+        schemas.components[OPENAI_ERROR_SCHEMA] = _openai_error_schema()
+        error_responses = {**error_responses, **openai_error_responses}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": "PlutosAI API", "version": version, "description": _info_description()},
@@ -523,6 +576,21 @@ def _sse_media(binding: HttpBinding, schemas: _Schemas) -> dict[str, Any]:
             "required": ["event", "data"],
             "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
             "oneOf": variants,
+        }
+    }
+
+
+def _data_only_sse_media(desc: Descriptor, schemas: _Schemas) -> dict[str, Any]:
+    """``text/event-stream`` as OpenAI streams: ``data: <json>`` per message, then ``data: [DONE]``
+    (a surface with SSE_FORMAT_DATA_ONLY); a failure mid-stream is ``data: <the error body>``."""
+    message = schemas.ref(desc, "out")
+    return {
+        "schema": {
+            "type": "object",
+            "description": f"One server-sent event, `data: <json>\\n\\n`: `data:` is {_schema_label(message)}, "
+            "or OpenAI's error body if the call fails mid-stream; the stream ends with `data: [DONE]`.",
+            "required": ["data"],
+            "properties": {"data": {"type": "string"}},
         }
     }
 

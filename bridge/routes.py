@@ -20,6 +20,7 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
+from plutos.v1 import http_options_pb2
 from starlette.convertors import Convertor, register_url_convertor
 
 _VARIABLE = re.compile(r"\{([A-Za-z_][\w.]*)(?:=[^}]*)?\}")
@@ -42,6 +43,17 @@ _ROUTE_VARIABLE = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True, slots=True)
+class StreamTwin:
+    """A server-streaming RPC that the route serves instead when the request's bool ``field`` is
+    true (the ``(plutos.v1.stream_variant)`` method option)."""
+
+    field: str
+    grpc_path: str
+    response_type: type[Message]
+    method: MethodDescriptor
+
+
+@dataclass(frozen=True, slots=True)
 class HttpBinding:
     http_method: str  # GET, POST, ...
     path: str  # Starlette path, "/v1/process/{id}"
@@ -52,6 +64,7 @@ class HttpBinding:
     response_type: type[Message]
     server_streaming: bool
     method: MethodDescriptor
+    stream_twin: StreamTwin | None = None
 
     @property
     def route_path(self) -> str:
@@ -66,6 +79,26 @@ def _rule_pattern(rule: http_pb2.HttpRule) -> tuple[str, str] | None:
     if kind == "custom":
         return rule.custom.kind.upper(), rule.custom.path
     return kind.upper(), getattr(rule, kind)
+
+
+def _stream_twin(service: ServiceDescriptor, method: MethodDescriptor) -> StreamTwin | None:
+    options = method.GetOptions()
+    if not options.HasExtension(http_options_pb2.stream_variant):
+        return None
+    variant: http_options_pb2.StreamVariant = options.Extensions[http_options_pb2.stream_variant]
+    twin = service.methods_by_name.get(variant.method)
+    where = f"{service.full_name}/{method.name}: (plutos.v1.stream_variant)"
+    if twin is None or not twin.server_streaming or twin.input_type.full_name != method.input_type.full_name:
+        raise ValueError(f"{where} must name a server-streaming RPC of the service taking the same request")
+    field = method.input_type.fields_by_name.get(variant.field)
+    if field is None or field.type != field.TYPE_BOOL or field.is_repeated:
+        raise ValueError(f"{where}: field must name a bool field of {method.input_type.full_name}")
+    return StreamTwin(
+        field=variant.field,
+        grpc_path=f"/{service.full_name}/{twin.name}",
+        response_type=GetMessageClass(twin.output_type),
+        method=twin,
+    )
 
 
 def bindings_for_service(service: ServiceDescriptor) -> Iterable[HttpBinding]:
@@ -90,6 +123,7 @@ def bindings_for_service(service: ServiceDescriptor) -> Iterable[HttpBinding]:
                 response_type=GetMessageClass(method.output_type),
                 server_streaming=method.server_streaming,
                 method=method,
+                stream_twin=_stream_twin(service, method),
             )
 
 

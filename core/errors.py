@@ -3,30 +3,31 @@
 The server raises :class:`PlutosError` with a code string from :data:`ERRORS`; the error
 interceptor turns it into a ``google.rpc.Status`` (``ErrorInfo.reason`` = the code, a
 ``google.protobuf.Struct`` with the details, ``RetryInfo`` where it applies). The REST bridge reads
-the same table to pick the HTTP status.
+the same table to pick the HTTP status, and the OpenAI-compatible surface (``/openai/v1``) to
+render OpenAI's error body (``type`` from the last column, ``code`` = the code).
 
-    code                 gRPC status          HTTP
-    invalid_parameters   INVALID_ARGUMENT     400
-    invalid_model        INVALID_ARGUMENT     400
-    input_too_long       INVALID_ARGUMENT     400
-    invalid_api_key      UNAUTHENTICATED      401
-    permission_denied    PERMISSION_DENIED    403
-    account_suspended    PERMISSION_DENIED    403 (the key's account is suspended by an operator)
-    not_found            NOT_FOUND            404
-    idempotency_in_progress ABORTED           409 (+ RetryInfo, Retry-After: the first call still runs) retryable
-    idempotency_key_reused FAILED_PRECONDITION 422 (the key came with another request)
-    method_not_allowed   UNIMPLEMENTED        405 (REST only)
-    conflict             ABORTED              409 (the resource's state forbids it: e.g. rotating a revoked key)
-    rate_limit_exceeded  RESOURCE_EXHAUSTED   429 (+ RetryInfo, Retry-After) retryable
-    insufficient_quota   RESOURCE_EXHAUSTED   429
-    internal_error       INTERNAL             500
-    not_implemented      UNIMPLEMENTED        501
-    upstream_error       UNKNOWN              502 retryable
-    service_unavailable  UNAVAILABLE          503 retryable
-    timeout              DEADLINE_EXCEEDED    504 retryable
-    cancelled            CANCELLED            499 (client went away)
-    headers_too_large    RESOURCE_EXHAUSTED   431 (REST only: request headers over the limit)
-    request_timeout      DEADLINE_EXCEEDED    408 (REST only: headers not received in time)
+    code                    gRPC status         HTTP OpenAI type
+    invalid_parameters      INVALID_ARGUMENT    400  invalid_request_error
+    invalid_model           INVALID_ARGUMENT    400  invalid_request_error
+    input_too_long          INVALID_ARGUMENT    400  invalid_request_error
+    invalid_api_key         UNAUTHENTICATED     401  authentication_error
+    permission_denied       PERMISSION_DENIED   403  permission_error
+    account_suspended       PERMISSION_DENIED   403  permission_error       (the key's account is suspended by an ope
+    not_found               NOT_FOUND           404  invalid_request_error
+    idempotency_in_progress ABORTED             409  invalid_request_error  (+ RetryInfo, Retry-After: the first call
+    idempotency_key_reused  FAILED_PRECONDITION 422  invalid_request_error  (the key came with another request)
+    method_not_allowed      UNIMPLEMENTED       405  invalid_request_error  (REST only)
+    conflict                ABORTED             409  invalid_request_error  (the resource's state forbids it: e.g. ro
+    rate_limit_exceeded     RESOURCE_EXHAUSTED  429  requests               (+ RetryInfo, Retry-After) retryable
+    insufficient_quota      RESOURCE_EXHAUSTED  429  insufficient_quota
+    internal_error          INTERNAL            500  server_error
+    not_implemented         UNIMPLEMENTED       501  invalid_request_error
+    upstream_error          UNKNOWN             502  server_error           retryable
+    service_unavailable     UNAVAILABLE         503  server_error           retryable
+    timeout                 DEADLINE_EXCEEDED   504  server_error           retryable
+    cancelled               CANCELLED           499  server_error           (client went away)
+    headers_too_large       RESOURCE_EXHAUSTED  431  invalid_request_error  (REST only: request headers over the limit)
+    request_timeout         DEADLINE_EXCEEDED   408  invalid_request_error  (REST only: headers not received in time)
 
 ``scripts/gen_error_tables.py`` writes this table into each SDK (``make clients``; a test fails when a
 copy drifts).
@@ -47,6 +48,7 @@ class ErrorKind:
     code: str
     grpc_status: grpc.StatusCode
     http_status: int
+    openai_type: str  # the ``type`` of OpenAI's error body, on the /openai/v1 surface
     # Whether a client should retry (with backoff, honouring Retry-After): the SDKs' retry rule,
     # generated into each SDK with the rest of this table (scripts/gen_error_tables.py).
     retryable: bool = False
@@ -55,28 +57,28 @@ class ErrorKind:
 ERRORS: dict[str, ErrorKind] = {
     kind.code: kind
     for kind in (
-        ErrorKind("invalid_parameters", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("invalid_model", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400),
-        ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401),
-        ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403),
-        ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403),
-        ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404),
-        ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405),
-        ErrorKind("conflict", grpc.StatusCode.ABORTED, 409),
-        ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409, retryable=True),
-        ErrorKind("idempotency_key_reused", grpc.StatusCode.FAILED_PRECONDITION, 422),
-        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retryable=True),
-        ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500),
-        ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501),
-        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, retryable=True),
-        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, retryable=True),
-        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, retryable=True),
-        ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499),
+        ErrorKind("invalid_parameters", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("invalid_model", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("input_too_long", grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error"),
+        ErrorKind("invalid_api_key", grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error"),
+        ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+        ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
+        ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+        ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
+        ErrorKind("conflict", grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
+        ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409, "invalid_request_error", retryable=True),
+        ErrorKind("idempotency_key_reused", grpc.StatusCode.FAILED_PRECONDITION, 422, "invalid_request_error"),
+        ErrorKind("rate_limit_exceeded", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "requests", retryable=True),
+        ErrorKind("insufficient_quota", grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "insufficient_quota"),
+        ErrorKind("internal_error", grpc.StatusCode.INTERNAL, 500, "server_error"),
+        ErrorKind("not_implemented", grpc.StatusCode.UNIMPLEMENTED, 501, "invalid_request_error"),
+        ErrorKind("upstream_error", grpc.StatusCode.UNKNOWN, 502, "server_error", retryable=True),
+        ErrorKind("service_unavailable", grpc.StatusCode.UNAVAILABLE, 503, "server_error", retryable=True),
+        ErrorKind("timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error", retryable=True),
+        ErrorKind("cancelled", grpc.StatusCode.CANCELLED, 499, "server_error"),
         # REST only, answered by the HTTP server before a request reaches the API (bridge/http_protocol.py).
-        ErrorKind("headers_too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 431),
-        ErrorKind("request_timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 408),
+        ErrorKind("headers_too_large", grpc.StatusCode.RESOURCE_EXHAUSTED, 431, "invalid_request_error"),
+        ErrorKind("request_timeout", grpc.StatusCode.DEADLINE_EXCEEDED, 408, "invalid_request_error"),
     )
 }
 

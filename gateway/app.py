@@ -22,6 +22,8 @@ from plutos.v1 import (
     keys_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    openai_pb2,
+    openai_pb2_grpc,
     processing_pb2,
     processing_pb2_grpc,
     usage_pb2,
@@ -61,6 +63,7 @@ from server.runtime import Runtime
 from server.services.admin import AdminService
 from server.services.keys import KeysService
 from server.services.models import ModelsService
+from server.services.openai import OpenAIService
 from server.services.processing import ProcessingService
 from server.services.usage import UsageService
 from server.services.webhooks import WebhooksService
@@ -77,6 +80,7 @@ SERVICE_NAMES = [
     webhooks_pb2.DESCRIPTOR.services_by_name["WebhooksService"].full_name,
     keys_pb2.DESCRIPTOR.services_by_name["KeysService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    openai_pb2.DESCRIPTOR.services_by_name["OpenAIService"].full_name,
 ]
 
 
@@ -138,6 +142,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
         (webhooks_pb2_grpc.add_WebhooksServiceServicer_to_server, WebhooksService(runtime)),
         (keys_pb2_grpc.add_KeysServiceServicer_to_server, KeysService(runtime)),
         (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminService(runtime)),
+        (openai_pb2_grpc.add_OpenAIServiceServicer_to_server, OpenAIService(runtime)),
     ]
     return chain, servicers
 
@@ -360,6 +365,7 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     )
     host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
     print(f"[plutos] dashboard: {scheme}://{host}:{platform.http_port}/dashboard/", flush=True)
+    print(f"[plutos] OpenAI-compatible API: {scheme}://{host}:{platform.http_port}/openai/v1", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

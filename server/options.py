@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
 from plutos.v1 import processing_pb2
 
 from core.errors import PlutosError, invalid_parameter
@@ -9,6 +13,7 @@ from server.backends.base import GenerationParams
 from server.config import ModelSpec
 
 DEFAULT_MAX_TOKENS = 1000
+OPENAI_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for a legacy completion
 # Allowance for the chat template around the input (role markers, a default system prompt).
 PROMPT_OVERHEAD_TOKENS = 64
 
@@ -21,6 +26,13 @@ def prompt_token_bound(text: str, system_prompt: str | None, context: int) -> in
     return min(len(text.encode("utf-8")) + system + PROMPT_OVERHEAD_TOKENS, context)
 
 
+def messages_token_bound(messages: Sequence[Mapping[str, Any]], context: int) -> int:
+    """The most prompt tokens a chat can be: each message's JSON bytes (content, tool calls, names)
+    plus the template allowance, capped at the model's context. Billing and the quota reservation
+    (``server.limits.policy``, from the request's messages as sent) use this bound."""
+    return min(sum(len(orjson.dumps(m)) + PROMPT_OVERHEAD_TOKENS for m in messages), context)
+
+
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_LENGTH = 100
 
@@ -30,37 +42,55 @@ def require_text(value: str, field: str) -> None:
         raise invalid_parameter(field, f"'{field}' is required and must be a non-empty string.")
 
 
+# How the reference's API names each option: (field path for details.field, name in messages).
+REFERENCE_NAMES = {
+    "temperature": ("options.temperature", "temperature"),
+    "top_p": ("options.topP", "topP"),
+    "max_tokens": ("options.maxTokens", "maxTokens"),
+    "frequency_penalty": ("options.frequencyPenalty", "frequencyPenalty"),
+    "presence_penalty": ("options.presencePenalty", "presencePenalty"),
+    "stop": ("options.stop", "stop"),
+}
+
+
 def params_from_options(
-    options: processing_pb2.ProcessOptions, spec: ModelSpec, deadline: float | None = None
+    options: processing_pb2.ProcessOptions,
+    spec: ModelSpec,
+    deadline: float | None = None,
+    names: dict[str, tuple[str, str]] = REFERENCE_NAMES,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> GenerationParams:
-    """Apply defaults and check ranges; ``invalid_parameters`` names the offending field."""
+    """Apply defaults and check ranges; ``invalid_parameters`` names the offending field as
+    ``names`` (option → (field path, name in the message)) calls it."""
     temperature = options.temperature if options.HasField("temperature") else 0.7
     if not 0.0 <= temperature <= 2.0:
-        raise invalid_parameter("options.temperature", "'temperature' must be between 0 and 2.")
+        field, name = names["temperature"]
+        raise invalid_parameter(field, f"'{name}' must be between 0 and 2.")
     top_p = options.top_p if options.HasField("top_p") else 1.0
     if not 0.0 < top_p <= 1.0:
-        raise invalid_parameter("options.topP", "'topP' must be greater than 0 and at most 1.")
+        field, name = names["top_p"]
+        raise invalid_parameter(field, f"'{name}' must be greater than 0 and at most 1.")
     if options.HasField("max_tokens"):
         max_tokens = options.max_tokens
+        field, name = names["max_tokens"]
         if max_tokens < 1:
-            raise invalid_parameter("options.maxTokens", "'maxTokens' must be at least 1.")
+            raise invalid_parameter(field, f"'{name}' must be at least 1.")
         if max_tokens > spec.max_tokens:
-            raise invalid_parameter(
-                "options.maxTokens", f"'maxTokens' must be at most {spec.max_tokens} for model '{spec.id}'."
-            )
+            raise invalid_parameter(field, f"'{name}' must be at most {spec.max_tokens} for model '{spec.id}'.")
     else:
-        max_tokens = min(DEFAULT_MAX_TOKENS, spec.max_tokens)
+        max_tokens = min(default_max_tokens, spec.max_tokens)
     penalties = {}
-    for name, json_name in (("frequency_penalty", "frequencyPenalty"), ("presence_penalty", "presencePenalty")):
-        value = getattr(options, name) if options.HasField(name) else 0.0  # type: ignore[arg-type]
+    for option in ("frequency_penalty", "presence_penalty"):
+        value = getattr(options, option) if options.HasField(option) else 0.0
         if not -2.0 <= value <= 2.0:
-            raise invalid_parameter(f"options.{json_name}", f"'{json_name}' must be between -2 and 2.")
-        penalties[name] = value
+            field, name = names[option]
+            raise invalid_parameter(field, f"'{name}' must be between -2 and 2.")
+        penalties[option] = value
     stop = tuple(options.stop)
     if len(stop) > MAX_STOP_SEQUENCES:
-        raise invalid_parameter("options.stop", f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
+        raise invalid_parameter(names["stop"][0], f"'stop' takes at most {MAX_STOP_SEQUENCES} sequences.")
     if stop and any(not s or len(s) > MAX_STOP_LENGTH for s in stop):
-        raise invalid_parameter("options.stop", f"each 'stop' sequence must be 1 to {MAX_STOP_LENGTH} characters.")
+        raise invalid_parameter(names["stop"][0], f"each 'stop' sequence must be 1 to {MAX_STOP_LENGTH} characters.")
     return GenerationParams(
         temperature=temperature,
         max_tokens=max_tokens,
@@ -86,6 +116,12 @@ def options_to_record(params: GenerationParams) -> dict[str, object]:
         record["systemPrompt"] = params.system_prompt
     if params.stop:
         record["stop"] = list(params.stop)
+    if params.seed is not None:
+        record["seed"] = params.seed
+    if params.json_output:
+        record["responseFormat"] = "json_object"
+    if params.messages:  # a chat: the whole conversation (the record's input is its last user message)
+        record["messages"] = [{"role": m["role"], "content": m.get("content")} for m in params.messages]
     return record
 
 

@@ -16,6 +16,13 @@ SCOPE_BY_METHOD = {
     f"{_SERVICE}ProcessingService/ListProcesses": "process",
     f"{_SERVICE}ProcessingService/Batch": "batch",
     f"{_SERVICE}ProcessingService/Stream": "stream",
+    # The OpenAI-compatible API needs the scopes of its reference counterparts.
+    f"{_SERVICE}OpenAIService/CreateChatCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamChatCompletion": "stream",
+    f"{_SERVICE}OpenAIService/CreateCompletion": "process",
+    f"{_SERVICE}OpenAIService/StreamCompletion": "stream",
+    f"{_SERVICE}OpenAIService/ListModels": "models",
+    f"{_SERVICE}OpenAIService/RetrieveModel": "models",
 }
 SCOPE_BY_SERVICE = {
     f"{_SERVICE}ModelsService": "models",

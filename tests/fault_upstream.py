@@ -34,6 +34,11 @@ from starlette.routing import Route
 from gateway.app import reuseport_socket
 
 MOCK_TEXT = ["Hello", " from", " the", " mock"]
+TOOL_CALL = {
+    "id": "call_1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 
 
 @dataclass
@@ -189,6 +194,41 @@ class FaultUpstream:
         if model == "cut-short":  # a well-formed stream that ends without finish_reason or [DONE]
             call.outcome = "completed"
             frames = [_event({"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]})]
+            return StreamingResponse(_aiter(frames), media_type="text/event-stream", headers=rid)
+        if model == "tool-call":  # calls get_weather(city="Paris"), its arguments streamed in two fragments
+            call.outcome = "completed"
+            if not stream:
+                answer = _completion(model, "")
+                answer["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+                answer["choices"][0]["finish_reason"] = "tool_calls"
+                return JSONResponse(answer, headers=rid)
+            head = {"index": 0, "id": TOOL_CALL["id"], "type": "function"}
+            frames = [
+                _event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}),
+                _event(
+                    {
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "tool_calls": [
+                                        {**head, "function": {"name": "get_weather", "arguments": '{"city": '}}
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                ),
+                _event(
+                    {
+                        "choices": [
+                            {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}}
+                        ]
+                    }
+                ),
+                _event({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+                b"data: [DONE]\n\n",
+            ]
             return StreamingResponse(_aiter(frames), media_type="text/event-stream", headers=rid)
         if model == "die-after-3":
             return self._sse(call, model, ["one", " two", " three"], die=True, headers=rid)

@@ -1,6 +1,7 @@
 """Schemathesis hooks for tests/test_schemathesis.py (loaded through SCHEMATHESIS_HOOKS).
 
-``map_case`` keeps generation bounded: a valid ``maxTokens`` is capped, one is added where absent,
+``map_case`` keeps generation bounded: a valid ``maxTokens`` (``max_tokens`` on /openai/v1) is capped,
+one is added where absent,
 batches keep at most a few inputs, and a string ``model`` names the catalogue's model (so valid
 bodies reach the model instead of stopping at ``invalid_model``). Each change keeps a valid case valid
 and an invalid one invalid. ``error_envelope`` checks every 4xx/5xx answer against the error table.
@@ -29,6 +30,13 @@ def map_case(ctx: Any, case: Any) -> Any:
         inputs = body.get("inputs")
         if isinstance(inputs, list) and len(inputs) > MAX_BATCH:
             body["inputs"] = inputs[:MAX_BATCH]
+        if "messages" in body or "prompt" in body:  # the OpenAI-compatible API: its own names
+            for name in ("max_tokens", "max_completion_tokens"):
+                tokens = body.get(name)
+                if type(tokens) is int and tokens > MAX_TOKENS:
+                    body[name] = MAX_TOKENS
+            if "max_tokens" not in body and "max_completion_tokens" not in body:
+                body["max_tokens"] = MAX_TOKENS
         options = body.setdefault("options", {}) if "input" in body or "inputs" in body else body.get("options")
         if isinstance(options, dict):
             tokens = options.get("maxTokens")
@@ -55,6 +63,10 @@ def error_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
         raise AssertionError(f"{response.status_code} with code {error.get('code')!r}")
     if not isinstance(error.get("message"), str) or not error["message"]:
         raise AssertionError("error without a message")
+    if case.path.startswith("/openai/"):  # OpenAI's error body, from the same table
+        if set(error) != {"message", "type", "param", "code"} or error["type"] != kind.openai_type:
+            raise AssertionError(f"not OpenAI's error body: {error!r}")
+        return None
     request_id = response.headers.get("x-request-id")
     request_id = request_id[0] if isinstance(request_id, list) else request_id
     if error.get("requestId") != request_id:

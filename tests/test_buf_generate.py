@@ -23,7 +23,8 @@ def test_buf_generate_in_a_fresh_clone(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     stubs = clone / "build" / "stubs"
-    protos = sorted(p.stem for p in (ROOT / "protos" / "plutos" / "v1").glob("*.proto"))
+    # Java names a file's outer class in CamelCase: http_options.proto -> HttpOptions.java.
+    protos = sorted(p.stem.replace("_", "") for p in (ROOT / "protos" / "plutos" / "v1").glob("*.proto"))
     java = stubs / "java" / "plutos" / "v1"
     assert sorted(p.stem.lower() for p in java.glob("*.java")) == protos
     assert "class ProcessRequest" in (java / "Processing.java").read_text()

@@ -331,6 +331,15 @@ async def test_webhooks_create_and_delete(page: Page, origin: str, user: Created
     await row.get_by_role("button", name=re.compile("^Delete")).click()
     await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
     await expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
+    # Without a secret, the server generates one and the page shows it this once.
+    await page.get_by_label("Endpoint URL").fill(url)
+    await page.get_by_role("button", name="Add endpoint").click()
+    await expect(page.locator("code.secret")).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/]{43}=$"))
+    row = page.get_by_role("row").filter(has_text=url)
+    await expect(row).to_contain_text("Yes")
+    await row.get_by_role("button", name=re.compile("^Delete")).click()
+    await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    await expect(page.get_by_text("No webhook endpoints yet.")).to_be_visible()
 
 
 async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> None:

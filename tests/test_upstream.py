@@ -197,6 +197,8 @@ async def up(
         upstream_spec("mock-slow-read", mock, "slow", timeout={"read": 1}),
         upstream_spec("mock-stall", mock, "stall-after-1", timeout={"read": 1}),
         upstream_spec("mock-drip", mock, "drip"),
+        upstream_spec("mock-tool-call", mock, "tool-call"),
+        upstream_spec("mock-tool-call-whole", mock, "tool-call", supports_streaming=False),
         upstream_spec("mock-fallback", mock, "fail-500", fallbacks=["mock-429", "mock-ok"], max_retries=0),
         upstream_spec("unreachable", f"http://127.0.0.1:{free_port()}/v1", "x", max_retries=1),
     ]
@@ -717,3 +719,116 @@ async def test_rest_stream_disconnect_reaches_the_llama_cpp_server(
         await asyncio.sleep(0.1)
     assert llama_server.output().count("Disconnected from client") > before
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
+
+
+# -- the OpenAI-compatible API (/openai/v1) through an upstream -------------------------------------
+
+
+async def test_openai_sdk_chat_and_stream_through_llama_cpp_server(up: RunningPlatform, up_key: CreatedKey) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{up.http_port}/openai/v1", api_key=up_key.secret, max_retries=0, timeout=60
+    )
+    question = unique("What is the capital of France?")
+    chat = await client.chat.completions.create(
+        model="gpt-4-whole",  # one JSON answer upstream: the server's exact usage
+        messages=[
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": question},
+        ],
+        max_tokens=8,
+        temperature=0,
+    )
+    record, ledger = await record_and_ledger(up, question)
+    assert record.kind == "chat" and record.status == "completed"
+    assert chat.choices[0].message.content == record.output
+    assert chat.usage is not None and ledger is not None
+    assert ledger.prompt_tokens == chat.usage.prompt_tokens and ledger.completion_tokens == chat.usage.completion_tokens
+    stream = await client.chat.completions.create(
+        model="gpt-4", messages=[{"role": "user", "content": "Count to five."}], max_tokens=8, stream=True
+    )
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    await client.close()
+
+
+async def test_openai_npm_package_and_langchain_through_llama_cpp_server(
+    up: RunningPlatform, up_key: CreatedKey
+) -> None:
+    from tests.test_openai_clients import langchain_checks, node_sdk_results
+
+    await node_sdk_results(up, up_key, "gpt-4")
+    await langchain_checks(up, up_key, "gpt-4")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_openai_tools_pass_through_and_tool_calls_come_back(up: RunningPlatform, up_key: CreatedKey) -> None:
+    import openai
+
+    from tests.fault_upstream import TOOL_CALL
+
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{up.http_port}/openai/v1", api_key=up_key.secret, max_retries=0, timeout=60
+    )
+    # The OpenAI fields reach the upstream as they are (the echo model answers with the body it got).
+    echoed = await client.chat.completions.create(
+        model="mock-echo-whole",
+        messages=[{"role": "user", "content": unique("What is the weather?")}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="auto",
+        user="end-user-1",
+        seed=7,
+        response_format={"type": "json_object"},
+    )
+    body = json.loads(echoed.choices[0].message.content or "")["body"]
+    assert body["tools"] == [WEATHER_TOOL] and body["tool_choice"] == "auto"
+    assert body["user"] == "end-user-1" and body["seed"] == 7
+    assert body["response_format"] == {"type": "json_object"}
+    # The model's tool calls come back, from a whole answer and from a stream.
+    for model in ("mock-tool-call-whole", "mock-tool-call"):
+        chat = await client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": unique("Weather in Paris?")}],
+            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        )
+        choice = chat.choices[0]
+        assert choice.finish_reason == "tool_calls", model
+        calls = choice.message.tool_calls or []
+        assert [c.model_dump() for c in calls] == [TOOL_CALL], model
+    stream = await client.chat.completions.create(
+        model="mock-tool-call",
+        messages=[{"role": "user", "content": unique("Weather in Paris?")}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        stream=True,
+    )
+    chunks = [c async for c in stream]
+    last = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(last) == 1 and last[0].choices[0].finish_reason == "tool_calls"
+    streamed = last[0].choices[0].delta.tool_calls or []
+    assert [c.index for c in streamed] == [0]
+    assert streamed[0].function is not None and json.loads(streamed[0].function.arguments or "") == {"city": "Paris"}
+    # The tool's answer goes back with the call it answers.
+    follow_up = await client.chat.completions.create(
+        model="mock-echo-whole",
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": "call_1", "content": unique("18 degrees")},
+        ],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+    )
+    sent = json.loads(follow_up.choices[0].message.content or "")["body"]["messages"]
+    assert sent[1]["tool_calls"] == [TOOL_CALL] and sent[2]["tool_call_id"] == "call_1"
+    await client.close()

@@ -1,6 +1,7 @@
 """Webhook signatures against the ``standardwebhooks`` package as the oracle (issue 15, item 15):
 secrets in the form the Standard Webhooks specification defines (``whsec_`` + base64 of 24-64
-bytes, padded or not) and plain secrets (the package takes them as bytes) verify."""
+bytes, padded or not), plain secrets (the package takes them as bytes) and the secrets the server
+generates verify."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import time
 import pytest
 import standardwebhooks
 
-from server.webhook_delivery.signing import body_signature_valid, header_signature, secret_problem, signed_body
+from server.webhook_delivery.signing import (
+    body_signature_valid,
+    header_signature,
+    new_secret,
+    secret_problem,
+    signed_body,
+)
 
 
 def whsec(n: int, padded: bool = True) -> str:
@@ -49,3 +56,14 @@ def test_a_plain_secret_verifies_as_bytes() -> None:
 @pytest.mark.parametrize("secret", ["whsec_!!", "whsec_", "whsec_a"])
 def test_a_whsec_secret_that_is_not_base64_is_refused(secret: str) -> None:
     assert secret_problem(secret) is not None
+
+
+def test_generated_secrets_are_spec_secrets_that_verify() -> None:
+    secret, ts = new_secret(), int(time.time())
+    assert secret.startswith("whsec_") and secret_problem(secret) is None
+    assert len(base64.b64decode(secret[len("whsec_") :])) == 32
+    assert new_secret() != secret
+    body = signed_body(b'{"event":"ping"}', secret)
+    headers = {"webhook-id": "evt_3", "webhook-timestamp": str(ts)}
+    headers["webhook-signature"] = header_signature(secret, "evt_3", ts, body)
+    assert standardwebhooks.Webhook(secret).verify(body, headers)["event"] == "ping"

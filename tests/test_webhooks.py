@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.errors import PlutosError
 from gateway.app import RunningPlatform, start_platform
@@ -29,7 +29,7 @@ from server.backends.base import Backend, GenerationParams, GenerationState, Pre
 from server.catalogue import BACKENDS
 from server.config import ModelSpec, Plan
 from server.keys import CreatedKey
-from server.store.models import LedgerEntry, UsageThresholdCrossing, WebhookAttempt, WebhookDelivery
+from server.store.models import LedgerEntry, UsageThresholdCrossing, Webhook, WebhookAttempt, WebhookDelivery
 from server.store.usage_rollup import roll_up_usage
 from server.store.writer import RecordWriter
 from server.webhook_delivery.destinations import (
@@ -112,10 +112,21 @@ async def test_create_list_and_delete(http: httpx.AsyncClient, receiver: Receive
     assert (await http.delete(f"/webhooks/{created['id']}")).status_code == 404
 
 
-async def test_webhook_without_secret_says_so(http: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_webhook_without_secret_gets_one_generated_and_shown_once(
+    http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     created = await create_webhook(http, receiver.url(receiver.new_path()), ["processing.failed"])
-    assert created["hasSecret"] is False
-    await http.delete(f"/webhooks/{created['id']}")
+    assert list(created) == ["id", "url", "events", "hasSecret", "createdAt", "secret"]
+    assert created["hasSecret"] is True
+    assert re.fullmatch(r"whsec_[A-Za-z0-9+/]{43}=", created["secret"])
+    assert len(base64.b64decode(created["secret"][len("whsec_") :])) == 32
+    other = await create_webhook(http, receiver.url(receiver.new_path()), ["processing.failed"])
+    assert other["secret"] != created["secret"]
+    listed = (await http.get("/webhooks")).json()["webhooks"]
+    assert {k: v for k, v in created.items() if k != "secret"} in listed
+    assert all("secret" not in w for w in listed)
+    for hook in (created, other):
+        await http.delete(f"/webhooks/{hook['id']}")
 
 
 @pytest.mark.parametrize(
@@ -304,9 +315,28 @@ def _verify_with_the_python_sdk(body: bytes, headers: dict[str, str], secret: st
     assert webhooks.verify(body, headers, secret)["event"]
 
 
-async def test_unsigned_delivery_has_no_signature(http: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_generated_secret_signs_deliveries_the_standardwebhooks_package_verifies(
+    http: httpx.AsyncClient, receiver: Receiver
+) -> None:
     path = receiver.new_path()
     hook = await create_webhook(http, receiver.url(path), ["processing.completed"])
+    await http.post("/process", json={"input": "Hello", "model": MODEL, "options": SHORT})
+    (delivery,) = (await receiver.wait_for(path, 1)).values()
+    assert list(delivery.json()) == ["event", "timestamp", "data", "signature"]
+    assert header_signature_ok(delivery, hook["secret"])  # standardwebhooks.Webhook("whsec_…").verify
+    assert body_signature_ok(delivery, hook["secret"])
+    assert not header_signature_ok(delivery, SECRET)
+    await http.delete(f"/webhooks/{hook['id']}")
+
+
+async def test_a_webhook_stored_without_secret_is_sent_unsigned(
+    http: httpx.AsyncClient, platform: RunningPlatform, receiver: Receiver
+) -> None:
+    """Webhooks created before secrets were generated have none; their deliveries carry no signature."""
+    path = receiver.new_path()
+    hook = await create_webhook(http, receiver.url(path), ["processing.completed"])
+    async with platform.runtime.sessions.begin() as session:
+        await session.execute(update(Webhook).where(Webhook.id == hook["id"]).values(secret=None))
     await http.post("/process", json={"input": "Hello", "model": MODEL, "options": SHORT})
     (delivery,) = (await receiver.wait_for(path, 1)).values()
     assert list(delivery.json()) == ["event", "timestamp", "data"]

@@ -225,13 +225,13 @@ func (c *Client) GetUsageWithContext(ctx context.Context, params UsageParams) (*
 }
 
 // CreateWebhook registers a webhook (POST /webhooks).
-func (c *Client) CreateWebhook(req CreateWebhookRequest) (*Webhook, error) {
+func (c *Client) CreateWebhook(req CreateWebhookRequest) (*CreateWebhookResponse, error) {
 	return c.CreateWebhookWithContext(context.Background(), req)
 }
 
 // CreateWebhookWithContext is CreateWebhook with a context.
-func (c *Client) CreateWebhookWithContext(ctx context.Context, req CreateWebhookRequest) (*Webhook, error) {
-	return doJSON[Webhook](ctx, c, http.MethodPost, "/webhooks", nil, req)
+func (c *Client) CreateWebhookWithContext(ctx context.Context, req CreateWebhookRequest) (*CreateWebhookResponse, error) {
+	return doJSON[CreateWebhookResponse](ctx, c, http.MethodPost, "/webhooks", nil, req)
 }
 
 // ListWebhooks lists the caller's webhooks (GET /webhooks).

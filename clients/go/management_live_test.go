@@ -6,6 +6,7 @@ package plutos_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,9 @@ func TestLiveManagement(t *testing.T) {
 	hook, err := self.CreateWebhook(plutos.CreateWebhookRequest{URL: "http://127.0.0.1:9/sdk-go", Events: []string{"processing.completed"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !hook.HasSecret || !strings.HasPrefix(hook.Secret, "whsec_") || hook.RequestID == "" {
+		t.Fatalf("CreateWebhook without a secret: %+v", hook) // the server generates one, shown once
 	}
 	if ping, err := self.TestWebhook(ctx, hook.ID); err != nil || ping.Delivered || ping.Error == nil {
 		t.Fatalf("TestWebhook: %+v, %v", ping, err)

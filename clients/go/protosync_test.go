@@ -17,7 +17,12 @@ import (
 func jsonNames(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
-		tag := t.Field(i).Tag.Get("json")
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			names = append(names, jsonNames(f.Type)...) // embedded: its fields are promoted
+			continue
+		}
 		name, _, _ := strings.Cut(tag, ",")
 		if name != "" && name != "-" {
 			names = append(names, name)
@@ -59,7 +64,7 @@ func TestRESTTypesMatchTheProtos(t *testing.T) {
 		{UsageLimits{}, &plutosv1.UsageLimits{}},
 		{UsageResponse{}, &plutosv1.GetUsageResponse{}},
 		{CreateWebhookRequest{}, &plutosv1.CreateWebhookRequest{}},
-		{Webhook{}, &plutosv1.CreateWebhookResponse{}},
+		{CreateWebhookResponse{}, &plutosv1.CreateWebhookResponse{}},
 		{Webhook{}, &plutosv1.Webhook{}},
 		{ListWebhooksResponse{}, &plutosv1.ListWebhooksResponse{}},
 		{DeleteWebhookResponse{}, &plutosv1.DeleteWebhookResponse{}},

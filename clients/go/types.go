@@ -266,7 +266,17 @@ const (
 type CreateWebhookRequest struct {
 	URL    string   `json:"url"`
 	Events []string `json:"events"`
-	// Secret, when set, signs the deliveries.
+	// Secret signs the deliveries: "whsec_" + base64 (the Standard Webhooks form) or any other
+	// text. Empty: the server generates one and returns it in CreateWebhookResponse.Secret.
+	Secret string `json:"secret,omitempty"`
+}
+
+// CreateWebhookResponse is the answer of POST /webhooks: the webhook, and the secret the server
+// generated.
+type CreateWebhookResponse struct {
+	Webhook
+	// Secret is the signing secret the server generated ("whsec_" + base64 of 32 random bytes),
+	// set only when the request gave none. It is returned only here: store it.
 	Secret string `json:"secret,omitempty"`
 }
 

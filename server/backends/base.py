@@ -10,7 +10,7 @@ import abc
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
@@ -29,6 +29,27 @@ class GenerationParams:
     # When the caller must have its answer, on the event loop's clock (loop.time()); None: no limit.
     # Backends that call out (upstreams) must not outlive it.
     deadline: float | None = None
+    # A whole conversation to prompt with instead of system_prompt + the input: OpenAI message
+    # objects, ``content`` a string (or None); local models read role and content, upstreams get
+    # them as they are.
+    messages: tuple[dict[str, Any], ...] = ()
+    # Sampling seed (local models: the same seed, prompt and options give the same output).
+    seed: int | None = None
+    # Valid JSON output (OpenAI's response_format json_object): a JSON grammar on local models.
+    json_output: bool = False
+    # OpenAI request fields an openai-compatible upstream gets as they are (user, response_format,
+    # tools, tool_choice, ...); local models refuse what they cannot honour before this is built.
+    upstream_extra: tuple[tuple[str, Any], ...] = ()
+
+    def conversation(self, text: str) -> list[dict[str, Any]]:
+        """The chat messages to prompt with: ``messages``, or the system prompt and ``text``."""
+        if self.messages:
+            return list(self.messages)
+        conversation: list[dict[str, Any]] = []
+        if self.system_prompt:
+            conversation.append({"role": "system", "content": self.system_prompt})
+        conversation.append({"role": "user", "content": text})
+        return conversation
 
 
 @dataclass(slots=True)
@@ -38,7 +59,9 @@ class GenerationState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     text_parts: list[str] = field(default_factory=list)
-    finish_reason: str | None = None  # stop | length | cancelled | error
+    finish_reason: str | None = None  # stop | length | tool_calls | cancelled | error
+    # The tool calls an upstream model made (OpenAI's objects, streamed fragments joined), if any.
+    tool_calls: list[dict[str, Any]] | None = None
 
     @property
     def text(self) -> str:
@@ -63,6 +86,8 @@ class Backend(abc.ABC):
     """One model (or upstream) that can generate text."""
 
     supports_streaming: bool = True
+    # Takes OpenAI request fields as they are (GenerationParams.upstream_extra: tools, ...).
+    takes_openai_fields: bool = False
 
     @abc.abstractmethod
     async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:

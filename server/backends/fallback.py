@@ -30,6 +30,7 @@ class FallbackBackend(Backend):
         self.primary = primary
         self.fallbacks = fallbacks
         self.supports_streaming = primary.supports_streaming
+        self.takes_openai_fields = primary.takes_openai_fields and all(b.takes_openai_fields for _, b in fallbacks)
 
     async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:
         return await self.primary.prepare(text, params)

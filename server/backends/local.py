@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import importlib.util
 import logging
 import os
@@ -29,6 +30,21 @@ log = logging.getLogger("plutos.backends.local")
 # Rejected without tokenizing: no real tokenizer packs more characters than this into a token.
 MAX_CHARS_PER_TOKEN = 16
 _DONE = object()
+
+
+@functools.cache
+def _json_grammar_text() -> str:
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    text: str = JSON_GBNF
+    return text
+
+
+def json_grammar() -> Any:
+    """llama.cpp's JSON grammar (a fresh one per generation: a grammar keeps its parse state)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(_json_grammar_text(), verbose=False)
 
 
 def find_smollm2_gguf() -> Path:
@@ -93,10 +109,12 @@ class LocalLlamaBackend(Backend):
     # -- prompt ---------------------------------------------------------------------------------
 
     def _tokenize(self, text: str, params: GenerationParams) -> list[int]:
-        messages: list[dict[str, str]] = []
-        if params.system_prompt:
-            messages.append({"role": "system", "content": params.system_prompt})
-        messages.append({"role": "user", "content": text})
+        # The GGUF's own chat template renders the conversation (OpenAI's "developer" role is a
+        # system message to a model that predates it).
+        messages = [
+            {"role": "system" if m["role"] == "developer" else m["role"], "content": m.get("content") or ""}
+            for m in params.conversation(text)
+        ]
         if self._formatter is not None:
             formatted = self._formatter(messages=messages)
             add_bos = not formatted.added_special
@@ -114,7 +132,7 @@ class LocalLlamaBackend(Backend):
             f"Input exceeds the model's context of {self.n_ctx} tokens.",
             {"maxTokens": self.n_ctx},
         )
-        chars = len(text) + len(params.system_prompt or "")
+        chars = sum(len(m.get("content") or "") for m in params.conversation(text))
         if chars > self.n_ctx * MAX_CHARS_PER_TOKEN:
             raise too_long
         # Tokenizing reads only the vocabulary, so it may run beside a generation.
@@ -193,11 +211,15 @@ class LocalLlamaBackend(Backend):
         pending = ""
         produced = 0
         finish = "length"
-        if params.temperature == 0:
+        if params.temperature == 0 or params.seed is not None:
             # Greedy decoding must give the same answer for the same input. Reusing the KV cache of
             # a shared prefix evaluates the prompt in other batch splits, whose rounding can tip a
             # near-tie between two tokens; a full evaluation cannot.
             llm.reset()
+        # A seeded call fixes the sampler's seed; the others draw a fresh one (llama.cpp's default).
+        seed = params.seed & 0xFFFFFFFF if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+        if seed != llm._seed:
+            llm.set_seed(seed)
         for token in llm.generate(
             tokens,
             temp=params.temperature,
@@ -205,6 +227,7 @@ class LocalLlamaBackend(Backend):
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty,
             reset=True,
+            grammar=json_grammar() if params.json_output else None,
         ):
             if cancel.is_set():
                 finish = "cancelled"

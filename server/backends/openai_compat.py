@@ -65,7 +65,7 @@ REPLY_PRIMING_TOKENS = 3
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NUL = "\x00"
-_FINISH_REASONS = {"length": "length"}  # anything else the upstream says ends as "stop"
+_FINISH_REASONS = {"length": "length", "tool_calls": "tool_calls"}  # anything else ends as "stop"
 
 
 def is_event_stream(headers: dict[str, str], asked_to_stream: bool) -> bool:
@@ -150,8 +150,10 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
-def estimate_prompt_tokens(messages: list[dict[str, str]]) -> int:
-    return sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages) + REPLY_PRIMING_TOKENS
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    return (
+        sum(estimate_tokens(m.get("content") or "") + MESSAGE_OVERHEAD_TOKENS for m in messages) + REPLY_PRIMING_TOKENS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +258,8 @@ CLIENTS = _ClientPool()
 
 
 class OpenAICompatibleBackend(Backend):
+    takes_openai_fields = True
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.config = UpstreamConfig.from_spec(spec)
@@ -282,15 +286,12 @@ class OpenAICompatibleBackend(Backend):
     # -- prompt ---------------------------------------------------------------------------------
 
     def request_body(self, text: str, params: GenerationParams) -> dict[str, Any]:
-        """The reference's options in OpenAI's names."""
-        messages = []
-        if params.system_prompt:
-            messages.append({"role": "system", "content": params.system_prompt})
-        messages.append({"role": "user", "content": text})
+        """The reference's options in OpenAI's names (and an OpenAI request's own fields as they are)."""
         body: dict[str, Any] = {
             **self.config.extra_body,
+            **dict(params.upstream_extra),
             "model": self.config.upstream_model,
-            "messages": messages,
+            "messages": params.conversation(text),
             "temperature": params.temperature,
             "top_p": params.top_p,
             self.config.max_tokens_param: params.max_tokens,
@@ -300,6 +301,10 @@ class OpenAICompatibleBackend(Backend):
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.json_output and "response_format" not in body:
+            body["response_format"] = {"type": "json_object"}
         if self.config.stream and self.config.stream_usage:
             body["stream_options"] = {"include_usage": True}
         return body
@@ -536,8 +541,11 @@ class OpenAICompatibleBackend(Backend):
             if isinstance(text, str) and NUL in text:
                 text = text.replace(NUL, "")
             finish = choice.get("finish_reason") or "stop"
+            tool_calls = choice["message"].get("tool_calls")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise self._upstream_error("The upstream's answer has no choices.", 200, request_id) from None
+        if isinstance(tool_calls, list) and tool_calls and all(isinstance(c, dict) for c in tool_calls):
+            state.tool_calls = tool_calls
         if not isinstance(text, str):
             raise self._upstream_error("The upstream's answer is not text.", 200, request_id)
         state.completion_tokens = estimate_tokens(text)
@@ -667,7 +675,7 @@ class _SseReader:
     lines, comments); each event's data is one JSON chunk, ``[DONE]`` ends the answer, and an
     event named ``error`` is the upstream failing."""
 
-    __slots__ = ("backend", "counted", "deadline", "done", "finish", "parser", "request_id", "state", "usage")
+    __slots__ = ("backend", "counted", "deadline", "done", "finish", "parser", "request_id", "state", "tools", "usage")
 
     def __init__(
         self, backend: OpenAICompatibleBackend, state: GenerationState, request_id: str | None, deadline: float
@@ -680,6 +688,7 @@ class _SseReader:
         self.counted = 0
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.tools: dict[int, dict[str, Any]] = {}  # tool calls by index, fragments joined
         self.done = False  # [DONE] seen: the rest of the body is only read to reuse the connection
 
     def feed(self, chunk: bytes) -> list[str]:
@@ -722,6 +731,9 @@ class _SseReader:
                     if self.usage is None:
                         state.completion_tokens = self.counted
                     parts.append(content)
+                calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+                if calls and isinstance(calls, list):
+                    self._add_tool_calls(calls)
                 reason = choice.get("finish_reason")
                 if reason:
                     self.finish = reason
@@ -734,6 +746,28 @@ class _SseReader:
             log.warning("upstream %s sent an error event: %s", backend.url, failed[:500])
             raise backend._upstream_error("The upstream failed during generation.", 200, request_id)
         return parts[first:] if len(parts) > first else []
+
+    def _add_tool_calls(self, calls: list[Any]) -> None:
+        """Join streamed tool-call fragments: per ``index``, ``id``/``type`` as given, the
+        function's ``name`` and ``arguments`` strings concatenated."""
+        for call in calls:
+            if not isinstance(call, dict):
+                raise self.backend._upstream_error("The upstream sent an unexpected chunk.", 200, self.request_id)
+            index = call.get("index", len(self.tools))
+            whole = self.tools.setdefault(index if isinstance(index, int) else len(self.tools), {})
+            for key, value in call.items():
+                if key == "index":
+                    continue
+                if key == "function" and isinstance(value, dict):
+                    function = whole.setdefault("function", {})
+                    for name, part in value.items():
+                        if isinstance(part, str) and isinstance(function.get(name), str):
+                            function[name] += part
+                        else:
+                            function[name] = part
+                else:
+                    whole[key] = value
+        self.state.tool_calls = [self.tools[i] for i in sorted(self.tools)]
 
     def end(self) -> None:
         """The body is over: it must have finished the answer."""

@@ -6,8 +6,10 @@ the same way on success, failure and cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,15 +17,21 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 from plutos.v1 import processing_pb2
 
-from core.errors import PlutosError
+from core.errors import PlutosError, echo
 from core.ids import new_id
 from core.tracing import internal_span
 from core.tracing import state as tracing
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
-from server.call_state import Caller, current_call
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.call_state import Caller, call_state, current_call
 from server.config import ModelSpec
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
-from server.options import PROMPT_OVERHEAD_TOKENS, options_to_record, prompt_token_bound
+from server.options import (
+    PROMPT_OVERHEAD_TOKENS,
+    messages_token_bound,
+    options_to_record,
+    prompt_token_bound,
+    require_text,
+)
 from server.response_cache import CachedAnswer
 from server.runtime import Runtime
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
@@ -55,6 +63,18 @@ def cost_units_of(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -
     if per_token is None:
         return usd_to_units(cost_of(spec, prompt_tokens, completion_tokens))
     return prompt_tokens * per_token[0] + completion_tokens * per_token[1]
+
+
+def resolve_model(runtime: Runtime, who: Caller, model_id: str, field: str = "model") -> tuple[ModelSpec, Backend]:
+    """The catalogue entry and backend for ``model_id``; ``invalid_parameters`` if empty,
+    ``invalid_model`` if unknown, ``permission_denied`` if the caller's key may not use it."""
+    require_text(model_id, field)
+    spec, backend = runtime.catalogue.resolve(model_id)
+    if not who.allows_model(model_id):
+        raise PlutosError(
+            "permission_denied", f"This API key may not use model '{echo(model_id)}'.", {"model": model_id}
+        )
+    return spec, backend
 
 
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -121,13 +141,21 @@ class Generation:
         (reserved with the same bound) and the stored record stay true. Called before the usage is
         answered or stored, so both show the same figures."""
         s = self.state
-        if s.prompt_tokens > min(len(self.text) + PROMPT_OVERHEAD_TOKENS, self.spec.max_tokens) or (
+        quick = len(self.text) if not self.params.messages else self.spec.max_tokens  # a chat: its own bound
+        if s.prompt_tokens > min(quick + PROMPT_OVERHEAD_TOKENS, self.spec.max_tokens) or (
             s.completion_tokens > self.params.max_tokens
         ):
             self._clamp(s)
 
+    def prompt_bound(self) -> int:
+        """The most prompt tokens this request can be: :func:`prompt_token_bound` of the input, or
+        for a chat of its whole conversation (each message's JSON bytes plus the template allowance)."""
+        if self.params.messages:
+            return messages_token_bound(self.params.messages, self.spec.max_tokens)
+        return prompt_token_bound(self.text, self.params.system_prompt, self.spec.max_tokens)
+
     def _clamp(self, s: GenerationState) -> None:
-        prompt_bound = prompt_token_bound(self.text, self.params.system_prompt, self.spec.max_tokens)
+        prompt_bound = self.prompt_bound()
         for field_name, bound in (("prompt_tokens", prompt_bound), ("completion_tokens", self.params.max_tokens)):
             reported = getattr(s, field_name)
             if reported > bound:
@@ -221,6 +249,59 @@ class Generation:
             counts_as_request=0 if (self.batch_index or 0) > 0 else 1,
             created_at=self.created_at,
         )
+
+    async def run(self) -> None:
+        """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and
+        raised), a cancellation ``cancelled``; what was produced is billed either way."""
+        await self.prepare()
+        # From here on a record is stored whatever happens: its id goes out as x-process-id.
+        call_state().response_metadata["x-process-id"] = self.id
+        try:
+            await self.backend.generate(self.prompt, self.state)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            self.save_in_background("cancelled")
+            raise
+        except PlutosError as err:
+            await self.save("failed", err.code)
+            raise
+        except Exception:
+            # A bug, not the caller's fault: what the model did is still stored and billed.
+            await self.save("failed", "internal_error")
+            raise
+        await self.save()
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """Prepare, then yield the output as the model produces it; stored and billed once the
+        stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
+        ``failed``).
+
+        Raises ``invalid_model`` for a model without streaming."""
+        if not self.spec.supports_streaming:
+            raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
+        await self.prepare()
+        # From here on a record is stored whatever happens. Its id goes out up front
+        # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
+        call_state().response_metadata["x-process-id"] = self.id
+        # The response's headers (initial metadata) leave with the first message, once it is
+        # known: an error before it (an upstream's 429 or 500) is then a plain error status —
+        # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
+        status, error_code = "cancelled", None
+        try:
+            # A cancelled call closes the backend's stream (and an upstream request) at once.
+            async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+                async for piece in pieces:
+                    yield piece
+            status = "completed"
+        except PlutosError as err:
+            status, error_code = "failed", err.code
+            raise
+        except Exception:
+            status, error_code = "failed", "internal_error"
+            raise
+        finally:
+            if status != "completed":
+                self.save_in_background(status, error_code)
+        await self.save()
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
         """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if

@@ -22,7 +22,7 @@ from server.store.models import Webhook, WebhookDelivery, utcnow
 from server.webhook_delivery.destinations import DestinationRefused, check_destination, parse_webhook_url
 from server.webhook_delivery.dispatcher import Claimed
 from server.webhook_delivery.events import EVENTS, PING, payload
-from server.webhook_delivery.signing import secret_problem
+from server.webhook_delivery.signing import new_secret, secret_problem
 
 
 def _events(requested: list[str]) -> list[str]:
@@ -100,6 +100,7 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
             raise invalid_parameter(
                 "url", "Webhook URLs must reach a public address: the host name could not be resolved."
             ) from None
+        generated = None if request.secret else new_secret()
         async with self.runtime.sessions.begin() as session:
             if not await below_cap(session, who.account_id, Webhook.account_id, config.max_per_account):
                 raise invalid_parameter("url", f"An account may have at most {config.max_per_account} webhooks.")
@@ -108,12 +109,13 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
                 account_id=who.account_id,
                 url=request.url,
                 events=events,
-                secret=request.secret or None,
+                secret=request.secret or generated,
                 created_at=utcnow(),
             )
             session.add(hook)
         self.runtime.webhooks.subscriptions_changed(who.account_id)
-        return webhooks_pb2.CreateWebhookResponse(**_webhook_fields(hook))
+        # A generated secret is shown once, here; a caller's own secret is not echoed.
+        return webhooks_pb2.CreateWebhookResponse(**_webhook_fields(hook), secret=generated)
 
     async def ListWebhooks(
         self, request: webhooks_pb2.ListWebhooksRequest, context: Any

@@ -19,8 +19,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 
 SECRET_PREFIX = "whsec_"
+GENERATED_KEY_BYTES = 32  # Standard Webhooks libraries generate 24 or 32
 _SIGNATURE_MEMBER = b',"signature":"'
 
 
@@ -33,6 +35,11 @@ def hmac_key(secret: str) -> bytes:
     if secret.startswith(SECRET_PREFIX):
         return _b64(secret[len(SECRET_PREFIX) :])
     return secret.encode("utf-8")
+
+
+def new_secret() -> str:
+    """A fresh signing secret in the Standard Webhooks form: ``whsec_`` + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(GENERATED_KEY_BYTES)).decode("ascii")
 
 
 def secret_problem(secret: str) -> str | None:

@@ -161,18 +161,19 @@ def test_webhooks(client: PlutosAI) -> None:
     signed = client.create_webhook(
         url=url, events=["processing.completed", "processing.failed"], secret="s3cret"
     )
-    unsigned = client.create_webhook(url=url + "/plain", events=["usage.threshold"])
+    generated = client.create_webhook(url=url + "/generated", events=["usage.threshold"])
     try:
         assert signed.id.startswith("wh_") and signed.url == url
         assert signed.events == ["processing.completed", "processing.failed"]
-        assert signed.has_secret and not unsigned.has_secret
+        assert signed.has_secret and signed.secret is None  # the caller's own secret is not echoed
+        assert generated.has_secret and generated.secret and generated.secret.startswith("whsec_")
         assert_recent(signed.created_at)
         listed = {h.id: h for h in client.list_webhooks()}
         assert listed[signed.id] == signed
-        assert unsigned.id in listed
+        assert listed[generated.id].secret is None  # shown once, on creation
     finally:
         deletion = client.delete_webhook(signed.id)
-        client.delete_webhook(unsigned.id)
+        client.delete_webhook(generated.id)
     assert deletion.id == signed.id and deletion.deleted
     assert signed.id not in {h.id for h in client.list_webhooks()}
     with pytest.raises(NotFoundError):

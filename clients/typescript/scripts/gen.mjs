@@ -94,7 +94,7 @@ for f in fds.file:
     for m in f.message_type:
         for field in m.field:
             behaviors = field.options.Extensions[field_behavior_pb2.field_behavior]
-            if field.type == field.TYPE_MESSAGE and field_behavior_pb2.REQUIRED in behaviors:
+            if field.type == field.TYPE_MESSAGE and field.label != field.LABEL_REPEATED and field_behavior_pb2.REQUIRED in behaviors:
                 found.setdefault(m.name, []).append(field.json_name)
 print(json.dumps(found, sort_keys=True))
 `,

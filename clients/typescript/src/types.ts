@@ -72,7 +72,8 @@ export interface CreateWebhookRequest {
   url: string;
   /** Any of "processing.completed", "processing.failed", "usage.threshold". */
   events: string[];
-  /** When set, deliveries are signed with it. */
+  /** Signs the deliveries: "whsec_" + base64, or any text. Unset: the server generates one and
+   * returns it once, as the response's `secret`. */
   secret?: string;
 }
 export type CreateWebhookResponse = webhooks.CreateWebhookResponse & ResultMeta;

@@ -48,6 +48,7 @@ describe('live management', { skip }, () => {
     assert.equal(page.hasMore, false);
     assert.deepEqual((await client.getDailyUsage()).data, []);
     const hook = await client.createWebhook({ url: 'http://127.0.0.1:9/sdk-ts', events: ['processing.completed'] });
+    assert.match(hook.secret ?? '', /^whsec_/, 'a webhook created without a secret gets a generated one');
     const ping = await client.testWebhook(hook.id);
     assert.equal(ping.delivered, false);
     assert.ok(ping.error);

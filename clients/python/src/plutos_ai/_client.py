@@ -189,7 +189,8 @@ class PlutosAI(BaseClient):
     def create_webhook(
         self, url: str, events: list[str], secret: str | None = None, *, idempotency_key: str | None = None
     ) -> Webhook:
-        """Register a webhook (``POST /webhooks``); deliveries are signed when a secret is given."""
+        """Register a webhook (``POST /webhooks``). Deliveries are signed with ``secret``; without
+        one the server generates a ``whsec_`` secret, returned once as the result's ``secret``."""
         data, request_id = self._request_with_id(
             "POST", "/webhooks", json_body=webhook_body(url, events, secret), idempotency_key=idempotency_key
         )

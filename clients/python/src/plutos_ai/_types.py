@@ -393,13 +393,16 @@ class UsageReport:
 
 @dataclass(frozen=True)
 class Webhook:
-    """A registered webhook. The secret itself is never returned, only whether one is set."""
+    """A registered webhook. Only whether a secret is set is listed, never the secret."""
 
     id: str
     url: str
     events: list[str]
     has_secret: bool
     created_at: datetime | None
+    #: From ``create_webhook`` without a ``secret`` only: the signing secret the server generated
+    #: (``"whsec_"`` + base64), returned this once; store it. ``None`` otherwise.
+    secret: str | None = field(default=None, compare=False, repr=False, kw_only=True)
     #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
     request_id: str | None = field(default=None, compare=False, kw_only=True)
 
@@ -413,6 +416,7 @@ class Webhook:
             events=[str(e) for e in events] if isinstance(events, list) else [],
             has_secret=bool(d.get("hasSecret", False)),
             created_at=parse_timestamp(d.get("createdAt")),
+            secret=d["secret"] if isinstance(d.get("secret"), str) else None,
         )
 
 

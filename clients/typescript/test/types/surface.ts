@@ -30,6 +30,7 @@ export async function surface(client: PlutosAI): Promise<void> {
   const byModel: Record<string, number> | undefined = u.usage?.requestsByModel;
   const wh = await client.createWebhook({ url: 'https://example.test', events: ['processing.completed'] });
   const hasSecret: boolean = wh.hasSecret;
+  const generatedSecret: string | undefined = wh.secret;
   const list = await client.listWebhooks();
   const deleted: boolean = (await client.deleteWebhook(list.webhooks[0]!.id)).deleted;
   try {
@@ -44,5 +45,5 @@ export async function surface(client: PlutosAI): Promise<void> {
       void fields;
     }
   }
-  void [n, s, e, price, byModel, hasSecret, deleted];
+  void [n, s, e, price, byModel, hasSecret, generatedSecret, deleted];
 }

@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from plutos.v1 import options_pb2 as plutos_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"|\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"O\n\x14\x43reateWebhookRequest\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x65vents\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x8a\x01\n\x15\x43reateWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"\x15\n\x13ListWebhooksRequest\"<\n\x14ListWebhooksResponse\x12$\n\x08webhooks\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Webhook\"(\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x15\x44\x65leteWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\xd5\x02\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x1d\n\x10last_status_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlast_error\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x13\n\x11_last_status_codeB\r\n\x0b_last_error\"f\n\x1cListWebhookDeliveriesRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"~\n\x1dListWebhookDeliveriesResponse\x12(\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1a.plutos.v1.WebhookDelivery\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t\"M\n\x1fRedeliverWebhookDeliveryRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"P\n RedeliverWebhookDeliveryResponse\x12,\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1a.plutos.v1.WebhookDelivery\"&\n\x12TestWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x97\x01\n\x13TestWebhookResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x18\n\x0bstatus_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08\x64uration\x18\x04 \x01(\x05\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\tB\x0e\n\x0c_status_codeB\x08\n\x06_error2\x9a\x06\n\x0fWebhooksService\x12o\n\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x1b\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/webhooks:\x01*\x12\x65\n\x0cListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12m\n\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12\x98\x01\n\x15ListWebhookDeliveries\x12\'.plutos.v1.ListWebhookDeliveriesRequest\x1a(.plutos.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xb3\x01\n\x18RedeliverWebhookDelivery\x12*.plutos.v1.RedeliverWebhookDeliveryRequest\x1a+.plutos.v1.RedeliverWebhookDeliveryResponse\">\x82\xd3\xe4\x93\x02\x38\"3/v1/webhooks/{webhook_id}/deliveries/{id}:redeliver:\x01*\x12o\n\x0bTestWebhook\x12\x1d.plutos.v1.TestWebhookRequest\x1a\x1e.plutos.v1.TestWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/webhooks/{id}:test:\x01*B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18plutos/v1/webhooks.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"|\n\x07Webhook\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"O\n\x14\x43reateWebhookRequest\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06\x65vents\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\xaa\x01\n\x15\x43reateWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06\x65vents\x18\x03 \x03(\t\x12\x12\n\nhas_secret\x18\x04 \x01(\x08\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x13\n\x06secret\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13ListWebhooksRequest\"<\n\x14ListWebhooksResponse\x12$\n\x08webhooks\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Webhook\"(\n\x14\x44\x65leteWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x15\x44\x65leteWebhookResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"\xd5\x02\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x1d\n\x10last_status_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlast_error\x18\x07 \x01(\tH\x01\x88\x01\x01\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x13\n\x11_last_status_codeB\r\n\x0b_last_error\"f\n\x1cListWebhookDeliveriesRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"~\n\x1dListWebhookDeliveriesResponse\x12(\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1a.plutos.v1.WebhookDelivery\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t\"M\n\x1fRedeliverWebhookDeliveryRequest\x12\x18\n\nwebhook_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"P\n RedeliverWebhookDeliveryResponse\x12,\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32\x1a.plutos.v1.WebhookDelivery\"&\n\x12TestWebhookRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x97\x01\n\x13TestWebhookResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\x12\x18\n\x0bstatus_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x10\n\x08\x64uration\x18\x04 \x01(\x05\x12\x13\n\x0b\x64\x65livery_id\x18\x05 \x01(\tB\x0e\n\x0c_status_codeB\x08\n\x06_error2\x9a\x06\n\x0fWebhooksService\x12o\n\rCreateWebhook\x12\x1f.plutos.v1.CreateWebhookRequest\x1a .plutos.v1.CreateWebhookResponse\"\x1b\xb8\xb6\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/webhooks:\x01*\x12\x65\n\x0cListWebhooks\x12\x1e.plutos.v1.ListWebhooksRequest\x1a\x1f.plutos.v1.ListWebhooksResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/webhooks\x12m\n\rDeleteWebhook\x12\x1f.plutos.v1.DeleteWebhookRequest\x1a .plutos.v1.DeleteWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/webhooks/{id}\x12\x98\x01\n\x15ListWebhookDeliveries\x12\'.plutos.v1.ListWebhookDeliveriesRequest\x1a(.plutos.v1.ListWebhookDeliveriesResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/webhooks/{webhook_id}/deliveries\x12\xb3\x01\n\x18RedeliverWebhookDelivery\x12*.plutos.v1.RedeliverWebhookDeliveryRequest\x1a+.plutos.v1.RedeliverWebhookDeliveryResponse\">\x82\xd3\xe4\x93\x02\x38\"3/v1/webhooks/{webhook_id}/deliveries/{id}:redeliver:\x01*\x12o\n\x0bTestWebhook\x12\x1d.plutos.v1.TestWebhookRequest\x1a\x1e.plutos.v1.TestWebhookResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/webhooks/{id}:test:\x01*B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -71,29 +71,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEWEBHOOKREQUEST']._serialized_start=286
   _globals['_CREATEWEBHOOKREQUEST']._serialized_end=365
   _globals['_CREATEWEBHOOKRESPONSE']._serialized_start=368
-  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=506
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=508
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=529
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=531
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=591
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=593
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=633
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=635
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=687
-  _globals['_WEBHOOKDELIVERY']._serialized_start=690
-  _globals['_WEBHOOKDELIVERY']._serialized_end=1031
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1033
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1135
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1137
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1263
-  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_start=1265
-  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_end=1342
-  _globals['_REDELIVERWEBHOOKDELIVERYRESPONSE']._serialized_start=1344
-  _globals['_REDELIVERWEBHOOKDELIVERYRESPONSE']._serialized_end=1424
-  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1426
-  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1464
-  _globals['_TESTWEBHOOKRESPONSE']._serialized_start=1467
-  _globals['_TESTWEBHOOKRESPONSE']._serialized_end=1618
-  _globals['_WEBHOOKSSERVICE']._serialized_start=1621
-  _globals['_WEBHOOKSSERVICE']._serialized_end=2415
+  _globals['_CREATEWEBHOOKRESPONSE']._serialized_end=538
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=540
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=561
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=563
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=623
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=625
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=665
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=667
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=719
+  _globals['_WEBHOOKDELIVERY']._serialized_start=722
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1063
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1065
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1167
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1169
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=1295
+  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_start=1297
+  _globals['_REDELIVERWEBHOOKDELIVERYREQUEST']._serialized_end=1374
+  _globals['_REDELIVERWEBHOOKDELIVERYRESPONSE']._serialized_start=1376
+  _globals['_REDELIVERWEBHOOKDELIVERYRESPONSE']._serialized_end=1456
+  _globals['_TESTWEBHOOKREQUEST']._serialized_start=1458
+  _globals['_TESTWEBHOOKREQUEST']._serialized_end=1496
+  _globals['_TESTWEBHOOKRESPONSE']._serialized_start=1499
+  _globals['_TESTWEBHOOKRESPONSE']._serialized_end=1650
+  _globals['_WEBHOOKSSERVICE']._serialized_start=1653
+  _globals['_WEBHOOKSSERVICE']._serialized_end=2447
 # @@protoc_insertion_point(module_scope)

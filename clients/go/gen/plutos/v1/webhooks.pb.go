@@ -103,10 +103,12 @@ func (x *Webhook) GetCreatedAt() *timestamppb.Timestamp {
 }
 
 type CreateWebhookRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	Events        []string               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
-	Secret        string                 `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Url    string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Events []string               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// The signing secret: "whsec_" + base64 of the key (the Standard Webhooks form), or any other
+	// text (its UTF-8 bytes are the key); at most 300 characters. Unset: the server generates one.
+	Secret        string `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,12 +165,15 @@ func (x *CreateWebhookRequest) GetSecret() string {
 }
 
 type CreateWebhookResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
-	Events        []string               `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
-	HasSecret     bool                   `protobuf:"varint,4,opt,name=has_secret,json=hasSecret,proto3" json:"has_secret,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Url       string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	Events    []string               `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
+	HasSecret bool                   `protobuf:"varint,4,opt,name=has_secret,json=hasSecret,proto3" json:"has_secret,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The signing secret the server generated ("whsec_" + base64 of 32 random bytes), set only when
+	// the request gave no `secret`. Returned only on creation, never by ListWebhooks: store it.
+	Secret        *string `protobuf:"bytes,6,opt,name=secret,proto3,oneof" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -236,6 +241,13 @@ func (x *CreateWebhookResponse) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *CreateWebhookResponse) GetSecret() string {
+	if x != nil && x.Secret != nil {
+		return *x.Secret
+	}
+	return ""
 }
 
 type ListWebhooksRequest struct {
@@ -909,7 +921,7 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\x14CreateWebhookRequest\x12\x16\n" +
 	"\x03url\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12\x1c\n" +
 	"\x06events\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\x06events\x12\x16\n" +
-	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xb1\x01\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\"\xd9\x01\n" +
 	"\x15CreateWebhookResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n" +
@@ -917,7 +929,9 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\n" +
 	"has_secret\x18\x04 \x01(\bR\thasSecret\x12?\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\"\x15\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\tcreatedAt\x12\x1b\n" +
+	"\x06secret\x18\x06 \x01(\tH\x00R\x06secret\x88\x01\x01B\t\n" +
+	"\a_secret\"\x15\n" +
 	"\x13ListWebhooksRequest\"F\n" +
 	"\x14ListWebhooksResponse\x12.\n" +
 	"\bwebhooks\x18\x01 \x03(\v2\x12.plutos.v1.WebhookR\bwebhooks\",\n" +
@@ -1044,6 +1058,7 @@ func file_plutos_v1_webhooks_proto_init() {
 		return
 	}
 	file_plutos_v1_options_proto_init()
+	file_plutos_v1_webhooks_proto_msgTypes[2].OneofWrappers = []any{}
 	file_plutos_v1_webhooks_proto_msgTypes[7].OneofWrappers = []any{}
 	file_plutos_v1_webhooks_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}

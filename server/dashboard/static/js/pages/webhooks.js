@@ -19,7 +19,7 @@ export async function render(view, params) {
     h('h2', { id: 'wh-create-title' }, 'Add an endpoint'),
     field('Endpoint URL', url),
     h('fieldset', {}, h('legend', {}, 'Events'), boxes.map((b) => h('label', { class: 'check' }, b, b.value))),
-    field('Signing secret', secret, 'Deliveries are signed with it (Standard Webhooks headers). Leave empty to send unsigned.'),
+    field('Signing secret', secret, 'Deliveries are signed with it (Standard Webhooks headers). Leave empty to have one generated: it is shown once.'),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Add endpoint')),
     formStatus,
   );
@@ -36,6 +36,9 @@ export async function render(view, params) {
     try {
       const { data } = await post('/v1/webhooks', body);
       formStatus.append(h('p', { class: 'ok', role: 'status' }, 'Added ', h('code', {}, data.id), '.'));
+      if (data.secret) {
+        formStatus.append(h('p', {}, 'Signing secret (shown only now, store it): ', h('code', { class: 'secret' }, data.secret)));
+      }
       form.reset();
       boxes[0].checked = true;
       await loadList();

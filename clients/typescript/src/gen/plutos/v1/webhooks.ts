@@ -24,6 +24,10 @@ export interface Webhook {
 export interface CreateWebhookRequest {
   url: string;
   events: string[];
+  /**
+   * The signing secret: "whsec_" + base64 of the key (the Standard Webhooks form), or any other
+   * text (its UTF-8 bytes are the key); at most 300 characters. Unset: the server generates one.
+   */
   secret: string;
 }
 
@@ -33,6 +37,11 @@ export interface CreateWebhookResponse {
   events: string[];
   hasSecret: boolean;
   createdAt: string;
+  /**
+   * The signing secret the server generated ("whsec_" + base64 of 32 random bytes), set only when
+   * the request gave no `secret`. Returned only on creation, never by ListWebhooks: store it.
+   */
+  secret?: string | undefined;
 }
 
 export interface ListWebhooksRequest {

@@ -56,6 +56,9 @@ class CreateWebhookRequest(google.protobuf.message.Message):
     SECRET_FIELD_NUMBER: builtins.int
     url: builtins.str
     secret: builtins.str
+    """The signing secret: "whsec_" + base64 of the key (the Standard Webhooks form), or any other
+    text (its UTF-8 bytes are the key); at most 300 characters. Unset: the server generates one.
+    """
     @property
     def events(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     def __init__(
@@ -78,9 +81,14 @@ class CreateWebhookResponse(google.protobuf.message.Message):
     EVENTS_FIELD_NUMBER: builtins.int
     HAS_SECRET_FIELD_NUMBER: builtins.int
     CREATED_AT_FIELD_NUMBER: builtins.int
+    SECRET_FIELD_NUMBER: builtins.int
     id: builtins.str
     url: builtins.str
     has_secret: builtins.bool
+    secret: builtins.str
+    """The signing secret the server generated ("whsec_" + base64 of 32 random bytes), set only when
+    the request gave no `secret`. Returned only on creation, never by ListWebhooks: store it.
+    """
     @property
     def events(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     @property
@@ -93,9 +101,11 @@ class CreateWebhookResponse(google.protobuf.message.Message):
         events: collections.abc.Iterable[builtins.str] | None = ...,
         has_secret: builtins.bool = ...,
         created_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        secret: builtins.str | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["created_at", b"created_at", "events", b"events", "has_secret", b"has_secret", "id", b"id", "url", b"url"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_secret", b"_secret", "created_at", b"created_at", "secret", b"secret"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_secret", b"_secret", "created_at", b"created_at", "events", b"events", "has_secret", b"has_secret", "id", b"id", "secret", b"secret", "url", b"url"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_secret", b"_secret"]) -> typing.Literal["secret"] | None: ...
 
 global___CreateWebhookResponse = CreateWebhookResponse
 

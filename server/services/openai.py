@@ -1,0 +1,332 @@
+"""OpenAIService: the OpenAI-compatible API (``/openai/v1``) on the processing service's generation path.
+
+Each call is a :class:`~server.services.generation.Generation` like a /v1/process call: the same
+limits and quota reservation (``server.limits.policy``), ledger entry, stored record (kind ``chat`` or
+``completion``, visible in GET /v1/process/{id}: ``chatcmpl-<hex>`` is ``proc_<hex>``) and webhooks.
+What this module adds is OpenAI's request and answer shapes and their validation; the error body,
+JSON names and SSE framing are the bridge's, from the service's ``(plutos.v1.http_surface)`` option.
+
+Errors (all ``invalid_parameters`` 400 naming ``param`` unless said)::
+
+    n other than 1, logprobs, echo                  not supported
+    messages empty, a role not in ROLES, content
+      not a string or an array of text parts        invalid
+    stop not a string or up to 4 strings            invalid
+    tools, tool messages, json_schema on a model
+      that is not an openai-compatible upstream     not supported by the model
+    model unknown                                   invalid_model 400 (param "model")
+    model not allowed for the key                   permission_denied 403
+    GET /models/{id} of an unknown model            not_found 404
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
+
+from core.errors import PlutosError, echo, invalid_parameter
+from server.backends.base import Backend, GenerationParams, closing_stream
+from server.call_state import Caller, caller
+from server.config import ModelSpec
+from server.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
+from server.runtime import Runtime
+from server.services.generation import Generation, resolve_model
+from server.services.processing import call_deadline
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+OWNED_BY = "plutos"
+
+
+def _names(max_tokens_field: str) -> dict[str, tuple[str, str]]:
+    """Option → (param, name in messages), in OpenAI's names."""
+    names = {f: (f, f) for f in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "stop")}
+    names["max_tokens"] = (max_tokens_field, max_tokens_field)
+    return names
+
+
+def _text(value: struct_pb2.Value, field: str) -> str | None:
+    """A ``content``: a string, or an array of text parts (joined by newlines); None if null."""
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "string_value":
+        return value.string_value
+    if kind == "list_value":
+        parts = []
+        for i, part in enumerate(value.list_value.values):
+            fields = part.struct_value.fields if part.WhichOneof("kind") == "struct_value" else None
+            if (
+                fields is None
+                or "type" not in fields
+                or fields["type"].string_value != "text"
+                or "text" not in fields
+                or fields["text"].WhichOneof("kind") != "string_value"
+            ):
+                raise invalid_parameter(
+                    f"{field}[{i}]", f'\'{field}[{i}]\' must be a text part ({{"type": "text", "text": ...}}).'
+                )
+            parts.append(fields["text"].string_value)
+        return "\n".join(parts)
+    raise invalid_parameter(field, f"'{field}' must be a string or an array of text parts.")
+
+
+def _stop(value: struct_pb2.Value) -> list[str]:
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return []
+    if kind == "string_value":
+        return [value.string_value]
+    if kind == "list_value" and all(v.WhichOneof("kind") == "string_value" for v in value.list_value.values):
+        return [v.string_value for v in value.list_value.values]
+    raise invalid_parameter("stop", "'stop' must be a string or an array of up to 4 strings.")
+
+
+def _unsupported(param: str, what: str) -> PlutosError:
+    return invalid_parameter(param, f"{what} is not supported.")
+
+
+def _finish_reason(gen: Generation) -> str:
+    reason = gen.state.finish_reason
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def _usage(gen: Generation) -> openai_pb2.CompletionUsage:
+    s = gen.state
+    return openai_pb2.CompletionUsage(
+        prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, total_tokens=s.total_tokens
+    )
+
+
+def _suffix(gen: Generation) -> str:
+    """The record id's hex digits: ``chatcmpl-<hex>`` / ``cmpl-<hex>`` is ``proc_<hex>``."""
+    return gen.id.removeprefix("proc_")
+
+
+class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._created = int(time.time())
+
+    # -- shared ---------------------------------------------------------------------------------
+
+    def _resolve(self, who: Caller, model_id: str) -> tuple[ModelSpec, Backend]:
+        try:
+            return resolve_model(self.runtime, who, model_id)
+        except PlutosError as err:
+            err.details.setdefault("field", "model")
+            raise
+
+    def _params(
+        self, request: Any, spec: ModelSpec, context: Any, max_tokens_field: str, default_max_tokens: int
+    ) -> tuple[GenerationParams, dict[str, Any]]:
+        """The sampling options common to both kinds of request, validated as /v1/process's are."""
+        if request.HasField("n") and request.n != 1:
+            raise _unsupported("n", "'n' other than 1")
+        options = processing_pb2.ProcessOptions(stop=_stop(request.stop))
+        for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+            if request.HasField(name):
+                setattr(options, name, getattr(request, name))
+        if request.HasField(max_tokens_field):
+            options.max_tokens = getattr(request, max_tokens_field)
+        names = _names(max_tokens_field)
+        params = params_from_options(options, spec, call_deadline(context), names, default_max_tokens)
+        extra: dict[str, Any] = {}
+        if request.HasField("user"):
+            extra["user"] = request.user
+        return dataclasses.replace(params, seed=request.seed if request.HasField("seed") else None), extra
+
+    # -- chat -----------------------------------------------------------------------------------
+
+    def _chat(self, request: openai_pb2.CreateChatCompletionRequest, context: Any) -> Generation:
+        who = caller()
+        spec, backend = self._resolve(who, request.model)
+        upstream = backend.takes_openai_fields
+        if request.HasField("logprobs") and request.logprobs:
+            raise _unsupported("logprobs", "'logprobs'")
+        if not request.messages:
+            raise invalid_parameter("messages", "'messages' must hold at least one message.")
+        messages: list[dict[str, Any]] = []
+        last_user = ""
+        for i, m in enumerate(request.messages):
+            if m.role not in ROLES:
+                raise invalid_parameter(
+                    f"messages[{i}].role", f"'messages[{i}].role' must be one of {', '.join(sorted(ROLES))}."
+                )
+            content = _text(m.content, f"messages[{i}].content")
+            if content is None and not (m.role == "assistant" and m.tool_calls):
+                raise invalid_parameter(f"messages[{i}].content", f"'messages[{i}].content' is required.")
+            message: dict[str, Any] = {"role": m.role, "content": content}
+            if m.HasField("name"):
+                message["name"] = m.name
+            if m.tool_calls or m.role == "tool":
+                if not upstream:
+                    raise invalid_parameter(
+                        f"messages[{i}]", f"Model '{spec.id}' does not support tools (tool calls and tool messages)."
+                    )
+                if m.tool_calls:
+                    message["tool_calls"] = [json_format.MessageToDict(c) for c in m.tool_calls]
+                if m.HasField("tool_call_id"):
+                    message["tool_call_id"] = m.tool_call_id
+            if m.role == "user" and content is not None:
+                last_user = content
+            messages.append(message)
+        max_field = "max_completion_tokens" if request.HasField("max_completion_tokens") else "max_tokens"
+        params, extra = self._params(request, spec, context, max_field, DEFAULT_MAX_TOKENS)
+        if request.tools or request.HasField("tool_choice") or request.HasField("parallel_tool_calls"):
+            if not upstream:
+                raise invalid_parameter("tools", f"Model '{spec.id}' does not support tools.")
+            if request.tools:
+                extra["tools"] = [json_format.MessageToDict(t) for t in request.tools]
+            if request.HasField("tool_choice"):
+                extra["tool_choice"] = json_format.MessageToDict(request.tool_choice)
+            if request.HasField("parallel_tool_calls"):
+                extra["parallel_tool_calls"] = request.parallel_tool_calls
+        json_output = False
+        if request.HasField("response_format"):
+            kind = request.response_format.type
+            if kind == "json_object":
+                json_output = True
+            elif kind == "json_schema" and upstream:
+                schema = json_format.MessageToDict(request.response_format, preserving_proto_field_name=True)
+                extra["response_format"] = schema
+            elif kind not in ("", "text"):
+                raise invalid_parameter(
+                    "response_format.type",
+                    f"'response_format.type' '{echo(kind)}' is not supported by model '{spec.id}'.",
+                )
+        params = dataclasses.replace(
+            params, messages=tuple(messages), json_output=json_output, upstream_extra=tuple(extra.items())
+        )
+        return Generation(self.runtime, who, spec, backend, kind="chat", text=last_user, params=params)
+
+    def _chat_completion(self, gen: Generation) -> openai_pb2.ChatCompletion:
+        message = openai_pb2.ChatCompletionMessage(role="assistant")
+        calls = gen.state.tool_calls
+        if gen.state.text or not calls:  # OpenAI's content is null beside tool calls
+            message.content = gen.state.text
+        for call in calls or ():
+            message.tool_calls.add_struct().update(call)
+        return openai_pb2.ChatCompletion(
+            id=f"chatcmpl-{_suffix(gen)}",
+            object="chat.completion",
+            created=int(gen.created_at.timestamp()),
+            model=gen.spec.id,
+            choices=[
+                openai_pb2.ChatCompletionChoice(
+                    index=0,
+                    message=message,
+                    finish_reason=_finish_reason(gen),
+                )
+            ],
+            usage=_usage(gen),
+        )
+
+    async def CreateChatCompletion(
+        self, request: openai_pb2.CreateChatCompletionRequest, context: Any
+    ) -> openai_pb2.ChatCompletion:
+        with self.runtime.writer.expect():
+            gen = self._chat(request, context)
+            await gen.run()
+            return self._chat_completion(gen)
+
+    async def StreamChatCompletion(
+        self, request: openai_pb2.CreateChatCompletionRequest, context: Any
+    ) -> AsyncIterator[openai_pb2.ChatCompletionChunk]:
+        with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
+            gen = self._chat(request, context)
+            head: dict[str, Any] = {
+                "id": f"chatcmpl-{_suffix(gen)}",
+                "object": "chat.completion.chunk",
+                "created": int(gen.created_at.timestamp()),
+                "model": gen.spec.id,
+            }
+            role: str | None = "assistant"  # in the first chunk only
+            async with closing_stream(gen.pieces()) as pieces:
+                async for piece in pieces:
+                    delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
+                    role = None
+                    yield openai_pb2.ChatCompletionChunk(
+                        **head, choices=[openai_pb2.ChatCompletionChunkChoice(index=0, delta=delta)]
+                    )
+            last = openai_pb2.ChatCompletionChunkChoice(
+                index=0, delta=openai_pb2.ChatCompletionDelta(role=role), finish_reason=_finish_reason(gen)
+            )
+            if gen.state.tool_calls:  # the whole calls at once, in the last chunk
+                for i, call in enumerate(gen.state.tool_calls):
+                    last.delta.tool_calls.add_struct().update({"index": i, **call})
+            yield openai_pb2.ChatCompletionChunk(**head, choices=[last])
+            if request.stream_options.include_usage:
+                yield openai_pb2.ChatCompletionChunk(**head, usage=_usage(gen))
+
+    # -- legacy completions -----------------------------------------------------------------------
+
+    def _completion(self, request: openai_pb2.CreateCompletionRequest, context: Any) -> Generation:
+        who = caller()
+        spec, backend = self._resolve(who, request.model)
+        if request.HasField("echo") and request.echo:
+            raise _unsupported("echo", "'echo'")
+        if request.HasField("logprobs"):
+            raise _unsupported("logprobs", "'logprobs'")
+        prompt = request.prompt
+        if prompt.WhichOneof("kind") == "list_value" and len(prompt.list_value.values) == 1:
+            prompt = prompt.list_value.values[0]
+        if prompt.WhichOneof("kind") != "string_value" or not prompt.string_value:
+            raise invalid_parameter("prompt", "'prompt' must be a non-empty string (or an array of one string).")
+        params, extra = self._params(request, spec, context, "max_tokens", OPENAI_COMPLETION_MAX_TOKENS)
+        params = dataclasses.replace(params, upstream_extra=tuple(extra.items()))
+        return Generation(self.runtime, who, spec, backend, kind="completion", text=prompt.string_value, params=params)
+
+    def _head(self, gen: Generation) -> dict[str, Any]:
+        return {
+            "id": f"cmpl-{_suffix(gen)}",
+            "object": "text_completion",
+            "created": int(gen.created_at.timestamp()),
+            "model": gen.spec.id,
+        }
+
+    async def CreateCompletion(
+        self, request: openai_pb2.CreateCompletionRequest, context: Any
+    ) -> openai_pb2.Completion:
+        with self.runtime.writer.expect():
+            gen = self._completion(request, context)
+            await gen.run()
+            choice = openai_pb2.CompletionChoice(index=0, text=gen.state.text, finish_reason=_finish_reason(gen))
+            return openai_pb2.Completion(**self._head(gen), choices=[choice], usage=_usage(gen))
+
+    async def StreamCompletion(
+        self, request: openai_pb2.CreateCompletionRequest, context: Any
+    ) -> AsyncIterator[openai_pb2.Completion]:
+        with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
+            gen = self._completion(request, context)
+            head = self._head(gen)
+            async with closing_stream(gen.pieces()) as pieces:
+                async for piece in pieces:
+                    yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
+            last = openai_pb2.CompletionChoice(index=0, text="", finish_reason=_finish_reason(gen))
+            yield openai_pb2.Completion(**head, choices=[last])
+            if request.stream_options.include_usage:
+                yield openai_pb2.Completion(**head, usage=_usage(gen))
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def _model(self, model_id: str) -> openai_pb2.OpenAIModel:
+        return openai_pb2.OpenAIModel(id=model_id, object="model", created=self._created, owned_by=OWNED_BY)
+
+    async def ListModels(self, request: openai_pb2.OpenAIListModelsRequest, context: Any) -> openai_pb2.OpenAIModelList:
+        who = caller()
+        allowed = [self._model(m) for m in self.runtime.catalogue.specs if who.allows_model(m)]
+        return openai_pb2.OpenAIModelList(object="list", data=allowed)
+
+    async def RetrieveModel(self, request: openai_pb2.RetrieveModelRequest, context: Any) -> openai_pb2.OpenAIModel:
+        if request.model not in self.runtime.catalogue.specs or not caller().allows_model(request.model):
+            raise PlutosError(
+                "not_found",
+                f"The model '{echo(request.model)}' does not exist.",
+                {"field": "model", "model": request.model},
+            )
+        return self._model(request.model)
