@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from bridge.app import _default_modules
 from bridge.routes import HttpBinding, bindings_for_modules
+from bridge.surface import surface_of
 from gateway.app import RunningPlatform
 from tests.conftest import new_key
 
@@ -75,12 +76,19 @@ queries = st.dictionaries(
 path_values = st.text(min_size=1, max_size=30)
 
 
-def check(r: httpx.Response, where: str) -> None:
+def check(r: httpx.Response, where: str, openai_errors: bool = False) -> None:
+    """No 5xx; every 4xx is the surface's error envelope (the reference's, or OpenAI's on a service
+    whose ``http_surface`` option says so) with the response's request id."""
     assert r.status_code < 500, f"{where}: {r.status_code} {r.text[:500]}"
     if r.status_code >= 400:
         error = r.json()["error"]
-        assert isinstance(error["code"], str) and isinstance(error["message"], str), where
-        assert error["requestId"] == r.headers["x-request-id"], where
+        assert isinstance(error["message"], str), where
+        if openai_errors:
+            assert isinstance(error["type"], str) and "param" in error and "code" in error, where
+            assert r.headers["x-request-id"], where
+        else:
+            assert isinstance(error["code"], str), where
+            assert error["requestId"] == r.headers["x-request-id"], where
         assert "Traceback" not in r.text, where
 
 
@@ -104,7 +112,8 @@ def fuzz_endpoint(base: str, secret: str, binding: HttpBinding) -> None:
             if binding.body:
                 kwargs["content"] = httpx.Request("POST", "/", json=body).content
             r = client.request(binding.http_method, path, **kwargs)
-            check(r, f"{binding.http_method} {path} {body!r} {query!r} {extra!r}")
+            where = f"{binding.http_method} {path} {body!r} {query!r} {extra!r}"
+            check(r, where, surface_of(binding.method.containing_service).openai_errors)
 
     one()
 
