@@ -28,7 +28,9 @@ async def test_docs_page_tries_an_endpoint(page: Page, origin: str, key: Created
     await page.locator(".modal-ux input[type=text]").first.fill(key.secret)
     await page.locator(".modal-ux .auth-btn-wrapper button.authorize").click()
     await page.locator(".modal-ux button.btn-done").click()
-    operation = page.locator("#operations-ModelsService-ListModels")
+    # Swagger UI's id is operations-<tag>-<operationId>; the operation id is the method's name, or
+    # prefixed with its service where two services share it (OpenAIService has a ListModels too).
+    operation = page.locator('[id^="operations-ModelsService-"][id$="ListModels"]')
     await operation.locator(".opblock-summary").click()
     await operation.locator("button.try-out__btn").click()
     await operation.locator("button.execute").click()
