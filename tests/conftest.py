@@ -6,6 +6,7 @@ The store is a fresh SQLite file, or the PostgreSQL database named by PLUTOS_TES
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from plutos.v1 import (
     usage_pb2_grpc,
     webhooks_pb2_grpc,
 )
+from sqlalchemy import delete
 
 from gateway.app import RunningPlatform, start_platform
 from server.config import Settings, load_settings, validate_tables
@@ -164,3 +166,22 @@ async def grpc_clients(platform: RunningPlatform) -> AsyncIterator[GrpcClients]:
 @pytest.fixture(scope="session")
 def auth_md(key: CreatedKey) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key.secret}"),)
+
+
+@contextlib.asynccontextmanager
+async def seeded_usage_daily(platform: RunningPlatform, rows: list[Any]) -> AsyncIterator[None]:
+    """``usage_daily`` rows written straight into the store for one test, removed after it: every
+    other roll-up row has its ledger rows, which ``test_daily_rollup_matches_the_ledger`` checks
+    across the whole (possibly shared) database."""
+    async with platform.runtime.sessions.begin() as session:
+        session.add_all(rows)
+    try:
+        yield
+    finally:
+        async with platform.runtime.sessions.begin() as session:
+            for row in rows:
+                await session.execute(
+                    delete(type(row)).where(
+                        type(row).account_id == row.account_id, type(row).day == row.day, type(row).model == row.model
+                    )
+                )

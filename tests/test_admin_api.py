@@ -12,7 +12,7 @@ from plutos.v1 import admin_pb2, keys_pb2
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES
 from server.store.models import UsageDaily, utcnow
-from tests.conftest import GrpcClients, new_key
+from tests.conftest import GrpcClients, new_key, seeded_usage_daily
 from tests.limits_support import bearer, error_info, md
 
 
@@ -78,28 +78,26 @@ async def test_operator_flow_account_key_suspend_audit(
 async def test_accounts_list_with_month_to_date_usage(platform: RunningPlatform, admin: httpx.AsyncClient) -> None:
     made = [(await admin.post("/admin/accounts", json={"plan": "pro"})).json()["account"] for _ in range(3)]
     today = utcnow().date()
-    async with platform.runtime.sessions.begin() as session:
-        session.add(
-            UsageDaily(
-                account_id=made[0]["id"],
-                day=today,
-                model="m",
-                requests=3,
-                prompt_tokens=10,
-                completion_tokens=5,
-                cost_units=12_345,
-            )
-        )
-    r = await admin.get("/admin/accounts", params={"limit": 2})
-    assert r.status_code == 200, r.text
-    page = r.json()
-    assert [a["id"] for a in page["data"]] == [made[2]["id"], made[1]["id"]] and page["hasMore"]
-    r = await admin.get("/admin/accounts", params={"limit": 1, "after": page["lastId"]})
-    first = r.json()["data"][0]
-    assert first["id"] == made[0]["id"]
-    assert first["usage"] == {"totalRequests": 3, "totalTokens": 15, "totalCost": 1.2345e-06}
-    got = await admin.get(f"/admin/accounts/{made[0]['id']}")
-    assert got.json()["account"]["usage"]["totalRequests"] == 3
+    row = UsageDaily(
+        account_id=made[0]["id"],
+        day=today,
+        model="m",
+        requests=3,
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_units=12_345,
+    )
+    async with seeded_usage_daily(platform, [row]):
+        r = await admin.get("/admin/accounts", params={"limit": 2})
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert [a["id"] for a in page["data"]] == [made[2]["id"], made[1]["id"]] and page["hasMore"]
+        r = await admin.get("/admin/accounts", params={"limit": 1, "after": page["lastId"]})
+        first = r.json()["data"][0]
+        assert first["id"] == made[0]["id"]
+        assert first["usage"] == {"totalRequests": 3, "totalTokens": 15, "totalCost": 1.2345e-06}
+        got = await admin.get(f"/admin/accounts/{made[0]['id']}")
+        assert got.json()["account"]["usage"]["totalRequests"] == 3
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from plutos.v1 import processing_pb2, usage_pb2
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import Batch, ProcessRecord, UsageDaily, usd_to_units
-from tests.conftest import MODEL, GrpcClients, new_key
+from tests.conftest import MODEL, GrpcClients, new_key, seeded_usage_daily
 from tests.limits_support import bearer, md
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -146,19 +146,23 @@ async def test_daily_usage_rows_and_exact_cost(
         (date(2026, 3, 1), "other", 1, 1, 1, "0.1"),
         (date(2026, 3, 3), MODEL, 4, 20, 10, "0.2"),
     ]
-    async with platform.runtime.sessions.begin() as session:
-        session.add_all(
-            UsageDaily(
-                account_id=key.account_id,
-                day=day,
-                model=model,
-                requests=req,
-                prompt_tokens=p,
-                completion_tokens=c,
-                cost_units=usd_to_units(Decimal(cost)),
-            )
-            for day, model, req, p, c, cost in rows
+    seeded = [
+        UsageDaily(
+            account_id=key.account_id,
+            day=day,
+            model=model,
+            requests=req,
+            prompt_tokens=p,
+            completion_tokens=c,
+            cost_units=usd_to_units(Decimal(cost)),
         )
+        for day, model, req, p, c, cost in rows
+    ]
+    async with seeded_usage_daily(platform, seeded):
+        await check_daily_usage(anon, grpc_clients, key)
+
+
+async def check_daily_usage(anon: httpx.AsyncClient, grpc_clients: GrpcClients, key: CreatedKey) -> None:
     h = bearer(key.secret)
     r = await anon.get("/usage/daily", params={"start_date": "2026-03-01", "end_date": "2026-03-31"}, headers=h)
     assert r.status_code == 200, r.text
