@@ -59,13 +59,15 @@ func TestGeneratedCodeIsFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	generated := map[string]protoreflect.FileDescriptor{
-		"plutos/v1/admin.proto":      plutosv1.File_plutos_v1_admin_proto,
-		"plutos/v1/keys.proto":       plutosv1.File_plutos_v1_keys_proto,
-		"plutos/v1/models.proto":     plutosv1.File_plutos_v1_models_proto,
-		"plutos/v1/options.proto":    plutosv1.File_plutos_v1_options_proto,
-		"plutos/v1/processing.proto": plutosv1.File_plutos_v1_processing_proto,
-		"plutos/v1/usage.proto":      plutosv1.File_plutos_v1_usage_proto,
-		"plutos/v1/webhooks.proto":   plutosv1.File_plutos_v1_webhooks_proto,
+		"plutos/v1/admin.proto":        plutosv1.File_plutos_v1_admin_proto,
+		"plutos/v1/http_options.proto": plutosv1.File_plutos_v1_http_options_proto,
+		"plutos/v1/keys.proto":         plutosv1.File_plutos_v1_keys_proto,
+		"plutos/v1/models.proto":       plutosv1.File_plutos_v1_models_proto,
+		"plutos/v1/openai.proto":       plutosv1.File_plutos_v1_openai_proto,
+		"plutos/v1/options.proto":      plutosv1.File_plutos_v1_options_proto,
+		"plutos/v1/processing.proto":   plutosv1.File_plutos_v1_processing_proto,
+		"plutos/v1/usage.proto":        plutosv1.File_plutos_v1_usage_proto,
+		"plutos/v1/webhooks.proto":     plutosv1.File_plutos_v1_webhooks_proto,
 	}
 	if len(set.GetFile()) != len(generated) {
 		t.Errorf("protos/ has %d files, gen/ has %d: run ./gen.sh", len(set.GetFile()), len(generated))
