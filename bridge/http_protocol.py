@@ -8,6 +8,8 @@ client may make it hold before a request reaches the application.
   ``header_timeout`` seconds of opening (or of the request's first byte, on a kept-alive
   connection), else it is answered ``408 request_timeout`` and closed: a client sending one byte at
   a time cannot hold a connection, or a slot of memory, forever.
+- **Malformed requests** (what uvicorn answers "Invalid HTTP request received." in plain text) get
+  ``400 invalid_parameters`` in the envelope, then the connection is closed.
 - **Idle timeout.** A kept-alive connection with no request in progress is closed after uvicorn's
   ``timeout_keep_alive`` (``http_idle_timeout``).
 
@@ -92,6 +94,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # Headers still incomplete after this read: all of it was head.
         if self._in_head and self._over_limits(self._head_bytes):
             self._refuse_too_large()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request that is not valid HTTP/1.1 (a bad request line, header or
+        ``Content-Length``, an unknown version), as the API's envelope with a request id instead
+        of plain text."""
+        self._refuse("invalid_parameters", "The request is not valid HTTP/1.1.", {})
 
     def _over_limits(self, size: int) -> bool:
         return size > self.limits.max_header_bytes or self._head_count > self.limits.max_headers

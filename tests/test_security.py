@@ -76,6 +76,24 @@ async def test_too_many_header_lines_are_431(platform: RunningPlatform) -> None:
     assert status == 431 and body["error"]["code"] == "headers_too_large"
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"POST /v1/process HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /v1/models HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"\x00\x01\x02 garbage\r\n\r\n",
+    ],
+    ids=["bad-content-length", "header-without-colon", "unknown-version", "binary"],
+)
+async def test_malformed_http_is_a_400_envelope_with_a_request_id(platform: RunningPlatform, payload: bytes) -> None:
+    answer = await _raw(platform.http_port, payload)
+    status, body = _status_and_json(answer)
+    assert status == 400 and body["error"]["code"] == "invalid_parameters"
+    head = answer.partition(b"\r\n\r\n")[0].decode().lower()
+    assert f"x-request-id: {body['error']['requestId']}".lower() in head
+
+
 async def test_headers_within_the_limits_pass(platform: RunningPlatform) -> None:
     lines = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 200) for i in range(90))
     answer = await _raw(
