@@ -283,6 +283,15 @@ async def test_the_webhook_cap_holds_under_40_simultaneous_creates(platform: Run
 # -- Authorization parsing and key visibility (item 9) -------------------------------------------
 
 
+@pytest.mark.parametrize("url", ["http://user:s3cr3t@127.0.0.1:9/h", "https://token@example.com/hook"])
+async def test_webhook_urls_with_credentials_are_refused(http: Any, url: str) -> None:
+    r = await http.post("/webhooks", json={"url": url, "events": ["processing.completed"]})
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "invalid_parameters" and error["details"]["field"] == "url"
+    assert "s3cr3t" not in error["message"] and "token" not in error["message"]  # not echoed
+
+
 async def test_two_authorization_headers_are_400(base_url: str, key: Any) -> None:
     import httpx
 

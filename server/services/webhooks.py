@@ -86,6 +86,11 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
             url = parse_webhook_url(request.url)
         except ValueError as exc:
             raise invalid_parameter("url", str(exc)) from None
+        if url.userinfo:  # it would be stored, listed and shown in the dashboard in clear
+            raise invalid_parameter(
+                "url",
+                "'url' must not carry credentials (user:password@); deliveries are authenticated by their signature.",
+            )
         events = _events(list(request.events))
         if request.secret and (problem := secret_problem(request.secret)):
             raise invalid_parameter("secret", problem)
