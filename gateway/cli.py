@@ -76,10 +76,15 @@ def _key_json(key: CreatedKey) -> dict[str, Any]:
         "accountId": key.account_id,
         "plan": key.plan,
         "name": key.name,
-        "scopes": key.scopes,
-        "models": key.models,
-        "expiresAt": key.expires_at.isoformat() if key.expires_at else None,
+        "scopes": list(DEFAULT_SCOPES) if key.scopes is None else key.scopes,  # what the key holds
+        "models": key.models,  # null: every model in the catalogue
+        "expiresAt": _timestamp(key.expires_at),
     }
+
+
+def _timestamp(moment: Any) -> str | None:
+    """RFC 3339 in whole seconds, as the API prints timestamps (``2026-11-30T21:58:18Z``)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 async def _with_store(settings: Settings, work: Any) -> Any:
@@ -171,11 +176,11 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "name": k.name,
                 "accountId": a.id,
                 "plan": a.plan,
-                "scopes": k.scopes,
+                "scopes": list(DEFAULT_SCOPES) if k.scopes is None else k.scopes,
                 "models": k.models,
-                "createdAt": k.created_at.isoformat(),
-                "expiresAt": k.expires_at.isoformat() if k.expires_at else None,
-                "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+                "createdAt": _timestamp(k.created_at),
+                "expiresAt": _timestamp(k.expires_at),
+                "revokedAt": _timestamp(k.revoked_at),
                 "status": key_status(k, now),
             }
             for k, a in rows
@@ -185,9 +190,9 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(keys))
         return 0
-    print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':26} NAME")
+    print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':20} NAME")
     for k in keys:
-        print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':26} {k['name']}")
+        print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':20} {k['name']}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -39,10 +40,13 @@ async def test_keys_create_json_list_revoke_rotate(tmp_path: Path) -> None:
     created = json.loads(out)
     assert {"id", "key", "plan"} <= set(created) and created["plan"] == "pro"
     assert created["key"].startswith("pk_")
+    # The scopes the key holds (the defaults), not null; timestamps as the API prints them.
+    assert created["scopes"] == ["process", "batch", "stream", "models", "usage", "webhooks"]
 
     code, out, _ = await plutos(tmp_path, "keys", "list", "--json")
     listed = json.loads(out)
     assert [k["id"] for k in listed] == [created["id"]]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed[0]["createdAt"])
     assert created["key"] not in out  # only the prefix is ever shown again
     assert listed[0]["prefix"] == created["key"][:10]
 
