@@ -68,3 +68,24 @@ async def test_other_control_characters_are_stored_faithfully(http: httpx.AsyncC
     assert r.status_code == 200, r.text
     got = await http.get(f"/process/{r.json()['id']}")
     assert got.json()["input"] == text
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 4, 5])
+async def test_max_tokens_ending_inside_a_character_never_emits_a_broken_one(
+    http: httpx.AsyncClient, max_tokens: int
+) -> None:
+    """The local model spells 🎉 as three byte tokens (F0 9F | 8E | 89): these limits cut it (issue 15,
+    item 14). The cut character is dropped, on /process and in every /stream chunk."""
+    body = {
+        "input": "Reply with only these emoji: 🎉🎉🎉🎉",
+        "model": MODEL,
+        "options": {"maxTokens": max_tokens, "temperature": 0},
+    }
+    r = await http.post("/process", json=body)
+    assert r.status_code == 200, r.text
+    output = r.json()["output"]
+    assert "\ufffd" not in output and output == "🎉" * len(output)
+    assert r.json()["usage"]["completionTokens"] == max_tokens
+    async with http.stream("POST", "/stream", json=body) as s:
+        raw = (await s.aread()).decode("utf-8")
+    assert "\ufffd" not in raw and "\\ufffd" not in raw.lower()
