@@ -308,11 +308,13 @@ async def test_untrusted_text_is_shown_as_text(page: Page, origin: str, platform
                 status="completed",
                 created_at=datetime.now(UTC).replace(microsecond=0),
                 processing_time_ms=5,
+                cached=True,
             )
         )
     await sign_in(page, origin, owner.secret)
     await page.goto(f"{origin}/dashboard/#/requests/{record_id}")
     await expect(page.locator("#record-output")).to_have_text(XSS)
+    await expect(page.locator("#record-cached")).to_contain_text("response cache")
     await expect(page.locator("#record-input")).to_have_text(XSS)
     assert await page.locator("main img").count() == 0
     await shot(page, "xss-record")
