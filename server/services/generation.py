@@ -1,7 +1,13 @@
 """One input run through a backend, stored and billed whatever the outcome.
 
-Shared by /process, /stream and each /batch item, so a record and its ledger entry are written
-the same way on success, failure and cancellation.
+The one generation path of every surface: ``/v1/process`` and ``/v1/stream`` (ProcessingService),
+``/openai/v1/chat/completions`` and ``/openai/v1/completions`` (OpenAIService) each translate their
+request into a :class:`Generation` and its output into their answer, and nothing else;
+:meth:`Generation.run` (unary) and :meth:`Generation.pieces` (streamed) do the rest — the response
+cache's look-up and store, the backend call, the record and its ledger entry (which settle the
+call's quota reservation in the limits interceptor and fire the webhooks through the store writer's
+hooks) — the same way on success, failure and cancellation. Each ``/batch`` item is a Generation too,
+written with its batch in one transaction.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,7 +39,7 @@ from server.options import (
     prompt_token_bound,
     require_text,
 )
-from server.response_cache import CachedAnswer
+from server.response_cache import CachedAnswer, cache_key, cache_mode
 from server.runtime import Runtime
 from server.store.models import COST_UNITS_PER_USD, LedgerEntry, ProcessRecord, new_row, usd_to_units, utcnow
 
@@ -80,6 +87,14 @@ def resolve_model(runtime: Runtime, who: Caller, model_id: str, field: str = "mo
 def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     """Whole seconds, so JSON shows ``2024-01-01T12:00:00Z`` as in the reference."""
     return timestamp_pb2.Timestamp(seconds=int(value.timestamp()))
+
+
+@dataclass(slots=True)
+class CacheUse:
+    """The response cache's part in one call: the entry's key, and the entry when it answers."""
+
+    key: str
+    hit: CachedAnswer | None = None
 
 
 class Generation:
@@ -250,9 +265,35 @@ class Generation:
             created_at=self.created_at,
         )
 
-    async def run(self) -> None:
-        """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and
-        raised), a cancellation ``cancelled``; what was produced is billed either way."""
+    async def look_up(self, requested: str | None) -> CacheUse | None:
+        """The response cache's part in this call for the requested ``cache`` mode (None: not
+        asked, i.e. "bypass"; then None), and its entry if it answers; sets ``x-cache``.
+
+        Raises ``invalid_parameters`` (``options.cache``) for a mode other than use/refresh/bypass."""
+        mode = cache_mode(requested)
+        if mode == "bypass":
+            return None
+        use = CacheUse(cache_key(self.caller.account_id, self.spec.id, self.text, self.params))
+        if mode == "use":
+            use.hit = await self.runtime.response_cache.get(self.caller.account_id, use.key)
+        call_state().response_metadata["x-cache"] = "HIT" if use.hit is not None else "MISS"
+        return use
+
+    async def keep(self, use: CacheUse | None, pieces: tuple[str, ...] = ()) -> None:
+        """Store this generation's answer (and a stream's pieces) in the response cache, if it takes part."""
+        if use is not None:
+            await self.runtime.response_cache.put(self.caller.account_id, use.key, self.as_cache_entry(pieces))
+
+    async def run(self, cache: str | None = None) -> None:
+        """Answer from the response cache (``cache``: the requested mode, see :meth:`look_up`) or
+        prepare and generate to the end; then store and bill, and keep a fresh answer in the cache.
+        A failure is stored ``failed`` (and raised), a cancellation ``cancelled``; what was produced
+        is billed either way."""
+        use = await self.look_up(cache)
+        if use is not None and use.hit is not None:
+            self.answer_from(use.hit)
+            await self.save()
+            return
         await self.prepare()
         # From here on a record is stored whatever happens: its id goes out as x-process-id.
         call_state().response_metadata["x-process-id"] = self.id
@@ -269,16 +310,23 @@ class Generation:
             await self.save("failed", "internal_error")
             raise
         await self.save()
+        await self.keep(use)
 
-    async def pieces(self) -> AsyncIterator[str]:
-        """Prepare, then yield the output as the model produces it; stored and billed once the
-        stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
-        ``failed``).
+    async def pieces(self, cache: str | None = None) -> AsyncIterator[str]:
+        """The output as the model produces it (or, from the response cache, as the pieces it was
+        streamed in; ``cache`` as for :meth:`run`); stored and billed once the stream ends, however
+        it ends (a closed or cancelled stream is ``cancelled``, a failure ``failed``).
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
-        await self.prepare()
+        use = await self.look_up(cache)
+        hit = use.hit if use is not None else None
+        recorded: list[str] = []  # a miss's pieces, for the cache entry
+        if hit is not None:
+            self.answer_from(hit)
+        else:
+            await self.prepare()
         # From here on a record is stored whatever happens. Its id goes out up front
         # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
         call_state().response_metadata["x-process-id"] = self.id
@@ -287,10 +335,16 @@ class Generation:
         # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
         status, error_code = "cancelled", None
         try:
-            # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                async for piece in pieces:
+            if hit is not None:
+                for piece in hit.chunks():
                     yield piece
+            else:
+                # A cancelled call closes the backend's stream (and an upstream request) at once.
+                async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+                    async for piece in pieces:
+                        if use is not None:
+                            recorded.append(piece)
+                        yield piece
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code
@@ -302,6 +356,8 @@ class Generation:
             if status != "completed":
                 self.save_in_background(status, error_code)
         await self.save()
+        if hit is None:
+            await self.keep(use, tuple(recorded))
 
     async def save(self, status: str = "completed", error_code: str | None = None) -> None:
         """Store the record and its ledger entry. ``internal_error`` (naming the record's id) if

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -16,13 +15,11 @@ from sqlalchemy import select
 
 from core.errors import PlutosError, echo, invalid_parameter
 from core.ids import new_id
-from server.backends.base import Backend, closing_stream
-from server.call_state import Caller, call_state, caller
-from server.config import ModelSpec
+from server.backends.base import closing_stream
+from server.call_state import caller
 from server.options import options_from_record, params_from_options, require_text
-from server.response_cache import CachedAnswer, cache_key, cache_mode
 from server.runtime import Runtime
-from server.services.generation import Generation, timestamp
+from server.services.generation import Generation, resolve_model, timestamp
 from server.services.pages import newest_first
 from server.services.usage import parse_date
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
@@ -45,14 +42,9 @@ def call_deadline(context: Any) -> float | None:
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
-def _chunk(piece: str) -> processing_pb2.StreamResponse:
-    return processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
-
-
-@dataclass(slots=True)
-class _CacheUse:
-    key: str
-    hit: CachedAnswer | None = None
+def _cache(options: processing_pb2.ProcessOptions) -> str | None:
+    """The response-cache mode ``options.cache`` asks for; None when it is not set."""
+    return options.cache if options.HasField("cache") else None
 
 
 RECORD_STATUSES = ("completed", "failed", "cancelled")
@@ -104,62 +96,17 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def _resolve(self, who: Caller, model_id: str) -> tuple[ModelSpec, Backend]:
-        require_text(model_id, "model")
-        spec, backend = self.runtime.catalogue.resolve(model_id)
-        if not who.allows_model(model_id):
-            raise PlutosError(
-                "permission_denied", f"This API key may not use model '{echo(model_id)}'.", {"model": model_id}
-            )
-        return spec, backend
-
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
-        spec, backend = self._resolve(who, request.model)
+        spec, backend = resolve_model(self.runtime, who, request.model)
         params = params_from_options(request.options, spec, call_deadline(context))
         require_text(request.input, "input")
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
-    async def _look_up(self, gen: Generation, options: processing_pb2.ProcessOptions) -> _CacheUse | None:
-        """The response cache's part in this call (None: "bypass"), and its entry if it answers."""
-        mode = cache_mode(options.cache if options.HasField("cache") else None)
-        if mode == "bypass":
-            return None
-        use = _CacheUse(cache_key(gen.caller.account_id, gen.spec.id, gen.text, gen.params))
-        if mode == "use":
-            use.hit = await self.runtime.response_cache.get(gen.caller.account_id, use.key)
-        call_state().response_metadata["x-cache"] = "HIT" if use.hit is not None else "MISS"
-        return use
-
-    async def _keep(self, gen: Generation, use: _CacheUse | None, pieces: tuple[str, ...] = ()) -> None:
-        if use is not None:
-            await self.runtime.response_cache.put(gen.caller.account_id, use.key, gen.as_cache_entry(pieces))
-
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
         with self.runtime.writer.expect():
             gen = self._generation(request, "process", context)
-            cache = await self._look_up(gen, request.options)
-            if cache is not None and cache.hit is not None:
-                gen.answer_from(cache.hit)
-                await gen.save()
-                return self._process_response(gen)
-            await gen.prepare()
-            # From here on a record is stored whatever happens: its id goes out as x-process-id.
-            call_state().response_metadata["x-process-id"] = gen.id
-            try:
-                await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                gen.save_in_background("cancelled")
-                raise
-            except PlutosError as err:
-                await gen.save("failed", err.code)
-                raise
-            except Exception:
-                # A bug, not the caller's fault: what the model did is still stored and billed.
-                await gen.save("failed", "internal_error")
-                raise
-            await gen.save()
-            await self._keep(gen, cache)
+            await gen.run(_cache(request.options))
             return self._process_response(gen)
 
     @staticmethod
@@ -245,7 +192,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if not 1 <= len(request.inputs) <= limit:
                 got = len(request.inputs)
                 raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {got}).")
-            spec, backend = self._resolve(who, request.model)
+            spec, backend = resolve_model(self.runtime, who, request.model)
             params = params_from_options(request.options, spec, call_deadline(context))
             batch_id = new_id("batch")
             created_at = utcnow()
@@ -339,45 +286,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            if not gen.spec.supports_streaming:
-                raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
-            cache = await self._look_up(gen, request.options)
-            recorded: list[str] = []  # a miss's pieces, for the cache entry
-            if cache is not None and cache.hit is not None:
-                gen.answer_from(cache.hit)
-            else:
-                await gen.prepare()
-            # From here on a record is stored whatever happens. Its id goes out up front
-            # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
-            call_state().response_metadata["x-process-id"] = gen.id
-            # The response's headers (initial metadata) leave with the first message, once it is
-            # known: an error before it (an upstream's 429 or 500) is then a plain error status —
-            # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.
-            status, error_code = "cancelled", None
-            try:
-                if cache is not None and cache.hit is not None:  # sent as the chunks it was streamed in
-                    for piece in cache.hit.chunks():
-                        yield _chunk(piece)
-                else:
-                    # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                        async for piece in pieces:
-                            if cache is not None:
-                                recorded.append(piece)
-                            yield _chunk(piece)
-                status = "completed"
-            except PlutosError as err:
-                status, error_code = "failed", err.code
-                raise
-            except Exception:
-                status, error_code = "failed", "internal_error"
-                raise
-            finally:
-                if status != "completed":
-                    gen.save_in_background(status, error_code)
-            await gen.save()
-            if not gen.cached:
-                await self._keep(gen, cache, tuple(recorded))
+            async with closing_stream(gen.pieces(_cache(request.options))) as pieces:
+                async for piece in pieces:
+                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             yield processing_pb2.StreamResponse(
                 complete=processing_pb2.StreamComplete(
                     chunk="final",
