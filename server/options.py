@@ -59,9 +59,11 @@ def params_from_options(
     deadline: float | None = None,
     names: dict[str, tuple[str, str]] = REFERENCE_NAMES,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    **fields: Any,
 ) -> GenerationParams:
     """Apply defaults and check ranges; ``invalid_parameters`` names the offending field as
-    ``names`` (option → (field path, name in the message)) calls it."""
+    ``names`` (option → (field path, name in the message)) calls it. ``fields``: the other
+    GenerationParams fields (``messages``, ``seed``...), set in the same construction."""
     temperature = options.temperature if options.HasField("temperature") else 0.7
     if not 0.0 <= temperature <= 2.0:
         field, name = names["temperature"]
@@ -100,6 +102,7 @@ def params_from_options(
         system_prompt=options.system_prompt if options.HasField("system_prompt") else None,
         stop=stop,
         deadline=deadline,
+        **fields,
     )
 
 

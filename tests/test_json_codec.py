@@ -257,3 +257,45 @@ def test_every_generated_message_type_is_covered() -> None:
         "plutos.v1.GetUsageResponse",
         "plutos.v1.ListModelsResponse",
     }
+
+
+CHAT = {"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        CHAT,
+        {**CHAT, "max_tokens": 16, "stop": "x", "stream_options": {"include_usage": True}, "temperature": 0.5},
+        {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
+        {"model": "m", "messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}]},
+        {"model": "m", "messages": [{"role": "user", "name": "bob", "content": "Hi"}], "stop": ["a", "b"]},
+        {"model": "m", "messages": []},
+    ],
+)
+def test_chat_bodies_parse_as_json_format_parses_them(body: dict[str, Any]) -> None:
+    """Repeated messages and string Values take the fast path; the rest falls back; same result."""
+    from plutos.v1 import openai_pb2
+
+    ours, reference = openai_pb2.CreateChatCompletionRequest(), openai_pb2.CreateChatCompletionRequest()
+    parse_into(body, ours)
+    json_format.ParseDict(body, reference)
+    assert ours == reference
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"model": "m", "messages": "Hi"}, "messages"),
+        ({"model": "m", "messages": [1]}, "messages"),
+        ({"model": "m", "messages": [{"role": 1, "content": "Hi"}]}, "messages.role"),
+    ],
+)
+def test_bad_chat_bodies_still_name_the_field(body: dict[str, Any], field: str) -> None:
+    from plutos.v1 import openai_pb2
+
+    from bridge.json_codec import JsonInputError
+
+    with pytest.raises(JsonInputError) as caught:
+        parse_into(body, openai_pb2.CreateChatCompletionRequest())
+    assert caught.value.field == field

@@ -234,3 +234,28 @@ async def test_the_quota_check_runs_after_rate_limits(
     assert remaining == sorted(remaining, reverse=True) and len(set(remaining)) == len(remaining)
     r = await client.get("/usage", headers=bearer(key.secret))
     assert r.status_code == 200 and r.json()["usage"]["totalTokens"] > 0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "user", "content": "Say hi."},
+        {"role": "user", "content": ""},
+        {"content": "no role"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}]},
+        {"role": "user", "content": "x", "name": "bob"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1"}]},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+        {"role": "user"},
+    ],
+)
+def test_a_chat_reservation_reads_each_message_as_json_format_prints_it(message: dict[str, object]) -> None:
+    """The quick form of a plain message is the same dict, in the same order, as MessageToDict's."""
+    from google.protobuf import json_format
+    from plutos.v1 import openai_pb2
+
+    from server.limiter.policy import _as_sent
+
+    proto = json_format.ParseDict(message, openai_pb2.ChatMessage())
+    quick, reference = _as_sent(proto), json_format.MessageToDict(proto, preserving_proto_field_name=True)
+    assert quick == reference and list(quick) == list(reference)

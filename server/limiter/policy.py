@@ -93,9 +93,23 @@ def _reference_prompts(method_name: str, request: Any, context: int) -> _PromptB
     return [prompt_token_bound(text, system, context) for text in inputs], max_tokens, DEFAULT_MAX_TOKENS
 
 
+def _as_sent(message: Any) -> dict[str, Any]:
+    """A chat message as ``MessageToDict`` gives it (proto names); a role and a string content,
+    the common shape, without it (a tenth of the time)."""
+    if (
+        message.role
+        and message.content.WhichOneof("kind") == "string_value"
+        and not message.tool_calls
+        and not message.HasField("name")
+        and not message.HasField("tool_call_id")
+    ):
+        return {"role": message.role, "content": message.content.string_value}
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
 def _chat_prompts(method_name: str, request: Any, context: int) -> _PromptBound:
     # The messages as sent: their JSON is at least that of the messages the chat is billed for.
-    messages = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in request.messages]
+    messages = [_as_sent(m) for m in request.messages]
     if request.HasField("max_completion_tokens"):
         max_tokens: int | None = request.max_completion_tokens
     else:

@@ -23,7 +23,6 @@ Errors (all ``invalid_parameters`` 400 naming ``param`` unless said)::
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,6 +48,9 @@ def _names(max_tokens_field: str) -> dict[str, tuple[str, str]]:
     names = {f: (f, f) for f in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "stop")}
     names["max_tokens"] = (max_tokens_field, max_tokens_field)
     return names
+
+
+_NAMES = {field: _names(field) for field in ("max_tokens", "max_completion_tokens")}
 
 
 def _text(value: struct_pb2.Value, field: str) -> str | None:
@@ -137,9 +139,19 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             raise
 
     def _params(
-        self, request: Any, spec: ModelSpec, context: Any, max_tokens_field: str, default_max_tokens: int
-    ) -> tuple[GenerationParams, dict[str, Any]]:
-        """The sampling options common to both kinds of request, validated as /v1/process's are."""
+        self,
+        request: Any,
+        spec: ModelSpec,
+        context: Any,
+        max_tokens_field: str,
+        default_max_tokens: int,
+        extra: tuple[tuple[str, Any], ...] = (),
+        after: PlutosError | None = None,
+        **fields: Any,
+    ) -> GenerationParams:
+        """The request's GenerationParams, built once: the sampling options common to both kinds of
+        request, validated as /v1/process's are, plus ``fields``; ``extra`` (upstream fields) after
+        ``user``. ``after``: the error of a check that comes after these options', raised once they pass."""
         if request.HasField("n") and request.n != 1:
             raise _unsupported("n", "'n' other than 1")
         options = processing_pb2.ProcessOptions(stop=_stop(request.stop))
@@ -148,12 +160,19 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 setattr(options, name, getattr(request, name))
         if request.HasField(max_tokens_field):
             options.max_tokens = getattr(request, max_tokens_field)
-        names = _names(max_tokens_field)
-        params = params_from_options(options, spec, call_deadline(context), names, default_max_tokens)
-        extra: dict[str, Any] = {}
-        if request.HasField("user"):
-            extra["user"] = request.user
-        return dataclasses.replace(params, seed=request.seed if request.HasField("seed") else None), extra
+        params = params_from_options(
+            options,
+            spec,
+            call_deadline(context),
+            _NAMES[max_tokens_field],
+            default_max_tokens,
+            seed=request.seed if request.HasField("seed") else None,
+            upstream_extra=(("user", request.user), *extra) if request.HasField("user") else extra,
+            **fields,
+        )
+        if after is not None:
+            raise after
+        return params
 
     # -- chat -----------------------------------------------------------------------------------
 
@@ -191,7 +210,35 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 last_user = content
             messages.append(message)
         max_field = "max_completion_tokens" if request.HasField("max_completion_tokens") else "max_tokens"
-        params, extra = self._params(request, spec, context, max_field, DEFAULT_MAX_TOKENS)
+        extra: tuple[tuple[str, Any], ...]
+        later: PlutosError | None
+        # The tool and response-format checks come after the sampling options' (in _params): an
+        # error of theirs is raised there, once those pass, so GenerationParams is built once.
+        json_output, extra, later = False, (), None
+        try:
+            json_output, extra = self._chat_extras(request, spec, upstream)
+        except PlutosError as err:
+            later = err
+        params = self._params(
+            request,
+            spec,
+            context,
+            max_field,
+            DEFAULT_MAX_TOKENS,
+            extra,
+            later,
+            messages=tuple(messages),
+            json_output=json_output,
+        )
+        return Generation(self.runtime, who, spec, backend, kind="chat", text=last_user, params=params)
+
+    @staticmethod
+    def _chat_extras(
+        request: openai_pb2.CreateChatCompletionRequest, spec: ModelSpec, upstream: bool
+    ) -> tuple[bool, tuple[tuple[str, Any], ...]]:
+        """Whether JSON output is asked (``response_format`` ``json_object``), and the fields an
+        upstream gets as they are (tools, tool_choice, parallel_tool_calls, a json_schema format)."""
+        extra: dict[str, Any] = {}
         if request.tools or request.HasField("tool_choice") or request.HasField("parallel_tool_calls"):
             if not upstream:
                 raise invalid_parameter("tools", f"Model '{spec.id}' does not support tools.")
@@ -214,10 +261,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                     "response_format.type",
                     f"'response_format.type' '{echo(kind)}' is not supported by model '{spec.id}'.",
                 )
-        params = dataclasses.replace(
-            params, messages=tuple(messages), json_output=json_output, upstream_extra=tuple(extra.items())
-        )
-        return Generation(self.runtime, who, spec, backend, kind="chat", text=last_user, params=params)
+        return json_output, tuple(extra.items())
 
     def _chat_completion(self, gen: Generation) -> openai_pb2.ChatCompletion:
         message = openai_pb2.ChatCompletionMessage(role="assistant")
@@ -292,8 +336,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             prompt = prompt.list_value.values[0]
         if prompt.WhichOneof("kind") != "string_value" or not prompt.string_value:
             raise invalid_parameter("prompt", "'prompt' must be a non-empty string (or an array of one string).")
-        params, extra = self._params(request, spec, context, "max_tokens", OPENAI_COMPLETION_MAX_TOKENS)
-        params = dataclasses.replace(params, upstream_extra=tuple(extra.items()))
+        params = self._params(request, spec, context, "max_tokens", OPENAI_COMPLETION_MAX_TOKENS)
         return Generation(self.runtime, who, spec, backend, kind="completion", text=prompt.string_value, params=params)
 
     def _head(self, gen: Generation) -> dict[str, Any]:
