@@ -39,8 +39,11 @@ tools: $(TOOLS)/grpcurl
 	@command -v protoc >/dev/null || { echo "==> installing protobuf-compiler with apt-get"; \
 	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq protobuf-compiler >/dev/null; }
 
+# gen/python is the one generation of the Python stubs; the Python SDK's plutos_ai/_gen is derived
+# from it (not committed; its package build does the same through clients/python/hatch_build.py).
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
+	$(PY) clients/python/scripts/gen.py
 
 # CI: regenerating from protos/ must leave the committed code unchanged.
 check-generated: clients
@@ -62,7 +65,6 @@ sdk-deps: $(SDK_STAMP)
 # Regenerate every SDK's stubs from protos/ (pinned plugin versions).
 clients: $(SDK_STAMP) protos
 	$(PY) scripts/gen_error_tables.py
-	$(PY) clients/python/scripts/gen.py
 	cd clients/typescript && PYTHON=$(CURDIR)/$(PY) npm run gen
 	cd clients/go && PYTHON=$(CURDIR)/$(PY) ./gen.sh
 
