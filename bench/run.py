@@ -1,4 +1,5 @@
-"""`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
+"""`make bench`: every scenario side by side, printed and written to bench/history/ (one file per run:
+``YYYY-MM-DD-HHMM-run.md``); then bench/report.py regenerates BENCHMARKS.md's tables and the plots.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
 BENCH_HISTORY_ROWS (process records for `history`, default 1,000,000), BENCH_ONLY (comma-separated
@@ -587,11 +588,13 @@ def main() -> int:
         "",
     ]
     body = [line for title, lines in sections for line in (f"## {title}", "", *lines, "")]
-    out = ROOT / "BENCHMARKS.md"
-    existing = out.read_text() if out.exists() else "# Benchmarks\n\nAppended by `make bench` (bench/run.py).\n\n"
-    out.write_text(existing.rstrip() + "\n\n" + "\n".join(header + body))
-    log(f"appended to {out}")
-    json.dumps({})
+    from bench.history_files import write_history
+
+    path = write_history("run", started, "\n".join(header + body))
+    log(f"wrote {path.relative_to(ROOT)}")
+    from bench import report
+
+    report.main()
     return 0
 
 
