@@ -351,11 +351,17 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     platform = await start_platform(settings, migrate=migrate)
     tune_gc()
     stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     if _stop_requested:
-        stop.set()
+        on_signal(signal.SIGTERM)
     scheme = "https" if settings.tls_cert_file else "http"
     print(
         f"[plutos] serving REST on {scheme}://{settings.http_host}:{platform.http_port}/v1 "
@@ -369,8 +375,15 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
     if announce is not None:
         announce(platform)
     await stop.wait()
-    print(f"[plutos] draining (up to {settings.drain_seconds:g}s)", flush=True)
-    await platform.drain(settings.drain_seconds, settings.drain_delay_seconds)
+    # SIGTERM (an orchestrator, a load balancer in front): /ready says 503 for drain_delay_seconds while
+    # the ports still accept. SIGINT is Ctrl-C at a terminal: nobody polls /ready, the ports close at once.
+    delay = settings.drain_delay_seconds if received and received[0] == signal.SIGTERM else 0.0
+    print(
+        f"[plutos] draining: /ready answers 503; ports close in {delay:g}s; calls in flight get up to "
+        f"{settings.drain_seconds:g}s",
+        flush=True,
+    )
+    await platform.drain(settings.drain_seconds, delay)
     print("[plutos] stopped", flush=True)
     shutdown_tracing()
     stop_logging()
