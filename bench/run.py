@@ -1,7 +1,9 @@
-"""`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
+"""`make bench`: every scenario side by side, printed and written to bench/history/ (one file per run:
+``YYYY-MM-DD-HHMM-run.md``); then bench/report.py regenerates BENCHMARKS.md's tables and the plots.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
-BENCH_ONLY (comma-separated scenario names: upstream, idempotency, metrics, instructions, limiter, gateway, streaming,
+BENCH_HISTORY_ROWS (process records for `history`, default 1,000,000), BENCH_ONLY (comma-separated
+scenario names: upstream, idempotency, metrics, instructions, history, limiter, gateway, streaming,
 batch, model, workers, streams, soak), BENCH_STREAMS (streams in the `streams` scenario, default 500)."""
 
 from __future__ import annotations
@@ -498,6 +500,17 @@ def scenario_upstream() -> Section:
     )
 
 
+def scenario_history() -> Section:
+    """Issue 18: GET /v1/process pages with BENCH_HISTORY_ROWS (default 1,000,000) records, both stores."""
+    rows = os.environ.get("BENCH_HISTORY_ROWS", "1000000")
+    return _delegate(
+        "bench.history_bench",
+        ["--rows", rows, "--repeat", "20", "--out", "bench/HISTORY_RESULTS.md"],
+        "HISTORY_RESULTS.md",
+        "Request history (GET /v1/process) at scale",
+    )
+
+
 def scenario_instructions() -> Section:
     """The gateway's instructions per /v1/process beside the bare path's, under callgrind."""
     return _delegate(
@@ -559,6 +572,7 @@ SCENARIOS: dict[str, Callable[[], Section]] = {
     "idempotency": scenario_idempotency,
     "metrics": scenario_metrics,
     "instructions": scenario_instructions,
+    "history": scenario_history,
     "limiter": scenario_limiter,
     "gateway": scenario_gateway_models,
     "streaming": scenario_streaming,
@@ -592,11 +606,13 @@ def main() -> int:
         "",
     ]
     body = [line for title, lines in sections for line in (f"## {title}", "", *lines, "")]
-    out = ROOT / "BENCHMARKS.md"
-    existing = out.read_text() if out.exists() else "# Benchmarks\n\nAppended by `make bench` (bench/run.py).\n\n"
-    out.write_text(existing.rstrip() + "\n\n" + "\n".join(header + body))
-    log(f"appended to {out}")
-    json.dumps({})
+    from bench.history_files import write_history
+
+    path = write_history("run", started, "\n".join(header + body))
+    log(f"wrote {path.relative_to(ROOT)}")
+    from bench import report
+
+    report.main()
     return 0
 
 

@@ -14,6 +14,7 @@ render OpenAI's error body (``type`` from the last column, ``code`` = the code).
     permission_denied       PERMISSION_DENIED   403  permission_error
     account_suspended       PERMISSION_DENIED   403  permission_error       (the key's account is suspended by an ope
     not_found               NOT_FOUND           404  invalid_request_error
+    model_not_found         NOT_FOUND           404  invalid_request_error  (OpenAIService's unknown model, as OpenAI)
     idempotency_in_progress ABORTED             409  invalid_request_error  (+ RetryInfo, Retry-After: the first call
     idempotency_key_reused  FAILED_PRECONDITION 422  invalid_request_error  (the key came with another request)
     method_not_allowed      UNIMPLEMENTED       405  invalid_request_error  (REST only)
@@ -64,6 +65,7 @@ ERRORS: dict[str, ErrorKind] = {
         ErrorKind("permission_denied", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
         ErrorKind("account_suspended", grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error"),
         ErrorKind("not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
+        ErrorKind("model_not_found", grpc.StatusCode.NOT_FOUND, 404, "invalid_request_error"),
         ErrorKind("method_not_allowed", grpc.StatusCode.UNIMPLEMENTED, 405, "invalid_request_error"),
         ErrorKind("conflict", grpc.StatusCode.ABORTED, 409, "invalid_request_error"),
         ErrorKind("idempotency_in_progress", grpc.StatusCode.ABORTED, 409, "invalid_request_error", retryable=True),

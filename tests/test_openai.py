@@ -239,7 +239,7 @@ async def test_models_list_and_retrieve(oai: openai.AsyncOpenAI) -> None:
     assert model.id == MODEL and model.object == "model" and model.owned_by == "plutos"
     with pytest.raises(openai.NotFoundError) as caught:
         await oai.models.retrieve("no-such-model")
-    assert caught.value.code == "not_found" and caught.value.param == "model"
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -254,11 +254,41 @@ async def test_bad_key_is_authentication_error(openai_url: str) -> None:
     await client.close()
 
 
-async def test_unknown_model_is_bad_request_naming_model(oai: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
+def model_not_found_body(model: str) -> dict[str, Any]:
+    """OpenAI's own answer for a model it does not serve."""
+    return {
+        "error": {
+            "message": f"The model `{model}` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+
+
+async def test_unknown_model_is_not_found_naming_model_as_openai_answers(
+    oai: openai.AsyncOpenAI, raw: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
         await oai.chat.completions.create(model="gpt-nonexistent", messages=HI)
-    assert caught.value.code == "invalid_model" and caught.value.param == "model"
-    assert caught.value.type == "invalid_request_error"
+    assert caught.value.status_code == 404 and caught.value.body == model_not_found_body("gpt-nonexistent")["error"]
+    with pytest.raises(openai.NotFoundError) as caught:
+        await oai.chat.completions.create(model="gpt-nonexistent", messages=HI, stream=True)
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
+    with pytest.raises(openai.NotFoundError) as caught:
+        await oai.completions.create(model="gpt-nonexistent", prompt="Hi")
+    assert caught.value.code == "model_not_found" and caught.value.type == "invalid_request_error"
+    for path, body in (
+        ("/chat/completions", {"model": "gpt-nonexistent", "messages": HI}),
+        ("/completions", {"model": "gpt-nonexistent", "prompt": "Hi", "stream": True}),
+    ):
+        r = await raw.post(path, json=body)
+        assert (r.status_code, r.json()) == (404, model_not_found_body("gpt-nonexistent")), r.text
+    r = await raw.get("/models/gpt-nonexistent")
+    assert (r.status_code, r.json()) == (404, model_not_found_body("gpt-nonexistent")), r.text
+    # The reference's API keeps its own answer for the same model.
+    r = await http.post("/process", json={"input": "hi", "model": "gpt-nonexistent"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_model"
 
 
 @pytest.mark.parametrize(
@@ -390,6 +420,10 @@ async def test_the_same_service_over_grpc(platform: RunningPlatform, auth_md: tu
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateChatCompletion(request, metadata=(("authorization", "Bearer pk_nope"),))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        unknown = openai_pb2.CreateChatCompletionRequest(model="gpt-nonexistent", messages=[say_hi])
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateChatCompletion(unknown, metadata=auth_md)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_unknown_paths_and_methods_under_openai_v1_answer_in_openais_format(raw: httpx.AsyncClient) -> None:

@@ -51,13 +51,9 @@ async def node_sdk_results(platform: RunningPlatform, key: CreatedKey, model: st
     assert model in got["models"]
     errors = got["errors"]
     assert errors["badKey"] == {"class": "AuthenticationError", "status": 401, "code": "invalid_api_key", "param": None}
-    assert errors["unknownModel"] == {
-        "class": "BadRequestError",
-        "status": 400,
-        "code": "invalid_model",
-        "param": "model",
-    }
-    assert errors["missingModel"]["class"] == "NotFoundError"
+    not_found = {"class": "NotFoundError", "status": 404, "code": "model_not_found", "param": "model"}
+    assert errors["unknownModel"] == not_found
+    assert errors["missingModel"] == not_found
     return got
 
 

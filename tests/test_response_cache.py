@@ -72,12 +72,16 @@ async def test_use_misses_then_hits_with_a_fresh_record(cached: RunningPlatform,
         miss = await c.post("/process", json=body(text, "use"))
         hit = await c.post("/process", json=body(text, "use"))
         record = (await c.get(f"/process/{hit.json()['id']}")).json()
+        missed = (await c.get(f"/process/{miss.json()['id']}")).json()
+        listed = {r["id"]: r for r in (await c.get("/process", params={"limit": 10})).json()["data"]}
         usage = (await c.get("/usage")).json()["usage"]
     assert miss.headers["x-cache"] == "MISS" and hit.headers["x-cache"] == "HIT"
     assert hit.json()["output"] == miss.json()["output"]
     assert hit.json()["usage"] == miss.json()["usage"]
     assert hit.json()["id"] != miss.json()["id"]
     assert record["cached"] is True and record["status"] == "completed"
+    assert missed["cached"] is False
+    assert listed[hit.json()["id"]]["cached"] is True and listed[miss.json()["id"]]["cached"] is False
     entry = await ledger_for(cached, hit.json()["id"])
     assert (entry.prompt_tokens, entry.completion_tokens, entry.cost_units, entry.cached) == (0, 0, 0, 1)
     assert entry.counts_as_request == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from server.backends.openai_compat import SseParser, sse_data
+from server.backends.upstream_sse import SseParser, sse_data
 
 CORPUS = json.loads((Path(__file__).resolve().parent.parent / "clients" / "sse_corpus.json").read_text())["cases"]
 

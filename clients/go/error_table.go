@@ -19,6 +19,7 @@ var ErrorTable = map[string]ErrorKind{
 	"permission_denied":       {Code: "permission_denied", HTTPStatus: 403, GRPCStatus: "PERMISSION_DENIED", Retryable: false},
 	"account_suspended":       {Code: "account_suspended", HTTPStatus: 403, GRPCStatus: "PERMISSION_DENIED", Retryable: false},
 	"not_found":               {Code: "not_found", HTTPStatus: 404, GRPCStatus: "NOT_FOUND", Retryable: false},
+	"model_not_found":         {Code: "model_not_found", HTTPStatus: 404, GRPCStatus: "NOT_FOUND", Retryable: false},
 	"method_not_allowed":      {Code: "method_not_allowed", HTTPStatus: 405, GRPCStatus: "UNIMPLEMENTED", Retryable: false},
 	"conflict":                {Code: "conflict", HTTPStatus: 409, GRPCStatus: "ABORTED", Retryable: false},
 	"idempotency_in_progress": {Code: "idempotency_in_progress", HTTPStatus: 409, GRPCStatus: "ABORTED", Retryable: true},

@@ -117,6 +117,8 @@ type ProcessHistoryItem struct {
 	BatchID        *string   `json:"batchId,omitempty"`
 	BatchIndex     *int      `json:"batchIndex,omitempty"`
 	ErrorCode      *string   `json:"errorCode,omitempty"`
+	// Cached is true when the output came from the response cache (no model ran).
+	Cached bool `json:"cached"`
 }
 
 // ListProcessesParams filter GET /process.

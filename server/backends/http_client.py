@@ -7,7 +7,7 @@ does only what an upstream call needs — one request per connection at a time, 
 bodies, chunked or sized or read-until-close answers, TLS — and costs a fraction of that
 (bench/UPSTREAM_RESULTS.md).
 
-Errors, as the backend maps them (server/backends/openai_compat.py):
+Errors, as the backend maps them (the table in server/backends/upstream_errors.py):
 
 - :class:`ConnectError`: the connection could not be opened (refused, no route, DNS, connect or
   pool-wait timeout). Nothing was sent.

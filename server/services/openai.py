@@ -14,9 +14,11 @@ Errors (all ``invalid_parameters`` 400 naming ``param`` unless said)::
     stop not a string or up to 4 strings            invalid
     tools, tool messages, json_schema on a model
       that is not an openai-compatible upstream     not supported by the model
-    model unknown                                   invalid_model 400 (param "model")
+    model unknown                                   model_not_found 404 (param "model"), as OpenAI
+                                                    answers it (/v1/process answers invalid_model 400)
     model not allowed for the key                   permission_denied 403
-    GET /models/{id} of an unknown model            not_found 404
+    GET /models/{id} of an unknown model, or of
+      one the key may not use                       model_not_found 404
 """
 
 from __future__ import annotations
@@ -86,6 +88,15 @@ def _stop(value: struct_pb2.Value) -> list[str]:
     raise invalid_parameter("stop", "'stop' must be a string or an array of up to 4 strings.")
 
 
+def model_not_found(model_id: str) -> PlutosError:
+    """OpenAI's answer for a model it does not serve: 404 ``model_not_found``, ``param`` ``model``."""
+    return PlutosError(
+        "model_not_found",
+        f"The model `{echo(model_id)}` does not exist or you do not have access to it.",
+        {"field": "model", "model": model_id},
+    )
+
+
 def _unsupported(param: str, what: str) -> PlutosError:
     return invalid_parameter(param, f"{what} is not supported.")
 
@@ -115,6 +126,10 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
     # -- shared ---------------------------------------------------------------------------------
 
     def _resolve(self, who: Caller, model_id: str) -> tuple[ModelSpec, Backend]:
+        """The model's entry and backend; ``model_not_found`` (404) for a model not in the catalogue,
+        ``permission_denied`` (403) for one the key may not use, both naming ``param`` ``model``."""
+        if model_id and model_id not in self.runtime.catalogue.specs:
+            raise model_not_found(model_id)
         try:
             return resolve_model(self.runtime, who, model_id)
         except PlutosError as err:
@@ -324,9 +339,5 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
 
     async def RetrieveModel(self, request: openai_pb2.RetrieveModelRequest, context: Any) -> openai_pb2.OpenAIModel:
         if request.model not in self.runtime.catalogue.specs or not caller().allows_model(request.model):
-            raise PlutosError(
-                "not_found",
-                f"The model '{echo(request.model)}' does not exist.",
-                {"field": "model", "model": request.model},
-            )
+            raise model_not_found(request.model)
         return self._model(request.model)

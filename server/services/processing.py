@@ -70,6 +70,7 @@ _LISTED_COLUMNS = (
     ProcessRecord.batch_id,
     ProcessRecord.batch_index,
     ProcessRecord.error_code,
+    ProcessRecord.cached,
 )
 
 
@@ -89,6 +90,7 @@ def _record_message(record: Any) -> processing_pb2.ProcessRecord:
         ),
         created_at=timestamp(record.created_at),
         processing_time=record.processing_time_ms,
+        cached=bool(record.cached),
     )
     if record.batch_id is not None:
         msg.batch_id = record.batch_id

@@ -9,6 +9,7 @@ export const ERROR_TABLE = {
   permission_denied: { httpStatus: 403, grpcStatus: 'PERMISSION_DENIED', retryable: false },
   account_suspended: { httpStatus: 403, grpcStatus: 'PERMISSION_DENIED', retryable: false },
   not_found: { httpStatus: 404, grpcStatus: 'NOT_FOUND', retryable: false },
+  model_not_found: { httpStatus: 404, grpcStatus: 'NOT_FOUND', retryable: false },
   method_not_allowed: { httpStatus: 405, grpcStatus: 'UNIMPLEMENTED', retryable: false },
   conflict: { httpStatus: 409, grpcStatus: 'ABORTED', retryable: false },
   idempotency_in_progress: { httpStatus: 409, grpcStatus: 'ABORTED', retryable: true },

@@ -1,3 +1,4 @@
+export { APIPromise, type WithResponse } from './api-promise.js';
 export { PlutosAI, type ClientOptions } from './client.js';
 export { ENVIRONMENTS, type Environment } from './environments.js';
 export {

@@ -23,6 +23,7 @@ ERROR_TABLE: dict[str, ErrorKind] = {
     "permission_denied": ErrorKind("permission_denied", 403, "PERMISSION_DENIED", False),
     "account_suspended": ErrorKind("account_suspended", 403, "PERMISSION_DENIED", False),
     "not_found": ErrorKind("not_found", 404, "NOT_FOUND", False),
+    "model_not_found": ErrorKind("model_not_found", 404, "NOT_FOUND", False),
     "method_not_allowed": ErrorKind("method_not_allowed", 405, "UNIMPLEMENTED", False),
     "conflict": ErrorKind("conflict", 409, "ABORTED", False),
     "idempotency_in_progress": ErrorKind("idempotency_in_progress", 409, "ABORTED", True),

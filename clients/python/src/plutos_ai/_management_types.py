@@ -221,6 +221,8 @@ class ProcessHistoryItem:
     batch_id: str | None
     batch_index: int | None
     error_code: str | None
+    #: Whether the output was answered from the response cache (no model ran).
+    cached: bool = False
 
     @classmethod
     def from_json(cls, data: Any) -> ProcessHistoryItem:
@@ -238,6 +240,7 @@ class ProcessHistoryItem:
             batch_id=d.get("batchId"),
             batch_index=_optional_int(d.get("batchIndex")),
             error_code=d.get("errorCode"),
+            cached=d.get("cached") is True,
         )
 
 

@@ -167,6 +167,8 @@ class ProcessRecord:
     processing_time: int
     #: "completed", "cancelled" (a stream whose client left) or "failed".
     status: str
+    #: Whether the output was answered from the response cache (no model ran).
+    cached: bool = field(default=False, kw_only=True)
     #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
     request_id: str | None = field(default=None, compare=False, kw_only=True)
 
@@ -183,6 +185,7 @@ class ProcessRecord:
             created_at=parse_timestamp(d.get("createdAt")),
             processing_time=_int(d.get("processingTime")),
             status=_str(d.get("status")),
+            cached=d.get("cached") is True,
         )
 
 

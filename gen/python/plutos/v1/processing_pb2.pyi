@@ -501,6 +501,7 @@ class ProcessRecord(google.protobuf.message.Message):
     BATCH_ID_FIELD_NUMBER: builtins.int
     BATCH_INDEX_FIELD_NUMBER: builtins.int
     ERROR_CODE_FIELD_NUMBER: builtins.int
+    CACHED_FIELD_NUMBER: builtins.int
     id: builtins.str
     kind: builtins.str
     """"process", "stream", "batch" (an item of a batch), or the surface that made it."""
@@ -516,6 +517,8 @@ class ProcessRecord(google.protobuf.message.Message):
     batch_index: builtins.int
     error_code: builtins.str
     """On a failed record: the error code."""
+    cached: builtins.bool
+    """Whether the output was answered from the response cache (no model ran)."""
     @property
     def usage(self) -> global___Usage: ...
     @property
@@ -535,9 +538,10 @@ class ProcessRecord(google.protobuf.message.Message):
         batch_id: builtins.str | None = ...,
         batch_index: builtins.int | None = ...,
         error_code: builtins.str | None = ...,
+        cached: builtins.bool = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_batch_id", b"_batch_id", "_batch_index", b"_batch_index", "_error_code", b"_error_code", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "error_code", b"error_code", "usage", b"usage"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_batch_id", b"_batch_id", "_batch_index", b"_batch_index", "_error_code", b"_error_code", "batch_id", b"batch_id", "batch_index", b"batch_index", "created_at", b"created_at", "error_code", b"error_code", "id", b"id", "input", b"input", "kind", b"kind", "model", b"model", "output", b"output", "processing_time", b"processing_time", "status", b"status", "usage", b"usage"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_batch_id", b"_batch_id", "_batch_index", b"_batch_index", "_error_code", b"_error_code", "batch_id", b"batch_id", "batch_index", b"batch_index", "cached", b"cached", "created_at", b"created_at", "error_code", b"error_code", "id", b"id", "input", b"input", "kind", b"kind", "model", b"model", "output", b"output", "processing_time", b"processing_time", "status", b"status", "usage", b"usage"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_batch_id", b"_batch_id"]) -> typing.Literal["batch_id"] | None: ...
     @typing.overload

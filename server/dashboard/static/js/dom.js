@@ -71,7 +71,7 @@ export function notAvailable(what, err) {
 }
 
 /** A table from column specs [{label, value: row => text|Node, class}] and rows. */
-export function table(columns, rows, { caption, onRowClick, rowLabel } = {}) {
+export function table(columns, rows, { caption, onRowClick, rowLabel, className } = {}) {
   const head = h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label))));
   const body = h('tbody');
   for (const row of rows) {
@@ -92,7 +92,7 @@ export function table(columns, rows, { caption, onRowClick, rowLabel } = {}) {
     }
     body.append(tr);
   }
-  return h('div', { class: 'table-wrap' }, h('table', {}, caption ? h('caption', {}, caption) : null, head, body));
+  return h('div', { class: 'table-wrap' }, h('table', className ? { class: className } : {}, caption ? h('caption', {}, caption) : null, head, body));
 }
 
 /** A modal <dialog>; resolves with the button's value ('cancel' on Escape). */
@@ -162,6 +162,13 @@ export function fmtTime(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
   return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC');
+}
+/** The UTC day of an ISO time, with the full time as its tooltip (narrow table columns). */
+export function fmtDay(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return h('time', { datetime: d.toISOString(), title: fmtTime(iso) }, d.toISOString().slice(0, 10));
 }
 export const isoDay = (d) => d.toISOString().slice(0, 10);
 export function monthStart(now = new Date()) {

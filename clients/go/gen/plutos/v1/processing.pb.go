@@ -1171,7 +1171,9 @@ type ProcessRecord struct {
 	BatchId    *string `protobuf:"bytes,10,opt,name=batch_id,json=batchId,proto3,oneof" json:"batch_id,omitempty"`
 	BatchIndex *int32  `protobuf:"varint,11,opt,name=batch_index,json=batchIndex,proto3,oneof" json:"batch_index,omitempty"`
 	// On a failed record: the error code.
-	ErrorCode     *string `protobuf:"bytes,12,opt,name=error_code,json=errorCode,proto3,oneof" json:"error_code,omitempty"`
+	ErrorCode *string `protobuf:"bytes,12,opt,name=error_code,json=errorCode,proto3,oneof" json:"error_code,omitempty"`
+	// Whether the output was answered from the response cache (no model ran).
+	Cached        bool `protobuf:"varint,13,opt,name=cached,proto3" json:"cached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1288,6 +1290,13 @@ func (x *ProcessRecord) GetErrorCode() string {
 		return *x.ErrorCode
 	}
 	return ""
+}
+
+func (x *ProcessRecord) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
 }
 
 type ListProcessesResponse struct {
@@ -1459,7 +1468,7 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x05 \x01(\tR\tstartDate\x12\x19\n" +
-	"\bend_date\x18\x06 \x01(\tR\aendDate\"\xb1\x03\n" +
+	"\bend_date\x18\x06 \x01(\tR\aendDate\"\xc9\x03\n" +
 	"\rProcessRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -1476,7 +1485,8 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\vbatch_index\x18\v \x01(\x05H\x01R\n" +
 	"batchIndex\x88\x01\x01\x12\"\n" +
 	"\n" +
-	"error_code\x18\f \x01(\tH\x02R\terrorCode\x88\x01\x01B\v\n" +
+	"error_code\x18\f \x01(\tH\x02R\terrorCode\x88\x01\x01\x12\x16\n" +
+	"\x06cached\x18\r \x01(\bR\x06cachedB\v\n" +
 	"\t_batch_idB\x0e\n" +
 	"\f_batch_indexB\r\n" +
 	"\v_error_code\"\x94\x01\n" +

@@ -1,7 +1,7 @@
 // Operator (admin key): accounts with plan and month-to-date usage; create an account; change its
 // plan; suspend/resume; its keys; the audit trail.
 import { get, patch, post } from '../api.js';
-import { confirmDialog, empty, errorBox, field, fmtCost, fmtInt, fmtTime, h, loading, notAvailable, table } from '../dom.js';
+import { confirmDialog, empty, errorBox, field, fmtCost, fmtDay, fmtInt, fmtTime, h, loading, notAvailable, table } from '../dom.js';
 
 const PLANS = ['free', 'pro', 'enterprise'];
 
@@ -82,10 +82,10 @@ export async function render(view) {
             },
             { label: 'Status', value: (a) => h('span', { class: `badge ${a.suspended ? 'status-failed' : 'status-completed'}` }, a.suspended ? 'suspended' : 'active') },
             { label: 'Keys', value: (a) => fmtInt(a.keyCount), class: 'num' },
-            { label: 'Requests (month)', value: (a) => fmtInt(a.usage?.totalRequests), class: 'num' },
-            { label: 'Tokens (month)', value: (a) => fmtInt(a.usage?.totalTokens), class: 'num' },
-            { label: 'Cost (month)', value: (a) => fmtCost(a.usage?.totalCost), class: 'num' },
-            { label: 'Created', value: (a) => fmtTime(a.createdAt) },
+            { label: 'Requests', value: (a) => fmtInt(a.usage?.totalRequests), class: 'num' },
+            { label: 'Tokens', value: (a) => fmtInt(a.usage?.totalTokens), class: 'num' },
+            { label: 'Cost', value: (a) => fmtCost(a.usage?.totalCost), class: 'num' },
+            { label: 'Created', value: (a) => fmtDay(a.createdAt) },
             {
               label: 'Actions',
               value: (a) =>
@@ -108,7 +108,7 @@ export async function render(view) {
             },
           ],
           rows,
-          { caption: 'Accounts, newest first, with this month\'s usage' },
+          { caption: 'Accounts, newest first, with this month\'s usage (requests, tokens, cost)', className: 'compact accounts' },
         ),
       );
     }

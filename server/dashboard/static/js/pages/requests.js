@@ -111,6 +111,7 @@ async function renderRecord(view, id) {
       h('dt', {}, 'Usage'), h('dd', {}, `${fmtInt(u.promptTokens)} prompt + ${fmtInt(u.completionTokens)} completion = ${fmtInt(u.totalTokens)} tokens`),
       h('dt', {}, 'Record id'), h('dd', {}, h('code', {}, r.id)),
       r.errorCode ? [h('dt', {}, 'Error'), h('dd', {}, h('code', {}, r.errorCode))] : null,
+      r.cached ? [h('dt', {}, 'Cached'), h('dd', { id: 'record-cached' }, 'yes: answered from the response cache, no model ran')] : null,
       r.batchId ? [h('dt', {}, 'Batch'), h('dd', {}, h('code', {}, r.batchId), r.batchIndex !== undefined ? ` (item ${r.batchIndex})` : '')] : null,
     ),
     h('h2', {}, 'Input'),

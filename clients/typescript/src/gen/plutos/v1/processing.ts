@@ -197,7 +197,11 @@ export interface ProcessRecord {
     | number
     | undefined;
   /** On a failed record: the error code. */
-  errorCode?: string | undefined;
+  errorCode?:
+    | string
+    | undefined;
+  /** Whether the output was answered from the response cache (no model ran). */
+  cached: boolean;
 }
 
 export interface ListProcessesResponse {
