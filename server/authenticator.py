@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import PlutosError
@@ -32,6 +32,7 @@ _LIMIT_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day",
 # api_keys.last_used_at is written at most once per key per this many seconds (and on shutdown).
 LAST_USED_FLUSH_SECONDS = 60.0
 _api_keys = ApiKey.__table__
+assert isinstance(_api_keys, Table)
 # One executemany for every key used since the last flush; never moves a time backwards (replicas).
 _TOUCH = (
     update(_api_keys)
