@@ -37,6 +37,9 @@ pytest_plugins = ["tests.browser_support"]
 
 MODEL = "smollm2-135m-instruct"
 _IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
+# Servers the tests SIGTERM close their ports at once (the default keeps /ready at 503 for 5 s first);
+# tests/test_drain.py takes this out of its server's environment to test the default.
+os.environ.setdefault("PLUTOS_DRAIN_DELAY_SECONDS", "0")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,8 +23,8 @@ from server.options import options_from_record, params_from_options, require_tex
 from server.response_cache import CachedAnswer, cache_key, cache_mode
 from server.runtime import Runtime
 from server.services.generation import Generation, timestamp
-from server.services.pages import newest_first
-from server.services.usage import parse_date
+from server.services.pages import limit_of, newest_first
+from server.services.usage import date_filter
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 log = logging.getLogger("plutos.processing")
@@ -217,13 +217,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     {"field": "status", "allowed": list(RECORD_STATUSES)},
                 )
             filters.append(ProcessRecord.status == request.status)
-        first = parse_date(request.start_date, "start_date") if request.start_date else None
-        last = parse_date(request.end_date, "end_date") if request.end_date else None
+        first, last = date_filter(request.start_date, request.end_date, utcnow().date())
         if first is not None:
             filters.append(ProcessRecord.created_at >= datetime.combine(first, dtime.min, tzinfo=UTC))
         if last is not None:
-            if first is not None and last < first:
-                raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
             filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
         query = select(*_LISTED_COLUMNS)  # plain rows: half the time of ORM objects per page
         async with self.runtime.sessions() as session:
@@ -231,7 +228,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 session,
                 ProcessRecord,
                 [ProcessRecord.account_id == who.account_id],
-                limit=request.limit,
+                limit=limit_of(request),
                 after=request.after,
                 filters=filters,
                 query=query,
