@@ -182,6 +182,9 @@ def build_grpc_server(
     return server
 
 
+LISTEN_BACKLOG = 8192
+
+
 def reuseport_socket(host: str, port: int) -> socket.socket:
     """A listening socket several worker processes can share (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -191,7 +194,9 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    # A burst of new connections (thousands of streams opening at once) waits in this queue; the
+    # kernel caps it at net.core.somaxconn.
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 

@@ -363,7 +363,9 @@ async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> 
         await context.close()
 
 
-async def test_keys_create_shown_once_rename_rotate_revoke(page: Page, origin: str, user: CreatedKey) -> None:
+async def test_keys_create_shown_once_rename_rotate_revoke(
+    page: Page, origin: str, platform: RunningPlatform, user: CreatedKey
+) -> None:
     await sign_in(page, origin, user.secret)
     await go(page, "Keys")
     await expect(page.get_by_role("row").filter(has_text=user.secret[:10])).to_contain_text("this session")
@@ -377,15 +379,19 @@ async def test_keys_create_shown_once_rename_rotate_revoke(page: Page, origin: s
     row = page.get_by_role("row").filter(has_text=secret[:10])
     await expect(row.locator(".key-name")).to_have_text(XSS)  # a key name is text
     await expect(row).to_contain_text("process")
+    last_used = row.locator('td[data-label="Last used"]')
+    await expect(last_used).to_have_text("never")
     await shot(page, "keys-created")
     async with httpx.AsyncClient(base_url=origin) as client:  # the new key works
         r = await client.get("/v1/process?limit=1", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 200
+    await platform.runtime.authenticator.flush_last_used()  # what the periodic flush does
 
     # Shown once: after leaving the page the secret is nowhere on it.
     await go(page, "Models")
     await go(page, "Keys")
     await expect(row).to_be_visible()
+    await expect(last_used).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     assert secret not in (await page.content())
     await expect(page.locator(".secret-box")).to_have_count(0)
 
@@ -513,3 +519,6 @@ async def test_desktop_layout_never_scrolls_sideways(page: Page, origin: str, pl
     sizes = await wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
     assert sizes[0] <= sizes[1], sizes
     await expect(page.get_by_role("button", name="Suspend").first).to_be_in_viewport()
+    await go(page, "Keys")  # the keys table, with its "Last used" column, fits too
+    sizes = await page.locator(".table-wrap").first.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert sizes[0] <= sizes[1], ("keys", sizes)
