@@ -182,6 +182,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "createdAt": _timestamp(k.created_at),
                 "expiresAt": _timestamp(k.expires_at),
                 "revokedAt": _timestamp(k.revoked_at),
+                "lastUsedAt": _timestamp(k.last_used_at),
                 "status": key_status(k, now),
             }
             for k, a in rows
