@@ -34,6 +34,9 @@ from server.keys import CreatedKey, create_key
 from server.store.database import create_engine
 from server.store.models import Base
 
+# The browser tests' fixtures (browser, page, origin), for any test module that asks for them.
+pytest_plugins = ["tests.browser_support"]
+
 MODEL = "smollm2-135m-instruct"
 _IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 # Servers the tests SIGTERM close their ports at once (the default keeps /ready at 503 for 5 s first);
