@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_test
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install tools sdk-deps clients protos check-generated run test test-sqlite test-postgres lint bench clean services browser dashboard-vendor
+.PHONY: help install tools sdk-deps clients protos check-generated run test test-sqlite test-postgres lint bench bench-peers plots clean services browser dashboard-vendor
 
 help:
 	@echo "make run    - install, generate code, serve REST on :3000 and gRPC on :50051 (prints a dev key)"
 	@echo "make test   - install, start PostgreSQL/Redis if needed, run the whole test suite"
-	@echo "make lint   - ruff, mypy, import-linter, buf lint;  make bench - benchmarks (writes BENCHMARKS.md)"
+	@echo "make lint   - ruff, mypy, import-linter, buf lint;  make bench - benchmarks (BENCHMARKS.md, bench/history/);  make bench-peers - beside LiteLLM and Portkey"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
@@ -39,8 +39,11 @@ tools: $(TOOLS)/grpcurl
 	@command -v protoc >/dev/null || { echo "==> installing protobuf-compiler with apt-get"; \
 	  S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq protobuf-compiler >/dev/null; }
 
+# gen/python is the one generation of the Python stubs; the Python SDK's plutos_ai/_gen is derived
+# from it (not committed; its package build does the same through clients/python/hatch_build.py).
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
+	$(PY) clients/python/scripts/gen.py
 
 # CI: regenerating from protos/ must leave the committed code unchanged.
 check-generated: clients
@@ -62,7 +65,7 @@ sdk-deps: $(SDK_STAMP)
 # Regenerate every SDK's stubs from protos/ (pinned plugin versions).
 clients: $(SDK_STAMP) protos
 	$(PY) scripts/gen_error_tables.py
-	$(PY) clients/python/scripts/gen.py
+	$(PY) clients/python/scripts/gen_types.py
 	cd clients/typescript && PYTHON=$(CURDIR)/$(PY) npm run gen
 	cd clients/go && PYTHON=$(CURDIR)/$(PY) ./gen.sh
 
@@ -103,10 +106,27 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	bash scripts/buf-lint.sh
 
-bench: $(STAMP) protos services tools $(TOOLS)/ghz
+# The bench extra (matplotlib for the report's plots), on top of the dev install.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --progress-bar on -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) protos services tools $(TOOLS)/ghz
 	@command -v wrk >/dev/null || { echo "==> installing wrk"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk >/dev/null; }
 	@command -v valgrind >/dev/null || { echo "==> installing valgrind"; $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq valgrind >/dev/null; }
 	PATH=$(CURDIR)/$(TOOLS):$$PATH $(PY) -m bench.run
+
+# PlutosAI beside LiteLLM's proxy and Portkey's gateway on one nginx mock (bench/peers.py); installs
+# the peers into .bench/ (git-ignored) first. ~7 min of load with the defaults (BENCH_SECONDS=8).
+bench-peers: $(STAMP) $(BENCH_STAMP) protos
+	bash scripts/bench-peers.sh
+	$(PY) -m bench.peers
+	$(PY) -m bench.report
+
+# BENCHMARKS.md's generated tables and bench/plots/*.png from the figures in .bench/.
+plots: $(BENCH_STAMP)
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) .plutos .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,10 @@
-"""`make bench`: every scenario side by side, printed and appended to BENCHMARKS.md.
+"""`make bench`: every scenario side by side, printed and written to bench/history/ (one file per run:
+``YYYY-MM-DD-HHMM-run.md``); then bench/report.py regenerates BENCHMARKS.md's tables and the plots.
 
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
 BENCH_HISTORY_ROWS (process records for `history`, default 1,000,000), BENCH_ONLY (comma-separated
 scenario names: upstream, idempotency, metrics, instructions, history, limiter, gateway, streaming,
-batch, model, workers, soak)."""
+batch, model, workers, streams, soak), BENCH_STREAMS (streams in the `streams` scenario, default 500)."""
 
 from __future__ import annotations
 
@@ -561,6 +562,23 @@ def scenario_idempotency() -> Section:
     )
 
 
+def scenario_streams() -> Section:
+    """Issue 24's concurrent streams, bounded for `make bench`: BENCH_STREAMS (default 500) streams of
+    max(10, BENCH_SECONDS) seconds, /v1/stream and /openai/v1, one process, SQLite. The full run
+    (5,000 streams, both stores, 1 and 2 workers) is in bench/STREAMS_RESULTS.md with its command."""
+    streams = os.environ.get("BENCH_STREAMS", "500")
+    out = ROOT / ".bench" / "streams-make-bench.md"
+    args = ["--streams", streams, "--duration", str(max(10, SECONDS)), "--output", str(out)]
+    args += ["--json", str(ROOT / ".bench" / "streams-make-bench.json")]
+    log(f"python -m bench.concurrent_streams {' '.join(args)}")
+    subprocess.run([sys.executable, "-m", "bench.concurrent_streams", *args], cwd=ROOT, check=True)
+    body = out.read_text().split("<!-- notes:")[0].splitlines()
+    return (
+        "Concurrent streams (bounded run; the full one: bench/STREAMS_RESULTS.md)",
+        [line for line in body if not line.startswith("# ")],
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Section]] = {
     "upstream": scenario_upstream,
     "idempotency": scenario_idempotency,
@@ -573,6 +591,7 @@ SCENARIOS: dict[str, Callable[[], Section]] = {
     "batch": scenario_batch,
     "model": scenario_model_speed,
     "workers": scenario_workers,
+    "streams": scenario_streams,
     "soak": scenario_soak,
 }
 
@@ -599,11 +618,13 @@ def main() -> int:
         "",
     ]
     body = [line for title, lines in sections for line in (f"## {title}", "", *lines, "")]
-    out = ROOT / "BENCHMARKS.md"
-    existing = out.read_text() if out.exists() else "# Benchmarks\n\nAppended by `make bench` (bench/run.py).\n\n"
-    out.write_text(existing.rstrip() + "\n\n" + "\n".join(header + body))
-    log(f"appended to {out}")
-    json.dumps({})
+    from bench.history_files import write_history
+
+    path = write_history("run", started, "\n".join(header + body))
+    log(f"wrote {path.relative_to(ROOT)}")
+    from bench import report
+
+    report.main()
     return 0
 
 

@@ -6,11 +6,10 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format, struct_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from core.errors import ERRORS, ErrorKind, kind_for_grpc_status
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def envelope(code: str, message: str, request_id: str | None, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -28,20 +27,23 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> tuple[ErrorKind, str, dict[str,
     message = err.details() or ""
     details: dict[str, Any] = {}
     kind: ErrorKind | None = None
-    trailing: Any = err.trailing_metadata() or ()
-    for key, value in trailing:
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            message = status.message or message
-            for anything in status.details:
-                if anything.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    anything.Unpack(info)
-                    kind = ERRORS.get(info.reason)
-                elif anything.Is(struct_pb2.Struct.DESCRIPTOR):
-                    struct = struct_pb2.Struct()
-                    anything.Unpack(struct)
-                    details = _numbers(json_format.MessageToDict(struct))
+    try:
+        # The rich status (``grpc-status-details-bin``). An AioRpcError offers the three methods
+        # from_call reads. It refuses a status whose code or message differ from the call's (the
+        # message is then the call's own): a server bug, treated as no rich status.
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except ValueError:
+        status = None
+    if status is not None:
+        for anything in status.details:
+            if anything.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                anything.Unpack(info)
+                kind = ERRORS.get(info.reason)
+            elif anything.Is(struct_pb2.Struct.DESCRIPTOR):
+                struct = struct_pb2.Struct()
+                anything.Unpack(struct)
+                details = _numbers(json_format.MessageToDict(struct))
     if kind is None:
         kind = kind_for_grpc_status(code)
         if code == grpc.StatusCode.UNAVAILABLE:

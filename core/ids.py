@@ -1,48 +1,22 @@
-"""Identifiers: a type prefix and 16 random hex digits (``proc_1234567890abcdef``).
-
-Every call makes two (its request id and its result id). ``os.urandom`` is one ``getrandom``
-system call per id, which costs ~30 µs on some virtual machines; so random bytes are taken from
-the kernel 4 KiB at a time and handed out 8 at a time. Still the kernel's CSPRNG (ids stay
-unguessable), one system call per 512 ids. The buffer is per process: a forked worker starts
-with an empty one (``os.register_at_fork``), so workers never share ids.
+"""Identifiers: a type prefix and 16 random hex digits (``proc_1234567890abcdef``), from the
+kernel's CSPRNG (:func:`secrets.token_hex`), so ids are unguessable and never shared between
+processes. (A buffer of random bytes, one system call per 512 ids, was measured against it on this
+machine and saves under half a microsecond per id: bench/id_generation.py, bench/ID_RESULTS.md.)
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-
-_CHUNK = 4096
-_lock = threading.Lock()
-_buffer = b""
-_offset = 0
-
-
-def _reset_after_fork() -> None:
-    global _buffer, _offset, _lock
-    _buffer, _offset, _lock = b"", 0, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def random_hex(nbytes: int = 8) -> str:
-    """``nbytes`` random bytes from the kernel's CSPRNG, as hex."""
-    global _buffer, _offset
-    with _lock:
-        if _offset + nbytes > len(_buffer):
-            _buffer, _offset = os.urandom(max(_CHUNK, nbytes)), 0
-        start = _offset
-        _offset += nbytes
-        return _buffer[start : start + nbytes].hex()
+import secrets
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{random_hex(8)}"
+    """``{prefix}_`` and 16 lower-case hex digits (64 random bits)."""
+    return f"{prefix}_{secrets.token_hex(8)}"
 
 
 def new_request_id() -> str:
+    """A new request id: ``req_`` and 16 lower-case hex digits."""
     return new_id("req")
 
 

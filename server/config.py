@@ -135,7 +135,9 @@ class ServerTable(Table):
     metrics_enabled: bool = True  # GET /metrics and the hot-path counters
     metrics_port: Port = 0  # > 0: /metrics, /health, /ready on this port instead of http_port
     drain_seconds: Annotated[float, Field(ge=0)] = 30.0  # SIGTERM: how long calls in flight may finish
-    drain_delay_seconds: Annotated[float, Field(ge=0)] = 0.0  # SIGTERM: not ready this long before closing ports
+    # SIGTERM: /ready answers 503 this long before the ports close, so load balancers stop sending (not on
+    # SIGINT: Ctrl-C closes at once). The test suite sets PLUTOS_DRAIN_DELAY_SECONDS=0 (tests/conftest.py).
+    drain_delay_seconds: Annotated[float, Field(ge=0)] = 5.0
     tls_cert_file: str = ""  # PEM certificate (chain): HTTPS on http_port, TLS on grpc_port
     tls_key_file: str = ""  # PEM private key of tls_cert_file
     tls_client_ca_file: str = ""  # PEM CA: gRPC clients must present a certificate it signed (mTLS)
@@ -381,7 +383,7 @@ class Settings:
     metrics_enabled: bool = True
     metrics_port: int = 0
     drain_seconds: float = 30.0
-    drain_delay_seconds: float = 0.0
+    drain_delay_seconds: float = 5.0
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""

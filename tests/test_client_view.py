@@ -9,7 +9,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from plutos.v1 import processing_pb2
 
 from tests.conftest import MODEL, GrpcClients
@@ -49,7 +50,8 @@ async def test_error_info_metadata_is_json(grpc_clients: GrpcClients, auth_md: t
         await grpc_clients.processing.Process(
             processing_pb2.ProcessRequest(input="Hi", model="no-such-model"), metadata=auth_md
         )
-    status = status_pb2.Status.FromString(dict(tuple(info.value.trailing_metadata()))["grpc-status-details-bin"])
+    status = rpc_status.from_call(info.value)  # also checks it agrees with the call's code and message
+    assert status is not None
     error_info = error_details_pb2.ErrorInfo()
     next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(error_info)
     assert error_info.metadata["model"] == "no-such-model"  # strings as they are

@@ -1,7 +1,8 @@
 """SIGTERM drains a real ``plutos serve --workers 2``: readiness turns 503 at once, new connections
-are refused after ``drain_delay_seconds``, a stream running across the signal completes, what it
-produced is committed, and the process exits 0. The upstream is the fault injector's ``drip``
-model (200 pieces, 50 ms apart), the store SQLite or PLUTOS_TEST_DATABASE_URL."""
+are refused after ``drain_delay_seconds`` (its default: the test leaves it unset), a stream running
+across the signal completes, what it produced is committed, and the process exits 0. The upstream
+is the fault injector's ``drip`` model (200 pieces, 50 ms apart), the store SQLite or
+PLUTOS_TEST_DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -55,7 +56,6 @@ async def test_sigterm_lets_a_stream_finish_refuses_new_calls_and_exits_0(
 [server]
 database_url = "{database_url}"
 drain_seconds = 30.0
-drain_delay_seconds = 2.0
 log_format = "json"
 
 [[models]]
@@ -69,6 +69,8 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
     cli = [*PLUTOS, "--config", str(config)]
     secret = json.loads(await run(*cli, "keys", "create", "--plan", "enterprise", "--json"))["key"]
     http_port, grpc_port = free_port(), free_port()
+    # The default drain_delay_seconds (tests/conftest.py sets 0 for every other server).
+    env = {k: v for k, v in os.environ.items() if k != "PLUTOS_DRAIN_DELAY_SECONDS"}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115, ASYNC230 - closed in finally
     server = await asyncio.create_subprocess_exec(
         *cli,
@@ -81,6 +83,7 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
         str(grpc_port),
         stdout=log,
         stderr=log,
+        env=env,
     )
     root = f"http://127.0.0.1:{http_port}"
     marker = f"drain test {time.time()}"

@@ -1,7 +1,8 @@
 """Each SDK installed the way its ecosystem installs packages, in a fresh folder outside the repo,
 running the API reference's example (key and model swapped in) against this session's server:
 
-- Python: ``python -m build`` makes a wheel; a new venv installs it with ``[grpc]`` and runs the
+- Python: ``python -m build`` makes an sdist and, from it (outside the checkout), a wheel: the
+  generated stubs travel in the sdist, not in git; a new venv installs it with ``[grpc]`` and runs the
   reference example and the README's gRPC snippet.
 - TypeScript: ``npm pack`` (its ``prepare`` script builds dist/); a new project installs the tarball,
   compiles a user's file with ``tsc --strict`` (``catch`` gives ``unknown``: ``instanceof`` on the
@@ -63,7 +64,7 @@ async def test_python_wheel_installs_in_a_fresh_venv(
 ) -> None:
     dist = tmp_path / "dist"
     code, out, err = await run(
-        sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(CLIENTS / "python")
+        sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(CLIENTS / "python")
     )
     assert code == 0, out + err
     (wheel,) = dist.glob("plutos_ai-*.whl")

@@ -17,7 +17,8 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
@@ -123,7 +124,8 @@ def envelope(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def retry_info(err: grpc.aio.AioRpcError) -> int | None:
     """The seconds of the error's ``RetryInfo`` detail, None without one."""
-    status = status_pb2.Status.FromString(dict(tuple(err.trailing_metadata()))["grpc-status-details-bin"])
+    status = rpc_status.from_call(err)  # also checks it agrees with the call's code and message
+    assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()

@@ -47,14 +47,22 @@ func TestProcessDataSendsTheRequestAndDecodesTheAnswer(t *testing.T) {
 	}
 }
 
-func TestZeroOptionsAreLeftOutAndZeroTemperatureCanBeAskedFor(t *testing.T) {
+func TestZeroOptionsAreLeftOutAndEveryNumericOptionCanBeSentAsZero(t *testing.T) {
 	cases := []struct {
 		opts ProcessOptions
 		want string
 	}{
 		{ProcessOptions{}, `{"input":"x","model":"m"}`},
 		{ProcessOptions{MaxTokens: 5}, `{"input":"x","model":"m","options":{"maxTokens":5}}`},
-		{ProcessOptions{ZeroTemperature: true}, `{"input":"x","model":"m","options":{"temperature":0}}`},
+		{NewProcessOptions(Temperature(0)), `{"input":"x","model":"m","options":{"temperature":0}}`},
+		{
+			NewProcessOptions(Temperature(0), MaxTokens(0), TopP(0), FrequencyPenalty(0), PresencePenalty(0)),
+			`{"input":"x","model":"m","options":{"temperature":0,"maxTokens":0,"topP":0,"frequencyPenalty":0,"presencePenalty":0}}`,
+		},
+		{
+			ProcessOptions{MaxTokens: 7, SystemPrompt: "s"}.With(Temperature(0)),
+			`{"input":"x","model":"m","options":{"temperature":0,"maxTokens":7,"systemPrompt":"s"}}`,
+		},
 	}
 	for _, c := range cases {
 		got, err := json.Marshal(ProcessRequest{Input: "x", Model: "m", Options: c.opts})
@@ -69,8 +77,12 @@ func TestZeroOptionsAreLeftOutAndZeroTemperatureCanBeAskedFor(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"temperature":0,"maxTokens":1000,"topP":1}`), &o); err != nil {
 		t.Fatal(err)
 	}
-	if !o.ZeroTemperature || o.MaxTokens != 1000 || o.TopP != 1 {
+	if !o.IsSet("temperature") || o.Temperature != 0 || o.MaxTokens != 1000 || o.TopP != 1 || o.IsSet("presencePenalty") {
 		t.Fatalf("%+v", o)
+	}
+	// Read options go back out as they came (temperature 0 included).
+	if got, _ := json.Marshal(o); string(got) != `{"temperature":0,"maxTokens":1000,"topP":1}` {
+		t.Fatalf("round trip: %s", got)
 	}
 }
 

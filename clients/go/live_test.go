@@ -37,7 +37,7 @@ func (c liveConfig) client() *plutos.Client {
 	return plutos.NewClient(c.apiKey, "development", plutos.WithBaseURL(c.baseURL), plutos.WithTimeout(2*time.Minute))
 }
 
-var short = plutos.ProcessOptions{MaxTokens: 16, ZeroTemperature: true}
+var short = plutos.NewProcessOptions(plutos.MaxTokens(16), plutos.Temperature(0))
 
 // TestLiveReferenceExample runs examples/quickstart (the reference's Go example) with `go run`,
 // swapping in only the key and model; the base URL comes from PLUTOS_BASE_URL.

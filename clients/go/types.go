@@ -8,10 +8,15 @@ import (
 // The REST shapes of protos/plutos/v1 (JSON names as in the API reference). The gRPC messages
 // themselves are generated into gen/plutos/v1.
 
-// ProcessOptions are generation options. Zero values are left out of the request so the server
-// applies its defaults (temperature 0.7, maxTokens 1000, topP 1.0, penalties 0).
+// ProcessOptions are generation options. A field left at its zero value is not sent, so the server
+// applies its default (temperature 0.7, maxTokens 1000, topP 1.0, penalties 0); a field set through
+// NewProcessOptions / With is sent even when it is zero:
+//
+//	plutos.ProcessOptions{Temperature: 0.7, MaxTokens: 100}             // the API reference's form
+//	plutos.NewProcessOptions(plutos.Temperature(0), plutos.MaxTokens(50)) // temperature 0: greedy
+//	opts.With(plutos.PresencePenalty(0))                                   // a copy with one more field
 type ProcessOptions struct {
-	// Temperature in [0, 2]. 0 means "server default"; set ZeroTemperature to ask for 0.
+	// Temperature in [0, 2].
 	Temperature float64
 	// MaxTokens is the most tokens to generate.
 	MaxTokens int
@@ -27,58 +32,152 @@ type ProcessOptions struct {
 	Stop []string
 	// Cache is the response cache mode: "use", "refresh" or "bypass" (the default when empty).
 	Cache string
-	// ZeroTemperature sends temperature 0 (greedy decoding), which the zero value of
-	// Temperature cannot express.
-	ZeroTemperature bool
+
+	// The numeric fields set explicitly (by a ProcessOption, or present in a response).
+	set optionFields
+}
+
+type optionFields uint8
+
+const (
+	setTemperature optionFields = 1 << iota
+	setMaxTokens
+	setTopP
+	setFrequencyPenalty
+	setPresencePenalty
+)
+
+// A ProcessOption sets one numeric field of ProcessOptions, zero included.
+type ProcessOption func(*ProcessOptions)
+
+// Temperature sets the sampling temperature in [0, 2]; 0 is greedy decoding.
+func Temperature(v float64) ProcessOption {
+	return func(o *ProcessOptions) { o.Temperature, o.set = v, o.set|setTemperature }
+}
+
+// MaxTokens sets the most tokens to generate.
+func MaxTokens(v int) ProcessOption {
+	return func(o *ProcessOptions) { o.MaxTokens, o.set = v, o.set|setMaxTokens }
+}
+
+// TopP sets nucleus sampling in (0, 1].
+func TopP(v float64) ProcessOption {
+	return func(o *ProcessOptions) { o.TopP, o.set = v, o.set|setTopP }
+}
+
+// FrequencyPenalty sets the frequency penalty in [-2, 2].
+func FrequencyPenalty(v float64) ProcessOption {
+	return func(o *ProcessOptions) { o.FrequencyPenalty, o.set = v, o.set|setFrequencyPenalty }
+}
+
+// PresencePenalty sets the presence penalty in [-2, 2].
+func PresencePenalty(v float64) ProcessOption {
+	return func(o *ProcessOptions) { o.PresencePenalty, o.set = v, o.set|setPresencePenalty }
+}
+
+// NewProcessOptions returns options with the given fields set (and sent, even when zero).
+func NewProcessOptions(opts ...ProcessOption) ProcessOptions {
+	return ProcessOptions{}.With(opts...)
+}
+
+// With returns a copy of o with the given fields set (and sent, even when zero).
+func (o ProcessOptions) With(opts ...ProcessOption) ProcessOptions {
+	o.Stop = append([]string(nil), o.Stop...)
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// IsSet reports whether the option with this JSON name ("temperature", "maxTokens", "topP",
+// "frequencyPenalty", "presencePenalty", "systemPrompt", "stop", "cache") is sent: it is set by a
+// ProcessOption or non-zero. On options read from a response: whether the server reported it.
+func (o ProcessOptions) IsSet(name string) bool {
+	switch name {
+	case "temperature":
+		return o.Temperature != 0 || o.set&setTemperature != 0
+	case "maxTokens":
+		return o.MaxTokens != 0 || o.set&setMaxTokens != 0
+	case "topP":
+		return o.TopP != 0 || o.set&setTopP != 0
+	case "frequencyPenalty":
+		return o.FrequencyPenalty != 0 || o.set&setFrequencyPenalty != 0
+	case "presencePenalty":
+		return o.PresencePenalty != 0 || o.set&setPresencePenalty != 0
+	case "systemPrompt":
+		return o.SystemPrompt != ""
+	case "stop":
+		return len(o.Stop) > 0
+	case "cache":
+		return o.Cache != ""
+	}
+	return false
+}
+
+// IsZero reports whether no option is sent (the request then has no "options" object).
+func (o ProcessOptions) IsZero() bool {
+	for _, name := range []string{"temperature", "maxTokens", "topP", "frequencyPenalty", "presencePenalty",
+		"systemPrompt", "stop", "cache"} {
+		if o.IsSet(name) {
+			return false
+		}
+	}
+	return true
 }
 
 type processOptionsJSON struct {
 	Temperature      *float64 `json:"temperature,omitempty"`
-	MaxTokens        int      `json:"maxTokens,omitempty"`
-	TopP             float64  `json:"topP,omitempty"`
-	FrequencyPenalty float64  `json:"frequencyPenalty,omitempty"`
-	PresencePenalty  float64  `json:"presencePenalty,omitempty"`
+	MaxTokens        *int     `json:"maxTokens,omitempty"`
+	TopP             *float64 `json:"topP,omitempty"`
+	FrequencyPenalty *float64 `json:"frequencyPenalty,omitempty"`
+	PresencePenalty  *float64 `json:"presencePenalty,omitempty"`
 	SystemPrompt     string   `json:"systemPrompt,omitempty"`
 	Stop             []string `json:"stop,omitempty"`
 	Cache            string   `json:"cache,omitempty"`
 }
 
-// MarshalJSON writes the set options only.
+func ptrIf[T any](set bool, v T) *T {
+	if !set {
+		return nil
+	}
+	return &v
+}
+
+// MarshalJSON writes the options that are sent (see IsSet).
 func (o ProcessOptions) MarshalJSON() ([]byte, error) {
-	out := processOptionsJSON{
-		MaxTokens:        o.MaxTokens,
-		TopP:             o.TopP,
-		FrequencyPenalty: o.FrequencyPenalty,
-		PresencePenalty:  o.PresencePenalty,
+	return json.Marshal(processOptionsJSON{
+		Temperature:      ptrIf(o.IsSet("temperature"), o.Temperature),
+		MaxTokens:        ptrIf(o.IsSet("maxTokens"), o.MaxTokens),
+		TopP:             ptrIf(o.IsSet("topP"), o.TopP),
+		FrequencyPenalty: ptrIf(o.IsSet("frequencyPenalty"), o.FrequencyPenalty),
+		PresencePenalty:  ptrIf(o.IsSet("presencePenalty"), o.PresencePenalty),
 		SystemPrompt:     o.SystemPrompt,
 		Stop:             o.Stop,
 		Cache:            o.Cache,
-	}
-	if o.Temperature != 0 || o.ZeroTemperature {
-		t := o.Temperature
-		out.Temperature = &t
-	}
-	return json.Marshal(out)
+	})
 }
 
-// UnmarshalJSON reads options as GetProcess returns them.
+// UnmarshalJSON reads options as GetProcess returns them; a field present (even 0) counts as set.
 func (o *ProcessOptions) UnmarshalJSON(data []byte) error {
 	var in processOptionsJSON
 	if err := json.Unmarshal(data, &in); err != nil {
 		return err
 	}
-	*o = ProcessOptions{
-		MaxTokens:        in.MaxTokens,
-		TopP:             in.TopP,
-		FrequencyPenalty: in.FrequencyPenalty,
-		PresencePenalty:  in.PresencePenalty,
-		SystemPrompt:     in.SystemPrompt,
-		Stop:             in.Stop,
-		Cache:            in.Cache,
-	}
+	*o = ProcessOptions{SystemPrompt: in.SystemPrompt, Stop: in.Stop, Cache: in.Cache}
 	if in.Temperature != nil {
-		o.Temperature = *in.Temperature
-		o.ZeroTemperature = *in.Temperature == 0
+		Temperature(*in.Temperature)(o)
+	}
+	if in.MaxTokens != nil {
+		MaxTokens(*in.MaxTokens)(o)
+	}
+	if in.TopP != nil {
+		TopP(*in.TopP)(o)
+	}
+	if in.FrequencyPenalty != nil {
+		FrequencyPenalty(*in.FrequencyPenalty)(o)
+	}
+	if in.PresencePenalty != nil {
+		PresencePenalty(*in.PresencePenalty)(o)
 	}
 	return nil
 }

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import abc
 import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from core.ids import random_hex
 
 # Sum of the account's ledger for a month, read when a backend has no counter for it yet.
 SeedTokens = Callable[[str, datetime], Awaitable[int]]
@@ -121,7 +120,7 @@ class QuotaCheck:
 
 
 def new_slot_id() -> str:
-    return random_hex(8)
+    return secrets.token_hex(8)
 
 
 _MONTH_CACHE: list[tuple[float, float, tuple[str, datetime, datetime]]] = []

@@ -19,7 +19,7 @@ from server.call_state import caller
 from server.keys import account_not_found, create_account, update_account
 from server.runtime import Runtime
 from server.services.generation import timestamp
-from server.services.pages import newest_first
+from server.services.pages import limit_of, newest_first
 from server.store.models import Account, ApiKey, AuditEvent, UsageDaily, units_to_usd, utcnow
 
 
@@ -101,7 +101,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListAccountsRequest, context: Any
     ) -> admin_pb2.ListAccountsResponse:
         async with self.runtime.sessions() as session:
-            page = await newest_first(session, Account, [], limit=request.limit, after=request.after)
+            page = await newest_first(session, Account, [], limit=limit_of(request), after=request.after)
         return admin_pb2.ListAccountsResponse(data=await self._messages(page.rows), **page.ids())
 
     async def GetAccount(self, request: admin_pb2.GetAccountRequest, context: Any) -> admin_pb2.GetAccountResponse:
@@ -137,7 +137,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         filters = [AuditEvent.account_id == request.account_id] if request.account_id else []
         async with self.runtime.sessions() as session:
             page = await newest_first(
-                session, AuditEvent, [], limit=request.limit, after=request.after, filters=filters
+                session, AuditEvent, [], limit=limit_of(request), after=request.after, filters=filters
             )
         data = []
         for event in page.rows:

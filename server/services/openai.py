@@ -32,7 +32,7 @@ from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
 
 from core.errors import PlutosError, echo, invalid_parameter
 from server.backends.base import Backend, GenerationParams, closing_stream
-from server.call_state import Caller, caller
+from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
 from server.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
 from server.runtime import Runtime
@@ -166,6 +166,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
             call_deadline(context),
             _NAMES[max_tokens_field],
             default_max_tokens,
+            call_state().request_id,
             seed=request.seed if request.HasField("seed") else None,
             upstream_extra=(("user", request.user), *extra) if request.HasField("user") else extra,
             **fields,

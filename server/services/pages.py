@@ -20,9 +20,15 @@ MAX_LIMIT = 100
 T = TypeVar("T")
 
 
-def page_limit(limit: int) -> int:
-    """``limit`` of a list request: 0 (unset) → 20; else 1..100 or 400 ``invalid_parameters``."""
-    if limit == 0:
+def limit_of(request: Any) -> int | None:
+    """A list request's ``optional int32 limit``: None when unset (``?limit=0`` is set, to 0)."""
+    return int(request.limit) if request.HasField("limit") else None
+
+
+def page_limit(limit: int | None) -> int:
+    """``limit`` of a list request: None (unset) → 20; else 1..100 or 400 ``invalid_parameters``
+    (field ``limit``; 0 is out of range like 101, never read as "the default")."""
+    if limit is None:
         return DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
         raise invalid_parameter("limit", f"'limit' must be between 1 and {MAX_LIMIT} (got {limit}).")
@@ -48,7 +54,7 @@ async def newest_first(
     model: Any,
     scope: Sequence[ColumnElement[bool]],
     *,
-    limit: int,
+    limit: int | None,
     after: str,
     filters: Sequence[ColumnElement[bool]] = (),
     query: Select[Any] | None = None,

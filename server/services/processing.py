@@ -16,12 +16,12 @@ from sqlalchemy import select
 from core.errors import PlutosError, echo, invalid_parameter
 from core.ids import new_id
 from server.backends.base import closing_stream
-from server.call_state import caller
+from server.call_state import call_state, caller
 from server.options import options_from_record, params_from_options, require_text
 from server.runtime import Runtime
 from server.services.generation import Generation, resolve_model, timestamp
-from server.services.pages import newest_first
-from server.services.usage import parse_date
+from server.services.pages import limit_of, newest_first
+from server.services.usage import date_filter
 from server.store.models import Batch, LedgerEntry, ProcessRecord, utcnow
 
 log = logging.getLogger("plutos.processing")
@@ -99,7 +99,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
         spec, backend = resolve_model(self.runtime, who, request.model)
-        params = params_from_options(request.options, spec, call_deadline(context))
+        params = params_from_options(request.options, spec, call_deadline(context), request_id=call_state().request_id)
         require_text(request.input, "input")
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
@@ -164,13 +164,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                     {"field": "status", "allowed": list(RECORD_STATUSES)},
                 )
             filters.append(ProcessRecord.status == request.status)
-        first = parse_date(request.start_date, "start_date") if request.start_date else None
-        last = parse_date(request.end_date, "end_date") if request.end_date else None
+        first, last = date_filter(request.start_date, request.end_date, utcnow().date())
         if first is not None:
             filters.append(ProcessRecord.created_at >= datetime.combine(first, dtime.min, tzinfo=UTC))
         if last is not None:
-            if first is not None and last < first:
-                raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
             filters.append(ProcessRecord.created_at < datetime.combine(last + timedelta(days=1), dtime.min, tzinfo=UTC))
         query = select(*_LISTED_COLUMNS)  # plain rows: half the time of ORM objects per page
         async with self.runtime.sessions() as session:
@@ -178,7 +175,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 session,
                 ProcessRecord,
                 [ProcessRecord.account_id == who.account_id],
-                limit=request.limit,
+                limit=limit_of(request),
                 after=request.after,
                 filters=filters,
                 query=query,
@@ -193,7 +190,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 got = len(request.inputs)
                 raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {got}).")
             spec, backend = resolve_model(self.runtime, who, request.model)
-            params = params_from_options(request.options, spec, call_deadline(context))
+            params = params_from_options(
+                request.options, spec, call_deadline(context), request_id=call_state().request_id
+            )
             batch_id = new_id("batch")
             created_at = utcnow()
             started = time.perf_counter()

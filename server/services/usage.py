@@ -32,16 +32,28 @@ def parse_date(value: str, field: str) -> date:
         ) from None
 
 
-def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
-    """Inclusive first and last day. Default: the current calendar month up to today (UTC).
+def date_filter(start_date: str, end_date: str, today: date) -> tuple[date | None, date | None]:
+    """The one rule of every date-filtered list (``/v1/process``, ``/v1/usage``, ``/v1/usage/daily``):
+    inclusive UTC days, each ``YYYY-MM-DD`` or unset (None).
 
-    A ``start_date`` after today is refused (``invalid_parameters``, field ``start_date``): no usage
-    can lie there, and it is usually a mistyped year. ``end_date`` may be in the future (the end of
-    the current month, say)."""
+    Raises ``invalid_parameters`` with ``details.field``: a malformed date (its field); a
+    ``start_date`` after today, UTC (``start_date``: nothing can lie there, and it is usually a
+    mistyped year); an ``end_date`` before ``start_date`` (``end_date``). ``end_date`` may be in the
+    future (the end of the current month, say)."""
     start = parse_date(start_date, "start_date") if start_date else None
     if start is not None and start > today:
         raise invalid_parameter("start_date", f"'start_date' must not be after today ({today.isoformat()}, UTC).")
     end = parse_date(end_date, "end_date") if end_date else None
+    if start is not None and end is not None and end < start:
+        raise invalid_parameter("end_date", "'end_date' must not be before 'start_date'.")
+    return start, end
+
+
+def usage_period(start_date: str, end_date: str, today: date) -> tuple[date, date]:
+    """Inclusive first and last day, checked by :func:`date_filter`. Default: the current calendar
+    month up to today (UTC); only ``end_date``: from the first of its month; only ``start_date``:
+    up to today. A period longer than ``MAX_RANGE_DAYS`` → ``invalid_parameters`` (``end_date``)."""
+    start, end = date_filter(start_date, end_date, today)
     if start is None and end is None:
         start, end = today.replace(day=1), today
     elif start is None:

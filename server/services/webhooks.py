@@ -16,7 +16,7 @@ from core.ids import new_id
 from server.call_state import caller
 from server.runtime import Runtime
 from server.services.generation import timestamp
-from server.services.pages import newest_first
+from server.services.pages import limit_of, newest_first
 from server.store.caps import below_cap
 from server.store.models import Webhook, WebhookDelivery, utcnow
 from server.webhook_delivery.destinations import DestinationRefused, check_destination, parse_webhook_url
@@ -186,7 +186,7 @@ class WebhooksService(webhooks_pb2_grpc.WebhooksServiceServicer):
                 session,
                 WebhookDelivery,
                 [WebhookDelivery.webhook_id == hook.id, WebhookDelivery.account_id == hook.account_id],
-                limit=request.limit,
+                limit=limit_of(request),
                 after=request.after,
                 filters=filters,
             )

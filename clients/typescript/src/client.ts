@@ -1,4 +1,6 @@
+import { APIPromise, type WithResponse } from './api-promise.js';
 import { ENVIRONMENTS, type Environment } from './environments.js';
+import { type TlsOptions, tlsFetch } from './node-tls.js';
 import { APIConnectionError, APITimeoutError, PlutosError, errorFromBody } from './errors.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, retryDelay, sleep } from './retry.js';
 import { Stream } from './stream.js';
@@ -42,7 +44,7 @@ import type {
 } from './types.js';
 import { VERSION } from './version.js';
 
-export interface ClientOptions {
+export interface ClientOptions extends TlsOptions {
   /** Defaults to the PLUTOS_API_KEY environment variable. */
   apiKey?: string;
   /** "production" (default), "staging" or "development". */
@@ -137,21 +139,22 @@ export class PlutosAI {
     this.#defaultHeaders = { ...options.defaultHeaders };
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new PlutosError('No fetch implementation available', { code: 'no_fetch' });
-    this.#fetch = f;
+    // A CA bundle / client certificate (Node): https:// requests go through node:https with them.
+    this.#fetch = options.caFile || options.clientCert ? tlsFetch(options, f) : f;
   }
 
   /** POST /process — process one input with a model. */
-  processData(request: ProcessRequest, options?: RequestOptions): Promise<ProcessResponse> {
+  processData(request: ProcessRequest, options?: RequestOptions): APIPromise<ProcessResponse> {
     return this.#json({ method: 'POST', path: '/process', body: request }, options);
   }
 
   /** GET /process/{id} — a stored processing result. */
-  getProcess(id: string, options?: RequestOptions): Promise<GetProcessResponse> {
+  getProcess(id: string, options?: RequestOptions): APIPromise<GetProcessResponse> {
     return this.#json({ method: 'GET', path: `/process/${encodeURIComponent(id)}` }, options);
   }
 
   /** POST /batch — up to 100 inputs; results come back in input order, failed items carry `error`. */
-  batch(request: BatchRequest, options?: RequestOptions): Promise<BatchResponse> {
+  batch(request: BatchRequest, options?: RequestOptions): APIPromise<BatchResponse> {
     return this.#json({ method: 'POST', path: '/batch', body: request }, options);
   }
 
@@ -175,12 +178,12 @@ export class PlutosAI {
   }
 
   /** GET /models — the model catalogue. */
-  listModels(options?: RequestOptions): Promise<ListModelsResponse> {
+  listModels(options?: RequestOptions): APIPromise<ListModelsResponse> {
     return this.#json({ method: 'GET', path: '/models' }, options);
   }
 
   /** GET /usage — usage for a period (default: the current calendar month). */
-  getUsage(params: GetUsageParams = {}, options?: RequestOptions): Promise<GetUsageResponse> {
+  getUsage(params: GetUsageParams = {}, options?: RequestOptions): APIPromise<GetUsageResponse> {
     return this.#json(
       { method: 'GET', path: '/usage', query: { start_date: params.startDate, end_date: params.endDate } },
       options,
@@ -188,47 +191,47 @@ export class PlutosAI {
   }
 
   /** POST /webhooks — register a webhook. */
-  createWebhook(request: CreateWebhookRequest, options?: RequestOptions): Promise<CreateWebhookResponse> {
+  createWebhook(request: CreateWebhookRequest, options?: RequestOptions): APIPromise<CreateWebhookResponse> {
     return this.#json({ method: 'POST', path: '/webhooks', body: request }, options);
   }
 
   /** GET /webhooks — the caller's webhooks. */
-  listWebhooks(options?: RequestOptions): Promise<ListWebhooksResponse> {
+  listWebhooks(options?: RequestOptions): APIPromise<ListWebhooksResponse> {
     return this.#json({ method: 'GET', path: '/webhooks' }, options);
   }
 
   /** DELETE /webhooks/{id} — remove a webhook. */
-  deleteWebhook(id: string, options?: RequestOptions): Promise<DeleteWebhookResponse> {
+  deleteWebhook(id: string, options?: RequestOptions): APIPromise<DeleteWebhookResponse> {
     return this.#json({ method: 'DELETE', path: `/webhooks/${encodeURIComponent(id)}` }, options);
   }
 
   // -- management: keys, accounts, audit, history, daily usage, webhook deliveries ---------------
 
   /** POST /keys (or /admin/accounts/{accountId}/keys) — a new key; its `secret` is returned only here. */
-  createKey(request: CreateKeyRequest = {}, options?: RequestOptions): Promise<CreateKeyResponse> {
+  createKey(request: CreateKeyRequest = {}, options?: RequestOptions): APIPromise<CreateKeyResponse> {
     const { accountId, ...body } = request;
     return this.#json({ method: 'POST', path: keysPath(accountId), body }, options);
   }
 
   /** GET /keys — the account's keys (prefixes only). */
-  listKeys(scope: AccountScope = {}, options?: RequestOptions): Promise<ListKeysResponse> {
+  listKeys(scope: AccountScope = {}, options?: RequestOptions): APIPromise<ListKeysResponse> {
     return this.#json({ method: 'GET', path: keysPath(scope.accountId) }, options);
   }
 
   /** GET /keys/{id}. */
-  async getKey(id: string, scope: AccountScope = {}, options?: RequestOptions): Promise<ApiKey> {
-    return (await this.#json<{ key: ApiKey }>({ method: 'GET', path: keysPath(scope.accountId, id) }, options)).key;
+  getKey(id: string, scope: AccountScope = {}, options?: RequestOptions): APIPromise<ApiKey> {
+    return this.#json<{ key: ApiKey }>({ method: 'GET', path: keysPath(scope.accountId, id) }, options)._map((r) => r.key);
   }
 
   /** PATCH /keys/{id} — change the fields given. */
-  async updateKey(
+  updateKey(
     id: string,
     request: UpdateKeyRequest,
     scope: AccountScope = {},
     options?: RequestOptions,
-  ): Promise<ApiKey> {
+  ): APIPromise<ApiKey> {
     const spec: RequestSpec = { method: 'PATCH', path: keysPath(scope.accountId, id), body: request };
-    return (await this.#json<{ key: ApiKey }>(spec, options)).key;
+    return this.#json<{ key: ApiKey }>(spec, options)._map((r) => r.key);
   }
 
   /** POST /keys/{id}:rotate — a replacement; the old key works `graceSeconds` more (default 86400). */
@@ -237,23 +240,23 @@ export class PlutosAI {
     request: { graceSeconds?: number } = {},
     scope: AccountScope = {},
     options?: RequestOptions,
-  ): Promise<RotateKeyResponse> {
+  ): APIPromise<RotateKeyResponse> {
     return this.#json({ method: 'POST', path: keysPath(scope.accountId, id, 'rotate'), body: request }, options);
   }
 
   /** POST /keys/{id}:revoke — revoking the calling key itself needs `allowSelf: true`. */
-  async revokeKey(
+  revokeKey(
     id: string,
     request: { allowSelf?: boolean } = {},
     scope: AccountScope = {},
     options?: RequestOptions,
-  ): Promise<ApiKey> {
+  ): APIPromise<ApiKey> {
     const spec: RequestSpec = { method: 'POST', path: keysPath(scope.accountId, id, 'revoke'), body: request };
-    return (await this.#json<{ key: ApiKey }>(spec, options)).key;
+    return this.#json<{ key: ApiKey }>(spec, options)._map((r) => r.key);
   }
 
   /** GET /process — the account's processing records, newest first. */
-  listProcesses(params: ListProcessesParams = {}, options?: RequestOptions): Promise<ListProcessesResponse> {
+  listProcesses(params: ListProcessesParams = {}, options?: RequestOptions): APIPromise<ListProcessesResponse> {
     const query = {
       ...pageQuery(params),
       model: params.model,
@@ -265,7 +268,7 @@ export class PlutosAI {
   }
 
   /** GET /usage/daily — one row per UTC day and model. */
-  getDailyUsage(params: GetDailyUsageParams = {}, options?: RequestOptions): Promise<GetDailyUsageResponse> {
+  getDailyUsage(params: GetDailyUsageParams = {}, options?: RequestOptions): APIPromise<GetDailyUsageResponse> {
     const query = { start_date: params.startDate, end_date: params.endDate, model: params.model };
     return this.#json({ method: 'GET', path: '/usage/daily', query }, options);
   }
@@ -275,7 +278,7 @@ export class PlutosAI {
     webhookId: string,
     params: ListWebhookDeliveriesParams = {},
     options?: RequestOptions,
-  ): Promise<ListWebhookDeliveriesResponse> {
+  ): APIPromise<ListWebhookDeliveriesResponse> {
     const path = `/webhooks/${encodeURIComponent(webhookId)}/deliveries`;
     return this.#json({ method: 'GET', path, query: { ...pageQuery(params), status: params.status } }, options);
   }
@@ -285,43 +288,47 @@ export class PlutosAI {
     webhookId: string,
     deliveryId: string,
     options?: RequestOptions,
-  ): Promise<RedeliverWebhookDeliveryResponse> {
+  ): APIPromise<RedeliverWebhookDeliveryResponse> {
     const path = `/webhooks/${encodeURIComponent(webhookId)}/deliveries/${encodeURIComponent(deliveryId)}:redeliver`;
     return this.#json({ method: 'POST', path, body: {} }, options);
   }
 
   /** POST /webhooks/{id}:test — a signed `ping` now; the receiver's answer. */
-  testWebhook(id: string, options?: RequestOptions): Promise<TestWebhookResponse> {
+  testWebhook(id: string, options?: RequestOptions): APIPromise<TestWebhookResponse> {
     return this.#json({ method: 'POST', path: `/webhooks/${encodeURIComponent(id)}:test`, body: {} }, options);
   }
 
   /** POST /admin/accounts (admin scope). */
-  createAccount(request: CreateAccountRequest = {}, options?: RequestOptions): Promise<AccountResponse> {
+  createAccount(request: CreateAccountRequest = {}, options?: RequestOptions): APIPromise<AccountResponse> {
     return this.#json({ method: 'POST', path: '/admin/accounts', body: request }, options);
   }
 
   /** GET /admin/accounts — with this month's usage, newest first. */
-  listAccounts(params: PageParams = {}, options?: RequestOptions): Promise<ListAccountsResponse> {
+  listAccounts(params: PageParams = {}, options?: RequestOptions): APIPromise<ListAccountsResponse> {
     return this.#json({ method: 'GET', path: '/admin/accounts', query: pageQuery(params) }, options);
   }
 
   /** GET /admin/accounts/{id}. */
-  getAccount(id: string, options?: RequestOptions): Promise<AccountResponse> {
+  getAccount(id: string, options?: RequestOptions): APIPromise<AccountResponse> {
     return this.#json({ method: 'GET', path: `/admin/accounts/${encodeURIComponent(id)}` }, options);
   }
 
   /** PATCH /admin/accounts/{id} — name, plan, suspended. */
-  updateAccount(id: string, request: UpdateAccountRequest, options?: RequestOptions): Promise<AccountResponse> {
+  updateAccount(id: string, request: UpdateAccountRequest, options?: RequestOptions): APIPromise<AccountResponse> {
     return this.#json({ method: 'PATCH', path: `/admin/accounts/${encodeURIComponent(id)}`, body: request }, options);
   }
 
   /** GET /admin/audit — changes to keys and accounts, newest first. */
-  listAuditEvents(params: ListAuditEventsParams = {}, options?: RequestOptions): Promise<ListAuditEventsResponse> {
+  listAuditEvents(params: ListAuditEventsParams = {}, options?: RequestOptions): APIPromise<ListAuditEventsResponse> {
     const query = { ...pageQuery(params), account_id: params.accountId };
     return this.#json({ method: 'GET', path: '/admin/audit', query }, options);
   }
 
-  async #json<T>(spec: RequestSpec, options?: RequestOptions): Promise<T> {
+  #json<T>(spec: RequestSpec, options?: RequestOptions): APIPromise<T> {
+    return new APIPromise(this.#parse<T>(spec, options));
+  }
+
+  async #parse<T>(spec: RequestSpec, options?: RequestOptions): Promise<WithResponse<T>> {
     const { response, text, release } = await this.#send(spec, options, false);
     release();
     const requestId = response.headers.get('x-request-id') ?? undefined;
@@ -340,7 +347,7 @@ export class PlutosAI {
     if (typeof result === 'object' && result !== null) {
       Object.defineProperty(result, '_requestId', { value: requestId, enumerable: false });
     }
-    return result as T;
+    return { data: result as T, response };
   }
 
   #url(spec: RequestSpec): string {

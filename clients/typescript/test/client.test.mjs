@@ -150,4 +150,42 @@ describe('results', () => {
       srv.close();
     }
   });
+
+  test('withResponse() gives the data and the raw Response with its headers; the request is sent once', async () => {
+    const headers = { 'X-Request-Id': 'req_raw', 'x-ratelimit-remaining-requests': '59' };
+    const srv = await startServer(json(200, { key: { id: 'key_1', name: 'k' } }, headers));
+    try {
+      const client = new PlutosAI({ apiKey: 'sk-test', baseUrl: srv.baseUrl });
+      const { data, response } = await client.listModels().withResponse();
+      assert.deepEqual(data, { key: { id: 'key_1', name: 'k' } });
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('x-request-id'), 'req_raw');
+      assert.equal(response.headers.get('x-ratelimit-remaining-requests'), '59');
+      // Methods that unwrap (getKey returns the key) keep the response.
+      const key = await client.getKey('key_1').withResponse();
+      assert.equal(key.data.id, 'key_1');
+      assert.equal(key.response.headers.get('x-request-id'), 'req_raw');
+      const raw = await client.getProcess('p').asResponse();
+      assert.equal(raw.status, 200);
+      // Awaiting and withResponse() on one call share one request.
+      const before = srv.requests.length;
+      const call = client.listModels();
+      const [plain, both] = await Promise.all([call, call.withResponse()]);
+      assert.equal(plain, both.data);
+      assert.equal(srv.requests.length, before + 1);
+    } finally {
+      srv.close();
+    }
+  });
+
+  test('withResponse() rejects with the API error like awaiting does', async () => {
+    const srv = await startServer(json(404, { error: { code: 'not_found', message: 'nope', requestId: 'req_x' } }));
+    try {
+      const client = new PlutosAI({ apiKey: 'sk-test', baseUrl: srv.baseUrl, maxRetries: 0 });
+      await assert.rejects(client.getProcess('p').withResponse(), (e) => e instanceof PlutosError && e.status === 404);
+      await assert.rejects(client.getProcess('p'), (e) => e instanceof PlutosError && e.status === 404);
+    } finally {
+      srv.close();
+    }
+  });
 });

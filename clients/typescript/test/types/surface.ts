@@ -25,6 +25,11 @@ export async function surface(client: PlutosAI): Promise<void> {
     void typed;
   }
   const m: ListModelsResponse = await client.listModels();
+  const withRaw: { data: ProcessResponse; response: Response } = await client
+    .processData({ input: 'x', model: 'm' })
+    .withResponse();
+  const remaining: string | null = withRaw.response.headers.get('x-ratelimit-remaining-requests');
+  void remaining;
   const price: number | undefined = m.models[0]?.pricing?.inputTokens;
   const u: GetUsageResponse = await client.getUsage({ startDate: '2024-01-01' });
   const byModel: Record<string, number> | undefined = u.usage?.requestsByModel;

@@ -119,16 +119,18 @@ class ListAccountsRequest(google.protobuf.message.Message):
     LIMIT_FIELD_NUMBER: builtins.int
     AFTER_FIELD_NUMBER: builtins.int
     limit: builtins.int
-    """1 to 100; default 20."""
+    """1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`)."""
     after: builtins.str
     """The last id of the previous page."""
     def __init__(
         self,
         *,
-        limit: builtins.int = ...,
+        limit: builtins.int | None = ...,
         after: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["after", b"after", "limit", b"limit"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_limit", b"_limit", "limit", b"limit"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_limit", b"_limit", "after", b"after", "limit", b"limit"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_limit", b"_limit"]) -> typing.Literal["limit"] | None: ...
 
 global___ListAccountsRequest = ListAccountsRequest
 
@@ -288,18 +290,20 @@ class ListAuditEventsRequest(google.protobuf.message.Message):
     AFTER_FIELD_NUMBER: builtins.int
     ACCOUNT_ID_FIELD_NUMBER: builtins.int
     limit: builtins.int
-    """1 to 100; default 20."""
+    """1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`)."""
     after: builtins.str
     account_id: builtins.str
     """Only this account's events."""
     def __init__(
         self,
         *,
-        limit: builtins.int = ...,
+        limit: builtins.int | None = ...,
         after: builtins.str = ...,
         account_id: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "after", b"after", "limit", b"limit"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_limit", b"_limit", "limit", b"limit"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_limit", b"_limit", "account_id", b"account_id", "after", b"after", "limit", b"limit"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_limit", b"_limit"]) -> typing.Literal["limit"] | None: ...
 
 global___ListAuditEventsRequest = ListAuditEventsRequest
 

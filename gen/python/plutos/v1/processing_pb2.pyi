@@ -458,7 +458,7 @@ class ListProcessesRequest(google.protobuf.message.Message):
     START_DATE_FIELD_NUMBER: builtins.int
     END_DATE_FIELD_NUMBER: builtins.int
     limit: builtins.int
-    """1 to 100; default 20."""
+    """1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`)."""
     after: builtins.str
     """The last id of the previous page: records older than it."""
     model: builtins.str
@@ -472,14 +472,16 @@ class ListProcessesRequest(google.protobuf.message.Message):
     def __init__(
         self,
         *,
-        limit: builtins.int = ...,
+        limit: builtins.int | None = ...,
         after: builtins.str = ...,
         model: builtins.str = ...,
         status: builtins.str = ...,
         start_date: builtins.str = ...,
         end_date: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["after", b"after", "end_date", b"end_date", "limit", b"limit", "model", b"model", "start_date", b"start_date", "status", b"status"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_limit", b"_limit", "limit", b"limit"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_limit", b"_limit", "after", b"after", "end_date", b"end_date", "limit", b"limit", "model", b"model", "start_date", b"start_date", "status", b"status"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_limit", b"_limit"]) -> typing.Literal["limit"] | None: ...
 
 global___ListProcessesRequest = ListProcessesRequest
 

@@ -234,7 +234,7 @@ class ListWebhookDeliveriesRequest(google.protobuf.message.Message):
     STATUS_FIELD_NUMBER: builtins.int
     webhook_id: builtins.str
     limit: builtins.int
-    """1 to 100; default 20."""
+    """1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`)."""
     after: builtins.str
     status: builtins.str
     """Only "pending", "delivered" or "failed" deliveries."""
@@ -242,11 +242,13 @@ class ListWebhookDeliveriesRequest(google.protobuf.message.Message):
         self,
         *,
         webhook_id: builtins.str = ...,
-        limit: builtins.int = ...,
+        limit: builtins.int | None = ...,
         after: builtins.str = ...,
         status: builtins.str = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["after", b"after", "limit", b"limit", "status", b"status", "webhook_id", b"webhook_id"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_limit", b"_limit", "limit", b"limit"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_limit", b"_limit", "after", b"after", "limit", b"limit", "status", b"status", "webhook_id", b"webhook_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_limit", b"_limit"]) -> typing.Literal["limit"] | None: ...
 
 global___ListWebhookDeliveriesRequest = ListWebhookDeliveriesRequest
 

@@ -51,12 +51,13 @@ export function snippets(baseUrl, body) {
     '}',
   ].join('\n');
 
+  // A zero numeric option is sent through the SDK's functional options (a literal's 0 means "unset").
   const goFields = [];
-  if (opts.temperature !== undefined) {
-    goFields.push(opts.temperature === 0 ? '\t\t\tZeroTemperature: true,' : `\t\t\tTemperature: ${opts.temperature},`);
+  const goZero = [];
+  for (const [name, field] of [['temperature', 'Temperature'], ['maxTokens', 'MaxTokens'], ['topP', 'TopP']]) {
+    if (opts[name] === 0) goZero.push(`plutos.${field}(0)`);
+    else if (opts[name] !== undefined) goFields.push(`\t\t\t${field}: ${opts[name]},`);
   }
-  if (opts.maxTokens !== undefined) goFields.push(`\t\t\tMaxTokens: ${opts.maxTokens},`);
-  if (opts.topP !== undefined) goFields.push(`\t\t\tTopP: ${opts.topP},`);
   if (opts.systemPrompt !== undefined) goFields.push(`\t\t\tSystemPrompt: ${JSON.stringify(opts.systemPrompt)},`);
   if (opts.stop !== undefined) goFields.push(`\t\t\tStop: []string{${opts.stop.map((s) => JSON.stringify(s)).join(', ')}},`);
   const go = [
@@ -75,7 +76,9 @@ export function snippets(baseUrl, body) {
     '\tstream, err := client.Stream(plutos.StreamRequest{',
     `\t\tInput: ${JSON.stringify(body.input)},`,
     `\t\tModel: ${JSON.stringify(body.model)},`,
-    ...(goFields.length ? ['\t\tOptions: plutos.ProcessOptions{', ...goFields, '\t\t},'] : []),
+    ...(goFields.length || goZero.length
+      ? ['\t\tOptions: plutos.ProcessOptions{', ...goFields, goZero.length ? `\t\t}.With(${goZero.join(', ')}),` : '\t\t},']
+      : []),
     '\t})',
     '\tif err != nil {',
     '\t\tlog.Fatal(err)',

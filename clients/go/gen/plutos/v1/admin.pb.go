@@ -279,8 +279,8 @@ func (x *CreateAccountResponse) GetAccount() *Account {
 
 type ListAccountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 to 100; default 20.
-	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`).
+	Limit *int32 `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
 	// The last id of the previous page.
 	After         string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -318,8 +318,8 @@ func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
 }
 
 func (x *ListAccountsRequest) GetLimit() int32 {
-	if x != nil {
-		return x.Limit
+	if x != nil && x.Limit != nil {
+		return *x.Limit
 	}
 	return 0
 }
@@ -699,8 +699,8 @@ func (x *AuditEvent) GetCreatedAt() *timestamppb.Timestamp {
 
 type ListAuditEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 to 100; default 20.
-	Limit int32  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`).
+	Limit *int32 `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
 	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
 	// Only this account's events.
 	AccountId     string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -739,8 +739,8 @@ func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
 }
 
 func (x *ListAuditEventsRequest) GetLimit() int32 {
-	if x != nil {
-		return x.Limit
+	if x != nil && x.Limit != nil {
+		return *x.Limit
 	}
 	return 0
 }
@@ -850,10 +850,11 @@ const file_plutos_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\"E\n" +
 	"\x15CreateAccountResponse\x12,\n" +
-	"\aaccount\x18\x01 \x01(\v2\x12.plutos.v1.AccountR\aaccount\"A\n" +
-	"\x13ListAccountsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
-	"\x05after\x18\x02 \x01(\tR\x05after\"\x8d\x01\n" +
+	"\aaccount\x18\x01 \x01(\v2\x12.plutos.v1.AccountR\aaccount\"P\n" +
+	"\x13ListAccountsRequest\x12\x19\n" +
+	"\x05limit\x18\x01 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05afterB\b\n" +
+	"\x06_limit\"\x8d\x01\n" +
 	"\x14ListAccountsResponse\x12&\n" +
 	"\x04data\x18\x01 \x03(\v2\x12.plutos.v1.AccountR\x04data\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
@@ -884,12 +885,13 @@ const file_plutos_v1_admin_proto_rawDesc = "" +
 	"\ttarget_id\x18\x05 \x01(\tR\btargetId\x121\n" +
 	"\adetails\x18\x06 \x01(\v2\x17.google.protobuf.StructR\adetails\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"c\n" +
-	"\x16ListAuditEventsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"r\n" +
+	"\x16ListAuditEventsRequest\x12\x19\n" +
+	"\x05limit\x18\x01 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x03 \x01(\tR\taccountId\"\x93\x01\n" +
+	"account_id\x18\x03 \x01(\tR\taccountIdB\b\n" +
+	"\x06_limit\"\x93\x01\n" +
 	"\x17ListAuditEventsResponse\x12)\n" +
 	"\x04data\x18\x01 \x03(\v2\x15.plutos.v1.AuditEventR\x04data\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
@@ -965,7 +967,9 @@ func file_plutos_v1_admin_proto_init() {
 	if File_plutos_v1_admin_proto != nil {
 		return
 	}
+	file_plutos_v1_admin_proto_msgTypes[4].OneofWrappers = []any{}
 	file_plutos_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
+	file_plutos_v1_admin_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

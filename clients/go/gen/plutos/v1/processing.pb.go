@@ -1064,8 +1064,8 @@ func (*StreamResponse_Complete) isStreamResponse_Event() {}
 
 type ListProcessesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 to 100; default 20.
-	Limit int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`).
+	Limit *int32 `protobuf:"varint,1,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
 	// The last id of the previous page: records older than it.
 	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
 	// Only this model's records.
@@ -1111,8 +1111,8 @@ func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
 }
 
 func (x *ListProcessesRequest) GetLimit() int32 {
-	if x != nil {
-		return x.Limit
+	if x != nil && x.Limit != nil {
+		return *x.Limit
 	}
 	return 0
 }
@@ -1460,15 +1460,16 @@ const file_plutos_v1_processing_proto_rawDesc = "" +
 	"\x0eStreamResponse\x12.\n" +
 	"\x05chunk\x18\x01 \x01(\v2\x16.plutos.v1.StreamChunkH\x00R\x05chunk\x127\n" +
 	"\bcomplete\x18\x02 \x01(\v2\x19.plutos.v1.StreamCompleteH\x00R\bcompleteB\a\n" +
-	"\x05event\"\xaa\x01\n" +
-	"\x14ListProcessesRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05event\"\xb9\x01\n" +
+	"\x14ListProcessesRequest\x12\x19\n" +
+	"\x05limit\x18\x01 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
 	"\x05model\x18\x03 \x01(\tR\x05model\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x05 \x01(\tR\tstartDate\x12\x19\n" +
-	"\bend_date\x18\x06 \x01(\tR\aendDate\"\xc9\x03\n" +
+	"\bend_date\x18\x06 \x01(\tR\aendDateB\b\n" +
+	"\x06_limit\"\xc9\x03\n" +
 	"\rProcessRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -1586,6 +1587,7 @@ func file_plutos_v1_processing_proto_init() {
 		(*StreamResponse_Chunk)(nil),
 		(*StreamResponse_Complete)(nil),
 	}
+	file_plutos_v1_processing_proto_msgTypes[14].OneofWrappers = []any{}
 	file_plutos_v1_processing_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -550,8 +550,8 @@ func (x *WebhookDelivery) GetDeliveredAt() *timestamppb.Timestamp {
 type ListWebhookDeliveriesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	WebhookId string                 `protobuf:"bytes,1,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
-	// 1 to 100; default 20.
-	Limit int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`).
+	Limit *int32 `protobuf:"varint,2,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
 	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
 	// Only "pending", "delivered" or "failed" deliveries.
 	Status        string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
@@ -597,8 +597,8 @@ func (x *ListWebhookDeliveriesRequest) GetWebhookId() string {
 }
 
 func (x *ListWebhookDeliveriesRequest) GetLimit() int32 {
-	if x != nil {
-		return x.Limit
+	if x != nil && x.Limit != nil {
+		return *x.Limit
 	}
 	return 0
 }
@@ -956,13 +956,14 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\fdelivered_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAtB\x13\n" +
 	"\x11_last_status_codeB\r\n" +
-	"\v_last_error\"\x87\x01\n" +
+	"\v_last_error\"\x96\x01\n" +
 	"\x1cListWebhookDeliveriesRequest\x12#\n" +
 	"\n" +
-	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x14\n" +
+	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12\x19\n" +
+	"\x05limit\x18\x02 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\tR\x05after\x12\x16\n" +
-	"\x06status\x18\x04 \x01(\tR\x06status\"\x9e\x01\n" +
+	"\x06status\x18\x04 \x01(\tR\x06statusB\b\n" +
+	"\x06_limit\"\x9e\x01\n" +
 	"\x1dListWebhookDeliveriesResponse\x12.\n" +
 	"\x04data\x18\x01 \x03(\v2\x1a.plutos.v1.WebhookDeliveryR\x04data\x12\x19\n" +
 	"\bhas_more\x18\x02 \x01(\bR\ahasMore\x12\x19\n" +
@@ -1060,6 +1061,7 @@ func file_plutos_v1_webhooks_proto_init() {
 	file_plutos_v1_options_proto_init()
 	file_plutos_v1_webhooks_proto_msgTypes[2].OneofWrappers = []any{}
 	file_plutos_v1_webhooks_proto_msgTypes[7].OneofWrappers = []any{}
+	file_plutos_v1_webhooks_proto_msgTypes[8].OneofWrappers = []any{}
 	file_plutos_v1_webhooks_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -43,8 +43,10 @@ export interface CreateAccountResponse {
 }
 
 export interface ListAccountsRequest {
-  /** 1 to 100; default 20. */
-  limit: number;
+  /** 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`). */
+  limit?:
+    | number
+    | undefined;
   /** The last id of the previous page. */
   after: string;
 }
@@ -92,8 +94,8 @@ export interface AuditEvent {
 }
 
 export interface ListAuditEventsRequest {
-  /** 1 to 100; default 20. */
-  limit: number;
+  /** 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`). */
+  limit?: number | undefined;
   after: string;
   /** Only this account's events. */
   accountId: string;

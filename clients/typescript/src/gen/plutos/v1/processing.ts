@@ -161,8 +161,10 @@ export interface StreamResponse {
 }
 
 export interface ListProcessesRequest {
-  /** 1 to 100; default 20. */
-  limit: number;
+  /** 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`). */
+  limit?:
+    | number
+    | undefined;
   /** The last id of the previous page: records older than it. */
   after: string;
   /** Only this model's records. */

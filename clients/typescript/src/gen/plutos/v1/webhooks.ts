@@ -84,8 +84,8 @@ export interface WebhookDelivery {
 
 export interface ListWebhookDeliveriesRequest {
   webhookId: string;
-  /** 1 to 100; default 20. */
-  limit: number;
+  /** 1 to 100; unset: 20. Set to 0 or above 100: 400 invalid_parameters (field `limit`). */
+  limit?: number | undefined;
   after: string;
   /** Only "pending", "delivered" or "failed" deliveries. */
   status: string;
