@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -19,11 +19,33 @@ __all__ = [
     "KeyRotation",
     "Page",
     "ProcessHistoryItem",
+    "ResultList",
     "WebhookDelivery",
     "WebhookTestResult",
 ]
 
 T = TypeVar("T")
+
+#: The ``X-Request-Id`` of the response that carried a result (quote it when reporting a problem).
+_REQUEST_ID = "request_id"
+
+
+class ResultList(list[T]):
+    """A list result (``list_keys``, ``get_daily_usage``): a plain list that also carries its
+    response's ``request_id``."""
+
+    request_id: str | None = None
+
+
+def with_request_id(result: T, request_id: str | None) -> T:
+    """``result`` carrying ``request_id``: every management result type has the field."""
+    if isinstance(result, ResultList):
+        result.request_id = request_id
+        return result
+    if any(f.name == _REQUEST_ID for f in fields(result)):  # type: ignore[arg-type]
+        return replace(result, request_id=request_id)  # type: ignore[type-var]
+    return result
+
 
 _LIMITS = {
     "requestsPerMinute": "requests_per_minute",
@@ -49,6 +71,8 @@ class Page(Generic[T]):
     has_more: bool
     first_id: str
     last_id: str
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any, item: Callable[[Any], T]) -> Page[T]:
@@ -82,6 +106,10 @@ class ApiKey:
     revoked_at: datetime | None
     #: On a rotated key: the id of its replacement.
     replaced_by: str
+    #: When the key last authenticated a call (to within a minute); ``None`` if never.
+    last_used_at: datetime | None = field(default=None, kw_only=True)
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> ApiKey:
@@ -100,6 +128,7 @@ class ApiKey:
             expires_at=parse_timestamp(d.get("expiresAt")),
             revoked_at=parse_timestamp(d.get("revokedAt")),
             replaced_by=_str(d.get("replacedBy")),
+            last_used_at=parse_timestamp(d.get("lastUsedAt")),
         )
 
 
@@ -109,6 +138,8 @@ class CreatedKey:
 
     key: ApiKey
     secret: str
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> CreatedKey:
@@ -123,6 +154,8 @@ class KeyRotation:
     key: ApiKey
     secret: str
     replaced: ApiKey
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> KeyRotation:
@@ -154,6 +187,8 @@ class Account:
     #: Keys not revoked.
     key_count: int
     usage: AccountUsage
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> Account:
@@ -284,6 +319,8 @@ class WebhookDelivery:
     next_attempt_at: datetime | None
     created_at: datetime | None
     delivered_at: datetime | None
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> WebhookDelivery:
@@ -312,6 +349,8 @@ class WebhookTestResult:
     #: Milliseconds.
     duration: int
     delivery_id: str
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> WebhookTestResult:

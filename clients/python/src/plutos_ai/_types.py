@@ -353,6 +353,8 @@ class UsageTotals:
     #: USD.
     total_cost: float
     requests_by_model: dict[str, int] = field(default_factory=dict)
+    #: Of ``total_requests``, those answered from the response cache (no model ran).
+    cached_requests: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,8 @@ class UsageLimits:
     requests_per_minute: int
     requests_per_hour: int
     requests_per_day: int
+    #: The plan's monthly token quota.
+    monthly_tokens: int = field(default=0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -385,11 +389,13 @@ class UsageReport:
                 total_tokens=_int(usage.get("totalTokens")),
                 total_cost=_float(usage.get("totalCost")),
                 requests_by_model={str(k): _int(v) for k, v in _obj(usage.get("requestsByModel")).items()},
+                cached_requests=_int(usage.get("cachedRequests")),
             ),
             limits=UsageLimits(
                 requests_per_minute=_int(limits.get("requestsPerMinute")),
                 requests_per_hour=_int(limits.get("requestsPerHour")),
                 requests_per_day=_int(limits.get("requestsPerDay")),
+                monthly_tokens=_int(limits.get("monthlyTokens")),
             ),
         )
 
