@@ -4,7 +4,7 @@
 Environment: BENCH_SECONDS (per load run, default 10), BENCH_SOAK_SECONDS (default 600; 0 skips),
 BENCH_HISTORY_ROWS (process records for `history`, default 1,000,000), BENCH_ONLY (comma-separated
 scenario names: upstream, idempotency, metrics, instructions, history, limiter, gateway, streaming,
-batch, model, workers, soak)."""
+batch, model, workers, streams, soak), BENCH_STREAMS (streams in the `streams` scenario, default 500)."""
 
 from __future__ import annotations
 
@@ -537,6 +537,23 @@ def scenario_idempotency() -> Section:
     )
 
 
+def scenario_streams() -> Section:
+    """Issue 24's concurrent streams, bounded for `make bench`: BENCH_STREAMS (default 500) streams of
+    max(10, BENCH_SECONDS) seconds, /v1/stream and /openai/v1, one process, SQLite. The full run
+    (5,000 streams, both stores, 1 and 2 workers) is in bench/STREAMS_RESULTS.md with its command."""
+    streams = os.environ.get("BENCH_STREAMS", "500")
+    out = ROOT / ".bench" / "streams-make-bench.md"
+    args = ["--streams", streams, "--duration", str(max(10, SECONDS)), "--output", str(out)]
+    args += ["--json", str(ROOT / ".bench" / "streams-make-bench.json")]
+    log(f"python -m bench.concurrent_streams {' '.join(args)}")
+    subprocess.run([sys.executable, "-m", "bench.concurrent_streams", *args], cwd=ROOT, check=True)
+    body = out.read_text().split("<!-- notes:")[0].splitlines()
+    return (
+        "Concurrent streams (bounded run; the full one: bench/STREAMS_RESULTS.md)",
+        [line for line in body if not line.startswith("# ")],
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Section]] = {
     "upstream": scenario_upstream,
     "idempotency": scenario_idempotency,
@@ -549,6 +566,7 @@ SCENARIOS: dict[str, Callable[[], Section]] = {
     "batch": scenario_batch,
     "model": scenario_model_speed,
     "workers": scenario_workers,
+    "streams": scenario_streams,
     "soak": scenario_soak,
 }
 

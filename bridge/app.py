@@ -4,6 +4,7 @@ after them, and the 404/405/500 envelopes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.endpoints import Bridge, Observe
-from bridge.front import FastRoutes, internal_error
+from bridge.front import STARTED, FastRoutes, internal_error
 from bridge.json_response import error_response
+from bridge.rejections import UNMATCHED, Rejected, bounded_method
 from bridge.request_reading import request_id_of
 from bridge.routes import bindings_for_modules
 from bridge.surface import surface_for_path, surface_of
@@ -42,14 +44,18 @@ def create_app(
     keepalive_seconds: float = 15.0,
     extra_routes: Sequence[BaseRoute] = (),
     observe: Observe | None = None,
+    rejected: Rejected | None = None,
 ) -> FastRoutes:
     """Build the REST app for every annotated RPC in ``modules`` (default: the plutos.v1 protos).
 
     ``extra_routes`` are surfaces that are not RPCs (static files, the metrics scrape, documents
     derived from the descriptors); the composition root passes them, the bridge only mounts them after
     the API's routes, under the same 404/405 envelope handlers. ``observe(route, method, status,
-    seconds)``, when given, is called once per API request with its route template and status."""
-    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe)
+    seconds)``, when given, is called once per API request with its route template and status, and
+    once per 404 / 405 (route ``unmatched`` / the path's template). ``rejected(route, method, status,
+    code, request_id)``, when given, is called for every request answered before an RPC ran (see
+    bridge/rejections.py)."""
+    bridge = Bridge(channel, max_body_bytes, unary_timeout, keepalive_seconds, observe, rejected)
     bindings = bindings_for_modules(modules or _default_modules())
     # One route per path, dispatching on the method (GET and POST /v1/process are two RPCs), so a
     # 405 lists every method the path has in Allow.
@@ -65,6 +71,7 @@ def create_app(
         for path, endpoints in by_path.items()
     ]
     api_routes = list(routes)
+    templates = {b.route_path: b.path for b in bindings}  # Starlette's path -> the annotation's template
     routes.extend(extra_routes)
     surface_at = surface_for_path(bindings)
 
@@ -73,18 +80,27 @@ def create_app(
         request_id = request_id_of(request)
         surface = surface_at(request.url.path)
         if exc.status_code == 405:
-            allow = _allowed_methods(request)
-            return error_response(
-                "method_not_allowed",
+            allow, path = _allowed_methods(request)
+            code, route = "method_not_allowed", templates.get(path, path)
+            response = error_response(
+                code,
                 f"Method {request.method} is not allowed here; use {allow}.",
                 request_id,
                 {"allow": allow},
                 {"Allow": allow},
                 surface,
             )
-        return error_response(
-            "not_found", f"No route for {request.method} {request.url.path}.", request_id, surface=surface
-        )
+        else:
+            code, route = "not_found", UNMATCHED
+            response = error_response(
+                code, f"No route for {request.method} {request.url.path}.", request_id, surface=surface
+            )
+        method = bounded_method(request.method)
+        if observe is not None:
+            observe(route, method, response.status_code, perf_counter() - request.scope.get(STARTED, perf_counter()))
+        if rejected is not None:
+            rejected(route, method, response.status_code, code, request_id)
+        return response
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         return internal_error(request)
@@ -122,11 +138,14 @@ def _by_method(endpoints: dict[str, Callable[[Request], Any]]) -> Callable[[Requ
     return dispatch
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route takes at this path: Starlette's 405 names only the first route that
-    matched the path, and one path often has several RPCs (GET and POST /v1/webhooks)."""
+def _allowed_methods(request: Request) -> tuple[str, str]:
+    """Every method some route takes at this path (Starlette's 405 names only the first route that
+    matched the path, and one path often has several RPCs: GET and POST /v1/webhooks), and the
+    first matching route's path."""
     methods: set[str] = set()
+    first = ""
     for route in request.app.router.routes:
         if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
             methods |= route.methods
-    return ", ".join(sorted(methods))
+            first = first or route.path
+    return ", ".join(sorted(methods)), first

@@ -18,6 +18,7 @@ from bridge.disconnect import WATCH_DISCONNECT_AFTER, DisconnectWatch
 from bridge.errors import from_rpc_error
 from bridge.json_codec import JsonInputError, parse_into
 from bridge.json_response import error_response, headers_from, json_response
+from bridge.rejections import Rejected, error_code_of
 from bridge.request_reading import DUPLICATE, read_body, request_id_of, wanted_headers
 from bridge.routes import HttpBinding
 from bridge.sse_response import SseResponse
@@ -45,8 +46,10 @@ class Bridge:
         unary_timeout: float | None,
         keepalive_seconds: float,
         observe: Observe | None = None,
+        rejected: Rejected | None = None,
     ) -> None:
         self.observe = observe
+        self.rejected = rejected
         self.keepalive_seconds = keepalive_seconds
         self.channel = channel
         self.max_body_bytes = max_body_bytes
@@ -80,7 +83,7 @@ class Bridge:
                 request_id = request_id_of(request)
                 message = await self._build_request(request, binding, request_id, surface)
                 if isinstance(message, Response):
-                    return message
+                    return self._refused(binding, message, request_id)
                 call = stream_rpc(message, metadata=self._metadata(request, request_id))
                 return await self._sse(call, binding.response_type, request_id, surface)
 
@@ -96,7 +99,7 @@ class Bridge:
                 request_id = request_id_of(request)
                 message = await self._build_request(request, binding, request_id, surface)
                 if isinstance(message, Response):
-                    return message
+                    return self._refused(binding, message, request_id)
                 if getattr(message, twin_field):
                     call = twin_rpc(message, metadata=self._metadata(request, request_id))
                     return await self._sse(call, twin_type, request_id, surface)
@@ -108,7 +111,7 @@ class Bridge:
             request_id = request_id_of(request)
             message = await self._build_request(request, binding, request_id, surface)
             if isinstance(message, Response):
-                return message
+                return self._refused(binding, message, request_id)
             return await self._unary(unary_rpc, request, message, request_id, surface)
 
         return unary_endpoint
@@ -137,6 +140,12 @@ class Bridge:
         if surface.openai_rate_limit_headers:
             surface.add_headers(headers)
         return json_response(surface.to_obj(reply), 200, headers)
+
+    def _refused(self, binding: HttpBinding, response: Response, request_id: str) -> Response:
+        """A request answered before the RPC (bad JSON, body too large, bad parameters): reported."""
+        if self.rejected is not None:
+            self.rejected(binding.path, binding.http_method, response.status_code, error_code_of(response), request_id)
+        return response
 
     @staticmethod
     def _metadata(request: Request, request_id: str) -> tuple[tuple[str, str], ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from bridge.json_response import error_response
 from bridge.request_reading import request_id_of
 
 log = logging.getLogger("plutos.bridge")
+
+STARTED = "plutos.started"  # scope key: when a request that Starlette routes arrived (perf_counter)
 
 
 class FastRoutes:
@@ -29,6 +32,7 @@ class FastRoutes:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         endpoint = self._exact.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
         if endpoint is None:
+            scope[STARTED] = perf_counter()  # for the 404/405 answers' latency (bridge/app.py)
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive, send)

@@ -26,7 +26,9 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from bridge.endpoints import Observe
 from bridge.errors import envelope
+from bridge.rejections import UNPARSED, Rejected, bounded_method
 from core.errors import ERRORS
 from core.ids import new_request_id
 
@@ -41,18 +43,25 @@ class HttpLimits:
     idle_timeout: float = 5.0  # seconds a kept-alive connection may sit without a request
 
 
-def bounded_protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
-    """A uvicorn ``http=`` protocol class applying ``limits``."""
+def bounded_protocol(
+    limits: HttpLimits, *, observe: Observe | None = None, rejected: Rejected | None = None
+) -> type[asyncio.Protocol]:
+    """A uvicorn ``http=`` protocol class applying ``limits``; each refusal is counted through
+    ``observe`` and reported through ``rejected`` (route ``unparsed``, see bridge/rejections.py)."""
 
     class Bounded(BoundedHttpProtocol):
         pass
 
     Bounded.limits = limits
+    Bounded.observe = staticmethod(observe) if observe is not None else None
+    Bounded.rejected = staticmethod(rejected) if rejected is not None else None
     return Bounded
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
     limits = HttpLimits()
+    observe: Observe | None = None
+    rejected: Rejected | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,6 +70,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_size = 0  # request line + headers as parsed
         self._head_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_started = 0.0  # loop time the current request's head began (or the connection)
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -144,6 +154,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
+        self._head_started = self.loop.time()
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
@@ -176,6 +187,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self._refused = True
+        self._report(ERRORS[code].http_status, code, request_id)
         transport = self.transport
         transport.write(b"".join(head) + body)
         # A "lingering close": stop reading (what the client still sends stays in the kernel's
@@ -187,6 +199,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.loop.call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()
+
+    def _report(self, status: int, code: str, request_id: str) -> None:
+        if self.observe is None and self.rejected is None:
+            return
+        method = bounded_method(None)  # the parser's method is not to be trusted once it failed
+        if self.observe is not None:
+            self.observe(UNPARSED, method, status, self.loop.time() - self._head_started)
+        if self.rejected is not None:
+            self.rejected(UNPARSED, method, status, code, request_id)
 
 
 class _HeadersTooLarge(Exception):

@@ -59,6 +59,10 @@ class SseResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             self._last_sent = loop.time()
             helper = asyncio.ensure_future(self._keepalive_and_watch(receive, send, asyncio.current_task()))
+            # In process, the messages the handler produced while this task waited (for the client
+            # to take the previous write, or for the CPU) go out in one write: every event is still
+            # sent, in order, but a stream that fell behind costs one send, not one per event.
+            read_buffered = getattr(call, "read_buffered", None)
             try:
                 while True:
                     message = await call.read()
@@ -67,6 +71,9 @@ class SseResponse(Response):
                             await send({"type": "http.response.body", "body": self.surface.sse_done, "more_body": True})
                         break
                     frame = self._frame(message)
+                    if read_buffered is not None and (waiting := read_buffered()):
+                        frames = [f for f in (frame, *map(self._frame, waiting)) if f is not None]
+                        frame = b"".join(frames) if frames else None
                     if frame is not None:
                         await send({"type": "http.response.body", "body": frame, "more_body": True})
                         self._last_sent = loop.time()

@@ -56,7 +56,7 @@ from server.interceptors import (
 from server.interceptors.idempotency import IdempotencyInterceptor, idempotent_methods
 from server.limiter.quota import ledger_seed
 from server.observability.health import Readiness, health_route, ready_route
-from server.observability.logs import RequestLog, configure_logging, stop_logging
+from server.observability.logs import RequestLog, configure_logging, stop_logging, write_rejected
 from server.observability.metrics import HTTP, metrics_route, outbox_gauges, set_known_models
 from server.observability.tls import grpc_server_credentials, tls_enabled, uvicorn_ssl_options
 from server.runtime import Runtime
@@ -182,6 +182,9 @@ def build_grpc_server(
     return server
 
 
+LISTEN_BACKLOG = 8192
+
+
 def reuseport_socket(host: str, port: int) -> socket.socket:
     """A listening socket several worker processes can share (SO_REUSEPORT)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -191,7 +194,9 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    # A burst of new connections (thousands of streams opening at once) waits in this queue; the
+    # kernel caps it at net.core.somaxconn.
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -283,11 +288,13 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         keepalive_seconds=settings.sse_keepalive_seconds,
         extra_routes=non_api_routes(runtime, readiness),
         observe=HTTP.observe if settings.metrics_enabled else None,
+        # Requests the bridge answers before any RPC: the service's request line never sees them.
+        rejected=write_rejected if settings.access_log else None,
     )
     sock = reuseport_socket(settings.http_host, settings.http_port)
     http_port = sock.getsockname()[1]
     http_app: Any = tracing_instrument_asgi(app) if tracing.enabled else app
-    http_server, http_task = await _serve_http(http_app, sock, settings)
+    http_server, http_task = await _serve_http(http_app, sock, settings, api=True)
     platform = RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local, readiness)
     if settings.metrics_port > 0:
         ops_sock = reuseport_socket(settings.http_host, settings.metrics_port)
@@ -298,7 +305,7 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
 
 
 async def _serve_http(
-    app: Any, sock: socket.socket, settings: Settings, *, tls: bool = True
+    app: Any, sock: socket.socket, settings: Settings, *, tls: bool = True, api: bool = False
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     limits = settings.config.server  # header size/count, header-read and idle timeouts
     config = uvicorn.Config(
@@ -316,7 +323,10 @@ async def _serve_http(
                 max_headers=limits.http_max_headers,
                 header_timeout=limits.http_header_timeout,
                 idle_timeout=limits.http_idle_timeout,
-            )
+            ),
+            # On the API port, requests refused as invalid HTTP are counted and logged like the rest.
+            observe=HTTP.observe if api and settings.metrics_enabled else None,
+            rejected=write_rejected if api and settings.access_log else None,
         ),
         timeout_keep_alive=max(1, round(limits.http_idle_timeout)),
         **(uvicorn_ssl_options(settings) if tls else {}),

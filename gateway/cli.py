@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import PlutosError
+from gateway.resources import raise_open_files_limit
 from server.config import ConfigError, Settings, load_settings, sized_for_workers
 from server.keys import (
     ADMIN_SCOPES,
@@ -181,6 +182,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "createdAt": _timestamp(k.created_at),
                 "expiresAt": _timestamp(k.expires_at),
                 "revokedAt": _timestamp(k.revoked_at),
+                "lastUsedAt": _timestamp(k.last_used_at),
                 "status": key_status(k, now),
             }
             for k, a in rows
@@ -343,6 +345,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
     settings = sized_for_workers(settings, args.workers)
+    raised = raise_open_files_limit()
+    if raised is not None:
+        print(f"[plutos] open files: soft limit raised from {raised[0]} to {raised[1]} (RLIMIT_NOFILE)", flush=True)
     if args.workers > 1:
         if settings.redis_url:
             return _run_workers(settings, args.workers)

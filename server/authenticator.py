@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import PlutosError
@@ -27,6 +29,19 @@ log = logging.getLogger("plutos.auth")
 _CACHE_HIT = AUTH_CACHE.labels("hit")
 _CACHE_MISS = AUTH_CACHE.labels("miss")
 _LIMIT_FIELDS = ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
+# api_keys.last_used_at is written at most once per key per this many seconds (and on shutdown).
+LAST_USED_FLUSH_SECONDS = 60.0
+_api_keys = ApiKey.__table__
+assert isinstance(_api_keys, Table)
+# One executemany for every key used since the last flush; never moves a time backwards (replicas).
+_TOUCH = (
+    update(_api_keys)
+    .where(
+        _api_keys.c.id == bindparam("key_id"),
+        or_(_api_keys.c.last_used_at.is_(None), _api_keys.c.last_used_at < bindparam("used_at")),
+    )
+    .values(last_used_at=bindparam("used_at"))
+)
 
 
 def invalid_key(message: str = "Invalid or missing API key.") -> PlutosError:
@@ -40,9 +55,19 @@ class Authenticator:
     Under load a key is in use all the time, so its entry never blocks a call on the store:
     once three quarters of its TTL have passed, the next call starts a refresh in the background
     and is answered from the cache; only an entry past its TTL is waited for. Concurrent calls
-    that need the same entry share one lookup (no stampede of identical queries when it expires)."""
+    that need the same entry share one lookup (no stampede of identical queries when it expires).
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, max_entries: int = 10000):
+    Each accepted call notes its key's id and time in a dict (no store write on the request path);
+    a background task writes them to ``api_keys.last_used_at`` every ``last_used_interval`` seconds
+    (one executemany per flush, so at most one write per key per interval) and once more on close."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        max_entries: int = 10000,
+        last_used_interval: float = LAST_USED_FLUSH_SECONDS,
+    ):
         self._sessions = sessions
         self._settings = settings
         self._ttl = settings.auth_cache_ttl
@@ -51,6 +76,10 @@ class Authenticator:
         self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
         self.invalidation: RedisInvalidation | None = None
+        # key id -> epoch seconds of its latest accepted call since the last flush
+        self._used: dict[str, float] = {}
+        self._last_used_interval = last_used_interval
+        self._flusher: asyncio.Task[None] | None = None
 
     async def authenticate(self, authorization: str | None) -> Caller:
         digest = self._digest(authorization)
@@ -73,6 +102,7 @@ class Authenticator:
         if cached_caller.suspended:
             AUTH_REJECTED.labels("suspended").inc()
             raise PlutosError("account_suspended", "This account is suspended. Contact the operator.")
+        self._used[cached_caller.key_id] = now
         return cached_caller
 
     def _digest(self, authorization: str | None) -> str:
@@ -98,7 +128,10 @@ class Authenticator:
             self._cache.pop(digest, None)
 
     def start(self) -> None:
-        """With ``redis_url``: subscribe to the other replicas' invalidations (server/auth_invalidation.py)."""
+        """Start the ``last_used_at`` flusher; with ``redis_url``, subscribe to the other replicas'
+        invalidations (server/auth_invalidation.py)."""
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_periodically(), name="plutos-key-last-used")
         if self._settings.redis_url:
             from server.auth_invalidation import RedisInvalidation
 
@@ -106,9 +139,37 @@ class Authenticator:
             self.invalidation.start()
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush_last_used()
         if self.invalidation is not None:
             await self.invalidation.close()
             self.invalidation = None
+
+    async def flush_last_used(self) -> int:
+        """Write the noted last-use times to ``api_keys.last_used_at``; returns how many keys.
+        A failed write is logged and its times kept for the next flush."""
+        if not self._used:
+            return 0
+        used, self._used = self._used, {}
+        rows = [{"key_id": k, "used_at": datetime.fromtimestamp(t, UTC)} for k, t in used.items()]
+        try:
+            async with self._sessions.begin() as session:
+                await (await session.connection()).execute(_TOUCH, rows)
+        except Exception as err:  # the store is down: keep the times, try again next flush
+            log.warning("could not write keys' last use: %r", err)
+            for key_id, at in used.items():
+                self._used[key_id] = max(at, self._used.get(key_id, 0.0))
+            return 0
+        return len(rows)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._last_used_interval)
+            await self.flush_last_used()
 
     async def forget_everywhere(self, key_hashes: list[str]) -> None:
         """Drop these keys' entries here and on every replica (at once with Redis; else within the TTL)."""

@@ -7,13 +7,10 @@ CI=true a missing chromium or Playwright fails these tests instead of skipping t
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,79 +19,12 @@ from core.ids import new_id
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES, CreatedKey
 from server.store.models import ProcessRecord
+from tests.browser_support import DESKTOP, MODEL_WAIT, PHONE, Browser, Page, expect
 from tests.conftest import MODEL, new_key
 from tests.webhook_receiver import Receiver, start_receiver
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
 XSS = "<img src=x onerror=alert(1)>"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-try:
-    from playwright.async_api import Browser, Page, async_playwright, expect
-except ImportError:  # pragma: no cover - playwright is in the dev extra
-    async_playwright = None  # type: ignore[assignment]
-else:
-    # The machine is shared and the model runs on CPU: wait generously, never assert timings.
-    expect.set_options(timeout=30_000)
-MODEL_WAIT = 120_000  # ms, for steps that wait on the model
-
-
-def chromium_path() -> str:
-    path = os.environ.get("PLUTOS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    missing = async_playwright is None or not Path(path).exists()
-    if missing:
-        why = "Playwright for Python is not installed" if async_playwright is None else f"no chromium at {path}"
-        message = f"{why}: run `bash scripts/test-browser.sh` (make test does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_path()
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=executable,
-            # root in containers cannot use chromium's sandbox; /dev/shm is small there
-            args=["--no-sandbox", "--disable-dev-shm-usage"],
-        )
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture(scope="session")
-def origin(platform: RunningPlatform) -> str:
-    return f"http://127.0.0.1:{platform.http_port}"
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    """A fresh tab (own sessionStorage) at 1280x800. Fails the test on a script error, a CSP
-    violation or an alert() (none may happen)."""
-    context = await browser.new_context(viewport=DESKTOP)
-    tab = await context.new_page()
-    problems: list[str] = []
-    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    tab.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console: {msg.text}")
-            if msg.type == "error" and ("Content Security Policy" in msg.text or "Refused" in msg.text)
-            else None
-        ),
-    )
-
-    async def on_dialog(dialog: Any) -> None:
-        problems.append(f"{dialog.type}: {dialog.message}")
-        await dialog.dismiss()
-
-    tab.on("dialog", on_dialog)
-    yield tab
-    await context.close()
-    assert not problems, problems
 
 
 async def shot(page: Page, name: str) -> None:
@@ -363,7 +293,9 @@ async def test_phone_layout(browser: Browser, origin: str, user: CreatedKey) -> 
         await context.close()
 
 
-async def test_keys_create_shown_once_rename_rotate_revoke(page: Page, origin: str, user: CreatedKey) -> None:
+async def test_keys_create_shown_once_rename_rotate_revoke(
+    page: Page, origin: str, platform: RunningPlatform, user: CreatedKey
+) -> None:
     await sign_in(page, origin, user.secret)
     await go(page, "Keys")
     await expect(page.get_by_role("row").filter(has_text=user.secret[:10])).to_contain_text("this session")
@@ -377,15 +309,19 @@ async def test_keys_create_shown_once_rename_rotate_revoke(page: Page, origin: s
     row = page.get_by_role("row").filter(has_text=secret[:10])
     await expect(row.locator(".key-name")).to_have_text(XSS)  # a key name is text
     await expect(row).to_contain_text("process")
+    last_used = row.locator('td[data-label="Last used"]')
+    await expect(last_used).to_have_text("never")
     await shot(page, "keys-created")
     async with httpx.AsyncClient(base_url=origin) as client:  # the new key works
         r = await client.get("/v1/process?limit=1", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 200
+    await platform.runtime.authenticator.flush_last_used()  # what the periodic flush does
 
     # Shown once: after leaving the page the secret is nowhere on it.
     await go(page, "Models")
     await go(page, "Keys")
     await expect(row).to_be_visible()
+    await expect(last_used).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     assert secret not in (await page.content())
     await expect(page.locator(".secret-box")).to_have_count(0)
 
@@ -513,3 +449,6 @@ async def test_desktop_layout_never_scrolls_sideways(page: Page, origin: str, pl
     sizes = await wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
     assert sizes[0] <= sizes[1], sizes
     await expect(page.get_by_role("button", name="Suspend").first).to_be_in_viewport()
+    await go(page, "Keys")  # the keys table, with its "Last used" column, fits too
+    sizes = await page.locator(".table-wrap").first.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert sizes[0] <= sizes[1], ("keys", sizes)

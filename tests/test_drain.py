@@ -1,7 +1,8 @@
 """SIGTERM drains a real ``plutos serve --workers 2``: readiness turns 503 at once, new connections
 are refused after ``drain_delay_seconds`` (its default: the test leaves it unset), a stream running
-across the signal completes, what it produced is committed, and the process exits 0. The upstream is the fault injector's ``drip``
-model (200 pieces, 50 ms apart), the store SQLite or PLUTOS_TEST_DATABASE_URL."""
+across the signal completes, what it produced is committed, and the process exits 0. The upstream
+is the fault injector's ``drip`` model (200 pieces, 50 ms apart), the store SQLite or
+PLUTOS_TEST_DATABASE_URL."""
 
 from __future__ import annotations
 

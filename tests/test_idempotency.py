@@ -289,7 +289,9 @@ async def test_answers_expire_and_are_pruned(platform: RunningPlatform) -> None:
     from server.idempotency.store import CLAIMED, REPLAY, DatabaseIdempotencyStore, Outcome
 
     now = [2_000_000_000.0]
-    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    store = DatabaseIdempotencyStore(
+        platform.runtime.writer, platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0]
+    )
     account, key = f"acct_prune_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     assert (await store.claim(account, key, "fp", "owner-1")).status == CLAIMED
     await store.complete(account, key, "owner-1", Outcome([b"answer"]))
@@ -305,9 +307,66 @@ async def test_a_claim_whose_holder_died_is_taken_over_after_the_lease(platform:
     from server.idempotency.store import CLAIMED, IN_PROGRESS, DatabaseIdempotencyStore
 
     now = [2_000_000_000.0]
-    store = DatabaseIdempotencyStore(platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0])
+    store = DatabaseIdempotencyStore(
+        platform.runtime.writer, platform.runtime.sessions, ttl=60, lease=5, clock=lambda: now[0]
+    )
     account, key = f"acct_lease_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     assert (await store.claim(account, key, "fp", "dead-replica")).status == CLAIMED
     assert (await store.claim(account, key, "fp", "other")).status == IN_PROGRESS
     now[0] += 6
     assert (await store.claim(account, key, "fp", "other")).status == CLAIMED
+
+
+def _record(who: CreatedKey, **values: Any) -> ProcessRecord:
+    from server.store.models import new_row, utcnow
+
+    return new_row(
+        ProcessRecord,
+        **{
+            "id": f"proc_{uuid.uuid4().hex[:16]}",
+            "account_id": who.account_id,
+            "key_id": who.id,
+            "kind": "process",
+            "model": "idem-ok",
+            "input": "held",
+            "options": {},
+            "output": "answer",
+            "prompt_tokens": 1,
+            "completion_tokens": 2,
+            "status": "completed",
+            "created_at": utcnow().replace(microsecond=0),
+            "processing_time_ms": 3,
+            **values,
+        },
+    )
+
+
+async def test_the_answer_commits_in_one_transaction_with_the_calls_record(
+    platform: RunningPlatform, account: CreatedKey
+) -> None:
+    """The database store holds the rows a keyed call writes and commits them with its answer:
+    nothing of the call is stored before the answer is, and a record the store refuses (kept in
+    its salvaged form) releases the key instead of keeping an answer that was not stored."""
+    from server.idempotency.store import CLAIMED, REPLAY, DatabaseIdempotencyStore, Outcome
+
+    writer = platform.runtime.writer
+    store = DatabaseIdempotencyStore(writer, platform.runtime.sessions, ttl=60, lease=5)
+    for refused in (False, True):
+        key = uuid.uuid4().hex
+        record = _record(account, input=None) if refused else _record(account)  # input is NOT NULL
+        assert (await store.claim(account.account_id, key, "fp", "owner-1")).status == CLAIMED
+        with store.holding() as rows:
+            assert await writer.write(record) == ()
+        assert rows == [record]
+        async with platform.runtime.sessions() as session:
+            assert await session.get(ProcessRecord, record.id) is None  # held, not written
+        stored = await store.complete(account.account_id, key, "owner-1", Outcome([b"answer"]), rows)
+        async with platform.runtime.sessions() as session:
+            row = await session.get(ProcessRecord, record.id)
+        again = await store.claim(account.account_id, key, "fp", "owner-2")
+        if refused:
+            assert stored == (record,) and row is not None and row.status == "failed"
+            assert again.status == CLAIMED  # released: a retry runs
+        else:
+            assert stored == () and row is not None and row.status == "completed"
+            assert again.status == REPLAY and again.outcome is not None and again.outcome.messages == [b"answer"]

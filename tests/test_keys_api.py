@@ -223,3 +223,37 @@ async def test_the_key_cap_holds_under_concurrent_creates(
         revoked = next(r for r in answers if r.status_code == 200).json()["key"]["id"]
         await client.post(f"/keys/{revoked}:revoke", json={})
         assert (await client.post("/keys", json={})).status_code == 200  # revoked keys do not count
+
+
+async def test_last_used_at_is_written_off_the_request_path(
+    platform: RunningPlatform, base_url: str, grpc_clients: GrpcClients
+) -> None:
+    """A call notes its key in memory; the authenticator's flush writes ``last_used_at`` (at most
+    once per key per interval), shown as ``lastUsedAt`` on REST and ``last_used_at`` on gRPC."""
+    owner = await new_key(platform, plan="pro", scopes=[*DEFAULT_SCOPES, "keys"])
+    async with httpx.AsyncClient(base_url=base_url, headers=bearer(owner.secret)) as client:
+        made = (await client.post("/keys", json={"name": "idle"})).json()
+        await platform.runtime.authenticator.flush_last_used()
+        idle = (await client.get(f"/keys/{made['key']['id']}")).json()["key"]
+        assert "lastUsedAt" not in idle  # never used: unset
+        before = utcnow().replace(microsecond=0)
+        for _ in range(3):
+            r = await client.get("/models", headers=bearer(made["secret"]))
+            assert r.status_code == 200
+        await platform.runtime.authenticator.flush_last_used()
+        used = (await client.get(f"/keys/{made['key']['id']}")).json()["key"]
+        assert used["lastUsedAt"] >= before.isoformat().replace("+00:00", "Z"), used
+        listed = {k["id"]: k for k in (await client.get("/keys")).json()["keys"]}
+        assert listed[made["key"]["id"]]["lastUsedAt"] == used["lastUsedAt"]
+    async with platform.runtime.sessions() as session:
+        row = await session.get(ApiKey, made["key"]["id"])
+        assert row is not None and row.last_used_at is not None and row.last_used_at >= before
+    got = await grpc_clients.keys.GetKey(keys_pb2.GetKeyRequest(id=made["key"]["id"]), metadata=md(owner.secret))
+    assert got.key.HasField("last_used_at") and got.key.last_used_at.seconds >= int(before.timestamp())
+    # A time never moves backwards (another replica's older flush).
+    authenticator = platform.runtime.authenticator
+    authenticator._used[made["key"]["id"]] = before.timestamp() - 3600
+    await authenticator.flush_last_used()
+    async with platform.runtime.sessions() as session:
+        again = await session.get(ApiKey, made["key"]["id"])
+        assert again is not None and again.last_used_at == row.last_used_at

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -217,3 +219,63 @@ async def test_ready_names_an_unreachable_store_and_redis() -> None:
     assert checks["store"].startswith("failed: ") and checks["redis"].startswith("failed: ")
     assert "secret-pw" not in str(checks)
     assert checks["model"] == "ok" and checks["drain"] == "ok"
+
+
+async def test_requests_the_bridge_refuses_get_a_log_line_and_are_counted(platform: RunningPlatform) -> None:
+    """Malformed JSON, a body over the limit, an unknown route, a wrong method and a request that is
+    not HTTP never reach the service: the bridge writes their request line and counts them, with
+    bounded labels (a route template, ``unmatched`` or ``unparsed``; never the path sent)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    lines = _Lines()
+    logger.addHandler(lines)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    marker = f"nowhere-{time.time_ns()}"
+    limit = platform.runtime.settings.max_body_bytes
+    try:
+        async with httpx.AsyncClient(base_url=root(platform), timeout=30) as client:
+            answers = {
+                "malformed": await client.post(
+                    "/v1/process", content=b'{"input": ', headers={"Content-Type": "application/json"}
+                ),
+                "too_large": await client.post(
+                    "/v1/process", content=b" " * (limit + 1), headers={"Content-Type": "application/json"}
+                ),
+                "unmatched": await client.get(f"/v1/{marker}"),
+                "method": await client.request("PUT", "/v1/process"),
+                "odd_method": await client.request("BREW", f"/v1/{marker}"),
+            }
+        reader, writer = await asyncio.open_connection("127.0.0.1", platform.http_port)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        raw = await reader.read()
+        writer.close()
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), raw
+    answers_ids = {name: r.headers["x-request-id"] for name, r in answers.items()}
+    answers_ids["unparsed"] = json.loads(body)["error"]["requestId"]
+    expected = {  # name -> (status, route, http_method, error code)
+        "malformed": (400, "/v1/process", "POST", "invalid_parameters"),
+        "too_large": (answers["too_large"].status_code, "/v1/process", "POST", "input_too_long"),
+        "unmatched": (404, "unmatched", "GET", "not_found"),
+        "method": (405, "/v1/process", "PUT", "method_not_allowed"),
+        "odd_method": (400, "unparsed", "other", "invalid_parameters"),  # httptools knows its methods
+        "unparsed": (400, "unparsed", "other", "invalid_parameters"),
+    }
+    for name, (status, route, method, code) in expected.items():
+        assert status < 500, (name, status)
+        mine = [json.loads(line) for line in lines.lines if answers_ids[name] in line]
+        assert len(mine) == 1, (name, lines.lines)
+        entry = mine[0]
+        assert (entry["status"], entry["route"], entry["http_method"], entry["error"]) == (status, route, method, code)
+        assert entry["request_id"] == answers_ids[name] and entry["logger"] == ACCESS_LOGGER
+        assert entry["key_id"] is None and entry["code"]  # the gRPC code of the error, as on other lines
+    text = await scrape(platform)
+    assert marker not in text
+    counted = (("unmatched", "GET", "404"), ("/v1/process", "PUT", "405"), ("unparsed", "other", "400"))
+    for route, method, status in counted:
+        assert (sample(text, "plutos_http_requests_total", route=route, method=method, status=status) or 0) >= 1
+    assert (sample(text, "plutos_http_requests_total", route="/v1/process", method="POST", status="400") or 0) >= 1

@@ -274,7 +274,8 @@ class LocalUnaryCall(_LocalCall):
 
 
 class LocalStreamCall(_LocalCall):
-    """``read()`` gives the messages, then ``grpc.aio.EOF``, or raises ``AioRpcError``."""
+    """``read()`` gives the messages, then ``grpc.aio.EOF``, or raises ``AioRpcError``;
+    ``read_buffered()`` the messages already waiting, without waiting."""
 
     __slots__ = ("_buffer", "_ended", "_reader", "_space")
 
@@ -328,12 +329,25 @@ class LocalStreamCall(_LocalCall):
             self._reader = self._context._loop.create_future()
             await self._reader
         message = self._buffer.popleft()
+        self._make_space()
+        return message
+
+    def read_buffered(self) -> list[Any]:
+        """The messages the handler has already produced and ``read()`` would return at once (none
+        if it would wait): a reader that fell behind takes them in one go."""
+        if not self._buffer:
+            return []
+        messages = list(self._buffer)
+        self._buffer.clear()
+        self._make_space()
+        return messages
+
+    def _make_space(self) -> None:
         space = self._space
         if space is not None and len(self._buffer) < STREAM_BUFFER // 2:
             self._space = None
             if not space.done():
                 space.set_result(None)
-        return message
 
 
 class _Method:

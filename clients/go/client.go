@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,9 @@ type Client struct {
 	headers    http.Header // extra headers on every request (WithHeader)
 	// responseInto receives each JSON call's *http.Response (WithResponseInto).
 	responseInto **http.Response
+	// TLS (tls.go): WithCAFile, WithClientCert, WithTLSConfig.
+	caFile, certFile, keyFile string
+	tlsConfig                 *tls.Config
 }
 
 // Option configures a Client.
@@ -140,6 +144,7 @@ func NewClient(apiKey, environment string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(c)
 	}
+	c.applyTLS()
 	if c.apiKey == "" {
 		c.apiKey = os.Getenv("PLUTOS_API_KEY")
 	}

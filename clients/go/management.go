@@ -36,6 +36,8 @@ type APIKey struct {
 	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
 	ReplacedBy string     `json:"replacedBy"`
+	// LastUsedAt is when the key last authenticated a call (kept to about a minute); nil: never.
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 }
 
 // CreateKeyRequest is the body of POST /keys. Unset fields inherit the caller's own restrictions.

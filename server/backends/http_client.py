@@ -31,6 +31,9 @@ import httptools
 from server.observability.metrics import UPSTREAM_CONNECTIONS
 
 MAX_BUFFERED = 1 << 20  # stop reading from the socket while this much of an answer is unread
+# Idle keep-alive connections a pool keeps (at most its max_connections): after a burst (thousands of
+# streams ending together) the rest close at once instead of holding sockets on both sides.
+IDLE_CONNECTIONS = 100
 
 
 class HttpClientError(Exception):
@@ -232,9 +235,16 @@ class Response:
 
 
 class HttpPool:
-    """Keep-alive connections to one origin (``scheme://host:port``), at most ``max_connections``."""
+    """Keep-alive connections to one origin (``scheme://host:port``): at most ``max_connections``
+    open, at most ``max_idle`` of them kept idle for reuse (up to ``keepalive_timeout`` seconds)."""
 
-    def __init__(self, base_url: str, max_connections: int = 100, keepalive_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        max_connections: int = 1000,
+        keepalive_timeout: float = 30.0,
+        max_idle: int = IDLE_CONNECTIONS,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url}")
@@ -248,6 +258,7 @@ class HttpPool:
         self.prefix = parts.path.rstrip("/")
         self.max_connections = max_connections
         self.keepalive_timeout = keepalive_timeout
+        self.max_idle = min(max_idle, max_connections)
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open = 0  # connections open or opening
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -337,7 +348,7 @@ class HttpPool:
         return conn
 
     def _release(self, conn: _Connection) -> None:
-        if self._closed:
+        if self._closed or len(self._idle) >= self.max_idle:
             self._discard(conn)
             return
         conn.idle_since = self.loop.time()

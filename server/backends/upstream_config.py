@@ -26,7 +26,7 @@ class UpstreamConfig:
     max_retry_after: float = 30.0  # a longer Retry-After is passed to the caller instead of waited
     stream: bool = True  # ask the upstream to stream (false: one JSON answer)
     stream_usage: bool = True  # send stream_options.include_usage
-    max_connections: int = 100
+    max_connections: int = 1000  # one per stream in flight (HTTP/1.1): docs/scaling.md
     max_tokens_param: str = "max_tokens"  # "max_completion_tokens" for OpenAI's reasoning models
     extra_body: dict[str, Any] = field(default_factory=dict)
 

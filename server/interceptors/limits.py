@@ -52,7 +52,7 @@ from server.limiter.base import (
     month_of,
 )
 from server.limiter.policy import GENERATING, generating_concurrency, token_reservation, windows_for
-from server.observability.metrics import LIMITER_DECISIONS, LIMITER_ERRORS, QUOTA_RESERVATIONS
+from server.observability.metrics import CONCURRENCY_SLOTS, LIMITER_DECISIONS, LIMITER_ERRORS, QUOTA_RESERVATIONS
 from server.permissions import require_scope
 
 log = logging.getLogger("plutos.limits")
@@ -265,15 +265,25 @@ class LimitsInterceptor(AsyncServerInterceptor):
             QUOTA_RESERVATIONS.dec()
         if reservation is not None and not limiter.settle_now(reservation, state.tokens_used):
             later.append(Finisher(partial(limiter.settle_tokens, reservation, state.tokens_used)))
-        if slot is not None and not limiter.release_now(slot):
-            later.append(Finisher(partial(limiter.release, slot)))
+        if slot is not None:
+            CONCURRENCY_SLOTS.dec()
+            if not limiter.release_now(slot):
+                later.append(Finisher(partial(limiter.release, slot)))
         if later:
             await finish_all(*later)
 
     def _guard_stream(
         self, response: Any, context: Any, slot: Slot | None, reservation: Reservation | None, state: CallState
     ) -> AsyncIterator[Any]:
-        release = Finisher(partial(self._limiter.release, slot)) if slot is not None else None
+        release = None
+        if slot is not None:
+            limiter_release = self._limiter.release
+
+            async def release_slot() -> None:
+                CONCURRENCY_SLOTS.dec()
+                await limiter_release(slot)
+
+            release = Finisher(release_slot)
         settle = None
         if reservation is not None:
             limiter = self._limiter
@@ -307,6 +317,8 @@ class LimitsInterceptor(AsyncServerInterceptor):
             state.response_metadata["retry-after"] = str(err.retry_after)
             raise err
         DECISIONS["allowed"].inc()
+        if admission.slot is not None:
+            CONCURRENCY_SLOTS.inc()
         return admission.slot
 
     async def _reserve(self, state: CallState, who: Caller, method_name: str, request: Any) -> Reservation | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from core.errors import ERRORS
 from server.call_state import CallState, current_call
 from server.store.models import COST_UNITS_PER_USD
 
@@ -211,3 +212,32 @@ class RequestLog:
             fields["input"] = getattr(request, "input", None)
             fields["output"] = state.output
         access_log.info("%s %s", method.rsplit("/", 1)[-1], code, extra=fields)
+
+
+def write_rejected(route: str, http_method: str, status: int, error: str, request_id: str) -> None:
+    """The request line of a REST request the bridge answered before any RPC ran (bridge/rejections.py):
+    the same fields as :meth:`RequestLog.write` (no caller, model, tokens or latency: none existed),
+    plus ``http_method``, ``route`` (a template, ``unmatched`` or ``unparsed``) and ``status``."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    kind = ERRORS.get(error)
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "account_id": None,
+        "key_id": None,
+        "key_prefix": None,
+        "method": None,
+        "http_method": http_method,
+        "route": route,
+        "status": status,
+        "model": None,
+        "code": kind.grpc_status.name if kind else None,
+        "error": error or None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": 0.0,
+        "latency_ms": None,
+        "upstream_ms": None,
+        "cache": None,
+    }
+    access_log.info("%s %s %d", http_method, route, status, extra=fields)

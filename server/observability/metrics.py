@@ -113,6 +113,11 @@ QUOTA_RESERVATIONS = Gauge(
     "Monthly-quota token reservations held by calls in progress.",
     multiprocess_mode="livesum",
 )
+CONCURRENCY_SLOTS = Gauge(
+    "plutos_concurrency_slots_in_flight",
+    "Concurrency-limit slots held by calls in progress (released when a call ends, however it ends).",
+    multiprocess_mode="livesum",
+)
 
 # -- limits and auth ----------------------------------------------------------------------------
 LIMITER_DECISIONS = Counter(

@@ -70,6 +70,8 @@ def api_key_message(key: ApiKey, now: datetime | None = None) -> keys_pb2.ApiKey
         msg.expires_at.CopyFrom(timestamp(key.expires_at))
     if key.revoked_at is not None:
         msg.revoked_at.CopyFrom(timestamp(key.revoked_at))
+    if key.last_used_at is not None:
+        msg.last_used_at.CopyFrom(timestamp(key.last_used_at))
     return msg
 
 

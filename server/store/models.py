@@ -87,6 +87,9 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Set on a key that was rotated: the id of the key that replaced it.
     replaced_by: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # When the key last authenticated a call, to within the authenticator's flush interval
+    # (server/authenticator.py: noted in memory per call, written in the background).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ProcessRecord(Base):

@@ -65,6 +65,7 @@ class ApiKey(google.protobuf.message.Message):
     EXPIRES_AT_FIELD_NUMBER: builtins.int
     REVOKED_AT_FIELD_NUMBER: builtins.int
     REPLACED_BY_FIELD_NUMBER: builtins.int
+    LAST_USED_AT_FIELD_NUMBER: builtins.int
     id: builtins.str
     """"key_" followed by 16 hex digits."""
     account_id: builtins.str
@@ -91,6 +92,12 @@ class ApiKey(google.protobuf.message.Message):
     def expires_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
     @property
     def revoked_at(self) -> google.protobuf.timestamp_pb2.Timestamp: ...
+    @property
+    def last_used_at(self) -> google.protobuf.timestamp_pb2.Timestamp:
+        """When the key last authenticated a call (to within a minute: written in the background);
+        unset if it never has.
+        """
+
     def __init__(
         self,
         *,
@@ -106,9 +113,10 @@ class ApiKey(google.protobuf.message.Message):
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         revoked_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         replaced_by: builtins.str = ...,
+        last_used_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "limits", b"limits", "revoked_at", b"revoked_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "replaced_by", b"replaced_by", "revoked_at", b"revoked_at", "scopes", b"scopes", "status", b"status"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "limits", b"limits", "revoked_at", b"revoked_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "replaced_by", b"replaced_by", "revoked_at", b"revoked_at", "scopes", b"scopes", "status", b"status"]) -> None: ...
 
 global___ApiKey = ApiKey
 

@@ -112,7 +112,10 @@ type ApiKey struct {
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// On a rotated key: the id of its replacement.
-	ReplacedBy    string `protobuf:"bytes,12,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	ReplacedBy string `protobuf:"bytes,12,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
+	// When the key last authenticated a call (to within a minute: written in the background);
+	// unset if it never has.
+	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +232,13 @@ func (x *ApiKey) GetReplacedBy() string {
 		return x.ReplacedBy
 	}
 	return ""
+}
+
+func (x *ApiKey) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
 }
 
 type CreateKeyRequest struct {
@@ -944,7 +954,7 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\x14_requests_per_minuteB\x14\n" +
 	"\x12_requests_per_hourB\x13\n" +
 	"\x11_requests_per_dayB\x16\n" +
-	"\x14_concurrent_requests\"\xab\x03\n" +
+	"\x14_concurrent_requests\"\xe9\x03\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -963,7 +973,9 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"revoked_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1f\n" +
 	"\vreplaced_by\x18\f \x01(\tR\n" +
-	"replacedBy\"\xde\x01\n" +
+	"replacedBy\x12<\n" +
+	"\flast_used_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\"\xde\x01\n" +
 	"\x10CreateKeyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -1064,35 +1076,36 @@ var file_plutos_v1_keys_proto_depIdxs = []int32{
 	14, // 1: plutos.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
 	14, // 2: plutos.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
 	14, // 3: plutos.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: plutos.v1.CreateKeyRequest.limits:type_name -> plutos.v1.KeyLimits
-	14, // 5: plutos.v1.CreateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 6: plutos.v1.CreateKeyResponse.key:type_name -> plutos.v1.ApiKey
-	1,  // 7: plutos.v1.ListKeysResponse.keys:type_name -> plutos.v1.ApiKey
-	1,  // 8: plutos.v1.GetKeyResponse.key:type_name -> plutos.v1.ApiKey
-	0,  // 9: plutos.v1.UpdateKeyRequest.limits:type_name -> plutos.v1.KeyLimits
-	14, // 10: plutos.v1.UpdateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 11: plutos.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
-	1,  // 12: plutos.v1.UpdateKeyResponse.key:type_name -> plutos.v1.ApiKey
-	1,  // 13: plutos.v1.RotateKeyResponse.key:type_name -> plutos.v1.ApiKey
-	1,  // 14: plutos.v1.RotateKeyResponse.replaced:type_name -> plutos.v1.ApiKey
-	1,  // 15: plutos.v1.RevokeKeyResponse.key:type_name -> plutos.v1.ApiKey
-	2,  // 16: plutos.v1.KeysService.CreateKey:input_type -> plutos.v1.CreateKeyRequest
-	4,  // 17: plutos.v1.KeysService.ListKeys:input_type -> plutos.v1.ListKeysRequest
-	6,  // 18: plutos.v1.KeysService.GetKey:input_type -> plutos.v1.GetKeyRequest
-	8,  // 19: plutos.v1.KeysService.UpdateKey:input_type -> plutos.v1.UpdateKeyRequest
-	10, // 20: plutos.v1.KeysService.RotateKey:input_type -> plutos.v1.RotateKeyRequest
-	12, // 21: plutos.v1.KeysService.RevokeKey:input_type -> plutos.v1.RevokeKeyRequest
-	3,  // 22: plutos.v1.KeysService.CreateKey:output_type -> plutos.v1.CreateKeyResponse
-	5,  // 23: plutos.v1.KeysService.ListKeys:output_type -> plutos.v1.ListKeysResponse
-	7,  // 24: plutos.v1.KeysService.GetKey:output_type -> plutos.v1.GetKeyResponse
-	9,  // 25: plutos.v1.KeysService.UpdateKey:output_type -> plutos.v1.UpdateKeyResponse
-	11, // 26: plutos.v1.KeysService.RotateKey:output_type -> plutos.v1.RotateKeyResponse
-	13, // 27: plutos.v1.KeysService.RevokeKey:output_type -> plutos.v1.RevokeKeyResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 4: plutos.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: plutos.v1.CreateKeyRequest.limits:type_name -> plutos.v1.KeyLimits
+	14, // 6: plutos.v1.CreateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: plutos.v1.CreateKeyResponse.key:type_name -> plutos.v1.ApiKey
+	1,  // 8: plutos.v1.ListKeysResponse.keys:type_name -> plutos.v1.ApiKey
+	1,  // 9: plutos.v1.GetKeyResponse.key:type_name -> plutos.v1.ApiKey
+	0,  // 10: plutos.v1.UpdateKeyRequest.limits:type_name -> plutos.v1.KeyLimits
+	14, // 11: plutos.v1.UpdateKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 12: plutos.v1.UpdateKeyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 13: plutos.v1.UpdateKeyResponse.key:type_name -> plutos.v1.ApiKey
+	1,  // 14: plutos.v1.RotateKeyResponse.key:type_name -> plutos.v1.ApiKey
+	1,  // 15: plutos.v1.RotateKeyResponse.replaced:type_name -> plutos.v1.ApiKey
+	1,  // 16: plutos.v1.RevokeKeyResponse.key:type_name -> plutos.v1.ApiKey
+	2,  // 17: plutos.v1.KeysService.CreateKey:input_type -> plutos.v1.CreateKeyRequest
+	4,  // 18: plutos.v1.KeysService.ListKeys:input_type -> plutos.v1.ListKeysRequest
+	6,  // 19: plutos.v1.KeysService.GetKey:input_type -> plutos.v1.GetKeyRequest
+	8,  // 20: plutos.v1.KeysService.UpdateKey:input_type -> plutos.v1.UpdateKeyRequest
+	10, // 21: plutos.v1.KeysService.RotateKey:input_type -> plutos.v1.RotateKeyRequest
+	12, // 22: plutos.v1.KeysService.RevokeKey:input_type -> plutos.v1.RevokeKeyRequest
+	3,  // 23: plutos.v1.KeysService.CreateKey:output_type -> plutos.v1.CreateKeyResponse
+	5,  // 24: plutos.v1.KeysService.ListKeys:output_type -> plutos.v1.ListKeysResponse
+	7,  // 25: plutos.v1.KeysService.GetKey:output_type -> plutos.v1.GetKeyResponse
+	9,  // 26: plutos.v1.KeysService.UpdateKey:output_type -> plutos.v1.UpdateKeyResponse
+	11, // 27: plutos.v1.KeysService.RotateKey:output_type -> plutos.v1.RotateKeyResponse
+	13, // 28: plutos.v1.KeysService.RevokeKey:output_type -> plutos.v1.RevokeKeyResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_plutos_v1_keys_proto_init() }

@@ -140,7 +140,8 @@ export async function render(view, params, ctx) {
           { label: 'Scopes', value: (k) => (k.scopes || []).join(', ') },
           { label: 'Models', value: (k) => ((k.models || []).length ? k.models.join(', ') : 'all') },
           { label: 'Created', value: (k) => fmtTime(k.createdAt) },
-          ...(keys.some((k) => k.lastUsedAt) ? [{ label: 'Last used', value: (k) => fmtTime(k.lastUsedAt) }] : []),
+          // Written by the server within a minute of a call (docs/management-api.md).
+          { label: 'Last used', value: (k) => (k.lastUsedAt ? fmtTime(k.lastUsedAt) : 'never') },
           { label: 'Expires', value: (k) => (k.expiresAt ? fmtTime(k.expiresAt) : 'never') },
           {
             label: 'Actions',
@@ -157,7 +158,7 @@ export async function render(view, params, ctx) {
           },
         ],
         keys,
-        { caption: 'Keys (only their prefixes are kept readable)' },
+        { caption: 'Keys (only their prefixes are kept readable)', className: 'compact' },
       ),
     );
   }

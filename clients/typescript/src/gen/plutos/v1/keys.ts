@@ -41,6 +41,11 @@ export interface ApiKey {
     | undefined;
   /** On a rotated key: the id of its replacement. */
   replacedBy: string;
+  /**
+   * When the key last authenticated a call (to within a minute: written in the background);
+   * unset if it never has.
+   */
+  lastUsedAt?: string | undefined;
 }
 
 export interface CreateKeyRequest {

@@ -1,0 +1,3 @@
+module plutos.dev/bench/streams
+
+go 1.22
