@@ -125,11 +125,12 @@ def main() -> None:
         for script in targets.values():  # warm-up
             wrk_run(url, script, "warm-up", 1, 1)
         runs: dict[str, list[Run]] = {name: [] for name in targets}
+        load_before = load_average()
         for _ in range(args.rounds):
             for name, script in targets.items():
                 runs[name].append(measured(server, lambda s=script, n=name: wrk_run(url, s, n, 1, args.duration)))
         medians = {name: sorted(rs, key=lambda r: r.p50_ms)[len(rs) // 2] for name, rs in runs.items()}
-        write_results(args, medians, runs)
+        write_results(args, medians, runs, load_before, load_average())
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -142,7 +143,14 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def write_results(args: argparse.Namespace, medians: dict[str, Run], runs: dict[str, list[Run]]) -> None:
+def load_average() -> str:
+    """The 1-minute load average (the machine is shared: figures depend on it)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def write_results(
+    args: argparse.Namespace, medians: dict[str, Run], runs: dict[str, list[Run]], load_before: str, load_after: str
+) -> None:
     store = "Redis (keys and cache)" if args.redis_url else "SQLite store (keys), in-process cache"
     base = medians[BASELINE]
     lines = [
@@ -151,17 +159,19 @@ def write_results(args: argparse.Namespace, medians: dict[str, Run], runs: dict[
         f"`.venv/bin/python -m bench.idempotency_cache --duration {args.duration} --rounds {args.rounds}"
         + (" --redis-url URL" if args.redis_url else "")
         + f"` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {store}, wrk at concurrency 1,",
+        f"load average {load_before} before and {load_after} after (2 cores, shared),",
         "POST /v1/process to the mock upstream (16 tokens); the median of the rounds by p50.",
         "",
-        "| request | req/s | p50 ms | p90 ms | p99 ms | server CPU µs/req | p50 vs no key | p50 of each round |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| request | req/s | p50 ms | p90 ms | p99 ms | server CPU µs/req | p50 vs no key | p50 of each round "
+        "| errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, run in medians.items():
         delta = "" if name == BASELINE else f"{run.p50_ms - base.p50_ms:+.3f} ms"
         rounds = ", ".join(f"{r.p50_ms:.3f}" for r in runs[name])
         lines.append(
             f"| {name} | {run.rps:.0f} | {run.p50_ms:.3f} | {run.p90_ms:.3f} | {run.p99_ms:.3f} "
-            f"| {run.cpu_us:.0f} | {delta} | {rounds} |"
+            f"| {run.cpu_us:.0f} | {delta} | {rounds} | {sum(r.errors for r in runs[name])} |"
         )
     keyed_delta = statistics.median(k.p50_ms - b.p50_ms for k, b in zip(runs[KEYED], runs[BASELINE], strict=True))
     lines += [

@@ -59,6 +59,7 @@ def params_from_options(
     deadline: float | None = None,
     names: dict[str, tuple[str, str]] = REFERENCE_NAMES,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
+    request_id: str | None = None,
 ) -> GenerationParams:
     """Apply defaults and check ranges; ``invalid_parameters`` names the offending field as
     ``names`` (option → (field path, name in the message)) calls it."""
@@ -100,6 +101,7 @@ def params_from_options(
         system_prompt=options.system_prompt if options.HasField("system_prompt") else None,
         stop=stop,
         deadline=deadline,
+        request_id=request_id,
     )
 
 

@@ -51,6 +51,7 @@ class Runtime:
             webhooks=Webhooks(settings, sessions, writer),
             idempotency=create_idempotency_store(
                 settings.redis_url,
+                writer,
                 sessions,
                 settings.config.idempotency.ttl_seconds,
                 settings.config.idempotency.lease_seconds,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,11 +34,32 @@ from server.keys import CreatedKey, create_key
 from server.store.database import create_engine
 from server.store.models import Base
 
+# The browser tests' fixtures (browser, page, origin), for any test module that asks for them.
+pytest_plugins = ["tests.browser_support"]
+
 MODEL = "smollm2-135m-instruct"
 _IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 # Servers the tests SIGTERM close their ports at once (the default keeps /ready at 503 for 5 s first);
 # tests/test_drain.py takes this out of its server's environment to test the default.
 os.environ.setdefault("PLUTOS_DRAIN_DELAY_SECONDS", "0")
+
+
+def _refresh_sdk_stubs() -> None:
+    """The Python SDK's plutos_ai._gen is derived from gen/python, not committed (clients/python/
+    scripts/gen.py; `make protos` runs it): after a merge that changed gen/python, re-derive it before
+    a test imports both copies (a stale one is a different "plutos/v1/x.proto" in the same pool)."""
+    script = Path(__file__).resolve().parent.parent / "clients" / "python" / "scripts" / "gen.py"
+    spec = importlib.util.spec_from_file_location("_plutos_ai_gen", script)
+    if spec is None or spec.loader is None:
+        return
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if gen.available() and gen.OUT.exists() and gen.main(["--check"]) != 0:
+            gen.main([])
+
+
+_refresh_sdk_stubs()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -117,6 +117,37 @@ def test_a_file_and_the_environment_merge(tmp_path: Path) -> None:
     assert settings.models[0].id == "smollm2-135m-instruct"  # no [[models]]: the defaults' catalogue
 
 
+def test_the_environment_beats_the_file_which_beats_the_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nhttp_port = 4000\nmax_batch_inputs = 9\n")
+    settings = load_settings(path, env={"PLUTOS_HTTP_PORT": "4100"})
+    assert settings.http_port == 4100  # environment over file
+    assert settings.max_batch_inputs == 9  # file over defaults
+    assert settings.grpc_port == ServerTable().grpc_port  # defaults where neither says
+
+
+def test_an_explicit_path_beats_plutos_config(tmp_path: Path) -> None:
+    explicit = write(tmp_path, "[server]\nhttp_port = 4200\n")
+    other = tmp_path / "other.toml"
+    other.write_text("[server]\nhttp_port = 4300\n")
+    assert load_settings(explicit, env={"PLUTOS_CONFIG": str(other)}).http_port == 4200
+    assert load_settings(env={"PLUTOS_CONFIG": str(other)}).http_port == 4300
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PLUTOS_HTTP_PORT", "70000", "PLUTOS_HTTP_PORT"),
+        ("PLUTOS_LIMITER_FAIL_OPEN", "maybe", "PLUTOS_LIMITER_FAIL_OPEN"),
+        ("PLUTOS_BRIDGE_TRANSPORT", "pigeon", "PLUTOS_BRIDGE_TRANSPORT"),
+        ("PLUTOS_SSE_KEEPALIVE_SECONDS", "soon", "PLUTOS_SSE_KEEPALIVE_SECONDS"),
+    ],
+)
+def test_a_bad_environment_value_is_a_config_error_naming_it(variable: str, value: str, says: str) -> None:
+    message = config_error(env={variable: value})
+    assert f"environment: {says}: " in message, message
+    assert "Traceback" not in message and "pydantic" not in message
+
+
 # -- database URLs ---------------------------------------------------------------------------------
 
 

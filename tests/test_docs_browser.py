@@ -7,18 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from server.keys import CreatedKey
+from tests.browser_support import Page, expect  # the fixtures (browser, page, origin) come from that plugin
 from tests.conftest import MODEL
-from tests.test_dashboard import browser, expect, origin, page  # noqa: F401  (fixtures)
-
-try:
-    from playwright.async_api import Page
-except ImportError:  # pragma: no cover - the fixtures fail or skip first
-    Page = object  # type: ignore[assignment,misc]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "docs"
 
 
-async def test_docs_page_tries_an_endpoint(page: Page, origin: str, key: CreatedKey) -> None:  # noqa: F811
+async def test_docs_page_tries_an_endpoint(page: Page, origin: str, key: CreatedKey) -> None:
     await page.goto(f"{origin}/docs")
     await expect(page.locator(".information-container .title")).to_contain_text("PlutosAI API")
     # Every tag of the document is there, with its proto comment.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from plutos.v1 import models_pb2, models_pb2_grpc
 
 from gateway.app import RunningPlatform, start_platform
 from tests import conftest
+from tests.test_reference_examples import run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -133,3 +137,53 @@ async def test_the_python_sdk_takes_a_ca_bundle_and_a_client_certificate(
         assert getattr(caught.value, "code", None) == "invalid_api_key"
     finally:
         await client.close()
+
+
+def _sdk_tls_env(tls_platform: RunningPlatform, pki: Pki) -> dict[str, str]:
+    """What the TypeScript and Go SDKs' TLS tests read (clients/*/.../tls*test*)."""
+    return {
+        "PLUTOS_TEST_TLS_BASE_URL": f"https://127.0.0.1:{tls_platform.http_port}/v1",
+        "PLUTOS_TEST_TLS_GRPC_TARGET": f"127.0.0.1:{tls_platform.grpc_port}",
+        "PLUTOS_TEST_TLS_CA_FILE": str(pki.ca),
+        "PLUTOS_TEST_TLS_CLIENT_CERT": str(pki.client_cert),
+        "PLUTOS_TEST_TLS_CLIENT_KEY": str(pki.client_key),
+        "PLUTOS_BASE_URL": "",
+        "PLUTOS_API_KEY": "",
+    }
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+async def test_the_go_sdk_takes_a_ca_bundle_and_a_client_certificate(tls_platform: RunningPlatform, pki: Pki) -> None:
+    """WithCAFile / WithClientCert over HTTPS and grpcclient.TLSCredentials over mTLS gRPC."""
+    code, out, err = await run(
+        "go",
+        "test",
+        "-count=1",
+        "-v",
+        "-run",
+        "TLSLive",
+        "./...",
+        env=_sdk_tls_env(tls_platform, pki),
+        cwd=str(ROOT / "clients" / "go"),
+        timeout=600,
+    )
+    assert code == 0, (out + err)[-3000:]
+    for name in ("TestTLSLiveRESTTrustsTheCAFile", "TestTLSLiveGRPCWithAClientCertificate"):
+        assert f"--- PASS: {name}" in out, out[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_the_typescript_sdk_takes_a_ca_bundle_and_a_client_certificate(
+    tls_platform: RunningPlatform, pki: Pki
+) -> None:
+    """The `caFile` / `clientCert` options (REST; the TypeScript SDK has no gRPC client)."""
+    package = ROOT / "clients" / "typescript"
+    if not (package / "node_modules").exists():
+        pytest.fail("clients/typescript/node_modules missing: run `make sdk-deps`")
+    code, out, err = await run("npm", "run", "build", cwd=str(package), timeout=600)
+    assert code == 0, (out + err)[-3000:]
+    code, out, err = await run(
+        "node", "--test", "test/tls.test.mjs", env=_sdk_tls_env(tls_platform, pki), cwd=str(package), timeout=600
+    )
+    assert code == 0, (out + err)[-3000:]
+    assert "# pass 2" in out and "# skipped 0" in out, out[-3000:]

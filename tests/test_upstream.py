@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ from server.backends.openai_compat import estimate_prompt_tokens
 from server.catalogue import Catalogue
 from server.config import ModelSpec, _parse_model
 from server.keys import CreatedKey
+from server.observability.logs import ACCESS_LOGGER, JsonFormatter
 from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, new_key
 from tests.conftest import test_settings as make_settings
@@ -465,6 +467,30 @@ async def test_every_option_is_mapped(client: httpx.AsyncClient, model: str) -> 
     assert seen["x-client-request-id"] == "trace-echo-1"
     # The upstream's usage, when it sends one, is what is billed.
     assert r.json()["usage"] == {"promptTokens": 11, "completionTokens": 7, "totalTokens": 18}
+
+
+@pytest.mark.parametrize("path", ["/process", "/stream"])
+async def test_the_request_log_line_carries_the_upstreams_time(client: httpx.AsyncClient, path: str) -> None:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.setFormatter(JsonFormatter())
+    handler.emit = lambda record: lines.append(handler.format(record))  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    request_id = f"upstream-ms-{uuid.uuid4().hex}"
+    try:
+        r = await client.post(
+            path, json={"input": unique("time me"), "model": "mock-echo"}, headers={"X-Request-Id": request_id}
+        )
+        assert r.status_code == 200, r.text
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    mine = [json.loads(line) for line in lines if request_id in line]
+    assert len(mine) == 1, lines
+    assert mine[0]["upstream_ms"] > 0
 
 
 async def test_the_upstream_key_never_reaches_callers(client: httpx.AsyncClient) -> None:

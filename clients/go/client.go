@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,9 @@ type Client struct {
 	headers    http.Header // extra headers on every request (WithHeader)
 	// responseInto receives each JSON call's *http.Response (WithResponseInto).
 	responseInto **http.Response
+	// TLS (tls.go): WithCAFile, WithClientCert, WithTLSConfig.
+	caFile, certFile, keyFile string
+	tlsConfig                 *tls.Config
 }
 
 // Option configures a Client.
@@ -90,6 +94,9 @@ func (c *Client) WithOptions(opts ...Option) *Client {
 	clone.headers = c.headers.Clone()
 	for _, opt := range opts {
 		opt(&clone)
+	}
+	if clone.caFile != c.caFile || clone.certFile != c.certFile || clone.keyFile != c.keyFile || clone.tlsConfig != c.tlsConfig {
+		clone.applyTLS() // TLS options given per request: a transport of its own
 	}
 	clone.baseURL = strings.TrimRight(clone.baseURL, "/")
 	return &clone
@@ -140,6 +147,7 @@ func NewClient(apiKey, environment string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(c)
 	}
+	c.applyTLS()
 	if c.apiKey == "" {
 		c.apiKey = os.Getenv("PLUTOS_API_KEY")
 	}

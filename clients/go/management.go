@@ -36,7 +36,7 @@ type APIKey struct {
 	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
 	ReplacedBy string     `json:"replacedBy"`
-	// LastUsedAt is when the key last authenticated a call (to within a minute); nil: never.
+	// LastUsedAt is when the key last authenticated a call (kept to about a minute); nil: never.
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 }
 

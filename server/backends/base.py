@@ -40,6 +40,8 @@ class GenerationParams:
     # OpenAI request fields an openai-compatible upstream gets as they are (user, response_format,
     # tools, tool_choice, ...); local models refuse what they cannot honour before this is built.
     upstream_extra: tuple[tuple[str, Any], ...] = ()
+    # The call's request id: upstreams get it (x-client-request-id) so their logs match ours.
+    request_id: str | None = None
 
     def conversation(self, text: str) -> list[dict[str, Any]]:
         """The chat messages to prompt with: ``messages``, or the system prompt and ``text``."""
@@ -62,6 +64,8 @@ class GenerationState:
     finish_reason: str | None = None  # stop | length | tool_calls | cancelled | error
     # The tool calls an upstream model made (OpenAI's objects, streamed fragments joined), if any.
     tool_calls: list[dict[str, Any]] | None = None
+    # Seconds upstreams took to answer (status and headers), summed over attempts (the request log's upstream_ms).
+    upstream_seconds: float = 0.0
 
     @property
     def text(self) -> str:

@@ -47,7 +47,6 @@ from server.backends.upstream_errors import (
 )
 from server.backends.upstream_json import FINISH_REASONS, NUL, apply_usage, json_object
 from server.backends.upstream_sse import SseReader, is_event_stream
-from server.call_state import current_call
 from server.config import ModelSpec
 from server.observability.metrics import UpstreamMetrics
 
@@ -198,27 +197,26 @@ class OpenAICompatibleBackend(Backend):
         assert isinstance(prompt.payload, bytes)
         # Nothing is billed until the upstream accepts the request.
         state.prompt_tokens = 0
-        response = await self._open(prompt.payload, deadline)
+        response = await self._open(prompt.payload, deadline, prompt.params.request_id, state)
         state.prompt_tokens = prompt.prompt_tokens
         return response, response.headers.get("x-request-id"), deadline
 
-    async def _open(self, body: bytes, deadline: float) -> Response:
+    async def _open(self, body: bytes, deadline: float, request_id: str | None, state: GenerationState) -> Response:
         """POST the request; returns the accepted (200) response, unread. Retries as documented."""
         headers = self._headers
-        call = current_call.get(None)
-        if call is not None:
+        if request_id is not None:
             # Lets the upstream's logs be matched with ours. Not x-request-id: some servers
             # (llama-cpp-python's) reject one that is not a UUID.
-            headers = {**headers, "x-client-request-id": call.request_id}
+            headers = {**headers, "x-client-request-id": request_id}
         if not tracing.enabled:
-            return await self._open_attempts(body, deadline, headers, call)
+            return await self._open_attempts(body, deadline, headers, state)
         span = client_span(
             "POST /chat/completions",
             {"http.request.method": "POST", "url.full": self.url, "plutos.model": self.spec.id},
         )
         headers = inject(dict(headers), span)  # the upstream continues this trace
         try:
-            response = await self._open_attempts(body, deadline, headers, call)
+            response = await self._open_attempts(body, deadline, headers, state)
         except BaseException as exc:
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             span.end()
@@ -227,7 +225,9 @@ class OpenAICompatibleBackend(Backend):
         span.end()
         return response
 
-    async def _open_attempts(self, body: bytes, deadline: float, headers: dict[str, str], call: Any) -> Response:
+    async def _open_attempts(
+        self, body: bytes, deadline: float, headers: dict[str, str], state: GenerationState
+    ) -> Response:
         assert self._client is not None, "backend not started"
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -261,8 +261,7 @@ class OpenAICompatibleBackend(Backend):
             else:
                 took = time.perf_counter() - sent
                 observed.answered(response.status, took)
-                if call is not None:
-                    call.upstream_seconds += took
+                state.upstream_seconds += took
                 if response.status == 200:
                     return response
                 error, retryable, retry_after = await self._rejected(response, deadline)

@@ -6,9 +6,8 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -115,15 +114,24 @@ class IdempotencyInterceptor(AsyncServerInterceptor):
         claim = await call.claim()
         if claim.status != CLAIMED:
             return _answer_again(claim, spec, state)
-        try:
-            result = await method(request, context)
-        except PlutosError as err:
-            await (call.complete(_error_outcome([], err)) if _keeps(err) else call.release())
-            raise
-        except BaseException:
-            await call.release()
-            raise
-        await call.complete(Outcome([result.SerializeToString()]))
+        # The call's rows (its record and ledger entry) are held and committed in one transaction
+        # with its answer, where the store can (the database): no commit of the key's own.
+        failure: BaseException | None = None
+        outcome: Outcome | None = None
+        with self._store.holding() as rows:
+            try:
+                result = await method(request, context)
+                outcome = Outcome([result.SerializeToString()])
+            except PlutosError as err:
+                failure, outcome = err, (_error_outcome([], err) if _keeps(err) else None)
+            except BaseException as exc:
+                failure = exc
+        if outcome is None:
+            await call.release(rows)
+        elif (refused := await call.complete(outcome, rows)) and failure is None:
+            raise _not_stored(refused)  # the record stored is not this answer (RecordWriter.add_salvage)
+        if failure is not None:
+            raise failure
         return result
 
     async def _recorded_stream(self, response: AsyncIterator[Any], call: _KeyedCall) -> AsyncIterator[Any]:
@@ -161,7 +169,10 @@ class _KeyedCall:
         self.key = key
         self.fingerprint = fingerprint
         self.owner = secrets.token_hex(16)
-        self._release = Finisher(partial(store.release, account, key, self.owner))
+        self._release = Finisher(self._release_claim)
+
+    async def _release_claim(self) -> None:
+        await self.store.release(self.account, self.key, self.owner)
 
     async def claim(self) -> Claim:
         """Claim the key; a caller cancelled meanwhile releases what it may have claimed."""
@@ -176,17 +187,44 @@ class _KeyedCall:
         if not task.cancelled() and task.exception() is None and task.result().status == CLAIMED:
             self._release.start()
 
-    async def release(self) -> None:
-        await finish_all(self._release)
+    async def release(self, rows: Sequence[Any] = ()) -> None:
+        """Let a retry run again. With the call's held ``rows``: they are committed with the
+        release, and a failure to store them is raised."""
+        if not rows:
+            await finish_all(self._release)
+            return
+        await _shielded(self.store.release(self.account, self.key, self.owner, rows))
 
     def release_soon(self) -> None:
         self._release.start()
 
-    async def complete(self, outcome: Outcome) -> None:
+    async def complete(self, outcome: Outcome, rows: Sequence[Any] = ()) -> tuple[Any, ...]:
+        """Keep ``outcome`` for repeats; the rows the store refused (see
+        :meth:`IdempotencyStore.complete`). Without held rows a failure is logged (the answer
+        stands; repeats see "in progress" until the lease ends); with them it is raised (the
+        call's record was not stored either) and the key released."""
         try:
-            await finish_all(Finisher(partial(self.store.complete, self.account, self.key, self.owner, outcome)))
-        except Exception:  # the answer stands; repeats see "in progress" until the lease ends
+            return await _shielded(self.store.complete(self.account, self.key, self.owner, outcome, rows))
+        except Exception:
+            if rows:
+                self.release_soon()
+                raise
             log.exception("storing an idempotent answer failed")
+            return ()
+
+
+async def _shielded(work: Awaitable[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """``work`` to its end even if the caller is cancelled meanwhile (rows must not be lost)."""
+    return await asyncio.shield(asyncio.ensure_future(work))
+
+
+def _not_stored(refused: tuple[Any, ...]) -> PlutosError:
+    ids = [row.id for row in refused if isinstance(getattr(row, "id", None), str)]
+    return PlutosError(
+        "internal_error",
+        "The result could not be stored; it is recorded as failed (its tokens are billed).",
+        {"id": ids[0]} if ids else {},
+    )
 
 
 def _answer_again(claim: Claim, spec: IdempotentMethod, state: CallState) -> Any:

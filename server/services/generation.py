@@ -195,6 +195,8 @@ class Generation:
         self.recorded = True
         self.bound_usage()
         s = self.state
+        if self.call is not None:
+            self.call.upstream_seconds += s.upstream_seconds  # for the request log line
         record = new_row(
             ProcessRecord,
             id=self.id,

@@ -33,7 +33,7 @@ from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
 
 from core.errors import PlutosError, echo, invalid_parameter
 from server.backends.base import Backend, GenerationParams, closing_stream
-from server.call_state import Caller, caller
+from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
 from server.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
 from server.runtime import Runtime
@@ -149,7 +149,9 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         if request.HasField(max_tokens_field):
             options.max_tokens = getattr(request, max_tokens_field)
         names = _names(max_tokens_field)
-        params = params_from_options(options, spec, call_deadline(context), names, default_max_tokens)
+        params = params_from_options(
+            options, spec, call_deadline(context), names, default_max_tokens, call_state().request_id
+        )
         extra: dict[str, Any] = {}
         if request.HasField("user"):
             extra["user"] = request.user

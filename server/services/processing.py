@@ -116,7 +116,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     def _generation(self, request: Any, kind: str, context: Any) -> Generation:
         who = caller()
         spec, backend = self._resolve(who, request.model)
-        params = params_from_options(request.options, spec, call_deadline(context))
+        params = params_from_options(request.options, spec, call_deadline(context), request_id=call_state().request_id)
         require_text(request.input, "input")
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
@@ -243,7 +243,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 got = len(request.inputs)
                 raise invalid_parameter("inputs", f"'inputs' must hold 1 to {limit} strings (got {got}).")
             spec, backend = self._resolve(who, request.model)
-            params = params_from_options(request.options, spec, call_deadline(context))
+            params = params_from_options(
+                request.options, spec, call_deadline(context), request_id=call_state().request_id
+            )
             batch_id = new_id("batch")
             created_at = utcnow()
             started = time.perf_counter()

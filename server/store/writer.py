@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -43,6 +44,18 @@ log = logging.getLogger("plutos.store.writer")
 CHECKPOINT_EVERY = 100
 
 WriteHook = Callable[["WriteTransaction", list[Any]], None]
+
+
+class WriteStep:
+    """Work done in a write transaction beside the rows: pass it to :meth:`RecordWriter.write`
+    among them. ``run(tx)`` is called after the transaction's rows and hooks (again if the
+    transaction is retried); what it finds holds once ``write`` has returned, i.e. committed.
+    ``tx.salvaging`` is true when the rows go one by one because the store refused one of them."""
+
+    __slots__ = ()
+
+    def run(self, tx: WriteTransaction) -> None:
+        raise NotImplementedError
 
 
 class RecordWriter:
@@ -98,6 +111,14 @@ class RecordWriter:
         which is what a lone call waits for. Otherwise it runs on the writer's thread."""
         return _Expected(self)
 
+    def holding(self) -> contextlib.AbstractContextManager[list[Any]]:
+        """``with writer.holding() as rows:`` — inside (this task and the tasks it starts),
+        :meth:`write` collects the rows it is given in ``rows`` and returns ``()`` at once instead
+        of committing them; the caller must write them afterwards, with rows or
+        :class:`WriteStep` objects of its own in the same transaction (the idempotency store commits a
+        call's record with its stored answer this way). :meth:`submit` is not held."""
+        return _holding()
+
     async def write(self, *rows: Any) -> tuple[Any, ...]:
         """Persist ``rows`` together; returns once they are committed: the rows the store refused
         and that were replaced by their salvaged form or left out (normally none).
@@ -106,7 +127,13 @@ class RecordWriter:
         ``retry_budget`` seconds; then :class:`PlutosError` ``service_unavailable`` is raised.
         Rows the store refuses never sink the other calls committed with them.
         A caller cancelled while it waits does not take its rows back: they are queued already
-        and committed all the same (the writer skips answering a cancelled wait)."""
+        and committed all the same (the writer skips answering a cancelled wait).
+
+        Rows may include :class:`WriteStep` objects, run in the same transaction."""
+        held = _HELD.get()
+        if held is not None and held.open:
+            held.extend(rows)
+            return ()
         return await self.submit(*rows)
 
     def submit(self, *rows: Any) -> asyncio.Future[tuple[Any, ...]]:
@@ -275,7 +302,11 @@ class RecordWriter:
         tx.finish()
 
     def _write(self, tx: WriteTransaction, rows: list[Any], salvage: list[Any] | None = None) -> None:
+        steps = [r for r in rows if isinstance(r, WriteStep)]
+        if steps:
+            rows = [r for r in rows if not isinstance(r, WriteStep)]
         if salvage is not None:
+            tx.salvaging = True
             rows = self._write_row_by_row(tx, rows, salvage)
         else:
             sqlite = tx.dialect_name == "sqlite"
@@ -285,6 +316,8 @@ class RecordWriter:
                     tx.execute(insert(table), [{k: d[k] for k in given} for d in objects])
         for hook in self._hooks:
             hook(tx, rows)
+        for step in steps:
+            step.run(tx)
 
     def _write_row_by_row(self, tx: WriteTransaction, rows: list[Any], salvage: list[Any]) -> list[Any]:
         """Each row in a savepoint of its own; a row the store refuses is replaced by its class's
@@ -314,6 +347,27 @@ class RecordWriter:
             self._sync_engine.dispose()
 
 
+class _Held(list[Any]):
+    """Rows held by :meth:`RecordWriter.holding`; once the block is left (``open`` false), a task
+    started inside that writes later is not held: nobody would commit its rows."""
+
+    open = True
+
+
+_HELD: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("plutos_writer_held", default=None)
+
+
+@contextlib.contextmanager
+def _holding() -> Iterator[list[Any]]:
+    held = _Held()
+    token = _HELD.set(held)
+    try:
+        yield held
+    finally:
+        held.open = False
+        _HELD.reset(token)
+
+
 class _Expected:
     __slots__ = ("_writer",)
 
@@ -334,6 +388,7 @@ class WriteTransaction:
     def __init__(self, connection: Connection, session: Session | None = None) -> None:
         self.connection = connection
         self.dialect_name: str = connection.dialect.name
+        self.salvaging = False  # rows go one by one (see WriteStep)
         self._session = session
         self._own_session = False
 

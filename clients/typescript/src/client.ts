@@ -1,5 +1,6 @@
 import { APIPromise, type WithResponse } from './api-promise.js';
 import { ENVIRONMENTS, type Environment } from './environments.js';
+import { type TlsOptions, tlsFetch } from './node-tls.js';
 import { APIConnectionError, APITimeoutError, PlutosError, errorFromBody } from './errors.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, retryDelay, sleep } from './retry.js';
 import { Stream } from './stream.js';
@@ -44,7 +45,7 @@ import type {
 } from './types.js';
 import { VERSION } from './version.js';
 
-export interface ClientOptions {
+export interface ClientOptions extends TlsOptions {
   /** Defaults to the PLUTOS_API_KEY environment variable. */
   apiKey?: string;
   /** "production" (default), "staging" or "development". */
@@ -139,7 +140,8 @@ export class PlutosAI {
     this.#defaultHeaders = { ...options.defaultHeaders };
     const f = options.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new PlutosError('No fetch implementation available', { code: 'no_fetch' });
-    this.#fetch = f;
+    // A CA bundle / client certificate (Node): https:// requests go through node:https with them.
+    this.#fetch = options.caFile || options.clientCert ? tlsFetch(options, f) : f;
   }
 
   /** POST /process — process one input with a model. */

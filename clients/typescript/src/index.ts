@@ -1,5 +1,6 @@
 export { APIPromise, type WithResponse } from './api-promise.js';
 export { PlutosAI, type ClientOptions } from './client.js';
+export type { TlsOptions } from './node-tls.js';
 export { ENVIRONMENTS, type Environment } from './environments.js';
 export {
   AccountSuspendedError,
