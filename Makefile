@@ -65,6 +65,7 @@ sdk-deps: $(SDK_STAMP)
 # Regenerate every SDK's stubs from protos/ (pinned plugin versions).
 clients: $(SDK_STAMP) protos
 	$(PY) scripts/gen_error_tables.py
+	$(PY) clients/python/scripts/gen_types.py
 	cd clients/typescript && PYTHON=$(CURDIR)/$(PY) npm run gen
 	cd clients/go && PYTHON=$(CURDIR)/$(PY) ./gen.sh
 

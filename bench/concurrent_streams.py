@@ -47,12 +47,13 @@ The JSON file (for plots; ``--json``) is one object::
           "rss_idle_mb": ..., "rss_peak_mb": ...,
           "rss_per_stream_kib": ...,              # least-squares slope while the streams open
           "samples": [[t_s, open_streams, rss_bytes], ...],   # RSS against open streams, every 0.25 s
-          "cpu_s": ...,                           # the gateway's CPU seconds over the run
+          "cpu_s": ..., "cpu_us_per_chunk": ...,  # the gateway's CPU (all processes) over the run
           "recovery": {
-            "leave": {"slots": [before, after], "upstream_connections": [before, after],
-                      "rss_mb": [before, after], "seconds": {"slots": s, "upstream_connections": s,
-                      "rss": s}},             # null: not back within --recovery-wait seconds
-            "disconnect": {...the same, after every client closed at once mid-stream...}
+            "leave": {"slots": [idle, after], "upstream_connections": [idle, after], "upstream_bound": n,
+                      "rss_mb": [idle, when the clients left, after], "seconds": {"slots": s,
+                      "upstream_connections": s, "rss": s}},   # null: not back within --recovery-wait s
+            "disconnect": {...the same, after every client closed at once mid-stream; its RSS idle
+                           level is the one after the first round (CPython keeps freed memory)...}
           }
         },
         ...
@@ -385,12 +386,12 @@ def idle_state(gw: Gateway) -> Idle:
     return Idle(gw.slots(), gw.upstream_connections(), gw.rss())
 
 
-def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int) -> dict[str, Any]:
+def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int, rss_baseline: int) -> dict[str, Any]:
     """Poll until slots, upstream sockets and RSS are back at the baseline (or ``wait`` s pass).
 
     Back means: slots at the baseline's count; upstream sockets at most the baseline's or the idle
     pool's bound (kept-alive connections), whichever is larger; RSS within 10% of what the load
-    added above the baseline, or 8 MiB, whichever is larger."""
+    added above ``rss_baseline``, or 8 MiB, whichever is larger."""
     started = time.monotonic()
     seconds: dict[str, float | None] = {"slots": None, "upstream_connections": None, "rss": None}
     peak_rss = gw.rss()
@@ -400,7 +401,7 @@ def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int) -> dict[s
         now = idle_state(gw)
         last = now
         elapsed = round(time.monotonic() - started, 2)
-        rss_bound = baseline.rss + max(8 << 20, (peak_rss - baseline.rss) // 10)
+        rss_bound = rss_baseline + max(8 << 20, (peak_rss - rss_baseline) // 10)
         checks = {
             "slots": now.slots == baseline.slots,
             "upstream_connections": now.upstream <= upstream_bound,
@@ -418,7 +419,7 @@ def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int) -> dict[s
         "slots": [baseline.slots, last.slots],
         "upstream_connections": [baseline.upstream, last.upstream],
         "upstream_bound": upstream_bound,
-        "rss_mb": [round(baseline.rss / 2**20, 1), round(last.rss / 2**20, 1)],
+        "rss_mb": [round(rss_baseline / 2**20, 1), round(peak_rss / 2**20, 1), round(last.rss / 2**20, 1)],
         "seconds": seconds,
     }
 
@@ -439,7 +440,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     )
     main = run_load(load_bin, url, api, gw.key, streams=args.streams, chunks=chunks, ramp=args.ramp, gw=gw)
     load_after = os.getloadavg()
-    leave = recovery(gw, baseline, args.recovery_wait, idle_pool)
+    leave = recovery(gw, baseline, args.recovery_wait, idle_pool, baseline.rss)
     s = main.summary
     log(
         f"{path}: {s['complete_streams']}/{args.streams} complete, {s['errors']} errors, "
@@ -447,12 +448,13 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         f"back to idle: {leave['seconds']}"
     )
     time.sleep(1)
+    warm_rss = gw.rss()  # the idle level after one round: CPython keeps much of what it freed
     abort_after = args.ramp + min(5.0, args.duration / 2)
     log(f"{path}: {args.streams} streams again, all closed at once {abort_after:.0f}s in")
     cut = run_load(
         load_bin, url, api, gw.key, streams=args.streams, chunks=chunks, ramp=args.ramp, abort_after=abort_after
     )
-    disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool)
+    disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, warm_rss)
     log(f"{path}: after the mass disconnect ({cut.summary['aborted_streams']} aborted): {disconnect['seconds']}")
     peak = max((r for _, _, r in main.samples), default=0)
     elapsed = main.samples[-1][0] if main.samples else 0.0
@@ -479,6 +481,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         "rss_peak_mb": round(peak / 2**20, 1),
         "rss_per_stream_kib": _round(slope_kib(main.samples)),
         "cpu_s": round(main.cpu_s, 1),
+        "cpu_us_per_chunk": round(1e6 * main.cpu_s / s["chunks"], 1) if s["chunks"] else None,
         "samples": main.samples,
         "recovery": {"leave": leave, "disconnect": disconnect},
         "disconnect_errors": cut.summary["errors"],
@@ -539,9 +542,10 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "all disconnect at once.",
         "",
         "| endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
-        "| chunk delay p50 / p99 / max ms | RSS / stream KiB | RSS idle → peak MiB | back to idle after leave s "
-        "(slots / upstream / RSS) | after mass disconnect s (slots / upstream / RSS) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
+        "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
+        "(slots / upstream / RSS) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["runs"]:
         d = r["delay_ms"]
@@ -552,8 +556,9 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
             f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
+            f"{r['cpu_us_per_chunk']} | "
             f"{'—' if per is None else f'{per:.1f}'} {_ok(per is not None and per <= t['rss_per_stream_kib'])} | "
-            f"{r['rss_idle_mb']:.0f} → {r['rss_peak_mb']:.0f} | "
+            f"{r['rss_idle_mb']:.0f} → {r['rss_peak_mb']:.0f} → {r['recovery']['leave']['rss_mb'][2]:.0f} | "
             + " / ".join(_secs(leave[k]) for k in ("slots", "upstream_connections", "rss"))
             + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in leave.values()))} | "
             + " / ".join(_secs(cut[k]) for k in ("slots", "upstream_connections", "rss"))
@@ -573,7 +578,9 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "The chunk delay is the client's arrival time minus the mock's send time (stamped in the chunk): what the "
         "gateway adds to the mock's own schedule, plus loopback. RSS per stream is the least-squares slope of the "
         "gateway's RSS (all its processes) against open streams while they open. Errors count streams that failed "
-        "(non-200, `event: error`, broken or incomplete). Raw figures and the RSS samples: "
+        "(non-200, `event: error`, broken or incomplete). After the mass disconnect, RSS is compared with the idle "
+        "level after the first round (CPython's allocator keeps most of what a burst freed: the first round shows "
+        "how much). Raw figures and the RSS samples: "
         f"`{report['json']}` (format in bench/concurrent_streams.py's docstring).",
     ]
     notes = ""

@@ -26,7 +26,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.app import RunningPlatform, start_platform
+from server.backends.base import GenerationState
 from server.backends.http_client import IDLE_CONNECTIONS
+from server.backends.upstream_errors import UpstreamErrors
+from server.backends.upstream_sse import SseReader
 from server.config import _parse_model
 from server.keys import CreatedKey
 from tests.conftest import new_key
@@ -242,3 +245,18 @@ def test_serve_raises_the_soft_open_files_limit_to_the_hard_one() -> None:
         assert out[0] == f"({low}, {expected})"
     assert int(out[1]) == expected
     assert out[2] == "None"  # already raised: nothing to do, nothing logged
+
+
+def test_a_long_streams_text_is_kept_in_few_objects() -> None:
+    """Each piece is a str of its own as it arrives; a long stream's earlier ones are joined, so
+    what an open stream holds grows by its text, not by an object per piece."""
+    state = GenerationState()
+    reader = SseReader(UpstreamErrors(MODEL, "http://mock", 30), state, None, float("inf"))
+    sent = [f"|{i}|" for i in range(1000)]
+    received = []
+    for piece in sent:
+        event = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        received += reader.feed(b"data: " + json.dumps(event).encode() + b"\n\n")
+    assert received == sent
+    assert state.text == "".join(sent)
+    assert len(state.text_parts) < 100

@@ -95,6 +95,9 @@ func (c *Client) WithOptions(opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&clone)
 	}
+	if clone.caFile != c.caFile || clone.certFile != c.certFile || clone.keyFile != c.keyFile || clone.tlsConfig != c.tlsConfig {
+		clone.applyTLS() // TLS options given per request: a transport of its own
+	}
 	clone.baseURL = strings.TrimRight(clone.baseURL, "/")
 	return &clone
 }

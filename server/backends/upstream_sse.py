@@ -14,6 +14,7 @@ from server.backends.upstream_json import FINISH_REASONS, NUL, apply_usage, json
 log = logging.getLogger("plutos.backends.openai")
 
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
+JOIN_PARTS = 64  # a stream's pieces are kept joined in runs of this many
 
 
 def is_event_stream(headers: dict[str, str], asked_to_stream: bool) -> bool:
@@ -101,7 +102,19 @@ class SseReader:
     lines, comments); each event's data is one JSON chunk, ``[DONE]`` ends the answer, and an
     event named ``error`` is the upstream failing."""
 
-    __slots__ = ("counted", "deadline", "done", "errors", "finish", "parser", "request_id", "state", "tools", "usage")
+    __slots__ = (
+        "counted",
+        "deadline",
+        "done",
+        "errors",
+        "finish",
+        "joined",
+        "parser",
+        "request_id",
+        "state",
+        "tools",
+        "usage",
+    )
 
     def __init__(self, errors: UpstreamErrors, state: GenerationState, request_id: str | None, deadline: float) -> None:
         self.errors = errors
@@ -114,6 +127,7 @@ class SseReader:
         self.usage: dict[str, Any] | None = None
         self.tools: dict[int, dict[str, Any]] = {}  # tool calls by index, fragments joined
         self.done = False  # [DONE] seen: the rest of the body is only read to reuse the connection
+        self.joined = len(state.text_parts)  # text_parts before this index are joined runs of pieces
 
     def feed(self, chunk: bytes) -> list[str]:
         """The new pieces in ``chunk`` (with what was left of the previous one)."""
@@ -122,6 +136,11 @@ class SseReader:
             return []
         state, errors, request_id = self.state, self.errors, self.request_id
         parts = state.text_parts
+        if len(parts) - self.joined >= JOIN_PARTS:
+            # A piece is a few characters in a str object of ~50 bytes more: a long stream keeps its
+            # text so far (for the record and the final event) as one str per JOIN_PARTS pieces.
+            parts[self.joined :] = ["".join(parts[self.joined :])]
+            self.joined += 1
         first = len(parts)
         # The payloads of this read's complete events, up to ``[DONE]``.
         datas = []

@@ -25,6 +25,19 @@ def test_derived_stubs_are_up_to_date() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_result_types_are_generated_from_the_protos() -> None:
+    # src/plutos_ai/_types_gen.py (committed) is what scripts/gen_types.py makes of the descriptors.
+    if not (SOURCE / "descriptors.binpb").is_file():
+        pytest.skip("gen/python not present (not a repository checkout)")
+    result = subprocess.run(
+        [sys.executable, str(HERE / "scripts" / "gen_types.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_generated_imports_stay_inside_the_sdk() -> None:
     # The top-level `plutos` package belongs to the server: the SDK must not import it.
     files = list((HERE / "src" / "plutos_ai" / "_gen").rglob("*.py*"))
