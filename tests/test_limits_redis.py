@@ -30,7 +30,7 @@ from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
 from server.limiter import Concurrency, MemoryLimiter, Window
-from server.limiter.base import Limiter
+from server.limiter.base import Limiter, LimiterUnavailable
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
 from tests.conftest import MODEL
@@ -165,6 +165,32 @@ async def test_token_reservations_pass_the_quota_by_less_than_one(limiter: Limit
         await limiter.settle_tokens(reservation, 30)
         await limiter.settle_tokens(reservation, 30)  # idempotent
     assert await limiter.tokens(account) == (100 + 30 * len(granted), 0)
+
+
+async def test_a_slot_redis_could_not_take_back_is_released_once_it_answers(redis_server: RedisServer) -> None:
+    subject = unique("giveback")
+    limiter = RedisLimiter(redis_server.url)  # leases of 60 s: a leaked slot would outlive the test
+    await limiter.start()
+    try:
+        admission = await limiter.acquire([], [Concurrency(subject, 5)])
+        assert admission.slot is not None
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)  # Redis stops answering: a call times out
+        try:
+            with pytest.raises(LimiterUnavailable):
+                await limiter.in_flight(subject)
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await limiter.release(admission.slot)  # in the cool-down after the failure: not sent now
+
+        async def given_back() -> bool:
+            with contextlib.suppress(LimiterUnavailable):
+                return await limiter.in_flight(subject) == 0
+            return False
+
+        await wait_until(given_back, "the slot to be released once Redis answers", within=20)
+    finally:
+        await limiter.close()
 
 
 # -- leases: a replica that dies cannot hold slots or reservations forever ------------------------

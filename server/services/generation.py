@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,7 +29,7 @@ from core.errors import PlutosError, echo
 from core.ids import new_id
 from core.tracing import internal_span
 from core.tracing import state as tracing
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.call_state import Caller, call_state, current_call
 from server.config import ModelSpec
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
@@ -314,7 +315,7 @@ class Generation:
         await self.save()
         await self.keep(use)
 
-    async def pieces(self, cache: str | None = None) -> AsyncIterator[str]:
+    async def pieces(self, cache: str | None = None) -> AsyncGenerator[str, None]:
         """The output as the model produces it (or, from the response cache, as the pieces it was
         streamed in; ``cache`` as for :meth:`run`); stored and billed once the stream ends, however
         it ends (a closed or cancelled stream is ``cancelled``, a failure ``failed``).
@@ -342,7 +343,7 @@ class Generation:
                     yield piece
             else:
                 # A cancelled call closes the backend's stream (and an upstream request) at once.
-                async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+                async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
                     async for piece in pieces:
                         if use is not None:
                             recorded.append(piece)

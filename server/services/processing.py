@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -15,7 +16,6 @@ from sqlalchemy import select
 
 from core.errors import PlutosError, echo, invalid_parameter
 from core.ids import new_id
-from server.backends.base import closing_stream
 from server.call_state import call_state, caller
 from server.options import options_from_record, params_from_options, require_text
 from server.runtime import Runtime
@@ -285,7 +285,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            async with closing_stream(gen.pieces(_cache(request.options))) as pieces:
+            async with aclosing(gen.pieces(_cache(request.options))) as pieces:
                 async for piece in pieces:
                     yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             yield processing_pb2.StreamResponse(
