@@ -171,6 +171,7 @@ class Bridge:
                 f"An idempotency key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
                 request_id,
                 {"field": "Idempotency-Key"},
+                surface=surface,
             )
         message = binding.request_type()
         if wanted_headers(request)[1] == DUPLICATE:
@@ -179,6 +180,7 @@ class Bridge:
                 "Send the API key in one Authorization header (this request has several).",
                 request_id,
                 {"header": "Authorization"},
+                surface=surface,
             )
         try:
             if binding.body:

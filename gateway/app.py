@@ -71,7 +71,7 @@ from server.services.webhooks import WebhooksService
 log = logging.getLogger("plutos")
 
 # The generated modules of the public API (services, and the RPC options the interceptors read).
-API_MODULES = [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2]
+API_MODULES = [processing_pb2, models_pb2, usage_pb2, webhooks_pb2, keys_pb2, admin_pb2, openai_pb2]
 
 SERVICE_NAMES = [
     processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name,

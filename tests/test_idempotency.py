@@ -21,11 +21,11 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import new_key
+from tests.conftest import free_port, new_key
 from tests.fault_upstream import FaultUpstream
 from tests.limits_support import platform_with
-from tests.test_limits_redis import RedisServer, free_port
-from tests.test_upstream import KEY_ENV, KEY_VALUE, upstream_spec
+from tests.redis_support import RedisServer
+from tests.upstream_support import KEY_ENV, KEY_VALUE, upstream_spec
 
 STORES = ["database", "redis"]
 
@@ -370,3 +370,134 @@ async def test_the_answer_commits_in_one_transaction_with_the_calls_record(
         else:
             assert stored == () and row is not None and row.status == "completed"
             assert again.status == REPLAY and again.outcome is not None and again.outcome.messages == [b"answer"]
+
+
+# -- the OpenAI-compatible API (/openai/v1), with the official openai SDK --------------------------
+# The openai SDK sends no Idempotency-Key of its own (its client sets no idempotency header), so a
+# key is the caller's: ``extra_headers``, which the SDK repeats on each of its retries.
+
+
+def openai_sdk(running: RunningPlatform, key: CreatedKey, **options: Any) -> Any:
+    from openai import AsyncOpenAI
+
+    options.setdefault("max_retries", 0)
+    return AsyncOpenAI(base_url=f"http://127.0.0.1:{running.http_port}/openai/v1", api_key=key.secret, **options)
+
+
+async def test_openai_calls_with_a_key_replay_in_openais_shape(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    chat_text, completion_text = unique("openai chat"), unique("openai completion")
+    chat_key, completion_key = uuid.uuid4().hex, uuid.uuid4().hex
+    async with openai_sdk(replicas.a, account) as a, openai_sdk(replicas.b, account) as b:
+        answers = []
+        for sdk in (a, b):
+            raw = await sdk.chat.completions.with_raw_response.create(
+                model="idem-ok",
+                messages=[{"role": "user", "content": chat_text}],
+                extra_headers={"Idempotency-Key": chat_key},
+            )
+            answers.append((raw.headers.get("idempotent-replayed"), raw.parse()))
+        completions = []
+        for sdk in (a, b):
+            raw = await sdk.completions.with_raw_response.create(
+                model="idem-ok", prompt=completion_text, extra_headers={"Idempotency-Key": completion_key}
+            )
+            completions.append((raw.headers.get("idempotent-replayed"), raw.parse()))
+    (first_flag, first), (again_flag, again) = answers
+    assert first_flag is None and again_flag == "true"
+    assert again.model_dump() == first.model_dump()  # the same chatcmpl- id, content and usage
+    assert first.id.startswith("chatcmpl-") and first.choices[0].message.content == "Hello from the mock"
+    assert len(faults.calls_for(chat_text)) == 1
+    assert [flag for flag, _ in completions] == [None, "true"]
+    assert completions[1][1].model_dump() == completions[0][1].model_dump()
+    assert completions[0][1].id.startswith("cmpl-")
+    assert len(faults.calls_for(completion_text)) == 1
+
+
+async def test_an_openai_stream_with_a_key_is_replayed_as_the_same_chunks(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    text, key = unique("openai stream"), uuid.uuid4().hex
+    runs = []
+    async with openai_sdk(replicas.a, account) as a, openai_sdk(replicas.b, account) as b:
+        for sdk in (a, b):
+            raw = await sdk.chat.completions.with_raw_response.create(
+                model="idem-ok",
+                messages=[{"role": "user", "content": text}],
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers={"Idempotency-Key": key},
+            )
+            chunks = [chunk.model_dump() async for chunk in raw.parse()]
+            runs.append((raw.headers.get("idempotent-replayed"), chunks))
+    (first_flag, first), (again_flag, again) = runs
+    assert first_flag is None and again_flag == "true"
+    assert again == first and len(first) > 1
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in first if c["choices"])
+    assert len(faults.calls_for(text)) == 1
+
+
+async def test_openai_surface_answers_422_and_409_in_openais_error_shape(
+    replicas: Replicas, account: CreatedKey
+) -> None:
+    import openai
+
+    key = uuid.uuid4().hex
+    async with openai_sdk(replicas.a, account) as a, openai_sdk(replicas.b, account) as b:
+
+        async def slow(sdk: Any) -> Any:
+            try:
+                return await sdk.chat.completions.create(
+                    model="idem-slow",
+                    messages=[BUSY],
+                    extra_headers={"Idempotency-Key": key},
+                )
+            except openai.APIStatusError as err:
+                return err
+
+        outcomes = await asyncio.gather(slow(a), slow(b))
+        reused = None
+        try:
+            await a.chat.completions.create(
+                model="idem-slow",
+                messages=[{"role": "user", "content": "another request"}],
+                extra_headers={"Idempotency-Key": key},
+            )
+        except openai.UnprocessableEntityError as err:
+            reused = err
+        bad = None
+        try:
+            await a.chat.completions.create(
+                model="idem-ok", messages=[BUSY], extra_headers={"Idempotency-Key": "x" * 256}
+            )
+        except openai.BadRequestError as err:
+            bad = err
+    conflicts = [o for o in outcomes if isinstance(o, openai.ConflictError)]
+    assert len(conflicts) == 1 and sum(1 for o in outcomes if not isinstance(o, Exception)) == 1
+    conflict = conflicts[0]
+    assert conflict.status_code == 409 and conflict.code == "idempotency_in_progress"
+    assert conflict.type == "invalid_request_error" and conflict.response.headers["retry-after"] == "1"
+    assert isinstance(conflict.body, dict) and set(conflict.body) >= {"message", "type", "param", "code"}
+    assert reused is not None and reused.status_code == 422 and reused.code == "idempotency_key_reused"
+    assert reused.type == "invalid_request_error"
+    assert bad is not None and bad.code == "invalid_parameters" and bad.param == "Idempotency-Key"
+
+
+BUSY = {"role": "user", "content": "openai busy [shared by the 409 test's two calls]"}
+
+
+async def test_the_openai_sdks_retries_with_a_key_bill_once(
+    replicas: Replicas, faults: FaultUpstream, account: CreatedKey
+) -> None:
+    """A client timeout shorter than the model: the SDK retries with the same ``extra_headers``,
+    so each retry waits (409 ``Retry-After``, which the SDK honours) for the first attempt's
+    answer, then replays it."""
+    text, key = unique("impatient openai sdk"), uuid.uuid4().hex
+    async with openai_sdk(replicas.a, account, timeout=0.3, max_retries=6) as sdk:
+        reply = await sdk.chat.completions.create(
+            model="idem-slow", messages=[{"role": "user", "content": text}], extra_headers={"Idempotency-Key": key}
+        )
+    assert reply.choices[0].message.content == "Hello from the mock"
+    assert len(faults.calls_for(text)) == 1
+    assert await billed(replicas.a, text) == (1, 1)

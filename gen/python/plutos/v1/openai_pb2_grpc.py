@@ -32,7 +32,7 @@ class OpenAIServiceStub(object):
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     def __init__(self, channel):
@@ -80,7 +80,7 @@ class OpenAIServiceServicer(object):
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     def CreateChatCompletion(self, request, context):
@@ -173,7 +173,7 @@ class OpenAIService(object):
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     @staticmethod

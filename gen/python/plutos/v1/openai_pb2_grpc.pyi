@@ -24,7 +24,7 @@ class OpenAIServiceStub:
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
@@ -71,7 +71,7 @@ class OpenAIServiceAsyncStub:
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     CreateChatCompletion: grpc.aio.UnaryUnaryMultiCallable[
@@ -117,7 +117,7 @@ class OpenAIServiceServicer(metaclass=abc.ABCMeta):
 
     Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
     stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-    they are two RPCs.
+    they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
     """
 
     @abc.abstractmethod

@@ -1411,7 +1411,7 @@ var File_plutos_v1_openai_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_openai_proto_rawDesc = "" +
 	"\n" +
-	"\x16plutos/v1/openai.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1cplutos/v1/http_options.proto\"\xeb\x01\n" +
+	"\x16plutos/v1/openai.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1cplutos/v1/http_options.proto\x1a\x17plutos/v1/options.proto\"\xeb\x01\n" +
 	"\vChatMessage\x12\x18\n" +
 	"\x04role\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04role\x120\n" +
 	"\acontent\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\acontent\x12\x17\n" +
@@ -1559,14 +1559,14 @@ const file_plutos_v1_openai_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12*\n" +
 	"\x04data\x18\x02 \x03(\v2\x16.plutos.v1.OpenAIModelR\x04data\"2\n" +
 	"\x14RetrieveModelRequest\x12\x1a\n" +
-	"\x05model\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05model2\xe5\x05\n" +
-	"\rOpenAIService\x12\xa3\x01\n" +
-	"\x14CreateChatCompletion\x12&.plutos.v1.CreateChatCompletionRequest\x1a\x19.plutos.v1.ChatCompletion\"H\xaa\xd4\x18\x1e\n" +
-	"\x06stream\x12\x14StreamChatCompletion\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/openai/v1/chat/completions\x12`\n" +
-	"\x14StreamChatCompletion\x12&.plutos.v1.CreateChatCompletionRequest\x1a\x1e.plutos.v1.ChatCompletionChunk0\x01\x12\x8e\x01\n" +
-	"\x10CreateCompletion\x12\".plutos.v1.CreateCompletionRequest\x1a\x15.plutos.v1.Completion\"?\xaa\xd4\x18\x1a\n" +
-	"\x06stream\x12\x10StreamCompletion\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/openai/v1/completions\x12O\n" +
-	"\x10StreamCompletion\x12\".plutos.v1.CreateCompletionRequest\x1a\x15.plutos.v1.Completion0\x01\x12g\n" +
+	"\x05model\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05model2\xf9\x05\n" +
+	"\rOpenAIService\x12\xa7\x01\n" +
+	"\x14CreateChatCompletion\x12&.plutos.v1.CreateChatCompletionRequest\x1a\x19.plutos.v1.ChatCompletion\"L\xb8\xb6\x18\x01\xaa\xd4\x18\x1e\n" +
+	"\x06stream\x12\x14StreamChatCompletion\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/openai/v1/chat/completions\x12f\n" +
+	"\x14StreamChatCompletion\x12&.plutos.v1.CreateChatCompletionRequest\x1a\x1e.plutos.v1.ChatCompletionChunk\"\x04\xb8\xb6\x18\x010\x01\x12\x92\x01\n" +
+	"\x10CreateCompletion\x12\".plutos.v1.CreateCompletionRequest\x1a\x15.plutos.v1.Completion\"C\xb8\xb6\x18\x01\xaa\xd4\x18\x1a\n" +
+	"\x06stream\x12\x10StreamCompletion\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/openai/v1/completions\x12U\n" +
+	"\x10StreamCompletion\x12\".plutos.v1.CreateCompletionRequest\x1a\x15.plutos.v1.Completion\"\x04\xb8\xb6\x18\x010\x01\x12g\n" +
 	"\n" +
 	"ListModels\x12\".plutos.v1.OpenAIListModelsRequest\x1a\x1a.plutos.v1.OpenAIModelList\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/openai/v1/models\x12k\n" +
 	"\rRetrieveModel\x12\x1f.plutos.v1.RetrieveModelRequest\x1a\x16.plutos.v1.OpenAIModel\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/openai/v1/models/{model}\x1a\x14\xa2\xd4\x18\x10\b\x01\x10\x01\x18\x01\"\x06[DONE](\x01B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
@@ -1656,6 +1656,7 @@ func file_plutos_v1_openai_proto_init() {
 		return
 	}
 	file_plutos_v1_http_options_proto_init()
+	file_plutos_v1_options_proto_init()
 	file_plutos_v1_openai_proto_msgTypes[0].OneofWrappers = []any{}
 	file_plutos_v1_openai_proto_msgTypes[3].OneofWrappers = []any{}
 	file_plutos_v1_openai_proto_msgTypes[5].OneofWrappers = []any{}

@@ -37,7 +37,7 @@ const (
 //
 // Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
 // stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-// they are two RPCs.
+// they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
 type OpenAIServiceClient interface {
 	// A chat completion: the model's reply to a conversation.
 	CreateChatCompletion(ctx context.Context, in *CreateChatCompletionRequest, opts ...grpc.CallOption) (*ChatCompletion, error)
@@ -149,7 +149,7 @@ func (c *openAIServiceClient) RetrieveModel(ctx context.Context, in *RetrieveMod
 //
 // Messages are named as OpenAI names its types. Over REST one path serves each unary call and its
 // stream (`"stream": true` in the body selects the streamed RPC, see StreamVariant); over gRPC
-// they are two RPCs.
+// they are two RPCs. The POST RPCs take an idempotency key (`Idempotency-Key`), as /v1/process does.
 type OpenAIServiceServer interface {
 	// A chat completion: the model's reply to a conversation.
 	CreateChatCompletion(context.Context, *CreateChatCompletionRequest) (*ChatCompletion, error)
