@@ -128,7 +128,8 @@ async def many(
     )
     # The plan's concurrency limit is how many streams one key may hold open at once.
     plans = {**base.plans, "enterprise": dataclasses.replace(base.plans["enterprise"], concurrent_requests=STREAMS)}
-    running = await start_platform(dataclasses.replace(base, models=[spec], plans=plans))
+    # Keep-alive comments between the chunks (every 50 ms): the timer that writes them is exercised too.
+    running = await start_platform(dataclasses.replace(base, models=[spec], plans=plans, sse_keepalive_seconds=0.02))
     yield running
     await running.stop(grace=1)
 
@@ -224,6 +225,16 @@ async def test_a_mass_disconnect_gives_back_every_slot_and_upstream_connection(
 
 def slots_gauge() -> float | None:
     return REGISTRY.get_sample_value("plutos_concurrency_slots_in_flight")
+
+
+async def test_keepalive_comments_come_between_chunks_and_the_stream_still_completes(
+    clients: httpx.AsyncClient,
+) -> None:
+    body = {"input": "Tell me a story.", "model": MODEL, "options": {"maxTokens": 4}}
+    r = await clients.post("/v1/stream", json=body)
+    events = r.content.split(b"\n\n")
+    assert b": keep-alive" in events
+    assert [e for e in events if e.startswith(b"event: ")][-1].startswith(b"event: complete")
 
 
 def test_serve_raises_the_soft_open_files_limit_to_the_hard_one() -> None:
