@@ -488,6 +488,9 @@ class ApiKey:
     #: When the key last authenticated a call (to within a minute: written in the background); unset if it
     #: never has.
     last_used_at: datetime | None = None
+    #: The response cache's mode for this key's calls that do not set `options.cache`: "use", "refresh" or
+    #: "bypass"; unset: "bypass".
+    cache_default: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> ApiKey:
@@ -506,6 +509,7 @@ class ApiKey:
             revoked_at=parse_timestamp(d.get("revokedAt")),
             replaced_by=to_str(d.get("replacedBy")),
             last_used_at=parse_timestamp(d.get("lastUsedAt")),
+            cache_default=optional_str(d.get("cacheDefault")),
         )
 
 
