@@ -85,8 +85,14 @@ monthly_tokens = 1000000000000
 
 
 @contextmanager
-def plutos_server(config_toml: str = "", workers: int = 1, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`plutos serve` in a separate process with a fresh SQLite store and an enterprise key."""
+def plutos_server(
+    config_toml: str = "",
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    prefix_cmd: tuple[str, ...] = (),
+) -> Iterator[Server]:
+    """`plutos serve` in a separate process with a fresh SQLite store and an enterprise key;
+    ``prefix_cmd`` runs it under e.g. ``taskset -c 1``. Returns once every worker serves."""
     workdir = Path(tempfile.mkdtemp(prefix="plutos-bench-"))
     config = workdir / "config.toml"
     if "[plans.enterprise]" not in config_toml:
@@ -111,6 +117,7 @@ def plutos_server(config_toml: str = "", workers: int = 1, env: dict[str, str] |
     log_file = open(workdir / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [
+            *prefix_cmd,
             str(VENV_BIN / "plutos"),
             "serve",
             "--http-port",
@@ -129,6 +136,11 @@ def plutos_server(config_toml: str = "", workers: int = 1, env: dict[str, str] |
     try:
         wait_port(http_port)
         wait_port(grpc_port)
+        deadline = time.monotonic() + 120
+        while (workdir / "server.log").read_text(errors="replace").count("serving REST on") < workers:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"plutos serve did not start: {(workdir / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.1)
         time.sleep(0.5)
         yield server
     finally:

@@ -138,8 +138,9 @@ def _require(path: Path, what: str) -> None:
 
 
 @contextlib.contextmanager
-def nginx_mock(work: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """nginx (Debian's) answering every ``POST …/chat/completions`` with the fixed completion."""
+def nginx_mock(work: Path, prefix_cmd: tuple[str, ...] = ()) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """nginx (Debian's) answering every ``POST …/chat/completions`` with the fixed completion;
+    ``prefix_cmd`` runs it under e.g. ``taskset -c 0``."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     _require(Path(nginx), "nginx")
     port = free_port()
@@ -178,7 +179,7 @@ http {{
 """
     )
     extra = ["-g", "user root;"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), *extra], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([*prefix_cmd, nginx, "-p", str(prefix), "-c", str(conf), *extra], stdout=subprocess.DEVNULL)
     try:
         wait_port(port, 30)
         yield port, proc
@@ -449,6 +450,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--only", default="", help="comma-separated targets (direct is always measured)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--json", type=Path, default=DATA, help="the figures for bench/report.py (.bench/peers.json)")
     parser.add_argument("--no-history", action="store_true", help="do not write a file in bench/history/")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -574,12 +576,12 @@ def main() -> int:
     }
     lines = report(rows, args, meta)
     print("\n".join(lines), flush=True)
-    BENCH_DIR.mkdir(exist_ok=True)
-    DATA.write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows], "ratios": ratios(rows)}, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({**meta, "rows": [asdict(r) for r in rows], "ratios": ratios(rows)}, indent=1))
     old = args.output.read_text() if args.output.exists() else ""
     notes = old.split(NOTES_MARKER, 1)[1] if NOTES_MARKER in old else "\n"
     args.output.write_text("\n".join(lines) + "\n\n" + NOTES_MARKER + notes)
-    log(f"wrote {args.output} and {DATA} in {meta['duration_s']:.0f} s")
+    log(f"wrote {args.output} and {args.json} in {meta['duration_s']:.0f} s")
     if not args.no_history:
         from bench.history_files import write_history
 

@@ -102,26 +102,13 @@ def scenario_gateway_models() -> Section:
 
 
 def scenario_workers() -> Section:
-    """`plutos serve --workers 2` vs 1 on the same load (SO_REUSEPORT)."""
-    results = []
-    for workers in (1, 2):
-        with plutos_server(workers=workers) as server:
-            time.sleep(3 if workers > 1 else 0)
-            log(f"GET /v1/models with {workers} worker(s), 64 connections, {SECONDS}s")
-            results.append(
-                run_with_monitor(
-                    server,
-                    lambda w=workers: wrk(
-                        f"--workers {w}, GET /v1/models c=64",
-                        f"{server.base_url}/models",
-                        key=server.key,
-                        connections=64,
-                        seconds=SECONDS,
-                        threads=2,
-                    ),
-                )
-            )
-    return ("Multi-process: --workers 2 vs 1", table(results))
+    """`plutos serve --workers 2` vs 1 on `/v1/process` with everything on, pinned per core (bench/workers.py)."""
+    return _delegate(
+        "bench.workers",
+        ["--seconds", str(max(3, SECONDS // 2)), "--rounds", "3", "--no-history"],
+        "WORKERS_RESULTS.md",
+        "More cores: --workers 2 vs 1",
+    )
 
 
 async def _ttfb_rest(base_url: str, key: str, n: int) -> tuple[list[float], list[float]]:

@@ -146,7 +146,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             raise _HeadersTooLarge  # the parser stops; data_received answers 431
         self._in_head = False
         self._cancel_head_timer()
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before and self.scope["method"] != "HEAD":
+            cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -208,3 +212,40 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
 class _HeadersTooLarge(Exception):
     pass
+
+
+class HeadWithBody:
+    """The transport as one request's response cycle sees it: a response head that announces a
+    ``content-length`` (so the whole body follows at once: every JSON answer) is held back and
+    leaves with the body's first write — one ``write`` (one system call, one TCP segment) instead
+    of two. Other heads (chunked: SSE streams, which must show their head before the first event)
+    and ``100 Continue`` pass straight through; ``close`` sends a held head first. Not for HEAD
+    requests (no body write follows their head)."""
+
+    __slots__ = ("_before_head", "_held", "_real")
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._held: bytes | None = None
+        self._before_head = True
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            data = held + data
+        elif self._before_head and not data.startswith(b"HTTP/1.1 100 "):
+            self._before_head = False
+            if b"\r\ncontent-length: " in data:
+                self._held = data
+                return
+        self._real.write(data)
+
+    def close(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._real.write(held)
+        self._real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)

@@ -251,8 +251,9 @@ def _expected(field: Any) -> str:
 # -- fast path for request bodies ----------------------------------------------------------------
 #
 # ``json_format.ParseDict`` is general and slow (~40 µs for a /process body). Request bodies are
-# almost always plain: strings, numbers, booleans, nested objects, lists of strings. Those are
-# set directly here, with the same checks ParseDict makes; anything else (a null, an enum, a
+# almost always plain: strings, numbers, booleans, nested objects, lists of strings or of objects
+# (an OpenAI request's messages), a string where a google.protobuf.Value goes (a message's
+# content). Those are set directly here, with the same checks ParseDict makes; anything else (a null, an enum, a
 # number as a string, a oneof, an unknown or repeated key, a value of the wrong type) leaves the
 # message as it was and ParseDict parses the whole body, errors and all.
 
@@ -286,10 +287,17 @@ def _fast_plan(desc: Descriptor) -> _FastPlan:
         t, repeated = field.type, field.is_repeated
         message_type: Any = field.message_type
         entry: tuple[str, str, Any] | None = None
+        is_plain_message = (
+            t == _F.TYPE_MESSAGE
+            and message_type.full_name not in _WELL_KNOWN
+            and not message_type.GetOptions().map_entry
+        )
         if t == _F.TYPE_STRING:
             entry = (field.name, "strs" if repeated else "str", None)
         elif repeated:
-            entry = None
+            entry = (field.name, "msgs", message_type) if is_plain_message else None
+        elif t == _F.TYPE_MESSAGE and message_type.full_name == "google.protobuf.Value":
+            entry = (field.name, "value", None)  # a JSON string only (an OpenAI message's content)
         elif t in _INT_RANGES:
             entry = (field.name, "int", _INT_RANGES[t])
         elif t == _F.TYPE_FLOAT:
@@ -298,11 +306,7 @@ def _fast_plan(desc: Descriptor) -> _FastPlan:
             entry = (field.name, "float", math.inf)
         elif t == _F.TYPE_BOOL:
             entry = (field.name, "bool", None)
-        elif (
-            t == _F.TYPE_MESSAGE
-            and message_type.full_name not in _WELL_KNOWN
-            and not message_type.GetOptions().map_entry
-        ):
+        elif is_plain_message:
             entry = (field.name, "msg", message_type)
         if entry is not None:
             plan[field.json_name] = entry
@@ -344,6 +348,17 @@ def _fast_set(obj: dict[str, Any], msg: Any) -> bool:
             if kind_of is not list or not all(type(v) is str for v in value):
                 return False
             getattr(msg, name).extend(value)
+        elif kind == "msgs":
+            if kind_of is not list:
+                return False
+            items = getattr(msg, name)
+            for item in value:
+                if type(item) is not dict or not _fast_set(item, items.add()):
+                    return False
+        elif kind == "value":
+            if kind_of is not str:
+                return False
+            getattr(msg, name).string_value = value
         else:  # a nested message
             if kind_of is not dict:
                 return False

@@ -372,13 +372,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if raised is not None:
         print(f"[plutos] open files: soft limit raised from {raised[0]} to {raised[1]} (RLIMIT_NOFILE)", flush=True)
     if args.workers > 1:
-        if not settings.redis_url:
+        if settings.redis_url:
+            return _run_workers(settings, args.workers)
+        # Limits stay exact across workers: without a configured Redis, the workers share a private
+        # one (gateway/private_redis.py); the in-memory limiter would count per process.
+        from gateway.private_redis import private_redis
+
+        with private_redis() as url:
+            if url is None:
+                print(
+                    f"[plutos] warning: redis-server is not installed and no redis_url is set: the in-memory "
+                    f"limiter counts per process, so each of the {args.workers} workers applies the plan limits "
+                    "on its own; install redis-server or set PLUTOS_REDIS_URL to share one limit.",
+                    flush=True,
+                )
+                return _run_workers(settings, args.workers)
             print(
-                f"[plutos] warning: the in-memory limiter counts per process, so each of the {args.workers} workers "
-                "applies the plan limits on its own; set PLUTOS_REDIS_URL to share one limit.",
+                f"[plutos] the {args.workers} workers share limits, caches and idempotency keys through a private "
+                "in-memory Redis (a Unix socket; set PLUTOS_REDIS_URL to use your own)",
                 flush=True,
             )
-        return _run_workers(settings, args.workers)
+            return _run_workers(dataclasses.replace(settings, redis_url=url), args.workers)
     catch_stop_signals_early()
     _use_uvloop()
     asyncio.run(serve_forever(settings, migrate=False))

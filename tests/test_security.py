@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from plutos.v1 import processing_pb2
 
-from bridge.http_protocol import HttpLimits, bounded_protocol
+from bridge.http_protocol import HeadWithBody, HttpLimits, bounded_protocol
 from gateway.app import RunningPlatform
 from tests.conftest import MODEL, GrpcClients
 
@@ -101,6 +101,43 @@ async def test_headers_within_the_limits_pass(platform: RunningPlatform) -> None
     )
     status, body = _status_and_json(answer)
     assert status == 401 and body["error"]["code"] == "invalid_api_key"  # reached the API
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def test_a_sized_response_leaves_in_one_write_and_a_stream_head_at_once() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n"
+    sized = _Transport()
+    wrapped = HeadWithBody(sized)
+    wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # passes at once
+    wrapped.write(head)
+    assert sized.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    wrapped.write(b"{}")
+    assert sized.writes[1:] == [head + b"{}"] and not wrapped.is_closing()
+    stream = _Transport()  # an SSE head (chunked) must reach the client before the first event
+    wrapped = HeadWithBody(stream)
+    sse = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    wrapped.write(sse)
+    wrapped.write(b"5\r\nhello\r\n")
+    assert stream.writes == [sse, b"5\r\nhello\r\n"]
+    dropped = _Transport()  # a held head is still sent when the connection closes before the body
+    wrapped = HeadWithBody(dropped)
+    wrapped.write(head)
+    wrapped.close()
+    assert dropped.writes == [head] and dropped.closed
 
 
 # A small REST server with the same protocol and short timeouts (the platform's are 10 s and 5 s).

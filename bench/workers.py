@@ -1,0 +1,226 @@
+"""More cores: `plutos serve --workers 2` against one process, `POST /v1/process` through an upstream
+with everything on (key auth, plan limits and quota — a private Redis shared by the workers, the
+default for `--workers` without `redis_url` —, the store, metrics, the request log).
+
+The issue asks for the 2-worker throughput "when the load generator runs elsewhere", measured on a
+2-core machine "with the generator pinned to one core and the gateway's processes on the other".
+Two workers on one core cannot show what a second core buys, so the protocol is:
+
+- **A** — 1 worker: the gateway pinned to core 1 (``taskset -c 1``); wrk and the nginx mock pinned
+  to core 0.
+- **B** — 2 workers, the same pinning: the supervisor, both workers and their private Redis share
+  core 1. What the second process costs (its own event loop, the shared limiter's Redis round trips,
+  both writing the store) shows here as fewer requests per core-second.
+- **C** — 2 workers unpinned (both cores), wrk and the mock still on core 0: raw, the generator
+  competing with one worker.
+
+The per-core figure is requests per second of gateway CPU (all its processes and threads, Redis
+included): RPS / (CPU seconds / wall second). With the generator elsewhere, one process is bound by
+one core (one event loop, one GIL), and N workers by N cores, so the projected 2-worker speed-up is
+``2 x per-core(B) / per-core(A)`` — it is 2.0 when a second worker costs nothing. A, B and C take
+turns, ``--rounds`` times; each figure is the median.
+
+    .venv/bin/python -m bench.workers [--seconds 8] [--rounds 3] [--concurrency 64] [--database-url URL]
+
+Writes bench/WORKERS_RESULTS.md (notes below the marker kept), ``.bench/workers.json`` (for
+bench/report.py) and a file in bench/history/. About 2 minutes with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import ROOT, ResourceMonitor, Server, log, plutos_server
+from bench.peers import MAX_TOKENS, MODEL, PROMPT, machine, nginx_mock, plutos_config
+from bench.upstream_overhead import lua_script, parse_wrk
+
+RESULTS = ROOT / "bench" / "WORKERS_RESULTS.md"
+DATA = ROOT / ".bench" / "workers.json"
+NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
+GENERATOR = ("taskset", "-c", "0")
+GATEWAY = ("taskset", "-c", "1")
+
+
+@dataclass
+class Setup:
+    name: str
+    label: str
+    workers: int
+    pinned: bool
+
+
+SETUPS = [
+    Setup("A", "1 worker, gateway on core 1", 1, True),
+    Setup("B", "2 workers, gateway on core 1", 2, True),
+    Setup("C", "2 workers, gateway on both cores", 2, False),
+]
+
+
+def run(server: Server, script: Path, concurrency: int, seconds: int) -> dict[str, Any]:
+    url = f"{server.base_url}/process"
+    cmd = [*GENERATOR, "wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
+    with ResourceMonitor(server.processes()) as monitor:
+        out = subprocess.run(
+            [*cmd, "--timeout", "10s", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        ).stdout
+    r = parse_wrk(out, "process", concurrency)
+    cores = monitor.sample.cpu_percent / 100
+    return {
+        "rps": r.rps,
+        "p50_ms": r.p50_ms,
+        "p99_ms": r.p99_ms,
+        "errors": r.errors,
+        "gateway_cores": cores,
+        "per_core_rps": r.rps / cores if cores else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="--workers 2 against one process, per core")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--database-url", default="", help="the gateways' store (default: a fresh SQLite file each)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--no-history", action="store_true")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None or shutil.which("wrk") is None:
+        sys.exit("needs 2 cores, taskset (util-linux) and wrk")
+    if shutil.which("redis-server") is None:
+        sys.exit("needs redis-server: the workers' default limiter is a private Redis")
+    started = time.monotonic()
+    date = dt.datetime.now(dt.UTC)
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    work = Path(tempfile.mkdtemp(prefix="plutos-workers-"))
+    env = {k: v for k, v in os.environ.items() if k != "PLUTOS_REDIS_URL"}
+    if args.database_url:
+        env["PLUTOS_DATABASE_URL"] = args.database_url
+    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in SETUPS}
+    try:
+        with contextlib.ExitStack() as stack:
+            log("starting nginx (the mock upstream) on core 0")
+            mock_port, _ = stack.enter_context(nginx_mock(work, GENERATOR))
+            servers: dict[str, Server] = {}
+            for s in SETUPS:
+                log(f"starting {s.name}: {s.label}")
+                servers[s.name] = stack.enter_context(
+                    plutos_server(
+                        plutos_config(mock_port), workers=s.workers, env=env, prefix_cmd=GATEWAY if s.pinned else ()
+                    )
+                )
+            scripts = {}
+            for s in SETUPS:
+                server = servers[s.name]
+                body = {"input": PROMPT, "model": MODEL, "options": {"maxTokens": MAX_TOKENS}}
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.key}"}
+                answer = httpx.post(f"{server.base_url}/process", json=body, headers=headers, timeout=30)
+                answer.raise_for_status()
+                scripts[s.name] = lua_script(work / f"{s.name}.lua", body, headers)
+                log(f"warm-up {s.name} (5 s)")
+                run(server, scripts[s.name], args.concurrency, 5)
+            for r in range(args.rounds):
+                for s in SETUPS:
+                    figures = run(servers[s.name], scripts[s.name], args.concurrency, args.seconds)
+                    runs[s.name].append(figures)
+                    log(
+                        f"round {r + 1}/{args.rounds} {s.name} {s.label:34} {figures['rps']:7.0f} RPS  "
+                        f"gateway {figures['gateway_cores']:.2f} cores  {figures['per_core_rps']:7.0f} RPS per core  "
+                        f"p50 {figures['p50_ms']:.2f} ms  errors {figures['errors']}"
+                    )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    summary = {
+        name: {k: med(x[k] for x in each) for k in each[0]} | {"rounds_rps": [round(x["rps"]) for x in each]}
+        for name, each in runs.items()
+    }
+    a, b, c = summary["A"], summary["B"], summary["C"]
+    speedup = 2 * b["per_core_rps"] / a["per_core_rps"] if a["per_core_rps"] else 0.0
+    store = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite (a file per gateway)"
+    command = ".venv/bin/python -m bench.workers" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
+    table = [
+        "| setup | RPS | gateway cores used | RPS per gateway core | p50 ms | p99 ms | errors | RPS per round |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for s in SETUPS:
+        x = summary[s.name]
+        table.append(
+            f"| {s.name}: {s.label} | {x['rps']:,.0f} | {x['gateway_cores']:.2f} | {x['per_core_rps']:,.0f} | "
+            f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['errors']:.0f} | "
+            f"{', '.join(str(v) for v in x['rounds_rps'])} |"
+        )
+    table += [
+        "",
+        "| target (issue 24) | measured | status |",
+        "| --- | --- | --- |",
+        f"| `--workers 2` ≥ 1.7x one process, generator elsewhere (per core: 2 x B / A) | **{speedup:.2f}x** "
+        f"({b['per_core_rps']:,.0f} vs {a['per_core_rps']:,.0f} RPS per gateway core); raw on 2 shared cores (C / A): "
+        f"{c['rps'] / a['rps']:.2f}x | " + ("met" if speedup >= 1.7 else "**missed**") + " |",
+        "| limits exact across workers | private Redis by default (tests/test_workers_limits.py: "
+        "30 of 90 admitted for a 30/min plan over 30 connections) | met |",
+    ]
+    meta = {
+        "date": f"{date:%Y-%m-%d %H:%M} UTC",
+        "machine": machine(),
+        "command": command,
+        "load_start": load_start,
+        "store": store,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "duration_s": time.monotonic() - started,
+    }
+    lines = [
+        "# More cores: `plutos serve --workers 2` against one process",
+        "",
+        f"Command: `{command}` — {meta['date']}, {meta['duration_s']:.0f} s in all.",
+        "",
+        f"- Machine: {meta['machine']}; load average at the start {load_start}.",
+        f"- `POST /v1/process` through the nginx mock upstream (bench/peers.py's), max_tokens {MAX_TOKENS}, "
+        f"wrk at c = {args.concurrency} with keep-alive; everything on: key auth, plan limits and quota "
+        "(1 worker: in memory; 2 workers: their private Redis), the store "
+        f"({store}), metrics, the request log.",
+        "- Pinning: wrk and nginx on core 0 (`taskset -c 0`); A and B: the gateway's every process and thread on "
+        "core 1 (`taskset -c 1`, inherited by the workers and the private Redis); C: the gateway unpinned.",
+        f"- {args.seconds} s per run after a 5 s warm-up; A, B, C take turns, {args.rounds} rounds; medians. "
+        "Gateway cores used = the gateway's CPU seconds (all processes, Redis included) per wall second.",
+        "",
+        *table,
+    ]
+    print("\n".join(lines), flush=True)
+    DATA.parent.mkdir(exist_ok=True)
+    DATA.write_text(
+        json.dumps({**meta, "summary": summary, "runs": runs, "speedup": speedup, "table": table}, indent=1)
+    )
+    old = args.output.read_text() if args.output.exists() else ""
+    notes = old.split(NOTES_MARKER, 1)[1] if NOTES_MARKER in old else "\n"
+    args.output.write_text("\n".join(lines) + "\n\n" + NOTES_MARKER + notes)
+    log(f"wrote {args.output} and {DATA}")
+    if not args.no_history:
+        from bench.history_files import write_history
+
+        log(f"wrote {write_history('workers', date, chr(10).join(lines)).relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
