@@ -22,11 +22,12 @@ gateway's sockets to the upstream and its RSS are back at the idle baseline take
 
     .venv/bin/python -m bench.concurrent_streams [--streams 5000] [--duration 30] [--interval-ms 50]
         [--ramp 10] [--store sqlite|postgres] [--workers 1] [--endpoints stream,openai]
-        [--output bench/STREAMS_RESULTS.md] [--json .bench/streams.json]
+        [--output bench/STREAMS_RESULTS.md] [--json .bench/streams.json] [--append]
 
-``--store`` and ``--workers`` take comma-separated lists: every combination is run (each endpoint in
-each). ``--database-url`` / ``--redis-url`` choose PostgreSQL and Redis (defaults: the test
-services, Redis database 13).
+``--streams``, ``--store`` and ``--workers`` take comma-separated lists: every combination is run
+(each endpoint in each); ``--append`` adds the runs to those already in the JSON file.
+``--database-url`` / ``--redis-url`` choose PostgreSQL and Redis (defaults: the test services, Redis
+database 13).
 
 The JSON file (for plots; ``--json``) is one object::
 
@@ -36,6 +37,7 @@ The JSON file (for plots; ``--json``) is one object::
       "targets": {"errors": 0, "added_p99_ms": 20, "rss_per_stream_kib": 30, "recovery_s": 5},
       "runs": [
         {
+          "date": "2026-12-01T01:00:00Z",
           "endpoint": "/v1/stream", "store": "sqlite", "workers": 1,
           "streams": 5000, "chunks_per_stream": 600, "interval_ms": 50, "ramp_s": 10,
           "loadavg_before": [1m, 5m, 15m], "loadavg_after": [1m, 5m, 15m],
@@ -532,7 +534,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"- date: {report['date']}",
         f"- machine: {report['machine']}",
         f"- command: `{report['command']}`",
-        f"- load: {report['streams']} concurrent streams, one chunk every {report['interval_ms']} ms for "
+        f"- load: up to {report['streams']} concurrent streams, one chunk every {report['interval_ms']} ms for "
         f"{report['duration_s']} s each (mock upstream and load client in Go, on the same machine), opened over "
         f"{report['ramp_s']} s",
         "",
@@ -541,18 +543,18 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"and memory back at the idle baseline within {t['recovery_s']} s after the clients leave and after they "
         "all disconnect at once.",
         "",
-        "| endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
+        "| streams | endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
         "(slots / upstream / RSS) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in report["runs"]:
         d = r["delay_ms"]
         leave, cut = r["recovery"]["leave"]["seconds"], r["recovery"]["disconnect"]["seconds"]
         per = r["rss_per_stream_kib"]
         out.append(
-            f"| {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
+            f"| {r['streams']} | {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
             f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
@@ -591,7 +593,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="concurrent SSE streams through the gateway")
-    parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--streams", default="5000", help="concurrent streams; a list runs each: 1000,5000")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of chunks per stream (default 30)")
     parser.add_argument("--interval-ms", type=int, default=50, help="ms between two chunks (default 50)")
     parser.add_argument("--ramp", type=float, default=None, help="seconds to open all streams (default N/500)")
@@ -601,45 +603,58 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=0, help="the upstream pool's max_connections (default: N + 100)")
     parser.add_argument("--recovery-wait", type=float, default=15.0, help="seconds to watch for the idle baseline")
     parser.add_argument("--direct", action="store_true", help="also run the client straight to the mock")
+    parser.add_argument("--append", action="store_true", help="add the runs to those already in --json")
     parser.add_argument("--database-url", default=os.environ.get("PLUTOS_BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--redis-url", default=os.environ.get("PLUTOS_BENCH_REDIS_URL", DEFAULT_REDIS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--json", type=Path, default=JSON_RESULTS)
     args = parser.parse_args()
-    if args.ramp is None:
-        args.ramp = max(1.0, args.streams / 500)
+    counts = [int(n) for n in args.streams.split(",")]
     mock_bin, load_bin = build_tools()
     started = dt.datetime.now(dt.UTC)
-    runs = []
+    runs: list[dict[str, Any]] = []
     direct = None
     from server.backends.http_client import IDLE_CONNECTIONS
 
+    def sized(n: int) -> argparse.Namespace:
+        return argparse.Namespace(**{**vars(args), "streams": n, "ramp": args.ramp or max(1.0, n / 500)})
+
     with mock_upstream(mock_bin, args.interval_ms) as (_, mock_port):
         if args.direct:
-            direct = direct_run(load_bin, mock_port, args)
-        for store in args.store.split(","):
-            for workers in (int(w) for w in args.workers.split(",")):
-                with gateway(
-                    mock_port,
-                    store=store,
-                    workers=workers,
-                    pool=args.pool or args.streams + 100,
-                    database_url=args.database_url,
-                    redis_url=args.redis_url,
-                ) as gw:
-                    for endpoint in args.endpoints.split(","):
-                        log(f"== {endpoint} on {store}, {workers} worker(s)")
-                        runs.append(one_run(load_bin, gw, endpoint, args, IDLE_CONNECTIONS))
+            direct = direct_run(load_bin, mock_port, sized(max(counts)))
+        for n in counts:
+            for store in args.store.split(","):
+                for workers in (int(w) for w in args.workers.split(",")):
+                    with gateway(
+                        mock_port,
+                        store=store,
+                        workers=workers,
+                        pool=args.pool or n + 100,
+                        database_url=args.database_url,
+                        redis_url=args.redis_url,
+                    ) as gw:
+                        for endpoint in args.endpoints.split(","):
+                            log(f"== {n} streams, {endpoint} on {store}, {workers} worker(s)")
+                            run = one_run(load_bin, gw, endpoint, sized(n), IDLE_CONNECTIONS)
+                            run["date"] = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+                            runs.append(run)
     mem = psutil.virtual_memory().total / 2**30
+    command = "python -m bench.concurrent_streams " + " ".join(sys.argv[1:])
+    previous: dict[str, Any] = {}
+    if args.append and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        runs = [*previous.get("runs", []), *runs]
+        direct = direct or previous.get("direct")
+        command = f"{previous.get('command', '')}; {command}"
     report = {
         "schema": 1,
-        "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "date": previous.get("date") or f"{started:%Y-%m-%dT%H:%M:%SZ}",
         "machine": f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}, Python {platform.python_version()}",
-        "command": "python -m bench.concurrent_streams " + " ".join(sys.argv[1:]),
-        "streams": args.streams,
+        "command": command,
+        "streams": max(r["streams"] for r in runs),
         "duration_s": args.duration,
         "interval_ms": args.interval_ms,
-        "ramp_s": args.ramp,
+        "ramp_s": "streams / 500" if args.ramp is None else args.ramp,
         "targets": TARGETS,
         "runs": runs,
         "direct": direct,

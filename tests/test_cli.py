@@ -6,23 +6,16 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODEL
+from tests.conftest import MODEL, free_port
 
 pytestmark = pytest.mark.sqlite_only
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def plutos(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, new_key
+from tests.conftest import MODEL, free_port, new_key
 from tests.limits_support import platform_with
-from tests.test_limits_redis import RedisServer, free_port
+from tests.redis_support import RedisServer
 
 SHORT = {"maxTokens": 8, "temperature": 0}
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from core.errors import PlutosError, echo, invalid_parameter
 from core.ids import new_id
-from server.backends.base import Backend, closing_stream
+from server.backends.base import Backend
 from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
 from server.options import options_from_record, params_from_options, require_text
@@ -360,7 +361,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         yield _chunk(piece)
                 else:
                     # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
+                    async with aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
                         async for piece in pieces:
                             if cache is not None:
                                 recorded.append(piece)

@@ -40,8 +40,10 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
+    with_request_id,
 )
 from ._options import Options
 from ._sse import SSEParser
@@ -247,7 +249,7 @@ class AsyncPlutosAI(BaseClient):
         self,
         *,
         account_id: str | None = None,
-    ) -> list[ApiKey]:
+    ) -> ResultList[ApiKey]:
         """The account's keys, prefixes only (``GET /keys``)."""
         return await self._call(m.list_keys(account_id))
 
@@ -331,7 +333,7 @@ class AsyncPlutosAI(BaseClient):
         end_date: str | dt.date | None = None,
         *,
         model: str | None = None,
-    ) -> list[DailyUsage]:
+    ) -> ResultList[DailyUsage]:
         """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
         return await self._call(m.get_daily_usage(start_date, end_date, model))
 
@@ -411,9 +413,10 @@ class AsyncPlutosAI(BaseClient):
         return await self._call(m.list_audit_events(limit, after, account_id))
 
     async def _call(self, call: m.Call[_T]) -> _T:
-        return call.parse(
-            await self._request(call.method, call.path, json_body=call.body, params=call.params)
+        data, request_id = await self._request_with_id(
+            call.method, call.path, json_body=call.body, params=call.params
         )
+        return with_request_id(call.parse(data), request_id)
 
     # -- transport --------------------------------------------------------------------------------
 

@@ -41,8 +41,10 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
+    with_request_id,
 )
 from ._options import Options
 from ._sse import SSEParser
@@ -243,7 +245,7 @@ class PlutosAI(BaseClient):
         self,
         *,
         account_id: str | None = None,
-    ) -> list[ApiKey]:
+    ) -> ResultList[ApiKey]:
         """The account's keys, prefixes only (``GET /keys``)."""
         return self._call(m.list_keys(account_id))
 
@@ -327,7 +329,7 @@ class PlutosAI(BaseClient):
         end_date: str | dt.date | None = None,
         *,
         model: str | None = None,
-    ) -> list[DailyUsage]:
+    ) -> ResultList[DailyUsage]:
         """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
         return self._call(m.get_daily_usage(start_date, end_date, model))
 
@@ -405,7 +407,10 @@ class PlutosAI(BaseClient):
         return self._call(m.list_audit_events(limit, after, account_id))
 
     def _call(self, call: m.Call[_T]) -> _T:
-        return call.parse(self._request(call.method, call.path, json_body=call.body, params=call.params))
+        data, request_id = self._request_with_id(
+            call.method, call.path, json_body=call.body, params=call.params
+        )
+        return with_request_id(call.parse(data), request_id)
 
     # -- transport --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
 )
@@ -108,10 +109,10 @@ def create_key(
     return Call("POST", _keys_path(account_id), None, body, CreatedKey.from_json)
 
 
-def list_keys(account_id: str | None) -> Call[list[ApiKey]]:
-    def parse(data: Any) -> list[ApiKey]:
+def list_keys(account_id: str | None) -> Call[ResultList[ApiKey]]:
+    def parse(data: Any) -> ResultList[ApiKey]:
         keys = _field(data, "keys")
-        return [ApiKey.from_json(k) for k in keys] if isinstance(keys, list) else []
+        return ResultList(ApiKey.from_json(k) for k in keys) if isinstance(keys, list) else ResultList()
 
     return Call("GET", _keys_path(account_id), None, None, parse)
 
@@ -157,10 +158,10 @@ def list_processes(**filters: Any) -> Call[Page[ProcessHistoryItem]]:
     )
 
 
-def get_daily_usage(start_date: Any, end_date: Any, model: str | None) -> Call[list[DailyUsage]]:
-    def parse(data: Any) -> list[DailyUsage]:
+def get_daily_usage(start_date: Any, end_date: Any, model: str | None) -> Call[ResultList[DailyUsage]]:
+    def parse(data: Any) -> ResultList[DailyUsage]:
         rows = _field(data, "data")
-        return [DailyUsage.from_json(r) for r in rows] if isinstance(rows, list) else []
+        return ResultList(DailyUsage.from_json(r) for r in rows) if isinstance(rows, list) else ResultList()
 
     params = _page_params(start_date=start_date, end_date=end_date, model=model)
     return Call("GET", "/usage/daily", params, None, parse)
