@@ -50,6 +50,7 @@ The JSON file (for plots; ``--json``) is one object::
           "rss_per_stream_kib": ...,              # least-squares slope while the streams open
           "samples": [[t_s, open_streams, rss_bytes], ...],   # RSS against open streams, every 0.25 s
           "cpu_s": ..., "cpu_us_per_chunk": ...,  # the gateway's CPU (all processes) over the run
+          "client_cpu_us_per_chunk": ..., "mock_cpu_s": ...,  # the Go client's and mock's CPU
           "recovery": {
             "leave": {"slots": [idle, after], "upstream_connections": [idle, after], "upstream_bound": n,
                       "rss_mb": [idle, when the clients left, after], "seconds": {"slots": s,
@@ -139,6 +140,11 @@ def mock_upstream(binary: Path, interval_ms: int) -> Iterator[tuple[subprocess.P
     finally:
         proc.terminate()
         proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 @dataclass
@@ -484,6 +490,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         "rss_per_stream_kib": _round(slope_kib(main.samples)),
         "cpu_s": round(main.cpu_s, 1),
         "cpu_us_per_chunk": round(1e6 * main.cpu_s / s["chunks"], 1) if s["chunks"] else None,
+        "client_cpu_us_per_chunk": round(1e6 * s["cpu_s"] / s["chunks"], 1) if s.get("cpu_s") and s["chunks"] else None,
         "samples": main.samples,
         "recovery": {"leave": leave, "disconnect": disconnect},
         "disconnect_errors": cut.summary["errors"],
@@ -534,16 +541,16 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"- date: {report['date']}",
         f"- machine: {report['machine']}",
         f"- command: `{report['command']}`",
-        f"- load: up to {report['streams']} concurrent streams, one chunk every {report['interval_ms']} ms for "
-        f"{report['duration_s']} s each (mock upstream and load client in Go, on the same machine), opened over "
-        f"{report['ramp_s']} s",
+        "- load: N concurrent streams, one chunk every *interval* ms for "
+        f"{report['duration_s']} s each (the mock upstream and the load client in Go, on the same machine), opened "
+        "evenly over N / 500 s",
         "",
         f"Targets: {t['errors']} errors; every stream gets every chunk; added per-chunk delay p99 ≤ "
         f"{t['added_p99_ms']} ms; RSS per open stream ≤ {t['rss_per_stream_kib']} KiB; slots, upstream connections "
         f"and memory back at the idle baseline within {t['recovery_s']} s after the clients leave and after they "
         "all disconnect at once.",
         "",
-        "| streams | endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
+        "| streams × chunk interval | endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
         "(slots / upstream / RSS) |",
@@ -554,7 +561,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         leave, cut = r["recovery"]["leave"]["seconds"], r["recovery"]["disconnect"]["seconds"]
         per = r["rss_per_stream_kib"]
         out.append(
-            f"| {r['streams']} | {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
+            f"| {r['streams']} × {r['interval_ms']} ms | {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
             f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
@@ -619,7 +626,7 @@ def main() -> None:
     def sized(n: int) -> argparse.Namespace:
         return argparse.Namespace(**{**vars(args), "streams": n, "ramp": args.ramp or max(1.0, n / 500)})
 
-    with mock_upstream(mock_bin, args.interval_ms) as (_, mock_port):
+    with mock_upstream(mock_bin, args.interval_ms) as (mock, mock_port):
         if args.direct:
             direct = direct_run(load_bin, mock_port, sized(max(counts)))
         for n in counts:
@@ -635,7 +642,9 @@ def main() -> None:
                     ) as gw:
                         for endpoint in args.endpoints.split(","):
                             log(f"== {n} streams, {endpoint} on {store}, {workers} worker(s)")
+                            mock_cpu = cpu_seconds(mock.pid)
                             run = one_run(load_bin, gw, endpoint, sized(n), IDLE_CONNECTIONS)
+                            run["mock_cpu_s"] = round(cpu_seconds(mock.pid) - mock_cpu, 1)  # both rounds
                             run["date"] = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
                             runs.append(run)
     mem = psutil.virtual_memory().total / 2**30

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -330,5 +331,9 @@ func main() {
 	}
 	sort.Slice(hs, func(a, b int) bool { return hs[a][0] < hs[b][0] })
 	summary["delay_histogram_ms"] = hs
+	var usage syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &usage) == nil {
+		summary["cpu_s"] = float64(usage.Utime.Nano()+usage.Stime.Nano()) / 1e9
+	}
 	_ = out.Encode(summary)
 }
