@@ -550,7 +550,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"and memory back at the idle baseline within {t['recovery_s']} s after the clients leave and after they "
         "all disconnect at once.",
         "",
-        "| streams × chunk interval | endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
+        "| streams, chunk every | endpoint | store | workers | loadavg (1m, after) | errors | complete streams "
+        "| missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
         "(slots / upstream / RSS) |",
@@ -561,7 +562,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         leave, cut = r["recovery"]["leave"]["seconds"], r["recovery"]["disconnect"]["seconds"]
         per = r["rss_per_stream_kib"]
         out.append(
-            f"| {r['streams']} × {r['interval_ms']} ms | {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
+            f"| {r['streams']}, {r['interval_ms']} ms | {r['endpoint']} | {r['store']} | {r['workers']} "
+            f"| {r['loadavg_after'][0]:.2f} | "
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
             f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
