@@ -62,6 +62,21 @@ async def test_keys_create_rejects_unknown_plan_and_scope(tmp_path: Path) -> Non
     assert code == 2 and "unknown scopes" in err
 
 
+async def test_a_keys_cache_default_is_set_on_create_and_update(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--cache-default", "use", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["cacheDefault"] == "use"
+    code, _, err = await plutos(tmp_path, "keys", "create", "--cache-default", "always")
+    assert code == 2 and "invalid choice" in err
+    code, out, err = await plutos(tmp_path, "keys", "update", created["id"], "--cache-default", "none")
+    assert code == 0, err
+    code, out, _ = await plutos(tmp_path, "keys", "list", "--json")
+    assert json.loads(out)[0]["cacheDefault"] is None
+    code, _, err = await plutos(tmp_path, "keys", "update", "key_nope", "--cache-default", "use")
+    assert code == 1 and "no key" in err
+
+
 async def test_revoke_unknown_key_fails(tmp_path: Path) -> None:
     code, _, err = await plutos(tmp_path, "keys", "revoke", "key_nope")
     assert code == 1 and "no key" in err

@@ -122,8 +122,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
     async def _look_up(self, gen: Generation, options: processing_pb2.ProcessOptions) -> _CacheUse | None:
-        """The response cache's part in this call (None: "bypass"), and its entry if it answers."""
-        mode = cache_mode(options.cache if options.HasField("cache") else None)
+        """The response cache's part in this call (None: "bypass"), and its entry if it answers.
+        ``options.cache``, else the key's default (``cacheDefault``), else "bypass"."""
+        mode = cache_mode(options.cache if options.HasField("cache") else gen.caller.cache_default)
         if mode == "bypass":
             return None
         use = _CacheUse(cache_key(gen.caller.account_id, gen.spec.id, gen.text, gen.params))
