@@ -49,6 +49,7 @@ The JSON file (for plots; ``--json``) is one object::
           "rss_idle_mb": ..., "rss_peak_mb": ...,
           "rss_per_stream_kib": ...,              # least-squares slope while the streams open
           "samples": [[t_s, open_streams, rss_bytes], ...],   # RSS against open streams, every 0.25 s
+          "records": {"expected": n, "stored": n, "seconds": s},  # both rounds' calls in GET /v1/usage
           "cpu_s": ..., "cpu_us_per_chunk": ...,  # the gateway's CPU (all processes) over the run
           "client_cpu_us_per_chunk": ..., "mock_cpu_s": ...,  # the Go client's and mock's CPU
           "recovery": {
@@ -432,6 +433,24 @@ def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int, rss_basel
     }
 
 
+def stored_requests(gw: Gateway) -> int:
+    """The key's requests this month as GET /v1/usage counts them (every call is recorded, billed
+    for what it produced, however it ended)."""
+    r = httpx.get(f"{gw.base}/v1/usage", headers={"Authorization": f"Bearer {gw.key}"}, timeout=30)
+    r.raise_for_status()
+    return int(r.json()["usage"]["totalRequests"])
+
+
+def records_stored(gw: Gateway, before: int, expected: int, wait: float) -> dict[str, Any]:
+    """Wait (up to ``wait`` s) until ``expected`` more requests are recorded than ``before``."""
+    started = time.monotonic()
+    stored = stored_requests(gw) - before
+    while stored < expected and time.monotonic() - started < wait:
+        time.sleep(0.5)
+        stored = stored_requests(gw) - before
+    return {"expected": expected, "stored": stored, "seconds": round(time.monotonic() - started, 1)}
+
+
 def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace, idle_pool: int) -> dict[str, Any]:
     path, api = ENDPOINTS[endpoint]
     url = f"{gw.base}{path}"
@@ -441,6 +460,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     run_load(load_bin, url, api, gw.key, streams=warm, chunks=5, ramp=1.0)
     time.sleep(2)
     baseline = idle_state(gw)
+    stored_before = stored_requests(gw)
     load_before = os.getloadavg()
     log(
         f"{path}: {args.streams} streams x {chunks} chunks every {args.interval_ms} ms, opened over {args.ramp}s "
@@ -464,6 +484,8 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     )
     disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, warm_rss)
     log(f"{path}: after the mass disconnect ({cut.summary['aborted_streams']} aborted): {disconnect['seconds']}")
+    records = records_stored(gw, stored_before, args.streams + int(cut.summary["started"]), args.recovery_wait)
+    log(f"{path}: requests recorded for the key: {records}")
     peak = max((r for _, _, r in main.samples), default=0)
     elapsed = main.samples[-1][0] if main.samples else 0.0
     return {
@@ -493,6 +515,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         "client_cpu_us_per_chunk": round(1e6 * s["cpu_s"] / s["chunks"], 1) if s.get("cpu_s") and s["chunks"] else None,
         "samples": main.samples,
         "recovery": {"leave": leave, "disconnect": disconnect},
+        "records": records,
         "disconnect_errors": cut.summary["errors"],
         "disconnect_aborted": cut.summary["aborted_streams"],
     }
@@ -554,8 +577,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "| missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
-        "(slots / upstream / RSS) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "(slots / upstream / RSS) | calls recorded (both rounds) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in report["runs"]:
         d = r["delay_ms"]
@@ -573,7 +596,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             + " / ".join(_secs(leave[k]) for k in ("slots", "upstream_connections", "rss"))
             + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in leave.values()))} | "
             + " / ".join(_secs(cut[k]) for k in ("slots", "upstream_connections", "rss"))
-            + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in cut.values()))} |"
+            + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in cut.values()))} | "
+            + (f"{r['records']['stored']}/{r['records']['expected']} |" if r.get("records") else "— |")
         )
     direct = report.get("direct")
     if direct:
