@@ -303,6 +303,8 @@ def gateway(
             proc.kill()
             proc.wait()
         log_file.close()
+        # The last gateway's log, for a look at what its errors were.
+        shutil.copy(workdir / "gateway.log", ROOT / ".bench" / "streams-gateway.log")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -484,7 +486,10 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     )
     disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, warm_rss)
     log(f"{path}: after the mass disconnect ({cut.summary['aborted_streams']} aborted): {disconnect['seconds']}")
-    records = records_stored(gw, stored_before, args.streams + int(cut.summary["started"]), args.recovery_wait)
+    # Every call admitted is recorded (a refusal, e.g. 503 with no limiter, is not a call that ran).
+    admitted = args.streams - int(s["refused_streams"])
+    admitted += int(cut.summary["started"]) - int(cut.summary["refused_streams"])
+    records = records_stored(gw, stored_before, admitted, args.recovery_wait)
     log(f"{path}: requests recorded for the key: {records}")
     peak = max((r for _, _, r in main.samples), default=0)
     elapsed = main.samples[-1][0] if main.samples else 0.0

@@ -88,6 +88,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             callback()
 
     def _watch_disconnect(self, callback: Callable[[], None]) -> None:
+        if self.cycle is not None and self.cycle.disconnected:  # lost before the response began
+            self.loop.call_soon(callback)
+            return
         self._on_disconnect = callback
 
     def data_received(self, data: bytes) -> None:

@@ -52,6 +52,7 @@ var (
 	hist                                     = make([]atomic.Int64, buckets+1)
 	open, started, ended, failed, chunkCount atomic.Int64
 	complete, missing, disorder, aborted     atomic.Int64
+	refused                                  atomic.Int64
 	errMu                                    sync.Mutex
 	errSamples                               = map[string]int{}
 )
@@ -101,6 +102,7 @@ func one(ctx context.Context, client *http.Client, payload []byte) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
+		refused.Add(1) // answered with an error status: never admitted, so never recorded
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 		noteError(fmt.Sprintf("status %d: %s", resp.StatusCode, shorten(string(b))))
 		return
@@ -315,6 +317,7 @@ func main() {
 	summary["chunks_per_stream"] = *chunks
 	summary["complete_streams"] = complete.Load()
 	summary["aborted_streams"] = aborted.Load()
+	summary["refused_streams"] = refused.Load()
 	summary["missing_chunks"] = missing.Load()
 	summary["out_of_order"] = disorder.Load()
 	summary["error_kinds"] = samples
