@@ -9,8 +9,8 @@ records and ledger written to the store), on SQLite (in-memory limiter) or Postg
 
 The mock upstream and the load client are Go programs (``bench/go/streams/``, built into
 ``.bench/bin/``), so that on a small machine the gateway gets the CPU. The mock stamps each chunk
-with its send time (``|<seq>|<Unix ns>|`` in the content); the client checks that every stream got
-every chunk, once and in order, and takes each chunk's delay: arrival minus the mock's send time,
+with the time it was due (``|<seq>|<Unix ns>|`` in the content); the client checks that every stream got
+every chunk, once and in order, and takes each chunk's delay: arrival minus the time it was due,
 i.e. what the gateway (and loopback) add to the mock's own schedule.
 
 Measured per run: errors; complete streams and missing chunks; per-chunk delay p50/p90/p99/max;
@@ -615,7 +615,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         ]
     out += [
         "",
-        "The chunk delay is the client's arrival time minus the mock's send time (stamped in the chunk): what the "
+        "The chunk delay is the client's arrival time minus the time the mock was due to send it (stamped in "
+        "the chunk): what the "
         "gateway adds to the mock's own schedule, plus loopback. RSS per stream is the least-squares slope of the "
         "gateway's RSS (all its processes) against open streams while they open. Errors count streams that failed "
         "(non-200, `event: error`, broken or incomplete). After the mass disconnect, RSS is compared with the idle "

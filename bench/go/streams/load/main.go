@@ -2,10 +2,10 @@
 // straight against the mock upstream) for the concurrent-streams benchmark
 // (bench/concurrent_streams.py), and checks and times every chunk.
 //
-// Each chunk's text carries "|<seq>|<send time, Unix ns>|" (stamped by the mock upstream); a stream
+// Each chunk's text carries "|<seq>|<due time, Unix ns>|" (stamped by the mock upstream); a stream
 // passes when it answered 200, got chunks 0..chunks-1 exactly once and in order, and ended properly
 // (the reference's "event: complete", OpenAI's "data: [DONE]"). The delay of a chunk is its arrival
-// time minus its send time at the mock.
+// time minus the time it was due at the mock.
 //
 // Output on stdout, one JSON object per line: progress every -report
 // ({"t": s, "open": n, "started": n, "ended": n, "errors": n, "chunks": n}), then the summary
