@@ -579,11 +579,11 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "all disconnect at once.",
         "",
         "| streams, chunk every | endpoint | store | workers | loadavg (1m, after) | errors | complete streams "
-        "| missing chunks "
+        "| peak open streams | missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
         "(slots / upstream / RSS) | calls recorded (both rounds) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in report["runs"]:
         d = r["delay_ms"]
@@ -593,7 +593,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             f"| {r['streams']}, {r['interval_ms']} ms | {r['endpoint']} | {r['store']} | {r['workers']} "
             f"| {r['loadavg_after'][0]:.2f} | "
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
-            f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
+            f"{_ok(r['complete_streams'] == r['streams'])} | {max((x[1] for x in r['samples']), default=0)} | "
+            f"{r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
             f"{r['cpu_us_per_chunk']} | "
             f"{'—' if per is None else f'{per:.1f}'} {_ok(per is not None and per <= t['rss_per_stream_kib'])} | "
@@ -619,7 +620,10 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "the chunk): what the "
         "gateway adds to the mock's own schedule, plus loopback. RSS per stream is the least-squares slope of the "
         "gateway's RSS (all its processes) against open streams while they open. Errors count streams that failed "
-        "(non-200, `event: error`, broken or incomplete). After the mass disconnect, RSS is compared with the idle "
+        "(non-200, `event: error`, broken or incomplete). Peak open streams: the most streams the client held "
+        "open at once (a stream is open from its response's headers, which come with its first chunk; a gateway "
+        "that cannot keep up admits new streams late, so fewer are open at once). After the mass disconnect, "
+        "RSS is compared with the idle "
         "level after the first round (CPython's allocator keeps most of what a burst freed: the first round shows "
         "how much). Raw figures and the RSS samples: "
         f"`{report['json']}` (format in bench/concurrent_streams.py's docstring).",
