@@ -1,4 +1,4 @@
-"""Authentication: Bearer key → :class:`Caller`, with a short-TTL cache in front of the store."""
+"""Authentication: Bearer key → :class:`Caller`, behind a short-TTL ``cachetools.TTLCache`` of the store."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from cachetools import TTLCache
 from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +44,11 @@ _TOUCH = (
 )
 
 
+# A cached answer: the caller (None: no such key), its key's expiry (epoch seconds or None), and
+# when a call should start refreshing it in the background (epoch seconds).
+_Entry = tuple[Caller | None, float | None, float]
+
+
 def invalid_key(message: str = "Invalid or missing API key.") -> PlutosError:
     return PlutosError("invalid_api_key", message)
 
@@ -71,10 +76,10 @@ class Authenticator:
         self._sessions = sessions
         self._settings = settings
         self._ttl = settings.auth_cache_ttl
-        self._max = max_entries
-        # hash -> (cached_until, caller or None, expires_at epoch or None, refresh_after)
-        self._cache: OrderedDict[str, tuple[float, Caller | None, float | None, float]] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[tuple[float, Caller | None, float | None, float]]] = {}
+        # hash -> (caller or None, expires_at epoch or None, refresh_after epoch); entries leave
+        # after ``ttl`` seconds, or least recently used first beyond ``max_entries``.
+        self._cache: TTLCache[str, _Entry] = TTLCache(max_entries, self._ttl, timer=time.time)
+        self._loading: dict[str, asyncio.Future[_Entry]] = {}
         self.invalidation: RedisInvalidation | None = None
         # key id -> epoch seconds of its latest accepted call since the last flush
         self._used: dict[str, float] = {}
@@ -85,14 +90,14 @@ class Authenticator:
         digest = self._digest(authorization)
         now = time.time()
         entry = self._cache.get(digest)
-        if entry is None or entry[0] < now:
+        if entry is None:
             _CACHE_MISS.inc()
             entry = await self._lookup(digest, now)
         else:
             _CACHE_HIT.inc()
-            if entry[3] < now and digest not in self._loading:
+            if entry[2] < now and digest not in self._loading:
                 self._lookup_in_background(digest, now)
-        cached_caller, expires = entry[1], entry[2]
+        cached_caller, expires = entry[0], entry[1]
         if cached_caller is None:
             AUTH_REJECTED.labels("invalid").inc()
             raise invalid_key("Invalid API key.")
@@ -183,15 +188,13 @@ class Authenticator:
         if self.invalidation is not None:
             await self.invalidation.publish(["*"])
 
-    async def _lookup(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
+    async def _lookup(self, digest: str, now: float) -> _Entry:
         pending = self._loading.get(digest)
         if pending is None:
             pending = self._lookup_in_background(digest, now)
         return await asyncio.shield(pending)
 
-    def _lookup_in_background(
-        self, digest: str, now: float
-    ) -> asyncio.Future[tuple[float, Caller | None, float | None, float]]:
+    def _lookup_in_background(self, digest: str, now: float) -> asyncio.Future[_Entry]:
         task = asyncio.ensure_future(self._load(digest, now))
         self._loading[digest] = task
         task.add_done_callback(partial(self._loaded, digest))
@@ -203,7 +206,7 @@ class Authenticator:
             # Callers waiting on it get the error; a background refresh's is logged here.
             log.warning("API key lookup failed: %r", task.exception())
 
-    async def _load(self, digest: str, now: float) -> tuple[float, Caller | None, float | None, float]:
+    async def _load(self, digest: str, now: float) -> _Entry:
         async with self._sessions() as session:
             row = (
                 await session.execute(
@@ -226,13 +229,11 @@ class Authenticator:
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
                 key_prefix=key.prefix,
                 suspended=account.suspended_at is not None,
+                cache_default=key.cache_default,
             )
             previous = self._cache.get(digest)
-            if previous is not None and previous[1] == found:
-                found = previous[1]  # unchanged: the same object, so per-caller caches stay warm
-        entry = (now + self._ttl, found, expires, now + 0.75 * self._ttl)
+            if previous is not None and previous[0] == found:
+                found = previous[0]  # unchanged: the same object, so per-caller caches stay warm
+        entry = (found, expires, now + 0.75 * self._ttl)
         self._cache[digest] = entry
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._max:
-            self._cache.popitem(last=False)
         return entry

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,10 +29,10 @@ from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
 from server.limiter import Concurrency, MemoryLimiter, Window
-from server.limiter.base import Limiter
+from server.limiter.base import Limiter, LimiterUnavailable
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
-from tests.conftest import MODEL
+from tests.conftest import MODEL, free_port
 from tests.limits_support import (
     CHEAP,
     CHEAP_RESERVATION,
@@ -48,50 +47,11 @@ from tests.limits_support import (
     platform_with,
     wait_until,
 )
+from tests.redis_support import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class RedisServer:
-    """A throw-away redis-server on a fixed loopback port that tests may kill and restart."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            assert self.process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +125,32 @@ async def test_token_reservations_pass_the_quota_by_less_than_one(limiter: Limit
         await limiter.settle_tokens(reservation, 30)
         await limiter.settle_tokens(reservation, 30)  # idempotent
     assert await limiter.tokens(account) == (100 + 30 * len(granted), 0)
+
+
+async def test_a_slot_redis_could_not_take_back_is_released_once_it_answers(redis_server: RedisServer) -> None:
+    subject = unique("giveback")
+    limiter = RedisLimiter(redis_server.url)  # leases of 60 s: a leaked slot would outlive the test
+    await limiter.start()
+    try:
+        admission = await limiter.acquire([], [Concurrency(subject, 5)])
+        assert admission.slot is not None
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)  # Redis stops answering: a call times out
+        try:
+            with pytest.raises(LimiterUnavailable):
+                await limiter.in_flight(subject)
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await limiter.release(admission.slot)  # in the cool-down after the failure: not sent now
+
+        async def given_back() -> bool:
+            with contextlib.suppress(LimiterUnavailable):
+                return await limiter.in_flight(subject) == 0
+            return False
+
+        await wait_until(given_back, "the slot to be released once Redis answers", within=20)
+    finally:
+        await limiter.close()
 
 
 # -- leases: a replica that dies cannot hold slots or reservations forever ------------------------

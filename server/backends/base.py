@@ -7,12 +7,10 @@ whoever called it can bill exactly what was produced even when the call is cance
 from __future__ import annotations
 
 import abc
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-_T = TypeVar("_T")
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +98,13 @@ class Backend(abc.ABC):
         Raises ``PlutosError('input_too_long')`` when it cannot fit the model's context."""
 
     @abc.abstractmethod
-    def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+    def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
         """Yield text pieces as they are generated, keeping ``state`` current. Closing the
         iterator early stops generation."""
 
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
         """Run to completion; returns the whole output."""
-        async with closing_stream(self.stream(prompt, state)) as pieces:
+        async with aclosing(self.stream(prompt, state)) as pieces:
             async for _ in pieces:
                 pass
         return state.text
@@ -121,16 +119,3 @@ class Backend(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
-
-
-@contextlib.asynccontextmanager
-async def closing_stream(stream: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
-    """Close ``stream`` (an async generator) as soon as the block ends, however it ends: an error
-    or a cancellation stops a generation (and closes an upstream request) at once, not whenever the
-    generator is garbage-collected."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -11,10 +11,11 @@ id and price (the caller chose that model; the fallback is the operator's busine
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 from core.errors import PlutosError
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.observability.metrics import FALLBACKS
 
 log = logging.getLogger("plutos.backends.fallback")
@@ -35,7 +36,7 @@ class FallbackBackend(Backend):
     async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:
         return await self.primary.prepare(text, params)
 
-    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
         chain: list[tuple[str, Backend]] = [(self.model_id, self.primary), *self.fallbacks]
         first_error: PlutosError | None = None
         for position, (model_id, backend) in enumerate(chain):
@@ -52,7 +53,7 @@ class FallbackBackend(Backend):
                 FALLBACKS.labels(self.model_id, model_id).inc()
             produced = False
             try:
-                async with closing_stream(backend.stream(prompt, state)) as pieces:
+                async with aclosing(backend.stream(prompt, state)) as pieces:
                     async for piece in pieces:
                         produced = True
                         yield piece

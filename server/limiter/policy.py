@@ -63,10 +63,6 @@ def windows_for(who: Caller) -> list[Window]:
     return rules
 
 
-def concurrency_for(who: Caller, method_name: str) -> list[Concurrency]:
-    return generating_concurrency(who) if method_name in GENERATING else []
-
-
 def generating_concurrency(who: Caller) -> list[Concurrency]:
     """The concurrency limits a generating call of ``who`` counts against."""
     rules = []

@@ -136,6 +136,7 @@ return 1
 
 # Months are kept a little past their end, then expire.
 MONTH_TTL_SLACK = 7 * 86400
+RELEASE_RETRY_SECONDS = 1.0  # a slot Redis could not take back is tried again this often
 
 
 class RedisLimiter(Limiter):
@@ -149,7 +150,9 @@ class RedisLimiter(Limiter):
         lease: float = 60.0,
         timeout: float = 1.0,
         cooldown: float = 0.5,
-        max_connections: int = 64,
+        # Calls in flight to Redis at once (connections open on demand): a burst of thousands of streams
+        # opening on a busy event loop ran 64 dry and was refused 503 ("No connection available").
+        max_connections: int = 512,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -174,6 +177,7 @@ class RedisLimiter(Limiter):
         self._slots: dict[str, tuple[str, ...]] = {}
         self._reservations: dict[str, str] = {}
         self._renewer: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()  # slots being given back once Redis answers
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -187,6 +191,8 @@ class RedisLimiter(Limiter):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
             self._renewer = None
+        for task in list(self._releasing):
+            task.cancel()
         await self.client.aclose(close_connection_pool=True)
 
     # -- keys -----------------------------------------------------------------------------------
@@ -284,7 +290,23 @@ class RedisLimiter(Limiter):
         try:
             await self._remove_slot(slot.id, keys)
         except LimiterUnavailable:
-            log.warning("could not release slot %s; its lease expires in %.0fs", slot.id, self.lease)
+            # Not renewed any more, so its lease would free it; until then it counts against the
+            # limit, so it is given back as soon as Redis answers again (a burst that ran the pool
+            # dry, a restart), in the background: the call that held it is over.
+            task = asyncio.create_task(self._release_later(slot.id, keys))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_later(self, slot_id: str, keys: tuple[str, ...]) -> None:
+        give_up = time.monotonic() + self.lease
+        while time.monotonic() < give_up:
+            await asyncio.sleep(max(self.cooldown, RELEASE_RETRY_SECONDS))
+            try:
+                await self._remove_slot(slot_id, keys)
+                return
+            except LimiterUnavailable:
+                continue
+        log.warning("could not release slot %s; its lease has run out", slot_id)
 
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None

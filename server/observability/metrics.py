@@ -311,10 +311,6 @@ def metrics_route(before_scrape: Callable[[], Awaitable[None]] | None = None) ->
     return Route("/metrics", scrape, methods=["GET"], name="metrics")
 
 
-def elapsed_since(started: float) -> float:
-    return time.perf_counter() - started
-
-
 def outbox_gauges(sessions: Any) -> Callable[[], Awaitable[None]]:
     """A ``before_scrape`` that sets the outbox gauges from the store (at most once a second, and
     never more than a second's wait: a slow store keeps the previous values)."""

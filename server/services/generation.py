@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from core.errors import PlutosError, echo
 from core.ids import new_id
 from core.tracing import internal_span
 from core.tracing import state as tracing
-from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt, closing_stream
+from server.backends.base import Backend, GenerationParams, GenerationState, PreparedPrompt
 from server.call_state import Caller, call_state, current_call
 from server.config import ModelSpec
 from server.observability.metrics import USAGE_CLAMPED, count_usage, model_label
@@ -272,7 +273,7 @@ class Generation:
             raise
         await self.save()
 
-    async def pieces(self) -> AsyncIterator[str]:
+    async def pieces(self) -> AsyncGenerator[str, None]:
         """Prepare, then yield the output as the model produces it; stored and billed once the
         stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
         ``failed``).
@@ -290,7 +291,7 @@ class Generation:
         status, error_code = "cancelled", None
         try:
             # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with closing_stream(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+            async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
                 async for piece in pieces:
                     yield piece
             status = "completed"

@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 from plutos.v1 import openai_pb2, openai_pb2_grpc, processing_pb2
 
 from core.errors import PlutosError, echo, invalid_parameter
-from server.backends.base import Backend, GenerationParams, closing_stream
+from server.backends.base import Backend, GenerationParams
 from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
 from server.options import DEFAULT_MAX_TOKENS, OPENAI_COMPLETION_MAX_TOKENS, params_from_options
@@ -263,7 +264,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 "model": gen.spec.id,
             }
             role: str | None = "assistant"  # in the first chunk only
-            async with closing_stream(gen.pieces()) as pieces:
+            async with aclosing(gen.pieces()) as pieces:
                 async for piece in pieces:
                     delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
                     role = None
@@ -321,7 +322,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._completion(request, context)
             head = self._head(gen)
-            async with closing_stream(gen.pieces()) as pieces:
+            async with aclosing(gen.pieces()) as pieces:
                 async for piece in pieces:
                     yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
             last = openai_pb2.CompletionChoice(index=0, text="", finish_reason=_finish_reason(gen))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -16,7 +17,7 @@ from sqlalchemy import select
 
 from core.errors import PlutosError, echo, invalid_parameter
 from core.ids import new_id
-from server.backends.base import Backend, closing_stream
+from server.backends.base import Backend
 from server.call_state import Caller, call_state, caller
 from server.config import ModelSpec
 from server.options import options_from_record, params_from_options, require_text
@@ -121,8 +122,9 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
         return Generation(self.runtime, who, spec, backend, kind=kind, text=request.input, params=params)
 
     async def _look_up(self, gen: Generation, options: processing_pb2.ProcessOptions) -> _CacheUse | None:
-        """The response cache's part in this call (None: "bypass"), and its entry if it answers."""
-        mode = cache_mode(options.cache if options.HasField("cache") else None)
+        """The response cache's part in this call (None: "bypass"), and its entry if it answers.
+        ``options.cache``, else the key's default (``cacheDefault``), else "bypass"."""
+        mode = cache_mode(options.cache if options.HasField("cache") else gen.caller.cache_default)
         if mode == "bypass":
             return None
         use = _CacheUse(cache_key(gen.caller.account_id, gen.spec.id, gen.text, gen.params))
@@ -359,7 +361,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         yield _chunk(piece)
                 else:
                     # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with closing_stream(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
+                    async with aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
                         async for piece in pieces:
                             if cache is not None:
                                 recorded.append(piece)

@@ -27,13 +27,3 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(_run)
-
-
-async def autogenerate(engine: AsyncEngine, message: str) -> None:
-    """Write a new revision from the difference between the models and the database."""
-
-    def _run(connection: Any) -> None:
-        command.revision(alembic_config(connection), message=message, autogenerate=True)
-
-    async with engine.begin() as conn:
-        await conn.run_sync(_run)

@@ -1,5 +1,6 @@
 // Package grpcclient connects to the PlutosAI gRPC server (plutos.v1.ProcessingService,
-// ModelsService, UsageService, WebhooksService) with the API key attached to every call as
+// ModelsService, UsageService, WebhooksService, and the management services KeysService and
+// AdminService) with the API key attached to every call as
 // `authorization: Bearer <key>` metadata, and turns rich gRPC statuses into *plutos.APIError.
 //
 //	c, err := grpcclient.New("localhost:50051", apiKey)
@@ -7,6 +8,13 @@
 //	defer c.Close()
 //	res, err := c.Processing.Process(ctx, &plutosv1.ProcessRequest{Input: "Hi", Model: "m"})
 //	if apiErr := grpcclient.AsAPIError(err); apiErr != nil && plutos.IsRateLimit(apiErr) { ... }
+//
+// Management: c.Keys (CreateKey, ListKeys, GetKey, UpdateKey, RotateKey, RevokeKey; a key with the
+// `keys` scope, or an admin key with AccountId set), c.Admin (CreateAccount, ListAccounts,
+// GetAccount, UpdateAccount, ListAuditEvents; an admin key), c.Processing.ListProcesses (request
+// history), c.Usage.GetDailyUsage, c.Webhooks.ListWebhookDeliveries / RedeliverWebhookDelivery /
+// TestWebhook. A failed call's request id: RequestID(err); a successful unary call's is its
+// `x-request-id` trailer (pass grpc.Trailer(&md)), a stream's its header.
 package grpcclient
 
 import (
@@ -39,6 +47,10 @@ type Client struct {
 	Models     plutosv1.ModelsServiceClient
 	Usage      plutosv1.UsageServiceClient
 	Webhooks   plutosv1.WebhooksServiceClient
+	// Keys manages API keys (the `keys` scope; another account's with the `admin` scope).
+	Keys plutosv1.KeysServiceClient
+	// Admin manages accounts and reads the audit trail (the `admin` scope).
+	Admin plutosv1.AdminServiceClient
 }
 
 // New connects to target ("" means $PLUTOS_GRPC_TARGET, else localhost:50051) with apiKey
@@ -73,6 +85,8 @@ func New(target, apiKey string, opts ...grpc.DialOption) (*Client, error) {
 		Models:     plutosv1.NewModelsServiceClient(conn),
 		Usage:      plutosv1.NewUsageServiceClient(conn),
 		Webhooks:   plutosv1.NewWebhooksServiceClient(conn),
+		Keys:       plutosv1.NewKeysServiceClient(conn),
+		Admin:      plutosv1.NewAdminServiceClient(conn),
 	}, nil
 }
 

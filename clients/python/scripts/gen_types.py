@@ -106,23 +106,38 @@ EXPOSED = [
         request_id=True,
     ),
     # The management API.
-    Exposed("ApiKey", "plutos.v1.ApiKey", "An API key as listed: the visible prefix, never the secret."),
-    Exposed("CreatedKey", "plutos.v1.CreateKeyResponse", "A new key and its secret (shown only here)."),
+    # Each result a method returns on its own carries its response's request id (as the others).
+    Exposed(
+        "ApiKey",
+        "plutos.v1.ApiKey",
+        "An API key as listed: the visible prefix, never the secret.",
+        request_id=True,
+    ),
+    Exposed(
+        "CreatedKey",
+        "plutos.v1.CreateKeyResponse",
+        "A new key and its secret (shown only here).",
+        request_id=True,
+    ),
     Exposed(
         "KeyRotation",
         "plutos.v1.RotateKeyResponse",
         "The replacement key, its secret (shown only here), and the key it replaced.",
+        request_id=True,
     ),
     Exposed("AccountUsage", "plutos.v1.AccountUsage", "This calendar month's usage (UTC) so far."),
-    Exposed("Account", "plutos.v1.Account"),
+    Exposed("Account", "plutos.v1.Account", request_id=True),
     Exposed("AuditEvent", "plutos.v1.AuditEvent", "A change to a key or an account."),
     Exposed(
         "ProcessHistoryItem", "plutos.v1.ProcessRecord", "One record of ``list_processes`` (GET /process)."
     ),
     Exposed("DailyUsage", "plutos.v1.DailyUsage", "One UTC day and model."),
-    Exposed("WebhookDelivery", "plutos.v1.WebhookDelivery"),
+    Exposed("WebhookDelivery", "plutos.v1.WebhookDelivery", request_id=True),
     Exposed(
-        "WebhookTestResult", "plutos.v1.TestWebhookResponse", "The receiver's answer to a signed ``ping``."
+        "WebhookTestResult",
+        "plutos.v1.TestWebhookResponse",
+        "The receiver's answer to a signed ``ping``.",
+        request_id=True,
     ),
 ]
 

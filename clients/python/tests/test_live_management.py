@@ -54,7 +54,8 @@ def test_operator_then_self_service(admin: PlutosAI) -> None:
         assert rotation.replaced.replaced_by == rotation.key.id and rotation.replaced.status == "rotated"
         with pytest.raises(ConflictError):
             client.rotate_key(child.key.id)
-        assert client.revoke_key(rotation.key.id).status == "revoked"
+        revoked = client.revoke_key(rotation.key.id)
+        assert revoked.status == "revoked" and child.key.last_used_at is None  # never used
         with pytest.raises(InvalidParametersError) as bad:
             client.create_key(scopes=["admin"])
         assert bad.value.details["field"] == "scopes"
@@ -83,6 +84,28 @@ def test_operator_then_self_service(admin: PlutosAI) -> None:
         client.revoke_key(owner.key.id, allow_self=True)
         with pytest.raises(AuthenticationError):
             client.list_keys()
+
+        # Every management result carries its response's request id, lists included.
+        results: dict[str, object] = {
+            "create_key": child,
+            "rotate_key": rotation,
+            "revoke_key": revoked,
+            "list_processes": page,
+            "test_webhook": ping,
+        }
+    results |= {
+        "create_account": account,
+        "get_account": admin.get_account(account.id),
+        "update_account": admin.update_account(account.id, name="sdk-python"),
+        "list_accounts": admin.list_accounts(limit=1),
+        "list_keys": admin.list_keys(account_id=account.id),
+        "get_key": admin.get_key(owner.key.id, account_id=account.id),
+        "get_daily_usage": admin.get_daily_usage(),
+        "list_audit_events": admin.list_audit_events(limit=1),
+    }
+    for name, result in results.items():
+        assert (getattr(result, "request_id", None) or "").startswith("req_"), name
+    assert admin.get_usage().limits.monthly_tokens > 0
 
     actions = [e.action for e in admin.list_audit_events(account_id=account.id, limit=100).data]
     assert actions[-1] == "account.created" and "key.rotated" in actions and actions[0] == "key.revoked"

@@ -25,6 +25,7 @@ def test_public_names() -> None:
             "KeyRotation",
             "Page",
             "ProcessHistoryItem",
+            "ResultList",
             "WebhookDelivery",
             "WebhookTestResult",
             "ENVIRONMENTS",

@@ -41,8 +41,18 @@ export class APIPromise<T> extends Promise<T> {
   }
 
   /** A new APIPromise whose data is `fn(data)`, with the same response. @internal */
+  /** A part of the result (e.g. `key` of `{ key }`), still carrying the response's `_requestId`. */
   _map<U>(fn: (data: T) => U): APIPromise<U> {
-    return new APIPromise(this.#result.then(({ data, response }) => ({ data: fn(data), response })));
+    return new APIPromise(
+      this.#result.then(({ data, response }) => {
+        const mapped = fn(data);
+        if (typeof mapped === 'object' && mapped !== null && !Object.hasOwn(mapped, '_requestId')) {
+          const requestId = response.headers.get('x-request-id') ?? undefined;
+          Object.defineProperty(mapped, '_requestId', { value: requestId, enumerable: false });
+        }
+        return { data: mapped, response };
+      }),
+    );
   }
 
   #parsed(): Promise<T> {

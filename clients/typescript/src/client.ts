@@ -8,6 +8,7 @@ import type {
   AccountResponse,
   AccountScope,
   ApiKey,
+  ApiKeyResult,
   BatchRequest,
   CreateAccountRequest,
   CreateKeyRequest,
@@ -219,7 +220,7 @@ export class PlutosAI {
   }
 
   /** GET /keys/{id}. */
-  getKey(id: string, scope: AccountScope = {}, options?: RequestOptions): APIPromise<ApiKey> {
+  getKey(id: string, scope: AccountScope = {}, options?: RequestOptions): APIPromise<ApiKeyResult> {
     return this.#json<{ key: ApiKey }>({ method: 'GET', path: keysPath(scope.accountId, id) }, options)._map((r) => r.key);
   }
 
@@ -229,7 +230,7 @@ export class PlutosAI {
     request: UpdateKeyRequest,
     scope: AccountScope = {},
     options?: RequestOptions,
-  ): APIPromise<ApiKey> {
+  ): APIPromise<ApiKeyResult> {
     const spec: RequestSpec = { method: 'PATCH', path: keysPath(scope.accountId, id), body: request };
     return this.#json<{ key: ApiKey }>(spec, options)._map((r) => r.key);
   }
@@ -250,7 +251,7 @@ export class PlutosAI {
     request: { allowSelf?: boolean } = {},
     scope: AccountScope = {},
     options?: RequestOptions,
-  ): APIPromise<ApiKey> {
+  ): APIPromise<ApiKeyResult> {
     const spec: RequestSpec = { method: 'POST', path: keysPath(scope.accountId, id, 'revoke'), body: request };
     return this.#json<{ key: ApiKey }>(spec, options)._map((r) => r.key);
   }

@@ -84,10 +84,12 @@ export type DeleteWebhookResponse = webhooks.DeleteWebhookResponse & ResultMeta;
 // -- management: keys, accounts, audit, history, daily usage, webhook deliveries -----------------
 
 export type ApiKey = keys.ApiKey;
+/** getKey / updateKey / revokeKey answer the key itself, with its response's request id. */
+export type ApiKeyResult = ApiKey & ResultMeta;
 export type KeyLimits = Partial<keys.KeyLimits>;
-export type CreateKeyResponse = keys.CreateKeyResponse;
-export type ListKeysResponse = keys.ListKeysResponse;
-export type RotateKeyResponse = keys.RotateKeyResponse;
+export type CreateKeyResponse = keys.CreateKeyResponse & ResultMeta;
+export type ListKeysResponse = keys.ListKeysResponse & ResultMeta;
+export type RotateKeyResponse = keys.RotateKeyResponse & ResultMeta;
 
 /** For createKey / updateKey; `accountId` (operator, admin scope) acts on another account. */
 export interface KeyFields {
@@ -99,6 +101,8 @@ export interface KeyFields {
   limits?: KeyLimits;
   /** RFC 3339. */
   expiresAt?: string;
+  /** `options.cache` for the key's calls that do not set it: "use", "refresh" or "bypass". */
+  cacheDefault?: string;
 }
 export interface CreateKeyRequest extends KeyFields {
   accountId?: string;
@@ -136,22 +140,22 @@ export interface ListProcessesParams extends PageParams {
   /** YYYY-MM-DD, inclusive. */
   endDate?: string;
 }
-export type ListProcessesResponse = processing.ListProcessesResponse;
+export type ListProcessesResponse = processing.ListProcessesResponse & ResultMeta;
 
 export type DailyUsage = usage.DailyUsage;
 export interface GetDailyUsageParams extends GetUsageParams {
   model?: string;
 }
-export type GetDailyUsageResponse = usage.GetDailyUsageResponse;
+export type GetDailyUsageResponse = usage.GetDailyUsageResponse & ResultMeta;
 
 export type WebhookDelivery = webhooks.WebhookDelivery;
 export interface ListWebhookDeliveriesParams extends PageParams {
   /** "pending", "delivered" or "failed". */
   status?: string;
 }
-export type ListWebhookDeliveriesResponse = webhooks.ListWebhookDeliveriesResponse;
-export type RedeliverWebhookDeliveryResponse = webhooks.RedeliverWebhookDeliveryResponse;
-export type TestWebhookResponse = webhooks.TestWebhookResponse;
+export type ListWebhookDeliveriesResponse = webhooks.ListWebhookDeliveriesResponse & ResultMeta;
+export type RedeliverWebhookDeliveryResponse = webhooks.RedeliverWebhookDeliveryResponse & ResultMeta;
+export type TestWebhookResponse = webhooks.TestWebhookResponse & ResultMeta;
 
 export type Account = admin.Account;
 export type AccountUsage = admin.AccountUsage;
@@ -169,9 +173,9 @@ export interface UpdateAccountRequest {
 export interface ListAuditEventsParams extends PageParams {
   accountId?: string;
 }
-export type AccountResponse = admin.GetAccountResponse;
-export type ListAccountsResponse = admin.ListAccountsResponse;
-export type ListAuditEventsResponse = admin.ListAuditEventsResponse;
+export type AccountResponse = admin.GetAccountResponse & ResultMeta;
+export type ListAccountsResponse = admin.ListAccountsResponse & ResultMeta;
+export type ListAuditEventsResponse = admin.ListAuditEventsResponse & ResultMeta;
 
 /** Per-call settings that override the client's. */
 export interface RequestOptions {

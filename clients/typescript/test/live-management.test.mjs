@@ -37,7 +37,9 @@ describe('live management', { skip }, () => {
     const rotated = await client.rotateKey(child.key.id, { graceSeconds: 60 });
     assert.equal(rotated.replaced.replacedBy, rotated.key.id);
     await assert.rejects(client.rotateKey(child.key.id), ConflictError);
-    assert.equal((await client.revokeKey(rotated.key.id)).status, 'revoked');
+    const revoked = await client.revokeKey(rotated.key.id);
+    assert.equal(revoked.status, 'revoked');
+    assert.equal(child.key.lastUsedAt, undefined, 'a key never used has no lastUsedAt');
     await assert.rejects(client.createKey({ scopes: ['admin'] }), InvalidParametersError);
     await assert.rejects(client.revokeKey(owner.key.id), InvalidParametersError);
     await assert.rejects(client.getKey('key_0000000000000000'), NotFoundError);
@@ -52,7 +54,9 @@ describe('live management', { skip }, () => {
     const ping = await client.testWebhook(hook.id);
     assert.equal(ping.delivered, false);
     assert.ok(ping.error);
-    assert.deepEqual((await client.listWebhookDeliveries(hook.id)).data, []);
+    const deliveries = await client.listWebhookDeliveries(hook.id);
+    assert.deepEqual(deliveries.data, []);
+    assert.match(deliveries._requestId ?? '', /^req_/);
     await assert.rejects(client.redeliverWebhookDelivery(hook.id, 'msg_0000000000000000'), NotFoundError);
     await client.deleteWebhook(hook.id);
 
@@ -67,5 +71,22 @@ describe('live management', { skip }, () => {
     assert.equal(audit.data[0].action, 'key.revoked');
     const accounts = await admin.listAccounts({ limit: 100 });
     assert.ok(accounts.data.some((a) => a.id === account.id));
+
+    // Every result carries its response's request id, the key-returning methods included.
+    const results = [
+      ['createAccount', await admin.getAccount(account.id)],
+      ['createKey', child],
+      ['listKeys', await admin.listKeys({ accountId: account.id })],
+      ['getKey', await admin.getKey(owner.key.id, { accountId: account.id })],
+      ['updateKey', await admin.updateKey(owner.key.id, { name: 'owner2' }, { accountId: account.id })],
+      ['rotateKey', rotated],
+      ['revokeKey', revoked],
+      ['listProcesses', page],
+      ['getDailyUsage', await admin.getDailyUsage()],
+      ['testWebhook', ping],
+      ['listAccounts', await admin.listAccounts({ limit: 1 })],
+      ['listAuditEvents', await admin.listAuditEvents({ limit: 1 })],
+    ];
+    for (const [name, result] of results) assert.match(result._requestId ?? '', /^req_/, name);
   });
 });

@@ -48,6 +48,7 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "ProcessResult",
     "RateLimitError",
     "RawResponse",
+    "ResultList",
     "ServiceUnavailableError",
     "Stream",
     "StreamChunk",

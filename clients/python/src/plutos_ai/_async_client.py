@@ -40,8 +40,10 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
+    with_request_id,
 )
 from ._options import Options
 from ._sse import SSEParser
@@ -222,12 +224,15 @@ class AsyncPlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> CreatedKey:
         """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
 
         Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
         ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
-        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        ``concurrent_requests``. ``cache_default``: ``options.cache`` for the key's calls that do not
+        set it (``"use"``, ``"refresh"``, ``"bypass"``). Raises ``InvalidParametersError`` for anything
+        the caller may not grant."""
         return await self._call(
             m.create_key(
                 name=name,
@@ -236,6 +241,7 @@ class AsyncPlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -243,7 +249,7 @@ class AsyncPlutosAI(BaseClient):
         self,
         *,
         account_id: str | None = None,
-    ) -> list[ApiKey]:
+    ) -> ResultList[ApiKey]:
         """The account's keys, prefixes only (``GET /keys``)."""
         return await self._call(m.list_keys(account_id))
 
@@ -266,6 +272,7 @@ class AsyncPlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> ApiKey:
         """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
         return await self._call(
@@ -277,6 +284,7 @@ class AsyncPlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -325,7 +333,7 @@ class AsyncPlutosAI(BaseClient):
         end_date: str | dt.date | None = None,
         *,
         model: str | None = None,
-    ) -> list[DailyUsage]:
+    ) -> ResultList[DailyUsage]:
         """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
         return await self._call(m.get_daily_usage(start_date, end_date, model))
 
@@ -405,9 +413,10 @@ class AsyncPlutosAI(BaseClient):
         return await self._call(m.list_audit_events(limit, after, account_id))
 
     async def _call(self, call: m.Call[_T]) -> _T:
-        return call.parse(
-            await self._request(call.method, call.path, json_body=call.body, params=call.params)
+        data, request_id = await self._request_with_id(
+            call.method, call.path, json_body=call.body, params=call.params
         )
+        return with_request_id(call.parse(data), request_id)
 
     # -- transport --------------------------------------------------------------------------------
 

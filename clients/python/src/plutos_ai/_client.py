@@ -41,8 +41,10 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
+    with_request_id,
 )
 from ._options import Options
 from ._sse import SSEParser
@@ -218,12 +220,15 @@ class PlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> CreatedKey:
         """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
 
         Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
         ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
-        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        ``concurrent_requests``. ``cache_default``: ``options.cache`` for the key's calls that do not
+        set it (``"use"``, ``"refresh"``, ``"bypass"``). Raises ``InvalidParametersError`` for anything
+        the caller may not grant."""
         return self._call(
             m.create_key(
                 name=name,
@@ -232,6 +237,7 @@ class PlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -239,7 +245,7 @@ class PlutosAI(BaseClient):
         self,
         *,
         account_id: str | None = None,
-    ) -> list[ApiKey]:
+    ) -> ResultList[ApiKey]:
         """The account's keys, prefixes only (``GET /keys``)."""
         return self._call(m.list_keys(account_id))
 
@@ -262,6 +268,7 @@ class PlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> ApiKey:
         """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
         return self._call(
@@ -273,6 +280,7 @@ class PlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -321,7 +329,7 @@ class PlutosAI(BaseClient):
         end_date: str | dt.date | None = None,
         *,
         model: str | None = None,
-    ) -> list[DailyUsage]:
+    ) -> ResultList[DailyUsage]:
         """One row per UTC day and model (``GET /usage/daily``); default: this month so far."""
         return self._call(m.get_daily_usage(start_date, end_date, model))
 
@@ -399,7 +407,10 @@ class PlutosAI(BaseClient):
         return self._call(m.list_audit_events(limit, after, account_id))
 
     def _call(self, call: m.Call[_T]) -> _T:
-        return call.parse(self._request(call.method, call.path, json_body=call.body, params=call.params))
+        data, request_id = self._request_with_id(
+            call.method, call.path, json_body=call.body, params=call.params
+        )
+        return with_request_id(call.parse(data), request_id)
 
     # -- transport --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ._management_types import (
     KeyRotation,
     Page,
     ProcessHistoryItem,
+    ResultList,
     WebhookDelivery,
     WebhookTestResult,
 )
@@ -59,8 +60,11 @@ def _key_fields(
     models: list[str] | None,
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
+    cache_default: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    if cache_default is not None:
+        body["cacheDefault"] = cache_default
     if name is not None:
         body["name"] = name
     if scopes is not None:
@@ -99,15 +103,16 @@ def create_key(
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
     account_id: str | None,
+    cache_default: str | None = None,
 ) -> Call[CreatedKey]:
-    body = _key_fields(name, scopes, models, limits, expires_at)
+    body = _key_fields(name, scopes, models, limits, expires_at, cache_default)
     return Call("POST", _keys_path(account_id), None, body, CreatedKey.from_json)
 
 
-def list_keys(account_id: str | None) -> Call[list[ApiKey]]:
-    def parse(data: Any) -> list[ApiKey]:
+def list_keys(account_id: str | None) -> Call[ResultList[ApiKey]]:
+    def parse(data: Any) -> ResultList[ApiKey]:
         keys = _field(data, "keys")
-        return [ApiKey.from_json(k) for k in keys] if isinstance(keys, list) else []
+        return ResultList(ApiKey.from_json(k) for k in keys) if isinstance(keys, list) else ResultList()
 
     return Call("GET", _keys_path(account_id), None, None, parse)
 
@@ -125,8 +130,9 @@ def update_key(
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
     account_id: str | None,
+    cache_default: str | None = None,
 ) -> Call[ApiKey]:
-    body = _key_fields(name, scopes, models, limits, expires_at)
+    body = _key_fields(name, scopes, models, limits, expires_at, cache_default)
     if models is not None and not models:  # an empty allow-list means "every model": say so
         body["updateMask"] = ",".join(sorted({*body, "models"} - {"updateMask"}))
     return Call("PATCH", _keys_path(account_id, id), None, body, _key)
@@ -152,10 +158,10 @@ def list_processes(**filters: Any) -> Call[Page[ProcessHistoryItem]]:
     )
 
 
-def get_daily_usage(start_date: Any, end_date: Any, model: str | None) -> Call[list[DailyUsage]]:
-    def parse(data: Any) -> list[DailyUsage]:
+def get_daily_usage(start_date: Any, end_date: Any, model: str | None) -> Call[ResultList[DailyUsage]]:
+    def parse(data: Any) -> ResultList[DailyUsage]:
         rows = _field(data, "data")
-        return [DailyUsage.from_json(r) for r in rows] if isinstance(rows, list) else []
+        return ResultList(DailyUsage.from_json(r) for r in rows) if isinstance(rows, list) else ResultList()
 
     params = _page_params(start_date=start_date, end_date=end_date, model=model)
     return Call("GET", "/usage/daily", params, None, parse)

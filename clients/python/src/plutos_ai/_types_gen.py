@@ -488,6 +488,11 @@ class ApiKey:
     #: When the key last authenticated a call (to within a minute: written in the background); unset if it
     #: never has.
     last_used_at: datetime | None = None
+    #: The response cache's mode for this key's calls that do not set `options.cache`: "use", "refresh" or
+    #: "bypass"; unset: "bypass".
+    cache_default: str | None = None
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> ApiKey:
@@ -506,6 +511,7 @@ class ApiKey:
             revoked_at=parse_timestamp(d.get("revokedAt")),
             replaced_by=to_str(d.get("replacedBy")),
             last_used_at=parse_timestamp(d.get("lastUsedAt")),
+            cache_default=optional_str(d.get("cacheDefault")),
         )
 
 
@@ -516,6 +522,8 @@ class CreatedKey:
     key: ApiKey = field(default_factory=ApiKey)
     #: The secret, shown only in this response.
     secret: str = ""
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> CreatedKey:
@@ -536,6 +544,8 @@ class KeyRotation:
     secret: str = ""
     #: The key that was rotated out.
     replaced: ApiKey = field(default_factory=ApiKey)
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> KeyRotation:
@@ -579,6 +589,8 @@ class Account:
     #: Keys not revoked.
     key_count: int = 0
     usage: AccountUsage = field(default_factory=AccountUsage)
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> Account:
@@ -717,6 +729,8 @@ class WebhookDelivery:
     next_attempt_at: datetime | None = None
     created_at: datetime | None = None
     delivered_at: datetime | None = None
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> WebhookDelivery:
@@ -748,6 +762,8 @@ class WebhookTestResult:
     duration: int = 0
     #: The `webhook-id` of the ping.
     delivery_id: str = ""
+    #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
+    request_id: str | None = field(default=None, compare=False, kw_only=True)
 
     @classmethod
     def from_json(cls, data: Any) -> WebhookTestResult:
