@@ -9,8 +9,8 @@ records and ledger written to the store), on SQLite (in-memory limiter) or Postg
 
 The mock upstream and the load client are Go programs (``bench/go/streams/``, built into
 ``.bench/bin/``), so that on a small machine the gateway gets the CPU. The mock stamps each chunk
-with its send time (``|<seq>|<Unix ns>|`` in the content); the client checks that every stream got
-every chunk, once and in order, and takes each chunk's delay: arrival minus the mock's send time,
+with the time it was due (``|<seq>|<Unix ns>|`` in the content); the client checks that every stream got
+every chunk, once and in order, and takes each chunk's delay: arrival minus the time it was due,
 i.e. what the gateway (and loopback) add to the mock's own schedule.
 
 Measured per run: errors; complete streams and missing chunks; per-chunk delay p50/p90/p99/max;
@@ -22,11 +22,12 @@ gateway's sockets to the upstream and its RSS are back at the idle baseline take
 
     .venv/bin/python -m bench.concurrent_streams [--streams 5000] [--duration 30] [--interval-ms 50]
         [--ramp 10] [--store sqlite|postgres] [--workers 1] [--endpoints stream,openai]
-        [--output bench/STREAMS_RESULTS.md] [--json .bench/streams.json]
+        [--output bench/STREAMS_RESULTS.md] [--json .bench/streams.json] [--append]
 
-``--store`` and ``--workers`` take comma-separated lists: every combination is run (each endpoint in
-each). ``--database-url`` / ``--redis-url`` choose PostgreSQL and Redis (defaults: the test
-services, Redis database 13).
+``--streams``, ``--store`` and ``--workers`` take comma-separated lists: every combination is run
+(each endpoint in each); ``--append`` adds the runs to those already in the JSON file.
+``--database-url`` / ``--redis-url`` choose PostgreSQL and Redis (defaults: the test services, Redis
+database 13).
 
 The JSON file (for plots; ``--json``) is one object::
 
@@ -36,6 +37,7 @@ The JSON file (for plots; ``--json``) is one object::
       "targets": {"errors": 0, "added_p99_ms": 20, "rss_per_stream_kib": 30, "recovery_s": 5},
       "runs": [
         {
+          "date": "2026-12-01T01:00:00Z",
           "endpoint": "/v1/stream", "store": "sqlite", "workers": 1,
           "streams": 5000, "chunks_per_stream": 600, "interval_ms": 50, "ramp_s": 10,
           "loadavg_before": [1m, 5m, 15m], "loadavg_after": [1m, 5m, 15m],
@@ -47,7 +49,9 @@ The JSON file (for plots; ``--json``) is one object::
           "rss_idle_mb": ..., "rss_peak_mb": ...,
           "rss_per_stream_kib": ...,              # least-squares slope while the streams open
           "samples": [[t_s, open_streams, rss_bytes], ...],   # RSS against open streams, every 0.25 s
+          "records": {"expected": n, "stored": n, "seconds": s},  # both rounds' calls in GET /v1/usage
           "cpu_s": ..., "cpu_us_per_chunk": ...,  # the gateway's CPU (all processes) over the run
+          "client_cpu_us_per_chunk": ..., "mock_cpu_s": ...,  # the Go client's and mock's CPU
           "recovery": {
             "leave": {"slots": [idle, after], "upstream_connections": [idle, after], "upstream_bound": n,
                       "rss_mb": [idle, when the clients left, after], "seconds": {"slots": s,
@@ -137,6 +141,11 @@ def mock_upstream(binary: Path, interval_ms: int) -> Iterator[tuple[subprocess.P
     finally:
         proc.terminate()
         proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 @dataclass
@@ -294,6 +303,8 @@ def gateway(
             proc.kill()
             proc.wait()
         log_file.close()
+        # The last gateway's log, for a look at what its errors were.
+        shutil.copy(workdir / "gateway.log", ROOT / ".bench" / "streams-gateway.log")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -424,6 +435,24 @@ def recovery(gw: Gateway, baseline: Idle, wait: float, idle_pool: int, rss_basel
     }
 
 
+def stored_requests(gw: Gateway) -> int:
+    """The key's requests this month as GET /v1/usage counts them (every call is recorded, billed
+    for what it produced, however it ended)."""
+    r = httpx.get(f"{gw.base}/v1/usage", headers={"Authorization": f"Bearer {gw.key}"}, timeout=30)
+    r.raise_for_status()
+    return int(r.json()["usage"]["totalRequests"])
+
+
+def records_stored(gw: Gateway, before: int, expected: int, wait: float) -> dict[str, Any]:
+    """Wait (up to ``wait`` s) until ``expected`` more requests are recorded than ``before``."""
+    started = time.monotonic()
+    stored = stored_requests(gw) - before
+    while stored < expected and time.monotonic() - started < wait:
+        time.sleep(0.5)
+        stored = stored_requests(gw) - before
+    return {"expected": expected, "stored": stored, "seconds": round(time.monotonic() - started, 1)}
+
+
 def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace, idle_pool: int) -> dict[str, Any]:
     path, api = ENDPOINTS[endpoint]
     url = f"{gw.base}{path}"
@@ -433,6 +462,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     run_load(load_bin, url, api, gw.key, streams=warm, chunks=5, ramp=1.0)
     time.sleep(2)
     baseline = idle_state(gw)
+    stored_before = stored_requests(gw)
     load_before = os.getloadavg()
     log(
         f"{path}: {args.streams} streams x {chunks} chunks every {args.interval_ms} ms, opened over {args.ramp}s "
@@ -456,6 +486,11 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     )
     disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, warm_rss)
     log(f"{path}: after the mass disconnect ({cut.summary['aborted_streams']} aborted): {disconnect['seconds']}")
+    # Every call admitted is recorded (a refusal, e.g. 503 with no limiter, is not a call that ran).
+    admitted = args.streams - int(s["refused_streams"])
+    admitted += int(cut.summary["started"]) - int(cut.summary["refused_streams"])
+    records = records_stored(gw, stored_before, admitted, args.recovery_wait)
+    log(f"{path}: requests recorded for the key: {records}")
     peak = max((r for _, _, r in main.samples), default=0)
     elapsed = main.samples[-1][0] if main.samples else 0.0
     return {
@@ -482,8 +517,10 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         "rss_per_stream_kib": _round(slope_kib(main.samples)),
         "cpu_s": round(main.cpu_s, 1),
         "cpu_us_per_chunk": round(1e6 * main.cpu_s / s["chunks"], 1) if s["chunks"] else None,
+        "client_cpu_us_per_chunk": round(1e6 * s["cpu_s"] / s["chunks"], 1) if s.get("cpu_s") and s["chunks"] else None,
         "samples": main.samples,
         "recovery": {"leave": leave, "disconnect": disconnect},
+        "records": records,
         "disconnect_errors": cut.summary["errors"],
         "disconnect_aborted": cut.summary["aborted_streams"],
     }
@@ -532,29 +569,32 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         f"- date: {report['date']}",
         f"- machine: {report['machine']}",
         f"- command: `{report['command']}`",
-        f"- load: {report['streams']} concurrent streams, one chunk every {report['interval_ms']} ms for "
-        f"{report['duration_s']} s each (mock upstream and load client in Go, on the same machine), opened over "
-        f"{report['ramp_s']} s",
+        "- load: N concurrent streams, one chunk every *interval* ms for "
+        f"{report['duration_s']} s each (the mock upstream and the load client in Go, on the same machine), opened "
+        "evenly over N / 500 s",
         "",
         f"Targets: {t['errors']} errors; every stream gets every chunk; added per-chunk delay p99 ≤ "
         f"{t['added_p99_ms']} ms; RSS per open stream ≤ {t['rss_per_stream_kib']} KiB; slots, upstream connections "
         f"and memory back at the idle baseline within {t['recovery_s']} s after the clients leave and after they "
         "all disconnect at once.",
         "",
-        "| endpoint | store | workers | loadavg (1m, after) | errors | complete streams | missing chunks "
+        "| streams, chunk every | endpoint | store | workers | loadavg (1m, after) | errors | complete streams "
+        "| peak open streams | missing chunks "
         "| chunk delay p50 / p99 / max ms | gateway CPU µs / chunk | RSS / stream KiB | RSS idle → peak → "
         "after MiB | back to idle after leave s (slots / upstream / RSS) | after mass disconnect s "
-        "(slots / upstream / RSS) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "(slots / upstream / RSS) | calls recorded (both rounds) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in report["runs"]:
         d = r["delay_ms"]
         leave, cut = r["recovery"]["leave"]["seconds"], r["recovery"]["disconnect"]["seconds"]
         per = r["rss_per_stream_kib"]
         out.append(
-            f"| {r['endpoint']} | {r['store']} | {r['workers']} | {r['loadavg_after'][0]:.2f} | "
+            f"| {r['streams']}, {r['interval_ms']} ms | {r['endpoint']} | {r['store']} | {r['workers']} "
+            f"| {r['loadavg_after'][0]:.2f} | "
             f"{r['errors']} {_ok(r['errors'] == 0)} | {r['complete_streams']}/{r['streams']} "
-            f"{_ok(r['complete_streams'] == r['streams'])} | {r['missing_chunks']} | "
+            f"{_ok(r['complete_streams'] == r['streams'])} | {max((x[1] for x in r['samples']), default=0)} | "
+            f"{r['missing_chunks']} | "
             f"{d['p50']:.1f} / {d['p99']:.1f} {_ok(d['p99'] <= t['added_p99_ms'])} / {d['max']:.0f} | "
             f"{r['cpu_us_per_chunk']} | "
             f"{'—' if per is None else f'{per:.1f}'} {_ok(per is not None and per <= t['rss_per_stream_kib'])} | "
@@ -562,7 +602,8 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
             + " / ".join(_secs(leave[k]) for k in ("slots", "upstream_connections", "rss"))
             + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in leave.values()))} | "
             + " / ".join(_secs(cut[k]) for k in ("slots", "upstream_connections", "rss"))
-            + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in cut.values()))} |"
+            + f" {_ok(all(v is not None and v <= t['recovery_s'] for v in cut.values()))} | "
+            + (f"{r['records']['stored']}/{r['records']['expected']} |" if r.get("records") else "— |")
         )
     direct = report.get("direct")
     if direct:
@@ -575,10 +616,14 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         ]
     out += [
         "",
-        "The chunk delay is the client's arrival time minus the mock's send time (stamped in the chunk): what the "
+        "The chunk delay is the client's arrival time minus the time the mock was due to send it (stamped in "
+        "the chunk): what the "
         "gateway adds to the mock's own schedule, plus loopback. RSS per stream is the least-squares slope of the "
         "gateway's RSS (all its processes) against open streams while they open. Errors count streams that failed "
-        "(non-200, `event: error`, broken or incomplete). After the mass disconnect, RSS is compared with the idle "
+        "(non-200, `event: error`, broken or incomplete). Peak open streams: the most streams the client held "
+        "open at once (a stream is open from its response's headers, which come with its first chunk; a gateway "
+        "that cannot keep up admits new streams late, so fewer are open at once). After the mass disconnect, "
+        "RSS is compared with the idle "
         "level after the first round (CPython's allocator keeps most of what a burst freed: the first round shows "
         "how much). Raw figures and the RSS samples: "
         f"`{report['json']}` (format in bench/concurrent_streams.py's docstring).",
@@ -591,7 +636,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="concurrent SSE streams through the gateway")
-    parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--streams", default="5000", help="concurrent streams; a list runs each: 1000,5000")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of chunks per stream (default 30)")
     parser.add_argument("--interval-ms", type=int, default=50, help="ms between two chunks (default 50)")
     parser.add_argument("--ramp", type=float, default=None, help="seconds to open all streams (default N/500)")
@@ -601,45 +646,60 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=0, help="the upstream pool's max_connections (default: N + 100)")
     parser.add_argument("--recovery-wait", type=float, default=15.0, help="seconds to watch for the idle baseline")
     parser.add_argument("--direct", action="store_true", help="also run the client straight to the mock")
+    parser.add_argument("--append", action="store_true", help="add the runs to those already in --json")
     parser.add_argument("--database-url", default=os.environ.get("PLUTOS_BENCH_DATABASE_URL", DEFAULT_PG))
     parser.add_argument("--redis-url", default=os.environ.get("PLUTOS_BENCH_REDIS_URL", DEFAULT_REDIS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--json", type=Path, default=JSON_RESULTS)
     args = parser.parse_args()
-    if args.ramp is None:
-        args.ramp = max(1.0, args.streams / 500)
+    counts = [int(n) for n in args.streams.split(",")]
     mock_bin, load_bin = build_tools()
     started = dt.datetime.now(dt.UTC)
-    runs = []
+    runs: list[dict[str, Any]] = []
     direct = None
     from server.backends.http_client import IDLE_CONNECTIONS
 
-    with mock_upstream(mock_bin, args.interval_ms) as (_, mock_port):
+    def sized(n: int) -> argparse.Namespace:
+        return argparse.Namespace(**{**vars(args), "streams": n, "ramp": args.ramp or max(1.0, n / 500)})
+
+    with mock_upstream(mock_bin, args.interval_ms) as (mock, mock_port):
         if args.direct:
-            direct = direct_run(load_bin, mock_port, args)
-        for store in args.store.split(","):
-            for workers in (int(w) for w in args.workers.split(",")):
-                with gateway(
-                    mock_port,
-                    store=store,
-                    workers=workers,
-                    pool=args.pool or args.streams + 100,
-                    database_url=args.database_url,
-                    redis_url=args.redis_url,
-                ) as gw:
-                    for endpoint in args.endpoints.split(","):
-                        log(f"== {endpoint} on {store}, {workers} worker(s)")
-                        runs.append(one_run(load_bin, gw, endpoint, args, IDLE_CONNECTIONS))
+            direct = direct_run(load_bin, mock_port, sized(max(counts)))
+        for n in counts:
+            for store in args.store.split(","):
+                for workers in (int(w) for w in args.workers.split(",")):
+                    with gateway(
+                        mock_port,
+                        store=store,
+                        workers=workers,
+                        pool=args.pool or n + 100,
+                        database_url=args.database_url,
+                        redis_url=args.redis_url,
+                    ) as gw:
+                        for endpoint in args.endpoints.split(","):
+                            log(f"== {n} streams, {endpoint} on {store}, {workers} worker(s)")
+                            mock_cpu = cpu_seconds(mock.pid)
+                            run = one_run(load_bin, gw, endpoint, sized(n), IDLE_CONNECTIONS)
+                            run["mock_cpu_s"] = round(cpu_seconds(mock.pid) - mock_cpu, 1)  # both rounds
+                            run["date"] = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+                            runs.append(run)
     mem = psutil.virtual_memory().total / 2**30
+    command = "python -m bench.concurrent_streams " + " ".join(sys.argv[1:])
+    previous: dict[str, Any] = {}
+    if args.append and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        runs = [*previous.get("runs", []), *runs]
+        direct = direct or previous.get("direct")
+        command = f"{previous.get('command', '')}; {command}"
     report = {
         "schema": 1,
-        "date": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "date": previous.get("date") or f"{started:%Y-%m-%dT%H:%M:%SZ}",
         "machine": f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.platform()}, Python {platform.python_version()}",
-        "command": "python -m bench.concurrent_streams " + " ".join(sys.argv[1:]),
-        "streams": args.streams,
+        "command": command,
+        "streams": max(r["streams"] for r in runs),
         "duration_s": args.duration,
         "interval_ms": args.interval_ms,
-        "ramp_s": args.ramp,
+        "ramp_s": "streams / 500" if args.ramp is None else args.ramp,
         "targets": TARGETS,
         "runs": runs,
         "direct": direct,

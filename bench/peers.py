@@ -206,7 +206,15 @@ litellm_settings:
 """
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PLUTOS_", "VIRTUAL_ENV"))}
-    env.update({"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True", "LITELLM_TELEMETRY": "False"})
+    # The model cost map from the package itself: by default LiteLLM fetches it from the network at start.
+    env.update(
+        {
+            "LITELLM_LOG": "ERROR",
+            "DISABLE_ADMIN_UI": "True",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+    )
     out = open(work / "litellm.log", "wb")  # noqa: SIM115 - lives as long as the proxy
     proc = subprocess.Popen(
         [

@@ -13,6 +13,8 @@ Two workers on one core cannot show what a second core buys, so the protocol is:
   both writing the store) shows here as fewer requests per core-second.
 - **C** — 2 workers unpinned (both cores), wrk and the mock still on core 0: raw, the generator
   competing with one worker.
+- **D** — as B, but with ``redis-server`` hidden from the gateway's ``PATH``, so each worker counts
+  limits in its own memory (not exact: the old behaviour): what exactness costs per core.
 
 The per-core figure is requests per second of gateway CPU (all its processes and threads, Redis
 included): RPS / (CPU seconds / wall second). With the generator elsewhere, one process is bound by
@@ -52,8 +54,9 @@ from bench.upstream_overhead import lua_script, parse_wrk
 RESULTS = ROOT / "bench" / "WORKERS_RESULTS.md"
 DATA = ROOT / ".bench" / "workers.json"
 NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
-GENERATOR = ("taskset", "-c", "0")
-GATEWAY = ("taskset", "-c", "1")
+TASKSET = shutil.which("taskset") or "taskset"
+GENERATOR = (TASKSET, "-c", "0")
+GATEWAY = (TASKSET, "-c", "1")
 
 
 @dataclass
@@ -62,12 +65,14 @@ class Setup:
     label: str
     workers: int
     pinned: bool
+    exact: bool = True  # False: redis-server hidden from the gateway, each worker limits on its own
 
 
 SETUPS = [
     Setup("A", "1 worker, gateway on core 1", 1, True),
     Setup("B", "2 workers, gateway on core 1", 2, True),
     Setup("C", "2 workers, gateway on both cores", 2, False),
+    Setup("D", "2 workers, per-process limits, core 1", 2, True, exact=False),
 ]
 
 
@@ -122,9 +127,15 @@ def main() -> int:
             servers: dict[str, Server] = {}
             for s in SETUPS:
                 log(f"starting {s.name}: {s.label}")
+                # D: no redis-server on the gateway's PATH, so no private Redis: the in-memory limiter in
+                # each worker (limits not exact) — the reference for what exact limits cost.
+                setup_env = env if s.exact else {**env, "PATH": str(work / "no-redis")}
                 servers[s.name] = stack.enter_context(
                     plutos_server(
-                        plutos_config(mock_port), workers=s.workers, env=env, prefix_cmd=GATEWAY if s.pinned else ()
+                        plutos_config(mock_port),
+                        workers=s.workers,
+                        env=setup_env,
+                        prefix_cmd=GATEWAY if s.pinned else (),
                     )
                 )
             scripts = {}
@@ -153,7 +164,7 @@ def main() -> int:
         name: {k: med(x[k] for x in each) for k in each[0]} | {"rounds_rps": [round(x["rps"]) for x in each]}
         for name, each in runs.items()
     }
-    a, b, c = summary["A"], summary["B"], summary["C"]
+    a, b, c, d = summary["A"], summary["B"], summary["C"], summary["D"]
     speedup = 2 * b["per_core_rps"] / a["per_core_rps"] if a["per_core_rps"] else 0.0
     store = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite (a file per gateway)"
     command = ".venv/bin/python -m bench.workers" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
@@ -175,6 +186,8 @@ def main() -> int:
         f"| `--workers 2` ≥ 1.7x one process, generator elsewhere (per core: 2 x B / A) | **{speedup:.2f}x** "
         f"({b['per_core_rps']:,.0f} vs {a['per_core_rps']:,.0f} RPS per gateway core); raw on 2 shared cores (C / A): "
         f"{c['rps'] / a['rps']:.2f}x | " + ("met" if speedup >= 1.7 else "**missed**") + " |",
+        f"| (reference, limits not exact) the same with each worker limiting on its own (2 x D / A) "
+        f"| {2 * d['per_core_rps'] / a['per_core_rps'] if a['per_core_rps'] else 0:.2f}x | — |",
         "| limits exact across workers | private Redis by default (tests/test_workers_limits.py: "
         "30 of 90 admitted for a 30/min plan over 30 connections) | met |",
     ]
@@ -199,9 +212,10 @@ def main() -> int:
         f"wrk at c = {args.concurrency} with keep-alive; everything on: key auth, plan limits and quota "
         "(1 worker: in memory; 2 workers: their private Redis), the store "
         f"({store}), metrics, the request log.",
-        "- Pinning: wrk and nginx on core 0 (`taskset -c 0`); A and B: the gateway's every process and thread on "
-        "core 1 (`taskset -c 1`, inherited by the workers and the private Redis); C: the gateway unpinned.",
-        f"- {args.seconds} s per run after a 5 s warm-up; A, B, C take turns, {args.rounds} rounds; medians. "
+        "- Pinning: wrk and nginx on core 0 (`taskset -c 0`); A, B and D: the gateway's every process and thread "
+        "on core 1 (`taskset -c 1`, inherited by the workers and the private Redis); C: the gateway unpinned. "
+        "D: redis-server hidden from the gateway's PATH, so each worker limits on its own (not exact; reference).",
+        f"- {args.seconds} s per run after a 5 s warm-up; A, B, C, D take turns, {args.rounds} rounds; medians. "
         "Gateway cores used = the gateway's CPU seconds (all processes, Redis included) per wall second.",
         "",
         *table,

@@ -19,6 +19,7 @@ The answers are the API's error envelope (codes from core/errors.py's table).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from bridge.endpoints import Observe
 from bridge.errors import envelope
 from bridge.rejections import UNPARSED, Rejected, bounded_method
+from bridge.sse_response import ON_DISCONNECT
 from core.errors import ERRORS
 from core.ids import new_request_id
 
@@ -72,6 +74,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = 0.0  # loop time the current request's head began (or the connection)
         self._refused = False
+        self._on_disconnect: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,6 +83,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+        callback, self._on_disconnect = self._on_disconnect, None
+        if callback is not None and self.cycle is not None and not self.cycle.response_complete:
+            callback()
+
+    def _watch_disconnect(self, callback: Callable[[], None]) -> None:
+        if self.cycle is not None and self.cycle.disconnected:  # lost before the response began
+            self.loop.call_soon(callback)
+            return
+        self._on_disconnect = callback
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self.transport.is_closing():
@@ -124,6 +136,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._on_disconnect = None  # a new request on a kept-alive connection
+        self.scope[ON_DISCONNECT] = self._watch_disconnect  # type: ignore[literal-required]
         if not self._in_head:  # the next request on a kept-alive connection
             self._in_head = True
             self._head_bytes = 0

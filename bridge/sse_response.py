@@ -4,6 +4,7 @@ client's disconnect cancelling the call."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import grpc
@@ -11,6 +12,10 @@ from starlette.responses import Response
 
 from bridge.errors import from_rpc_error
 from bridge.surface import REFERENCE, Surface
+
+# The ASGI scope key of a function taking a callback that the server calls, once, if the connection
+# is lost before the response is complete (bridge/http_protocol.py sets it).
+ON_DISCONNECT = "plutos.on_disconnect"
 
 
 class SseResponse(Response):
@@ -22,9 +27,11 @@ class SseResponse(Response):
     JSON is written as the reference shows it (``{"chunk": "partial", ...}``), ASCII-only so a
     client that decodes each network read on its own never splits a character.
 
-    Messages are read straight from the call. One helper task per stream writes the keep-alive
-    comments and watches for the disconnect (Starlette's StreamingResponse runs an anyio task
-    group per response, and reading with a timeout needs a task and an ``asyncio.wait`` per
+    Messages are read straight from the call. Served by the gateway's HTTP protocol
+    (:mod:`bridge.http_protocol`), the connection's loss is reported by a callback and the keep-alive
+    comments come from a timer: one task per stream. Elsewhere a helper task per stream writes the
+    keep-alive comments and watches for the disconnect (Starlette's StreamingResponse runs an anyio
+    task group per response, and reading with a timeout needs a task and an ``asyncio.wait`` per
     message, since cancelling a read cancels the RPC)."""
 
     media_type = "text/event-stream"
@@ -50,6 +57,8 @@ class SseResponse(Response):
         self.raw_headers = raw
         self._last_sent = 0.0
         self._client_gone = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._pinging: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -58,7 +67,15 @@ class SseResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             self._last_sent = loop.time()
-            helper = asyncio.ensure_future(self._keepalive_and_watch(receive, send, asyncio.current_task()))
+            watch = scope.get(ON_DISCONNECT)
+            streaming = asyncio.current_task()
+            if watch is not None and streaming is not None:
+                # The server tells us when the connection is lost, and a timer sends the keep-alive
+                # comments: no task per stream besides this one.
+                watch(partial(self._left, streaming))
+                self._timer = loop.call_at(self._last_sent + self.keepalive_seconds, self._keepalive_due, send)
+            else:
+                helper = asyncio.ensure_future(self._keepalive_and_watch(receive, send, streaming))
             # In process, the messages the handler produced while this task waited (for the client
             # to take the previous write, or for the CPU) go out in one write: every event is still
             # sent, in order, but a stream that fell behind costs one send, not one per event.
@@ -92,8 +109,36 @@ class SseResponse(Response):
         finally:
             if helper is not None:
                 helper.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._pinging is not None:
+                self._pinging.cancel()
             # The client left (or we are done): cancelling the RPC stops generation server-side.
             call.cancel()
+
+    def _left(self, streaming: asyncio.Task[Any]) -> None:
+        """The client's connection is gone: stop streaming (and so cancel the call)."""
+        self._client_gone = True
+        streaming.cancel()
+
+    def _keepalive_due(self, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._last_sent + self.keepalive_seconds
+        if due > loop.time():  # something was sent since: wait from then
+            self._timer = loop.call_at(due, self._keepalive_due, send)
+        else:
+            self._timer = None
+            self._pinging = asyncio.ensure_future(self._ping(send))
+
+    async def _ping(self, send: Any) -> None:
+        try:
+            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+        except Exception:  # the response ended while this waited to write (flow control)
+            return
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        self._pinging = None
+        self._timer = loop.call_at(self._last_sent + self.keepalive_seconds, self._keepalive_due, send)
 
     def _frame(self, message: Any) -> bytes | None:
         event = "message"

@@ -34,7 +34,9 @@ from server.keys import (
     list_keys,
     revoke_key,
     rotate_key,
+    update_key,
 )
+from server.response_cache import CACHE_MODES
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import Account, utcnow
@@ -80,6 +82,7 @@ def _key_json(key: CreatedKey) -> dict[str, Any]:
         "scopes": list(DEFAULT_SCOPES) if key.scopes is None else key.scopes,  # what the key holds
         "models": key.models,  # null: every model in the catalogue
         "expiresAt": _timestamp(key.expires_at),
+        "cacheDefault": key.row.cache_default if key.row is not None else None,
     }
 
 
@@ -147,6 +150,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
                     models=_csv(args.models) if args.models else None,
                     expires_at=expires_at,
                     limits=limits,
+                    cache_default=args.cache_default,
                 ),
             )
         )
@@ -183,6 +187,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                 "expiresAt": _timestamp(k.expires_at),
                 "revokedAt": _timestamp(k.revoked_at),
                 "lastUsedAt": _timestamp(k.last_used_at),
+                "cacheDefault": k.cache_default,
                 "status": key_status(k, now),
             }
             for k, a in rows
@@ -195,6 +200,24 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     print(f"{'ID':24} {'PREFIX':12} {'PLAN':10} {'STATUS':9} {'EXPIRES':20} NAME")
     for k in keys:
         print(f"{k['id']:24} {k['prefix']:12} {k['plan']:10} {k['status']:9} {k['expiresAt'] or '-':20} {k['name']}")
+    return 0
+
+
+def cmd_keys_update(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    if args.cache_default is not None:
+        changes["cache_default"] = None if args.cache_default == "none" else args.cache_default
+    if args.name is not None:
+        changes["name"] = args.name
+    if not changes:
+        print("nothing to change: give --cache-default or --name", file=sys.stderr)
+        return 2
+    try:
+        key = asyncio.run(_with_store(_settings(args), lambda sessions: update_key(sessions, args.id, changes)))
+    except PlutosError as err:
+        print(f"no key {args.id}: {err.message}" if err.code == "not_found" else err.message, file=sys.stderr)
+        return 1
+    print(f"updated {key.id} (name {key.name!r}, cache default {key.cache_default or 'none'})")
     return 0
 
 
@@ -418,8 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--admin", action="store_true", help="an operator key: every scope, including admin (default plan enterprise)"
     )
+    create.add_argument(
+        "--cache-default",
+        choices=CACHE_MODES,
+        help="options.cache for the key's calls that do not set it (default: none, i.e. bypass)",
+    )
     create.add_argument("--json", action="store_true", help="print a JSON object")
     create.set_defaults(func=cmd_keys_create)
+
+    upd = keys.add_parser("update", parents=[common], help="change a key's name or cache default")
+    upd.add_argument("id")
+    upd.add_argument("--name", help="a new label")
+    upd.add_argument(
+        "--cache-default",
+        choices=[*CACHE_MODES, "none"],
+        help="options.cache for the key's calls that do not set it; none: no default (bypass)",
+    )
+    upd.set_defaults(func=cmd_keys_update)
 
     lst = keys.add_parser("list", parents=[common], help="list keys (prefixes only; secrets are never stored)")
     lst.add_argument("--json", action="store_true")

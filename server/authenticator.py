@@ -229,6 +229,7 @@ class Authenticator:
                 limits={f: v for f in _LIMIT_FIELDS if (v := getattr(key, f)) is not None},
                 key_prefix=key.prefix,
                 suspended=account.suspended_at is not None,
+                cache_default=key.cache_default,
             )
             previous = self._cache.get(digest)
             if previous is not None and previous[0] == found:

@@ -28,6 +28,7 @@ class Caller:
     limits: dict[str, int] = field(default_factory=dict)  # per-key overrides, lower than the plan's
     key_prefix: str = ""  # the key's visible prefix (for logs; never the key)
     suspended: bool = False  # the account is suspended: every call gets 403 account_suspended
+    cache_default: str | None = None  # options.cache when a call does not set it (the key's)
 
     def has_scope(self, scope: str) -> bool:
         return scope in (DEFAULT_SCOPES if self.scopes is None else self.scopes)

@@ -162,6 +162,7 @@ async def create_key(
     limits: dict[str, int] | None = None,
     actor: str = CLI_ACTOR,
     max_keys: int | None = None,
+    cache_default: str | None = None,
 ) -> CreatedKey:
     """Create a key, and an account on ``plan`` when ``account_id`` is not given. Raises
     ``not_found`` for an unknown ``account_id``, and ``invalid_parameters`` when the account
@@ -201,6 +202,7 @@ async def create_key(
             models=models,
             expires_at=expires_at,
             created_at=utcnow(),
+            cache_default=cache_default,
             **(limits or {}),
         )
         session.add(key)
@@ -244,7 +246,7 @@ async def update_key(
     account_id: str | None = None,
     actor: str = CLI_ACTOR,
 ) -> ApiKey:
-    """Set the given columns (name, scopes, models, the limit fields, expires_at)."""
+    """Set the given columns (name, scopes, models, the limit fields, expires_at, cache_default)."""
     async with sessions.begin() as session:
         key = await get_key(session, key_id, account_id)
         changed = {}
@@ -283,7 +285,7 @@ async def rotate_key(
     account_id: str | None = None,
     actor: str = CLI_ACTOR,
 ) -> Rotation:
-    """Issue a replacement with the same account, name, scopes, models and limits, and the old
+    """Issue a replacement with the same account, name, scopes, models, limits and cache default, and the old
     key's own expiry. The old secret keeps working until ``grace`` has passed (or its own expiry,
     if sooner; at once with a zero grace).
 
@@ -333,6 +335,7 @@ async def rotate_key(
             requests_per_hour=old.requests_per_hour,
             requests_per_day=old.requests_per_day,
             concurrent_requests=old.concurrent_requests,
+            cache_default=old.cache_default,
             expires_at=own_expiry,
             created_at=now,
         )

@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import io
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,13 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ru
 @pytest.fixture(scope="session")
 def base_url(platform: RunningPlatform) -> str:
     return f"http://127.0.0.1:{platform.http_port}/v1"
+
+
+def free_port() -> int:
+    """A free loopback TCP port (for a helper server a test starts and stops itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def new_key(platform: RunningPlatform, plan: str = "enterprise", **kwargs: Any) -> CreatedKey:

@@ -11,9 +11,9 @@ import pytest
 
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES
-from tests.conftest import new_key
+from tests.conftest import free_port, new_key
 from tests.limits_support import bearer, http_client, platform_with, wait_until
-from tests.test_limits_redis import RedisServer, free_port
+from tests.redis_support import RedisServer
 
 LONG_TTL = 600.0  # seconds: longer than the whole test
 

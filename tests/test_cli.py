@@ -6,23 +6,16 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import MODEL
+from tests.conftest import MODEL, free_port
 
 pytestmark = pytest.mark.sqlite_only
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def plutos(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -67,6 +60,21 @@ async def test_keys_create_rejects_unknown_plan_and_scope(tmp_path: Path) -> Non
     assert code == 2 and "unknown plan" in err
     code, _, err = await plutos(tmp_path, "keys", "create", "--scopes", "process,teleport")
     assert code == 2 and "unknown scopes" in err
+
+
+async def test_a_keys_cache_default_is_set_on_create_and_update(tmp_path: Path) -> None:
+    code, out, err = await plutos(tmp_path, "keys", "create", "--cache-default", "use", "--json")
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["cacheDefault"] == "use"
+    code, _, err = await plutos(tmp_path, "keys", "create", "--cache-default", "always")
+    assert code == 2 and "invalid choice" in err
+    code, out, err = await plutos(tmp_path, "keys", "update", created["id"], "--cache-default", "none")
+    assert code == 0, err
+    code, out, _ = await plutos(tmp_path, "keys", "list", "--json")
+    assert json.loads(out)[0]["cacheDefault"] is None
+    code, _, err = await plutos(tmp_path, "keys", "update", "key_nope", "--cache-default", "use")
+    assert code == 1 and "no key" in err
 
 
 async def test_revoke_unknown_key_fails(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ catalogue; the clients are real HTTP connections through the REST bridge.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,6 +40,7 @@ from tests.limits_support import in_flight, wait_until
 STREAMS = 200
 CHUNKS = 8
 INTERVAL = 0.05  # seconds between two chunks
+SLOW_START = 999  # max_tokens asking the mock to wait a second before its first chunk
 MODEL = "mock-streams"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,6 +90,8 @@ class ScheduledUpstream(asyncio.Protocol):
             write(b"%x\r\n%s\r\n" % (len(data), data))
 
         base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "model": "mock"}
+        if chunks == SLOW_START:  # the first chunk (and so the gateway's response) comes late
+            await asyncio.sleep(1.0)
         for seq in range(chunks):
             await asyncio.sleep(INTERVAL)
             event({**base, "choices": [{"index": 0, "delta": {"content": f"|{seq}|"}, "finish_reason": None}]})
@@ -128,7 +132,8 @@ async def many(
     )
     # The plan's concurrency limit is how many streams one key may hold open at once.
     plans = {**base.plans, "enterprise": dataclasses.replace(base.plans["enterprise"], concurrent_requests=STREAMS)}
-    running = await start_platform(dataclasses.replace(base, models=[spec], plans=plans))
+    # Keep-alive comments between the chunks (every 50 ms): the timer that writes them is exercised too.
+    running = await start_platform(dataclasses.replace(base, models=[spec], plans=plans, sse_keepalive_seconds=0.02))
     yield running
     await running.stop(grace=1)
 
@@ -224,6 +229,36 @@ async def test_a_mass_disconnect_gives_back_every_slot_and_upstream_connection(
 
 def slots_gauge() -> float | None:
     return REGISTRY.get_sample_value("plutos_concurrency_slots_in_flight")
+
+
+async def test_a_client_gone_before_the_first_chunk_gives_its_slot_back(
+    clients: httpx.AsyncClient, many: RunningPlatform, many_key: CreatedKey
+) -> None:
+    body = {"input": "Tell me a story.", "model": MODEL, "options": {"maxTokens": SLOW_START}}
+    waiting = asyncio.ensure_future(clients.post("/v1/stream", json=body))
+
+    async def held() -> bool:
+        return await in_flight(many, many_key.account_id) == 1
+
+    await wait_until(held, "the stream to take its slot")
+    waiting.cancel()  # the connection closes before the response has begun
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+
+    async def released() -> bool:
+        return await in_flight(many, many_key.account_id) == 0
+
+    await wait_until(released, "the slot to be released", within=15)
+
+
+async def test_keepalive_comments_come_between_chunks_and_the_stream_still_completes(
+    clients: httpx.AsyncClient,
+) -> None:
+    body = {"input": "Tell me a story.", "model": MODEL, "options": {"maxTokens": 4}}
+    r = await clients.post("/v1/stream", json=body)
+    events = r.content.split(b"\n\n")
+    assert b": keep-alive" in events
+    assert [e for e in events if e.startswith(b"event: ")][-1].startswith(b"event: complete")
 
 
 def test_serve_raises_the_soft_open_files_limit_to_the_hard_one() -> None:

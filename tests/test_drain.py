@@ -25,8 +25,8 @@ from server.keys import create_key
 from server.store.database import create_engine
 from server.store.models import ProcessRecord
 from tests import conftest
+from tests.conftest import free_port
 from tests.fault_upstream import FaultUpstream
-from tests.test_upstream import free_port
 
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
 

@@ -21,11 +21,11 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import new_key
+from tests.conftest import free_port, new_key
 from tests.fault_upstream import FaultUpstream
 from tests.limits_support import platform_with
-from tests.test_limits_redis import RedisServer, free_port
-from tests.test_upstream import KEY_ENV, KEY_VALUE, upstream_spec
+from tests.redis_support import RedisServer
+from tests.upstream_support import KEY_ENV, KEY_VALUE, upstream_spec
 
 STORES = ["database", "redis"]
 

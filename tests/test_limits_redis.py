@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from server.limiter import Concurrency, MemoryLimiter, Window
 from server.limiter.base import Limiter, LimiterUnavailable
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
-from tests.conftest import MODEL
+from tests.conftest import MODEL, free_port
 from tests.limits_support import (
     CHEAP,
     CHEAP_RESERVATION,
@@ -48,50 +47,11 @@ from tests.limits_support import (
     platform_with,
     wait_until,
 )
+from tests.redis_support import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class RedisServer:
-    """A throw-away redis-server on a fixed loopback port that tests may kill and restart."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            assert self.process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
 
 
 @pytest.fixture(scope="module")

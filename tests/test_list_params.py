@@ -22,7 +22,7 @@ from server.keys import ADMIN_SCOPES
 from server.store.models import utcnow
 from tests.conftest import GrpcClients, new_key
 from tests.limits_support import bearer, md
-from tests.test_webhooks import create_webhook
+from tests.webhooks_support import create_webhook
 
 
 async def grpc_field(call: Awaitable[Any]) -> str:

@@ -21,8 +21,7 @@ from server.keys import CreatedKey
 from server.observability.health import Readiness, ready_route
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter, RequestLog, TextFormatter
 from tests import conftest
-from tests.conftest import MODEL, GrpcClients
-from tests.test_upstream import free_port
+from tests.conftest import MODEL, GrpcClients, free_port
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 PROCESS = "/plutos.v1.ProcessingService/Process"

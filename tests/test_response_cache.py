@@ -15,9 +15,9 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, new_key
+from tests.conftest import MODEL, free_port, new_key
 from tests.limits_support import platform_with
-from tests.test_limits_redis import RedisServer, free_port
+from tests.redis_support import RedisServer
 
 SHORT = {"maxTokens": 8, "temperature": 0}
 
@@ -182,3 +182,41 @@ async def test_records_of_hits_are_stored_with_their_input(cached: RunningPlatfo
     async with cached.runtime.sessions() as session:
         rows = (await session.execute(select(ProcessRecord.cached).where(ProcessRecord.input == text))).scalars().all()
     assert sorted(rows) == [False, True]
+
+
+async def test_a_keys_cache_default_applies_when_the_request_does_not_say(
+    cached: RunningPlatform, platform: RunningPlatform
+) -> None:
+    """``cacheDefault`` on a key (set on create, changed with PATCH /v1/keys/{id}) is
+    ``options.cache`` for its calls that do not set it; a call's own ``options.cache`` wins."""
+    from server.keys import DEFAULT_SCOPES
+
+    owner = await new_key(platform, name="cache-default-owner", scopes=[*DEFAULT_SCOPES, "keys"])
+    async with client(cached, owner) as c:
+        made = await c.post("/keys", json={"name": "cached", "cacheDefault": "use"})
+        assert made.status_code == 200, made.text
+        assert made.json()["key"]["cacheDefault"] == "use"
+        bad = await c.post("/keys", json={"cacheDefault": "always"})
+        assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "cacheDefault"
+        key_id, secret = made.json()["key"]["id"], made.json()["secret"]
+    text = f"Name a fruit. [{uuid.uuid4().hex[:6]}]"
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{cached.http_port}/v1", headers={"Authorization": f"Bearer {secret}"}, timeout=120
+    ) as mine:
+        first = await mine.post("/process", json=body(text, None))
+        second = await mine.post("/process", json=body(text, None))
+        bypassed = await mine.post("/process", json=body(text, "bypass"))
+        assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+        assert "x-cache" not in bypassed.headers
+        assert (await mine.get(f"/process/{second.json()['id']}")).json()["cached"] is True
+        async with client(cached, owner) as c:
+            patched = await c.patch(f"/keys/{key_id}", json={"updateMask": "cacheDefault"})
+            assert patched.status_code == 200, patched.text
+            assert "cacheDefault" not in patched.json()["key"]
+        # The change reaches the key's calls (every replica forgets the cached key on PATCH).
+        after = await mine.post("/process", json=body(text, None))
+        assert "x-cache" not in after.headers
+        async with client(cached, owner) as c:
+            patched = await c.patch(f"/keys/{key_id}", json={"cacheDefault": "refresh"})
+            assert patched.json()["key"]["cacheDefault"] == "refresh"
+        assert (await mine.post("/process", json=body(text, None))).headers["x-cache"] == "MISS"

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,28 +35,16 @@ from gateway.app import RunningPlatform, start_platform
 from server.backends.local import find_smollm2_gguf
 from server.backends.openai_compat import estimate_prompt_tokens
 from server.catalogue import Catalogue
-from server.config import ModelSpec, _parse_model
 from server.keys import CreatedKey
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, new_key
+from tests.conftest import MODEL, free_port, new_key
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, FaultUpstream
 from tests.limits_support import in_flight, no_slots_held
-
-KEY_ENV = "PLUTOS_TEST_UPSTREAM_KEY"
-KEY_VALUE = "sk-test-upstream-0123456789"
-PRICING = {"input_tokens": 0.01, "output_tokens": 0.03}
-
+from tests.upstream_support import KEY_ENV, KEY_VALUE, upstream_spec
 
 # -- the real upstream: llama-cpp-python's server -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclasses.dataclass
@@ -148,22 +135,6 @@ async def faults() -> AsyncIterator[FaultUpstream]:
 
 
 # -- the platform under test ----------------------------------------------------------------------
-
-
-def upstream_spec(model_id: str, base_url: str, upstream_model: str, **extra: Any) -> ModelSpec:
-    entry: dict[str, Any] = {
-        "id": model_id,
-        "backend": "openai-compatible",
-        "base_url": base_url,
-        "upstream_model": upstream_model,
-        "api_key_env": KEY_ENV,
-        "max_tokens": 2048,
-        "pricing": PRICING,
-        "retry_backoff": 0.05,
-        "timeout": {"connect": 2, "read": 30, "total": 60},
-        **extra,
-    }
-    return _parse_model(entry)
 
 
 @pytest.fixture(scope="module")

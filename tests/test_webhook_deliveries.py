@@ -18,8 +18,8 @@ from server.store.models import WebhookDelivery, utcnow
 from server.webhook_delivery.events import payload
 from tests.conftest import GrpcClients, new_key
 from tests.limits_support import bearer, md
-from tests.test_webhooks import SECRET, create_webhook
 from tests.webhook_receiver import Receiver, header_signature_ok, start_receiver
+from tests.webhooks_support import SECRET, create_webhook
 
 
 @pytest.fixture(scope="module")

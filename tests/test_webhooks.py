@@ -43,9 +43,9 @@ from server.webhook_delivery.outbox import Outbox
 from tests.conftest import MODEL, TEST_WEBHOOKS, new_key
 from tests.conftest import test_settings as settings_for_tests
 from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok, start_receiver
+from tests.webhooks_support import SECRET, create_webhook
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "whsec_" + base64.b64encode(b"a-32-byte-secret-for-the-tests!!").decode()
 SHORT = {"maxTokens": 2}
 
 
@@ -59,15 +59,6 @@ def receiver() -> Iterator[Receiver]:
 
 def client_for(base_url: str, key: CreatedKey) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key.secret}"}, timeout=120)
-
-
-async def create_webhook(client: httpx.AsyncClient, url: str, events: list[str], secret: str | None = None) -> Any:
-    body: dict[str, Any] = {"url": url, "events": events}
-    if secret is not None:
-        body["secret"] = secret
-    r = await client.post("/webhooks", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def deliveries_of(platform: RunningPlatform, webhook_id: str) -> list[WebhookDelivery]:

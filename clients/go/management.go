@@ -36,6 +36,9 @@ type APIKey struct {
 	ExpiresAt  *time.Time `json:"expiresAt,omitempty"`
 	RevokedAt  *time.Time `json:"revokedAt,omitempty"`
 	ReplacedBy string     `json:"replacedBy"`
+	// CacheDefault is options.cache for the key's calls that do not set it ("use", "refresh",
+	// "bypass"); nil: none ("bypass").
+	CacheDefault *string `json:"cacheDefault,omitempty"`
 	// LastUsedAt is when the key last authenticated a call (kept to about a minute); nil: never.
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 }
@@ -49,6 +52,8 @@ type CreateKeyRequest struct {
 	Models    []string   `json:"models,omitempty"`
 	Limits    *KeyLimits `json:"limits,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// CacheDefault: options.cache for the key's calls that do not set it ("use", "refresh", "bypass").
+	CacheDefault *string `json:"cacheDefault,omitempty"`
 }
 
 // CreateKeyResponse holds the new key and its secret, shown only here.
@@ -71,6 +76,8 @@ type UpdateKeyRequest struct {
 	Models    []string   `json:"models,omitempty"`
 	Limits    *KeyLimits `json:"limits,omitempty"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// CacheDefault: "use", "refresh" or "bypass" (with UpdateMask "cacheDefault" and nil: none).
+	CacheDefault *string `json:"cacheDefault,omitempty"`
 	// UpdateMask names the fields to change, e.g. "models" with no Models to allow every model.
 	UpdateMask string `json:"updateMask,omitempty"`
 }

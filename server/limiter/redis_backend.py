@@ -150,7 +150,9 @@ class RedisLimiter(Limiter):
         lease: float = 60.0,
         timeout: float = 1.0,
         cooldown: float = 0.5,
-        max_connections: int = 64,
+        # Calls in flight to Redis at once (connections open on demand): a burst of thousands of streams
+        # opening on a busy event loop ran 64 dry and was refused 503 ("No connection available").
+        max_connections: int = 512,
     ) -> None:
         self.url = url
         self.prefix = prefix

@@ -39,6 +39,7 @@ from server.keys import (
     rotate_key,
     update_key,
 )
+from server.response_cache import CACHE_MODES
 from server.runtime import Runtime
 from server.services.generation import timestamp
 from server.store.models import Account, ApiKey, utcnow
@@ -46,8 +47,8 @@ from server.store.models import Account, ApiKey, utcnow
 MAX_KEYS_PER_ACCOUNT = 100
 MAX_GRACE_SECONDS = 30 * 86400
 DEFAULT_GRACE_SECONDS = 86400
-_UPDATABLE = {"name", "scopes", "models", "limits", "expires_at"}
-_JSON_NAMES = {"expiresAt": "expires_at", "updateMask": "update_mask"}
+_UPDATABLE = {"name", "scopes", "models", "limits", "expires_at", "cache_default"}
+_JSON_NAMES = {"expiresAt": "expires_at", "updateMask": "update_mask", "cacheDefault": "cache_default"}
 
 
 def api_key_message(key: ApiKey, now: datetime | None = None) -> keys_pb2.ApiKey:
@@ -72,7 +73,18 @@ def api_key_message(key: ApiKey, now: datetime | None = None) -> keys_pb2.ApiKey
         msg.revoked_at.CopyFrom(timestamp(key.revoked_at))
     if key.last_used_at is not None:
         msg.last_used_at.CopyFrom(timestamp(key.last_used_at))
+    if key.cache_default is not None:
+        msg.cache_default = key.cache_default
     return msg
+
+
+def _cache_default(given: bool, value: str) -> str | None:
+    """``cacheDefault`` checked (None when not given); ``invalid_parameters`` otherwise."""
+    if not given:
+        return None
+    if value not in CACHE_MODES:
+        raise invalid_parameter("cacheDefault", '\'cacheDefault\' must be one of "use", "refresh" or "bypass".')
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +218,7 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
             limits=limits,
             actor=who.key_id,
             max_keys=MAX_KEYS_PER_ACCOUNT,
+            cache_default=_cache_default(request.HasField("cache_default"), request.cache_default),
         )
         assert created.row is not None
         return keys_pb2.CreateKeyResponse(key=api_key_message(created.row), secret=created.secret)
@@ -251,6 +264,8 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
                 fields.add("limits")
             if request.HasField("expires_at"):
                 fields.add("expires_at")
+            if request.HasField("cache_default"):
+                fields.add("cache_default")
         changes: dict[str, Any] = {}
         if "name" in fields:
             if len(request.name) > 200:
@@ -265,6 +280,8 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
             changes.update(self._limits(who, target, request.limits))
         if "expires_at" in fields:
             changes["expires_at"] = self._expiry(target, request.HasField("expires_at"), request.expires_at)
+        if "cache_default" in fields:
+            changes["cache_default"] = _cache_default(request.HasField("cache_default"), request.cache_default)
         key = await update_key(
             self.runtime.sessions, request.id, changes, account_id=target.account_id, actor=who.key_id
         )

@@ -42,9 +42,10 @@ def call_deadline(context: Any) -> float | None:
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
-def _cache(options: processing_pb2.ProcessOptions) -> str | None:
-    """The response-cache mode ``options.cache`` asks for; None when it is not set."""
-    return options.cache if options.HasField("cache") else None
+def _cache(options: processing_pb2.ProcessOptions, key_default: str | None) -> str | None:
+    """The response-cache mode: ``options.cache``, else the key's default (``cacheDefault``), else
+    None ("bypass")."""
+    return options.cache if options.HasField("cache") else key_default
 
 
 RECORD_STATUSES = ("completed", "failed", "cancelled")
@@ -106,7 +107,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     async def Process(self, request: processing_pb2.ProcessRequest, context: Any) -> processing_pb2.ProcessResponse:
         with self.runtime.writer.expect():
             gen = self._generation(request, "process", context)
-            await gen.run(_cache(request.options))
+            await gen.run(_cache(request.options, gen.caller.cache_default))
             return self._process_response(gen)
 
     @staticmethod
@@ -285,7 +286,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            async with aclosing(gen.pieces(_cache(request.options))) as pieces:
+            async with aclosing(gen.pieces(_cache(request.options, gen.caller.cache_default))) as pieces:
                 async for piece in pieces:
                     yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
             yield processing_pb2.StreamResponse(

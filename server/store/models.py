@@ -90,6 +90,8 @@ class ApiKey(Base):
     # When the key last authenticated a call, to within the authenticator's flush interval
     # (server/authenticator.py: noted in memory per call, written in the background).
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # options.cache for the key's calls that do not say ("use", "refresh", "bypass"); None: "bypass".
+    cache_default: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class ProcessRecord(Base):

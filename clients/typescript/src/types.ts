@@ -101,6 +101,8 @@ export interface KeyFields {
   limits?: KeyLimits;
   /** RFC 3339. */
   expiresAt?: string;
+  /** `options.cache` for the key's calls that do not set it: "use", "refresh" or "bypass". */
+  cacheDefault?: string;
 }
 export interface CreateKeyRequest extends KeyFields {
   accountId?: string;

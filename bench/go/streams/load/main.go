@@ -2,10 +2,10 @@
 // straight against the mock upstream) for the concurrent-streams benchmark
 // (bench/concurrent_streams.py), and checks and times every chunk.
 //
-// Each chunk's text carries "|<seq>|<send time, Unix ns>|" (stamped by the mock upstream); a stream
+// Each chunk's text carries "|<seq>|<due time, Unix ns>|" (stamped by the mock upstream); a stream
 // passes when it answered 200, got chunks 0..chunks-1 exactly once and in order, and ended properly
 // (the reference's "event: complete", OpenAI's "data: [DONE]"). The delay of a chunk is its arrival
-// time minus its send time at the mock.
+// time minus the time it was due at the mock.
 //
 // Output on stdout, one JSON object per line: progress every -report
 // ({"t": s, "open": n, "started": n, "ended": n, "errors": n, "chunks": n}), then the summary
@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -51,6 +52,7 @@ var (
 	hist                                     = make([]atomic.Int64, buckets+1)
 	open, started, ended, failed, chunkCount atomic.Int64
 	complete, missing, disorder, aborted     atomic.Int64
+	refused                                  atomic.Int64
 	errMu                                    sync.Mutex
 	errSamples                               = map[string]int{}
 )
@@ -100,6 +102,7 @@ func one(ctx context.Context, client *http.Client, payload []byte) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
+		refused.Add(1) // answered with an error status: never admitted, so never recorded
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 		noteError(fmt.Sprintf("status %d: %s", resp.StatusCode, shorten(string(b))))
 		return
@@ -314,6 +317,7 @@ func main() {
 	summary["chunks_per_stream"] = *chunks
 	summary["complete_streams"] = complete.Load()
 	summary["aborted_streams"] = aborted.Load()
+	summary["refused_streams"] = refused.Load()
 	summary["missing_chunks"] = missing.Load()
 	summary["out_of_order"] = disorder.Load()
 	summary["error_kinds"] = samples
@@ -330,5 +334,9 @@ func main() {
 	}
 	sort.Slice(hs, func(a, b int) bool { return hs[a][0] < hs[b][0] })
 	summary["delay_histogram_ms"] = hs
+	var usage syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &usage) == nil {
+		summary["cpu_s"] = float64(usage.Utime.Nano()+usage.Stime.Nano()) / 1e9
+	}
 	_ = out.Encode(summary)
 }

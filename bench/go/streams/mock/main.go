@@ -1,7 +1,7 @@
 // Command mock is an OpenAI-compatible upstream for the concurrent-streams benchmark
 // (bench/concurrent_streams.py): every POST .../chat/completions with "stream": true is answered
 // with server-sent events, one content chunk every -interval, as many chunks as the request's
-// max_tokens. Each chunk's content is "|<seq>|<send time, Unix ns>|" so a client behind the gateway
+// max_tokens. Each chunk's content is "|<seq>|<due time, Unix ns>|" so a client behind the gateway
 // can check that it got every chunk, in order, and how long each took to reach it.
 //
 // A request without "stream": true gets one JSON completion at once. Written in Go so that the
@@ -86,7 +86,9 @@ func completions(w http.ResponseWriter, r *http.Request) {
 		buf.WriteString(prefix + `"content":"|`)
 		buf.WriteString(strconv.Itoa(seq))
 		buf.WriteByte('|')
-		buf.WriteString(strconv.FormatInt(time.Now().UnixNano(), 10))
+		// The time the chunk was due, not when it left: a gateway that falls behind holds the mock
+		// back (its socket fills up), and that delay is the gateway's too.
+		buf.WriteString(strconv.FormatInt(due.UnixNano(), 10))
 		buf.WriteString(`|"},"finish_reason":null}]}` + "\n\n")
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return

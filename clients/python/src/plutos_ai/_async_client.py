@@ -224,12 +224,15 @@ class AsyncPlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> CreatedKey:
         """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
 
         Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
         ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
-        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        ``concurrent_requests``. ``cache_default``: ``options.cache`` for the key's calls that do not
+        set it (``"use"``, ``"refresh"``, ``"bypass"``). Raises ``InvalidParametersError`` for anything
+        the caller may not grant."""
         return await self._call(
             m.create_key(
                 name=name,
@@ -238,6 +241,7 @@ class AsyncPlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -268,6 +272,7 @@ class AsyncPlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> ApiKey:
         """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
         return await self._call(
@@ -279,6 +284,7 @@ class AsyncPlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 

@@ -220,12 +220,15 @@ class PlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> CreatedKey:
         """Create an API key (``POST /keys``; with ``account_id``: ``POST /admin/accounts/{id}/keys``).
 
         Needs the ``keys`` scope (``admin`` with ``account_id``). The secret is in the result only.
         ``limits`` takes ``requests_per_minute``, ``requests_per_hour``, ``requests_per_day``,
-        ``concurrent_requests``. Raises ``InvalidParametersError`` for anything the caller may not grant."""
+        ``concurrent_requests``. ``cache_default``: ``options.cache`` for the key's calls that do not
+        set it (``"use"``, ``"refresh"``, ``"bypass"``). Raises ``InvalidParametersError`` for anything
+        the caller may not grant."""
         return self._call(
             m.create_key(
                 name=name,
@@ -234,6 +237,7 @@ class PlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 
@@ -264,6 +268,7 @@ class PlutosAI(BaseClient):
         limits: Mapping[str, int] | None = None,
         expires_at: dt.datetime | str | None = None,
         account_id: str | None = None,
+        cache_default: str | None = None,
     ) -> ApiKey:
         """Change a key (``PATCH /keys/{id}``): only the arguments given; ``models=[]`` allows every model."""
         return self._call(
@@ -275,6 +280,7 @@ class PlutosAI(BaseClient):
                 limits=limits,
                 expires_at=expires_at,
                 account_id=account_id,
+                cache_default=cache_default,
             )
         )
 

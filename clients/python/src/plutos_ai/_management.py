@@ -60,8 +60,11 @@ def _key_fields(
     models: list[str] | None,
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
+    cache_default: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
+    if cache_default is not None:
+        body["cacheDefault"] = cache_default
     if name is not None:
         body["name"] = name
     if scopes is not None:
@@ -100,8 +103,9 @@ def create_key(
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
     account_id: str | None,
+    cache_default: str | None = None,
 ) -> Call[CreatedKey]:
-    body = _key_fields(name, scopes, models, limits, expires_at)
+    body = _key_fields(name, scopes, models, limits, expires_at, cache_default)
     return Call("POST", _keys_path(account_id), None, body, CreatedKey.from_json)
 
 
@@ -126,8 +130,9 @@ def update_key(
     limits: Mapping[str, int] | None,
     expires_at: datetime | str | None,
     account_id: str | None,
+    cache_default: str | None = None,
 ) -> Call[ApiKey]:
-    body = _key_fields(name, scopes, models, limits, expires_at)
+    body = _key_fields(name, scopes, models, limits, expires_at, cache_default)
     if models is not None and not models:  # an empty allow-list means "every model": say so
         body["updateMask"] = ",".join(sorted({*body, "models"} - {"updateMask"}))
     return Call("PATCH", _keys_path(account_id, id), None, body, _key)

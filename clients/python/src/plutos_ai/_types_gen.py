@@ -488,6 +488,9 @@ class ApiKey:
     #: When the key last authenticated a call (to within a minute: written in the background); unset if it
     #: never has.
     last_used_at: datetime | None = None
+    #: The response cache's mode for this key's calls that do not set `options.cache`: "use", "refresh" or
+    #: "bypass"; unset: "bypass".
+    cache_default: str | None = None
     #: The ``X-Request-Id`` of the response that carried this result (quote it when reporting a problem).
     request_id: str | None = field(default=None, compare=False, kw_only=True)
 
@@ -508,6 +511,7 @@ class ApiKey:
             revoked_at=parse_timestamp(d.get("revokedAt")),
             replaced_by=to_str(d.get("replacedBy")),
             last_used_at=parse_timestamp(d.get("lastUsedAt")),
+            cache_default=optional_str(d.get("cacheDefault")),
         )
 
 

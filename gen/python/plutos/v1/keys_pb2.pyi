@@ -66,6 +66,7 @@ class ApiKey(google.protobuf.message.Message):
     REVOKED_AT_FIELD_NUMBER: builtins.int
     REPLACED_BY_FIELD_NUMBER: builtins.int
     LAST_USED_AT_FIELD_NUMBER: builtins.int
+    CACHE_DEFAULT_FIELD_NUMBER: builtins.int
     id: builtins.str
     """"key_" followed by 16 hex digits."""
     account_id: builtins.str
@@ -76,6 +77,10 @@ class ApiKey(google.protobuf.message.Message):
     """"active", "rotated" (replaced; works until expires_at), "expired" or "revoked"."""
     replaced_by: builtins.str
     """On a rotated key: the id of its replacement."""
+    cache_default: builtins.str
+    """The response cache's mode for this key's calls that do not set `options.cache`: "use",
+    "refresh" or "bypass"; unset: "bypass".
+    """
     @property
     def scopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """The scopes the key holds."""
@@ -114,9 +119,11 @@ class ApiKey(google.protobuf.message.Message):
         revoked_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         replaced_by: builtins.str = ...,
         last_used_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        cache_default: builtins.str | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "limits", b"limits", "revoked_at", b"revoked_at"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "replaced_by", b"replaced_by", "revoked_at", b"revoked_at", "scopes", b"scopes", "status", b"status"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "cache_default", b"cache_default", "created_at", b"created_at", "expires_at", b"expires_at", "last_used_at", b"last_used_at", "limits", b"limits", "revoked_at", b"revoked_at"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "account_id", b"account_id", "cache_default", b"cache_default", "created_at", b"created_at", "expires_at", b"expires_at", "id", b"id", "last_used_at", b"last_used_at", "limits", b"limits", "models", b"models", "name", b"name", "prefix", b"prefix", "replaced_by", b"replaced_by", "revoked_at", b"revoked_at", "scopes", b"scopes", "status", b"status"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_cache_default", b"_cache_default"]) -> typing.Literal["cache_default"] | None: ...
 
 global___ApiKey = ApiKey
 
@@ -130,9 +137,14 @@ class CreateKeyRequest(google.protobuf.message.Message):
     MODELS_FIELD_NUMBER: builtins.int
     LIMITS_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
+    CACHE_DEFAULT_FIELD_NUMBER: builtins.int
     account_id: builtins.str
     """Empty: the caller's account. Another account needs the `admin` scope."""
     name: builtins.str
+    cache_default: builtins.str
+    """The response cache's mode when a call does not set `options.cache`: "use", "refresh" or
+    "bypass"; unset: "bypass".
+    """
     @property
     def scopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
         """Empty: the caller's own scopes (the default set for an operator creating another account's key)."""
@@ -156,9 +168,11 @@ class CreateKeyRequest(google.protobuf.message.Message):
         models: collections.abc.Iterable[builtins.str] | None = ...,
         limits: global___KeyLimits | None = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
+        cache_default: builtins.str | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["expires_at", b"expires_at", "limits", b"limits"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["account_id", b"account_id", "expires_at", b"expires_at", "limits", b"limits", "models", b"models", "name", b"name", "scopes", b"scopes"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "cache_default", b"cache_default", "expires_at", b"expires_at", "limits", b"limits"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "account_id", b"account_id", "cache_default", b"cache_default", "expires_at", b"expires_at", "limits", b"limits", "models", b"models", "name", b"name", "scopes", b"scopes"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_cache_default", b"_cache_default"]) -> typing.Literal["cache_default"] | None: ...
 
 global___CreateKeyRequest = CreateKeyRequest
 
@@ -261,9 +275,12 @@ class UpdateKeyRequest(google.protobuf.message.Message):
     LIMITS_FIELD_NUMBER: builtins.int
     EXPIRES_AT_FIELD_NUMBER: builtins.int
     UPDATE_MASK_FIELD_NUMBER: builtins.int
+    CACHE_DEFAULT_FIELD_NUMBER: builtins.int
     account_id: builtins.str
     id: builtins.str
     name: builtins.str
+    cache_default: builtins.str
+    """"use", "refresh" or "bypass"; with update_mask "cacheDefault" and unset: back to none ("bypass")."""
     @property
     def scopes(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]: ...
     @property
@@ -289,9 +306,13 @@ class UpdateKeyRequest(google.protobuf.message.Message):
         limits: global___KeyLimits | None = ...,
         expires_at: google.protobuf.timestamp_pb2.Timestamp | None = ...,
         update_mask: google.protobuf.field_mask_pb2.FieldMask | None = ...,
+        cache_default: builtins.str | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["_name", b"_name", "expires_at", b"expires_at", "limits", b"limits", "name", b"name", "update_mask", b"update_mask"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_name", b"_name", "account_id", b"account_id", "expires_at", b"expires_at", "id", b"id", "limits", b"limits", "models", b"models", "name", b"name", "scopes", b"scopes", "update_mask", b"update_mask"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "_name", b"_name", "cache_default", b"cache_default", "expires_at", b"expires_at", "limits", b"limits", "name", b"name", "update_mask", b"update_mask"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_cache_default", b"_cache_default", "_name", b"_name", "account_id", b"account_id", "cache_default", b"cache_default", "expires_at", b"expires_at", "id", b"id", "limits", b"limits", "models", b"models", "name", b"name", "scopes", b"scopes", "update_mask", b"update_mask"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_cache_default", b"_cache_default"]) -> typing.Literal["cache_default"] | None: ...
+    @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_name", b"_name"]) -> typing.Literal["name"] | None: ...
 
 global___UpdateKeyRequest = UpdateKeyRequest

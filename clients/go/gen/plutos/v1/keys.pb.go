@@ -115,7 +115,10 @@ type ApiKey struct {
 	ReplacedBy string `protobuf:"bytes,12,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
 	// When the key last authenticated a call (to within a minute: written in the background);
 	// unset if it never has.
-	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	LastUsedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// The response cache's mode for this key's calls that do not set `options.cache`: "use",
+	// "refresh" or "bypass"; unset: "bypass".
+	CacheDefault  *string `protobuf:"bytes,14,opt,name=cache_default,json=cacheDefault,proto3,oneof" json:"cache_default,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,6 +244,13 @@ func (x *ApiKey) GetLastUsedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiKey) GetCacheDefault() string {
+	if x != nil && x.CacheDefault != nil {
+		return *x.CacheDefault
+	}
+	return ""
+}
+
 type CreateKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty: the caller's account. Another account needs the `admin` scope.
@@ -252,7 +262,10 @@ type CreateKeyRequest struct {
 	Models []string   `protobuf:"bytes,4,rep,name=models,proto3" json:"models,omitempty"`
 	Limits *KeyLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	// Unset: never (or the caller's own expiry, if it has one).
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The response cache's mode when a call does not set `options.cache`: "use", "refresh" or
+	// "bypass"; unset: "bypass".
+	CacheDefault  *string `protobuf:"bytes,7,opt,name=cache_default,json=cacheDefault,proto3,oneof" json:"cache_default,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +340,13 @@ func (x *CreateKeyRequest) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *CreateKeyRequest) GetCacheDefault() string {
+	if x != nil && x.CacheDefault != nil {
+		return *x.CacheDefault
+	}
+	return ""
 }
 
 type CreateKeyResponse struct {
@@ -577,7 +597,9 @@ type UpdateKeyRequest struct {
 	Limits    *KeyLimits             `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// The fields to change (JSON names or proto names). Unset: every field given in the request.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,8,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,8,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// "use", "refresh" or "bypass"; with update_mask "cacheDefault" and unset: back to none ("bypass").
+	CacheDefault  *string `protobuf:"bytes,9,opt,name=cache_default,json=cacheDefault,proto3,oneof" json:"cache_default,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,6 +688,13 @@ func (x *UpdateKeyRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 		return x.UpdateMask
 	}
 	return nil
+}
+
+func (x *UpdateKeyRequest) GetCacheDefault() string {
+	if x != nil && x.CacheDefault != nil {
+		return *x.CacheDefault
+	}
+	return ""
 }
 
 type UpdateKeyResponse struct {
@@ -954,7 +983,7 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\x14_requests_per_minuteB\x14\n" +
 	"\x12_requests_per_hourB\x13\n" +
 	"\x11_requests_per_dayB\x16\n" +
-	"\x14_concurrent_requests\"\xe9\x03\n" +
+	"\x14_concurrent_requests\"\xa5\x04\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -975,7 +1004,9 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\vreplaced_by\x18\f \x01(\tR\n" +
 	"replacedBy\x12<\n" +
 	"\flast_used_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastUsedAt\"\xde\x01\n" +
+	"lastUsedAt\x12(\n" +
+	"\rcache_default\x18\x0e \x01(\tH\x00R\fcacheDefault\x88\x01\x01B\x10\n" +
+	"\x0e_cache_default\"\x9a\x02\n" +
 	"\x10CreateKeyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
@@ -984,7 +1015,9 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\x06models\x18\x04 \x03(\tR\x06models\x12,\n" +
 	"\x06limits\x18\x05 \x01(\v2\x14.plutos.v1.KeyLimitsR\x06limits\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"P\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12(\n" +
+	"\rcache_default\x18\a \x01(\tH\x00R\fcacheDefault\x88\x01\x01B\x10\n" +
+	"\x0e_cache_default\"P\n" +
 	"\x11CreateKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"0\n" +
@@ -998,7 +1031,7 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
 	"\x02id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x02id\"5\n" +
 	"\x0eGetKeyResponse\x12#\n" +
-	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\"\xbf\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\"\xfb\x02\n" +
 	"\x10UpdateKeyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
@@ -1010,8 +1043,10 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12;\n" +
 	"\vupdate_mask\x18\b \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMaskB\a\n" +
-	"\x05_name\"8\n" +
+	"updateMask\x12(\n" +
+	"\rcache_default\x18\t \x01(\tH\x01R\fcacheDefault\x88\x01\x01B\a\n" +
+	"\x05_nameB\x10\n" +
+	"\x0e_cache_default\"8\n" +
 	"\x11UpdateKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\"\x83\x01\n" +
 	"\x10RotateKeyRequest\x12\x1d\n" +
@@ -1114,6 +1149,8 @@ func file_plutos_v1_keys_proto_init() {
 		return
 	}
 	file_plutos_v1_keys_proto_msgTypes[0].OneofWrappers = []any{}
+	file_plutos_v1_keys_proto_msgTypes[1].OneofWrappers = []any{}
+	file_plutos_v1_keys_proto_msgTypes[2].OneofWrappers = []any{}
 	file_plutos_v1_keys_proto_msgTypes[8].OneofWrappers = []any{}
 	file_plutos_v1_keys_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}

@@ -45,7 +45,14 @@ export interface ApiKey {
    * When the key last authenticated a call (to within a minute: written in the background);
    * unset if it never has.
    */
-  lastUsedAt?: string | undefined;
+  lastUsedAt?:
+    | string
+    | undefined;
+  /**
+   * The response cache's mode for this key's calls that do not set `options.cache`: "use",
+   * "refresh" or "bypass"; unset: "bypass".
+   */
+  cacheDefault?: string | undefined;
 }
 
 export interface CreateKeyRequest {
@@ -60,7 +67,14 @@ export interface CreateKeyRequest {
     | KeyLimits
     | undefined;
   /** Unset: never (or the caller's own expiry, if it has one). */
-  expiresAt?: string | undefined;
+  expiresAt?:
+    | string
+    | undefined;
+  /**
+   * The response cache's mode when a call does not set `options.cache`: "use", "refresh" or
+   * "bypass"; unset: "bypass".
+   */
+  cacheDefault?: string | undefined;
 }
 
 export interface CreateKeyResponse {
@@ -100,7 +114,11 @@ export interface UpdateKeyRequest {
     | string
     | undefined;
   /** The fields to change (JSON names or proto names). Unset: every field given in the request. */
-  updateMask?: string[] | undefined;
+  updateMask?:
+    | string[]
+    | undefined;
+  /** "use", "refresh" or "bypass"; with update_mask "cacheDefault" and unset: back to none ("bypass"). */
+  cacheDefault?: string | undefined;
 }
 
 export interface UpdateKeyResponse {
