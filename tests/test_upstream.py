@@ -778,7 +778,7 @@ async def test_openai_sdk_chat_and_stream_through_llama_cpp_server(up: RunningPl
 async def test_openai_npm_package_and_langchain_through_llama_cpp_server(
     up: RunningPlatform, up_key: CreatedKey
 ) -> None:
-    from tests.test_openai_clients import langchain_checks, node_sdk_results
+    from tests.openai_clients_support import langchain_checks, node_sdk_results
 
     await node_sdk_results(up, up_key, "gpt-4")
     await langchain_checks(up, up_key, "gpt-4")
