@@ -52,6 +52,10 @@ from tests.redis_support import RedisServer
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
+# A quota one and a half cheap reservations large: a burst admits two calls at most (0 and 70 reserved
+# are below it, 140 is not), and whatever the timing it is used up after three or four real model
+# calls (each uses ~35 tokens, at least its prompt's ~31) rather than forty.
+QUOTA_PAIR = CHEAP_RESERVATION + CHEAP_RESERVATION // 2
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +311,11 @@ class Replicas:
 async def replicas(
     platform: RunningPlatform, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Replicas]:
-    plans = [*platform.runtime.settings.plans.values(), plan("quota-edge", monthly_tokens=1500)]
+    plans = [
+        *platform.runtime.settings.plans.values(),
+        plan("quota-edge", monthly_tokens=1500),
+        plan("quota-pair", monthly_tokens=QUOTA_PAIR),
+    ]
     tmp = tmp_path_factory.mktemp("replicas")
     config = replica_config(tmp, plans)
     env = {
@@ -439,25 +447,34 @@ async def test_two_replicas_share_the_concurrency_limit(replicas: Replicas) -> N
 async def test_two_replicas_overshoot_the_quota_by_less_than_one_reservation(
     platform: RunningPlatform, replicas: Replicas
 ) -> None:
-    secret, account_id = replicas.create_key("quota-edge")
-    clients = replicas.clients()
+    """Bursts of 24 calls split over both replicas until the quota refuses them all: the month ends
+    at least at the quota and less than one reservation past it, and the shared counter in Redis
+    holds exactly what the ledger billed, with nothing left reserved (each call settled once).
+
+    Were each replica counting on its own, the first burst would admit two calls on each (140
+    tokens) and the second one more on each (210 ≥ QUOTA_PAIR + CHEAP_RESERVATION)."""
+    secret, account_id = replicas.create_key("quota-pair")
+    clients = replicas.clients(connections=24)
+    probe = RedisLimiter(replicas.env["PLUTOS_REDIS_URL"])
     try:
-        for _ in range(40):
+        for _ in range(8):
             replies = await asyncio.gather(
                 *(clients[i % 2].post("/process", json=CHEAP, headers=bearer(secret)) for i in range(24))
             )
-            codes = {r.status_code for r in replies}
-            assert codes <= {200, 429}
+            codes = [r.status_code for r in replies]
+            assert set(codes) <= {200, 429}, codes
             if 200 not in codes:
                 break
         else:
             pytest.fail("the quota never ran out")
+        assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
+        used = await ledger_tokens(platform, account_id)
+        assert QUOTA_PAIR <= used < QUOTA_PAIR + CHEAP_RESERVATION, used
+        assert await probe.tokens(account_id) == (used, 0)
     finally:
+        await probe.close()
         for c in clients:
             await c.aclose()
-    assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
-    used = await ledger_tokens(platform, account_id)
-    assert 1500 <= used < 1500 + CHEAP_RESERVATION, used
 
 
 # -- Redis goes away mid-run ------------------------------------------------------------------------
