@@ -218,7 +218,8 @@ class Limiter(abc.ABC):
         now: float | None = None,
     ) -> Entry:
         """:meth:`acquire`, then — if admitted and ``quota`` is given — :meth:`reserve_tokens`;
-        a slot taken for a call the quota refuses is given back at once.
+        a slot taken for a call the quota refuses is given back at once (and not counted in
+        ``admission.in_flight``).
 
         Raises :class:`LimiterUnavailable` (then nothing is held) or what ``quota.seed`` raises.
         Backends with a store override it to decide everything in one round trip."""
@@ -236,7 +237,8 @@ class Limiter(abc.ABC):
         if check.reservation is None and admission.slot is not None:
             if not self.release_now(admission.slot):
                 await self.release(admission.slot)
-            admission = dataclasses.replace(admission, slot=None)
+            in_flight = tuple((c, n - 1) for c, n in admission.in_flight)
+            admission = dataclasses.replace(admission, slot=None, in_flight=in_flight)
         return Entry(admission, check)
 
     async def finish(self, slot: Slot | None, reservation: Reservation | None, used: int) -> None:

@@ -292,8 +292,11 @@ class RedisLimiter(Limiter):
             self._slots[slot_id] = slot_keys
         try:
             reply = await self._call(partial(self._admit_script, keys=keys, args=args))
-        except BaseException:
-            self._end_later(slot_id, slot_keys, reservation_id, month_keys, 0, retry=False)
+        except BaseException as err:
+            # Cancelled after sending, the script may still run: undo it until Redis answers. Redis
+            # unreachable: it most likely did not run; one attempt, else the leases run out.
+            cancelled = isinstance(err, asyncio.CancelledError)
+            self._end_later(slot_id, slot_keys, reservation_id, month_keys, 0, retry=cancelled)
             raise
         allowed, status, used, reserved = (int(x) for x in reply[:4])
         counts = [int(x) for x in reply[4:]]
@@ -302,8 +305,9 @@ class RedisLimiter(Limiter):
             try:
                 seed = str(await quota.seed(quota.account_id, month_of(now)[1]))
                 status, used, reserved = await self._reserve_seeded(quota, now, reservation_id, seed)
-            except BaseException:
-                self._end_later(slot_id, slot_keys, reservation_id, month_keys, 0, retry=False)
+            except BaseException as err:
+                cancelled = isinstance(err, asyncio.CancelledError)
+                self._end_later(slot_id, slot_keys, reservation_id, month_keys, 0, retry=cancelled)
                 raise
             if status == 0 and concurrency:  # refused: give back the slot the first script took
                 counts[len(windows) :] = [n - 1 for n in counts[len(windows) :]]
@@ -401,9 +405,8 @@ class RedisLimiter(Limiter):
         *,
         retry: bool,
     ) -> None:
-        """FINISH in the background. ``retry``: the attempt just failed, so try again every second
-        until Redis answers or a lease has passed. Else once, at once: an ADMIT that failed or was
-        cancelled may still have run (if Redis cannot say, the leases run out on their own)."""
+        """FINISH in the background: at once, then — if ``retry`` — every second until Redis
+        answers or a lease has passed (else the leases run out on their own)."""
         if not slot_id and not reservation_id:
             return
         if reservation_id:  # keep the reservation's lease alive until it is settled
@@ -414,18 +417,19 @@ class RedisLimiter(Limiter):
             give_up = time.monotonic() + self.lease
             try:
                 while True:
-                    if retry:
-                        await asyncio.sleep(max(self.cooldown, RELEASE_RETRY_SECONDS))
                     try:
                         await self._end(slot_id, slot_keys, reservation_id, month_keys, used)
                         return
                     except LimiterUnavailable:
-                        if not retry or time.monotonic() >= give_up:
+                        if not retry:
+                            return
+                        if time.monotonic() >= give_up:
                             log.warning(
                                 "could not end slot %s / reservation %s (%d tokens used); their leases run out",
                                 slot_id or "-", reservation_id or "-", used,
                             )  # fmt: skip
                             return
+                    await asyncio.sleep(max(self.cooldown, RELEASE_RETRY_SECONDS))
             finally:
                 self._reservations.pop(reservation_id, None)
 
