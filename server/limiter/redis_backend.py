@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.limiter import resp
 from server.limiter.base import (
     Admission,
     Concurrency,
@@ -201,6 +202,10 @@ class RedisLimiter(Limiter):
         self.client = aioredis.Redis(connection_pool=pool)
         self._admit_script = self.client.register_script(ADMIT)
         self._finish_script = self.client.register_script(FINISH)
+        # The two scripts of every call go through one pipelined connection (redis-py for TLS).
+        self._pipe = resp.Pipe(url, timeout=timeout) if resp.supports(url) else None
+        self._admit_sha = resp.Script(ADMIT)
+        self._finish_sha = resp.Script(FINISH)
         self._down_until = 0.0
         # Leases this process renews: slot id -> concurrency keys; reservation id -> lease key.
         self._slots: dict[str, tuple[str, ...]] = {}
@@ -222,6 +227,8 @@ class RedisLimiter(Limiter):
             self._renewer = None
         for task in list(self._ending):
             task.cancel()
+        if self._pipe is not None:
+            self._pipe.close()
         await self.client.aclose(close_connection_pool=True)
 
     # -- keys -----------------------------------------------------------------------------------
@@ -252,6 +259,12 @@ class RedisLimiter(Limiter):
         except RedisError as err:
             log.error("redis limiter error: %r", err)
             raise LimiterUnavailable(str(err)) from err
+
+    def _run(self, which: Literal["admit", "finish"], keys: list[str], args: list[Any]) -> Any:
+        """The ``_call`` work of one script: on the pipelined connection when there is one."""
+        if self._pipe is not None:
+            return partial(self._pipe.evalsha, self._admit_sha if which == "admit" else self._finish_sha, keys, args)
+        return partial(self._admit_script if which == "admit" else self._finish_script, keys=keys, args=args)
 
     async def admit(
         self,
@@ -291,7 +304,7 @@ class RedisLimiter(Limiter):
         if concurrency:
             self._slots[slot_id] = slot_keys
         try:
-            reply = await self._call(partial(self._admit_script, keys=keys, args=args))
+            reply = await self._call(self._run("admit", keys, args))
         except BaseException as err:
             # Cancelled after sending, the script may still run: undo it until Redis answers. Redis
             # unreachable: it most likely did not run; one attempt, else the leases run out.
@@ -345,7 +358,7 @@ class RedisLimiter(Limiter):
         month_ttl = int(end.timestamp() - now) + MONTH_TTL_SLACK
         args: list[int | str] = [0, 0, now_ms, "", now_ms + int(self.lease * 1000), 0]
         args += ["1", quota.amount, quota.quota, reservation_id, seed, month_ttl]
-        reply = await self._call(partial(self._admit_script, keys=keys, args=args))
+        reply = await self._call(self._run("admit", keys, args))
         status, used, reserved = (int(x) for x in reply[1:4])
         if status == -1:  # pragma: no cover - a seeded counter always exists
             raise LimiterUnavailable("quota counter could not be seeded")
@@ -393,7 +406,7 @@ class RedisLimiter(Limiter):
     ) -> None:
         keys = [*slot_keys, *month_keys] if reservation_id else list(slot_keys)
         args: list[int | str] = [len(slot_keys), slot_id, reservation_id, used]
-        await self._call(partial(self._finish_script, keys=keys, args=args))
+        await self._call(self._run("finish", keys, args))
 
     def _end_later(
         self,
