@@ -107,7 +107,7 @@ async def test_accounts_list_with_month_to_date_usage(platform: RunningPlatform,
         ("PATCH", "/admin/accounts/acct_nope", {"plan": "pro"}, 404, None),
         ("GET", "/admin/accounts/acct_nope", None, 404, None),
         ("POST", "/admin/accounts/acct_nope/keys", {}, 404, None),
-        ("GET", "/admin/accounts", {"limit": 0}, 200, None),
+        ("GET", "/admin/accounts?limit=0", None, 400, "limit"),  # 0 is out of range, not "the default"
         ("GET", "/admin/audit?limit=500", None, 400, "limit"),
         ("POST", "/admin/accounts", {"plan": "pro", "credit": 5}, 400, None),
     ],
