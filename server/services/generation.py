@@ -273,8 +273,9 @@ class Generation:
             raise
         await self.save()
 
-    async def pieces(self) -> AsyncGenerator[str, None]:
-        """Prepare, then yield the output as the model produces it; stored and billed once the
+    async def batches(self) -> AsyncGenerator[list[str], None]:
+        """Prepare, then yield the output as the model produces it, in lists of the pieces that
+        came together (:meth:`Backend.stream_batches`); stored and billed once the
         stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
         ``failed``).
 
@@ -291,9 +292,9 @@ class Generation:
         status, error_code = "cancelled", None
         try:
             # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                async for piece in pieces:
-                    yield piece
+            async with aclosing(self.backend.stream_batches(self.prompt, self.state)) as batches:  # type: ignore[arg-type]
+                async for batch in batches:
+                    yield batch
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

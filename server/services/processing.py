@@ -361,11 +361,13 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                         yield _chunk(piece)
                 else:
                     # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                        async for piece in pieces:
+                    # In the lists of pieces that came together: one step per network read.
+                    async with aclosing(gen.backend.stream_batches(gen.prompt, gen.state)) as batches:  # type: ignore[arg-type]
+                        async for batch in batches:
                             if cache is not None:
-                                recorded.append(piece)
-                            yield _chunk(piece)
+                                recorded.extend(batch)
+                            for piece in batch:
+                                yield _chunk(piece)
                 status = "completed"
             except PlutosError as err:
                 status, error_code = "failed", err.code
