@@ -7,7 +7,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -21,6 +21,8 @@ from server.limiter.policy import account_subject
 from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import LedgerEntry
 from tests.conftest import MODEL
+
+T = TypeVar("T")
 
 # A cheap generating call and the tokens the quota reserves for it (an upper bound on its usage).
 CHEAP = {"input": "Hi", "model": MODEL, "options": {"maxTokens": 4}}
@@ -91,18 +93,13 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.02)
 
 
-async def fresh_minute(*platforms: RunningPlatform, margin: float = 20.0) -> Callable[[], float]:
+async def fresh_minute(*platforms: RunningPlatform) -> Callable[[], float]:
     """Fixed windows are aligned to the clock: make sure a burst fits in one minute.
 
-    With ``platforms`` (in this process), their limiters' clocks are moved to the start of the next
-    minute (at most 60 s ahead of the wall clock, then running with it): no waiting. Without, it
-    waits on the wall clock (for replicas in other processes). Returns the clock the windows now
-    follow, for the test's own arithmetic on resets and retry-after."""
-    if not platforms:
-        left = 60 - time.time() % 60
-        if left < margin:
-            await asyncio.sleep(left + 0.05)
-        return time.time
+    The platforms' (in this process) limiters' clocks are moved to the start of the next minute (at
+    most 60 s ahead of the wall clock, then running with it): no waiting. Returns the clock the
+    windows now follow, for the test's own arithmetic on resets and retry-after. (Servers in other
+    processes: ``in_one_minute``.)"""
     real = time.time()
     offset = (int(real) // 60 + 1) * 60 - real + 0.001
 
@@ -112,6 +109,18 @@ async def fresh_minute(*platforms: RunningPlatform, margin: float = 20.0) -> Cal
     for running in platforms:
         running.runtime.limiter.clock = clock
     return clock
+
+
+async def in_one_minute(burst: Callable[[], Awaitable[T]]) -> T:
+    """``burst()``'s result, from a run that fell inside one fixed minute window of the wall clock,
+    for servers in other processes (whose clocks a test cannot move). A run that crossed a minute
+    boundary is thrown away and ``burst`` runs again at once (it then starts just after the boundary):
+    no waiting. ``burst`` must use a fresh subject (e.g. create its own key) on every run."""
+    while True:
+        window = time.time() // 60
+        result = await burst()
+        if time.time() // 60 == window:
+            return result
 
 
 async def in_flight(running: RunningPlatform, account_id: str) -> int:

@@ -13,18 +13,15 @@ import httpx
 import pytest
 
 from tests.conftest import MODEL, free_port
+from tests.subprocess_support import run
 
 pytestmark = pytest.mark.sqlite_only
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
 async def plutos(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", **(env or {})}
-    proc = await asyncio.create_subprocess_exec(
-        *PLUTOS, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode(), err.decode()
+    database = {"PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"}
+    return await run(*PLUTOS, *args, env={**database, **(env or {})}, timeout=120)
 
 
 async def test_keys_create_json_list_revoke_rotate(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from server.store.models import ProcessRecord
 from tests import conftest
 from tests.conftest import free_port
 from tests.fault_upstream import FaultUpstream
+from tests.subprocess_support import run
 
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
@@ -37,13 +38,6 @@ async def faults() -> AsyncIterator[FaultUpstream]:
     await upstream.start()
     yield upstream
     await upstream.stop()
-
-
-async def run(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def test_sigterm_lets_a_stream_finish_refuses_new_calls_and_exits_0(
@@ -67,7 +61,9 @@ pricing = {{ input_tokens = 0.001, output_tokens = 0.002 }}
 """
     )
     cli = [*PLUTOS, "--config", str(config)]
-    secret = json.loads(await run(*cli, "keys", "create", "--plan", "enterprise", "--json"))["key"]
+    code, out, err = await run(*cli, "keys", "create", "--plan", "enterprise", "--json")
+    assert code == 0, err
+    secret = json.loads(out)["key"]
     http_port, grpc_port = free_port(), free_port()
     # The default drain_delay_seconds (tests/conftest.py sets 0 for every other server).
     env = {k: v for k, v in os.environ.items() if k != "PLUTOS_DRAIN_DELAY_SECONDS"}

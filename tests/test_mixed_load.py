@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,22 +25,11 @@ from sqlalchemy import func, select
 from server.store.database import create_engine, session_factory
 from server.store.models import LedgerEntry, ProcessRecord, WebhookDelivery
 from tests.conftest import MODEL
+from tests.serve_support import plutos_json, serving_workers
 from tests.webhook_receiver import Receiver, start_receiver
 
-ROOT = Path(__file__).resolve().parents[1]
-_SERVE = (sys.executable, "-m", "gateway.cli")
 LOAD_SECONDS = 6.0
 TINY = {"maxTokens": 1}
-
-
-def reserved_port() -> socket.socket:
-    """A loopback port held (bound with SO_REUSEPORT, not listening) for the test's lifetime, so
-    every worker of a `plutos serve --workers N` can bind it too and no one else takes it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @dataclass
@@ -51,29 +37,13 @@ class Served:
     base_url: str
     database_url: str
     log: Path
+    cfg: Path
+    env: dict[str, str]
     answers: Counter[int] = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
 
     def diagnostics(self) -> list[tuple[str, str]]:
         return [("plutos serve", self.log.read_text(errors="replace")[-20_000:])]
-
-
-def _cli(cfg: Path, env: dict[str, str], *args: str) -> Any:
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(out.stdout)
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([*_SERVE, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @pytest.fixture(scope="module")
@@ -101,29 +71,9 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     )
     env = {**os.environ, "PLUTOS_DATABASE_URL": url}
     env.pop("PLUTOS_CONFIG", None)
-    http_sock, grpc_sock = reserved_port(), reserved_port()
-    http_port, grpc_port = http_sock.getsockname()[1], grpc_sock.getsockname()[1]
     log = tmp_path / "serve.log"
-    args = ["--config", str(cfg), "serve", "--workers", str(workers)]
-    proc = _spawn([*args, "--http-port", str(http_port), "--grpc-port", str(grpc_port)], env, log)
-    try:
-        deadline = time.monotonic() + 120
-        while log.read_text(errors="replace").count("serving REST on") < workers:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"plutos serve did not start: {log.read_text(errors='replace')}")
-            await asyncio.sleep(0.1)
-        served = Served(f"http://127.0.0.1:{http_port}/v1", url, log)
-        served.cfg, served.env = cfg, env  # type: ignore[attr-defined]
-        yield served
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        http_sock.close()
-        grpc_sock.close()
+    async with serving_workers(cfg, env, log, workers) as serving:
+        yield Served(serving.base_url, url, log, cfg, env)
 
 
 async def _loop(until: float, work: Callable[[int], Awaitable[None]]) -> None:
@@ -134,9 +84,8 @@ async def _loop(until: float, work: Callable[[int], Awaitable[None]]) -> None:
 
 
 async def test_mixed_load_loses_nothing_and_answers_no_5xx(served: Served, receiver: Receiver) -> None:
-    cfg, env = served.cfg, served.env  # type: ignore[attr-defined]
-    key_a = _cli(cfg, env, "keys", "create", "--plan", "enterprise", "--json")
-    key_b = _cli(cfg, env, "keys", "create", "--plan", "enterprise", "--json")
+    key_a = plutos_json(served.cfg, served.env, "keys", "create", "--plan", "enterprise", "--json")
+    key_b = plutos_json(served.cfg, served.env, "keys", "create", "--plan", "enterprise", "--json")
     hook_path = receiver.new_path()
     answered: list[str] = []  # record ids of answered /process and /stream calls
     batches: dict[str, int] = {}  # answered batch id -> inputs

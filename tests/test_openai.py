@@ -334,7 +334,7 @@ async def test_malformed_json_is_openai_shaped(raw: httpx.AsyncClient) -> None:
 async def test_rate_limited_is_rate_limit_error_with_retry_after(openai_url: str, platform: RunningPlatform) -> None:
     limited = await new_key(platform, plan="enterprise", name="openai-rpm", limits={"requests_per_minute": 1})
     client = openai.AsyncOpenAI(base_url=openai_url, api_key=limited.secret, max_retries=0)
-    await fresh_minute()  # both calls in one fixed window
+    await fresh_minute(platform)  # both calls in one fixed window
     await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=1)
     with pytest.raises(openai.RateLimitError) as caught:
         await client.chat.completions.create(model=MODEL, messages=HI, max_tokens=1)

@@ -3,9 +3,7 @@ streaming snippet under Node 20, the curl example, and grpcurl through server re
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,28 +12,10 @@ import pytest
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from tests.conftest import MODEL
+from tests.subprocess_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 GRPCURL = shutil.which("grpcurl") or str(ROOT / ".tools" / "bin" / "grpcurl")
-
-
-async def run(
-    *argv: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: str | None = None
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

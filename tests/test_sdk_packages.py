@@ -23,7 +23,7 @@ import pytest
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from tests.conftest import MODEL
-from tests.test_reference_examples import run
+from tests.subprocess_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "clients"

@@ -16,7 +16,7 @@ import pytest
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, CreatedKey, create_key
 from tests.conftest import MODEL
-from tests.test_reference_examples import run
+from tests.subprocess_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.sqlite_only  # the SDKs do not see the store: once is enough

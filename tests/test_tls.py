@@ -21,7 +21,7 @@ from plutos.v1 import models_pb2, models_pb2_grpc
 
 from gateway.app import RunningPlatform, start_platform
 from tests import conftest
-from tests.test_reference_examples import run
+from tests.subprocess_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,6 +42,7 @@ from server.webhook_delivery.dispatcher import Claimed, Dispatcher
 from server.webhook_delivery.outbox import Outbox
 from tests.conftest import MODEL, TEST_WEBHOOKS, new_key
 from tests.conftest import test_settings as settings_for_tests
+from tests.serve_support import announced_urls, plutos_json, spawn_serve
 from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok, start_receiver
 from tests.webhooks_support import SECRET, create_webhook
 
@@ -596,61 +597,15 @@ def _write_config(tmp: Path) -> Path:
     return cfg
 
 
-def _cli(cfg: Path, env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--config", str(cfg), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return out.stdout
-
-
-def _spawn(cfg: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "--config",
-                str(cfg),
-                "serve",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _announced_url(proc: subprocess.Popen[bytes], log: Path) -> str | None:
-    text = log.read_text(errors="replace")
-    match = re.search(r"serving REST on (http://\S+/v1)", text)
-    if match:
-        return match.group(1)
-    if proc.poll() is not None:
-        raise AssertionError(f"plutos serve exited: {text}")
-    return None
-
-
 async def _serve(cfg: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """`plutos serve` in a subprocess; returns once it announces its REST address (bounded)."""
-    proc = _spawn(cfg, env, log)
-    for _ in range(1200):
-        url = _announced_url(proc, log)
-        if url:
-            return proc, url
-        await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("plutos serve did not start")
+    proc = spawn_serve(cfg, env, log, "--http-port", "0", "--grpc-port", "0")
+    try:
+        urls = await announced_urls(proc, log)
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, urls[0]
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 30) -> bool:
@@ -666,7 +621,7 @@ async def test_kill_9_with_pending_deliveries_loses_no_event(tmp_path: Path, rec
     cfg = _write_config(tmp_path)
     env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'kill.db'}"}
     env.pop("PLUTOS_CONFIG", None)
-    key = json.loads(_cli(cfg, env, "keys", "create", "--plan", "enterprise", "--json"))
+    key = plutos_json(cfg, env, "keys", "create", "--plan", "enterprise", "--json")
     gate = threading.Event()  # the receiver hangs until the gate opens: deliveries stay in flight
     path = receiver.new_path(lambda nth: 200 if gate.wait(timeout=20) else 599)
 
@@ -713,7 +668,7 @@ async def test_kill_9_mid_flow_duplicates_only_what_was_in_flight(tmp_path: Path
     cfg = _write_config(tmp_path)
     env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'dup.db'}"}
     env.pop("PLUTOS_CONFIG", None)
-    key = json.loads(_cli(cfg, env, "keys", "create", "--plan", "enterprise", "--json"))
+    key = plutos_json(cfg, env, "keys", "create", "--plan", "enterprise", "--json")
     path = receiver.new_path(lambda nth: (time.sleep(0.05), 200)[1])
     proc, base_url = await _serve(cfg, env, tmp_path / "first.log")
     try:

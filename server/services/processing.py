@@ -145,22 +145,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 gen.answer_from(cache.hit)
                 await gen.save()
                 return self._process_response(gen)
-            await gen.prepare()
-            # From here on a record is stored whatever happens: its id goes out as x-process-id.
-            call_state().response_metadata["x-process-id"] = gen.id
-            try:
-                await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                gen.save_in_background("cancelled")
-                raise
-            except PlutosError as err:
-                await gen.save("failed", err.code)
-                raise
-            except Exception:
-                # A bug, not the caller's fault: what the model did is still stored and billed.
-                await gen.save("failed", "internal_error")
-                raise
-            await gen.save()
+            await gen.run()
             await self._keep(gen, cache)
             return self._process_response(gen)
 
@@ -348,9 +333,8 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 gen.answer_from(cache.hit)
             else:
                 await gen.prepare()
-            # From here on a record is stored whatever happens. Its id goes out up front
-            # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
-            call_state().response_metadata["x-process-id"] = gen.id
+            # From here on a record is stored whatever happens. Its id went out up front
+            # (Generation.announce): a client that stops early can GET /v1/process/{id}.
             # The response's headers (initial metadata) leave with the first message, once it is
             # known: an error before it (an upstream's 429 or 500) is then a plain error status —
             # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.

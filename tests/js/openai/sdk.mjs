@@ -1,6 +1,6 @@
 // The official openai npm package against PlutosAI's /openai/v1: a chat, a stream, a legacy
 // completion, the model list and the typed errors. Prints one JSON object the Python test checks.
-// PLUTOS_OPENAI_BASE_URL, PLUTOS_API_KEY and PLUTOS_MODEL come from tests/test_openai_clients.py.
+// PLUTOS_OPENAI_BASE_URL, PLUTOS_API_KEY and PLUTOS_MODEL come from tests/openai_clients_support.py.
 import OpenAI from 'openai';
 
 const client = new OpenAI({
