@@ -3,6 +3,8 @@ processes too), and sample the server's CPU and peak RSS. Loopback only; every r
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import re
@@ -13,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TOOLS = ROOT / ".tools" / "bin"
+# The PostgreSQL database the store benchmarks wipe and fill.
+DEFAULT_PG = os.environ.get(
+    "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"
+)
 
 
 def log(message: str) -> None:
@@ -365,3 +371,28 @@ def run_with_monitor(server: Server, load: Any) -> LoadResult:
     result.cpu_percent = monitor.sample.cpu_percent
     result.peak_rss_mb = monitor.sample.peak_rss_mb
     return result
+
+
+def store_bench_main(
+    description: str, run: Callable[[argparse.Namespace, Path], Awaitable[str]], *, repeat: int, name: str
+) -> None:
+    """The command line of the store benchmarks (bench.history_bench, bench.usage_bench): rows,
+    accounts, repetitions, a SQLite file (recreated; default a temporary one), a PostgreSQL database
+    to wipe and fill (or --no-pg); prints ``run``'s Markdown and writes it to --out if given."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--sqlite", help="SQLite file to (re)create (default: a temporary file)")
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL database to wipe and fill")
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--out", help="write the figures to this Markdown file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix=f"{name}-bench-") as tmp:
+        path = Path(args.sqlite) if args.sqlite else Path(tmp) / f"{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        text = asyncio.run(run(args, path))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
