@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
@@ -273,15 +273,17 @@ class Generation:
             raise
         await self.save()
 
-    async def pieces(self) -> AsyncGenerator[str, None]:
-        """Prepare, then yield the output as the model produces it; stored and billed once the
-        stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
-        ``failed``).
+    async def pieces(self, cached: Sequence[str] | None = None) -> AsyncGenerator[str, None]:
+        """Prepare, then yield the output as the model produces it — or, for a generation answered
+        from the response cache (``answer_from``), yield that answer's ``cached`` pieces; stored and
+        billed once the stream ends, however it ends (a closed or cancelled stream is ``cancelled``,
+        a failure ``failed``).
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
-        await self.prepare()
+        if cached is None:
+            await self.prepare()
         # From here on a record is stored whatever happens. Its id goes out up front
         # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
         call_state().response_metadata["x-process-id"] = self.id
@@ -290,10 +292,14 @@ class Generation:
         # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
         status, error_code = "cancelled", None
         try:
-            # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                async for piece in pieces:
+            if cached is not None:
+                for piece in cached:
                     yield piece
+            else:
+                # A cancelled call closes the backend's stream (and an upstream request) at once.
+                async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
+                    async for piece in pieces:
+                        yield piece
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

@@ -145,22 +145,7 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 gen.answer_from(cache.hit)
                 await gen.save()
                 return self._process_response(gen)
-            await gen.prepare()
-            # From here on a record is stored whatever happens: its id goes out as x-process-id.
-            call_state().response_metadata["x-process-id"] = gen.id
-            try:
-                await gen.backend.generate(gen.prompt, gen.state)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                gen.save_in_background("cancelled")
-                raise
-            except PlutosError as err:
-                await gen.save("failed", err.code)
-                raise
-            except Exception:
-                # A bug, not the caller's fault: what the model did is still stored and billed.
-                await gen.save("failed", "internal_error")
-                raise
-            await gen.save()
+            await gen.run()
             await self._keep(gen, cache)
             return self._process_response(gen)
 
@@ -344,39 +329,16 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
             cache = await self._look_up(gen, request.options)
             recorded: list[str] = []  # a miss's pieces, for the cache entry
-            if cache is not None and cache.hit is not None:
-                gen.answer_from(cache.hit)
-            else:
-                await gen.prepare()
-            # From here on a record is stored whatever happens. Its id goes out up front
-            # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
-            call_state().response_metadata["x-process-id"] = gen.id
-            # The response's headers (initial metadata) leave with the first message, once it is
-            # known: an error before it (an upstream's 429 or 500) is then a plain error status —
-            # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.
-            status, error_code = "cancelled", None
-            try:
-                if cache is not None and cache.hit is not None:  # sent as the chunks it was streamed in
-                    for piece in cache.hit.chunks():
-                        yield _chunk(piece)
-                else:
-                    # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                        async for piece in pieces:
-                            if cache is not None:
-                                recorded.append(piece)
-                            yield _chunk(piece)
-                status = "completed"
-            except PlutosError as err:
-                status, error_code = "failed", err.code
-                raise
-            except Exception:
-                status, error_code = "failed", "internal_error"
-                raise
-            finally:
-                if status != "completed":
-                    gen.save_in_background(status, error_code)
-            await gen.save()
+            hit = cache.hit if cache is not None else None
+            if hit is not None:
+                gen.answer_from(hit)
+            # A hit is sent as the chunks it was streamed in. The record's id goes out up front
+            # (x-process-id) and the record is stored however the stream ends (Generation.pieces).
+            async with aclosing(gen.pieces(hit.chunks() if hit is not None else None)) as pieces:
+                async for piece in pieces:
+                    if cache is not None and hit is None:
+                        recorded.append(piece)
+                    yield _chunk(piece)
             if not gen.cached:
                 await self._keep(gen, cache, tuple(recorded))
             yield processing_pb2.StreamResponse(
