@@ -4,6 +4,7 @@ request message, calling the RPC, and answering with JSON or server-sent events.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,17 @@ from bridge.routes import HttpBinding
 from bridge.sse_response import SseResponse
 from bridge.surface import REFERENCE, Surface
 from core.errors import echo
+from core.field_ranges import TYPE_RANGES
 from core.idempotency_keys import MAX_KEY_LENGTH, valid_key
 from core.tracing import inject
 from core.tracing import state as tracing
 
 if TYPE_CHECKING:
     from bridge.transports.local import LocalChannel
+
+# A decimal integer as a query value: an optional minus sign and at most 40 digits (longer text
+# stays text and is refused as not an integer, without converting thousands of digits).
+_DECIMAL = re.compile(r"-?[0-9]{1,40}")
 
 # (route template, HTTP method, status, seconds to the response's start) -> None
 Observe = Callable[[str, str, int, float], None]
@@ -218,7 +224,10 @@ class Bridge:
 
     @staticmethod
     def _query_object(request: Request, binding: HttpBinding) -> dict[str, Any]:
-        """Query parameters named by proto name (``start_date``) or JSON name (``startDate``)."""
+        """Query parameters named by proto name (``start_date``) or JSON name (``startDate``).
+        An integer field's value written as a decimal integer is read as one (``?limit=0`` is the
+        number 0, as a JSON body would send it), so a value the field cannot hold is answered
+        naming the field's bounds with the number as sent (bridge/json_codec.py)."""
         fields = binding.request_type.DESCRIPTOR.fields_by_name
         by_json = {f.json_name: f for f in binding.request_type.DESCRIPTOR.fields}
         obj: dict[str, Any] = {}
@@ -226,7 +235,9 @@ class Bridge:
             field = fields.get(key) or by_json.get(key)
             if field is None:
                 raise JsonInputError(f"Unknown query parameter '{echo(key)}'.", echo(key))
-            values = request.query_params.getlist(key)
+            values: list[Any] = request.query_params.getlist(key)
+            if field.type in TYPE_RANGES:
+                values = [int(v) if _DECIMAL.fullmatch(v) else v for v in values]
             obj[field.name] = values if field.is_repeated else values[-1]
         return obj
 

@@ -19,6 +19,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from core.errors import echo
+from core.field_ranges import TYPE_RANGES, declared_range, int_bounds
 
 _F = FieldDescriptor
 Descriptor = Any  # upb and pure-Python descriptors differ in type; both quack the same
@@ -146,7 +147,7 @@ def parse_into(obj: Any, msg: Message) -> None:
     try:
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False)
     except json_format.ParseError as err:
-        raise _explain(str(err).split("\n")[0], msg.DESCRIPTOR) from None
+        raise _explain(str(err).split("\n")[0], msg.DESCRIPTOR, obj) from None
     except Exception:  # anything else protobuf raises on odd input: the same kind of answer
         raise JsonInputError("The request body does not match this endpoint's fields.") from None
 
@@ -166,11 +167,13 @@ def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
         _check_objects(value, message_type, path + ".")
 
 
-def _explain(text: str, desc: Descriptor) -> JsonInputError:
+def _explain(text: str, desc: Descriptor, obj: dict[str, Any]) -> JsonInputError:
     """A ParseError → a message for the API's users and the JSON field path
     (``options.temperature``). Only the path is read from protobuf's text: the message says what
     the field expects, in the API's terms, never the library's words (Python error text, type
-    names, reprs of the caller's data)."""
+    names, reprs of the caller's data). An integer field's message names its documented bounds
+    (:mod:`core.field_ranges`: ``'limit' must be an integer between 1 and 100 (got 'abc').``, the
+    wording of the server's own range checks), never the wire type's int32 range."""
     unknown = _UNKNOWN.search(text)
     if unknown:
         path = (unknown.group(2).lstrip(".") + "." if unknown.group(2) else "") + unknown.group(1)
@@ -190,7 +193,16 @@ def _explain(text: str, desc: Descriptor) -> JsonInputError:
     path = ".".join(chain) if len(chain) > len(at_path.split(".")) or not at_path else at_path
     if path:
         field = _field_at(path, desc)
-        path = _json_path(path, desc)
+        json_path = _json_path(path, desc)
+        if field is not None and field.type in TYPE_RANGES and not field.is_repeated:
+            value = _value_at(obj, path, desc)
+            got = _shown(value)
+            if declared_range(field) is None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                # No documented bounds, and not a number at all: the wire type's are no help.
+                return JsonInputError(f"'{json_path}' must be an integer{got}.", json_path)
+            low, high = int_bounds(field)
+            return JsonInputError(f"'{json_path}' must be an integer between {low} and {high}{got}.", json_path)
+        path = json_path
         if field is not None:
             return JsonInputError(f"Invalid value for '{path}': expected {_expected(field)}.", path)
         return JsonInputError(f"Invalid value for '{echo(path)}'.", echo(path))
@@ -208,6 +220,32 @@ def _field_at(path: str, desc: Descriptor) -> Any:
             return None
         desc = field.message_type
     return field
+
+
+_MISSING = object()
+
+
+def _value_at(obj: Any, path: str, desc: Descriptor) -> Any:
+    """The caller's value at a dotted field path (proto or JSON names), or ``_MISSING``."""
+    node = obj
+    for part in path.split("."):
+        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part) if desc is not None else None
+        if not isinstance(node, dict) or field is None:
+            return _MISSING
+        node = node.get(field.json_name, node.get(field.name, _MISSING))
+        desc = field.message_type
+    return node
+
+
+def _shown(value: Any) -> str:
+    """`` (got …)`` repeating a scalar the caller sent (echoed: bounded, printable), else ""."""
+    if isinstance(value, bool):
+        return f" (got {'true' if value else 'false'})"
+    if isinstance(value, str):
+        return f" (got '{echo(value)}')"
+    if isinstance(value, int | float):
+        return f" (got {echo(repr(value))})"
+    return ""
 
 
 def _json_path(path: str, desc: Descriptor) -> str:
@@ -240,8 +278,8 @@ def _expected(field: Any) -> str:
             "google.protobuf.Timestamp": "an RFC 3339 timestamp such as 2024-01-01T00:00:00Z",
             "google.protobuf.Duration": "a duration such as 1.5s",
         }.get(message_type.full_name, "an object")
-    elif field.type in _INT_RANGES:
-        low, high = _INT_RANGES[field.type]
+    elif field.type in TYPE_RANGES:
+        low, high = int_bounds(field)
         kind = f"an integer from {low} to {high}"
     else:
         kind = _EXPECTED.get(field.type, "a value of the documented type")
@@ -257,18 +295,7 @@ def _expected(field: Any) -> str:
 # number as a string, a oneof, an unknown or repeated key, a value of the wrong type) leaves the
 # message as it was and ParseDict parses the whole body, errors and all.
 
-_INT_RANGES = {
-    _F.TYPE_INT32: (-(2**31), 2**31 - 1),
-    _F.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    _F.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    _F.TYPE_INT64: (-(2**63), 2**63 - 1),
-    _F.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    _F.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    _F.TYPE_UINT32: (0, 2**32 - 1),
-    _F.TYPE_FIXED32: (0, 2**32 - 1),
-    _F.TYPE_UINT64: (0, 2**64 - 1),
-    _F.TYPE_FIXED64: (0, 2**64 - 1),
-}
+_INT_RANGES = TYPE_RANGES  # what the wire type holds (the fast path sets only what fits)
 _FLOAT_MAX = 3.4028234663852886e38
 # JSON key -> (field name, kind, limits or nested descriptor)
 _FastPlan = dict[str, tuple[str, str, Any]]

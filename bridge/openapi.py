@@ -28,6 +28,7 @@ from plutos.v1 import options_pb2
 from bridge.routes import HttpBinding
 from bridge.surface import surface_of
 from core.errors import ERRORS
+from core.field_ranges import declared_range
 
 _F = FieldDescriptor
 # upb and pure-Python descriptors differ in type; both quack the same (as in bridge/json_codec.py).
@@ -285,7 +286,9 @@ class _Schemas:
         if t == _F.TYPE_FLOAT:
             return {"type": "number", "format": "float"}
         fmt, low, high = _INT_RANGES[t]
-        # 64-bit integers too: the bridge prints every integer as a JSON number.
+        # The documented bounds where the field declares them ((plutos.v1.int_range): `limit` is
+        # 1 to 100), else the type's. 64-bit integers too: the bridge prints every integer as a JSON number.
+        low, high = declared_range(field) or (low, high)
         return {"type": "integer", "format": fmt, "minimum": low, "maximum": high}
 
 

@@ -37,6 +37,12 @@ class Caller:
         return self.models is None or model_id in self.models
 
 
+# Response metadata that describe the answer itself rather than this one call (the request id,
+# rate-limit figures and Retry-After are the call's own): kept with an idempotent answer and sent
+# again with its replays, so a replay carries the headers of the first answer.
+ANSWER_METADATA = frozenset({"x-process-id", "x-cache"})
+
+
 @dataclass(slots=True)
 class CallState:
     request_id: str
@@ -61,6 +67,10 @@ class CallState:
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self.response_metadata.items())
+
+    def answer_metadata(self) -> dict[str, str]:
+        """The response metadata that belong to the answer (:data:`ANSWER_METADATA`) set so far."""
+        return {k: v for k, v in self.response_metadata.items() if k in ANSWER_METADATA}
 
     async def send_initial_metadata(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Accept a streaming call: headers go out now, so the bridge can start the SSE response."""

@@ -28,6 +28,11 @@ from tests.redis_support import RedisServer
 from tests.upstream_support import KEY_ENV, KEY_VALUE, upstream_spec
 
 STORES = ["database", "redis"]
+ANSWER_HEADERS = ("x-process-id", "x-cache")  # describe the answer: a replay sends them again
+
+
+def answer_headers(response: httpx.Response | Any) -> dict[str, str | None]:
+    return {name: response.headers.get(name) for name in ANSWER_HEADERS}
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +116,15 @@ async def test_a_repeat_replays_the_answer_without_running_or_billing_again(
     replicas: Replicas, faults: FaultUpstream, account: CreatedKey
 ) -> None:
     text, key = unique("repeat"), uuid.uuid4().hex
+    sent = {"input": text, "model": "idem-ok", "options": {"cache": "use"}}
     async with client(replicas.a, account) as a, client(replicas.b, account) as b:
-        first = await a.post("/process", json={"input": text, "model": "idem-ok"}, headers={"Idempotency-Key": key})
-        again = await b.post("/process", json={"model": "idem-ok", "input": text}, headers={"Idempotency-Key": key})
+        first = await a.post("/process", json=sent, headers={"Idempotency-Key": key})
+        again = await b.post("/process", json={"model": "idem-ok", **sent}, headers={"Idempotency-Key": key})
     assert first.status_code == 200 and "idempotent-replayed" not in first.headers
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()  # the record's id included
+    # ... and the first answer's headers: X-Process-Id names the one record, X-Cache as it was.
+    assert answer_headers(again) == answer_headers(first) == {"x-process-id": first.json()["id"], "x-cache": "MISS"}
     assert len(faults.calls_for(text)) == 1
     assert await billed(replicas.a, text) == (1, 1)
 
@@ -193,6 +201,8 @@ async def test_a_stream_is_replayed_as_the_same_events(
     assert again.headers["idempotent-replayed"] == "true"
     assert "event: complete" in first.text
     assert again.text == first.text
+    assert answer_headers(again) == answer_headers(first)
+    assert first.headers["x-process-id"] in first.text.split("event: complete", 1)[1]
     assert len(faults.calls_for(text)) == 1
     assert await billed(replicas.a, text) == (1, 1)
 
@@ -205,10 +215,12 @@ async def test_grpc_idempotency_key_metadata(replicas: Replicas, faults: FaultUp
     for running in (replicas.a, replicas.b):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
             call = processing_pb2_grpc.ProcessingServiceStub(channel).Process(request, metadata=metadata)
-            replies.append((await call, (await call.trailing_metadata()).get("idempotent-replayed")))
+            trailing = await call.trailing_metadata()
+            replies.append((await call, trailing.get("idempotent-replayed"), trailing.get("x-process-id")))
     assert replies[0][0] == replies[1][0]
     assert replies[0][1] is None
     assert replies[1][1] == "true"
+    assert replies[0][2] == replies[1][2] == replies[0][0].id  # the replay names the first call's record
     assert len(faults.calls_for(text)) == 1
 
 
@@ -389,6 +401,7 @@ async def test_openai_calls_with_a_key_replay_in_openais_shape(
 ) -> None:
     chat_text, completion_text = unique("openai chat"), unique("openai completion")
     chat_key, completion_key = uuid.uuid4().hex, uuid.uuid4().hex
+    chat_headers: list[dict[str, str | None]] = []
     async with openai_sdk(replicas.a, account) as a, openai_sdk(replicas.b, account) as b:
         answers = []
         for sdk in (a, b):
@@ -398,6 +411,7 @@ async def test_openai_calls_with_a_key_replay_in_openais_shape(
                 extra_headers={"Idempotency-Key": chat_key},
             )
             answers.append((raw.headers.get("idempotent-replayed"), raw.parse()))
+            chat_headers.append(answer_headers(raw))
         completions = []
         for sdk in (a, b):
             raw = await sdk.completions.with_raw_response.create(
@@ -408,6 +422,7 @@ async def test_openai_calls_with_a_key_replay_in_openais_shape(
     assert first_flag is None and again_flag == "true"
     assert again.model_dump() == first.model_dump()  # the same chatcmpl- id, content and usage
     assert first.id.startswith("chatcmpl-") and first.choices[0].message.content == "Hello from the mock"
+    assert chat_headers[0]["x-process-id"] and chat_headers[1] == chat_headers[0]
     assert len(faults.calls_for(chat_text)) == 1
     assert [flag for flag, _ in completions] == [None, "true"]
     assert completions[1][1].model_dump() == completions[0][1].model_dump()
@@ -420,6 +435,7 @@ async def test_an_openai_stream_with_a_key_is_replayed_as_the_same_chunks(
 ) -> None:
     text, key = unique("openai stream"), uuid.uuid4().hex
     runs = []
+    stream_headers: list[dict[str, str | None]] = []
     async with openai_sdk(replicas.a, account) as a, openai_sdk(replicas.b, account) as b:
         for sdk in (a, b):
             raw = await sdk.chat.completions.with_raw_response.create(
@@ -431,9 +447,11 @@ async def test_an_openai_stream_with_a_key_is_replayed_as_the_same_chunks(
             )
             chunks = [chunk.model_dump() async for chunk in raw.parse()]
             runs.append((raw.headers.get("idempotent-replayed"), chunks))
+            stream_headers.append(answer_headers(raw))
     (first_flag, first), (again_flag, again) = runs
     assert first_flag is None and again_flag == "true"
     assert again == first and len(first) > 1
+    assert stream_headers[0]["x-process-id"] and stream_headers[1] == stream_headers[0]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in first if c["choices"])
     assert len(faults.calls_for(text)) == 1
 

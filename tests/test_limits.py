@@ -301,7 +301,7 @@ async def test_slots_are_released_on_every_path(
     assert (await client.post("/batch", json={"inputs": [], "model": MODEL}, headers=h)).status_code == 400
     await settled()
     # deadline (gRPC)
-    long_options = processing_pb2.ProcessOptions(max_tokens=300)
+    long_options = processing_pb2.ProcessOptions(max_tokens=300, temperature=0)  # greedy: runs to max_tokens
     slow = processing_pb2.ProcessRequest(input="Tell a long story.", model=MODEL, options=long_options)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await grpc_clients.processing.Process(slow, metadata=meta, timeout=0.3)

@@ -15,8 +15,10 @@ import httpx
 import pytest
 from google.protobuf.message import Message
 from grpc_status import rpc_status
-from plutos.v1 import admin_pb2, processing_pb2, usage_pb2, webhooks_pb2
+from plutos.v1 import admin_pb2, keys_pb2, models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
+from bridge.routes import bindings_for_modules
+from core.field_ranges import declared_range
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES
 from server.store.models import utcnow
@@ -47,14 +49,18 @@ async def grpc_field(call: Awaitable[Any]) -> str:
     raise AssertionError(f"no field in {status}")
 
 
-async def test_limit_zero_is_out_of_range_on_every_paginated_list(
-    platform: RunningPlatform, base_url: str, grpc_clients: GrpcClients
-) -> None:
+API_MODULES = (admin_pb2, keys_pb2, models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2)
+ListCase = tuple[str, str, Callable[..., Awaitable[Any]], Callable[..., Message]]
+
+
+async def every_list(platform: RunningPlatform, base_url: str, grpc_clients: GrpcClients) -> list[ListCase]:
+    """(REST path, a key that may read it, its RPC, its request type) of every paginated list —
+    checked against the bridge's routes: a new list RPC must be added here."""
     admin = await new_key(platform, plan="enterprise", scopes=list(ADMIN_SCOPES))
     user = await new_key(platform, plan="pro")
     async with httpx.AsyncClient(base_url=base_url, headers=bearer(user.secret)) as client:
         hook = await create_webhook(client, "http://127.0.0.1:9/hook", ["processing.completed"])
-    lists: list[tuple[str, str, Callable[..., Awaitable[Any]], Callable[..., Message]]] = [
+    lists: list[ListCase] = [
         ("/process", user.secret, grpc_clients.processing.ListProcesses, processing_pb2.ListProcessesRequest),
         ("/admin/accounts", admin.secret, grpc_clients.admin.ListAccounts, admin_pb2.ListAccountsRequest),
         ("/admin/audit", admin.secret, grpc_clients.admin.ListAuditEvents, admin_pb2.ListAuditEventsRequest),
@@ -65,6 +71,29 @@ async def test_limit_zero_is_out_of_range_on_every_paginated_list(
             lambda **kw: webhooks_pb2.ListWebhookDeliveriesRequest(webhook_id=hook["id"], **kw),
         ),
     ]
+    bindings = bindings_for_modules(API_MODULES)
+    paginated = {b.path for b in bindings if "limit" in b.request_type.DESCRIPTOR.fields_by_name}
+    assert paginated == {"/v1" + path.replace(hook["id"], "{webhook_id}") for path, *_ in lists}
+    return lists
+
+
+def test_every_limit_declares_the_documented_bounds() -> None:
+    """One fact in protos/: each request's ``limit`` is ``(plutos.v1.int_range) = {min: 1, max: 100}``,
+    which the server checks and the bridge and the OpenAPI document name."""
+    limits = [
+        message.fields_by_name["limit"]
+        for module in API_MODULES
+        for message in module.DESCRIPTOR.message_types_by_name.values()
+        if "limit" in message.fields_by_name
+    ]
+    assert len(limits) == 4
+    assert {declared_range(field) for field in limits} == {(1, 100)}
+
+
+async def test_limit_zero_is_out_of_range_on_every_paginated_list(
+    platform: RunningPlatform, base_url: str, grpc_clients: GrpcClients
+) -> None:
+    lists = await every_list(platform, base_url, grpc_clients)
     async with httpx.AsyncClient(base_url=base_url) as client:
         for path, secret, rpc, request in lists:
             for limit in (0, 101, -1):
@@ -79,6 +108,32 @@ async def test_limit_zero_is_out_of_range_on_every_paginated_list(
                 assert r.status_code == 200, (path, params, r.text)
             await rpc(request(), metadata=md(secret))
             await rpc(request(limit=1), metadata=md(secret))
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("abc", "'abc'"),  # a new user's first try: answered naming int32's range
+        ("99999999999", "99999999999"),  # beyond int32
+        ("-99999999999", "-99999999999"),
+        ("1.5", "'1.5'"),
+        ("", "''"),
+        ("0x10", "'0x10'"),
+        ("9" * 50, "'" + "9" * 50 + "'"),
+    ],
+)
+async def test_a_limit_that_is_no_int32_names_the_documented_bounds_on_every_list(
+    platform: RunningPlatform, base_url: str, grpc_clients: GrpcClients, sent: str, shown: str
+) -> None:
+    """The bridge cannot put such a value in the request's int32: it answers as the server does for
+    ``limit=0`` — 400 ``invalid_parameters`` on ``limit`` naming 1 to 100 — never the type's range."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for path, secret, _, _ in await every_list(platform, base_url, grpc_clients):
+            r = await client.get(f"{path}?limit={sent}", headers=bearer(secret))
+            assert r.status_code == 400, (path, sent, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "invalid_parameters" and error["details"] == {"field": "limit"}, error
+            assert error["message"] == f"'limit' must be an integer between 1 and 100 (got {shown}).", error
 
 
 async def test_one_date_rule_on_every_date_filtered_endpoint(

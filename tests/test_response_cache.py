@@ -8,8 +8,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import grpc
 import httpx
 import pytest
+from plutos.v1 import processing_pb2, processing_pb2_grpc
 from sqlalchemy import select
 
 from gateway.app import RunningPlatform
@@ -86,6 +88,39 @@ async def test_use_misses_then_hits_with_a_fresh_record(cached: RunningPlatform,
     assert (entry.prompt_tokens, entry.completion_tokens, entry.cost_units, entry.cached) == (0, 0, 0, 1)
     assert entry.counts_as_request == 1
     assert usage["cachedRequests"] >= 1
+
+
+async def test_a_hit_names_its_record_like_any_call(cached: RunningPlatform, account: CreatedKey) -> None:
+    """A hit stores a record, so it sends its id as a normal call does: ``X-Process-Id`` on
+    /v1/process and /v1/stream (REST), ``x-process-id`` metadata over gRPC (trailing for Process,
+    initial for Stream). The first try of a new user: the hit's record could not be found."""
+    text = f"Name a shape. [{uuid.uuid4().hex[:6]}]"
+    async with client(cached, account) as c:
+        miss = await c.post("/process", json=body(text, "use"))
+        hit = await c.post("/process", json=body(text, "use"))
+        streamed = await c.post("/stream", json=body(text, "use"))
+    assert hit.headers["x-cache"] == "HIT" and streamed.headers["x-cache"] == "HIT"
+    assert miss.headers["x-process-id"] == miss.json()["id"]
+    assert hit.headers["x-process-id"] == hit.json()["id"] != miss.json()["id"]
+    assert streamed.headers["x-process-id"] in streamed.text.split("event: complete", 1)[1]
+    request = processing_pb2.ProcessRequest(
+        input=text,
+        model=MODEL,
+        options=processing_pb2.ProcessOptions(max_tokens=8, temperature=0, cache="use"),
+    )
+    metadata = (("authorization", f"Bearer {account.secret}"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{cached.grpc_port}") as channel:
+        stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+        call = stub.Process(request, metadata=metadata)
+        reply = await call
+        trailing = await call.trailing_metadata()
+        stream = stub.Stream(
+            processing_pb2.StreamRequest(input=text, model=MODEL, options=request.options), metadata=metadata
+        )
+        messages = [m async for m in stream]
+        initial = await stream.initial_metadata()
+    assert (trailing["x-cache"], trailing["x-process-id"]) == ("HIT", reply.id)
+    assert (initial["x-cache"], initial["x-process-id"]) == ("HIT", messages[-1].complete.id)
 
 
 async def test_refresh_runs_and_stores_bypass_neither(cached: RunningPlatform, account: CreatedKey) -> None:

@@ -216,7 +216,9 @@ async def test_grpc_deadline_is_respected(grpc_clients: GrpcClients, auth_md: tu
     request = processing_pb2.StreamRequest(
         input="Write a very long essay about mountains.",
         model=MODEL,
-        options=processing_pb2.ProcessOptions(max_tokens=2000),
+        # Greedy decoding: the answer is the same every run and runs to max_tokens (with sampling,
+        # an early end-of-text could finish the stream inside the deadline, as it once did in CI).
+        options=processing_pb2.ProcessOptions(max_tokens=2000, temperature=0),
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in grpc_clients.processing.Stream(request, metadata=auth_md, timeout=0.5):

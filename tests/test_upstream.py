@@ -572,6 +572,28 @@ async def test_slower_than_the_grpc_deadline_is_deadline_exceeded(
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
+async def test_a_stream_slower_than_the_grpc_deadline_is_deadline_exceeded(
+    processing: processing_pb2_grpc.ProcessingServiceStub,
+    up_key: CreatedKey,
+    up: RunningPlatform,
+    faults: FaultUpstream,
+) -> None:
+    text = unique("too slow stream")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in processing.Stream(
+            processing_pb2.StreamRequest(input=text, model="mock-slow"),
+            metadata=(("authorization", f"Bearer {up_key.secret}"),),
+            timeout=1.5,
+        ):
+            pass
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await faults.wait_for_outcome(text, "disconnected") is not None
+    record, ledger = await record_and_ledger(up, text)
+    assert record.status in ("failed", "cancelled")
+    assert ledger is not None and ledger.completion_tokens == 0
+    await no_slots_held(up, up_key.account_id)
+
+
 async def test_slower_than_the_read_timeout_is_504(
     client: httpx.AsyncClient, faults: FaultUpstream, up: RunningPlatform, up_key: CreatedKey
 ) -> None:

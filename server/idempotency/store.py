@@ -31,18 +31,23 @@ CLAIMED, REPLAY, IN_PROGRESS, MISMATCH = "claimed", "replay", "in_progress", "mi
 @dataclass(slots=True)
 class Outcome:
     """A finished call's answer: its response messages (one for a unary call, each of a stream's in
-    order) and, for a call that failed with a 4xx, the error after them."""
+    order), for a call that failed with a 4xx the error after them, and the response metadata that
+    describe the answer (:data:`~server.call_state.ANSWER_METADATA`: ``x-process-id``,
+    ``x-cache``), so a replay carries the same headers as the first answer."""
 
     messages: list[bytes] = field(default_factory=list)
     error: dict[str, Any] | None = None  # {"code", "message", "details"}
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return orjson.dumps({"m": [base64.b64encode(m).decode() for m in self.messages], "e": self.error})
+        return orjson.dumps(
+            {"m": [base64.b64encode(m).decode() for m in self.messages], "e": self.error, "h": self.metadata}
+        )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Outcome:
         obj = orjson.loads(raw)
-        return cls([base64.b64decode(m) for m in obj["m"]], obj.get("e"))
+        return cls([base64.b64decode(m) for m in obj["m"]], obj.get("e"), obj.get("h") or {})
 
 
 @dataclass(frozen=True, slots=True)

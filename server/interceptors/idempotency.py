@@ -65,8 +65,10 @@ def _keeps(err: PlutosError) -> bool:
     return status < 500 and status not in _RETRYABLE_HTTP
 
 
-def _error_outcome(messages: list[bytes], err: PlutosError) -> Outcome:
-    return Outcome(messages, {"code": err.code, "message": err.message, "details": err.details})
+def _error_outcome(messages: list[bytes], err: PlutosError, state: CallState) -> Outcome:
+    return Outcome(
+        messages, {"code": err.code, "message": err.message, "details": err.details}, state.answer_metadata()
+    )
 
 
 def _replayed_error(error: dict[str, Any]) -> PlutosError:
@@ -103,7 +105,7 @@ class IdempotencyInterceptor(AsyncServerInterceptor):
             claim = await call.claim()
             if claim.status != CLAIMED:
                 return _answer_again(claim, spec, state)
-            return self._recorded_stream(method(request, context), call)
+            return self._recorded_stream(method(request, context), call, state)
         task = asyncio.ensure_future(self._unary(call, method, request, context, spec, state))
         task.add_done_callback(_consume)  # its error is the caller's; if the caller left, nobody's
         return await asyncio.shield(task)
@@ -121,9 +123,9 @@ class IdempotencyInterceptor(AsyncServerInterceptor):
         with self._store.holding() as rows:
             try:
                 result = await method(request, context)
-                outcome = Outcome([result.SerializeToString()])
+                outcome = Outcome([result.SerializeToString()], metadata=state.answer_metadata())
             except PlutosError as err:
-                failure, outcome = err, (_error_outcome([], err) if _keeps(err) else None)
+                failure, outcome = err, (_error_outcome([], err, state) if _keeps(err) else None)
             except BaseException as exc:
                 failure = exc
         if outcome is None:
@@ -134,7 +136,9 @@ class IdempotencyInterceptor(AsyncServerInterceptor):
             raise failure
         return result
 
-    async def _recorded_stream(self, response: AsyncIterator[Any], call: _KeyedCall) -> AsyncIterator[Any]:
+    async def _recorded_stream(
+        self, response: AsyncIterator[Any], call: _KeyedCall, state: CallState
+    ) -> AsyncIterator[Any]:
         """The handler's stream, each message kept; the whole stream stored once it ended."""
         messages: list[bytes] = []
         try:
@@ -143,14 +147,14 @@ class IdempotencyInterceptor(AsyncServerInterceptor):
                 yield message
         except PlutosError as err:
             if _keeps(err):
-                await call.complete(_error_outcome(messages, err))
+                await call.complete(_error_outcome(messages, err, state))
             else:
                 call.release_soon()
             raise
         except BaseException:  # cancelled, the client left, or a server fault: a retry runs again
             call.release_soon()
             raise
-        await call.complete(Outcome(messages))
+        await call.complete(Outcome(messages, metadata=state.answer_metadata()))
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
@@ -242,6 +246,7 @@ def _answer_again(claim: Claim, spec: IdempotentMethod, state: CallState) -> Any
             "A request with this idempotency key is still being processed. Retry shortly.",
             retry_after=claim.retry_after,
         )
+    state.response_metadata.update(claim.outcome.metadata)  # the first answer's X-Process-Id, X-Cache
     state.response_metadata[REPLAYED_METADATA] = "true"
     messages = [spec.response_type.FromString(m) for m in claim.outcome.messages]
     if spec.streaming:

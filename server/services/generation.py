@@ -130,9 +130,22 @@ class Generation:
         return self._processing_time
 
     async def prepare(self) -> PreparedPrompt:
+        """Ready the prompt for the model (tokenized, within the model's context). From here on a
+        record is stored whatever happens: its id is announced (:meth:`announce`)."""
         self.prompt = await self.backend.prepare(self.text, self.params)
         self.state.prompt_tokens = self.prompt.prompt_tokens
+        self.announce()
         return self.prompt
+
+    def announce(self) -> None:
+        """Send this generation's record id as the call's ``x-process-id`` response metadata (REST:
+        the ``X-Process-Id`` header), the one place it is set: once a record is certain to be
+        stored (the model is about to run, or a response-cache entry answers), whatever path the
+        call takes — /v1/process, /v1/stream, /openai/v1, a cache hit. The header leaves with the
+        answer or the error, so a client can ``GET /v1/process/{id}`` even after a failure or an
+        early disconnect. A batch item does not: the batch is one call with many records."""
+        if self.batch_id is None:
+            call_state().response_metadata["x-process-id"] = self.id
 
     def bound_usage(self) -> None:
         """Hold the reported token counts to what this request could have used: the prompt to
@@ -180,12 +193,14 @@ class Generation:
         )
 
     def answer_from(self, answer: CachedAnswer) -> None:
-        """Take a response-cache entry as this generation's output (no model runs)."""
+        """Take a response-cache entry as this generation's output (no model runs); its record is
+        stored like any other, so its id is announced (:meth:`announce`)."""
         self.cached = True
         self.state.prompt_tokens = answer.prompt_tokens
         self.state.completion_tokens = answer.completion_tokens
         self.state.text_parts = [answer.output]
         self.state.finish_reason = "stop"
+        self.announce()
 
     def as_cache_entry(self, pieces: tuple[str, ...] = ()) -> CachedAnswer:
         s = self.state
@@ -256,9 +271,7 @@ class Generation:
     async def run(self) -> None:
         """Prepare, generate to the end, then store and bill. A failure is stored ``failed`` (and
         raised), a cancellation ``cancelled``; what was produced is billed either way."""
-        await self.prepare()
-        # From here on a record is stored whatever happens: its id goes out as x-process-id.
-        call_state().response_metadata["x-process-id"] = self.id
+        await self.prepare()  # from here on a record is stored whatever happens
         try:
             await self.backend.generate(self.prompt, self.state)  # type: ignore[arg-type]
         except asyncio.CancelledError:
@@ -282,11 +295,8 @@ class Generation:
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
-        if cached is None:
-            await self.prepare()
-        # From here on a record is stored whatever happens. Its id goes out up front
-        # (x-process-id, REST X-Process-Id): a client that stops early can GET /v1/process/{id}.
-        call_state().response_metadata["x-process-id"] = self.id
+        if cached is None:  # (answer_from announced a cache hit's record)
+            await self.prepare()  # from here on a record is stored whatever happens; its id goes out up front
         # The response's headers (initial metadata) leave with the first message, once it is
         # known: an error before it (an upstream's 429 or 500) is then a plain error status —
         # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.

@@ -25,6 +25,7 @@ from plutos.v1 import keys_pb2, keys_pb2_grpc
 from sqlalchemy import select
 
 from core.errors import PlutosError, invalid_parameter
+from core.field_ranges import message_field_range
 from server.call_state import Caller, caller
 from server.config import Plan
 from server.keys import (
@@ -45,7 +46,7 @@ from server.services.generation import timestamp
 from server.store.models import Account, ApiKey, utcnow
 
 MAX_KEYS_PER_ACCOUNT = 100
-MAX_GRACE_SECONDS = 30 * 86400
+MIN_GRACE_SECONDS, MAX_GRACE_SECONDS = message_field_range(keys_pb2.RotateKeyRequest, "grace_seconds")  # 0, 30 days
 DEFAULT_GRACE_SECONDS = 86400
 _UPDATABLE = {"name", "scopes", "models", "limits", "expires_at", "cache_default"}
 _JSON_NAMES = {"expiresAt": "expires_at", "updateMask": "update_mask", "cacheDefault": "cache_default"}
@@ -294,10 +295,10 @@ class KeysService(keys_pb2_grpc.KeysServiceServicer):
         if not request.id:
             raise invalid_parameter("id", "'id' is required.")
         grace = request.grace_seconds if request.HasField("grace_seconds") else DEFAULT_GRACE_SECONDS
-        if not 0 <= grace <= MAX_GRACE_SECONDS:
+        if not MIN_GRACE_SECONDS <= grace <= MAX_GRACE_SECONDS:
             raise PlutosError(
                 "invalid_parameters",
-                f"'graceSeconds' must be between 0 and {MAX_GRACE_SECONDS} (got {grace}).",
+                f"'graceSeconds' must be between {MIN_GRACE_SECONDS} and {MAX_GRACE_SECONDS} (got {grace}).",
                 {"field": "graceSeconds", "max": MAX_GRACE_SECONDS},
             )
         rotation = await rotate_key(

@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from plutos.v1 import processing_pb2
 from sqlalchemy import ColumnElement, Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import invalid_parameter
+from core.field_ranges import message_field_range
 
 DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
+# Every list request's ``limit`` declares these bounds in protos/ ((plutos.v1.int_range): 1 to 100;
+# tests/test_list_params.py holds every list to the same ones).
+MIN_LIMIT, MAX_LIMIT = message_field_range(processing_pb2.ListProcessesRequest, "limit")
 
 T = TypeVar("T")
 
@@ -30,8 +34,8 @@ def page_limit(limit: int | None) -> int:
     (field ``limit``; 0 is out of range like 101, never read as "the default")."""
     if limit is None:
         return DEFAULT_LIMIT
-    if not 1 <= limit <= MAX_LIMIT:
-        raise invalid_parameter("limit", f"'limit' must be between 1 and {MAX_LIMIT} (got {limit}).")
+    if not MIN_LIMIT <= limit <= MAX_LIMIT:
+        raise invalid_parameter("limit", f"'limit' must be between {MIN_LIMIT} and {MAX_LIMIT} (got {limit}).")
     return limit
 
 

@@ -332,8 +332,8 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             hit = cache.hit if cache is not None else None
             if hit is not None:
                 gen.answer_from(hit)
-            # A hit is sent as the chunks it was streamed in. The record's id goes out up front
-            # (x-process-id) and the record is stored however the stream ends (Generation.pieces).
+            # A hit is sent as the chunks it was streamed in. The record's id went out up front
+            # (Generation.announce) and the record is stored however the stream ends (Generation.pieces).
             async with aclosing(gen.pieces(hit.chunks() if hit is not None else None)) as pieces:
                 async for piece in pieces:
                     if cache is not None and hit is None:

@@ -26,9 +26,10 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from plutos.v1 import options_pb2 as plutos_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/admin.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x0c\x41\x63\x63ountUsage\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\"\xaf\x01\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x11\n\tsuspended\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tkey_count\x18\x06 \x01(\x05\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.plutos.v1.AccountUsage\"2\n\x14\x43reateAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"<\n\x15\x43reateAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"B\n\x13ListAccountsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\tB\x08\n\x06_limit\"m\n\x14ListAccountsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Account\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t\"%\n\x11GetAccountRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"\x86\x01\n\x14UpdateAccountRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04plan\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsuspended\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x07\n\x05_nameB\x07\n\x05_planB\x0c\n\n_suspended\"<\n\x15UpdateAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"\xb8\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\ttarget_id\x18\x05 \x01(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x16ListAuditEventsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\tB\x08\n\x06_limit\"s\n\x17ListAuditEventsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.plutos.v1.AuditEvent\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t2\xc5\x04\n\x0c\x41\x64minService\x12q\n\rCreateAccount\x12\x1f.plutos.v1.CreateAccountRequest\x1a .plutos.v1.CreateAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/admin/accounts:\x01*\x12k\n\x0cListAccounts\x12\x1e.plutos.v1.ListAccountsRequest\x1a\x1f.plutos.v1.ListAccountsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/admin/accounts\x12j\n\nGetAccount\x12\x1c.plutos.v1.GetAccountRequest\x1a\x1d.plutos.v1.GetAccountResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/admin/accounts/{id}\x12v\n\rUpdateAccount\x12\x1f.plutos.v1.UpdateAccountRequest\x1a .plutos.v1.UpdateAccountResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x17/v1/admin/accounts/{id}:\x01*\x12q\n\x0fListAuditEvents\x12!.plutos.v1.ListAuditEventsRequest\x1a\".plutos.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/auditB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15plutos/v1/admin.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"P\n\x0c\x41\x63\x63ountUsage\x12\x16\n\x0etotal_requests\x18\x01 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x02 \x01(\x03\x12\x12\n\ntotal_cost\x18\x03 \x01(\x01\"\xaf\x01\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x11\n\tsuspended\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tkey_count\x18\x06 \x01(\x05\x12&\n\x05usage\x18\x07 \x01(\x0b\x32\x17.plutos.v1.AccountUsage\"2\n\x14\x43reateAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"<\n\x15\x43reateAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"L\n\x13ListAccountsRequest\x12\x1c\n\x05limit\x18\x01 \x01(\x05\x42\x08\xc2\xb6\x18\x04\x08\x01\x10\x64H\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\tB\x08\n\x06_limit\"m\n\x14ListAccountsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.plutos.v1.Account\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t\"%\n\x11GetAccountRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"9\n\x12GetAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"\x86\x01\n\x14UpdateAccountRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04plan\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tsuspended\x18\x04 \x01(\x08H\x02\x88\x01\x01\x42\x07\n\x05_nameB\x07\n\x05_planB\x0c\n\n_suspended\"<\n\x15UpdateAccountResponse\x12#\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x12.plutos.v1.Account\"\xb8\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\ttarget_id\x18\x05 \x01(\t\x12(\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x16ListAuditEventsRequest\x12\x1c\n\x05limit\x18\x01 \x01(\x05\x42\x08\xc2\xb6\x18\x04\x08\x01\x10\x64H\x00\x88\x01\x01\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\tB\x08\n\x06_limit\"s\n\x17ListAuditEventsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.plutos.v1.AuditEvent\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x10\n\x08\x66irst_id\x18\x03 \x01(\t\x12\x0f\n\x07last_id\x18\x04 \x01(\t2\xc5\x04\n\x0c\x41\x64minService\x12q\n\rCreateAccount\x12\x1f.plutos.v1.CreateAccountRequest\x1a .plutos.v1.CreateAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/admin/accounts:\x01*\x12k\n\x0cListAccounts\x12\x1e.plutos.v1.ListAccountsRequest\x1a\x1f.plutos.v1.ListAccountsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/admin/accounts\x12j\n\nGetAccount\x12\x1c.plutos.v1.GetAccountRequest\x1a\x1d.plutos.v1.GetAccountResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/admin/accounts/{id}\x12v\n\rUpdateAccount\x12\x1f.plutos.v1.UpdateAccountRequest\x1a .plutos.v1.UpdateAccountResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x17/v1/admin/accounts/{id}:\x01*\x12q\n\x0fListAuditEvents\x12!.plutos.v1.ListAuditEventsRequest\x1a\".plutos.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/admin/auditB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +37,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plutos.v1.admin_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1'
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTACCOUNTSREQUEST'].fields_by_name['limit']._serialized_options = b'\302\266\030\004\010\001\020d'
   _globals['_GETACCOUNTREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_GETACCOUNTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_UPDATEACCOUNTREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_UPDATEACCOUNTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['limit']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['limit']._serialized_options = b'\302\266\030\004\010\001\020d'
   _globals['_ADMINSERVICE'].methods_by_name['CreateAccount']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['CreateAccount']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/admin/accounts:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['ListAccounts']._loaded_options = None
@@ -50,32 +55,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINSERVICE'].methods_by_name['UpdateAccount']._serialized_options = b'\202\323\344\223\002\0342\027/v1/admin/accounts/{id}:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['ListAuditEvents']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['ListAuditEvents']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/admin/audit'
-  _globals['_ACCOUNTUSAGE']._serialized_start=162
-  _globals['_ACCOUNTUSAGE']._serialized_end=242
-  _globals['_ACCOUNT']._serialized_start=245
-  _globals['_ACCOUNT']._serialized_end=420
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=422
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=472
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=474
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=534
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=536
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=602
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=604
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=713
-  _globals['_GETACCOUNTREQUEST']._serialized_start=715
-  _globals['_GETACCOUNTREQUEST']._serialized_end=752
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=754
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=811
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=814
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=948
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=950
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=1010
-  _globals['_AUDITEVENT']._serialized_start=1013
-  _globals['_AUDITEVENT']._serialized_end=1197
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1199
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1288
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1290
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1405
-  _globals['_ADMINSERVICE']._serialized_start=1408
-  _globals['_ADMINSERVICE']._serialized_end=1989
+  _globals['_ACCOUNTUSAGE']._serialized_start=187
+  _globals['_ACCOUNTUSAGE']._serialized_end=267
+  _globals['_ACCOUNT']._serialized_start=270
+  _globals['_ACCOUNT']._serialized_end=445
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=447
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=497
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=499
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=559
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=561
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=637
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=639
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=748
+  _globals['_GETACCOUNTREQUEST']._serialized_start=750
+  _globals['_GETACCOUNTREQUEST']._serialized_end=787
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=789
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=846
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=849
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=983
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=985
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=1045
+  _globals['_AUDITEVENT']._serialized_start=1048
+  _globals['_AUDITEVENT']._serialized_end=1232
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1234
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1333
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1335
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=1450
+  _globals['_ADMINSERVICE']._serialized_start=1453
+  _globals['_ADMINSERVICE']._serialized_end=2034
 # @@protoc_insertion_point(module_scope)

@@ -26,9 +26,10 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from plutos.v1 import options_pb2 as plutos_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14plutos/v1/keys.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\tKeyLimits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11requests_per_hour\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12 \n\x13\x63oncurrent_requests\x18\x04 \x01(\x05H\x03\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_requests_per_hourB\x13\n\x11_requests_per_dayB\x16\n\x14_concurrent_requests\"\xa1\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0e\n\x06models\x18\x06 \x03(\t\x12$\n\x06limits\x18\x07 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12\x0e\n\x06status\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplaced_by\x18\x0c \x01(\t\x12\x30\n\x0clast_used_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rcache_default\x18\x0e \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_cache_default\"\xd8\x01\n\x10\x43reateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12$\n\x06limits\x18\x05 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rcache_default\x18\x07 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_cache_default\"C\n\x11\x43reateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"3\n\x10ListKeysResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.plutos.v1.ApiKey\"5\n\rGetKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x0eGetKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"\xa9\x02\n\x10UpdateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x0e\n\x06models\x18\x05 \x03(\t\x12$\n\x06limits\x18\x06 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_mask\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1a\n\rcache_default\x18\t \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_nameB\x10\n\x0e_cache_default\"3\n\x11UpdateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"f\n\x10RotateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\rgrace_seconds\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"h\n\x11RotateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12#\n\x08replaced\x18\x03 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"L\n\x10RevokeKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nallow_self\x18\x03 \x01(\x08\"3\n\x11RevokeKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey2\xee\x06\n\x0bKeysService\x12\x86\x01\n\tCreateKey\x12\x1b.plutos.v1.CreateKeyRequest\x1a\x1c.plutos.v1.CreateKeyResponse\">\x82\xd3\xe4\x93\x02\x38\"\x08/v1/keys:\x01*Z)\"$/v1/admin/accounts/{account_id}/keys:\x01*\x12}\n\x08ListKeys\x12\x1a.plutos.v1.ListKeysRequest\x1a\x1b.plutos.v1.ListKeysResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x08/v1/keysZ&\x12$/v1/admin/accounts/{account_id}/keys\x12\x81\x01\n\x06GetKey\x12\x18.plutos.v1.GetKeyRequest\x1a\x19.plutos.v1.GetKeyResponse\"B\x82\xd3\xe4\x93\x02<\x12\r/v1/keys/{id}Z+\x12)/v1/admin/accounts/{account_id}/keys/{id}\x12\x90\x01\n\tUpdateKey\x12\x1b.plutos.v1.UpdateKeyRequest\x1a\x1c.plutos.v1.UpdateKeyResponse\"H\x82\xd3\xe4\x93\x02\x42\x32\r/v1/keys/{id}:\x01*Z.2)/v1/admin/accounts/{account_id}/keys/{id}:\x01*\x12\x9e\x01\n\tRotateKey\x12\x1b.plutos.v1.RotateKeyRequest\x1a\x1c.plutos.v1.RotateKeyResponse\"V\x82\xd3\xe4\x93\x02P\"\x14/v1/keys/{id}:rotate:\x01*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:rotate:\x01*\x12\x9e\x01\n\tRevokeKey\x12\x1b.plutos.v1.RevokeKeyRequest\x1a\x1c.plutos.v1.RevokeKeyResponse\"V\x82\xd3\xe4\x93\x02P\"\x14/v1/keys/{id}:revoke:\x01*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:revoke:\x01*B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14plutos/v1/keys.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\xe9\x01\n\tKeyLimits\x12 \n\x13requests_per_minute\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1e\n\x11requests_per_hour\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12 \n\x13\x63oncurrent_requests\x18\x04 \x01(\x05H\x03\x88\x01\x01\x42\x16\n\x14_requests_per_minuteB\x14\n\x12_requests_per_hourB\x13\n\x11_requests_per_dayB\x16\n\x14_concurrent_requests\"\xa1\x03\n\x06\x41piKey\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06prefix\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x0e\n\x06models\x18\x06 \x03(\t\x12$\n\x06limits\x18\x07 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12\x0e\n\x06status\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0breplaced_by\x18\x0c \x01(\t\x12\x30\n\x0clast_used_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rcache_default\x18\x0e \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_cache_default\"\xd8\x01\n\x10\x43reateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12\x0e\n\x06models\x18\x04 \x03(\t\x12$\n\x06limits\x18\x05 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\rcache_default\x18\x07 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_cache_default\"C\n\x11\x43reateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"3\n\x10ListKeysResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.plutos.v1.ApiKey\"5\n\rGetKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x0eGetKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"\xa9\x02\n\x10UpdateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x0e\n\x06models\x18\x05 \x03(\t\x12$\n\x06limits\x18\x06 \x01(\x0b\x32\x14.plutos.v1.KeyLimits\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_mask\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x1a\n\rcache_default\x18\t \x01(\tH\x01\x88\x01\x01\x42\x07\n\x05_nameB\x10\n\x0e_cache_default\"3\n\x11UpdateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"q\n\x10RotateKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12%\n\rgrace_seconds\x18\x03 \x01(\x05\x42\t\xc2\xb6\x18\x05\x10\x80\x9a\x9e\x01H\x00\x88\x01\x01\x42\x10\n\x0e_grace_seconds\"h\n\x11RotateKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12#\n\x08replaced\x18\x03 \x01(\x0b\x32\x11.plutos.v1.ApiKey\"L\n\x10RevokeKeyRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nallow_self\x18\x03 \x01(\x08\"3\n\x11RevokeKeyResponse\x12\x1e\n\x03key\x18\x01 \x01(\x0b\x32\x11.plutos.v1.ApiKey2\xee\x06\n\x0bKeysService\x12\x86\x01\n\tCreateKey\x12\x1b.plutos.v1.CreateKeyRequest\x1a\x1c.plutos.v1.CreateKeyResponse\">\x82\xd3\xe4\x93\x02\x38\"\x08/v1/keys:\x01*Z)\"$/v1/admin/accounts/{account_id}/keys:\x01*\x12}\n\x08ListKeys\x12\x1a.plutos.v1.ListKeysRequest\x1a\x1b.plutos.v1.ListKeysResponse\"8\x82\xd3\xe4\x93\x02\x32\x12\x08/v1/keysZ&\x12$/v1/admin/accounts/{account_id}/keys\x12\x81\x01\n\x06GetKey\x12\x18.plutos.v1.GetKeyRequest\x1a\x19.plutos.v1.GetKeyResponse\"B\x82\xd3\xe4\x93\x02<\x12\r/v1/keys/{id}Z+\x12)/v1/admin/accounts/{account_id}/keys/{id}\x12\x90\x01\n\tUpdateKey\x12\x1b.plutos.v1.UpdateKeyRequest\x1a\x1c.plutos.v1.UpdateKeyResponse\"H\x82\xd3\xe4\x93\x02\x42\x32\r/v1/keys/{id}:\x01*Z.2)/v1/admin/accounts/{account_id}/keys/{id}:\x01*\x12\x9e\x01\n\tRotateKey\x12\x1b.plutos.v1.RotateKeyRequest\x1a\x1c.plutos.v1.RotateKeyResponse\"V\x82\xd3\xe4\x93\x02P\"\x14/v1/keys/{id}:rotate:\x01*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:rotate:\x01*\x12\x9e\x01\n\tRevokeKey\x12\x1b.plutos.v1.RevokeKeyRequest\x1a\x1c.plutos.v1.RevokeKeyResponse\"V\x82\xd3\xe4\x93\x02P\"\x14/v1/keys/{id}:revoke:\x01*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:revoke:\x01*B4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEKEYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_ROTATEKEYREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_ROTATEKEYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_ROTATEKEYREQUEST'].fields_by_name['grace_seconds']._loaded_options = None
+  _globals['_ROTATEKEYREQUEST'].fields_by_name['grace_seconds']._serialized_options = b'\302\266\030\005\020\200\232\236\001'
   _globals['_REVOKEKEYREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_REVOKEKEYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_KEYSSERVICE'].methods_by_name['CreateKey']._loaded_options = None
@@ -56,34 +59,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYSSERVICE'].methods_by_name['RotateKey']._serialized_options = b'\202\323\344\223\002P\"\024/v1/keys/{id}:rotate:\001*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:rotate:\001*'
   _globals['_KEYSSERVICE'].methods_by_name['RevokeKey']._loaded_options = None
   _globals['_KEYSSERVICE'].methods_by_name['RevokeKey']._serialized_options = b'\202\323\344\223\002P\"\024/v1/keys/{id}:revoke:\001*Z5\"0/v1/admin/accounts/{account_id}/keys/{id}:revoke:\001*'
-  _globals['_KEYLIMITS']._serialized_start=166
-  _globals['_KEYLIMITS']._serialized_end=399
-  _globals['_APIKEY']._serialized_start=402
-  _globals['_APIKEY']._serialized_end=819
-  _globals['_CREATEKEYREQUEST']._serialized_start=822
-  _globals['_CREATEKEYREQUEST']._serialized_end=1038
-  _globals['_CREATEKEYRESPONSE']._serialized_start=1040
-  _globals['_CREATEKEYRESPONSE']._serialized_end=1107
-  _globals['_LISTKEYSREQUEST']._serialized_start=1109
-  _globals['_LISTKEYSREQUEST']._serialized_end=1146
-  _globals['_LISTKEYSRESPONSE']._serialized_start=1148
-  _globals['_LISTKEYSRESPONSE']._serialized_end=1199
-  _globals['_GETKEYREQUEST']._serialized_start=1201
-  _globals['_GETKEYREQUEST']._serialized_end=1254
-  _globals['_GETKEYRESPONSE']._serialized_start=1256
-  _globals['_GETKEYRESPONSE']._serialized_end=1304
-  _globals['_UPDATEKEYREQUEST']._serialized_start=1307
-  _globals['_UPDATEKEYREQUEST']._serialized_end=1604
-  _globals['_UPDATEKEYRESPONSE']._serialized_start=1606
-  _globals['_UPDATEKEYRESPONSE']._serialized_end=1657
-  _globals['_ROTATEKEYREQUEST']._serialized_start=1659
-  _globals['_ROTATEKEYREQUEST']._serialized_end=1761
-  _globals['_ROTATEKEYRESPONSE']._serialized_start=1763
-  _globals['_ROTATEKEYRESPONSE']._serialized_end=1867
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1869
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1945
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=1947
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=1998
-  _globals['_KEYSSERVICE']._serialized_start=2001
-  _globals['_KEYSSERVICE']._serialized_end=2879
+  _globals['_KEYLIMITS']._serialized_start=191
+  _globals['_KEYLIMITS']._serialized_end=424
+  _globals['_APIKEY']._serialized_start=427
+  _globals['_APIKEY']._serialized_end=844
+  _globals['_CREATEKEYREQUEST']._serialized_start=847
+  _globals['_CREATEKEYREQUEST']._serialized_end=1063
+  _globals['_CREATEKEYRESPONSE']._serialized_start=1065
+  _globals['_CREATEKEYRESPONSE']._serialized_end=1132
+  _globals['_LISTKEYSREQUEST']._serialized_start=1134
+  _globals['_LISTKEYSREQUEST']._serialized_end=1171
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1173
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1224
+  _globals['_GETKEYREQUEST']._serialized_start=1226
+  _globals['_GETKEYREQUEST']._serialized_end=1279
+  _globals['_GETKEYRESPONSE']._serialized_start=1281
+  _globals['_GETKEYRESPONSE']._serialized_end=1329
+  _globals['_UPDATEKEYREQUEST']._serialized_start=1332
+  _globals['_UPDATEKEYREQUEST']._serialized_end=1629
+  _globals['_UPDATEKEYRESPONSE']._serialized_start=1631
+  _globals['_UPDATEKEYRESPONSE']._serialized_end=1682
+  _globals['_ROTATEKEYREQUEST']._serialized_start=1684
+  _globals['_ROTATEKEYREQUEST']._serialized_end=1797
+  _globals['_ROTATEKEYRESPONSE']._serialized_start=1799
+  _globals['_ROTATEKEYRESPONSE']._serialized_end=1903
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1905
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1981
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=1983
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=2034
+  _globals['_KEYSSERVICE']._serialized_start=2037
+  _globals['_KEYSSERVICE']._serialized_end=2915
 # @@protoc_insertion_point(module_scope)

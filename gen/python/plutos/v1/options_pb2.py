@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17plutos/v1/options.proto\x12\tplutos.v1\x1a google/protobuf/descriptor.proto:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xe7\x86\x03 \x01(\x08\x42\x34Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17plutos/v1/options.proto\x12\tplutos.v1\x1a google/protobuf/descriptor.proto\"$\n\x08IntRange\x12\x0b\n\x03min\x18\x01 \x01(\x03\x12\x0b\n\x03max\x18\x02 \x01(\x03:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xe7\x86\x03 \x01(\x08:G\n\tint_range\x12\x1d.google.protobuf.FieldOptions\x18\xe8\x86\x03 \x01(\x0b\x32\x13.plutos.v1.IntRangeB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,4 +33,6 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'plutos.v1.options_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1'
+  _globals['_INTRANGE']._serialized_start=72
+  _globals['_INTRANGE']._serialized_end=108
 # @@protoc_insertion_point(module_scope)

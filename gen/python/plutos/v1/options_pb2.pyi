@@ -7,10 +7,38 @@ import builtins
 import google.protobuf.descriptor
 import google.protobuf.descriptor_pb2
 import google.protobuf.internal.extension_dict
+import google.protobuf.message
+import typing
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
+@typing.final
+class IntRange(google.protobuf.message.Message):
+    """The inclusive bounds of an integer request field (`limit`: 1 to 100), declared once here for
+    everyone who states them: the server refuses a value outside them with 400 invalid_parameters
+    naming the field; the REST bridge names them (not the wire type's range) when a value is not an
+    integer or does not fit the type (`?limit=abc`, `?limit=99999999999`); the OpenAPI document
+    shows them as the field's `minimum` and `maximum`.
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: builtins.int
+    MAX_FIELD_NUMBER: builtins.int
+    min: builtins.int
+    max: builtins.int
+    def __init__(
+        self,
+        *,
+        min: builtins.int = ...,
+        max: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["max", b"max", "min", b"min"]) -> None: ...
+
+global___IntRange = IntRange
+
 IDEMPOTENT_FIELD_NUMBER: builtins.int
+INT_RANGE_FIELD_NUMBER: builtins.int
 idempotent: google.protobuf.internal.extension_dict._ExtensionFieldDescriptor[google.protobuf.descriptor_pb2.MethodOptions, builtins.bool]
 """The RPC takes an idempotency key: the `Idempotency-Key` HTTP header or `idempotency-key` gRPC
 metadata. A repeat with the same key, account and request within the retention period replays
@@ -18,3 +46,4 @@ the first answer (`Idempotent-Replayed: true`) instead of running again; the sam
 another request is refused with `idempotency_key_reused`, and one still running with
 `idempotency_in_progress`.
 """
+int_range: google.protobuf.internal.extension_dict._ExtensionFieldDescriptor[google.protobuf.descriptor_pb2.FieldOptions, global___IntRange]

@@ -831,7 +831,7 @@ var File_plutos_v1_admin_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15plutos/v1/admin.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n" +
+	"\x15plutos/v1/admin.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"w\n" +
 	"\fAccountUsage\x12%\n" +
 	"\x0etotal_requests\x18\x01 \x01(\x03R\rtotalRequests\x12!\n" +
 	"\ftotal_tokens\x18\x02 \x01(\x03R\vtotalTokens\x12\x1d\n" +
@@ -850,9 +850,9 @@ const file_plutos_v1_admin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\"E\n" +
 	"\x15CreateAccountResponse\x12,\n" +
-	"\aaccount\x18\x01 \x01(\v2\x12.plutos.v1.AccountR\aaccount\"P\n" +
-	"\x13ListAccountsRequest\x12\x19\n" +
-	"\x05limit\x18\x01 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
+	"\aaccount\x18\x01 \x01(\v2\x12.plutos.v1.AccountR\aaccount\"Z\n" +
+	"\x13ListAccountsRequest\x12#\n" +
+	"\x05limit\x18\x01 \x01(\x05B\b¶\x18\x04\b\x01\x10dH\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05afterB\b\n" +
 	"\x06_limit\"\x8d\x01\n" +
 	"\x14ListAccountsResponse\x12&\n" +
@@ -885,9 +885,9 @@ const file_plutos_v1_admin_proto_rawDesc = "" +
 	"\ttarget_id\x18\x05 \x01(\tR\btargetId\x121\n" +
 	"\adetails\x18\x06 \x01(\v2\x17.google.protobuf.StructR\adetails\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"r\n" +
-	"\x16ListAuditEventsRequest\x12\x19\n" +
-	"\x05limit\x18\x01 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"|\n" +
+	"\x16ListAuditEventsRequest\x12#\n" +
+	"\x05limit\x18\x01 \x01(\x05B\b¶\x18\x04\b\x01\x10dH\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x03 \x01(\tR\taccountIdB\b\n" +
@@ -967,6 +967,7 @@ func file_plutos_v1_admin_proto_init() {
 	if File_plutos_v1_admin_proto != nil {
 		return
 	}
+	file_plutos_v1_options_proto_init()
 	file_plutos_v1_admin_proto_msgTypes[4].OneofWrappers = []any{}
 	file_plutos_v1_admin_proto_msgTypes[8].OneofWrappers = []any{}
 	file_plutos_v1_admin_proto_msgTypes[11].OneofWrappers = []any{}

@@ -974,7 +974,7 @@ var File_plutos_v1_keys_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\n" +
-	"\x14plutos/v1/keys.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
+	"\x14plutos/v1/keys.proto\x12\tplutos.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17plutos/v1/options.proto\"\xb1\x02\n" +
 	"\tKeyLimits\x123\n" +
 	"\x13requests_per_minute\x18\x01 \x01(\x05H\x00R\x11requestsPerMinute\x88\x01\x01\x12/\n" +
 	"\x11requests_per_hour\x18\x02 \x01(\x05H\x01R\x0frequestsPerHour\x88\x01\x01\x12-\n" +
@@ -1048,12 +1048,12 @@ const file_plutos_v1_keys_proto_rawDesc = "" +
 	"\x05_nameB\x10\n" +
 	"\x0e_cache_default\"8\n" +
 	"\x11UpdateKeyResponse\x12#\n" +
-	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\"\x83\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\"\x8e\x01\n" +
 	"\x10RotateKeyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x14\n" +
-	"\x02id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12(\n" +
-	"\rgrace_seconds\x18\x03 \x01(\x05H\x00R\fgraceSeconds\x88\x01\x01B\x10\n" +
+	"\x02id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x02id\x123\n" +
+	"\rgrace_seconds\x18\x03 \x01(\x05B\t¶\x18\x05\x10\x80\x9a\x9e\x01H\x00R\fgraceSeconds\x88\x01\x01B\x10\n" +
 	"\x0e_grace_seconds\"\x7f\n" +
 	"\x11RotateKeyResponse\x12#\n" +
 	"\x03key\x18\x01 \x01(\v2\x11.plutos.v1.ApiKeyR\x03key\x12\x16\n" +
@@ -1148,6 +1148,7 @@ func file_plutos_v1_keys_proto_init() {
 	if File_plutos_v1_keys_proto != nil {
 		return
 	}
+	file_plutos_v1_options_proto_init()
 	file_plutos_v1_keys_proto_msgTypes[0].OneofWrappers = []any{}
 	file_plutos_v1_keys_proto_msgTypes[1].OneofWrappers = []any{}
 	file_plutos_v1_keys_proto_msgTypes[2].OneofWrappers = []any{}

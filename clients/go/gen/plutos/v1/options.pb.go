@@ -11,6 +11,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	descriptorpb "google.golang.org/protobuf/types/descriptorpb"
 	reflect "reflect"
+	sync "sync"
 	unsafe "unsafe"
 )
 
@@ -21,6 +22,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// The inclusive bounds of an integer request field (`limit`: 1 to 100), declared once here for
+// everyone who states them: the server refuses a value outside them with 400 invalid_parameters
+// naming the field; the REST bridge names them (not the wire type's range) when a value is not an
+// integer or does not fit the type (`?limit=abc`, `?limit=99999999999`); the OpenAPI document
+// shows them as the field's `minimum` and `maximum`.
+type IntRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Min           int64                  `protobuf:"varint,1,opt,name=min,proto3" json:"min,omitempty"`
+	Max           int64                  `protobuf:"varint,2,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IntRange) Reset() {
+	*x = IntRange{}
+	mi := &file_plutos_v1_options_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IntRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IntRange) ProtoMessage() {}
+
+func (x *IntRange) ProtoReflect() protoreflect.Message {
+	mi := &file_plutos_v1_options_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IntRange.ProtoReflect.Descriptor instead.
+func (*IntRange) Descriptor() ([]byte, []int) {
+	return file_plutos_v1_options_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *IntRange) GetMin() int64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *IntRange) GetMax() int64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
 var file_plutos_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -28,6 +86,14 @@ var file_plutos_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 		Field:         50023,
 		Name:          "plutos.v1.idempotent",
 		Tag:           "varint,50023,opt,name=idempotent",
+		Filename:      "plutos/v1/options.proto",
+	},
+	{
+		ExtendedType:  (*descriptorpb.FieldOptions)(nil),
+		ExtensionType: (*IntRange)(nil),
+		Field:         50024,
+		Name:          "plutos.v1.int_range",
+		Tag:           "bytes,50024,opt,name=int_range",
 		Filename:      "plutos/v1/options.proto",
 	},
 }
@@ -44,24 +110,51 @@ var (
 	E_Idempotent = &file_plutos_v1_options_proto_extTypes[0]
 )
 
+// Extension fields to descriptorpb.FieldOptions.
+var (
+	// optional plutos.v1.IntRange int_range = 50024;
+	E_IntRange = &file_plutos_v1_options_proto_extTypes[1]
+)
+
 var File_plutos_v1_options_proto protoreflect.FileDescriptor
 
 const file_plutos_v1_options_proto_rawDesc = "" +
 	"\n" +
-	"\x17plutos/v1/options.proto\x12\tplutos.v1\x1a google/protobuf/descriptor.proto:@\n" +
+	"\x17plutos/v1/options.proto\x12\tplutos.v1\x1a google/protobuf/descriptor.proto\".\n" +
+	"\bIntRange\x12\x10\n" +
+	"\x03min\x18\x01 \x01(\x03R\x03min\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\x03R\x03max:@\n" +
 	"\n" +
 	"idempotent\x12\x1e.google.protobuf.MethodOptions\x18\xe7\x86\x03 \x01(\bR\n" +
-	"idempotentB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
+	"idempotent:Q\n" +
+	"\tint_range\x12\x1d.google.protobuf.FieldOptions\x18\xe8\x86\x03 \x01(\v2\x13.plutos.v1.IntRangeR\bintRangeB4Z2github.com/plutos-ai/go-sdk/gen/plutos/v1;plutosv1b\x06proto3"
 
+var (
+	file_plutos_v1_options_proto_rawDescOnce sync.Once
+	file_plutos_v1_options_proto_rawDescData []byte
+)
+
+func file_plutos_v1_options_proto_rawDescGZIP() []byte {
+	file_plutos_v1_options_proto_rawDescOnce.Do(func() {
+		file_plutos_v1_options_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_plutos_v1_options_proto_rawDesc), len(file_plutos_v1_options_proto_rawDesc)))
+	})
+	return file_plutos_v1_options_proto_rawDescData
+}
+
+var file_plutos_v1_options_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_plutos_v1_options_proto_goTypes = []any{
-	(*descriptorpb.MethodOptions)(nil), // 0: google.protobuf.MethodOptions
+	(*IntRange)(nil),                   // 0: plutos.v1.IntRange
+	(*descriptorpb.MethodOptions)(nil), // 1: google.protobuf.MethodOptions
+	(*descriptorpb.FieldOptions)(nil),  // 2: google.protobuf.FieldOptions
 }
 var file_plutos_v1_options_proto_depIdxs = []int32{
-	0, // 0: plutos.v1.idempotent:extendee -> google.protobuf.MethodOptions
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	0, // [0:1] is the sub-list for extension extendee
+	1, // 0: plutos.v1.idempotent:extendee -> google.protobuf.MethodOptions
+	2, // 1: plutos.v1.int_range:extendee -> google.protobuf.FieldOptions
+	0, // 2: plutos.v1.int_range:type_name -> plutos.v1.IntRange
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	2, // [2:3] is the sub-list for extension type_name
+	0, // [0:2] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
 }
 
@@ -76,12 +169,13 @@ func file_plutos_v1_options_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plutos_v1_options_proto_rawDesc), len(file_plutos_v1_options_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   0,
-			NumExtensions: 1,
+			NumMessages:   1,
+			NumExtensions: 2,
 			NumServices:   0,
 		},
 		GoTypes:           file_plutos_v1_options_proto_goTypes,
 		DependencyIndexes: file_plutos_v1_options_proto_depIdxs,
+		MessageInfos:      file_plutos_v1_options_proto_msgTypes,
 		ExtensionInfos:    file_plutos_v1_options_proto_extTypes,
 	}.Build()
 	File_plutos_v1_options_proto = out.File

@@ -956,11 +956,11 @@ const file_plutos_v1_webhooks_proto_rawDesc = "" +
 	"\fdelivered_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAtB\x13\n" +
 	"\x11_last_status_codeB\r\n" +
-	"\v_last_error\"\x96\x01\n" +
+	"\v_last_error\"\xa0\x01\n" +
 	"\x1cListWebhookDeliveriesRequest\x12#\n" +
 	"\n" +
-	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12\x19\n" +
-	"\x05limit\x18\x02 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12\x14\n" +
+	"webhook_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\twebhookId\x12#\n" +
+	"\x05limit\x18\x02 \x01(\x05B\b¶\x18\x04\b\x01\x10dH\x00R\x05limit\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\tR\x05after\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06statusB\b\n" +
 	"\x06_limit\"\x9e\x01\n" +

@@ -9,3 +9,15 @@
 export const protobufPackage = "plutos.v1";
 
 export const protobufFileName = "plutos/v1/options.proto";
+
+/**
+ * The inclusive bounds of an integer request field (`limit`: 1 to 100), declared once here for
+ * everyone who states them: the server refuses a value outside them with 400 invalid_parameters
+ * naming the field; the REST bridge names them (not the wire type's range) when a value is not an
+ * integer or does not fit the type (`?limit=abc`, `?limit=99999999999`); the OpenAPI document
+ * shows them as the field's `minimum` and `maximum`.
+ */
+export interface IntRange {
+  min: number;
+  max: number;
+}
