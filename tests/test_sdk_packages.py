@@ -176,7 +176,8 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
     (project / "app.ts").write_text(TYPESCRIPT_USER)
     # The SDK README's first example, as written; Node's `process` declared (no @types/node here).
     readme_example = readme_block(package / "README.md", "ts")
-    (project / "readme.ts").write_text("declare const process: { stdout: { write(s: string): void } };\n" + readme_example)
+    node_process = "declare const process: { stdout: { write(s: string): void } };\n"
+    (project / "readme.ts").write_text(node_process + readme_example)
     (project / "tsconfig.json").write_text(
         json.dumps(
             {
