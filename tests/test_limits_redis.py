@@ -23,12 +23,14 @@ import grpc
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from plutos.v1 import models_pb2, models_pb2_grpc, processing_pb2, processing_pb2_grpc
 
 from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
-from server.limiter import Concurrency, MemoryLimiter, Window
+from server.limiter import Concurrency, MemoryLimiter, QuotaAsk, Window
 from server.limiter.base import Limiter, LimiterUnavailable
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
@@ -53,6 +55,10 @@ from tests.redis_support import RedisServer
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
+# A quota one and a half cheap reservations large: a burst admits two calls at most (0 and 70 reserved
+# are below it, 140 is not), and whatever the timing it is used up after three or four real model
+# calls (each uses ~35 tokens, at least its prompt's ~31) rather than forty.
+QUOTA_PAIR = CHEAP_RESERVATION + CHEAP_RESERVATION // 2
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +156,143 @@ async def test_a_slot_redis_could_not_take_back_is_released_once_it_answers(redi
             return False
 
         await wait_until(given_back, "the slot to be released once Redis answers", within=20)
+    finally:
+        await limiter.close()
+
+
+# -- differential: the Redis scripts decide exactly as the in-memory limiter ----------------------
+
+# One example: limits, then operations on both backends. ("admit", generating, tokens asked or
+# None) | ("finish", which call in flight, tokens it used) | ("tick", seconds the clock moves on).
+Op = tuple[str, int, int | None]
+ADMIT_OP = st.tuples(st.just("admit"), st.sampled_from([1, 1, 0]), st.one_of(st.none(), st.integers(0, 60)))
+OPS = st.lists(
+    st.one_of(
+        ADMIT_OP,
+        ADMIT_OP,
+        st.tuples(st.just("finish"), st.integers(0, 7), st.integers(0, 60)),
+        st.tuples(st.just("tick"), st.sampled_from([0, 1, 20, 59, 61, 3600]), st.none()),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    minute: int
+    hour: int
+    account_concurrency: int
+    key_concurrency: int  # 0: the key has no limit of its own
+    quota: int
+    seed: int
+
+
+RULES = st.builds(
+    Rules,
+    minute=st.integers(1, 12),
+    hour=st.integers(1, 20),
+    account_concurrency=st.integers(1, 4),
+    key_concurrency=st.integers(0, 2),
+    quota=st.integers(1, 200),
+    seed=st.integers(0, 150),
+)
+
+
+async def play(limiter: Limiter, rules: Rules, ops: list[Op], account: str, start: float) -> list[object]:
+    """Run ``ops`` on ``limiter``; everything it answered and its counters after each step."""
+    subject, key = f"{{{account}}}", f"{{{account}}}:key:k"
+    windows = [Window(subject, "minute", 60, rules.minute), Window(key, "hour", 3600, rules.hour)]
+    concurrency = [Concurrency(subject, rules.account_concurrency)]
+    if rules.key_concurrency:
+        concurrency.append(Concurrency(key, rules.key_concurrency))
+
+    async def seed(account_id: str, month_start: object) -> int:
+        return rules.seed
+
+    now, held, seen = start, [], []
+    for op, arg, amount in ops:
+        if op == "tick":
+            now += arg
+            continue
+        if op == "finish":
+            if held:
+                slot, reservation = held.pop(arg % len(held))
+                used = min(amount or 0, reservation.amount) if reservation is not None else 0
+                await limiter.finish(slot, reservation, used)
+        else:
+            ask = None if amount is None else QuotaAsk(account, amount, rules.quota, seed)
+            entry = await limiter.admit(windows, concurrency if arg else [], ask, now=now)
+            a, q = entry.admission, entry.quota
+            seen.append(
+                (
+                    a.allowed,
+                    [(w.count, w.reset) for w in a.windows],
+                    [n for _, n in a.in_flight],
+                    a.slot is not None,
+                    None if q is None else (q.allowed, q.used, q.reserved, q.reservation is not None),
+                )
+            )
+            if a.slot is not None or (q is not None and q.reservation is not None):
+                held.append((a.slot, q.reservation if q is not None else None))
+        seen.append(
+            (await limiter.in_flight(subject), await limiter.in_flight(key), await limiter.tokens(account, now=now))
+        )
+    for slot, reservation in held:
+        await limiter.finish(slot, reservation, 0)
+    seen.append((await limiter.in_flight(subject), await limiter.in_flight(key)))
+    return seen
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(rules=RULES, ops=OPS)
+def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules: Rules, ops: list[Op]) -> None:
+    """Random limits and calls (some generating, some asking for tokens), calls ending in any order
+    and the clock moving across window boundaries: ADMIT and FINISH answer exactly as the
+    in-memory limiter's acquire, reserve, settle and release do, call by call."""
+    account = f"acct_diff_{time.time_ns()}"
+    start = time.time() // 3600 * 3600 + 1800.5  # within the hour (and so the day) of the wall clock
+
+    async def both() -> tuple[list[object], list[object]]:
+        redis = RedisLimiter(redis_server.url, lease=86400.0)  # no lease runs out during an example
+        try:
+            return await play(MemoryLimiter(), rules, ops, account, start), await play(
+                redis, rules, ops, account, start
+            )
+        finally:
+            await redis.close()
+
+    memory, redis = asyncio.run(both())
+    assert redis == memory
+
+
+async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(redis_server: RedisServer) -> None:
+    account = unique("settle")[1:-1]
+    subject = account_subject(account)
+    limiter = RedisLimiter(redis_server.url)
+
+    async def seed(account_id: str, start: object) -> int:
+        return 100
+
+    try:
+        entry = await limiter.admit([], [Concurrency(subject, 1)], QuotaAsk(account, 50, 1000, seed))
+        slot, check = entry.admission.slot, entry.quota
+        assert slot is not None and check is not None and check.reservation is not None
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and is sent twice)
+        try:
+            await limiter.finish(slot, check.reservation, 30)
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await limiter.finish(slot, check.reservation, 30)  # the same call ended again: no effect
+
+        async def ended() -> bool:
+            with contextlib.suppress(LimiterUnavailable):
+                return await limiter.in_flight(subject) == 0 and not limiter._ending
+            return False
+
+        await wait_until(ended, "the call's end to reach Redis", within=20)
+        assert await limiter.tokens(account) == (130, 0)  # settled once, however often it was sent
     finally:
         await limiter.close()
 
@@ -308,7 +451,11 @@ class Replicas:
 async def replicas(
     platform: RunningPlatform, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Replicas]:
-    plans = [*platform.runtime.settings.plans.values(), plan("quota-edge", monthly_tokens=1500)]
+    plans = [
+        *platform.runtime.settings.plans.values(),
+        plan("quota-edge", monthly_tokens=1500),
+        plan("quota-pair", monthly_tokens=QUOTA_PAIR),
+    ]
     tmp = tmp_path_factory.mktemp("replicas")
     config = replica_config(tmp, plans)
     env = {
@@ -445,25 +592,34 @@ async def test_two_replicas_share_the_concurrency_limit(replicas: Replicas) -> N
 async def test_two_replicas_overshoot_the_quota_by_less_than_one_reservation(
     platform: RunningPlatform, replicas: Replicas
 ) -> None:
-    secret, account_id = replicas.create_key("quota-edge")
-    clients = replicas.clients()
+    """Bursts of 24 calls split over both replicas until the quota refuses them all: the month ends
+    at least at the quota and less than one reservation past it, and the shared counter in Redis
+    holds exactly what the ledger billed, with nothing left reserved (each call settled once).
+
+    Were each replica counting on its own, the first burst would admit two calls on each (140
+    tokens) and the second one more on each (210 ≥ QUOTA_PAIR + CHEAP_RESERVATION)."""
+    secret, account_id = replicas.create_key("quota-pair")
+    clients = replicas.clients(connections=24)
+    probe = RedisLimiter(replicas.env["PLUTOS_REDIS_URL"])
     try:
-        for _ in range(40):
+        for _ in range(8):
             replies = await asyncio.gather(
                 *(clients[i % 2].post("/process", json=CHEAP, headers=bearer(secret)) for i in range(24))
             )
-            codes = {r.status_code for r in replies}
-            assert codes <= {200, 429}
+            codes = [r.status_code for r in replies]
+            assert set(codes) <= {200, 429}, codes
             if 200 not in codes:
                 break
         else:
             pytest.fail("the quota never ran out")
+        assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
+        used = await ledger_tokens(platform, account_id)
+        assert QUOTA_PAIR <= used < QUOTA_PAIR + CHEAP_RESERVATION, used
+        assert await probe.tokens(account_id) == (used, 0)
     finally:
+        await probe.close()
         for c in clients:
             await c.aclose()
-    assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
-    used = await ledger_tokens(platform, account_id)
-    assert 1500 <= used < 1500 + CHEAP_RESERVATION, used
 
 
 # -- Redis goes away mid-run ------------------------------------------------------------------------
