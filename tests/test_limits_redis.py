@@ -31,7 +31,7 @@ from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
 from server.limiter import Concurrency, MemoryLimiter, QuotaAsk, Window
-from server.limiter.base import Limiter, LimiterUnavailable
+from server.limiter.base import Limiter, LimiterUnavailable, Reservation, Slot
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
 from tests.conftest import MODEL, free_port
@@ -210,7 +210,9 @@ async def play(limiter: Limiter, rules: Rules, ops: list[Op], account: str, star
     async def seed(account_id: str, month_start: object) -> int:
         return rules.seed
 
-    now, held, seen = start, [], []
+    now = start
+    held: list[tuple[Slot | None, Reservation | None]] = []
+    seen: list[object] = []
     for op, arg, amount in ops:
         if op == "tick":
             now += arg
@@ -301,6 +303,23 @@ async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answer
 
         await wait_until(ended, "the call's end to reach Redis", within=20)
         assert await limiter.tokens(account) == (130, 0)  # settled once, however often it was sent
+    finally:
+        await limiter.close()
+
+
+async def test_the_pipelined_connection_selects_the_database_of_the_url(redis_server: RedisServer) -> None:
+    subject = unique("db")
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    limiter = RedisLimiter(url)
+    try:
+        assert limiter._pipe is not None  # ADMIT and FINISH go through it, not through redis-py
+        admission = await limiter.acquire([Window(subject, "minute", 60, 5)], [Concurrency(subject, 1)])
+        assert admission.allowed and admission.slot is not None
+        async with aioredis.from_url(url) as db3, aioredis.from_url(redis_server.url) as db0:
+            assert await db3.zcard(f"plutos:cc:{subject}") == 1
+            assert await db0.exists(f"plutos:cc:{subject}") == 0
+        await limiter.release(admission.slot)
+        assert await limiter.in_flight(subject) == 0
     finally:
         await limiter.close()
 
