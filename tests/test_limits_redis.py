@@ -383,6 +383,59 @@ async def test_exactly_60_of_200_over_rest_with_redis(redis_platform: RunningPla
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(60))
 
 
+async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
+    platform: RunningPlatform, redis_server: RedisServer
+) -> None:
+    """Calls cancelled at every stage (at once, while admitted and waiting for the model, mid-stream,
+    by deadline) end exactly once in Redis: no slot is left, nothing stays reserved, and the month's
+    counter holds exactly what the ledger billed (streams cut off mid-way are billed what they used)."""
+    burst = plan("burst-quota", concurrent=5, monthly_tokens=10**9)
+    async with platform_with(platform, burst, redis_url=redis_server.url) as running:
+        key = await create_key(running.runtime.sessions, plan="burst-quota")
+        limiter = running.runtime.limiter
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
+        try:
+            stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+            meta = md(key.secret)
+            opts = processing_pb2.ProcessOptions(max_tokens=50)
+            stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
+            unary_req = processing_pb2.ProcessRequest(input="Tell a story.", model=MODEL, options=opts)
+
+            async def cancelled(i: int) -> None:
+                kind = i % 4
+                if kind == 0:  # cancelled at once
+                    stub.Stream(stream_req, metadata=meta).cancel()
+                elif kind == 1:  # mid-stream
+                    call = stub.Stream(stream_req, metadata=meta)
+                    try:
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            await call.read()
+                    finally:
+                        call.cancel()
+                elif kind == 2:  # unary, cancelled while queued or running
+                    call = stub.Process(unary_req, metadata=meta)
+                    await asyncio.sleep(0.005 * (i % 7))
+                    call.cancel()
+                else:  # deadline
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))
+
+            for wave in range(8):
+                await asyncio.gather(*(cancelled(wave * 10 + j) for j in range(10)))
+
+            async def settled() -> bool:
+                tokens = await limiter.tokens(key.account_id)
+                return (
+                    await limiter.in_flight(account_subject(key.account_id)) == 0
+                    and tokens is not None
+                    and tokens == (await ledger_tokens(running, key.account_id), 0)
+                )
+
+            await wait_until(settled, "every cancelled call to end once in Redis")
+        finally:
+            await channel.close()
+
+
 async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(
     redis_platform: RunningPlatform, redis_server: RedisServer
 ) -> None:
