@@ -11,6 +11,7 @@ from the generated modules.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import re
 import struct
@@ -26,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.json_codec import message_to_obj, parse_into
+from bridge.surface import REFERENCE, json_text
 
 _F = FieldDescriptor
 _INT64 = {_F.TYPE_INT64, _F.TYPE_SINT64, _F.TYPE_SFIXED64, _F.TYPE_UINT64, _F.TYPE_FIXED64}
@@ -258,6 +260,35 @@ def test_every_generated_message_type_is_covered() -> None:
         "plutos.v1.GetUsageResponse",
         "plutos.v1.ListModelsResponse",
     }
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_sse_frames_hold_exactly_what_json_dumps_writes(value: Any) -> None:
+    """The SSE framing's JSON (bridge/surface.py, its C encoder made once) is ``json.dumps``'s
+    text byte for byte: ASCII-only, the same separators, NaN and Infinity as json writes them."""
+    assert json_text(value) == json.dumps(value)
+    assert REFERENCE.frame("chunk", value) == f"event: chunk\ndata: {json.dumps(value)}\n\n".encode()
+
+
+@pytest.mark.parametrize("name", ["plutos.v1.StreamResponse", "plutos.v1.ChatCompletionChunk"])
+def test_sse_frames_of_stream_messages_are_json_dumps_text(name: str) -> None:
+    desc = next(d for d in MESSAGE_TYPES if d.full_name == name)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(messages(desc))
+    def check(msg: Message) -> None:
+        obj = message_to_obj(msg)
+        assert json_text(obj) == json.dumps(obj)
+
+    check()
 
 
 # -- errors: named in the caller's terms ----------------------------------------------------------

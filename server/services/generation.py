@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from datetime import datetime
 from decimal import Decimal
@@ -286,24 +286,30 @@ class Generation:
             raise
         await self.save()
 
-    async def pieces(self) -> AsyncGenerator[str, None]:
-        """Prepare, then yield the output as the model produces it; stored and billed once the
-        stream ends, however it ends (a closed or cancelled stream is ``cancelled``, a failure
-        ``failed``).
+    async def batches(self, cached: Sequence[str] | None = None) -> AsyncGenerator[list[str], None]:
+        """Prepare, then yield the output as the model produces it, in lists of the pieces that came
+        together (:meth:`Backend.stream_batches`: one step per upstream read) — or, for a generation
+        answered from the response cache (``answer_from``), that answer's ``cached`` pieces in one
+        list; stored and billed once the stream ends, however it ends (a closed or cancelled stream
+        is ``cancelled``, a failure ``failed``).
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
             raise PlutosError("invalid_model", f"Model '{self.spec.id}' does not support streaming.")
-        await self.prepare()  # from here on a record is stored whatever happens; its id goes out up front
+        if cached is None:  # (answer_from announced a cache hit's record)
+            await self.prepare()  # from here on a record is stored whatever happens; its id goes out up front
         # The response's headers (initial metadata) leave with the first message, once it is
         # known: an error before it (an upstream's 429 or 500) is then a plain error status —
         # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
         status, error_code = "cancelled", None
         try:
-            # A cancelled call closes the backend's stream (and an upstream request) at once.
-            async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                async for piece in pieces:
-                    yield piece
+            if cached is not None:
+                yield list(cached)
+            else:
+                # A cancelled call closes the backend's stream (and an upstream request) at once.
+                async with aclosing(self.backend.stream_batches(self.prompt, self.state)) as batches:  # type: ignore[arg-type]
+                    async for batch in batches:
+                        yield batch
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

@@ -329,38 +329,18 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
                 raise PlutosError("invalid_model", f"Model '{gen.spec.id}' does not support streaming.")
             cache = await self._look_up(gen, request.options)
             recorded: list[str] = []  # a miss's pieces, for the cache entry
-            if cache is not None and cache.hit is not None:
-                gen.answer_from(cache.hit)
-            else:
-                await gen.prepare()
-            # From here on a record is stored whatever happens. Its id went out up front
-            # (Generation.announce): a client that stops early can GET /v1/process/{id}.
-            # The response's headers (initial metadata) leave with the first message, once it is
-            # known: an error before it (an upstream's 429 or 500) is then a plain error status —
-            # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + event: error.
-            status, error_code = "cancelled", None
-            try:
-                if cache is not None and cache.hit is not None:  # sent as the chunks it was streamed in
-                    for piece in cache.hit.chunks():
+            hit = cache.hit if cache is not None else None
+            if hit is not None:
+                gen.answer_from(hit)
+            # A hit is sent as the chunks it was streamed in. The record's id went out up front
+            # (Generation.announce) and the record is stored however the stream ends (Generation.batches).
+            # In lists of the pieces that came together: one step per upstream read.
+            async with aclosing(gen.batches(hit.chunks() if hit is not None else None)) as batches:
+                async for batch in batches:
+                    if cache is not None and hit is None:
+                        recorded.extend(batch)
+                    for piece in batch:
                         yield _chunk(piece)
-                else:
-                    # A cancelled call closes the backend's stream (and an upstream request) at once.
-                    async with aclosing(gen.backend.stream(gen.prompt, gen.state)) as pieces:  # type: ignore[arg-type]
-                        async for piece in pieces:
-                            if cache is not None:
-                                recorded.append(piece)
-                            yield _chunk(piece)
-                status = "completed"
-            except PlutosError as err:
-                status, error_code = "failed", err.code
-                raise
-            except Exception:
-                status, error_code = "failed", "internal_error"
-                raise
-            finally:
-                if status != "completed":
-                    gen.save_in_background(status, error_code)
-            await gen.save()
             if not gen.cached:
                 await self._keep(gen, cache, tuple(recorded))
             yield processing_pb2.StreamResponse(
