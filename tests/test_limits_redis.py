@@ -266,7 +266,10 @@ def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules
     assert redis == memory
 
 
-async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("how", ["finish", "finish_soon"])
+async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(
+    redis_server: RedisServer, how: str
+) -> None:
     account = unique("settle")[1:-1]
     subject = account_subject(account)
     limiter = RedisLimiter(redis_server.url)
@@ -279,9 +282,14 @@ async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answer
         slot, check = entry.admission.slot, entry.quota
         assert slot is not None and check is not None and check.reservation is not None
         assert redis_server.process is not None
-        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and is sent twice)
+        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and may be sent twice)
         try:
-            await limiter.finish(slot, check.reservation, 30)
+            if how == "finish":
+                await limiter.finish(slot, check.reservation, 30)
+            else:  # what the interceptor uses: sent at once on the pipelined connection
+                waiter = limiter.finish_soon(slot, check.reservation, 30)
+                assert waiter is not None
+                await waiter
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
         await limiter.finish(slot, check.reservation, 30)  # the same call ended again: no effect

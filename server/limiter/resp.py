@@ -177,6 +177,15 @@ class Pipe:
             raise ResponseError(str(reply))
         return reply
 
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    def send_evalsha(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """``EVALSHA`` sent now (on a :attr:`connected` pipe): a future of the raw reply — an error
+        reply (``NOSCRIPT`` included) is a ``hiredis.ReplyError`` result, not an exception."""
+        return self._send(encode("EVALSHA", script.sha, len(keys), *keys, *args))
+
     async def call(self, command: bytes) -> Any:
         """Send one encoded command (see :func:`encode`) and wait for its reply."""
         if self._transport is None or self._transport.is_closing():
