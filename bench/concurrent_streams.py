@@ -79,7 +79,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -88,6 +87,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from bench.harness import Server, plutos_server, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".bench" / "bin"
@@ -119,14 +120,6 @@ def build_tools() -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def mock_upstream(binary: Path, interval_ms: int) -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc = subprocess.Popen(
@@ -143,51 +136,33 @@ def mock_upstream(binary: Path, interval_ms: int) -> Iterator[tuple[subprocess.P
         proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 @dataclass
 class Gateway:
-    proc: subprocess.Popen[bytes]
-    http_port: int
-    key: str
-    workdir: Path
+    """``plutos serve`` (bench/harness.py's Server) in front of the mock upstream on ``mock_port``."""
+
+    server: Server
     mock_port: int
     redis_url: str
     workers: int
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://127.0.0.1:{self.server.http_port}"
 
-    def processes(self) -> list[psutil.Process]:
-        try:
-            parent = psutil.Process(self.proc.pid)
-            return [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+    @property
+    def key(self) -> str:
+        return self.server.key
 
     def rss(self) -> int:
-        total = 0
-        for p in self.processes():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                total += p.memory_info().rss
-        return total
+        return self.server.rss()
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for p in self.processes():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
+        return self.server.cpu_seconds()
 
     def upstream_connections(self) -> int:
         """The gateway's TCP sockets to the mock upstream (any state but closed)."""
         count = 0
-        for p in self.processes():
+        for p in self.server.processes():
             with contextlib.suppress(psutil.NoSuchProcess):
                 for c in p.net_connections(kind="tcp"):
                     if c.raddr and c.raddr.port == self.mock_port and c.status != psutil.CONN_CLOSE:
@@ -221,12 +196,10 @@ def redis_slots(url: str) -> int:
         client.close()
 
 
-def write_config(path: Path, *, mock_port: int, database_url: str, redis_url: str, pool: int) -> None:
+def gateway_config(*, mock_port: int, redis_url: str, pool: int) -> str:
     big = 10**9
-    path.write_text(
-        f"""
+    return f"""
 [server]
-database_url = "{database_url}"
 redis_url = "{redis_url}"
 
 # The bench key's plan must admit every stream: its concurrency limit is the number of streams a
@@ -249,63 +222,24 @@ max_tokens = 100000
 max_connections = {pool}
 pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
 """
-    )
 
 
 @contextlib.contextmanager
 def gateway(
     mock_port: int, *, store: str, workers: int, pool: int, database_url: str, redis_url: str
 ) -> Iterator[Gateway]:
-    workdir = Path(tempfile.mkdtemp(prefix="plutos-streams-"))
+    """The gateway on ``store`` (sqlite: a fresh file and the in-memory limiter; postgres: the
+    PostgreSQL and Redis given), once every worker serves; its log is kept in .bench/."""
     if store == "sqlite":
-        database_url, redis_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}", ""
-    config = workdir / "config.toml"
-    write_config(config, mock_port=mock_port, database_url=database_url, redis_url=redis_url, pool=pool)
-    http_port, grpc_port = free_port(), free_port()
-    env = {**os.environ, "PLUTOS_CONFIG": str(config), "PLUTOS_HTTP_PORT": str(http_port)}
-    env["PLUTOS_GRPC_PORT"] = str(grpc_port)
-    plutos = [sys.executable, "-m", "gateway.cli"]
-    subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-    created = subprocess.run(
-        [*plutos, "keys", "create", "--plan", "enterprise", "--name", "streams", "--json"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    key = json.loads(created.stdout)["key"]
-    log_file = open(workdir / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-    proc = subprocess.Popen(
-        [*plutos, "serve", "--workers", str(workers)], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-    )
-    gw = Gateway(proc, http_port, key, workdir, mock_port, redis_url, workers)
-    (ROOT / ".bench" / "streams-gateway.pid").write_text(f"{proc.pid}\n")  # for py-spy and the like
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited: {(workdir / 'gateway.log').read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{gw.base}/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not become ready in 60 s")
-            time.sleep(0.2)
-        if workers > 1:
-            time.sleep(2)  # every worker listening
-        yield gw
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
-        # The last gateway's log, for a look at what its errors were.
-        shutil.copy(workdir / "gateway.log", ROOT / ".bench" / "streams-gateway.log")
-        shutil.rmtree(workdir, ignore_errors=True)
+        database, redis_url = None, ""
+    else:
+        database = database_url
+    config = gateway_config(mock_port=mock_port, redis_url=redis_url, pool=pool)
+    # The last gateway's log, for a look at what its errors were.
+    keep_log = ROOT / ".bench" / "streams-gateway.log"
+    with plutos_server(config, workers, database_url=database, keep_log=keep_log) as server:
+        (ROOT / ".bench" / "streams-gateway.pid").write_text(f"{server.proc.pid}\n")  # for py-spy and the like
+        yield Gateway(server, mock_port, redis_url, workers)
 
 
 @dataclass
@@ -663,6 +597,7 @@ def main() -> None:
         return argparse.Namespace(**{**vars(args), "streams": n, "ramp": args.ramp or max(1.0, n / 500)})
 
     with mock_upstream(mock_bin, args.interval_ms) as (mock, mock_port):
+        mock_tree = [psutil.Process(mock.pid)]
         if args.direct:
             direct = direct_run(load_bin, mock_port, sized(max(counts)))
         for n in counts:
@@ -678,9 +613,9 @@ def main() -> None:
                     ) as gw:
                         for endpoint in args.endpoints.split(","):
                             log(f"== {n} streams, {endpoint} on {store}, {workers} worker(s)")
-                            mock_cpu = cpu_seconds(mock.pid)
+                            mock_cpu = tree_cpu_seconds(mock_tree)
                             run = one_run(load_bin, gw, endpoint, sized(n), IDLE_CONNECTIONS)
-                            run["mock_cpu_s"] = round(cpu_seconds(mock.pid) - mock_cpu, 1)  # both rounds
+                            run["mock_cpu_s"] = round(tree_cpu_seconds(mock_tree) - mock_cpu, 1)  # both rounds
                             run["date"] = f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
                             runs.append(run)
     mem = psutil.virtual_memory().total / 2**30

@@ -3,6 +3,8 @@ processes too), and sample the server's CPU and peak RSS. Loopback only; every r
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import re
@@ -13,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TOOLS = ROOT / ".tools" / "bin"
+# The PostgreSQL database the store benchmarks wipe and fill.
+DEFAULT_PG = os.environ.get(
+    "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"
+)
 
 
 def log(message: str) -> None:
@@ -58,20 +64,53 @@ class Server:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/v1"
 
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
     def processes(self) -> list[psutil.Process]:
+        """The server's process tree (the supervisor and its workers)."""
         try:
             parent = psutil.Process(self.proc.pid)
             return [parent, *parent.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
 
+    def rss(self) -> int:
+        """Resident memory of the whole process tree, in bytes."""
+        return tree_rss(self.processes())
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the whole process tree has used so far, in seconds."""
+        return tree_cpu_seconds(self.processes())
+
     def stop(self) -> None:
+        """SIGTERM (the server drains), then SIGKILL if it is still there after 30 s."""
         self.proc.terminate()
         try:
-            self.proc.wait(10)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def tree_rss(processes: list[psutil.Process]) -> int:
+    """Summed resident memory of ``processes`` (those that have exited count 0), in bytes."""
+    total = 0
+    for p in processes:
+        with suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def tree_cpu_seconds(processes: list[psutil.Process]) -> float:
+    """Summed CPU time (user + system) of ``processes``, in seconds."""
+    total = 0.0
+    for p in processes:
+        with suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 BENCH_PLAN = """
@@ -90,9 +129,13 @@ def plutos_server(
     workers: int = 1,
     env: dict[str, str] | None = None,
     prefix_cmd: tuple[str, ...] = (),
+    *,
+    database_url: str | None = None,
+    keep_log: Path | None = None,
 ) -> Iterator[Server]:
-    """`plutos serve` in a separate process with a fresh SQLite store and an enterprise key;
-    ``prefix_cmd`` runs it under e.g. ``taskset -c 1``. Returns once every worker serves."""
+    """`plutos serve` in a separate process with an enterprise key, on ``database_url`` (default: a
+    fresh SQLite file); ``prefix_cmd`` runs it under e.g. ``taskset -c 1``. Returns once every worker
+    serves; stops it on exit (its output is copied to ``keep_log`` then, if given)."""
     workdir = Path(tempfile.mkdtemp(prefix="plutos-bench-"))
     config = workdir / "config.toml"
     if "[plans.enterprise]" not in config_toml:
@@ -103,7 +146,7 @@ def plutos_server(
     full_env = {
         **os.environ,
         "PLUTOS_CONFIG": str(config),
-        "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        "PLUTOS_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
         **(env or {}),
     }
     created = subprocess.run(
@@ -137,14 +180,17 @@ def plutos_server(
         wait_port(http_port)
         wait_port(grpc_port)
         deadline = time.monotonic() + 120
-        while (workdir / "server.log").read_text(errors="replace").count("serving REST on") < workers:
+        while server.log_path.read_text(errors="replace").count("serving REST on") < workers:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"plutos serve did not start: {(workdir / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(f"plutos serve did not start: {server.log_path.read_text()[-3000:]}")
             time.sleep(0.1)
         time.sleep(0.5)
         yield server
     finally:
         server.stop()
+        log_file.close()
+        if keep_log is not None:
+            shutil.copy(server.log_path, keep_log)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -164,22 +210,11 @@ class ResourceMonitor:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _cpu(self) -> float:
-        total = 0.0
-        for p in self.processes:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return tree_cpu_seconds(self.processes)
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            rss = 0
-            for p in self.processes:
-                with suppress(psutil.NoSuchProcess):
-                    rss += p.memory_info().rss
-            self.sample.peak_rss_mb = max(self.sample.peak_rss_mb, rss / 1e6)
+            self.sample.peak_rss_mb = max(self.sample.peak_rss_mb, tree_rss(self.processes) / 1e6)
 
     def __enter__(self) -> ResourceMonitor:
         self._cpu0 = self._cpu()
@@ -336,3 +371,28 @@ def run_with_monitor(server: Server, load: Any) -> LoadResult:
     result.cpu_percent = monitor.sample.cpu_percent
     result.peak_rss_mb = monitor.sample.peak_rss_mb
     return result
+
+
+def store_bench_main(
+    description: str, run: Callable[[argparse.Namespace, Path], Awaitable[str]], *, repeat: int, name: str
+) -> None:
+    """The command line of the store benchmarks (bench.history_bench, bench.usage_bench): rows,
+    accounts, repetitions, a SQLite file (recreated; default a temporary one), a PostgreSQL database
+    to wipe and fill (or --no-pg); prints ``run``'s Markdown and writes it to --out if given."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--sqlite", help="SQLite file to (re)create (default: a temporary file)")
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL database to wipe and fill")
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--out", help="write the figures to this Markdown file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix=f"{name}-bench-") as tmp:
+        path = Path(args.sqlite) if args.sqlite else Path(tmp) / f"{name}.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        text = asyncio.run(run(args, path))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")

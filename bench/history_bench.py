@@ -20,13 +20,11 @@ share the rest. Loopback only; bounded. Target: < 20 ms per page.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import random
 import sqlite3
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,6 +34,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from bench.harness import store_bench_main
 from gateway.app import start_platform
 from server.config import load_settings
 from server.keys import create_key
@@ -45,9 +44,6 @@ from server.store.models import Base
 
 MODELS = ("smollm2-135m-instruct", "model-b", "model-c")
 HEAVY = "acct_history_heavy"
-DEFAULT_PG = os.environ.get(
-    "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"
-)
 COLUMNS = (
     "id, account_id, key_id, kind, batch_id, batch_index, model, input, options, output, prompt_tokens, "
     "completion_tokens, status, error_code, created_at, processing_time_ms"
@@ -283,23 +279,7 @@ async def run(args: argparse.Namespace, sqlite_path: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--accounts", type=int, default=1_000)
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--sqlite", help="SQLite file to (re)create (default: a temporary file)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL database to wipe and fill")
-    parser.add_argument("--no-pg", action="store_true")
-    parser.add_argument("--out", help="write the figures to this Markdown file")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
-        path = Path(args.sqlite) if args.sqlite else Path(tmp) / "history.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        text_out = asyncio.run(run(args, path))
-    print(text_out)
-    if args.out:
-        Path(args.out).write_text(text_out + "\n")
+    store_bench_main(__doc__ or "", run, repeat=30, name="history")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import random
 import sqlite3
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +33,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from bench.harness import store_bench_main
 from gateway.app import start_platform
 from server.config import load_settings
 from server.keys import create_key
@@ -47,9 +46,6 @@ from server.store.writer import RecordWriter
 MODELS = ("smollm2-135m-instruct", "model-b", "model-c")
 HEAVY = "acct_bench_heavy"
 TYPICAL = "acct_bench_0001"
-DEFAULT_PG = os.environ.get(
-    "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"
-)
 
 
 def log(message: str) -> None:
@@ -405,23 +401,7 @@ async def run(args: argparse.Namespace, sqlite_path: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--accounts", type=int, default=1_000)
-    parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--sqlite", help="SQLite file to (re)create (default: a temporary file)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL database to wipe and fill")
-    parser.add_argument("--no-pg", action="store_true")
-    parser.add_argument("--out", help="write the figures to this Markdown file")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="usage-bench-") as tmp:
-        path = Path(args.sqlite) if args.sqlite else Path(tmp) / "usage.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        text = asyncio.run(run(args, path))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    store_bench_main(__doc__ or "", run, repeat=50, name="usage")
 
 
 if __name__ == "__main__":

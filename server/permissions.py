@@ -41,10 +41,15 @@ def required_scope(method_name: str) -> str:
     return scope
 
 
-def require_scope(who: Caller, method_name: str) -> None:
+def has_scope(who: Caller, method_name: str) -> bool:
     """A key without an explicit list holds ``server.keys.DEFAULT_SCOPES`` (not ``keys``/``admin``)."""
-    scope = required_scope(method_name)
-    if scope not in (DEFAULT_SCOPES if who.scopes is None else who.scopes):
+    return required_scope(method_name) in (DEFAULT_SCOPES if who.scopes is None else who.scopes)
+
+
+def require_scope(who: Caller, method_name: str) -> None:
+    """Raise ``permission_denied`` unless the key holds the RPC's scope (see :func:`has_scope`)."""
+    if not has_scope(who, method_name):
+        scope = required_scope(method_name)
         raise PlutosError(
             "permission_denied", f"This API key does not have the '{scope}' permission.", {"scope": scope}
         )

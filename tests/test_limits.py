@@ -309,7 +309,7 @@ async def test_slots_are_released_on_every_path(
     await settled()
     # client cancel (gRPC unary and stream)
     call = grpc_clients.processing.Process(slow, metadata=meta)
-    await asyncio.sleep(0.2)
+    await hold(platform, key.account_id, 1)  # admitted: the cancel reaches a running call
     call.cancel()
     stream = grpc_clients.processing.Stream(
         processing_pb2.StreamRequest(input=slow.input, model=MODEL, options=long_options), metadata=meta

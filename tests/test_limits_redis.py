@@ -23,13 +23,15 @@ import grpc
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from plutos.v1 import models_pb2, models_pb2_grpc, processing_pb2, processing_pb2_grpc
 
 from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
-from server.limiter import Concurrency, MemoryLimiter, Window
-from server.limiter.base import Limiter, LimiterUnavailable
+from server.limiter import Concurrency, MemoryLimiter, QuotaAsk, Window
+from server.limiter.base import Limiter, LimiterUnavailable, Reservation, Slot
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
 from tests.conftest import MODEL, free_port
@@ -53,6 +55,10 @@ from tests.redis_support import RedisServer
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
 SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
+# A quota one and a half cheap reservations large: a burst admits two calls at most (0 and 70 reserved
+# are below it, 140 is not), and whatever the timing it is used up after three or four real model
+# calls (each uses ~35 tokens, at least its prompt's ~31) rather than forty.
+QUOTA_PAIR = CHEAP_RESERVATION + CHEAP_RESERVATION // 2
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +160,170 @@ async def test_a_slot_redis_could_not_take_back_is_released_once_it_answers(redi
         await limiter.close()
 
 
+# -- differential: the Redis scripts decide exactly as the in-memory limiter ----------------------
+
+# One example: limits, then operations on both backends. ("admit", generating, tokens asked or
+# None) | ("finish", which call in flight, tokens it used) | ("tick", seconds the clock moves on).
+Op = tuple[str, int, int | None]
+ADMIT_OP = st.tuples(st.just("admit"), st.sampled_from([1, 1, 0]), st.one_of(st.none(), st.integers(0, 60)))
+OPS = st.lists(
+    st.one_of(
+        ADMIT_OP,
+        ADMIT_OP,
+        st.tuples(st.just("finish"), st.integers(0, 7), st.integers(0, 60)),
+        st.tuples(st.just("tick"), st.sampled_from([0, 1, 20, 59, 61, 3600]), st.none()),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    minute: int
+    hour: int
+    account_concurrency: int
+    key_concurrency: int  # 0: the key has no limit of its own
+    quota: int
+    seed: int
+
+
+RULES = st.builds(
+    Rules,
+    minute=st.integers(1, 12),
+    hour=st.integers(1, 20),
+    account_concurrency=st.integers(1, 4),
+    key_concurrency=st.integers(0, 2),
+    quota=st.integers(1, 200),
+    seed=st.integers(0, 150),
+)
+
+
+async def play(limiter: Limiter, rules: Rules, ops: list[Op], account: str, start: float) -> list[object]:
+    """Run ``ops`` on ``limiter``; everything it answered and its counters after each step."""
+    subject, key = f"{{{account}}}", f"{{{account}}}:key:k"
+    windows = [Window(subject, "minute", 60, rules.minute), Window(key, "hour", 3600, rules.hour)]
+    concurrency = [Concurrency(subject, rules.account_concurrency)]
+    if rules.key_concurrency:
+        concurrency.append(Concurrency(key, rules.key_concurrency))
+
+    async def seed(account_id: str, month_start: object) -> int:
+        return rules.seed
+
+    now = start
+    held: list[tuple[Slot | None, Reservation | None]] = []
+    seen: list[object] = []
+    for op, arg, amount in ops:
+        if op == "tick":
+            now += arg
+            continue
+        if op == "finish":
+            if held:
+                slot, reservation = held.pop(arg % len(held))
+                used = min(amount or 0, reservation.amount) if reservation is not None else 0
+                await limiter.finish(slot, reservation, used)
+        else:
+            ask = None if amount is None else QuotaAsk(account, amount, rules.quota, seed)
+            entry = await limiter.admit(windows, concurrency if arg else [], ask, now=now)
+            a, q = entry.admission, entry.quota
+            seen.append(
+                (
+                    a.allowed,
+                    [(w.count, w.reset) for w in a.windows],
+                    [n for _, n in a.in_flight],
+                    a.slot is not None,
+                    None if q is None else (q.allowed, q.used, q.reserved, q.reservation is not None),
+                )
+            )
+            if a.slot is not None or (q is not None and q.reservation is not None):
+                held.append((a.slot, q.reservation if q is not None else None))
+        seen.append(
+            (await limiter.in_flight(subject), await limiter.in_flight(key), await limiter.tokens(account, now=now))
+        )
+    for slot, reservation in held:
+        await limiter.finish(slot, reservation, 0)
+    seen.append((await limiter.in_flight(subject), await limiter.in_flight(key)))
+    return seen
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(rules=RULES, ops=OPS)
+def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules: Rules, ops: list[Op]) -> None:
+    """Random limits and calls (some generating, some asking for tokens), calls ending in any order
+    and the clock moving across window boundaries: ADMIT and FINISH answer exactly as the
+    in-memory limiter's acquire, reserve, settle and release do, call by call."""
+    account = f"acct_diff_{time.time_ns()}"
+    start = time.time() // 3600 * 3600 + 1800.5  # within the hour (and so the day) of the wall clock
+
+    async def both() -> tuple[list[object], list[object]]:
+        redis = RedisLimiter(redis_server.url, lease=86400.0)  # no lease runs out during an example
+        try:
+            return await play(MemoryLimiter(), rules, ops, account, start), await play(
+                redis, rules, ops, account, start
+            )
+        finally:
+            await redis.close()
+
+    memory, redis = asyncio.run(both())
+    assert redis == memory
+
+
+@pytest.mark.parametrize("how", ["finish", "finish_soon"])
+async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(
+    redis_server: RedisServer, how: str
+) -> None:
+    account = unique("settle")[1:-1]
+    subject = account_subject(account)
+    limiter = RedisLimiter(redis_server.url)
+
+    async def seed(account_id: str, start: object) -> int:
+        return 100
+
+    try:
+        entry = await limiter.admit([], [Concurrency(subject, 1)], QuotaAsk(account, 50, 1000, seed))
+        slot, check = entry.admission.slot, entry.quota
+        assert slot is not None and check is not None and check.reservation is not None
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and may be sent twice)
+        try:
+            if how == "finish":
+                await limiter.finish(slot, check.reservation, 30)
+            else:  # what the interceptor uses: sent at once on the pipelined connection
+                waiter = limiter.finish_soon(slot, check.reservation, 30)
+                assert waiter is not None
+                await waiter
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await limiter.finish(slot, check.reservation, 30)  # the same call ended again: no effect
+
+        async def ended() -> bool:
+            with contextlib.suppress(LimiterUnavailable):
+                return await limiter.in_flight(subject) == 0 and not limiter._ending
+            return False
+
+        await wait_until(ended, "the call's end to reach Redis", within=20)
+        assert await limiter.tokens(account) == (130, 0)  # settled once, however often it was sent
+    finally:
+        await limiter.close()
+
+
+async def test_the_pipelined_connection_selects_the_database_of_the_url(redis_server: RedisServer) -> None:
+    subject = unique("db")
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    limiter = RedisLimiter(url)
+    try:
+        assert limiter._pipe is not None  # ADMIT and FINISH go through it, not through redis-py
+        admission = await limiter.acquire([Window(subject, "minute", 60, 5)], [Concurrency(subject, 1)])
+        assert admission.allowed and admission.slot is not None
+        async with aioredis.from_url(url) as db3, aioredis.from_url(redis_server.url) as db0:
+            assert await db3.zcard(f"plutos:cc:{subject}") == 1
+            assert await db0.exists(f"plutos:cc:{subject}") == 0
+        await limiter.release(admission.slot)
+        assert await limiter.in_flight(subject) == 0
+    finally:
+        await limiter.close()
+
+
 # -- leases: a replica that dies cannot hold slots or reservations forever ------------------------
 
 
@@ -211,6 +381,59 @@ async def test_exactly_60_of_200_over_rest_with_redis(redis_platform: RunningPla
     ok = [r for r in replies if r.status_code == 200]
     assert len(ok) == 60 and sum(r.status_code == 429 for r in replies) == 140
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(60))
+
+
+async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
+    platform: RunningPlatform, redis_server: RedisServer
+) -> None:
+    """Calls cancelled at every stage (at once, while admitted and waiting for the model, mid-stream,
+    by deadline) end exactly once in Redis: no slot is left, nothing stays reserved, and the month's
+    counter holds exactly what the ledger billed (streams cut off mid-way are billed what they used)."""
+    burst = plan("burst-quota", concurrent=5, monthly_tokens=10**9)
+    async with platform_with(platform, burst, redis_url=redis_server.url) as running:
+        key = await create_key(running.runtime.sessions, plan="burst-quota")
+        limiter = running.runtime.limiter
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
+        try:
+            stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+            meta = md(key.secret)
+            opts = processing_pb2.ProcessOptions(max_tokens=50)
+            stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
+            unary_req = processing_pb2.ProcessRequest(input="Tell a story.", model=MODEL, options=opts)
+
+            async def cancelled(i: int) -> None:
+                kind = i % 4
+                if kind == 0:  # cancelled at once
+                    stub.Stream(stream_req, metadata=meta).cancel()
+                elif kind == 1:  # mid-stream
+                    call = stub.Stream(stream_req, metadata=meta)
+                    try:
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            await call.read()
+                    finally:
+                        call.cancel()
+                elif kind == 2:  # unary, cancelled while queued or running
+                    call = stub.Process(unary_req, metadata=meta)
+                    await asyncio.sleep(0.005 * (i % 7))
+                    call.cancel()
+                else:  # deadline
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))
+
+            for wave in range(8):
+                await asyncio.gather(*(cancelled(wave * 10 + j) for j in range(10)))
+
+            async def settled() -> bool:
+                tokens = await limiter.tokens(key.account_id)
+                return (
+                    await limiter.in_flight(account_subject(key.account_id)) == 0
+                    and tokens is not None
+                    and tokens == (await ledger_tokens(running, key.account_id), 0)
+                )
+
+            await wait_until(settled, "every cancelled call to end once in Redis")
+        finally:
+            await channel.close()
 
 
 async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(
@@ -308,7 +531,11 @@ class Replicas:
 async def replicas(
     platform: RunningPlatform, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Replicas]:
-    plans = [*platform.runtime.settings.plans.values(), plan("quota-edge", monthly_tokens=1500)]
+    plans = [
+        *platform.runtime.settings.plans.values(),
+        plan("quota-edge", monthly_tokens=1500),
+        plan("quota-pair", monthly_tokens=QUOTA_PAIR),
+    ]
     tmp = tmp_path_factory.mktemp("replicas")
     config = replica_config(tmp, plans)
     env = {
@@ -445,25 +672,34 @@ async def test_two_replicas_share_the_concurrency_limit(replicas: Replicas) -> N
 async def test_two_replicas_overshoot_the_quota_by_less_than_one_reservation(
     platform: RunningPlatform, replicas: Replicas
 ) -> None:
-    secret, account_id = replicas.create_key("quota-edge")
-    clients = replicas.clients()
+    """Bursts of 24 calls split over both replicas until the quota refuses them all: the month ends
+    at least at the quota and less than one reservation past it, and the shared counter in Redis
+    holds exactly what the ledger billed, with nothing left reserved (each call settled once).
+
+    Were each replica counting on its own, the first burst would admit two calls on each (140
+    tokens) and the second one more on each (210 ≥ QUOTA_PAIR + CHEAP_RESERVATION)."""
+    secret, account_id = replicas.create_key("quota-pair")
+    clients = replicas.clients(connections=24)
+    probe = RedisLimiter(replicas.env["PLUTOS_REDIS_URL"])
     try:
-        for _ in range(40):
+        for _ in range(8):
             replies = await asyncio.gather(
                 *(clients[i % 2].post("/process", json=CHEAP, headers=bearer(secret)) for i in range(24))
             )
-            codes = {r.status_code for r in replies}
-            assert codes <= {200, 429}
+            codes = [r.status_code for r in replies]
+            assert set(codes) <= {200, 429}, codes
             if 200 not in codes:
                 break
         else:
             pytest.fail("the quota never ran out")
+        assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
+        used = await ledger_tokens(platform, account_id)
+        assert QUOTA_PAIR <= used < QUOTA_PAIR + CHEAP_RESERVATION, used
+        assert await probe.tokens(account_id) == (used, 0)
     finally:
+        await probe.close()
         for c in clients:
             await c.aclose()
-    assert {r.json()["error"]["code"] for r in replies} == {"insufficient_quota"}
-    used = await ledger_tokens(platform, account_id)
-    assert 1500 <= used < 1500 + CHEAP_RESERVATION, used
 
 
 # -- Redis goes away mid-run ------------------------------------------------------------------------

@@ -30,6 +30,17 @@ CLIENTS = ROOT / "clients"
 pytestmark = pytest.mark.sqlite_only  # the packages do not see the store: once is enough
 
 
+def readme_block(readme: Path, language: str) -> str:
+    """The first ```language code block of a README."""
+    return readme.read_text().split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def readme_env(base_url: str, key: CreatedKey) -> dict[str, str]:
+    """What a README's local example needs: the server (``make run``'s, here this session's) and
+    the key it printed."""
+    return {"PLUTOS_BASE_URL": base_url, "PLUTOS_API_KEY": key.secret}
+
+
 def _swap(text: str, key: CreatedKey) -> str:
     return text.replace("your-api-key", key.secret).replace("gpt-4", MODEL).replace("100", "8")
 
@@ -79,6 +90,12 @@ async def test_python_wheel_installs_in_a_fresh_venv(
     code, out, err = await run(python, str(example), env={"PLUTOS_BASE_URL": base_url}, timeout=600)
     assert code == 0, out + err
     assert out.strip(), "the example printed no output"
+    # The SDK README's first example, as written (a new user's first try used gpt-4 and production).
+    readme = tmp_path / "readme_example.py"
+    readme.write_text(readme_block(CLIENTS / "python" / "README.md", "python"))
+    code, out, err = await run(python, str(readme), env=readme_env(base_url, key), timeout=600)
+    assert code == 0, out + err
+    assert out.strip()
     # The README's gRPC snippet, with what plutos-ai[grpc] installs.
     snippet = (ROOT / "README.md").read_text().split("```python\n", 2)
     grpc_snippet = next(block.split("```", 1)[0] for block in snippet[1:] if "grpc" in block.split("```", 1)[0])
@@ -157,6 +174,10 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
     )
     assert code == 0, out + err
     (project / "app.ts").write_text(TYPESCRIPT_USER)
+    # The SDK README's first example, as written; Node's `process` declared (no @types/node here).
+    readme_example = readme_block(package / "README.md", "ts")
+    node_process = "declare const process: { stdout: { write(s: string): void } };\n"
+    (project / "readme.ts").write_text(node_process + readme_example)
     (project / "tsconfig.json").write_text(
         json.dumps(
             {
@@ -169,7 +190,7 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
                     "outDir": "out",
                     "skipLibCheck": False,  # the SDK's declarations compile under --strict too
                 },
-                "files": ["app.ts"],
+                "files": ["app.ts", "readme.ts"],
             }
         )
     )
@@ -184,6 +205,11 @@ async def test_typescript_tarball_installs_in_a_fresh_project(tmp_path: Path, ba
     )
     assert code == 0, out + err
     assert out.startswith("true true true ") and "invalid model: invalid_model" in out, out
+    code, out, err = await run(
+        "node", str(project / "out" / "readme.js"), cwd=str(project), env=readme_env(base_url, key), timeout=600
+    )
+    assert code == 0, out + err
+    assert "tokens, id proc_" in out, out
 
 
 @pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")

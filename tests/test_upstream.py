@@ -29,7 +29,6 @@ import grpc
 import httpx
 import pytest
 from plutos.v1 import processing_pb2, processing_pb2_grpc
-from sqlalchemy import select
 
 from gateway.app import RunningPlatform, start_platform
 from server.backends.local import find_smollm2_gguf
@@ -37,12 +36,11 @@ from server.backends.openai_compat import estimate_prompt_tokens
 from server.catalogue import Catalogue
 from server.keys import CreatedKey
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter
-from server.store.models import LedgerEntry, ProcessRecord
 from tests.conftest import MODEL, free_port, new_key
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, FaultUpstream
 from tests.limits_support import in_flight, no_slots_held
-from tests.upstream_support import KEY_ENV, KEY_VALUE, upstream_spec
+from tests.upstream_support import KEY_ENV, KEY_VALUE, record_and_ledger, unique, upstream_spec
 
 # -- the real upstream: llama-cpp-python's server -------------------------------------------------
 
@@ -202,27 +200,6 @@ async def processing(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.P
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{up.grpc_port}")
     yield processing_pb2_grpc.ProcessingServiceStub(channel)
     await channel.close()
-
-
-def unique(text: str) -> str:
-    """An input no other test sends, so the fault injector's log and the store can be searched by it."""
-    return f"{text} [{uuid.uuid4().hex[:8]}]"
-
-
-async def record_and_ledger(up: RunningPlatform, text: str) -> tuple[ProcessRecord, LedgerEntry | None]:
-    """The stored record for the one call sent with ``text`` (waits for background writes)."""
-    for _ in range(100):
-        async with up.runtime.sessions() as session:
-            record = (
-                await session.execute(select(ProcessRecord).where(ProcessRecord.input == text))
-            ).scalar_one_or_none()
-            if record is not None:
-                ledger = (
-                    await session.execute(select(LedgerEntry).where(LedgerEntry.record_id == record.id))
-                ).scalar_one_or_none()
-                return record, ledger
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no record for input {text!r}")
 
 
 class SseReader:

@@ -8,9 +8,7 @@ the gRPC server, and checks the stored record and ledger row.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,16 +18,16 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from plutos.v1 import processing_pb2, processing_pb2_grpc
-from sqlalchemy import select
 
 from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey
 from server.options import PROMPT_OVERHEAD_TOKENS
-from server.store.models import Batch, LedgerEntry, ProcessRecord
+from server.store.models import Batch, ProcessRecord
 from tests.conftest import new_key
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, Fault, FaultUpstream
+from tests.upstream_support import record_and_ledger, unique
 
 CONTEXT = 2048
 MAX_RETRY_AFTER = 30
@@ -96,25 +94,6 @@ async def stub(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.Process
     await channel.close()
 
 
-def unique(text: str = "Hi there") -> str:
-    return f"{text} [{uuid.uuid4().hex[:8]}]"
-
-
-async def stored(up: RunningPlatform, text: str) -> tuple[ProcessRecord, LedgerEntry | None]:
-    for _ in range(200):
-        async with up.runtime.sessions() as session:
-            record = (
-                await session.execute(select(ProcessRecord).where(ProcessRecord.input == text))
-            ).scalar_one_or_none()
-            if record is not None:
-                ledger = (
-                    await session.execute(select(LedgerEntry).where(LedgerEntry.record_id == record.id))
-                ).scalar_one_or_none()
-                return record, ledger
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no record for {text!r}")
-
-
 def envelope(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     error: dict[str, Any] = r.json()["error"]
@@ -159,7 +138,7 @@ async def test_an_invalid_retry_after_is_ignored(
     r = await client.post("/process", json={"input": text, "model": "script"})
     error = envelope(r, 503, "service_unavailable")
     assert "retry-after" not in r.headers and "retryAfter" not in error["details"]
-    record, ledger = await stored(up, text)
+    record, ledger = await record_and_ledger(up, text)
     assert (record.status, record.error_code) == ("failed", "service_unavailable")
     assert ledger is not None and ledger.prompt_tokens == 0  # nothing was accepted upstream
 
@@ -190,7 +169,7 @@ async def test_a_stream_with_an_invalid_retry_after_fails_and_is_stored_as_faile
     r = await client.post("/stream", json={"input": text, "model": "script"})
     envelope(r, 503, "service_unavailable")
     assert "retry-after" not in r.headers
-    record, _ = await stored(up, text)
+    record, _ = await record_and_ledger(up, text)
     assert (record.status, record.error_code) == ("failed", "service_unavailable")
 
 
@@ -205,9 +184,9 @@ async def test_a_batch_item_failure_stays_that_item(
     assert [res.get("error", {}).get("code") for res in results] == [None, "service_unavailable", None]
     assert results[0]["output"] == "".join(MOCK_TEXT)
     for text in good:
-        record, ledger = await stored(up, text)
+        record, ledger = await record_and_ledger(up, text)
         assert record.status == "completed" and ledger is not None and ledger.completion_tokens > 0
-    record, _ = await stored(up, bad)
+    record, _ = await record_and_ledger(up, bad)
     async with up.runtime.sessions() as session:
         assert await session.get(Batch, record.batch_id) is not None
 
@@ -238,7 +217,7 @@ async def test_impossible_usage_is_clamped_to_the_request_bound(
     got = r.json()["usage"]
     assert got["promptTokens"] == min(usage["prompt_tokens"], bound(text))
     assert got["completionTokens"] == min(usage["completion_tokens"], 10)
-    record, ledger = await stored(up, text)
+    record, ledger = await record_and_ledger(up, text)
     assert ledger is not None
     assert (record.prompt_tokens, record.completion_tokens) == (got["promptTokens"], got["completionTokens"])
     assert (ledger.prompt_tokens, ledger.completion_tokens) == (got["promptTokens"], got["completionTokens"])
@@ -268,7 +247,7 @@ async def test_absurd_usage_in_a_stream_and_a_batch(
     r = await client.post("/stream", json={"input": text, "model": "script", "options": {"maxTokens": 10}})
     events = sse(r.text)
     assert events[-1][0] == "complete", r.text
-    record, ledger = await stored(up, text)
+    record, ledger = await record_and_ledger(up, text)
     assert (record.prompt_tokens, record.completion_tokens) == (bound(text), 10)
     assert ledger is not None and ledger.prompt_tokens == bound(text)
     texts = [faults.script(unique(f"b{i}"), Fault(usage=usage)) for i in range(2)]
@@ -332,7 +311,7 @@ async def test_an_upstream_error_before_the_first_chunk_is_a_plain_error_respons
     envelope(r, status, code)
     if fault.status == 429:
         assert r.headers["retry-after"] == "7"
-    record, _ = await stored(up, text)
+    record, _ = await record_and_ledger(up, text)
     assert (record.status, record.error_code) == ("failed", code)
     assert r.headers["x-process-id"] == record.id  # the failed call's record can be looked up
 
@@ -420,7 +399,7 @@ async def test_a_json_answer_to_a_streaming_request(
     r = await client.post("/stream", json={"input": text, "model": "script"})
     events = sse(r.text)
     assert [name for name, _ in events] == ["chunk", "complete"], r.text
-    record, _ = await stored(up, text)
+    record, _ = await record_and_ledger(up, text)
     assert record.status == "completed" and record.output == "".join(MOCK_TEXT)
 
 
@@ -435,12 +414,12 @@ async def test_nul_in_upstream_output_is_dropped(
     r = await client.post("/process", json={"input": text, "model": model})
     assert r.status_code == 200, r.text
     assert r.json()["output"] == "abc"
-    record, ledger = await stored(up, text)
+    record, ledger = await record_and_ledger(up, text)
     assert record.output == "abc" and record.status == "completed" and ledger is not None
     text = faults.script(unique(), Fault(pieces=["a\u0000b", "c"]))
     r = await client.post("/stream", json={"input": text, "model": "script"})
     assert sse(r.text)[-1][0] == "complete" and "\\u0000" not in r.text
-    record, _ = await stored(up, text)
+    record, _ = await record_and_ledger(up, text)
     assert record.output == "abc" and record.status == "completed"
 
 
@@ -452,5 +431,5 @@ async def test_any_other_upstream_status_is_an_upstream_error(
     r = await client.post("/process", json={"input": text, "model": "script"})
     envelope(r, 502, "upstream_error")
     assert r.json()["error"]["details"]["upstreamStatus"] == status
-    record, _ = await stored(up, text)
+    record, _ = await record_and_ledger(up, text)
     assert (record.status, record.error_code) == ("failed", "upstream_error")

@@ -642,7 +642,7 @@ async def test_kill_9_with_pending_deliveries_loses_no_event(tmp_path: Path, rec
         proc.wait(timeout=30)
     # Nothing was acknowledged before the kill. Let the hung handlers finish, then restart.
     gate.set()
-    await asyncio.sleep(0.5)
+    assert await eventually(lambda: len(receiver.at(path)) >= receiver.arrivals.get(path, 0))
     before_restart = len(receiver.at(path))
 
     proc, _ = await _serve(cfg, env, tmp_path / "second.log")

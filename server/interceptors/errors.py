@@ -19,6 +19,7 @@ import orjson
 from google.protobuf import any_pb2, duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_interceptor.server import AsyncServerInterceptor
+from grpc_status import rpc_status
 
 from core.errors import ERROR_DOMAIN, PlutosError
 from core.ids import new_request_id, valid_request_id
@@ -39,7 +40,6 @@ from server.store.faults import is_transient, store_unavailable
 
 log = logging.getLogger("plutos.errors")
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 DUPLICATE_AUTHORIZATION = "\x00duplicate"  # an impossible metadata value: sent more than once
 
 
@@ -82,12 +82,9 @@ def _detail_messages(err: PlutosError, info: error_details_pb2.ErrorInfo) -> lis
 
 
 async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: PlutosError, state: CallState) -> None:
-    status = status_for_error(err)
-    await context.abort(
-        err.kind.grpc_status,
-        err.message,
-        trailing_metadata=(*state.metadata(), (STATUS_DETAILS_KEY, status.SerializeToString())),
-    )
+    # to_status: the rich status as the call's code, message and grpc-status-details-bin trailer.
+    status = rpc_status.to_status(status_for_error(err))
+    await context.abort(status.code, status.details, trailing_metadata=(*state.metadata(), *status.trailing_metadata))
 
 
 class ErrorInterceptor(AsyncServerInterceptor):

@@ -43,6 +43,7 @@ from server.limiter.base import (
     Concurrency,
     Limiter,
     LimiterUnavailable,
+    QuotaAsk,
     QuotaCheck,
     Reservation,
     SeedTokens,
@@ -53,7 +54,7 @@ from server.limiter.base import (
 )
 from server.limiter.policy import GENERATING, generating_concurrency, token_reservation, windows_for
 from server.observability.metrics import CONCURRENCY_SLOTS, LIMITER_DECISIONS, LIMITER_ERRORS, QUOTA_RESERVATIONS
-from server.permissions import require_scope
+from server.permissions import has_scope, require_scope
 
 log = logging.getLogger("plutos.limits")
 
@@ -93,15 +94,23 @@ async def finish_all(*finishers: Finisher | None) -> None:
 
 
 class _GuardedStream:
-    """Wraps a server stream so the clean-ups run when it ends, however it ends."""
+    """Wraps a server stream so its slot is released and its reservation settled when it ends,
+    however it ends — both in one :meth:`Limiter.finish` when they end together."""
 
-    __slots__ = ("release", "response", "settle", "started")
+    __slots__ = ("limiter", "pending", "released", "reservation", "response", "settled", "slot", "started", "state")
 
-    def __init__(self, response: Any, release: Finisher | None, settle: Finisher | None) -> None:
+    def __init__(
+        self, response: Any, limiter: Limiter, slot: Slot | None, reservation: Reservation | None, state: CallState
+    ) -> None:
         self.response = response
-        self.release = release
-        self.settle = settle
+        self.limiter = limiter
+        self.slot = slot
+        self.reservation = reservation
+        self.state = state
         self.started = False
+        self.released = slot is None
+        self.settled = reservation is None
+        self.pending: list[asyncio.Future[None]] = []
 
     async def iterate(self) -> AsyncIterator[Any]:
         self.started = True
@@ -116,16 +125,36 @@ class _GuardedStream:
                     await aclose()
                 except Exception:
                     log.exception("closing a stream handler failed")
-            await finish_all(self.settle, self.release)
+            self.end(settle=True)
+            if self.pending:
+                await asyncio.shield(asyncio.gather(*self.pending))
+
+    def end(self, *, settle: bool) -> None:
+        """Release the slot and, if ``settle``, settle the reservation with the tokens the call has
+        used so far: each once, together in one :meth:`Limiter.finish` when both are due."""
+        slot = None if self.released else self.slot
+        reservation = None if self.settled or not settle else self.reservation
+        if slot is None and reservation is None:
+            return
+        if slot is not None:
+            self.released = True
+            CONCURRENCY_SLOTS.dec()
+        if reservation is not None:
+            self.settled = True
+            QUOTA_RESERVATIONS.dec()
+        used = self.state.tokens_used
+        limiter = self.limiter
+        if not limiter.finish_now(slot, reservation, used):
+            waiter = limiter.finish_soon(slot, reservation, used)
+            if waiter is None:
+                waiter = Finisher(partial(limiter.finish, slot, reservation, used)).start()
+            self.pending.append(waiter)
 
     def on_rpc_done(self, _: Any) -> None:
         """The RPC is over for gRPC: free the slot now (the client is gone), but settle only if
         the handler never ran — otherwise its generator's ``finally`` bills, then settles."""
         with contextlib.suppress(RuntimeError):  # no running loop: the server is shutting down
-            if self.release is not None:
-                self.release.start()
-            if self.settle is not None and not self.started:
-                self.settle.start()
+            self.end(settle=not self.started)
 
 
 # -- headers ------------------------------------------------------------------------------------
@@ -233,13 +262,7 @@ class LimitsInterceptor(AsyncServerInterceptor):
         who = state.caller if state is not None else None
         if state is None or who is None:
             return await call_next(method, request, context)
-        slot = await self._admit(state, who, method_name)
-        try:
-            require_scope(who, method_name)
-            reservation = await self._reserve(state, who, method_name, request)
-        except BaseException:
-            await self._finish(slot, None, state)
-            raise
+        slot, reservation = await self._admit(state, who, method_name, request)
         if slot is None and reservation is None:
             return await call_next(method, request, context)
         try:
@@ -248,7 +271,9 @@ class LimitsInterceptor(AsyncServerInterceptor):
             await self._finish(slot, reservation, state)
             raise
         if is_stream(response):
-            return self._guard_stream(response, context, slot, reservation, state)
+            stream = _GuardedStream(response, self._limiter, slot, reservation, state)
+            context.add_done_callback(stream.on_rpc_done)
+            return stream.iterate()
         try:
             return await response
         finally:
@@ -257,59 +282,48 @@ class LimitsInterceptor(AsyncServerInterceptor):
     async def _finish(self, slot: Slot | None, reservation: Reservation | None, state: CallState) -> None:
         """The call is over: settle its reservation with the tokens it used, free its slot.
 
-        A limiter without I/O (in memory) does both at once, so nothing can interrupt them; others
-        run them in tasks of their own, shielded from a second cancellation of the call."""
-        limiter = self._limiter
-        later: list[Finisher] = []
+        A limiter without I/O (in memory) does both at once, so nothing can interrupt them; Redis
+        sends them at once (one round trip) and the call waits for the answer; failing that, they
+        run in a task of their own, shielded from a second cancellation."""
         if reservation is not None:
             QUOTA_RESERVATIONS.dec()
-        if reservation is not None and not limiter.settle_now(reservation, state.tokens_used):
-            later.append(Finisher(partial(limiter.settle_tokens, reservation, state.tokens_used)))
         if slot is not None:
             CONCURRENCY_SLOTS.dec()
-            if not limiter.release_now(slot):
-                later.append(Finisher(partial(limiter.release, slot)))
-        if later:
-            await finish_all(*later)
+        limiter = self._limiter
+        used = state.tokens_used
+        if limiter.finish_now(slot, reservation, used):
+            return
+        waiter = limiter.finish_soon(slot, reservation, used)
+        if waiter is not None:
+            await waiter  # cancelled, the finish still runs: it is sent already
+        else:
+            await finish_all(Finisher(partial(limiter.finish, slot, reservation, used)))
 
-    def _guard_stream(
-        self, response: Any, context: Any, slot: Slot | None, reservation: Reservation | None, state: CallState
-    ) -> AsyncIterator[Any]:
-        release = None
-        if slot is not None:
-            limiter_release = self._limiter.release
-
-            async def release_slot() -> None:
-                CONCURRENCY_SLOTS.dec()
-                await limiter_release(slot)
-
-            release = Finisher(release_slot)
-        settle = None
-        if reservation is not None:
-            limiter = self._limiter
-
-            async def settle_tokens() -> None:
-                # Read when the stream is over: the handler's own clean-up has billed its tokens.
-                QUOTA_RESERVATIONS.dec()
-                await limiter.settle_tokens(reservation, state.tokens_used)
-
-            settle = Finisher(settle_tokens)
-        stream = _GuardedStream(response, release, settle)
-        context.add_done_callback(stream.on_rpc_done)
-        return stream.iterate()
-
-    async def _admit(self, state: CallState, who: Caller, method_name: str) -> Slot | None:
-        """Count the call in its windows and take a slot, or raise ``rate_limit_exceeded``."""
+    async def _admit(
+        self, state: CallState, who: Caller, method_name: str, request: Any
+    ) -> tuple[Slot | None, Reservation | None]:
+        """Count the call in its windows, take a slot and reserve its worst case in the monthly
+        quota — one :meth:`Limiter.admit` — or raise, in this order, ``rate_limit_exceeded``,
+        ``permission_denied`` (a key without the RPC's scope: counted in the windows) or
+        ``insufficient_quota``."""
         windows, concurrency = self._rules_for(who)
+        generating = method_name in GENERATING
+        scoped = has_scope(who, method_name)
+        quota = who.plan.monthly_tokens
+        ask = None
+        if generating and scoped and quota > 0:
+            ask = QuotaAsk(who.account_id, token_reservation(self._settings, method_name, request), quota, self._seed)
         try:
-            admission = await self._limiter.acquire(windows, concurrency if method_name in GENERATING else ())
+            entry = await self._limiter.admit(windows, concurrency if generating else (), ask)
         except LimiterUnavailable:
             LIMITER_ERRORS.inc()
             DECISIONS["unavailable"].inc()
             if self._fail_open:  # served uncounted: no figures to show
-                return None
+                require_scope(who, method_name)
+                return None, None
             _unavailable_headers(state, windows, self._limiter.now())
             raise limiter_unavailable() from None
+        admission = entry.admission
         state.response_metadata.update(rate_limit_headers(admission))
         if not admission.allowed:
             err = rate_limited(admission)
@@ -317,27 +331,17 @@ class LimitsInterceptor(AsyncServerInterceptor):
             state.response_metadata["retry-after"] = str(err.retry_after)
             raise err
         DECISIONS["allowed"].inc()
-        if admission.slot is not None:
+        slot = admission.slot
+        if slot is not None:
             CONCURRENCY_SLOTS.inc()
-        return admission.slot
-
-    async def _reserve(self, state: CallState, who: Caller, method_name: str, request: Any) -> Reservation | None:
-        """Reserve a generating call's worst case in the monthly quota, or raise ``insufficient_quota``."""
-        quota = who.plan.monthly_tokens
-        if method_name not in GENERATING or quota <= 0:
-            return None
-        amount = token_reservation(self._settings, method_name, request)
-        try:
-            check = await self._limiter.reserve_tokens(who.account_id, amount, quota, self._seed)
-        except LimiterUnavailable:
-            LIMITER_ERRORS.inc()
-            DECISIONS["unavailable"].inc()
-            if self._fail_open:
-                return None
-            state.response_metadata["retry-after"] = "1"
-            raise limiter_unavailable() from None
-        if check.reservation is None:
+        if not scoped:
+            await self._finish(slot, None, state)
+            require_scope(who, method_name)
+        check = entry.quota
+        if check is None:
+            return slot, None
+        if check.reservation is None:  # refused: the limiter holds no slot for it
             DECISIONS["quota"].inc()
-            raise insufficient_quota(check, amount, self._limiter.now())
+            raise insufficient_quota(check, ask.amount if ask is not None else 0, self._limiter.now())
         QUOTA_RESERVATIONS.inc()
-        return check.reservation
+        return slot, check.reservation

@@ -10,8 +10,10 @@ from server.config import Settings
 from server.limiter.base import (
     Admission,
     Concurrency,
+    Entry,
     Limiter,
     LimiterUnavailable,
+    QuotaAsk,
     QuotaCheck,
     Reservation,
     Slot,
@@ -32,9 +34,11 @@ def create_limiter(settings: Settings) -> Limiter:
 __all__ = [
     "Admission",
     "Concurrency",
+    "Entry",
     "Limiter",
     "LimiterUnavailable",
     "MemoryLimiter",
+    "QuotaAsk",
     "QuotaCheck",
     "Reservation",
     "Slot",

@@ -11,6 +11,11 @@ replicas) can never both take the last unit of a limit:
   what calls in flight have reserved? If so this call's worst case is reserved too;
   :meth:`Limiter.settle_tokens` later replaces the reservation with the tokens really used.
 
+The hot path asks both questions at once with :meth:`Limiter.admit` and ends a call with
+:meth:`Limiter.finish` (settle, then release): one round trip each on a limiter with a store.
+Their results are those of the separate calls made in that order (a call the quota refuses holds
+no slot, but stays counted in the windows), which the backends' differential tests check.
+
 Backends raise :class:`LimiterUnavailable` when their store cannot be reached; the interceptors
 turn that into ``service_unavailable`` (or let the call through when configured to fail open).
 """
@@ -18,6 +23,8 @@ turn that into ``service_unavailable`` (or let the call through when configured 
 from __future__ import annotations
 
 import abc
+import asyncio
+import dataclasses
 import math
 import secrets
 import time
@@ -119,6 +126,27 @@ class QuotaCheck:
     reservation: Reservation | None
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaAsk:
+    """What :meth:`Limiter.admit` reserves in a monthly quota (see :meth:`Limiter.reserve_tokens`)."""
+
+    account_id: str
+    amount: int  # the call's worst case, tokens
+    quota: int  # the plan's monthly tokens (> 0)
+    seed: SeedTokens
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The answer of :meth:`Limiter.admit`.
+
+    ``quota`` is None when no quota was asked for or the rate limits refused the call (then
+    nothing was reserved). When the quota refuses, ``admission.slot`` is None: no slot is held."""
+
+    admission: Admission
+    quota: QuotaCheck | None
+
+
 def new_slot_id() -> str:
     return secrets.token_hex(8)
 
@@ -180,6 +208,56 @@ class Limiter(abc.ABC):
     def settle_now(self, reservation: Reservation, used: int) -> bool:
         """:meth:`settle_tokens` without waiting, if this limiter can (no I/O): True when done."""
         return False
+
+    async def admit(
+        self,
+        windows: Sequence[Window],
+        concurrency: Sequence[Concurrency],
+        quota: QuotaAsk | None,
+        *,
+        now: float | None = None,
+    ) -> Entry:
+        """:meth:`acquire`, then — if admitted and ``quota`` is given — :meth:`reserve_tokens`;
+        a slot taken for a call the quota refuses is given back at once (and not counted in
+        ``admission.in_flight``).
+
+        Raises :class:`LimiterUnavailable` (then nothing is held) or what ``quota.seed`` raises.
+        Backends with a store override it to decide everything in one round trip."""
+        admission = await self.acquire(windows, concurrency, now=now)
+        if quota is None or not admission.allowed:
+            return Entry(admission, None)
+        try:
+            check = await self.reserve_tokens(
+                quota.account_id, quota.amount, quota.quota, quota.seed, now=admission.now
+            )
+        except BaseException:
+            if admission.slot is not None and not self.release_now(admission.slot):
+                await asyncio.shield(self.release(admission.slot))
+            raise
+        if check.reservation is None and admission.slot is not None:
+            if not self.release_now(admission.slot):
+                await self.release(admission.slot)
+            in_flight = tuple((c, n - 1) for c, n in admission.in_flight)
+            admission = dataclasses.replace(admission, slot=None, in_flight=in_flight)
+        return Entry(admission, check)
+
+    async def finish(self, slot: Slot | None, reservation: Reservation | None, used: int) -> None:
+        """The call is over: :meth:`settle_tokens` (``used`` tokens), then :meth:`release`.
+        Idempotent; never raises :class:`LimiterUnavailable` (what could not be done now is retried
+        in the background or runs out with its lease)."""
+        if reservation is not None:
+            await self.settle_tokens(reservation, used)
+        if slot is not None:
+            await self.release(slot)
+
+    def finish_now(self, slot: Slot | None, reservation: Reservation | None, used: int) -> bool:
+        """:meth:`finish` without waiting, if this limiter can (no I/O): True when done."""
+        return False
+
+    def finish_soon(self, slot: Slot | None, reservation: Reservation | None, used: int) -> asyncio.Future[None] | None:
+        """Start :meth:`finish` now, without a task of its own, if this limiter can: a future done
+        when it is (cancelling it does not stop the finish). None: call :meth:`finish` instead."""
+        return None
 
     @abc.abstractmethod
     async def reserve_tokens(

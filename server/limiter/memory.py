@@ -135,6 +135,16 @@ class MemoryLimiter(Limiter):
                 month.used += used
         return True
 
+    async def finish(self, slot: Slot | None, reservation: Reservation | None, used: int) -> None:
+        self.finish_now(slot, reservation, used)
+
+    def finish_now(self, slot: Slot | None, reservation: Reservation | None, used: int) -> bool:
+        if reservation is not None:
+            self.settle_now(reservation, used)
+        if slot is not None:
+            self.release_now(slot)
+        return True
+
     async def in_flight(self, subject: str) -> int:
         return len(self._slots.get(subject, ()))
 

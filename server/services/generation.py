@@ -328,10 +328,12 @@ class Generation:
         await self.save()
         await self.keep(use)
 
-    async def pieces(self, cache: str | None = None) -> AsyncGenerator[str, None]:
-        """The output as the model produces it (or, from the response cache, as the pieces it was
-        streamed in; ``cache`` as for :meth:`run`); stored and billed once the stream ends, however
-        it ends (a closed or cancelled stream is ``cancelled``, a failure ``failed``).
+    async def batches(self, cache: str | None = None) -> AsyncGenerator[list[str], None]:
+        """The output as the model produces it, in lists of the pieces that came together
+        (:meth:`Backend.stream_batches`: one step per upstream read) — or, answered from the
+        response cache (``cache`` as for :meth:`run`), the pieces it was streamed in, in one list;
+        stored and billed once the stream ends, however it ends (a closed or cancelled stream is
+        ``cancelled``, a failure ``failed``); a fresh answer is then kept in the cache.
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
@@ -340,26 +342,23 @@ class Generation:
         hit = use.hit if use is not None else None
         recorded: list[str] = []  # a miss's pieces, for the cache entry
         if hit is not None:
-            self.answer_from(hit)
+            self.answer_from(hit)  # announces the record's id
         else:
-            await self.prepare()
-        # From here on a record is stored whatever happens. Its id went out up front
-        # (announce): a client that stops early can GET /v1/process/{id}.
+            await self.prepare()  # from here on a record is stored whatever happens; its id goes out up front
         # The response's headers (initial metadata) leave with the first message, once it is
         # known: an error before it (an upstream's 429 or 500) is then a plain error status —
         # REST gets its real HTTP status, Retry-After and JSON envelope, not 200 + an error event.
         status, error_code = "cancelled", None
         try:
             if hit is not None:
-                for piece in hit.chunks():
-                    yield piece
+                yield list(hit.chunks())
             else:
                 # A cancelled call closes the backend's stream (and an upstream request) at once.
-                async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                    async for piece in pieces:
+                async with aclosing(self.backend.stream_batches(self.prompt, self.state)) as batches:  # type: ignore[arg-type]
+                    async for batch in batches:
                         if use is not None:
-                            recorded.append(piece)
-                        yield piece
+                            recorded.extend(batch)
+                        yield batch
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

@@ -42,6 +42,10 @@ def call_deadline(context: Any) -> float | None:
     return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
+def _chunk(piece: str) -> processing_pb2.StreamResponse:
+    return processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
+
+
 def _cache(options: processing_pb2.ProcessOptions, key_default: str | None) -> str | None:
     """The response-cache mode: ``options.cache``, else the key's default (``cacheDefault``), else
     None ("bypass")."""
@@ -286,9 +290,10 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
     ) -> AsyncIterator[processing_pb2.StreamResponse]:
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._generation(request, "stream", context)
-            async with aclosing(gen.pieces(_cache(request.options, gen.caller.cache_default))) as pieces:
-                async for piece in pieces:
-                    yield processing_pb2.StreamResponse(chunk=processing_pb2.StreamChunk(chunk="partial", output=piece))
+            async with aclosing(gen.batches(_cache(request.options, gen.caller.cache_default))) as batches:
+                async for batch in batches:
+                    for piece in batch:
+                        yield _chunk(piece)
             yield processing_pb2.StreamResponse(
                 complete=processing_pb2.StreamComplete(
                     chunk="final",
