@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -52,7 +55,6 @@ from server.limiter.base import (
     Window,
     WindowCount,
     month_of,
-    new_slot_id,
 )
 
 log = logging.getLogger("plutos.limits.redis")
@@ -174,6 +176,10 @@ end
 return 1
 """
 
+_ID = [secrets.token_hex(6)]
+_ID_COUNT = itertools.count(1)
+os.register_at_fork(after_in_child=lambda: _ID.__setitem__(0, secrets.token_hex(6)))
+
 # Months are kept a little past their end, then expire.
 MONTH_TTL_SLACK = 7 * 86400
 RELEASE_RETRY_SECONDS = 1.0  # a slot Redis could not take back is tried again this often
@@ -221,6 +227,11 @@ class RedisLimiter(Limiter):
         self._reservations: dict[str, str] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()  # ends of calls done once Redis answers again
+
+    def _new_id(self) -> str:
+        """A slot or reservation id, unique across processes and replicas: 48 random bits drawn once
+        per process (again in a forked child), then a counter — no system call per id."""
+        return f"{_ID[0]}{next(_ID_COUNT):x}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -288,7 +299,7 @@ class RedisLimiter(Limiter):
         now = self.now(now)
         now_ms = int(now * 1000)
         lease_ms = int(self.lease * 1000)
-        slot_id = new_slot_id() if concurrency else ""
+        slot_id = self._new_id() if concurrency else ""
         slot_keys = tuple(self._slot_key(c.subject) for c in concurrency)
         keys = [self._window_key(w, now) for w in windows]
         keys += slot_keys
@@ -302,7 +313,7 @@ class RedisLimiter(Limiter):
         if quota is None:
             args.append("0")
         else:
-            reservation_id = new_slot_id()
+            reservation_id = self._new_id()
             period, _, end = month_of(now)
             month_keys = self._month_keys(quota.account_id, period)
             keys += month_keys
