@@ -199,6 +199,8 @@ class RedisLimiter(Limiter):
         # Calls in flight to Redis at once (connections open on demand): a burst of thousands of streams
         # opening on a busy event loop ran 64 dry and was refused 503 ("No connection available").
         max_connections: int = 512,
+        # ADMIT and FINISH on one pipelined connection (resp.Pipe); False, or a TLS URL: redis-py.
+        pipelined: bool = True,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -218,7 +220,7 @@ class RedisLimiter(Limiter):
         self._admit_script = self.client.register_script(ADMIT)
         self._finish_script = self.client.register_script(FINISH)
         # The two scripts of every call go through one pipelined connection (redis-py for TLS).
-        self._pipe = resp.Pipe(url, timeout=timeout) if resp.supports(url) else None
+        self._pipe = resp.Pipe(url, timeout=timeout) if pipelined and resp.supports(url) else None
         self._admit_sha = resp.Script(ADMIT)
         self._finish_sha = resp.Script(FINISH)
         self._down_until = 0.0
