@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -52,7 +55,6 @@ from server.limiter.base import (
     Window,
     WindowCount,
     month_of,
-    new_slot_id,
 )
 
 log = logging.getLogger("plutos.limits.redis")
@@ -174,6 +176,10 @@ end
 return 1
 """
 
+_ID = [secrets.token_hex(6)]
+_ID_COUNT = itertools.count(1)
+os.register_at_fork(after_in_child=lambda: _ID.__setitem__(0, secrets.token_hex(6)))
+
 # Months are kept a little past their end, then expire.
 MONTH_TTL_SLACK = 7 * 86400
 RELEASE_RETRY_SECONDS = 1.0  # a slot Redis could not take back is tried again this often
@@ -193,6 +199,8 @@ class RedisLimiter(Limiter):
         # Calls in flight to Redis at once (connections open on demand): a burst of thousands of streams
         # opening on a busy event loop ran 64 dry and was refused 503 ("No connection available").
         max_connections: int = 512,
+        # ADMIT and FINISH on one pipelined connection (resp.Pipe); False, or a TLS URL: redis-py.
+        pipelined: bool = True,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -212,7 +220,7 @@ class RedisLimiter(Limiter):
         self._admit_script = self.client.register_script(ADMIT)
         self._finish_script = self.client.register_script(FINISH)
         # The two scripts of every call go through one pipelined connection (redis-py for TLS).
-        self._pipe = resp.Pipe(url, timeout=timeout) if resp.supports(url) else None
+        self._pipe = resp.Pipe(url, timeout=timeout) if pipelined and resp.supports(url) else None
         self._admit_sha = resp.Script(ADMIT)
         self._finish_sha = resp.Script(FINISH)
         self._down_until = 0.0
@@ -221,6 +229,11 @@ class RedisLimiter(Limiter):
         self._reservations: dict[str, str] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()  # ends of calls done once Redis answers again
+
+    def _new_id(self) -> str:
+        """A slot or reservation id, unique across processes and replicas: 48 random bits drawn once
+        per process (again in a forked child), then a counter — no system call per id."""
+        return f"{_ID[0]}{next(_ID_COUNT):x}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -288,7 +301,7 @@ class RedisLimiter(Limiter):
         now = self.now(now)
         now_ms = int(now * 1000)
         lease_ms = int(self.lease * 1000)
-        slot_id = new_slot_id() if concurrency else ""
+        slot_id = self._new_id() if concurrency else ""
         slot_keys = tuple(self._slot_key(c.subject) for c in concurrency)
         keys = [self._window_key(w, now) for w in windows]
         keys += slot_keys
@@ -302,7 +315,7 @@ class RedisLimiter(Limiter):
         if quota is None:
             args.append("0")
         else:
-            reservation_id = new_slot_id()
+            reservation_id = self._new_id()
             period, _, end = month_of(now)
             month_keys = self._month_keys(quota.account_id, period)
             keys += month_keys
