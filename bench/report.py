@@ -99,8 +99,9 @@ def peers_block(data: dict[str, Any]) -> list[str]:
 
 
 def workers_block(data: dict[str, Any]) -> list[str]:
+    load = f" · load average at the start {data['load_start']}" if data.get("load_start") else ""
     lines = [
-        f"{data['date']} · {data['machine']} · `{data['command']}`",
+        f"{data['date']} · {data['machine']}{load} · `{data['command']}`",
         "",
         *data["table"],
     ]

@@ -206,16 +206,18 @@ class Bridge:
                             request_id,
                             surface=surface,
                         )
+                    names = surface.proto_names
                     if binding.body == "*":
-                        parse_into(obj, message)
+                        parse_into(obj, message, proto_names=names)
                     else:
-                        parse_into({binding.body: obj}, message)
+                        parse_into({binding.body: obj}, message, proto_names=names)
             if request.scope.get("query_string") and request.query_params:
-                parse_into(self._query_object(request, binding), message)
+                parse_into(self._query_object(request, binding), message, proto_names=surface.proto_names)
             if binding.path_fields:
                 parse_into(
                     _nest({f: request.path_params[f.replace(".", "__")] for f in binding.path_fields}),
                     message,
+                    proto_names=surface.proto_names,
                 )
         except JsonInputError as err:
             details = {"field": err.field} if err.field else None

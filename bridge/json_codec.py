@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from core.errors import echo
 from core.field_ranges import TYPE_RANGES, declared_range, int_bounds
@@ -127,13 +128,22 @@ class JsonInputError(ValueError):
         self.field = field
 
 
-_UNKNOWN = re.compile(r'has no field named "([^"]+)" at "\w+((?:\.\w+)*)"')
-_AT_PATH = re.compile(r" at \w+((?:\.\w+)+)\.?$")
+# Protobuf's ParseError text: only the field path is read from it (indices included, when given).
+_UNKNOWN = re.compile(r'has no field named "([^"]*)" at "\w+((?:\.\w+(?:\[\d+\])*)*)"')
+_AT_PATH = re.compile(r" at \w+((?:\.\w+(?:\[\d+\])*)+)\.?$")
+_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 _TOP_FIELD = re.compile(r"^Failed to parse (\w+) field: ?(.*)$", re.S)
 
+Step = str | int  # a field name, or a list index
+_MISSING = object()
 
-def parse_into(obj: Any, msg: Message) -> None:
-    """Merge a decoded JSON object into ``msg`` with the proto3 JSON rules (unknown fields rejected)."""
+
+def parse_into(obj: Any, msg: Message, *, proto_names: bool = False) -> None:
+    """Merge a decoded JSON object into ``msg`` with the proto3 JSON rules (unknown fields rejected).
+
+    Raises :class:`JsonInputError` naming the culprit's path in the caller's dialect: JSON names
+    (``options.maxTokens``), or with ``proto_names`` the proto's (``max_tokens``, the OpenAI
+    surface's), with list indices (``messages[1].tool_calls``)."""
     if not isinstance(obj, dict):
         raise JsonInputError("The request body must be a JSON object.")
     if not msg.ListFields():  # a fresh message (a body): try the fast path first
@@ -147,7 +157,7 @@ def parse_into(obj: Any, msg: Message) -> None:
     try:
         json_format.ParseDict(obj, msg, ignore_unknown_fields=False)
     except json_format.ParseError as err:
-        raise _explain(str(err).split("\n")[0], msg.DESCRIPTOR, obj) from None
+        raise _explain(str(err).split("\n")[0], msg.DESCRIPTOR, obj, proto_names) from None
     except Exception:  # anything else protobuf raises on odd input: the same kind of answer
         raise JsonInputError("The request body does not match this endpoint's fields.") from None
 
@@ -167,74 +177,118 @@ def _check_objects(obj: dict[str, Any], desc: Descriptor, prefix: str) -> None:
         _check_objects(value, message_type, path + ".")
 
 
-def _explain(text: str, desc: Descriptor, obj: dict[str, Any]) -> JsonInputError:
-    """A ParseError → a message for the API's users and the JSON field path
-    (``options.temperature``). Only the path is read from protobuf's text: the message says what
-    the field expects, in the API's terms, never the library's words (Python error text, type
-    names, reprs of the caller's data). An integer field's message names its documented bounds
+def _explain(text: str, desc: Descriptor, obj: dict[str, Any], proto_names: bool) -> JsonInputError:
+    """A ParseError → a message for the API's users and the field's path in their dialect
+    (``options.temperature``, ``messages[1].tool_calls``). Only the path is read from protobuf's
+    text: the message says what the field expects, in the API's terms, never the library's words
+    (Python error text, type names, a well-known type's inner fields such as ``stringValue``,
+    reprs of the caller's data). An integer field's message names its documented bounds
     (:mod:`core.field_ranges`: ``'limit' must be an integer between 1 and 100 (got 'abc').``, the
     wording of the server's own range checks), never the wire type's int32 range."""
     unknown = _UNKNOWN.search(text)
     if unknown:
-        path = (unknown.group(2).lstrip(".") + "." if unknown.group(2) else "") + unknown.group(1)
-        path = _json_path(path, desc)
         if not unknown.group(1):
             return JsonInputError("Field names must not be empty.", None)
-        return JsonInputError(f"Unknown field '{echo(path)}'.", echo(path))
+        parent = _spell(_steps(unknown.group(2)), desc, proto_names)
+        path = echo((parent + "." if parent else "") + unknown.group(1))
+        return JsonInputError(f"Unknown field '{path}'.", path)
     at = _AT_PATH.search(text)
     # "Failed to parse options field: Failed to parse stop field: …" names the field from the
     # outside in; the " at Message.path" suffix, when there, may stop short of it. The deeper wins.
-    chain = []
+    chain: list[str] = []
     rest = text
     while top := _TOP_FIELD.match(rest):
         chain.append(top.group(1))
         rest = top.group(2)
-    at_path = at.group(1).lstrip(".") if at else ""
-    path = ".".join(chain) if len(chain) > len(at_path.split(".")) or not at_path else at_path
-    if path:
-        field = _field_at(path, desc)
-        json_path = _json_path(path, desc)
-        if field is not None and field.type in TYPE_RANGES and not field.is_repeated:
-            value = _value_at(obj, path, desc)
-            got = _shown(value)
-            if declared_range(field) is None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                # No documented bounds, and not a number at all: the wire type's are no help.
-                return JsonInputError(f"'{json_path}' must be an integer{got}.", json_path)
-            low, high = int_bounds(field)
-            return JsonInputError(f"'{json_path}' must be an integer between {low} and {high}{got}.", json_path)
-        path = json_path
-        if field is not None:
-            return JsonInputError(f"Invalid value for '{path}': expected {_expected(field)}.", path)
-        return JsonInputError(f"Invalid value for '{echo(path)}'.", echo(path))
-    return JsonInputError("The request body does not match this endpoint's fields.")
+    at_names = [s for s in _steps(at.group(1)) if isinstance(s, str)] if at else []
+    names = chain if len(chain) > len(at_names) or not at_names else at_names
+    if not names:
+        return JsonInputError("The request body does not match this endpoint's fields.")
+    steps, field, value = _locate(names, desc, obj)
+    path = echo(_spell(steps, desc, proto_names))
+    if field is None:
+        return JsonInputError(f"Invalid value for '{path}'.", path)
+    if field.type in TYPE_RANGES and not field.is_repeated:
+        got = _shown(value)
+        is_integer = isinstance(value, int) and not isinstance(value, bool)
+        if declared_range(field) is None and not is_integer:
+            # No documented bounds, and not an integer at all: the wire type's range is no help.
+            return JsonInputError(f"'{path}' must be an integer{got}.", path)
+        low, high = int_bounds(field)
+        return JsonInputError(f"'{path}' must be an integer between {low} and {high}{got}.", path)
+    expected = _expected(field, item=bool(steps) and isinstance(steps[-1], int) and field.is_repeated)
+    return JsonInputError(f"Invalid value for '{path}': expected {expected}.", path)
 
 
-def _field_at(path: str, desc: Descriptor) -> Any:
-    """The field a dotted path (proto or JSON names) ends at, or None."""
+def _steps(dotted: str) -> list[Step]:
+    """``.messages[1].tool_calls`` → ``["messages", 1, "tool_calls"]``."""
+    return [m.group(1) if m.group(1) else int(m.group(2)) for m in _STEP.finditer(dotted)]
+
+
+def _field_of(desc: Descriptor, name: str) -> Any:
+    if desc is None:
+        return None
+    return desc.fields_by_name.get(name) or desc.fields_by_camelcase_name.get(name)
+
+
+def _locate(names: list[str], desc: Descriptor, obj: Any) -> tuple[list[Step], Any, Any]:
+    """The culprit along ``names`` (field names, outside in) in the caller's ``obj``: its steps
+    with the index of the failing item of each list of objects on the way, the last field (None if
+    a name is not a field), and the caller's value there (``_MISSING`` if not found)."""
+    steps: list[Step] = []
     field: Any = None
-    for part in path.split("."):
-        if desc is None:
-            return None
-        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part)
+    node: Any = obj
+    for n, name in enumerate(names):
+        field = _field_of(desc, name)
         if field is None:
-            return None
+            return [*steps, *names[n:]], None, _MISSING
+        steps.append(field.name)
+        node = node.get(field.json_name, node.get(field.name, _MISSING)) if isinstance(node, dict) else _MISSING
         desc = field.message_type
-    return field
+        inner = n < len(names) - 1
+        if inner and field.is_repeated and desc is not None and isinstance(node, list) and node:
+            index = _failing_item(node, GetMessageClass(desc), None) or 0
+            steps.append(index)
+            node = node[index]
+        elif not inner and field.is_repeated and not _is_map(field) and isinstance(node, list) and node:
+            # The list's first refused item: ``inputs[1]``, as the NUL check names it.
+            found = _failing_item(node, GetMessageClass(field.containing_type), field.name)
+            if found is not None:
+                steps.append(found)
+                node = node[found]
+    return steps, field, node
 
 
-_MISSING = object()
+def _is_map(field: Any) -> bool:
+    message_type: Any = field.message_type
+    return field.type == _F.TYPE_MESSAGE and bool(message_type.GetOptions().map_entry)
 
 
-def _value_at(obj: Any, path: str, desc: Descriptor) -> Any:
-    """The caller's value at a dotted field path (proto or JSON names), or ``_MISSING``."""
-    node = obj
-    for part in path.split("."):
-        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part) if desc is not None else None
-        if not isinstance(node, dict) or field is None:
-            return _MISSING
-        node = node.get(field.json_name, node.get(field.name, _MISSING))
-        desc = field.message_type
-    return node
+def _failing_item(items: list[Any], message_class: type[Message], field_name: str | None) -> int | None:
+    """The index of the first item protobuf refuses, or None: each item parsed as a
+    ``message_class`` (a list of objects), or as the one item of its list field ``field_name``."""
+    for i, item in enumerate(items):
+        try:
+            value = item if field_name is None else {field_name: [item]}
+            json_format.ParseDict(value, message_class(), ignore_unknown_fields=False)
+        except Exception:
+            return i
+    return None
+
+
+def _spell(steps: list[Step], desc: Descriptor, proto_names: bool) -> str:
+    """``steps`` as the caller's dialect names them: ``options.maxTokens`` (JSON names) or
+    ``messages[1].tool_calls`` (proto names); a name that is no field is kept as it is."""
+    out = ""
+    for step in steps:
+        if isinstance(step, int):
+            out += f"[{step}]"
+            continue
+        field = _field_of(desc, step)
+        name = step if field is None else (field.name if proto_names else field.json_name)
+        out += ("." if out else "") + name
+        desc = field.message_type if field is not None else None
+    return out
 
 
 def _shown(value: Any) -> str:
@@ -248,16 +302,6 @@ def _shown(value: Any) -> str:
     return ""
 
 
-def _json_path(path: str, desc: Descriptor) -> str:
-    """``path`` with each known field in its JSON spelling (``options.max_tokens`` → ``options.maxTokens``)."""
-    out = []
-    for part in path.split("."):
-        field = desc.fields_by_name.get(part) or desc.fields_by_camelcase_name.get(part) if desc is not None else None
-        out.append(field.json_name if field is not None else part)
-        desc = field.message_type if field is not None else None
-    return ".".join(out)
-
-
 _EXPECTED = {
     _F.TYPE_STRING: "a string",
     _F.TYPE_BOOL: "true or false",
@@ -268,8 +312,8 @@ _EXPECTED = {
 }
 
 
-def _expected(field: Any) -> str:
-    """What a field takes, in the API's terms."""
+def _expected(field: Any, item: bool = False) -> str:
+    """What a field takes (with ``item``, one item of a list field), in the API's terms."""
     if field.type == _F.TYPE_MESSAGE:
         message_type: Any = field.message_type
         if message_type.GetOptions().map_entry:
@@ -277,13 +321,16 @@ def _expected(field: Any) -> str:
         kind = {
             "google.protobuf.Timestamp": "an RFC 3339 timestamp such as 2024-01-01T00:00:00Z",
             "google.protobuf.Duration": "a duration such as 1.5s",
+            "google.protobuf.FieldMask": "a comma-separated list of field names such as name,scopes",
+            "google.protobuf.ListValue": "a list",
+            "google.protobuf.Value": "a JSON value",
         }.get(message_type.full_name, "an object")
     elif field.type in TYPE_RANGES:
         low, high = int_bounds(field)
         kind = f"an integer from {low} to {high}"
     else:
         kind = _EXPECTED.get(field.type, "a value of the documented type")
-    return f"a list of {kind.removeprefix('a ').removeprefix('an ')}s" if field.is_repeated else kind
+    return f"a list of {kind.removeprefix('a ').removeprefix('an ')}s" if field.is_repeated and not item else kind
 
 
 # -- fast path for request bodies ----------------------------------------------------------------

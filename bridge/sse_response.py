@@ -66,6 +66,7 @@ class SseResponse(Response):
         helper: asyncio.Future[None] | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            self.raw_headers = []  # sent: not kept for the stream's lifetime (~1 KiB per open stream)
             self._last_sent = loop.time()
             watch = scope.get(ON_DISCONNECT)
             streaming = asyncio.current_task()

@@ -24,6 +24,26 @@ from bridge.json_codec import message_to_obj, message_to_proto_obj
 from core.errors import ERRORS
 
 
+def _default_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` with its defaults (ASCII-only, ``", "`` and ``": "``), without the set-up it
+    repeats per call (an encoder and a closure each time): its C encoder, made once. Byte for byte
+    the same text; only the circular-reference check is left out (the payloads are trees built
+    from messages)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        return json.dumps
+    default = json.JSONEncoder().default
+    encode = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+
+    def dumps(payload: Any) -> str:
+        return "".join(encode(payload, 0))
+
+    return dumps
+
+
+json_text = _default_dumps()
+
+
 @dataclass(frozen=True, slots=True)
 class Surface:
     """How one service's REST routes speak: see ``protos/plutos/v1/http_options.proto``."""
@@ -53,7 +73,7 @@ class Surface:
 
     def frame(self, event: str, payload: Any) -> bytes:
         """One server-sent event carrying ``payload`` (a JSON-ready value), ASCII-only JSON."""
-        data = json.dumps(payload)
+        data = json_text(payload)
         if self.data_only_sse:
             return f"data: {data}\n\n".encode()
         return f"event: {event}\ndata: {data}\n\n".encode()

@@ -64,7 +64,7 @@ async def test_error_info_metadata_is_json(grpc_clients: GrpcClients, auth_md: t
         ({"maxTokens": 2147483648}, "options.maxTokens"),
         ({"maxTokens": 10**30}, "options.maxTokens"),
         ({"stop": "x"}, "options.stop"),
-        ({"stop": [1]}, "options.stop"),
+        ({"stop": [1]}, "options.stop[0]"),  # the item, by index (as the NUL rule names it)
         ({"temperature": "hot"}, "options.temperature"),
         ({"maxTokens": 0}, "options.maxTokens"),
     ],

@@ -186,6 +186,31 @@ async def test_silence_is_a_timeout_and_closing_frees_the_slot() -> None:
         await pool.close()
 
 
+async def test_the_read_timeout_counts_from_each_read_not_from_the_first() -> None:
+    """A body whose pieces each come within the read timeout is read whole, however long it lasts
+    in all (the waits share one timer, moved along); silence longer than the timeout still ends it."""
+
+    async def respond(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(30):  # 1.5 s of pieces, 0.05 s apart, with a read timeout of 1 s
+            piece = b"data: %d\n\n" % i
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(5)  # then silence
+
+    async with raw_server(respond) as (port, _):
+        pool = HttpPool(f"http://127.0.0.1:{port}", max_connections=1)
+        response = await pool.post("/x", b"", {}, connect_timeout=2, read_timeout=1.0)
+        body = b""
+        with pytest.raises(TimeoutError):
+            while True:
+                body += await response.read_chunk(1.0)
+        assert body == b"".join(b"data: %d\n\n" % i for i in range(30))
+        response.close()
+        await pool.close()
+
+
 async def test_bytes_that_are_not_http_are_a_protocol_error() -> None:
     def respond(request: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")

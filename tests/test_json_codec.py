@@ -11,7 +11,9 @@ from the generated modules.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
+import re
 import struct
 from typing import Any
 
@@ -25,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.json_codec import message_to_obj, parse_into
+from bridge.surface import REFERENCE, json_text
 
 _F = FieldDescriptor
 _INT64 = {_F.TYPE_INT64, _F.TYPE_SINT64, _F.TYPE_SFIXED64, _F.TYPE_UINT64, _F.TYPE_FIXED64}
@@ -257,3 +260,120 @@ def test_every_generated_message_type_is_covered() -> None:
         "plutos.v1.GetUsageResponse",
         "plutos.v1.ListModelsResponse",
     }
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_sse_frames_hold_exactly_what_json_dumps_writes(value: Any) -> None:
+    """The SSE framing's JSON (bridge/surface.py, its C encoder made once) is ``json.dumps``'s
+    text byte for byte: ASCII-only, the same separators, NaN and Infinity as json writes them."""
+    assert json_text(value) == json.dumps(value)
+    assert REFERENCE.frame("chunk", value) == f"event: chunk\ndata: {json.dumps(value)}\n\n".encode()
+
+
+@pytest.mark.parametrize("name", ["plutos.v1.StreamResponse", "plutos.v1.ChatCompletionChunk"])
+def test_sse_frames_of_stream_messages_are_json_dumps_text(name: str) -> None:
+    desc = next(d for d in MESSAGE_TYPES if d.full_name == name)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(messages(desc))
+    def check(msg: Message) -> None:
+        obj = message_to_obj(msg)
+        assert json_text(obj) == json.dumps(obj)
+
+    check()
+
+
+# -- errors: named in the caller's terms ----------------------------------------------------------
+
+_WRONG_VALUES: list[Any] = ["x", "", 1, 1.5, -1, 2**70, True, None, [], [1], ["x"], [{}], [None], {}, {"zz": 1}]
+# What protobuf knows and a caller of the REST API does not: type names, well-known types' inner
+# fields, the library's phrases, Python reprs.
+_INTERNALS = re.compile(
+    r"stringValue|numberValue|structValue|listValue|boolValue|nullValue|_value\b|int32|int64|uint|float\b|double"
+    r"|google\.protobuf|protobuf|plutos\.v1|Failed to parse|Message type|ParseError|\bat [A-Z]|<class|NoneType"
+)
+
+
+def _wrong_bodies(desc: Descriptor, proto_names: bool, depth: int = 0) -> Any:
+    """(JSON path as the caller's dialect writes it, a body with one wrong value there) for each
+    field of ``desc`` and of its nested messages (list fields: in their second item)."""
+    for field in desc.fields:
+        name = field.name if proto_names else field.json_name
+        for value in _WRONG_VALUES:
+            yield name, {name: value}
+        message_type: Any = field.message_type
+        nested = (
+            field.type == FieldDescriptor.TYPE_MESSAGE
+            and not message_type.GetOptions().map_entry
+            and not message_type.full_name.startswith("google.protobuf.")
+        )
+        if nested and depth < 2:
+            for inner, body in _wrong_bodies(message_type, proto_names, depth + 1):
+                if field.is_repeated:
+                    yield f"{name}[1].{inner}", {name: [{}, body]}
+                else:
+                    yield f"{name}.{inner}", {name: body}
+
+
+def _request_surfaces() -> list[tuple[Descriptor, bool]]:
+    from bridge.app import _default_modules
+    from bridge.routes import bindings_for_modules
+    from bridge.surface import surface_of
+
+    seen: dict[str, tuple[Descriptor, bool]] = {}
+    for b in bindings_for_modules(_default_modules()):
+        proto_names = surface_of(b.method.containing_service).proto_names
+        seen[b.request_type.DESCRIPTOR.full_name] = (b.request_type.DESCRIPTOR, proto_names)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize(("desc", "proto_names"), _request_surfaces(), ids=lambda v: getattr(v, "name", str(v)))
+def test_a_wrong_value_is_named_in_the_callers_terms(desc: Descriptor, proto_names: bool) -> None:
+    """Every request of every route, a wrong value in each field (nested ones too): the error names
+    the field by the path the caller wrote, in its surface's dialect (``options.maxTokens``;
+    ``messages[1].tool_calls`` on /openai/v1), with list indices, and never repeats protobuf's
+    internals (``stringValue``, ``int32``, …). Integer fields name their documented bounds."""
+    from bridge.json_codec import JsonInputError
+
+    refused = 0
+    for path, body in _wrong_bodies(desc, proto_names):
+        try:
+            parse_into(body, GetMessageClass(desc)(), proto_names=proto_names)
+        except JsonInputError as err:
+            refused += 1
+            message, field = str(err), err.field or ""
+            assert not _INTERNALS.search(message) and not _INTERNALS.search(field), (path, body, message, field)
+            # The culprit is the path sent, or inside it (a list's item, an unknown key).
+            assert field == path or field.startswith((path + ".", path + "[")), (path, body, message, field)
+    assert refused or not desc.fields
+
+
+def test_a_wrong_item_of_a_list_is_named_by_its_index() -> None:
+    from plutos.v1 import openai_pb2, processing_pb2
+
+    from bridge.json_codec import JsonInputError
+
+    cases: list[tuple[Message, dict[str, Any], bool, str, str]] = [
+        (processing_pb2.BatchRequest(), {"inputs": ["a", 1]}, False, "inputs[1]", "expected a string"),
+        (
+            openai_pb2.CreateChatCompletionRequest(),
+            {"messages": [{"role": "user"}, {"role": "user", "tool_calls": "x"}]},
+            True,
+            "messages[1].tool_calls",
+            "expected a list of objects",
+        ),
+        (openai_pb2.CreateChatCompletionRequest(), {"maxTokens": "x"}, True, "max_tokens", "must be an integer"),
+        (openai_pb2.CreateChatCompletionRequest(), {"messages": [{}, {"zz": 1}]}, True, "messages[1].zz", "Unknown"),
+    ]
+    for message, body, proto_names, field, says in cases:
+        with pytest.raises(JsonInputError) as caught:
+            parse_into(body, message, proto_names=proto_names)
+        assert caught.value.field == field and says in str(caught.value), (body, str(caught.value))

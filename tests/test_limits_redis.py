@@ -31,7 +31,7 @@ from gateway.app import RunningPlatform
 from server.config import Plan
 from server.keys import create_key
 from server.limiter import Concurrency, MemoryLimiter, QuotaAsk, Window
-from server.limiter.base import Limiter, LimiterUnavailable
+from server.limiter.base import Limiter, LimiterUnavailable, Reservation, Slot
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
 from tests.conftest import MODEL, free_port
@@ -202,7 +202,9 @@ async def play(limiter: Limiter, rules: Rules, ops: list[Op], account: str, star
     async def seed(account_id: str, month_start: object) -> int:
         return rules.seed
 
-    now, held, seen = start, [], []
+    now = start
+    held: list[tuple[Slot | None, Reservation | None]] = []
+    seen: list[object] = []
     for op, arg, amount in ops:
         if op == "tick":
             now += arg
@@ -236,9 +238,12 @@ async def play(limiter: Limiter, rules: Rules, ops: list[Op], account: str, star
     return seen
 
 
+@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "redis-py"])
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(rules=RULES, ops=OPS)
-def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules: Rules, ops: list[Op]) -> None:
+def test_redis_and_memory_limiters_decide_alike(
+    redis_server: RedisServer, pipelined: bool, rules: Rules, ops: list[Op]
+) -> None:
     """Random limits and calls (some generating, some asking for tokens), calls ending in any order
     and the clock moving across window boundaries: ADMIT and FINISH answer exactly as the
     in-memory limiter's acquire, reserve, settle and release do, call by call."""
@@ -246,7 +251,8 @@ def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules
     start = time.time() // 3600 * 3600 + 1800.5  # within the hour (and so the day) of the wall clock
 
     async def both() -> tuple[list[object], list[object]]:
-        redis = RedisLimiter(redis_server.url, lease=86400.0)  # no lease runs out during an example
+        # No lease runs out during an example. Not pipelined: the redis-py path (TLS URLs).
+        redis = RedisLimiter(redis_server.url, lease=86400.0, pipelined=pipelined)
         try:
             return await play(MemoryLimiter(), rules, ops, account, start), await play(
                 redis, rules, ops, account, start
@@ -258,7 +264,10 @@ def test_redis_and_memory_limiters_decide_alike(redis_server: RedisServer, rules
     assert redis == memory
 
 
-async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("how", ["finish", "finish_soon"])
+async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answers(
+    redis_server: RedisServer, how: str
+) -> None:
     account = unique("settle")[1:-1]
     subject = account_subject(account)
     limiter = RedisLimiter(redis_server.url)
@@ -271,9 +280,14 @@ async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answer
         slot, check = entry.admission.slot, entry.quota
         assert slot is not None and check is not None and check.reservation is not None
         assert redis_server.process is not None
-        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and is sent twice)
+        redis_server.process.send_signal(signal.SIGSTOP)  # FINISH times out (and may be sent twice)
         try:
-            await limiter.finish(slot, check.reservation, 30)
+            if how == "finish":
+                await limiter.finish(slot, check.reservation, 30)
+            else:  # what the interceptor uses: sent at once on the pipelined connection
+                waiter = limiter.finish_soon(slot, check.reservation, 30)
+                assert waiter is not None
+                await waiter
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
         await limiter.finish(slot, check.reservation, 30)  # the same call ended again: no effect
@@ -285,6 +299,23 @@ async def test_a_call_that_ends_while_redis_is_stopped_is_settled_once_it_answer
 
         await wait_until(ended, "the call's end to reach Redis", within=20)
         assert await limiter.tokens(account) == (130, 0)  # settled once, however often it was sent
+    finally:
+        await limiter.close()
+
+
+async def test_the_pipelined_connection_selects_the_database_of_the_url(redis_server: RedisServer) -> None:
+    subject = unique("db")
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    limiter = RedisLimiter(url)
+    try:
+        assert limiter._pipe is not None  # ADMIT and FINISH go through it, not through redis-py
+        admission = await limiter.acquire([Window(subject, "minute", 60, 5)], [Concurrency(subject, 1)])
+        assert admission.allowed and admission.slot is not None
+        async with aioredis.from_url(url) as db3, aioredis.from_url(redis_server.url) as db0:
+            assert await db3.zcard(f"plutos:cc:{subject}") == 1
+            assert await db0.exists(f"plutos:cc:{subject}") == 0
+        await limiter.release(admission.slot)
+        assert await limiter.in_flight(subject) == 0
     finally:
         await limiter.close()
 
@@ -346,6 +377,59 @@ async def test_exactly_60_of_200_over_rest_with_redis(redis_platform: RunningPla
     ok = [r for r in replies if r.status_code == 200]
     assert len(ok) == 60 and sum(r.status_code == 429 for r in replies) == 140
     assert sorted(int(r.headers["X-RateLimit-Remaining"]) for r in ok) == list(range(60))
+
+
+async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
+    platform: RunningPlatform, redis_server: RedisServer
+) -> None:
+    """Calls cancelled at every stage (at once, while admitted and waiting for the model, mid-stream,
+    by deadline) end exactly once in Redis: no slot is left, nothing stays reserved, and the month's
+    counter holds exactly what the ledger billed (streams cut off mid-way are billed what they used)."""
+    burst = plan("burst-quota", concurrent=5, monthly_tokens=10**9)
+    async with platform_with(platform, burst, redis_url=redis_server.url) as running:
+        key = await create_key(running.runtime.sessions, plan="burst-quota")
+        limiter = running.runtime.limiter
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
+        try:
+            stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+            meta = md(key.secret)
+            opts = processing_pb2.ProcessOptions(max_tokens=50)
+            stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
+            unary_req = processing_pb2.ProcessRequest(input="Tell a story.", model=MODEL, options=opts)
+
+            async def cancelled(i: int) -> None:
+                kind = i % 4
+                if kind == 0:  # cancelled at once
+                    stub.Stream(stream_req, metadata=meta).cancel()
+                elif kind == 1:  # mid-stream
+                    call = stub.Stream(stream_req, metadata=meta)
+                    try:
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            await call.read()
+                    finally:
+                        call.cancel()
+                elif kind == 2:  # unary, cancelled while queued or running
+                    call = stub.Process(unary_req, metadata=meta)
+                    await asyncio.sleep(0.005 * (i % 7))
+                    call.cancel()
+                else:  # deadline
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))
+
+            for wave in range(8):
+                await asyncio.gather(*(cancelled(wave * 10 + j) for j in range(10)))
+
+            async def settled() -> bool:
+                tokens = await limiter.tokens(key.account_id)
+                return (
+                    await limiter.in_flight(account_subject(key.account_id)) == 0
+                    and tokens is not None
+                    and tokens == (await ledger_tokens(running, key.account_id), 0)
+                )
+
+            await wait_until(settled, "every cancelled call to end once in Redis")
+        finally:
+            await channel.close()
 
 
 async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(

@@ -110,3 +110,35 @@ async def test_unknown_path_is_404_envelope(http: httpx.AsyncClient) -> None:
 
 async def test_unknown_query_parameter(http: httpx.AsyncClient) -> None:
     assert_envelope(await http.get("/models?verbose=1"), 400, "invalid_parameters", "verbose")
+
+
+async def test_a_wrong_list_item_is_named_by_its_index(http: httpx.AsyncClient) -> None:
+    r = await http.post("/batch", json={"inputs": ["a", 1], "model": MODEL})
+    error = assert_envelope(r, 400, "invalid_parameters", "inputs[1]")
+    assert error["message"] == "Invalid value for 'inputs[1]': expected a string."
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"max_tokens": "x"}, "max_tokens"),  # was "maxTokens": the reference's spelling, not OpenAI's
+        ({"messages": [{"role": "user", "content": "hi"}, {"role": "user", "name": 1}]}, "messages[1].name"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "user", "tool_calls": "x"}]},
+            "messages[1].tool_calls",
+        ),
+        ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"messages": [{"role": "tool", "content": "hi", "tool_call_id": "a\u0000"}]}, "messages[0].tool_call_id"),
+    ],
+)
+async def test_openai_surface_params_are_openais_names(
+    base_url: str, http: httpx.AsyncClient, body: dict[str, Any], param: str
+) -> None:
+    """/openai/v1 names the offending field as OpenAI's API (and its SDKs) write it: snake_case
+    proto names with list indices, whether the bridge (a value of the wrong type) or the server (a
+    NUL in text) refuses it."""
+    sent = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], **body}
+    r = await http.post(base_url.removesuffix("/v1") + "/openai/v1/chat/completions", json=sent)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_parameters", param)

@@ -102,6 +102,14 @@ class Backend(abc.ABC):
         """Yield text pieces as they are generated, keeping ``state`` current. Closing the
         iterator early stops generation."""
 
+    async def stream_batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[list[str], None]:
+        """:meth:`stream`'s pieces, in lists of those that came together (an upstream's network
+        read): the same pieces in the same order, one step per list for whoever iterates it (a
+        stream's hot path). Closing it early stops generation. This default: one piece a list."""
+        async with aclosing(self.stream(prompt, state)) as pieces:
+            async for piece in pieces:
+                yield [piece]
+
     async def generate(self, prompt: PreparedPrompt, state: GenerationState) -> str:
         """Run to completion; returns the whole output."""
         async with aclosing(self.stream(prompt, state)) as pieces:

@@ -64,6 +64,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.gone = False  # counted out of the pool
         self.idle_since = 0.0
+        # The read timeout's timer, shared by successive waits (see wait()), and its time.
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_due = 0.0
+        self.wait_due = 0.0  # the end of the current wait, on the loop's clock
         self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -74,7 +78,9 @@ class _Connection(asyncio.Protocol):
         self.until_close = False
         self.keep_alive = True
         self.error: BaseException | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
+        # The body's pieces not read yet: a list (rarely more than one; an empty deque takes 624
+        # bytes, for every open stream).
+        self.chunks: list[bytes] = []
         self.buffered = 0
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
@@ -157,19 +163,41 @@ class _Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
     async def wait(self, within: float) -> None:
-        """Until something arrives (or the connection ends); ``TimeoutError`` after ``within`` s."""
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(within, _expire, waiter)
+        """Until something arrives (or the connection ends); ``TimeoutError`` after ``within`` s.
+
+        One timer serves a stream's successive waits (a stream waits once per chunk; a timer set
+        and cancelled each time costs more than the rest of the wait): it is set for the end of the
+        first wait and, firing before the end of the wait then in progress, set again for that."""
+        loop = self.loop
+        due = self.wait_due = loop.time() + within
+        timer = self.timer
+        if timer is None or self.timer_due > due:
+            if timer is not None:
+                timer.cancel()
+            self.timer_due = due
+            self.timer = loop.call_at(due, self._timer_fired)
+        waiter = self.waiter = loop.create_future()
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
 
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
+    def _timer_fired(self) -> None:
+        self.timer = None
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.wait_due > self.timer_due:  # a later wait than the one the timer was set for
+            self.timer_due = self.wait_due
+            self.timer = self.loop.call_at(self.wait_due, self._timer_fired)
+            return
         waiter.set_exception(TimeoutError())
+
+    def stop_timer(self) -> None:
+        """The exchange is over (the connection idles in the pool, or is gone)."""
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
 
 
 class Response:
@@ -190,7 +218,7 @@ class Response:
         c = self._conn
         while True:
             if c.chunks:
-                piece = c.chunks.popleft()
+                piece = c.chunks.pop(0)
                 c.buffered -= len(piece)
                 if c.paused and c.buffered < MAX_BUFFERED // 2 and not c.closed:
                     c.paused = False
@@ -348,6 +376,7 @@ class HttpPool:
         return conn
 
     def _release(self, conn: _Connection) -> None:
+        conn.stop_timer()
         if self._closed or len(self._idle) >= self.max_idle:
             self._discard(conn)
             return
@@ -369,6 +398,7 @@ class HttpPool:
 
     def _gone(self, conn: _Connection) -> None:
         """Count a connection out of the pool, once, and hand its place to a waiter."""
+        conn.stop_timer()
         if not conn.gone:
             conn.gone = True
             self._open -= 1

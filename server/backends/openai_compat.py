@@ -144,7 +144,7 @@ class OpenAICompatibleBackend(Backend):
         return own if params.deadline is None else min(own, params.deadline)
 
     async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
-        async with aclosing(self._batches(prompt, state)) as batches:
+        async with aclosing(self.stream_batches(prompt, state)) as batches:
             async for batch in batches:
                 for piece in batch:
                     yield piece
@@ -172,7 +172,7 @@ class OpenAICompatibleBackend(Backend):
             _done_with(response, completed)
         return state.text
 
-    async def _batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[list[str], None]:
+    async def stream_batches(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[list[str], None]:
         """The pieces of each network read, already added to ``state`` (so billed even if the
         caller stops before taking them)."""
         response, request_id, deadline = await self._accepted(prompt, state)

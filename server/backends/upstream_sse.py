@@ -14,7 +14,7 @@ from server.backends.upstream_json import FINISH_REASONS, NUL, apply_usage, json
 log = logging.getLogger("plutos.backends.openai")
 
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
-JOIN_PARTS = 64  # a stream's pieces are kept joined in runs of this many
+JOIN_PARTS = 16  # a stream's pieces are kept joined in runs of this many
 
 
 def is_event_stream(headers: dict[str, str], asked_to_stream: bool) -> bool:

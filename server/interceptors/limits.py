@@ -143,8 +143,12 @@ class _GuardedStream:
             self.settled = True
             QUOTA_RESERVATIONS.dec()
         used = self.state.tokens_used
-        if not self.limiter.finish_now(slot, reservation, used):
-            self.pending.append(Finisher(partial(self.limiter.finish, slot, reservation, used)).start())
+        limiter = self.limiter
+        if not limiter.finish_now(slot, reservation, used):
+            waiter = limiter.finish_soon(slot, reservation, used)
+            if waiter is None:
+                waiter = Finisher(partial(limiter.finish, slot, reservation, used)).start()
+            self.pending.append(waiter)
 
     def on_rpc_done(self, _: Any) -> None:
         """The RPC is over for gRPC: free the slot now (the client is gone), but settle only if
@@ -278,15 +282,21 @@ class LimitsInterceptor(AsyncServerInterceptor):
     async def _finish(self, slot: Slot | None, reservation: Reservation | None, state: CallState) -> None:
         """The call is over: settle its reservation with the tokens it used, free its slot.
 
-        A limiter without I/O (in memory) does both at once, so nothing can interrupt them; others
-        run them in a task of its own (one round trip), shielded from a second cancellation."""
+        A limiter without I/O (in memory) does both at once, so nothing can interrupt them; Redis
+        sends them at once (one round trip) and the call waits for the answer; failing that, they
+        run in a task of their own, shielded from a second cancellation."""
         if reservation is not None:
             QUOTA_RESERVATIONS.dec()
         if slot is not None:
             CONCURRENCY_SLOTS.dec()
         limiter = self._limiter
         used = state.tokens_used
-        if not limiter.finish_now(slot, reservation, used):
+        if limiter.finish_now(slot, reservation, used):
+            return
+        waiter = limiter.finish_soon(slot, reservation, used)
+        if waiter is not None:
+            await waiter  # cancelled, the finish still runs: it is sent already
+        else:
             await finish_all(Finisher(partial(limiter.finish, slot, reservation, used)))
 
     async def _admit(

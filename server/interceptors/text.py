@@ -10,11 +10,14 @@ and stored is the same text.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_interceptor.server import AsyncServerInterceptor
+from plutos.v1 import http_options_pb2
 
 from core.errors import invalid_parameter
 from server.interceptors.base import Handler, call_next, is_api_method
@@ -24,11 +27,12 @@ _STRING = FieldDescriptor.TYPE_STRING
 _MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 
-def field_with_nul(message: Message, prefix: str = "") -> str | None:
-    """The JSON path of the first string in ``message`` (nested messages, lists and maps included)
-    that contains U+0000, or None."""
+def field_with_nul(message: Message, prefix: str = "", proto_names: bool = False) -> str | None:
+    """The path of the first string in ``message`` (nested messages, lists and maps included) that
+    contains U+0000, or None; fields by JSON name (``options.systemPrompt``), or with
+    ``proto_names`` by proto name (``messages[0].tool_call_id``: the OpenAI surface's dialect)."""
     for field, value in message.ListFields():
-        name = prefix + field.json_name
+        name = prefix + (field.name if proto_names else field.json_name)
         if field.type == _STRING:
             if field.is_repeated:
                 for i, item in enumerate(value):
@@ -38,26 +42,45 @@ def field_with_nul(message: Message, prefix: str = "") -> str | None:
                 return name
         elif field.type == _MESSAGE:
             if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                found = _in_map(value, name)
+                found = _in_map(value, name, proto_names)
             elif field.is_repeated:
-                found = next((f for i, item in enumerate(value) if (f := field_with_nul(item, f"{name}[{i}]."))), None)
+                found = next(
+                    (f for i, item in enumerate(value) if (f := field_with_nul(item, f"{name}[{i}].", proto_names))),
+                    None,
+                )
             else:
-                found = field_with_nul(value, name + ".")
+                found = field_with_nul(value, name + ".", proto_names)
             if found:
                 return found
     return None
 
 
-def _in_map(value: Any, name: str) -> str | None:
+def _in_map(value: Any, name: str, proto_names: bool) -> str | None:
     for key, item in value.items():
         if isinstance(key, str) and NUL in key:
             return name
         if isinstance(item, str):
             if NUL in item:
                 return f"{name}.{key}"
-        elif isinstance(item, Message) and (found := field_with_nul(item, f"{name}.{key}.")):
+        elif isinstance(item, Message) and (found := field_with_nul(item, f"{name}.{key}.", proto_names)):
             return found
     return None
+
+
+@cache
+def names_fields_by_proto_name(method_name: str) -> bool:
+    """Whether the RPC's service speaks proto field names on REST (``(plutos.v1.http_surface)``
+    ``json_names: JSON_NAMES_PROTO``: the OpenAI surface), so ``details.field`` (its ``param``)
+    names fields as its callers write them."""
+    service_name = method_name.strip("/").split("/", 1)[0]
+    try:
+        service = descriptor_pool.Default().FindServiceByName(service_name)
+    except KeyError:
+        return False
+    options = service.GetOptions()
+    if not options.HasExtension(http_options_pb2.http_surface):
+        return False
+    return bool(options.Extensions[http_options_pb2.http_surface].json_names == http_options_pb2.JSON_NAMES_PROTO)
 
 
 class TextInterceptor(AsyncServerInterceptor):
@@ -65,7 +88,7 @@ class TextInterceptor(AsyncServerInterceptor):
 
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if is_api_method(method_name) and isinstance(request, Message):
-            field = field_with_nul(request)
+            field = field_with_nul(request, proto_names=names_fields_by_proto_name(method_name))
             if field is not None:
                 raise invalid_parameter(
                     field, f"'{field}' contains a NUL character (U+0000), which is not accepted in text."

@@ -254,6 +254,11 @@ class Limiter(abc.ABC):
         """:meth:`finish` without waiting, if this limiter can (no I/O): True when done."""
         return False
 
+    def finish_soon(self, slot: Slot | None, reservation: Reservation | None, used: int) -> asyncio.Future[None] | None:
+        """Start :meth:`finish` now, without a task of its own, if this limiter can: a future done
+        when it is (cancelling it does not stop the finish). None: call :meth:`finish` instead."""
+        return None
+
     @abc.abstractmethod
     async def reserve_tokens(
         self, account_id: str, amount: int, quota: int, seed: SeedTokens, *, now: float | None = None

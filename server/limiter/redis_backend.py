@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Literal, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -51,7 +55,6 @@ from server.limiter.base import (
     Window,
     WindowCount,
     month_of,
-    new_slot_id,
 )
 
 log = logging.getLogger("plutos.limits.redis")
@@ -83,10 +86,14 @@ end
 local base = 6 + 2 * nw
 for j = 1, nc do
   local k = KEYS[nw + j]
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+  local limit = tonumber(ARGV[base + j])
   local n = redis.call('ZCARD', k)
+  if n >= limit then  -- full: first drop the slots whose lease ran out (a replica that died)
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+    n = redis.call('ZCARD', k)
+  end
   out[4 + nw + j] = n
-  if n >= tonumber(ARGV[base + j]) then allowed = 0 end
+  if n >= limit then allowed = 0 end
 end
 if allowed == 0 then return out end
 out[1] = 1
@@ -105,16 +112,20 @@ if ARGV[q + 1] == '1' then
     status = -1
   else
     used = tonumber(used)
-    local expired = redis.call('ZRANGEBYSCORE', KEYS[m + 2], '-inf', now)
-    for _, id in ipairs(expired) do
-      local amount = tonumber(redis.call('HGET', KEYS[m + 3], id) or '0')
-      redis.call('HINCRBY', KEYS[m + 1], 'reserved', 0 - amount)
-      redis.call('HDEL', KEYS[m + 3], id)
-      redis.call('ZREM', KEYS[m + 2], id)
-    end
     local reserved = tonumber(redis.call('HGET', KEYS[m + 1], 'reserved') or '0')
     local amount = tonumber(ARGV[q + 2])
-    if amount > 0 and used + reserved >= tonumber(ARGV[q + 3]) then
+    local quota = tonumber(ARGV[q + 3])
+    if amount > 0 and used + reserved >= quota then  -- first drop reservations whose lease ran out
+      local expired = redis.call('ZRANGEBYSCORE', KEYS[m + 2], '-inf', now)
+      for _, id in ipairs(expired) do
+        local gone = tonumber(redis.call('HGET', KEYS[m + 3], id) or '0')
+        redis.call('HINCRBY', KEYS[m + 1], 'reserved', 0 - gone)
+        redis.call('HDEL', KEYS[m + 3], id)
+        redis.call('ZREM', KEYS[m + 2], id)
+        reserved = reserved - gone
+      end
+    end
+    if amount > 0 and used + reserved >= quota then
       status = 0
     else
       redis.call('HINCRBY', KEYS[m + 1], 'reserved', amount)
@@ -165,6 +176,10 @@ end
 return 1
 """
 
+_ID = [secrets.token_hex(6)]
+_ID_COUNT = itertools.count(1)
+os.register_at_fork(after_in_child=lambda: _ID.__setitem__(0, secrets.token_hex(6)))
+
 # Months are kept a little past their end, then expire.
 MONTH_TTL_SLACK = 7 * 86400
 RELEASE_RETRY_SECONDS = 1.0  # a slot Redis could not take back is tried again this often
@@ -184,6 +199,8 @@ class RedisLimiter(Limiter):
         # Calls in flight to Redis at once (connections open on demand): a burst of thousands of streams
         # opening on a busy event loop ran 64 dry and was refused 503 ("No connection available").
         max_connections: int = 512,
+        # ADMIT and FINISH on one pipelined connection (resp.Pipe); False, or a TLS URL: redis-py.
+        pipelined: bool = True,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -203,7 +220,7 @@ class RedisLimiter(Limiter):
         self._admit_script = self.client.register_script(ADMIT)
         self._finish_script = self.client.register_script(FINISH)
         # The two scripts of every call go through one pipelined connection (redis-py for TLS).
-        self._pipe = resp.Pipe(url, timeout=timeout) if resp.supports(url) else None
+        self._pipe = resp.Pipe(url, timeout=timeout) if pipelined and resp.supports(url) else None
         self._admit_sha = resp.Script(ADMIT)
         self._finish_sha = resp.Script(FINISH)
         self._down_until = 0.0
@@ -212,6 +229,11 @@ class RedisLimiter(Limiter):
         self._reservations: dict[str, str] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Task[None]] = set()  # ends of calls done once Redis answers again
+
+    def _new_id(self) -> str:
+        """A slot or reservation id, unique across processes and replicas: 48 random bits drawn once
+        per process (again in a forked child), then a counter — no system call per id."""
+        return f"{_ID[0]}{next(_ID_COUNT):x}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -279,7 +301,7 @@ class RedisLimiter(Limiter):
         now = self.now(now)
         now_ms = int(now * 1000)
         lease_ms = int(self.lease * 1000)
-        slot_id = new_slot_id() if concurrency else ""
+        slot_id = self._new_id() if concurrency else ""
         slot_keys = tuple(self._slot_key(c.subject) for c in concurrency)
         keys = [self._window_key(w, now) for w in windows]
         keys += slot_keys
@@ -293,7 +315,7 @@ class RedisLimiter(Limiter):
         if quota is None:
             args.append("0")
         else:
-            reservation_id = new_slot_id()
+            reservation_id = self._new_id()
             period, _, end = month_of(now)
             month_keys = self._month_keys(quota.account_id, period)
             keys += month_keys
@@ -385,13 +407,7 @@ class RedisLimiter(Limiter):
     async def finish(self, slot: Slot | None, reservation: Reservation | None, used: int) -> None:
         """One FINISH script. What Redis cannot take now is retried in the background (the slot and
         the reservation count against the limits until then) until a lease has passed."""
-        slot_id, slot_keys = "", cast(tuple[str, ...], ())
-        if slot is not None and self._slots.pop(slot.id, None) is not None:  # not ended yet
-            slot_id, slot_keys = slot.id, tuple(self._slot_key(s) for s in slot.subjects)
-        reservation_id, month_keys = "", []
-        if reservation is not None and self._reservations.pop(reservation.id, None) is not None:
-            reservation_id = reservation.id
-            month_keys = self._month_keys(reservation.account_id, reservation.period)
+        slot_id, slot_keys, reservation_id, month_keys = self._claim(slot, reservation)
         if not slot_id and not reservation_id:
             return
         try:
@@ -400,6 +416,45 @@ class RedisLimiter(Limiter):
             # Until Redis answers again (a burst that ran the pool dry, a restart) the slot and the
             # reservation count against the limits; the call that held them is over.
             self._end_later(slot_id, slot_keys, reservation_id, month_keys, used, retry=True)
+
+    def finish_soon(self, slot: Slot | None, reservation: Reservation | None, used: int) -> asyncio.Future[None] | None:
+        """FINISH written to the pipelined connection now (no task, no await before it leaves);
+        if it fails, it is retried in the background as :meth:`finish` does."""
+        pipe = self._pipe
+        if pipe is None or not pipe.connected or time.monotonic() < self._down_until:
+            return None
+        slot_id, slot_keys, reservation_id, month_keys = self._claim(slot, reservation)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not slot_id and not reservation_id:
+            done.set_result(None)
+            return done
+        keys = [*slot_keys, *month_keys] if reservation_id else list(slot_keys)
+        reply = pipe.send_evalsha(self._finish_sha, keys, [len(slot_keys), slot_id, reservation_id, used])
+
+        def answered(sent: asyncio.Future[Any]) -> None:
+            err = asyncio.CancelledError() if sent.cancelled() else sent.exception()
+            if err is not None or isinstance(sent.result(), hiredis.ReplyError):
+                if isinstance(err, (RedisConnectionError, RedisTimeoutError, OSError)):
+                    self._down_until = time.monotonic() + self.cooldown
+                    log.warning("redis limiter unavailable: %s", err)
+                self._end_later(slot_id, slot_keys, reservation_id, month_keys, used, retry=True)
+            if not done.done():
+                done.set_result(None)
+
+        reply.add_done_callback(answered)
+        return done
+
+    def _claim(self, slot: Slot | None, reservation: Reservation | None) -> tuple[str, tuple[str, ...], str, list[str]]:
+        """The ids and keys of what a FINISH must end; those already ended (or never held) are ''."""
+        slot_id, slot_keys = "", cast(tuple[str, ...], ())
+        if slot is not None and self._slots.pop(slot.id, None) is not None:  # not ended yet
+            slot_id, slot_keys = slot.id, tuple(self._slot_key(s) for s in slot.subjects)
+        reservation_id, month_keys = "", []
+        if reservation is not None and self._reservations.pop(reservation.id, None) is not None:
+            reservation_id = reservation.id
+            month_keys = self._month_keys(reservation.account_id, reservation.period)
+        return slot_id, slot_keys, reservation_id, month_keys
 
     async def _end(
         self, slot_id: str, slot_keys: tuple[str, ...], reservation_id: str, month_keys: list[str], used: int

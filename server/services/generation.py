@@ -286,11 +286,12 @@ class Generation:
             raise
         await self.save()
 
-    async def pieces(self, cached: Sequence[str] | None = None) -> AsyncGenerator[str, None]:
-        """Prepare, then yield the output as the model produces it — or, for a generation answered
-        from the response cache (``answer_from``), yield that answer's ``cached`` pieces; stored and
-        billed once the stream ends, however it ends (a closed or cancelled stream is ``cancelled``,
-        a failure ``failed``).
+    async def batches(self, cached: Sequence[str] | None = None) -> AsyncGenerator[list[str], None]:
+        """Prepare, then yield the output as the model produces it, in lists of the pieces that came
+        together (:meth:`Backend.stream_batches`: one step per upstream read) — or, for a generation
+        answered from the response cache (``answer_from``), that answer's ``cached`` pieces in one
+        list; stored and billed once the stream ends, however it ends (a closed or cancelled stream
+        is ``cancelled``, a failure ``failed``).
 
         Raises ``invalid_model`` for a model without streaming."""
         if not self.spec.supports_streaming:
@@ -303,13 +304,12 @@ class Generation:
         status, error_code = "cancelled", None
         try:
             if cached is not None:
-                for piece in cached:
-                    yield piece
+                yield list(cached)
             else:
                 # A cancelled call closes the backend's stream (and an upstream request) at once.
-                async with aclosing(self.backend.stream(self.prompt, self.state)) as pieces:  # type: ignore[arg-type]
-                    async for piece in pieces:
-                        yield piece
+                async with aclosing(self.backend.stream_batches(self.prompt, self.state)) as batches:  # type: ignore[arg-type]
+                    async for batch in batches:
+                        yield batch
             status = "completed"
         except PlutosError as err:
             status, error_code = "failed", err.code

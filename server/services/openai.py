@@ -264,13 +264,14 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 "model": gen.spec.id,
             }
             role: str | None = "assistant"  # in the first chunk only
-            async with aclosing(gen.pieces()) as pieces:
-                async for piece in pieces:
-                    delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
-                    role = None
-                    yield openai_pb2.ChatCompletionChunk(
-                        **head, choices=[openai_pb2.ChatCompletionChunkChoice(index=0, delta=delta)]
-                    )
+            async with aclosing(gen.batches()) as batches:
+                async for batch in batches:
+                    for piece in batch:
+                        delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
+                        role = None
+                        yield openai_pb2.ChatCompletionChunk(
+                            **head, choices=[openai_pb2.ChatCompletionChunkChoice(index=0, delta=delta)]
+                        )
             last = openai_pb2.ChatCompletionChunkChoice(
                 index=0, delta=openai_pb2.ChatCompletionDelta(role=role), finish_reason=_finish_reason(gen)
             )
@@ -322,9 +323,10 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._completion(request, context)
             head = self._head(gen)
-            async with aclosing(gen.pieces()) as pieces:
-                async for piece in pieces:
-                    yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
+            async with aclosing(gen.batches()) as batches:
+                async for batch in batches:
+                    for piece in batch:
+                        yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
             last = openai_pb2.CompletionChoice(index=0, text="", finish_reason=_finish_reason(gen))
             yield openai_pb2.Completion(**head, choices=[last])
             if request.stream_options.include_usage:

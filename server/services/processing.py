@@ -333,12 +333,14 @@ class ProcessingService(processing_pb2_grpc.ProcessingServiceServicer):
             if hit is not None:
                 gen.answer_from(hit)
             # A hit is sent as the chunks it was streamed in. The record's id went out up front
-            # (Generation.announce) and the record is stored however the stream ends (Generation.pieces).
-            async with aclosing(gen.pieces(hit.chunks() if hit is not None else None)) as pieces:
-                async for piece in pieces:
+            # (Generation.announce) and the record is stored however the stream ends (Generation.batches).
+            # In lists of the pieces that came together: one step per upstream read.
+            async with aclosing(gen.batches(hit.chunks() if hit is not None else None)) as batches:
+                async for batch in batches:
                     if cache is not None and hit is None:
-                        recorded.append(piece)
-                    yield _chunk(piece)
+                        recorded.extend(batch)
+                    for piece in batch:
+                        yield _chunk(piece)
             if not gen.cached:
                 await self._keep(gen, cache, tuple(recorded))
             yield processing_pb2.StreamResponse(
