@@ -35,8 +35,9 @@ from server.keys import CreatedKey, create_key
 from server.store.database import create_engine
 from server.store.models import Base
 
-# The browser tests' fixtures (browser, page, origin), for any test module that asks for them.
-pytest_plugins = ["tests.browser_support"]
+# Fixtures for any test module that asks for them: the browser tests' (browser, page, origin), a
+# module's own redis-server (redis_server), webhook receiver (receiver) and fault injector (faults).
+pytest_plugins = ["tests.browser_support", "tests.redis_support", "tests.webhook_receiver", "tests.fault_upstream"]
 
 MODEL = "smollm2-135m-instruct"
 _IN_CI = os.environ.get("CI", "").lower() in ("true", "1")

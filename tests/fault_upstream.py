@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -338,3 +339,13 @@ def _completion(model: str, text: str, usage: dict[str, int] | None = None) -> d
     if usage is not None:
         answer["usage"] = usage
     return answer
+
+
+@pytest.fixture(scope="module")
+async def faults() -> AsyncIterator[FaultUpstream]:
+    """A fault injector of the test module's own (this is a pytest plugin, registered in
+    tests/conftest.py)."""
+    upstream = FaultUpstream()
+    await upstream.start()
+    yield upstream
+    await upstream.stop()

@@ -1,5 +1,6 @@
 """A throw-away redis-server for the tests that need a real Redis (limits, idempotency, the auth
-cache's invalidation, the response cache)."""
+cache's invalidation, the response cache), and the module-scoped ``redis_server`` fixture (this is
+a pytest plugin, registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import free_port
 
 
 @dataclass
@@ -42,3 +48,12 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test module's own, on a free loopback port."""
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.kill()

@@ -4,26 +4,18 @@ Redis pub/sub invalidation (server/auth_invalidation.py) can explain the other r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES
-from tests.conftest import free_port, new_key
+from tests.conftest import new_key
 from tests.limits_support import bearer, http_client, platform_with, wait_until
 from tests.redis_support import RedisServer
 
 LONG_TTL = 600.0  # seconds: longer than the whole test
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module")

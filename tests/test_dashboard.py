@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from server.keys import ADMIN_SCOPES, DEFAULT_SCOPES, CreatedKey
 from server.store.models import ProcessRecord
 from tests.browser_support import DESKTOP, MODEL_WAIT, PHONE, Browser, Page, expect
 from tests.conftest import MODEL, new_key
-from tests.webhook_receiver import Receiver, start_receiver
+from tests.webhook_receiver import Receiver
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "dashboard"
 XSS = "<img src=x onerror=alert(1)>"
@@ -48,14 +47,6 @@ async def go(page: Page, name: str) -> None:
 async def user(platform: RunningPlatform) -> CreatedKey:
     """A key of its own account (its usage and records are only this test's) that may manage keys."""
     return await new_key(platform, name="dashboard", scopes=[*DEFAULT_SCOPES, "keys"])
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec, server = start_receiver()
-    yield rec
-    server.shutdown()
-    server.server_close()
 
 
 # --- served by the bridge ------------------------------------------------------------------------

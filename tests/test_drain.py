@@ -32,7 +32,7 @@ from tests.subprocess_support import run
 PLUTOS = [sys.executable, "-m", "gateway.cli"]
 
 
-@pytest.fixture
+@pytest.fixture  # a fresh one per test (tests/fault_upstream.py's is the module's)
 async def faults() -> AsyncIterator[FaultUpstream]:
     upstream = FaultUpstream()
     await upstream.start()

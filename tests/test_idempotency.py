@@ -21,7 +21,7 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import free_port, new_key
+from tests.conftest import new_key
 from tests.fault_upstream import FaultUpstream
 from tests.limits_support import platform_with
 from tests.redis_support import RedisServer
@@ -33,22 +33,6 @@ ANSWER_HEADERS = ("x-process-id", "x-cache")  # describe the answer: a replay se
 
 def answer_headers(response: httpx.Response | Any) -> dict[str, str | None]:
     return {name: response.headers.get(name) for name in ANSWER_HEADERS}
-
-
-@pytest.fixture(scope="module")
-async def faults() -> AsyncIterator[FaultUpstream]:
-    upstream = FaultUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> AsyncIterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server  # type: ignore[misc]
-    server.kill()
 
 
 def overrides(faults: FaultUpstream, store: str, redis_server: RedisServer) -> dict[str, Any]:

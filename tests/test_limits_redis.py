@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,14 +59,6 @@ SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "op
 # are below it, 140 is not), and whatever the timing it is used up after three or four real model
 # calls (each uses ~35 tokens, at least its prompt's ~31) rather than forty.
 QUOTA_PAIR = CHEAP_RESERVATION + CHEAP_RESERVATION // 2
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from server.store.database import create_engine, session_factory
 from server.store.models import LedgerEntry, ProcessRecord, WebhookDelivery
 from tests.conftest import MODEL
 from tests.serve_support import plutos_json, serving_workers
-from tests.webhook_receiver import Receiver, start_receiver
+from tests.webhook_receiver import Receiver
 
 LOAD_SECONDS = 6.0
 TINY = {"maxTokens": 1}
@@ -44,13 +44,6 @@ class Served:
 
     def diagnostics(self) -> list[tuple[str, str]]:
         return [("plutos serve", self.log.read_text(errors="replace")[-20_000:])]
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Any:
-    got, server = start_receiver()
-    yield got
-    server.shutdown()
 
 
 STORES = ["sqlite-1-worker", "sqlite-2-workers"]

@@ -6,7 +6,7 @@ a platform on Redis; the clock of each cache is injected, so expiry is tested wi
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import httpx
@@ -17,19 +17,11 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, free_port, new_key
+from tests.conftest import MODEL, new_key
 from tests.limits_support import platform_with
 from tests.redis_support import RedisServer
 
 SHORT = {"maxTokens": 8, "temperature": 0}
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])

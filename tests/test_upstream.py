@@ -124,14 +124,6 @@ def victim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaSer
     server.stop()
 
 
-@pytest.fixture(scope="module")
-async def faults() -> AsyncIterator[FaultUpstream]:
-    upstream = FaultUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
-
-
 # -- the platform under test ----------------------------------------------------------------------
 
 

@@ -33,14 +33,6 @@ CONTEXT = 2048
 MAX_RETRY_AFTER = 30
 
 
-@pytest.fixture(scope="module")
-async def faults() -> AsyncIterator[FaultUpstream]:
-    upstream = FaultUpstream()
-    await upstream.start()
-    yield upstream
-    await upstream.stop()
-
-
 def spec(model_id: str, base_url: str, **extra: Any) -> Any:
     return _parse_model(
         {

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
-import pytest
 from plutos.v1 import webhooks_pb2
 
 from core.ids import new_id
@@ -18,16 +16,8 @@ from server.store.models import WebhookDelivery, utcnow
 from server.webhook_delivery.events import payload
 from tests.conftest import GrpcClients, new_key
 from tests.limits_support import bearer, md
-from tests.webhook_receiver import Receiver, header_signature_ok, start_receiver
+from tests.webhook_receiver import Receiver, header_signature_ok
 from tests.webhooks_support import SECRET, create_webhook
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec, server = start_receiver()
-    yield rec
-    server.shutdown()
-    server.server_close()
 
 
 async def enqueue(platform: RunningPlatform, hook: dict[str, str], *, due_in: float = 0) -> str:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,19 +43,11 @@ from server.webhook_delivery.outbox import Outbox
 from tests.conftest import MODEL, TEST_WEBHOOKS, new_key
 from tests.conftest import test_settings as settings_for_tests
 from tests.serve_support import announced_urls, plutos_json, spawn_serve
-from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok, start_receiver
+from tests.webhook_receiver import Receiver, body_signature_ok, header_signature_ok
 from tests.webhooks_support import SECRET, create_webhook
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"maxTokens": 2}
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    rec, server = start_receiver()
-    yield rec
-    server.shutdown()
-    server.server_close()
 
 
 def client_for(base_url: str, key: CreatedKey) -> httpx.AsyncClient:

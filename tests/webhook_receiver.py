@@ -15,11 +15,12 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 import standardwebhooks
 
 
@@ -133,3 +134,12 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
     receiver.port = server.server_address[1]
     threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True).start()
     return receiver, server
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A receiver of the test module's own (this is a pytest plugin, registered in tests/conftest.py)."""
+    rec, server = start_receiver()
+    yield rec
+    server.shutdown()
+    server.server_close()

@@ -44,7 +44,3 @@ class WebhookSettings:
     def from_table(cls, table: dict[str, Any]) -> WebhookSettings:
         """A ``[webhooks]`` table as a dict, validated by :class:`server.config.WebhooksTable`."""
         return cls.from_config(validate_tables({"webhooks": table}).webhooks)
-
-    @property
-    def max_attempts(self) -> int:
-        return 1 + len(self.retry_schedule)
