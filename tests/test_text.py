@@ -62,6 +62,45 @@ async def test_nul_over_grpc(grpc_clients: GrpcClients, auth_md: tuple[tuple[str
     assert "input" in (info.value.details() or "")
 
 
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        # param was messages[0].content.stringValue: the JSON types' inner fields leaked
+        ("/chat/completions", {"messages": [{"role": "user", "content": f"a{NUL}"}]}, "messages[0].content"),
+        (
+            "/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": NUL}]}]},
+            "messages[0].content[1].text",
+        ),
+        ("/chat/completions", {"messages": HI, "stop": ["x", NUL]}, "stop[1]"),
+        (
+            "/chat/completions",
+            {"messages": HI, "tools": [{"type": "function", "function": {"name": NUL}}]},
+            "tools[0].function.name",
+        ),
+        (
+            "/chat/completions",
+            {"messages": HI, "tool_choice": {"type": "function", "function": {"name": NUL}}},
+            "tool_choice.function.name",
+        ),
+        ("/completions", {"prompt": [f"a{NUL}"]}, "prompt[0]"),
+    ],
+)
+async def test_nul_in_openai_json_values_names_the_openai_field(
+    base_url: str, http: httpx.AsyncClient, path: str, body: dict[str, Any], param: str
+) -> None:
+    """Inside a field that takes any JSON (content, stop, tools, tool_choice, prompt) the NUL's
+    ``param`` is the path in the JSON the caller sent, as OpenAI's API names it."""
+    r = await http.post(base_url.removesuffix("/v1") + "/openai/v1" + path, json={"model": MODEL, **body})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "invalid_parameters", param)
+    assert "NUL" in error["message"]
+
+
 async def test_other_control_characters_are_stored_faithfully(http: httpx.AsyncClient) -> None:
     text = "tab\there \u0001\u001f\u007f \ufffe end"
     r = await http.post("/process", json={"input": text, "model": MODEL, "options": {"maxTokens": 1}})

@@ -27,10 +27,19 @@ _STRING = FieldDescriptor.TYPE_STRING
 _MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 
+# google.protobuf's JSON types: a caller wrote plain JSON (a string, a list, an object) where one
+# goes, so a path into it names the JSON (``messages[0].content[1].text``), not the message's
+# inner fields (``content.listValue.values[1].structValue.fields.text.stringValue``).
+_VALUE, _STRUCT, _LIST = "google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue"
+_JSON_TYPES = frozenset({_VALUE, _STRUCT, _LIST})
+
+
 def field_with_nul(message: Message, prefix: str = "", proto_names: bool = False) -> str | None:
     """The path of the first string in ``message`` (nested messages, lists and maps included) that
     contains U+0000, or None; fields by JSON name (``options.systemPrompt``), or with
-    ``proto_names`` by proto name (``messages[0].tool_call_id``: the OpenAI surface's dialect)."""
+    ``proto_names`` by proto name (``messages[0].tool_call_id``: the OpenAI surface's dialect).
+    Inside a ``google.protobuf.Value``, ``Struct`` or ``ListValue`` the path follows the JSON the
+    caller sent (``messages[0].content``, ``messages[0].content[1].text``, ``tools[0].function.name``)."""
     for field, value in message.ListFields():
         name = prefix + (field.name if proto_names else field.json_name)
         if field.type == _STRING:
@@ -45,13 +54,40 @@ def field_with_nul(message: Message, prefix: str = "", proto_names: bool = False
                 found = _in_map(value, name, proto_names)
             elif field.is_repeated:
                 found = next(
-                    (f for i, item in enumerate(value) if (f := field_with_nul(item, f"{name}[{i}].", proto_names))),
-                    None,
+                    (f for i, item in enumerate(value) if (f := _in_message(item, f"{name}[{i}]", proto_names))), None
                 )
             else:
-                found = field_with_nul(value, name + ".", proto_names)
+                found = _in_message(value, name, proto_names)
             if found:
                 return found
+    return None
+
+
+def _in_message(message: Message, name: str, proto_names: bool) -> str | None:
+    """:func:`field_with_nul` for a message at path ``name`` (a JSON type followed as JSON)."""
+    if message.DESCRIPTOR.full_name in _JSON_TYPES:
+        return _in_json(message, name)
+    return field_with_nul(message, name + ".", proto_names)
+
+
+def _in_json(message: Any, name: str) -> str | None:
+    """The JSON path of the first string holding U+0000 in a ``Value``, ``Struct`` or ``ListValue``
+    at path ``name`` (an object key holding it names the object), or None."""
+    kind = message.DESCRIPTOR.full_name
+    if kind == _VALUE:
+        which = message.WhichOneof("kind")
+        if which == "string_value":
+            return name if NUL in message.string_value else None
+        if which in ("struct_value", "list_value"):
+            return _in_json(getattr(message, which), name)
+        return None
+    if kind == _LIST:
+        return next((f for i, item in enumerate(message.values) if (f := _in_json(item, f"{name}[{i}]"))), None)
+    for key, item in message.fields.items():
+        if NUL in key:
+            return name
+        if found := _in_json(item, f"{name}.{key}"):
+            return found
     return None
 
 
@@ -62,7 +98,7 @@ def _in_map(value: Any, name: str, proto_names: bool) -> str | None:
         if isinstance(item, str):
             if NUL in item:
                 return f"{name}.{key}"
-        elif isinstance(item, Message) and (found := field_with_nul(item, f"{name}.{key}.", proto_names)):
+        elif isinstance(item, Message) and (found := _in_message(item, f"{name}.{key}", proto_names)):
             return found
     return None
 
