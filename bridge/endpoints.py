@@ -269,8 +269,11 @@ class Bridge:
         # The server accepts a stream by sending its headers (x-request-id among them). Without
         # them the call failed before it began (a trailers-only answer, whose status may not be
         # read yet when the empty headers are): wait for the status.
+        # Headers leave with the first message, so an accepted stream has output: even if the call
+        # has already ended in an error (the in-process transport can run a whole stream before
+        # this line), its chunks and its error event go out as SSE, never a bare JSON error.
         accepted = any(key == "x-request-id" for key, _ in initial or ())
-        if call.done() or not accepted:
+        if not accepted:
             code = await call.code()
             if code != grpc.StatusCode.OK:
                 failed = grpc.aio.AioRpcError(code, initial, await call.trailing_metadata(), await call.details(), None)

@@ -185,13 +185,13 @@ class FaultUpstream:
                 call.outcome = "completed"
                 return JSONResponse(_completion(model, pieces[0], usage), headers=rid)
             return self._sse(call, model, pieces, usage=usage, headers=rid)
-        if model == "error-event":  # an error object in the stream after one piece
+        if model == "error-event":  # an error object in the stream after one piece, in one write
             call.outcome = "completed"
             frames = [
                 _event({"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]}),
                 b'data: {"error": {"message": "model crashed", "code": 500}}\n\n',
             ]
-            return StreamingResponse(_aiter(frames), media_type="text/event-stream", headers=rid)
+            return StreamingResponse(_aiter([b"".join(frames)]), media_type="text/event-stream", headers=rid)
         if model == "cut-short":  # a well-formed stream that ends without finish_reason or [DONE]
             call.outcome = "completed"
             frames = [_event({"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]})]

@@ -503,6 +503,36 @@ async def test_a_stream_that_fails_or_stops_early_is_502_and_bills_the_piece_rec
     await no_slots_held(up, up_key.account_id)  # the concurrency slot is released
 
 
+async def test_a_stream_sends_the_pieces_before_a_failure_in_the_same_read(
+    client: httpx.AsyncClient, up: RunningPlatform, up_key: CreatedKey
+) -> None:
+    """The mock sends a piece and an error event back to back (usually one network read): the
+    caller gets the piece it is billed for, then the error event, on both streaming surfaces."""
+    text = unique("half then error")
+    async with client.stream("POST", "/stream", json={"input": text, "model": "mock-error-event"}) as r:
+        assert r.status_code == 200
+        events = await sse_events(r)
+    assert [e for e, _ in events] == ["chunk", "error"]
+    assert events[0][1]["output"] == "half"
+    assert events[1][1]["error"]["code"] == "upstream_error"
+    record, ledger = await record_and_ledger(up, text)
+    assert (record.status, record.output) == ("failed", "half")
+    assert ledger is not None and ledger.completion_tokens == 1
+    chat = {"model": "mock-error-event", "stream": True, "messages": [{"role": "user", "content": unique("chat")}]}
+    async with (
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{up.http_port}/openai/v1", headers={"Authorization": f"Bearer {up_key.secret}"}
+        ) as openai_client,
+        openai_client.stream("POST", "/chat/completions", json=chat) as r,
+    ):
+        assert r.status_code == 200
+        body = (await r.aread()).decode()
+    datas = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+    assert "half" in "".join(json.dumps(d) for d in datas if "choices" in d)
+    assert "error" in datas[-1]
+    await no_slots_held(up, up_key.account_id)
+
+
 async def test_connection_dropped_mid_answer_bills_what_was_produced(
     client: httpx.AsyncClient, up: RunningPlatform, up_key: CreatedKey
 ) -> None:

@@ -316,6 +316,7 @@ class OpenAICompatibleBackend(Backend):
 
     async def _next_pieces(self, response: Response, reader: SseReader) -> list[str] | None:
         """The content pieces of the next network read(s) that bring any, or None at the end."""
+        reader.raise_failure()  # the last read's pieces went out; now its failure
         while True:
             try:
                 chunk = await response.read_chunk(self._wait(reader.deadline))

@@ -107,6 +107,7 @@ class SseReader:
         "deadline",
         "done",
         "errors",
+        "failure",
         "finish",
         "joined",
         "parser",
@@ -127,15 +128,18 @@ class SseReader:
         self.usage: dict[str, Any] | None = None
         self.tools: dict[int, dict[str, Any]] = {}  # tool calls by index, fragments joined
         self.done = False  # [DONE] seen: the rest of the body is only read to reuse the connection
+        # The upstream failed in a read that also brought pieces: those go out first, then this.
+        self.failure: Exception | None = None
         self.joined = len(state.text_parts)  # text_parts before this index are joined runs of pieces
 
     def feed(self, chunk: bytes) -> list[str]:
-        """The new pieces in ``chunk`` (with what was left of the previous one)."""
+        """The new pieces in ``chunk`` (with what was left of the previous one). A failure in a
+        read that also brought pieces is held in :attr:`failure` (see :meth:`raise_failure`), so
+        the caller sends the pieces it is billed for before the error."""
         events = self.parser.feed(chunk)
         if not events:
             return []
-        state, errors, request_id = self.state, self.errors, self.request_id
-        parts = state.text_parts
+        parts = self.state.text_parts
         if len(parts) - self.joined >= JOIN_PARTS:
             # A piece is a few characters in a str object of ~50 bytes more: a long stream keeps its
             # text so far (for the record and the final event) as one str per JOIN_PARTS pieces.
@@ -155,6 +159,24 @@ class SseReader:
                 self.deadline = min(self.deadline, asyncio.get_running_loop().time() + DRAIN_SECONDS)
                 break
             datas.append(data)
+        try:
+            self._take(datas, failed)
+        except Exception as exc:
+            if len(parts) == first:
+                raise
+            self.failure = exc
+        return parts[first:] if len(parts) > first else []
+
+    def raise_failure(self) -> None:
+        """Raise the failure :meth:`feed` held back, if any (once)."""
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+
+    def _take(self, datas: list[bytes], failed: bytes | None) -> None:
+        """Add the pieces of ``datas`` to ``state``; raise ``upstream_error`` on an error event."""
+        state, errors, request_id = self.state, self.errors, self.request_id
+        parts = state.text_parts
         for data, event in zip(datas, json_objects(datas, errors, request_id), strict=True):
             if event.get("error"):
                 log.warning("upstream %s sent an error event: %s", errors.url, data[:500])
@@ -188,7 +210,6 @@ class SseReader:
         if failed is not None:
             log.warning("upstream %s sent an error event: %s", errors.url, failed[:500])
             raise errors.upstream_error("The upstream failed during generation.", 200, request_id)
-        return parts[first:] if len(parts) > first else []
 
     def _add_tool_calls(self, calls: list[Any]) -> None:
         """Join streamed tool-call fragments: per ``index``, ``id``/``type`` as given, the
