@@ -1,9 +1,11 @@
-"""The response cache behind ``options.cache`` ("use" / "refresh" / "bypass", default "bypass").
+"""The response cache behind ``options.cache`` ("use" / "refresh" / "bypass", default "bypass"), or
+the key's ``cacheDefault`` (the only setting on /openai/v1, whose requests have no ``options``).
 
 An entry is the answer a model gave: its output, its token counts and, for a stream, its pieces.
 The key is a SHA-256 of the account, the model, the normalized input (Unicode NFC, surrounding
 whitespace removed) and every option that changes the output (the effective options, defaults
-filled in, as stored with the record): an entry is never shared across accounts.
+filled in, as stored with the record; an OpenAI chat's whole messages, tools, tool_choice and
+response format: :func:`cache_key`): an entry is never shared across accounts.
 
 Where entries live: in Redis when ``redis_url`` is set, so every replica shares them; otherwise in
 this process (a ``cachetools.TTLCache``: the TTL plus a least-recently-used size bound). Not in the
@@ -49,9 +51,17 @@ def cache_mode(value: str | None) -> str:
 
 
 def cache_key(account_id: str, model: str, text: str, params: GenerationParams) -> str:
+    """The entry's key (64 hex digits): a SHA-256 of the account, the model, the normalized input
+    and every parameter that changes the output — the effective options as stored with the record
+    (sampling options, stop, seed, JSON output, a chat's roles and contents) and, for an OpenAI
+    chat, each message whole (``name``, ``tool_calls``, ``tool_call_id``) and every field an
+    upstream gets as it is (``tools``, ``tool_choice``, ``parallel_tool_calls``, a ``json_schema``
+    response format, ``user``). A call without the latter two keys as it always did."""
     normalized = unicodedata.normalize("NFC", text).strip()
-    material = orjson.dumps([account_id, model, normalized, options_to_record(params)], option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(material).hexdigest()
+    material: list[object] = [account_id, model, normalized, options_to_record(params)]
+    if params.messages or params.upstream_extra:
+        material += [list(params.messages), [list(field) for field in params.upstream_extra]]
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,7 @@ class CachedAnswer:
     prompt_tokens: int
     completion_tokens: int
     pieces: tuple[str, ...] = ()  # a stream's chunks; empty for an answer of /process
+    finish_reason: str = "stop"  # "stop" or "length" (answers with tool calls are not kept)
 
     def chunks(self) -> tuple[str, ...]:
         """The pieces to stream: the original ones, or the output cut before each word."""
@@ -130,7 +141,7 @@ class RedisResponseCache(ResponseCache):
         entry = orjson.loads(raw)
         if entry["x"] <= self.clock():
             return None
-        return CachedAnswer(entry["o"], entry["p"], entry["c"], tuple(entry["k"]))
+        return CachedAnswer(entry["o"], entry["p"], entry["c"], tuple(entry["k"]), entry.get("f", "stop"))
 
     async def put(self, account_id: str, key: str, answer: CachedAnswer) -> None:
         if not self.fits(answer):
@@ -140,6 +151,7 @@ class RedisResponseCache(ResponseCache):
             "p": answer.prompt_tokens,
             "c": answer.completion_tokens,
             "k": list(answer.pieces),
+            "f": answer.finish_reason,
             "x": self.clock() + self.ttl,
         }
         try:

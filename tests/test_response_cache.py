@@ -5,6 +5,7 @@ a platform on Redis; the clock of each cache is injected, so expiry is tested wi
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -247,3 +248,84 @@ async def test_a_keys_cache_default_applies_when_the_request_does_not_say(
             patched = await c.patch(f"/keys/{key_id}", json={"cacheDefault": "refresh"})
             assert patched.json()["key"]["cacheDefault"] == "refresh"
         assert (await mine.post("/process", json=body(text, None))).headers["x-cache"] == "MISS"
+
+
+def test_every_parameter_that_changes_the_output_is_in_the_key() -> None:
+    """Two requests share an entry only if the model would get the same thing: each sampling
+    option, stop, seed, JSON output, each message field (history, name, tool calls) and each field
+    an upstream gets as it is (tools, tool_choice, response_format, ...) makes another key; the
+    deadline and request id do not."""
+    from dataclasses import replace
+
+    from server.backends.base import GenerationParams
+    from server.response_cache import cache_key
+
+    hi = {"role": "user", "content": "Hi"}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    base = GenerationParams(messages=(hi,), upstream_extra=(("tools", [tool]),))
+    variants = [
+        replace(base, temperature=0.1),
+        replace(base, max_tokens=7),
+        replace(base, top_p=0.5),
+        replace(base, frequency_penalty=0.5),
+        replace(base, presence_penalty=0.5),
+        replace(base, stop=("x",)),
+        replace(base, seed=1),
+        replace(base, json_output=True),
+        replace(base, messages=({"role": "system", "content": "Be brief."}, hi)),
+        replace(base, messages=({**hi, "name": "bob"},)),
+        replace(base, messages=({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}, hi)),
+        replace(base, upstream_extra=()),
+        replace(base, upstream_extra=(("tools", [{**tool, "function": {"name": "g"}}]),)),
+        replace(base, upstream_extra=(("tools", [tool]), ("tool_choice", "required"))),
+        replace(base, upstream_extra=(("tools", [tool]), ("parallel_tool_calls", False))),
+        replace(base, upstream_extra=(("tools", [tool]), ("response_format", {"type": "json_schema"}))),
+    ]
+    keys = {cache_key("acct", MODEL, "Hi", p) for p in [base, *variants]}
+    assert len(keys) == 1 + len(variants)
+    same = replace(base, deadline=123.0, request_id="req_x")
+    assert cache_key("acct", MODEL, "Hi", same) == cache_key("acct", MODEL, "Hi", base)
+    assert cache_key("acct", MODEL, "Hi", GenerationParams()) != cache_key("acct", MODEL, "Hi", base)
+
+
+async def test_openai_chat_uses_the_keys_cache_default(
+    cached: RunningPlatform, platform: RunningPlatform, account: CreatedKey
+) -> None:
+    """/openai/v1 has no ``options.cache``: a key's ``cacheDefault`` turns the cache on for it. A
+    hit answers as /v1/process's does (X-Cache: HIT, a fresh id, a record stored ``cached``, zero
+    tokens billed), streamed or not; another history or response format is another entry."""
+    key = await new_key(platform, name="openai-cache", cache_default="use")
+    text = f"Name a colour. [{uuid.uuid4().hex[:6]}]"
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0}
+    openai_base = f"http://127.0.0.1:{cached.http_port}/openai/v1"
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    async with httpx.AsyncClient(base_url=openai_base, headers=headers, timeout=120) as oai, client(cached, key) as c:
+        miss = await oai.post("/chat/completions", json=chat)
+        hit = await oai.post("/chat/completions", json=chat)
+        streamed = await oai.post("/chat/completions", json={**chat, "stream": True})
+        history = {**chat, "messages": [{"role": "system", "content": "Be brief."}, *chat["messages"]]}
+        other_history = await oai.post("/chat/completions", json=history)
+        json_format = await oai.post("/chat/completions", json={**chat, "response_format": {"type": "json_object"}})
+        hit_id = "proc_" + hit.json()["id"].removeprefix("chatcmpl-")
+        record = (await c.get(f"/process/{hit_id}")).json()
+        async with httpx.AsyncClient(
+            base_url=openai_base, headers={"Authorization": f"Bearer {account.secret}"}, timeout=120
+        ) as no_default:
+            uncached = await no_default.post("/chat/completions", json=chat)
+    assert miss.status_code == hit.status_code == 200, (miss.text, hit.text)
+    assert (miss.headers["x-cache"], hit.headers["x-cache"], streamed.headers["x-cache"]) == ("MISS", "HIT", "HIT")
+    assert hit.json()["choices"] == miss.json()["choices"] and hit.json()["usage"] == miss.json()["usage"]
+    assert hit.json()["id"] != miss.json()["id"] and hit.headers["x-process-id"] == hit_id
+    assert record["cached"] is True and record["status"] == "completed"
+    entry = await ledger_for(cached, hit_id)
+    assert (entry.prompt_tokens, entry.completion_tokens, entry.cost_units, entry.cached) == (0, 0, 0, 1)
+    content = miss.json()["choices"][0]["message"]["content"]
+    assert streamed.text.endswith("data: [DONE]\n\n") and '"finish_reason": "' in streamed.text
+    pieces = [
+        d["choices"][0]["delta"].get("content") or ""
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {") and (d := json.loads(line[6:]))["choices"]
+    ]
+    assert "".join(pieces) == content
+    assert (other_history.headers["x-cache"], json_format.headers["x-cache"]) == ("MISS", "MISS")
+    assert "x-cache" not in uncached.headers  # a key without cacheDefault: the cache is not used

@@ -214,12 +214,13 @@ class Generation:
         self.state.prompt_tokens = answer.prompt_tokens
         self.state.completion_tokens = answer.completion_tokens
         self.state.text_parts = [answer.output]
-        self.state.finish_reason = "stop"
+        self.state.finish_reason = answer.finish_reason
         self.announce()
 
     def as_cache_entry(self, pieces: tuple[str, ...] = ()) -> CachedAnswer:
         s = self.state
-        return CachedAnswer(s.text, s.prompt_tokens, s.completion_tokens, pieces)
+        finish = "length" if s.finish_reason == "length" else "stop"
+        return CachedAnswer(s.text, s.prompt_tokens, s.completion_tokens, pieces, finish)
 
     def rows(self, status: str, error_code: str | None = None) -> list[Any]:
         """The record and, when anything ran, its ledger entry."""
@@ -298,8 +299,9 @@ class Generation:
         return use
 
     async def keep(self, use: CacheUse | None, pieces: tuple[str, ...] = ()) -> None:
-        """Store this generation's answer (and a stream's pieces) in the response cache, if it takes part."""
-        if use is not None:
+        """Store this generation's answer (and a stream's pieces) in the response cache, if it takes
+        part — not an answer that calls tools (the entry keeps text, usage and finish reason only)."""
+        if use is not None and not self.state.tool_calls:
             await self.runtime.response_cache.put(self.caller.account_id, use.key, self.as_cache_entry(pieces))
 
     async def run(self, cache: str | None = None) -> None:

@@ -3,6 +3,9 @@
 Each call is a :class:`~server.services.generation.Generation` like a /v1/process call: the same
 limits and quota reservation (``server.limits.policy``), ledger entry, stored record (kind ``chat`` or
 ``completion``, visible in GET /v1/process/{id}: ``chatcmpl-<hex>`` is ``proc_<hex>``) and webhooks.
+The response cache answers when the key's ``cacheDefault`` asks for it (``use`` / ``refresh``; these
+requests have no ``options.cache``), keyed on every parameter that changes the output
+(``server.response_cache.cache_key``): a hit bills nothing and is stored ``cached``, as on /v1/process.
 What this module adds is OpenAI's request and answer shapes and their validation; the error body,
 JSON names and SSE framing are the bridge's, from the service's ``(plutos.v1.http_surface)`` option.
 
@@ -292,7 +295,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
     ) -> openai_pb2.ChatCompletion:
         with self.runtime.writer.expect():
             gen = self._chat(request, context)
-            await gen.run()
+            await gen.run(gen.caller.cache_default)
             return self._chat_completion(gen)
 
     async def StreamChatCompletion(
@@ -307,7 +310,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
                 "model": gen.spec.id,
             }
             role: str | None = "assistant"  # in the first chunk only
-            async with aclosing(gen.batches()) as batches:
+            async with aclosing(gen.batches(gen.caller.cache_default)) as batches:
                 async for batch in batches:
                     for piece in batch:
                         delta = openai_pb2.ChatCompletionDelta(role=role, content=piece)
@@ -355,7 +358,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
     ) -> openai_pb2.Completion:
         with self.runtime.writer.expect():
             gen = self._completion(request, context)
-            await gen.run()
+            await gen.run(gen.caller.cache_default)
             choice = openai_pb2.CompletionChoice(index=0, text=gen.state.text, finish_reason=_finish_reason(gen))
             return openai_pb2.Completion(**self._head(gen), choices=[choice], usage=_usage(gen))
 
@@ -365,7 +368,7 @@ class OpenAIService(openai_pb2_grpc.OpenAIServiceServicer):
         with self.runtime.writer.expect():  # the generator's own: closing it leaves the block
             gen = self._completion(request, context)
             head = self._head(gen)
-            async with aclosing(gen.batches()) as batches:
+            async with aclosing(gen.batches(gen.caller.cache_default)) as batches:
                 async for batch in batches:
                     for piece in batch:
                         yield openai_pb2.Completion(**head, choices=[openai_pb2.CompletionChoice(index=0, text=piece)])
