@@ -53,6 +53,41 @@ def wait_port(port: int, timeout: float = 120) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process ``pid`` and all its descendants (empty once it has exited)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL it if it is still there after ``grace`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def logged_process(
+    cmd: list[str], *, port: int, log_path: Path, cwd: Path, env: dict[str, str], timeout: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` with its output in ``log_path``; yields once ``port`` accepts connections (TimeoutError
+    after ``timeout`` s), stops it (SIGTERM, SIGKILL after 15 s) on exit."""
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port, timeout)
+            yield proc
+        finally:
+            stop_process(proc)
+
+
 def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], within: float = 60) -> None:
     """Poll GET ``url`` until it answers 200; RuntimeError if ``proc`` exits or ``within`` s pass."""
     deadline = time.monotonic() + within
@@ -86,11 +121,7 @@ class ProcessGroup:
             if proc.poll() is None:
                 proc.terminate()
         for proc in self.procs:
-            try:
-                proc.wait(self.grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, self.grace)
         if self.remove is not None:
             shutil.rmtree(self.remove, ignore_errors=True)
 
@@ -146,11 +177,7 @@ class Server:
 
     def processes(self) -> list[psutil.Process]:
         """The server's process tree (the supervisor and its workers)."""
-        try:
-            parent = psutil.Process(self.proc.pid)
-            return [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.proc.pid)
 
     def rss(self) -> int:
         """Resident memory of the whole process tree, in bytes."""
@@ -162,12 +189,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM (the server drains), then SIGKILL if it is still there after 30 s."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def tree_rss(processes: list[psutil.Process]) -> int:
