@@ -14,7 +14,6 @@ CPU time per request (all its threads; it does not grow with other work on the m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 import psutil
 
 from bench.harness import ProcessGroup, free_port
-from bench.upstream_overhead import INPUT, MODEL, lua_script, write_config, wrk_run
+from bench.upstream_overhead import INPUT, MODEL, bench_key, lua_script, write_config, wrk_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,16 +41,7 @@ def start_gateway(
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": f"{root}{os.pathsep}{root / 'gen' / 'python'}"}
     cmd = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
-    subprocess.run([*cmd, "migrate"], cwd=root, env=env, check=True, capture_output=True)
-    created = subprocess.run(
-        [*cmd, "keys", "create", "--plan", "enterprise", "--name", "ab", "--json"],
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    auth = {"Authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    auth = {"Authorization": f"Bearer {bench_key(cmd, env, cwd=root, name='ab')}"}
     proc = procs.gateway(cmd, env=env, log_path=work / f"{name}.log", http_port=http, auth=auth, cwd=root)
     body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
     script = lua_script(work / f"{name}.lua", body, {"Content-Type": "application/json", **auth})

@@ -63,7 +63,7 @@ from bench.harness import (
     wait_port,
 )
 from bench.mock_upstream import _json_body
-from bench.upstream_overhead import lua_script, parse_wrk
+from bench.upstream_overhead import lua_script, parse_wrk, wrk
 
 BENCH_DIR = ROOT / ".bench"
 LITELLM_VENV = BENCH_DIR / "litellm-venv"
@@ -248,19 +248,7 @@ def run_target(target: Target, script: Path, concurrency: int, seconds: int) -> 
     """One wrk run against ``target``: wrk's figures and the target's CPU µs per request."""
     procs = target.processes()
     with ResourceMonitor(procs) as monitor:
-        cmd = [
-            "wrk",
-            f"-t{min(2, concurrency)}",
-            f"-c{concurrency}",
-            f"-d{seconds}s",
-            "--latency",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            target.url,
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+        out = wrk(target.url, script, concurrency, seconds)
     run = parse_wrk(out, target.name, concurrency)
     cpu_s = monitor.sample.cpu_percent / 100 * run.seconds
     return run, (1e6 * cpu_s / run.requests if run.requests else 0.0)

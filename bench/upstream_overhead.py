@@ -124,16 +124,17 @@ def wrk(url: str, script: Path, concurrency: int, seconds: int) -> str:
         str(script),
         url,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60)
     return done.stdout
 
 
-def bench_key(plutos: list[str], env: dict[str, str]) -> str:
-    """Migrate the gateway's store and create the bench key (enterprise plan); its secret."""
-    subprocess.run([*plutos, "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
+def bench_key(plutos: list[str], env: dict[str, str], *, cwd: Path = ROOT, name: str = "bench") -> str:
+    """Migrate the gateway's store and create the key ``name`` (enterprise plan), running ``plutos``
+    (e.g. ``python -m gateway.cli --config X``) in ``cwd``; its secret."""
+    subprocess.run([*plutos, "migrate"], cwd=cwd, env=env, check=True, capture_output=True)
     created = subprocess.run(
-        [*plutos, "keys", "create", "--plan", "enterprise", "--name", "bench", "--json"],
-        cwd=ROOT,
+        [*plutos, "keys", "create", "--plan", "enterprise", "--name", name, "--json"],
+        cwd=cwd,
         env=env,
         check=True,
         capture_output=True,
