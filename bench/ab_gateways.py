@@ -24,14 +24,14 @@ from pathlib import Path
 
 import psutil
 
-from bench.harness import free_port
-from bench.upstream_overhead import INPUT, MODEL, lua_script, wait_http, write_config, wrk_run
+from bench.harness import ProcessGroup, free_port
+from bench.upstream_overhead import INPUT, MODEL, lua_script, write_config, wrk_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_gateway(
-    name: str, root: Path, work: Path, mock_port: int, procs: list[subprocess.Popen[bytes]]
+    name: str, root: Path, work: Path, mock_port: int, procs: ProcessGroup
 ) -> tuple[str, Path, psutil.Process]:
     """A gateway from ``root`` on free ports: its /v1/process URL, wrk script and process."""
     http, grpc_port = free_port(), free_port()
@@ -52,10 +52,7 @@ def start_gateway(
         text=True,
     )
     auth = {"Authorization": f"Bearer {json.loads(created.stdout)['key']}"}
-    log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-    proc = subprocess.Popen([*cmd, "serve"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    procs.append(proc)
-    wait_http(f"http://127.0.0.1:{http}/v1/models", auth, proc)
+    proc = procs.gateway(cmd, env=env, log_path=work / f"{name}.log", http_port=http, auth=auth, cwd=root)
     body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
     script = lua_script(work / f"{name}.lua", body, {"Content-Type": "application/json", **auth})
     return f"http://127.0.0.1:{http}/v1/process", script, psutil.Process(proc.pid)
@@ -81,11 +78,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="plutos-ab-"))
     base = extract(args.base, work / "base")
     after = extract(args.after, work / "after-tree") if args.after else ROOT
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with ProcessGroup(10) as procs:
         mock_port = free_port()
-        mock = [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)]
-        procs.append(subprocess.Popen(mock, cwd=ROOT, stdout=subprocess.DEVNULL))
+        procs.mock_upstream(mock_port)
         targets = {
             f"before ({args.base})": start_gateway("before", base, work, mock_port, procs),
             f"after ({args.after or 'working tree'})": start_gateway("after", after, work, mock_port, procs),
@@ -117,11 +112,6 @@ def main() -> None:
                 f"{statistics.median(r[1] for r in rs):.2f} | {statistics.median(r[3] for r in rs):.0f} ({cpu}) | "
                 f"{sum(r[2] for r in rs)} |"
             )
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,112 @@ def wait_port(port: int, timeout: float = 120) -> None:
     raise TimeoutError(f"port {port} never opened")
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process ``pid`` and all its descendants (empty once it has exited)."""
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
+    """SIGTERM ``proc`` if it still runs, SIGKILL it if it is still there after ``grace`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def logged_process(
+    cmd: list[str], *, port: int, log_path: Path, cwd: Path, env: dict[str, str], timeout: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` with its output in ``log_path``; yields once ``port`` accepts connections (TimeoutError
+    after ``timeout`` s), stops it (SIGTERM, SIGKILL after 15 s) on exit."""
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port, timeout)
+            yield proc
+        finally:
+            stop_process(proc)
+
+
+def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], within: float = 60) -> None:
+    """Poll GET ``url`` until it answers 200; RuntimeError if ``proc`` exits or ``within`` s pass."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {within}s")
+
+
+class ProcessGroup:
+    """The processes a benchmark starts (mock upstream, gateways, bare paths). Leaving the ``with``
+    block sends each still running one SIGTERM (last started first), waits up to ``grace`` s for
+    each, then SIGKILLs what is left, and removes the folder ``remove`` if given."""
+
+    def __init__(self, grace: float = 15, *, remove: Path | None = None) -> None:
+        self.grace = grace
+        self.remove = remove
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            stop_process(proc, self.grace)
+        if self.remove is not None:
+            shutil.rmtree(self.remove, ignore_errors=True)
+
+    def add(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self.procs.append(proc)
+        return proc
+
+    def mock_upstream(self, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """bench/mock_upstream.py on ``port`` (its output discarded); returns at once."""
+        return self.add(
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.mock_upstream", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+
+    def gateway(
+        self,
+        plutos: list[str],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        http_port: int,
+        auth: dict[str, str],
+        cwd: Path = ROOT,
+    ) -> subprocess.Popen[bytes]:
+        """``[*plutos, "serve"]`` (e.g. ``python -m gateway.cli --config X``) with its output in
+        ``log_path``; returns once GET /v1/models on ``http_port`` answers 200 with ``auth``."""
+        with open(log_path, "wb") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen([*plutos, "serve"], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.add(proc)
+        wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, proc)
+        return proc
+
+
 @dataclass
 class Server:
     proc: subprocess.Popen[bytes]
@@ -70,11 +177,7 @@ class Server:
 
     def processes(self) -> list[psutil.Process]:
         """The server's process tree (the supervisor and its workers)."""
-        try:
-            parent = psutil.Process(self.proc.pid)
-            return [parent, *parent.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return process_tree(self.proc.pid)
 
     def rss(self) -> int:
         """Resident memory of the whole process tree, in bytes."""
@@ -86,12 +189,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM (the server drains), then SIGKILL if it is still there after 30 s."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def tree_rss(processes: list[psutil.Process]) -> int:

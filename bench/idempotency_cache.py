@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,16 +28,15 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.harness import ProcessGroup, free_port
 from bench.upstream_overhead import (
     INPUT,
     MODEL,
     ROOT,
     Run,
     bench_key,
-    free_port,
     lua_script,
     measured,
-    wait_http,
     write_config,
     wrk_run,
 )
@@ -92,21 +89,11 @@ def main() -> None:
     )
     plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLUTOS_REDIS_URL": args.redis_url}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        mock = subprocess.Popen(
-            [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        procs.append(mock)
+    with ProcessGroup(10, remove=work) as procs:
+        procs.mock_upstream(mock_port, env)
         secret = bench_key(plutos, env)
-        log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-        gateway = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(gateway)
         auth = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
-        wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
+        gateway = procs.gateway(plutos, env=env, log_path=work / "gateway.log", http_port=http_port, auth=auth)
         url = f"http://127.0.0.1:{http_port}/v1/process"
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
         cached_body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16, "cache": "use"}}
@@ -131,16 +118,6 @@ def main() -> None:
                 runs[name].append(measured(server, lambda s=script, n=name: wrk_run(url, s, n, 1, args.duration)))
         medians = {name: sorted(rs, key=lambda r: r.p50_ms)[len(rs) // 2] for name, rs in runs.items()}
         write_results(args, medians, runs, load_before, load_average())
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def load_average() -> str:

@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.upstream_overhead import INPUT, MODEL, bare_path_command, bench_key, free_port, lua_script, write_config
+from bench.harness import ProcessGroup, free_port
+from bench.upstream_overhead import INPUT, MODEL, bare_path_command, bench_key, lua_script, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "INSTRUCTIONS_RESULTS.md"
@@ -150,13 +151,8 @@ def main() -> None:
         max_connections=100,
     )
     plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
-    mock = subprocess.Popen(
-        [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+    with ProcessGroup(remove=work) as procs:
+        procs.mock_upstream(mock_port, env)
         secret = bench_key(plutos, env)
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}
         gateway_script = lua_script(
@@ -183,10 +179,6 @@ def main() -> None:
             work,
             env,
         )
-    finally:
-        mock.terminate()
-        mock.wait()
-        shutil.rmtree(work, ignore_errors=True)
     b, g = statistics.median(bare), statistics.median(gateway)
     lines = [
         "# Instructions per request (callgrind)",

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,16 +25,15 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.harness import ProcessGroup, free_port
 from bench.upstream_overhead import (
     INPUT,
     MODEL,
     ROOT,
     Run,
     bench_key,
-    free_port,
     lua_script,
     measured,
-    wait_http,
     write_config,
     wrk,
     wrk_run,
@@ -62,16 +59,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="plutos-bench-metrics-"))
     mock_port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
-        )
+    with ProcessGroup(remove=work) as procs:
+        procs.mock_upstream(mock_port, env)
         config = work / "bench.toml"
         write_config(
             config,
@@ -90,10 +79,8 @@ def main() -> None:
         for name, extra in VARIANTS.items():
             http_port = free_port()
             variant_env = {**env, **extra, "PLUTOS_HTTP_PORT": str(http_port), "PLUTOS_GRPC_PORT": str(free_port())}
-            log = open(work / f"gateway-{len(targets)}.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-            proc = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=variant_env, stdout=log, stderr=log)
-            procs.append(proc)
-            wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, proc)
+            log_path = work / f"gateway-{len(targets)}.log"
+            proc = procs.gateway(plutos, env=variant_env, log_path=log_path, http_port=http_port, auth=auth)
             url = f"http://127.0.0.1:{http_port}/v1/process"
             httpx.post(url, json=body, headers=auth, timeout=10).raise_for_status()
             targets.append((name, url, psutil.Process(proc.pid)))
@@ -140,15 +127,6 @@ def main() -> None:
             lines.append(f"- {line}")
         RESULTS.write_text("\n".join(lines) + "\n")
         print(f"wrote {RESULTS}")
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,17 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.harness import ROOT, ResourceMonitor, free_port, log, plutos_server, wait_port
+from bench.harness import (
+    ROOT,
+    ResourceMonitor,
+    free_port,
+    log,
+    logged_process,
+    plutos_server,
+    process_tree,
+    stop_process,
+    wait_port,
+)
 from bench.mock_upstream import _json_body
 from bench.upstream_overhead import lua_script, parse_wrk
 
@@ -108,24 +117,6 @@ class Row:
     rounds_rps: list[float] = field(default_factory=list)
     added_p50_ms: float = 0.0
     added_p99_ms: float = 0.0
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        parent = psutil.Process(pid)
-        return [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _openai_text(answer: dict[str, Any]) -> str:
@@ -184,7 +175,7 @@ http {{
         wait_port(port, 30)
         yield port, proc
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -215,30 +206,9 @@ litellm_settings:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
     )
-    out = open(work / "litellm.log", "wb")  # noqa: SIM115 - lives as long as the proxy
-    proc = subprocess.Popen(
-        [
-            str(binary),
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            "1",
-        ],
-        cwd=work,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_port(port, 180)
+    cmd = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    with logged_process(cmd, port=port, log_path=work / "litellm.log", cwd=work, env=env, timeout=180) as proc:
         yield port, proc
-    finally:
-        _stop(proc)
-        out.close()
 
 
 @contextlib.contextmanager
@@ -248,20 +218,9 @@ def portkey_gateway(work: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]
     _require(script, "Portkey's gateway")
     port = free_port()
     env = {**os.environ, "NODE_ENV": "production"}
-    out = open(work / "portkey.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-    proc = subprocess.Popen(
-        ["node", str(script), f"--port={port}", "--headless"],
-        cwd=PORTKEY_DIR,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_port(port, 60)
+    cmd = ["node", str(script), f"--port={port}", "--headless"]
+    with logged_process(cmd, port=port, log_path=work / "portkey.log", cwd=PORTKEY_DIR, env=env, timeout=60) as proc:
         yield port, proc
-    finally:
-        _stop(proc)
-        out.close()
 
 
 def plutos_config(mock_port: int) -> str:
@@ -481,7 +440,7 @@ def main() -> int:
                     f"http://127.0.0.1:{mock_port}/v1/chat/completions",
                     chat_body("bench"),
                     JSON,
-                    lambda: _tree(mock.pid),
+                    lambda: process_tree(mock.pid),
                     _openai_text,
                 )
             ]
@@ -495,7 +454,7 @@ def main() -> int:
                         f"http://127.0.0.1:{port}/v1/chat/completions",
                         chat_body("bench"),
                         {**JSON, "Authorization": "Bearer sk-bench"},
-                        lambda p=proc: _tree(p.pid),
+                        lambda p=proc: process_tree(p.pid),
                         _openai_text,
                     )
                 )
@@ -514,7 +473,7 @@ def main() -> int:
                             "x-portkey-provider": "openai",
                             "x-portkey-custom-host": f"http://127.0.0.1:{mock_port}/v1",
                         },
-                        lambda p=proc: _tree(p.pid),
+                        lambda p=proc: process_tree(p.pid),
                         _openai_text,
                     )
                 )

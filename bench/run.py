@@ -28,6 +28,7 @@ from bench.harness import (
     ROOT,
     VENV_BIN,
     LoadResult,
+    ProcessGroup,
     ResourceMonitor,
     Server,
     free_port,
@@ -392,9 +393,6 @@ def upstream_gateway() -> Iterator[tuple[Server, int]]:
     from bench.upstream_overhead import MODEL as UPSTREAM_MODEL
 
     mock_port = free_port()
-    mock = subprocess.Popen(
-        [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)], cwd=ROOT, stdout=subprocess.DEVNULL
-    )
     config = f"""
 [[models]]
 id = "{UPSTREAM_MODEL}"
@@ -404,13 +402,11 @@ upstream_model = "bench"
 max_tokens = 4096
 pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
 """
-    try:
+    with ProcessGroup() as procs:
+        procs.mock_upstream(mock_port)
         wait_port(mock_port)
         with plutos_server(config) as server:
             yield server, mock_port
-    finally:
-        mock.terminate()
-        mock.wait()
 
 
 def scenario_soak() -> Section:

@@ -27,8 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,18 +39,13 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.harness import ProcessGroup, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "UPSTREAM_RESULTS.md"
 MODEL = "bench-upstream"
 NOTES_MARKER = "<!-- notes: written by hand, kept when the benchmark rewrites this file -->"
 INPUT = "Summarise the plot of a short story about a fox."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -167,20 +160,6 @@ def bare_path_command(http_port: int, grpc_port: int, mock_port: int, *extra: st
 
 def wrk_run(url: str, script: Path, name: str, concurrency: int, seconds: int) -> Run:
     return parse_wrk(wrk(url, script, concurrency, seconds), name, concurrency)
-
-
-def wait_http(url: str, headers: dict[str, str], proc: subprocess.Popen[bytes], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {within}s")
 
 
 GRPC_TARGET = "gRPC Process (ghz)"
@@ -375,21 +354,11 @@ def main() -> None:
     )
     plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        mock = subprocess.Popen(
-            [sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        procs.append(mock)
+    with ProcessGroup(remove=work) as procs:
+        procs.mock_upstream(mock_port, env)
         secret = bench_key(plutos, env)
-        log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-        gateway = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(gateway)
         auth = {"Authorization": f"Bearer {secret}"}
-        wait_http(f"http://127.0.0.1:{http_port}/v1/models", auth, gateway)
+        gateway = procs.gateway(plutos, env=env, log_path=work / "gateway.log", http_port=http_port, auth=auth)
         # (g) the same gateway with bridge_transport = "grpc": the bridge reaches the service over a
         # loopback gRPC channel, as the bare path does, instead of calling it in process.
         hop_http, hop_grpc = free_port(), free_port()
@@ -399,19 +368,16 @@ def main() -> None:
             "PLUTOS_GRPC_PORT": str(hop_grpc),
             "PLUTOS_BRIDGE_TRANSPORT": "grpc",
         }
-        hop_log = open(work / "gateway-grpc.log", "wb")  # noqa: SIM115 - lives as long as the gateway
-        hop = subprocess.Popen([*plutos, "serve"], cwd=ROOT, env=hop_env, stdout=hop_log, stderr=subprocess.STDOUT)
-        procs.append(hop)
-        wait_http(f"http://127.0.0.1:{hop_http}/v1/models", auth, hop)
+        hop = procs.gateway(plutos, env=hop_env, log_path=work / "gateway-grpc.log", http_port=hop_http, auth=auth)
         bare_http, bare_grpc = free_port(), free_port()
         tuned_http, tuned_grpc = free_port(), free_port()
 
         def start_bare(http: int, grpc_port_: int, *extra: str) -> subprocess.Popen[bytes]:
-            proc = subprocess.Popen(
-                bare_path_command(http, grpc_port_, mock_port, *extra), cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+            return procs.add(
+                subprocess.Popen(
+                    bare_path_command(http, grpc_port_, mock_port, *extra), cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+                )
             )
-            procs.append(proc)
-            return proc
 
         bare = start_bare(bare_http, bare_grpc)
         tuned = start_bare(tuned_http, tuned_grpc, "--tune-gc")
@@ -547,15 +513,6 @@ def main() -> None:
         )
         write_results(args.output, runs, args, load, usage, profile, database_url)
         print(f"wrote {args.output}")
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_results(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from bench.harness import DEFAULT_PG, ROOT, free_port, wait_port
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
 from server.store.models import Base, Webhook, WebhookDelivery
@@ -32,9 +31,6 @@ from server.webhook_delivery.dispatcher import Dispatcher
 from server.webhook_delivery.events import payload
 from server.webhook_delivery.settings import WebhookSettings
 
-DEFAULT_PG = os.environ.get(
-    "PLUTOS_BENCH_DATABASE_URL", "postgresql+asyncpg://plutos:plutos@127.0.0.1:5432/plutos_bench"
-)
 SECRET = "whsec_" + base64.b64encode(b"bench-secret-bench-secret-bench!").decode()
 
 
@@ -54,12 +50,6 @@ async def receiver_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_receiver(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
@@ -73,15 +63,14 @@ def start_receiver(port: int) -> subprocess.Popen[bytes]:
             "warning",
             "--no-access-log",
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("receiver did not start")
+    try:
+        wait_port(port, 10)
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError("receiver did not start") from None
+    return proc
 
 
 async def fill(url: str, receiver_url: str, count: int) -> None:
