@@ -64,6 +64,9 @@ class CallState:
     upstream_seconds: float = 0.0
     output: str | None = None
     cache_outcome: str | None = None
+    # The answer's record was stored as completed: a streaming client that leaves after that (an
+    # SDK closing the connection on the final event) ended a whole call, not a cancelled one.
+    completed: bool = False
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self.response_metadata.items())

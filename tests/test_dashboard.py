@@ -56,6 +56,8 @@ async def test_root_redirects_and_pages_carry_strict_headers(origin: str) -> Non
     async with httpx.AsyncClient(base_url=origin) as client:
         root = await client.get("/")
         assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
+        bare = await client.get("/dashboard")  # typed without the slash (a new user's 404)
+        assert bare.status_code == 307 and bare.headers["location"] == "/dashboard/"
         index = await client.get("/dashboard/")
         assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
         csp = index.headers["content-security-policy"]

@@ -8,8 +8,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -278,3 +280,42 @@ async def test_requests_the_bridge_refuses_get_a_log_line_and_are_counted(platfo
     for route, method, status in counted:
         assert (sample(text, "plutos_http_requests_total", route=route, method=method, status=status) or 0) >= 1
     assert (sample(text, "plutos_http_requests_total", route="/v1/process", method="POST", status="400") or 0) >= 1
+
+
+async def test_a_stream_closed_after_its_answer_was_stored_is_ok_and_before_it_cancelled() -> None:
+    """SDKs close the connection as soon as the final event arrives, sometimes before the handler
+    has returned (a new user saw half of the Python SDK's streams logged CANCELLED): a stream whose
+    record was stored completed counts OK; one closed before that still counts CANCELLED."""
+    from prometheus_client import REGISTRY
+
+    from server.call_state import call_state
+    from server.interceptors.errors import ErrorInterceptor
+
+    method = "/plutos.v1.ProcessingService/Stream"
+    context = SimpleNamespace(
+        invocation_metadata=lambda: (),
+        send_initial_metadata=lambda md: asyncio.sleep(0),
+        set_trailing_metadata=lambda md: None,
+    )
+
+    def handler(stored: bool) -> Any:
+        async def stream(request: object, ctx: object) -> AsyncIterator[str]:
+            yield "chunk"
+            if stored:
+                call_state().completed = True  # what Generation.save does for a completed record
+            yield "complete"
+            yield "never read"
+
+        return stream
+
+    def count(code: str) -> float:
+        labels = {"method": method, "code": code, "model": ""}
+        return REGISTRY.get_sample_value("plutos_rpc_requests_total", labels) or 0.0
+
+    interceptor = ErrorInterceptor(metrics=True)
+    for stored, code in ((True, "OK"), (False, "CANCELLED")):
+        before = count(code)
+        wrapped = await interceptor.intercept(handler(stored), SimpleNamespace(), context, method)
+        assert [await wrapped.__anext__(), await wrapped.__anext__()] == ["chunk", "complete"]
+        await wrapped.aclose()  # the client left after the second message
+        assert count(code) == before + 1

@@ -58,11 +58,12 @@ async def _to_dashboard(request: Request) -> Response:
 
 
 def dashboard_routes() -> list[BaseRoute]:
-    """``/dashboard/…`` (the static app, ``index.html`` for the folder) and ``/`` → ``/dashboard/``.
-
-    ``/dashboard`` without the slash is redirected by Starlette's router to ``/dashboard/``."""
+    """``/dashboard/…`` (the static app, ``index.html`` for the folder); ``/`` and ``/dashboard``
+    (typed without the slash) → ``/dashboard/`` (307, a relative ``Location``, never built from
+    ``Host``; the API's own paths keep their 404 for a wrong slash)."""
     files = StaticFiles(directory=STATIC_DIR, html=True)
     return [
         Route("/", _to_dashboard, methods=["GET", "HEAD"]),
+        Route(PATH, _to_dashboard, methods=["GET", "HEAD"]),
         Mount(PATH, app=_SecurityHeaders(files), name="dashboard"),
     ]

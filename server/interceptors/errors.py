@@ -179,6 +179,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
             code, state.error_code = mapped.kind.grpc_status.name, mapped.code
             await abort_with_error(context, mapped, state)
         finally:
+            if code == "CANCELLED" and state.completed:
+                code = "OK"  # the client left after the answer was whole and stored
             if metrics:
                 STREAMS_OPEN.dec()
                 if sent:

@@ -386,6 +386,8 @@ class Generation:
             refused = await self.runtime.writer.write(*self.rows(status, error_code))
         if refused:
             raise self.not_stored_error()
+        if status == "completed" and self.call is not None:
+            self.call.completed = True
 
     def not_stored_error(self) -> PlutosError:
         return PlutosError(
