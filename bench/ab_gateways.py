@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,11 +35,10 @@ def start_gateway(
     http, grpc_port = free_port(), free_port()
     config = work / f"{name}.toml"
     database_url = f"sqlite+aiosqlite:///{work / name}.db"
-    write_config(
+    cmd = write_config(
         config, http_port=http, grpc_port=grpc_port, mock_port=mock_port, database_url=database_url, max_connections=100
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": f"{root}{os.pathsep}{root / 'gen' / 'python'}"}
-    cmd = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     auth = {"Authorization": f"Bearer {bench_key(cmd, env, cwd=root, name='ab')}"}
     proc = procs.gateway(cmd, env=env, log_path=work / f"{name}.log", http_port=http, auth=auth, cwd=root)
     body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}

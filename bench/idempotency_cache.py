@@ -79,7 +79,7 @@ def main() -> None:
     mock_port, http_port, grpc_port = free_port(), free_port(), free_port()
     config = work / "bench.toml"
     database_url = f"sqlite+aiosqlite:///{work / 'bench.db'}"
-    write_config(
+    plutos = write_config(
         config,
         http_port=http_port,
         grpc_port=grpc_port,
@@ -87,7 +87,6 @@ def main() -> None:
         database_url=database_url,
         max_connections=100,
     )
-    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PLUTOS_REDIS_URL": args.redis_url}
     with ProcessGroup(10, remove=work) as procs:
         procs.mock_upstream(mock_port, env)

@@ -142,7 +142,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     mock_port, http_port, grpc_port, bare_http, bare_grpc = (free_port() for _ in range(5))
     config = work / "bench.toml"
-    write_config(
+    plutos = write_config(
         config,
         http_port=http_port,
         grpc_port=grpc_port,
@@ -150,7 +150,6 @@ def main() -> None:
         database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
         max_connections=100,
     )
-    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     with ProcessGroup(remove=work) as procs:
         procs.mock_upstream(mock_port, env)
         secret = bench_key(plutos, env)

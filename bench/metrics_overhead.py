@@ -62,7 +62,7 @@ def main() -> None:
     with ProcessGroup(remove=work) as procs:
         procs.mock_upstream(mock_port, env)
         config = work / "bench.toml"
-        write_config(
+        plutos = write_config(
             config,
             http_port=0,
             grpc_port=0,
@@ -70,7 +70,6 @@ def main() -> None:
             database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
             max_connections=100,
         )
-        plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
         secret = bench_key(plutos, env)
         auth = {"Authorization": f"Bearer {secret}"}
         body: dict[str, object] = {"input": INPUT, "model": MODEL, "options": {"maxTokens": 16}}

@@ -215,7 +215,10 @@ def ghz_process(grpc_port: int, secret: str, concurrency: int, seconds: int) -> 
 
 def write_config(
     path: Path, *, http_port: int, grpc_port: int, mock_port: int, database_url: str, max_connections: int
-) -> None:
+) -> list[str]:
+    """A gateway config at ``path``: these ports and store, an enterprise plan with limits out of the
+    way, the model MODEL routed to the mock upstream on ``mock_port``; the command line that runs
+    the gateway's CLI on it (``[*cmd, "serve"]``, ``[*cmd, "migrate"]``)."""
     big = 10**9
     path.write_text(
         f"""
@@ -242,6 +245,7 @@ max_connections = {max_connections}
 pricing = {{ input_tokens = 0.01, output_tokens = 0.03 }}
 """
     )
+    return [sys.executable, "-m", "gateway.cli", "--config", str(path)]
 
 
 def profile_gateway(pid: int, seconds: int, url: str, script: Path, concurrency: int, out: Path) -> list[str]:
@@ -345,7 +349,7 @@ def main() -> None:
     database_url = args.database_url or f"sqlite+aiosqlite:///{work / 'bench.db'}"
     mock_port, http_port, grpc_port = free_port(), free_port(), free_port()
     config = work / "bench.toml"
-    write_config(
+    plutos = write_config(
         config,
         http_port=http_port,
         grpc_port=grpc_port,
@@ -353,7 +357,6 @@ def main() -> None:
         database_url=database_url,
         max_connections=args.max_connections,
     )
-    plutos = [sys.executable, "-m", "gateway.cli", "--config", str(config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with ProcessGroup(remove=work) as procs:
         procs.mock_upstream(mock_port, env)
