@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -161,3 +162,32 @@ async def ledger_tokens(running: RunningPlatform, account_id: str) -> int:
             )
         )
     return int(total or 0)
+
+
+async def cancel_at_a_stage(
+    stub: Any, meta: tuple[tuple[str, str], ...], stream_req: Any, unary_req: Any, i: int
+) -> None:
+    """Call number ``i`` of a burst, ended by its client at one of five stages (``i % 5``): at once,
+    while admitted and waiting for the model, mid-stream, a unary call while queued or running,
+    and by a short deadline. gRPC errors of the cancelled call are expected and ignored."""
+    kind = i % 5
+    if kind == 0:  # cancelled at once
+        stub.Stream(stream_req, metadata=meta).cancel()
+    elif kind == 1:  # cancelled while admitted and waiting for the model, before reading
+        call = stub.Stream(stream_req, metadata=meta)
+        await asyncio.sleep(0.003 * (i % 11))
+        call.cancel()
+    elif kind == 2:  # mid-stream
+        call = stub.Stream(stream_req, metadata=meta)
+        try:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await call.read()
+        finally:
+            call.cancel()
+    elif kind == 3:  # unary, cancelled while queued or running
+        call = stub.Process(unary_req, metadata=meta)
+        await asyncio.sleep(0.005 * (i % 7))
+        call.cancel()
+    else:  # deadline
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))

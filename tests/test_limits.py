@@ -21,6 +21,7 @@ from server.limiter.base import Concurrency
 from tests.conftest import MODEL, GrpcClients, new_key
 from tests.limits_support import (
     bearer,
+    cancel_at_a_stage,
     error_info,
     fresh_minute,
     http_client,
@@ -346,31 +347,10 @@ async def test_a_thousand_cancelled_calls_leak_no_slot(platform: RunningPlatform
             stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
             unary_req = processing_pb2.ProcessRequest(input="Tell a story.", model=MODEL, options=opts)
 
-            async def cancelled(i: int) -> None:
-                kind = i % 5
-                if kind == 0:  # cancelled at once
-                    stub.Stream(stream_req, metadata=meta).cancel()
-                elif kind == 1:  # cancelled while admitted and waiting for the model, before reading
-                    call = stub.Stream(stream_req, metadata=meta)
-                    await asyncio.sleep(0.003 * (i % 11))
-                    call.cancel()
-                elif kind == 2:  # mid-stream
-                    call = stub.Stream(stream_req, metadata=meta)
-                    try:
-                        with contextlib.suppress(grpc.aio.AioRpcError):
-                            await call.read()
-                    finally:
-                        call.cancel()
-                elif kind == 3:  # unary, cancelled while queued or running
-                    call = stub.Process(unary_req, metadata=meta)
-                    await asyncio.sleep(0.005 * (i % 7))
-                    call.cancel()
-                else:  # deadline
-                    with contextlib.suppress(grpc.aio.AioRpcError):
-                        await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))
-
             for wave in range(100):
-                await asyncio.gather(*(cancelled(wave * 10 + j) for j in range(10)))
+                await asyncio.gather(
+                    *(cancel_at_a_stage(stub, meta, stream_req, unary_req, wave * 10 + j) for j in range(10))
+                )
             await no_slots_held(running, key.account_id)
             calls = [stub.Stream(stream_req, metadata=meta) for _ in range(5)]
             try:

@@ -40,6 +40,7 @@ from tests.limits_support import (
     CHEAP_RESERVATION,
     KEEPALIVE_EXPIRY,
     bearer,
+    cancel_at_a_stage,
     error_info,
     fresh_minute,
     http_client,
@@ -397,27 +398,10 @@ async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
             stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
             unary_req = processing_pb2.ProcessRequest(input="Tell a story.", model=MODEL, options=opts)
 
-            async def cancelled(i: int) -> None:
-                kind = i % 4
-                if kind == 0:  # cancelled at once
-                    stub.Stream(stream_req, metadata=meta).cancel()
-                elif kind == 1:  # mid-stream
-                    call = stub.Stream(stream_req, metadata=meta)
-                    try:
-                        with contextlib.suppress(grpc.aio.AioRpcError):
-                            await call.read()
-                    finally:
-                        call.cancel()
-                elif kind == 2:  # unary, cancelled while queued or running
-                    call = stub.Process(unary_req, metadata=meta)
-                    await asyncio.sleep(0.005 * (i % 7))
-                    call.cancel()
-                else:  # deadline
-                    with contextlib.suppress(grpc.aio.AioRpcError):
-                        await stub.Process(unary_req, metadata=meta, timeout=0.01 * (1 + i % 5))
-
             for wave in range(8):
-                await asyncio.gather(*(cancelled(wave * 10 + j) for j in range(10)))
+                await asyncio.gather(
+                    *(cancel_at_a_stage(stub, meta, stream_req, unary_req, wave * 10 + j) for j in range(10))
+                )
 
             async def settled() -> bool:
                 tokens = await limiter.tokens(key.account_id)
