@@ -3,7 +3,7 @@
 The one generation path of every surface: ``/v1/process`` and ``/v1/stream`` (ProcessingService),
 ``/openai/v1/chat/completions`` and ``/openai/v1/completions`` (OpenAIService) each translate their
 request into a :class:`Generation` and its output into their answer, and nothing else;
-:meth:`Generation.run` (unary) and :meth:`Generation.pieces` (streamed) do the rest — the response
+:meth:`Generation.run` (unary) and :meth:`Generation.batches` (streamed) do the rest — the response
 cache's look-up and store, the backend call, the record and its ledger entry (which settle the
 call's quota reservation in the limits interceptor and fire the webhooks through the store writer's
 hooks) — the same way on success, failure and cancellation. Each ``/batch`` item is a Generation too,
