@@ -205,10 +205,6 @@ class Limiter(abc.ABC):
         own, safe from cancellation) when it returns False."""
         return False
 
-    def settle_now(self, reservation: Reservation, used: int) -> bool:
-        """:meth:`settle_tokens` without waiting, if this limiter can (no I/O): True when done."""
-        return False
-
     async def admit(
         self,
         windows: Sequence[Window],

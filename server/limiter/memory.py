@@ -124,23 +124,22 @@ class MemoryLimiter(Limiter):
         return QuotaCheck(True, used, reserved + amount, quota, reservation)
 
     async def settle_tokens(self, reservation: Reservation, used: int) -> None:
-        self.settle_now(reservation, used)
+        self._settle(reservation, used)
 
-    def settle_now(self, reservation: Reservation, used: int) -> bool:
+    def _settle(self, reservation: Reservation, used: int) -> None:
         month = self._months.get((reservation.account_id, reservation.period))
         if month is not None:
             amount = month.reservations.pop(reservation.id, None)
             if amount is not None:
                 month.reserved -= amount
                 month.used += used
-        return True
 
     async def finish(self, slot: Slot | None, reservation: Reservation | None, used: int) -> None:
         self.finish_now(slot, reservation, used)
 
     def finish_now(self, slot: Slot | None, reservation: Reservation | None, used: int) -> bool:
         if reservation is not None:
-            self.settle_now(reservation, used)
+            self._settle(reservation, used)
         if slot is not None:
             self.release_now(slot)
         return True
