@@ -46,7 +46,8 @@ The JSON file (for plots; ``--json``) is one object::
           "chunks_received": 3000000, "events_per_s": 100000.0,
           "delay_ms": {"p50": ..., "p90": ..., "p99": ..., "p999": ..., "max": ...},
           "delay_histogram_ms": [[bucket upper bound ms, count], ...],
-          "rss_idle_mb": ..., "rss_peak_mb": ...,
+          "rss_cold_mb": ...,                     # before the warm-up (no stream yet)
+          "rss_idle_mb": ..., "rss_peak_mb": ...,  # idle: after the warm-up, before the measured load
           "rss_per_stream_kib": ...,              # least-squares slope while the streams open
           "samples": [[t_s, open_streams, rss_bytes], ...],   # RSS against open streams, every 0.25 s
           "records": {"expected": n, "stored": n, "seconds": s},  # both rounds' calls in GET /v1/usage
@@ -56,8 +57,8 @@ The JSON file (for plots; ``--json``) is one object::
             "leave": {"slots": [idle, after], "upstream_connections": [idle, after], "upstream_bound": n,
                       "rss_mb": [idle, when the clients left, after], "seconds": {"slots": s,
                       "upstream_connections": s, "rss": s}},   # null: not back within --recovery-wait s
-            "disconnect": {...the same, after every client closed at once mid-stream; its RSS idle
-                           level is the one after the first round (CPython keeps freed memory)...}
+            "disconnect": {...the same, after every client closed at once mid-stream, against the
+                           same idle baseline...}
           }
         },
         ...
@@ -393,6 +394,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
     url = f"{gw.base}{path}"
     chunks = max(1, round(args.duration * 1000 / args.interval_ms))
     warm = min(args.streams, 200)
+    cold_rss = gw.rss()
     log(f"{path}: warm-up, {warm} streams of 5 chunks")
     run_load(load_bin, url, api, gw.key, streams=warm, chunks=5, ramp=1.0)
     time.sleep(2)
@@ -413,13 +415,12 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         f"back to idle: {leave['seconds']}"
     )
     time.sleep(1)
-    warm_rss = gw.rss()  # the idle level after one round: CPython keeps much of what it freed
     abort_after = args.ramp + min(5.0, args.duration / 2)
     log(f"{path}: {args.streams} streams again, all closed at once {abort_after:.0f}s in")
     cut = run_load(
         load_bin, url, api, gw.key, streams=args.streams, chunks=chunks, ramp=args.ramp, abort_after=abort_after
     )
-    disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, warm_rss)
+    disconnect = recovery(gw, baseline, args.recovery_wait, idle_pool, baseline.rss)
     log(f"{path}: after the mass disconnect ({cut.summary['aborted_streams']} aborted): {disconnect['seconds']}")
     # Every call admitted is recorded (a refusal, e.g. 503 with no limiter, is not a call that ran).
     admitted = args.streams - int(s["refused_streams"])
@@ -447,6 +448,7 @@ def one_run(load_bin: Path, gw: Gateway, endpoint: str, args: argparse.Namespace
         "events_per_s": round(s["chunks"] / elapsed, 1) if elapsed else None,
         "delay_ms": s["delay_ms"],
         "delay_histogram_ms": s["delay_histogram_ms"],
+        "rss_cold_mb": round(cold_rss / 2**20, 1),
         "rss_idle_mb": round(baseline.rss / 2**20, 1),
         "rss_peak_mb": round(peak / 2**20, 1),
         "rss_per_stream_kib": _round(slope_kib(main.samples)),
@@ -557,10 +559,10 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         "gateway's RSS (all its processes) against open streams while they open. Errors count streams that failed "
         "(non-200, `event: error`, broken or incomplete). Peak open streams: the most streams the client held "
         "open at once (a stream is open from its response's headers, which come with its first chunk; a gateway "
-        "that cannot keep up admits new streams late, so fewer are open at once). After the mass disconnect, "
-        "RSS is compared with the idle "
-        "level after the first round (CPython's allocator keeps most of what a burst freed: the first round shows "
-        "how much). Raw figures and the RSS samples: "
+        "that cannot keep up admits new streams late, so fewer are open at once). RSS back at idle: within "
+        "8 MiB or a tenth of what the load added, whichever is larger, of the idle baseline — the RSS after a "
+        "warm-up of 200 short streams (imports, pools and caches a first call fills), taken before the measured "
+        "load; the same baseline after the mass disconnect. Raw figures and the RSS samples: "
         f"`{report['json']}` (format in bench/concurrent_streams.py's docstring).",
     ]
     notes = ""

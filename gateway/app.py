@@ -123,7 +123,7 @@ def build_services(runtime: Runtime) -> tuple[InterceptorChain, list[tuple[Calla
     request_log = RequestLog(settings.log_bodies) if settings.access_log else None
     chain = InterceptorChain(
         [
-            ErrorInterceptor(request_log=request_log, metrics=settings.metrics_enabled),
+            ErrorInterceptor(request_log=request_log, metrics=settings.metrics_enabled, calls=runtime.idle_release),
             AuthInterceptor(runtime.authenticator),
             IdempotencyInterceptor(runtime.idempotency, idempotent_methods(API_MODULES)),
             LimitsInterceptor(

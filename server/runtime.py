@@ -11,6 +11,7 @@ from server.catalogue import Catalogue
 from server.config import Settings
 from server.idempotency import IdempotencyStore, create_idempotency_store
 from server.limiter import Limiter, create_limiter
+from server.memory_release import IdleRelease
 from server.response_cache import ResponseCache, create_response_cache
 from server.store.database import create_engine, session_factory
 from server.store.migrate import upgrade
@@ -32,6 +33,8 @@ class Runtime:
     webhooks: Webhooks
     idempotency: IdempotencyStore
     response_cache: ResponseCache
+    # Calls in progress (counted by the error interceptor); freed memory goes back to the OS when idle.
+    idle_release: IdleRelease
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -62,6 +65,7 @@ class Runtime:
                 settings.config.cache.max_entries,
                 settings.config.cache.max_entry_bytes,
             ),
+            idle_release=IdleRelease.for_this_process(),
         )
 
     async def start(self, *, migrate: bool = True, load_models: bool = True) -> None:
@@ -75,6 +79,7 @@ class Runtime:
         self.webhooks.start()
 
     async def close(self) -> None:
+        self.idle_release.close()
         await self.webhooks.close()
         await self.idempotency.close()
         await self.response_cache.close()

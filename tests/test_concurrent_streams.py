@@ -177,6 +177,8 @@ async def upstream_connections_closed() -> bool:
 async def test_every_stream_gets_every_chunk_in_order(
     clients: httpx.AsyncClient, many: RunningPlatform, many_key: CreatedKey
 ) -> None:
+    idle = many.runtime.idle_release
+    idle_periods = idle.idle_periods
     results = await asyncio.gather(*(one_stream(clients) for _ in range(STREAMS)))
     assert all(seqs == list(range(CHUNKS)) for seqs, _ in results), [s for s, _ in results if s != list(range(CHUNKS))]
     assert {last for _, last in results} == {"complete"}
@@ -190,6 +192,11 @@ async def test_every_stream_gets_every_chunk_in_order(
         return len(ScheduledUpstream.open) <= IDLE_CONNECTIONS
 
     await wait_until(pool_trimmed, "the upstream connections beyond the idle pool to close")
+
+    async def idle_noticed() -> bool:  # the gateway then gives freed memory back (server/memory_release.py)
+        return idle.in_flight == 0 and idle.idle_periods > idle_periods
+
+    await wait_until(idle_noticed, "the gateway to notice it is idle")
 
 
 async def test_a_mass_disconnect_gives_back_every_slot_and_upstream_connection(

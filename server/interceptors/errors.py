@@ -27,6 +27,7 @@ from core.tracing import end_rpc, start_rpc
 from core.tracing import state as tracing
 from server.call_state import CallState, current_call
 from server.interceptors.base import MALFORMED_REQUEST, Handler, is_api_method, is_stream
+from server.memory_release import IdleRelease
 from server.observability.logs import RequestLog
 from server.observability.metrics import (
     REQUESTS,
@@ -89,11 +90,16 @@ async def abort_with_error(context: grpc.aio.ServicerContext[Any, Any], err: Plu
 
 class ErrorInterceptor(AsyncServerInterceptor):
     """Also where every plutos.v1 call is measured once (request counter and latency histogram,
-    stream gauges) and gets its request log line; both are off when not given."""
+    stream gauges) and gets its request log line; both are off when not given. ``calls`` is told
+    when each call starts and ends (a stream: from its first read to its end), to act once the
+    process is idle."""
 
-    def __init__(self, *, request_log: RequestLog | None = None, metrics: bool = True) -> None:
+    def __init__(
+        self, *, request_log: RequestLog | None = None, metrics: bool = True, calls: IdleRelease | None = None
+    ) -> None:
         self._log = request_log
         self._metrics = REQUESTS if metrics else None
+        self._calls = calls if calls is not None else IdleRelease()
 
     async def intercept(self, method: Handler, request: Any, context: Any, method_name: str) -> Any:
         if not is_api_method(method_name):
@@ -109,6 +115,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         traced = None
         if tracing.enabled:
             traced = start_rpc(method_name, context.invocation_metadata(), request_id)
+        calls = self._calls
+        calls.call_started()
         try:
             if request is MALFORMED_REQUEST:
                 raise PlutosError("invalid_parameters", "The request is not a valid protobuf message of this method.")
@@ -131,6 +139,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
             code, state.error_code = mapped.kind.grpc_status.name, mapped.code
             await abort_with_error(context, mapped, state)
         finally:
+            calls.call_ended()  # a stream counts again from its first read (in _stream)
             if code:
                 self._done(state, method_name, model, code, started, request)
                 if traced is not None:
@@ -157,6 +166,8 @@ class ErrorInterceptor(AsyncServerInterceptor):
         metrics = self._metrics is not None
         if metrics:
             STREAMS_OPEN.inc()
+        calls = self._calls
+        calls.call_started()
         sent = 0
         code = "CANCELLED"  # unless it ends otherwise: the client went away (or the server stopped it)
         try:
@@ -179,6 +190,7 @@ class ErrorInterceptor(AsyncServerInterceptor):
             code, state.error_code = mapped.kind.grpc_status.name, mapped.code
             await abort_with_error(context, mapped, state)
         finally:
+            calls.call_ended()
             if code == "CANCELLED" and state.completed:
                 code = "OK"  # the client left after the answer was whole and stored
             if metrics:
