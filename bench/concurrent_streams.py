@@ -83,7 +83,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psutil
@@ -191,7 +191,8 @@ def redis_slots(url: str) -> int:
     client = redis.Redis.from_url(url)
     try:
         now_ms = int(time.time() * 1000)
-        return sum(int(client.zcount(k, now_ms, "+inf")) for k in client.scan_iter("plutos:cc:*"))
+        # redis-py types the sync client's replies as ResponseT (Awaitable | Any): ZCOUNT answers an int.
+        return sum(cast(int, client.zcount(k, now_ms, "+inf")) for k in client.scan_iter("plutos:cc:*"))
     finally:
         client.close()
 

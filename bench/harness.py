@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +349,14 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+def _wrk_field(pattern: str, out: str) -> re.Match[str]:
+    """The first match of ``pattern`` in wrk's report; RuntimeError (with the report) if it is not there."""
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"wrk's report has no {pattern!r}:\n{out}")
+    return match
+
+
 WRK_LUA = """
 wrk.method = "{method}"
 wrk.headers["Authorization"] = "Bearer {key}"
@@ -385,9 +393,9 @@ def wrk(
     ).stdout
     os.unlink(script.name)
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errs = sum(int(x) for x in re.search(r"ERRORS (\d+) (\d+) (\d+) (\d+)", out).groups())  # type: ignore[union-attr]
+    rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(_wrk_field(r"(\d+) requests in", out).group(1))
+    errs = sum(int(x) for x in _wrk_field(r"ERRORS (\d+) (\d+) (\d+) (\d+)", out).groups())
     return LoadResult(
         name,
         rps,
@@ -472,7 +480,7 @@ def run_with_monitor(server: Server, load: Any) -> LoadResult:
 
 
 def store_bench_main(
-    description: str, run: Callable[[argparse.Namespace, Path], Awaitable[str]], *, repeat: int, name: str
+    description: str, run: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, str]], *, repeat: int, name: str
 ) -> None:
     """The command line of the store benchmarks (bench.history_bench, bench.usage_bench): rows,
     accounts, repetitions, a SQLite file (recreated; default a temporary one), a PostgreSQL database

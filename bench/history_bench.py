@@ -137,17 +137,17 @@ async def bulk_insert(url: str, rows: int, accounts: int) -> None:
         return
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    pg = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        await conn.copy_records_to_table(
+        await pg.copy_records_to_table(
             "accounts", records=[(a, "", "enterprise", now) for a in ids], columns=["id", "name", "plan", "created_at"]
         )
-        await conn.copy_records_to_table(
+        await pg.copy_records_to_table(
             "process_records", records=records(rows, accounts), columns=[c.strip() for c in COLUMNS.split(",")]
         )
-        await conn.execute("ANALYZE")
+        await pg.execute("ANALYZE")
     finally:
-        await conn.close()
+        await pg.close()
 
 
 # The statement ProcessingService.ListProcesses runs (server/services/pages.py: newest_first), with
@@ -219,7 +219,7 @@ async def bench_store(name: str, url: str, rows: int, accounts: int, repeat: int
     try:
         key = await create_key(platform.runtime.sessions, plan="enterprise", account_id=HEAVY)
         base = f"http://127.0.0.1:{platform.http_port}/v1"
-        cases = [
+        cases: list[tuple[str, dict[str, str | int]]] = [
             ("first page", {"limit": 100}),
             ("deep page (after ~250,000 rows)", {"limit": 100, "after": deep_id}),
             ("status=failed", {"limit": 100, "status": "failed"}),

@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -114,7 +115,7 @@ def main() -> None:
         load_before = load_average()
         for _ in range(args.rounds):
             for name, script in targets.items():
-                runs[name].append(measured(server, lambda s=script, n=name: wrk_run(url, s, n, 1, args.duration)))
+                runs[name].append(measured(server, partial(wrk_run, url, script, name, 1, args.duration)))
         medians = {name: sorted(rs, key=lambda r: r.p50_ms)[len(rs) // 2] for name, rs in runs.items()}
         write_results(args, medians, runs, load_before, load_average())
 

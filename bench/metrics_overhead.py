@@ -87,8 +87,8 @@ def main() -> None:
             wrk(url, script, args.concurrency, 2)  # warm-up
         rounds: dict[str, list[Run]] = {}
         for _ in range(args.rounds):
-            for name, url, proc in targets:
-                run = measured(proc, partial(wrk_run, url, script, name, args.concurrency, args.duration))
+            for name, url, server in targets:
+                run = measured(server, partial(wrk_run, url, script, name, args.concurrency, args.duration))
                 rounds.setdefault(name, []).append(run)
         medians = {}
         for name, runs in rounds.items():

@@ -398,6 +398,11 @@ def report(rows: list[Row], args: argparse.Namespace, meta: dict[str, Any]) -> l
     return lines
 
 
+def processes_of(proc: subprocess.Popen[bytes]) -> Callable[[], list[psutil.Process]]:
+    """A target's ``processes``: ``proc`` and its descendants, read at each call."""
+    return lambda: process_tree(proc.pid)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="PlutosAI beside LiteLLM's proxy and Portkey's gateway")
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "8")))
@@ -412,7 +417,10 @@ def main() -> int:
         sys.exit("wrk is needed: run `make bench-peers` (it installs it)")
     levels = [int(c) for c in args.concurrency.split(",")]
     only = {x for x in args.only.split(",") if x}
-    wanted = lambda name: not only or name in only or name == "direct"  # noqa: E731
+
+    def wanted(name: str) -> bool:
+        return not only or name in only or name == "direct"
+
     started = time.monotonic()
     date = dt.datetime.now(dt.UTC)
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -428,7 +436,7 @@ def main() -> int:
                     f"http://127.0.0.1:{mock_port}/v1/chat/completions",
                     chat_body("bench"),
                     JSON,
-                    lambda: process_tree(mock.pid),
+                    processes_of(mock),
                     _openai_text,
                 )
             ]
@@ -442,7 +450,7 @@ def main() -> int:
                         f"http://127.0.0.1:{port}/v1/chat/completions",
                         chat_body("bench"),
                         {**JSON, "Authorization": "Bearer sk-bench"},
-                        lambda p=proc: process_tree(p.pid),
+                        processes_of(proc),
                         _openai_text,
                     )
                 )
@@ -461,7 +469,7 @@ def main() -> int:
                             "x-portkey-provider": "openai",
                             "x-portkey-custom-host": f"http://127.0.0.1:{mock_port}/v1",
                         },
-                        lambda p=proc: process_tree(p.pid),
+                        processes_of(proc),
                         _openai_text,
                     )
                 )

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import httpx
 import psutil
@@ -160,7 +160,7 @@ async def _ttfb_backend(n: int) -> tuple[list[float], list[float]]:
 
 
 async def _first_chunk_times(
-    url: str, body: dict[str, object], headers: dict[str, str], marker: str, n: int
+    url: str, body: Mapping[str, object], headers: dict[str, str], marker: str, n: int
 ) -> list[float]:
     """Sequential streamed POSTs on one keep-alive connection: ms until the first line starting with ``marker``."""
     times = []
@@ -191,7 +191,8 @@ def _upstream_first_chunk(n: int, rounds: int = 5) -> list[str]:
     times: dict[str, list[float]] = {}
     with upstream_gateway() as (server, mock_port):
         key = {"Authorization": f"Bearer {server.key}"}
-        paths = (
+        # (name, URL, JSON body, headers, the SSE line that counts as the first chunk)
+        paths: tuple[tuple[str, str, Mapping[str, object], dict[str, str], str], ...] = (
             (
                 "REST /v1/stream through the gateway → mock upstream",
                 f"{server.base_url}/stream",

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -99,7 +99,7 @@ def parse_wrk(output: str, target: str, concurrency: int) -> Run:
     )
 
 
-def lua_script(path: Path, body: dict[str, object] | None, headers: dict[str, str]) -> Path:
+def lua_script(path: Path, body: Mapping[str, object] | None, headers: dict[str, str]) -> Path:
     lines = (
         ['wrk.method = "GET"']
         if body is None

@@ -146,14 +146,14 @@ async def bulk_insert(url: str, rows: list[Row], daily: list[dict[str, Any]], ac
         return
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    pg = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        await conn.copy_records_to_table(
+        await pg.copy_records_to_table(
             "accounts",
             records=[(a, "", "enterprise", now) for a in accounts],
             columns=["id", "name", "plan", "created_at"],
         )
-        await conn.copy_records_to_table(
+        await pg.copy_records_to_table(
             "usage_ledger",
             records=[
                 (
@@ -181,7 +181,7 @@ async def bulk_insert(url: str, rows: list[Row], daily: list[dict[str, Any]], ac
                 "created_at",
             ],
         )
-        await conn.copy_records_to_table(
+        await pg.copy_records_to_table(
             "usage_daily",
             records=[
                 (
@@ -197,9 +197,9 @@ async def bulk_insert(url: str, rows: list[Row], daily: list[dict[str, Any]], ac
             ],
             columns=["account_id", "day", "model", "requests", "prompt_tokens", "completion_tokens", "cost_units"],
         )
-        await conn.execute("ANALYZE")
+        await pg.execute("ANALYZE")
     finally:
-        await conn.close()
+        await pg.close()
 
 
 def rollup_query(account: str, first: date, last: date) -> Any:
