@@ -1,11 +1,12 @@
 """A/B of two commits' gateways: POST /v1/process through the fast mock upstream, interleaved.
 
 The working tree's gateway ("after") and the gateway of ``--base`` ("before", a git revision
-extracted with ``git archive`` into a temporary folder and run with this venv, its own tree first
-on ``PYTHONPATH``) serve the same mock upstream, each with its own SQLite store and an enterprise
-key. wrk loads them in turns, round after round (the order alternates), so drift on a shared
-machine spreads over both; the table gives the median RPS and p50 of the rounds and the server's
-CPU time per request (all its threads; it does not grow with other work on the machine).
+extracted with ``git archive`` into a temporary folder, removed when the run ends, and run with
+this venv, its own tree first on ``PYTHONPATH``) serve the same mock upstream, each with its own
+SQLite store and an enterprise key. wrk loads them in turns, round after round (the order
+alternates), so drift on a shared machine spreads over both; the table gives the median RPS and
+p50 of the rounds and the server's CPU time per request (all its threads; it does not grow with
+other work on the machine).
 
     .venv/bin/python -m bench.ab_gateways [--base main] [--after REV] [--duration 4] [--rounds 5]
         [--concurrency 1,16]
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 import psutil
 
@@ -63,7 +66,19 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,16")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="plutos-ab-"))
+    # The extracted trees, stores, configs and logs live in one temporary folder, removed however the
+    # run ends (its gateways stopped first): normally, on an exception, on Ctrl-C or on SIGTERM.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with tempfile.TemporaryDirectory(prefix="plutos-ab-", ignore_cleanup_errors=True) as tmp:
+        compare(args, levels, Path(tmp))
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def compare(args: argparse.Namespace, levels: list[int], work: Path) -> None:
+    """Start both gateways with their files in ``work``, load them in turns and print the table."""
     base = extract(args.base, work / "base")
     after = extract(args.after, work / "after-tree") if args.after else ROOT
     with ProcessGroup(10) as procs:

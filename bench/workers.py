@@ -15,11 +15,16 @@ Two workers on one core cannot show what a second core buys, so the protocol is:
   competing with one worker.
 - **D** — as B, but with ``redis-server`` hidden from the gateway's ``PATH``, so each worker counts
   limits in its own memory (not exact: the old behaviour): what exactness costs per core.
+- **E** — two separate one-worker gateways on core 1, each with its own store and in-memory limits
+  and half of the connections (two wrk processes on core 0): two processes that share nothing. It is
+  the protocol's ceiling for *any* two processes — what time-sharing one core costs by itself
+  (context switches, two working sets in one core's caches, half the connections per event loop) —
+  so ``2 x per-core(E) / per-core(A)`` is the best 2-worker figure this measurement can show here.
 
 The per-core figure is requests per second of gateway CPU (all its processes and threads, Redis
 included): RPS / (CPU seconds / wall second). With the generator elsewhere, one process is bound by
 one core (one event loop, one GIL), and N workers by N cores, so the projected 2-worker speed-up is
-``2 x per-core(B) / per-core(A)`` — it is 2.0 when a second worker costs nothing. A, B and C take
+``2 x per-core(B) / per-core(A)`` — it is 2.0 when a second worker costs nothing. The setups take
 turns, ``--rounds`` times; each figure is the median.
 
     .venv/bin/python -m bench.workers [--seconds 8] [--rounds 3] [--concurrency 64] [--database-url URL]
@@ -66,6 +71,7 @@ class Setup:
     workers: int
     pinned: bool
     exact: bool = True  # False: redis-server hidden from the gateway, each worker limits on its own
+    gateways: int = 1  # > 1: that many separate gateways, the connections split between them
 
 
 SETUPS = [
@@ -73,29 +79,40 @@ SETUPS = [
     Setup("B", "2 workers, gateway on core 1", 2, True),
     Setup("C", "2 workers, gateway on both cores", 2, False),
     Setup("D", "2 workers, per-process limits, core 1", 2, True, exact=False),
+    Setup("E", "2 separate 1-worker gateways, core 1", 1, True, exact=False, gateways=2),
 ]
 
 
-def run(server: Server, script: Path, concurrency: int, seconds: int) -> dict[str, Any]:
-    url = f"{server.base_url}/process"
-    cmd = [*GENERATOR, "wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
-    with ResourceMonitor(server.processes()) as monitor:
-        out = subprocess.run(
-            [*cmd, "--timeout", "10s", "-s", str(script), url],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 60,
-        ).stdout
-    r = parse_wrk(out, "process", concurrency)
+def run(servers: list[Server], scripts: list[Path], concurrency: int, seconds: int) -> dict[str, Any]:
+    """wrk against each of ``servers`` at once (``concurrency`` split evenly), the gateways' CPU
+    sampled meanwhile: RPS and latencies (the worst p50/p99 of the wrk processes) and RPS per core."""
+    each = concurrency // len(servers)
+    threads = 1 if len(servers) > 1 else min(2, concurrency)
+    processes = [p for server in servers for p in server.processes()]
+    with ResourceMonitor(processes) as monitor:
+        loads = [
+            subprocess.Popen(
+                [
+                    *GENERATOR,
+                    *("wrk", f"-t{threads}", f"-c{each}", f"-d{seconds}s", "--latency", "--timeout", "10s"),
+                    *("-s", str(script), f"{server.base_url}/process"),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for server, script in zip(servers, scripts, strict=True)
+        ]
+        outputs = [load.communicate(timeout=seconds + 60)[0] for load in loads]
+    results = [parse_wrk(out, "process", each) for out in outputs]
+    rps = sum(r.rps for r in results)
     cores = monitor.sample.cpu_percent / 100
     return {
-        "rps": r.rps,
-        "p50_ms": r.p50_ms,
-        "p99_ms": r.p99_ms,
-        "errors": r.errors,
+        "rps": rps,
+        "p50_ms": max(r.p50_ms for r in results),
+        "p99_ms": max(r.p99_ms for r in results),
+        "errors": sum(r.errors for r in results),
         "gateway_cores": cores,
-        "per_core_rps": r.rps / cores if cores else 0.0,
+        "per_core_rps": rps / cores if cores else 0.0,
     }
 
 
@@ -124,30 +141,34 @@ def main() -> int:
         with contextlib.ExitStack() as stack:
             log("starting nginx (the mock upstream) on core 0")
             mock_port, _ = stack.enter_context(nginx_mock(work, GENERATOR))
-            servers: dict[str, Server] = {}
+            servers: dict[str, list[Server]] = {}
             for s in SETUPS:
                 log(f"starting {s.name}: {s.label}")
-                # D: no redis-server on the gateway's PATH, so no private Redis: the in-memory limiter in
-                # each worker (limits not exact) — the reference for what exact limits cost.
+                # D and E: no redis-server on the gateway's PATH, so no private Redis: the in-memory
+                # limiter in each process (limits not exact) — the references for what exact limits cost.
                 setup_env = env if s.exact else {**env, "PATH": str(work / "no-redis")}
-                servers[s.name] = stack.enter_context(
-                    plutos_server(
-                        plutos_config(mock_port),
-                        workers=s.workers,
-                        env=setup_env,
-                        prefix_cmd=GATEWAY if s.pinned else (),
+                servers[s.name] = [
+                    stack.enter_context(
+                        plutos_server(
+                            plutos_config(mock_port),
+                            workers=s.workers,
+                            env=setup_env,
+                            prefix_cmd=GATEWAY if s.pinned else (),
+                        )
                     )
-                )
-            scripts = {}
+                    for _ in range(s.gateways)
+                ]
+            scripts: dict[str, list[Path]] = {}
             for s in SETUPS:
-                server = servers[s.name]
-                body = {"input": PROMPT, "model": MODEL, "options": {"maxTokens": MAX_TOKENS}}
-                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.key}"}
-                answer = httpx.post(f"{server.base_url}/process", json=body, headers=headers, timeout=30)
-                answer.raise_for_status()
-                scripts[s.name] = lua_script(work / f"{s.name}.lua", body, headers)
+                scripts[s.name] = []
+                for i, server in enumerate(servers[s.name]):
+                    body = {"input": PROMPT, "model": MODEL, "options": {"maxTokens": MAX_TOKENS}}
+                    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.key}"}
+                    answer = httpx.post(f"{server.base_url}/process", json=body, headers=headers, timeout=30)
+                    answer.raise_for_status()
+                    scripts[s.name].append(lua_script(work / f"{s.name}{i}.lua", body, headers))
                 log(f"warm-up {s.name} (5 s)")
-                run(server, scripts[s.name], args.concurrency, 5)
+                run(servers[s.name], scripts[s.name], args.concurrency, 5)
             for r in range(args.rounds):
                 for s in SETUPS:
                     figures = run(servers[s.name], scripts[s.name], args.concurrency, args.seconds)
@@ -164,7 +185,7 @@ def main() -> int:
         name: {k: med(x[k] for x in each) for k in each[0]} | {"rounds_rps": [round(x["rps"]) for x in each]}
         for name, each in runs.items()
     }
-    a, b, c, d = summary["A"], summary["B"], summary["C"], summary["D"]
+    a, b, c, d, e = summary["A"], summary["B"], summary["C"], summary["D"], summary["E"]
     speedup = 2 * b["per_core_rps"] / a["per_core_rps"] if a["per_core_rps"] else 0.0
     store = "PostgreSQL" if args.database_url.startswith("postgresql") else "SQLite (a file per gateway)"
     command = ".venv/bin/python -m bench.workers" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
@@ -188,6 +209,9 @@ def main() -> int:
         f"{c['rps'] / a['rps']:.2f}x | " + ("met" if speedup >= 1.7 else "**missed**") + " |",
         f"| (reference, limits not exact) the same with each worker limiting on its own (2 x D / A) "
         f"| {2 * d['per_core_rps'] / a['per_core_rps'] if a['per_core_rps'] else 0:.2f}x | — |",
+        f"| (the protocol's ceiling) two gateways sharing nothing on core 1 (2 x E / A) "
+        f"| {2 * e['per_core_rps'] / a['per_core_rps'] if a['per_core_rps'] else 0:.2f}x; B reaches "
+        f"{b['per_core_rps'] / e['per_core_rps'] if e['per_core_rps'] else 0:.0%} of E per core | — |",
         "| limits exact across workers | private Redis by default (tests/test_workers_limits.py: "
         "30 of 90 admitted for a 30/min plan over 30 connections) | met |",
     ]
@@ -214,8 +238,10 @@ def main() -> int:
         f"({store}), metrics, the request log.",
         "- Pinning: wrk and nginx on core 0 (`taskset -c 0`); A, B and D: the gateway's every process and thread "
         "on core 1 (`taskset -c 1`, inherited by the workers and the private Redis); C: the gateway unpinned. "
-        "D: redis-server hidden from the gateway's PATH, so each worker limits on its own (not exact; reference).",
-        f"- {args.seconds} s per run after a 5 s warm-up; A, B, C, D take turns, {args.rounds} rounds; medians. "
+        "D: redis-server hidden from the gateway's PATH, so each worker limits on its own (not exact; reference). "
+        "E: two separate one-worker gateways on core 1 (each its own SQLite file and in-memory limits), half "
+        "the connections each from its own wrk: two processes sharing nothing, the protocol's ceiling.",
+        f"- {args.seconds} s per run after a 5 s warm-up; A to E take turns, {args.rounds} rounds; medians. "
         "Gateway cores used = the gateway's CPU seconds (all processes, Redis included) per wall second.",
         "",
         *table,

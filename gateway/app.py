@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -185,15 +186,54 @@ def build_grpc_server(
 LISTEN_BACKLOG = 8192
 
 
+class PortUnavailable(Exception):
+    """A port the gateway must listen on cannot be used; ``str(err)`` names it and says why."""
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` (a wildcard host: on loopback)."""
+    target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    try:
+        socket.create_connection((target, port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
+
+
+def check_ports_free(settings: Settings) -> None:
+    """Refuse to start when another server already listens on one of the configured ports.
+
+    The workers of ``serve --workers N`` share their ports with SO_REUSEPORT, which would also let
+    a second ``plutos serve`` (an old version still running, ``make run`` twice) bind the same
+    ports and silently take half the connections. A listener of any other program is found when
+    binding anyway; this finds the ones SO_REUSEPORT would let in. Port 0 (any free port) is never
+    checked. Raises :class:`PortUnavailable`."""
+    ports = [("REST", settings.http_host, settings.http_port, "--http-port / PLUTOS_HTTP_PORT")]
+    ports.append(("gRPC", settings.grpc_host, settings.grpc_port, "--grpc-port / PLUTOS_GRPC_PORT"))
+    if settings.metrics_port > 0:
+        ports.append(("metrics", settings.http_host, settings.metrics_port, "metrics_port"))
+    for what, host, port, option in ports:
+        if port and _answers(host, port):
+            raise PortUnavailable(
+                f"cannot listen for {what} on {host}:{port}: something already answers there "
+                f"(another `plutos serve`?); stop it or choose another port ({option})"
+            )
+
+
 def reuseport_socket(host: str, port: int) -> socket.socket:
-    """A listening socket several worker processes can share (SO_REUSEPORT)."""
+    """A listening socket several worker processes can share (SO_REUSEPORT). Raises
+    :class:`PortUnavailable` when the address cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (with proto 0 it does not, and
     # Nagle + delayed ACKs add ~40 ms to every small REST response).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     # A burst of new connections (thousands of streams opening at once) waits in this queue; the
     # kernel caps it at net.core.somaxconn.
     sock.listen(LISTEN_BACKLOG)
@@ -256,6 +296,14 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
         raise ValueError('TLS needs bridge_transport = "local" (the bridge then calls the service in process)')
     runtime = Runtime.create(settings)
     await runtime.start(migrate=migrate)
+    try:
+        return await _start_servers(runtime, settings, tls)
+    except BaseException:
+        await runtime.close()  # a port that cannot be taken: stop the store's threads before the loop ends
+        raise
+
+
+async def _start_servers(runtime: Runtime, settings: Settings, tls: bool) -> RunningPlatform:
     if tracing.enabled:
         tracing_instrument_store(runtime.engine)
     set_known_models(runtime.catalogue.specs)
@@ -263,45 +311,54 @@ async def start_platform(settings: Settings, *, migrate: bool = True) -> Running
     chain, servicers = build_services(runtime)
     server = build_grpc_server(chain, servicers, settings)
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    if tls:
-        grpc_port = server.add_secure_port(address, grpc_server_credentials(settings))
-    else:
-        grpc_port = server.add_insecure_port(address)
+    try:
+        if tls:
+            grpc_port = server.add_secure_port(address, grpc_server_credentials(settings))
+        else:
+            grpc_port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises "Failed to bind to address ..."
+        grpc_port = 0
     if grpc_port == 0:
-        raise RuntimeError(f"cannot listen for gRPC on {settings.grpc_host}:{settings.grpc_port}")
+        raise PortUnavailable(f"cannot listen for gRPC on {address}: the address is in use or not available here")
     await server.start()
-    for name in SERVICE_NAMES:
-        await server.health.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
-    await server.health.set("", health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
-    readiness.watch(server.health, SERVICE_NAMES)  # type: ignore[attr-defined]
+    try:
+        for name in SERVICE_NAMES:
+            await server.health.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+        await server.health.set("", health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+        readiness.watch(server.health, SERVICE_NAMES)  # type: ignore[attr-defined]
 
-    target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
-    if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
-        target = f"{settings.grpc_host}:{grpc_port}"
-    local = LocalChannel(chain, servicers)  # the same handlers and interceptors, called in process
-    channel: grpc.aio.Channel | LocalChannel = local
-    if settings.bridge_transport == "grpc":
-        channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
-    app = create_app(
-        channel,
-        max_body_bytes=settings.max_body_bytes,
-        keepalive_seconds=settings.sse_keepalive_seconds,
-        extra_routes=non_api_routes(runtime, readiness),
-        observe=HTTP.observe if settings.metrics_enabled else None,
-        # Requests the bridge answers before any RPC: the service's request line never sees them.
-        rejected=write_rejected if settings.access_log else None,
-    )
-    sock = reuseport_socket(settings.http_host, settings.http_port)
-    http_port = sock.getsockname()[1]
-    http_app: Any = tracing_instrument_asgi(app) if tracing.enabled else app
-    http_server, http_task = await _serve_http(http_app, sock, settings, api=True)
-    platform = RunningPlatform(runtime, server, http_server, channel, http_task, grpc_port, http_port, local, readiness)
-    if settings.metrics_port > 0:
-        ops_sock = reuseport_socket(settings.http_host, settings.metrics_port)
-        ops_app = Starlette(routes=operations_routes(runtime, readiness, on_api_port=False))
-        platform.ops_server, platform.ops_task = await _serve_http(ops_app, ops_sock, settings, tls=False)
-        platform.ops_port = ops_sock.getsockname()[1]
-    return platform
+        target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
+        if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+            target = f"{settings.grpc_host}:{grpc_port}"
+        local = LocalChannel(chain, servicers)  # the same handlers and interceptors, called in process
+        channel: grpc.aio.Channel | LocalChannel = local
+        if settings.bridge_transport == "grpc":
+            channel = grpc.aio.insecure_channel(target, options=BRIDGE_CHANNEL_OPTIONS)
+        app = create_app(
+            channel,
+            max_body_bytes=settings.max_body_bytes,
+            keepalive_seconds=settings.sse_keepalive_seconds,
+            extra_routes=non_api_routes(runtime, readiness),
+            observe=HTTP.observe if settings.metrics_enabled else None,
+            # Requests the bridge answers before any RPC: the service's request line never sees them.
+            rejected=write_rejected if settings.access_log else None,
+        )
+        sock = reuseport_socket(settings.http_host, settings.http_port)
+        http_port = sock.getsockname()[1]
+        http_app: Any = tracing_instrument_asgi(app) if tracing.enabled else app
+        http_server, http_task = await _serve_http(http_app, sock, settings, api=True)
+        platform = RunningPlatform(
+            runtime, server, http_server, channel, http_task, grpc_port, http_port, local, readiness
+        )
+        if settings.metrics_port > 0:
+            ops_sock = reuseport_socket(settings.http_host, settings.metrics_port)
+            ops_app = Starlette(routes=operations_routes(runtime, readiness, on_api_port=False))
+            platform.ops_server, platform.ops_task = await _serve_http(ops_app, ops_sock, settings, tls=False)
+            platform.ops_port = ops_sock.getsockname()[1]
+        return platform
+    except BaseException:
+        await server.stop(0)
+        raise
 
 
 async def _serve_http(
@@ -358,7 +415,12 @@ def catch_stop_signals_early() -> None:
 async def serve_forever(settings: Settings, *, migrate: bool = True, announce: Any = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     setup_tracing_from_env()  # off unless OTEL_* variables ask for traces
-    platform = await start_platform(settings, migrate=migrate)
+    try:
+        platform = await start_platform(settings, migrate=migrate)
+    except PortUnavailable as err:
+        print(f"[plutos] {err}", file=sys.stderr, flush=True)
+        stop_logging()
+        raise SystemExit(1) from None
     tune_gc()
     stop = asyncio.Event()
     received: list[int] = []

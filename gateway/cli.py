@@ -337,9 +337,14 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import catch_stop_signals_early, serve_forever
+    from gateway.app import PortUnavailable, catch_stop_signals_early, check_ports_free, serve_forever
 
     settings = _settings(args)
+    try:
+        check_ports_free(settings)
+    except PortUnavailable as err:
+        print(f"[plutos] {err}", file=sys.stderr, flush=True)
+        return 1
     if args.dev_key:
         created = asyncio.run(_dev_keys_if_empty(settings))
         if created is not None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -161,6 +162,35 @@ async def test_user_mistakes_get_one_line(
     assert got == code, err
     assert says in err, err
     assert "Traceback" not in err and "secret" not in err
+
+
+@pytest.mark.parametrize("taken", ["http", "grpc"])
+async def test_serve_refuses_a_port_another_server_answers_on(tmp_path: Path, taken: str) -> None:
+    """The workers share their ports with SO_REUSEPORT, which would also let a second `plutos serve`
+    on the same ports start silently and take half the connections. A port that already answers
+    (here a plain listening socket; a running gateway is the same) gets one line and exit 1."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        busy = str(listener.getsockname()[1])
+        ports = {"http": str(free_port()), "grpc": str(free_port()), taken: busy}
+        code, out, err = await plutos(tmp_path, "serve", "--http-port", ports["http"], "--grpc-port", ports["grpc"])
+    what = "REST" if taken == "http" else "gRPC"
+    assert code == 1, out + err
+    assert f"cannot listen for {what} on 127.0.0.1:{busy}: something already answers there" in err, err
+    assert "Traceback" not in err and "serving REST" not in out
+
+
+async def test_serve_says_which_port_it_cannot_bind(tmp_path: Path) -> None:
+    """A port held by a socket that does not listen (so nothing answers) fails at bind time: one
+    line naming it, exit 1, and no thread's traceback from the store left running."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        held = str(holder.getsockname()[1])
+        code, out, err = await plutos(tmp_path, "serve", "--http-port", str(free_port()), "--grpc-port", held)
+    assert code == 1, out + err
+    assert f"cannot listen for gRPC on 127.0.0.1:{held}" in err, err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
 
 
 async def test_a_config_error_names_the_file_table_and_key(tmp_path: Path) -> None:

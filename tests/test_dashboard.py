@@ -120,6 +120,21 @@ async def test_sign_in_rejects_a_bad_key_then_signs_in_and_out(page: Page, origi
     await expect(page.locator("#main")).to_be_empty()
 
 
+async def test_dashboard_typed_without_the_slash_lands_on_a_working_page(
+    page: Page, origin: str, user: CreatedKey
+) -> None:
+    """``/dashboard`` redirects to ``/dashboard/``, so the page's relative stylesheet, scripts and icon
+    resolve under it: every one loads and the sign-in form signs in."""
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    await page.goto(f"{origin}/dashboard")
+    await expect(page).to_have_url(f"{origin}/dashboard/")
+    await page.get_by_label("API key").fill(user.secret)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    assert failed == []
+
+
 async def test_models_page_lists_the_catalogue(page: Page, origin: str, user: CreatedKey) -> None:
     await sign_in(page, origin, user.secret)
     await go(page, "Models")

@@ -3,6 +3,7 @@ request-id rule shared by the REST bridge and the gRPC interceptor."""
 
 from __future__ import annotations
 
+import os
 import re
 import string
 
@@ -29,6 +30,22 @@ def test_a_request_id_is_req_and_16_hex_digits_as_the_reference_shows() -> None:
 def test_ids_do_not_repeat() -> None:
     ids = {new_id("proc") for _ in range(20000)}
     assert len(ids) == 20000
+
+
+def test_a_forked_child_does_not_hand_out_its_parents_buffered_ids() -> None:
+    """Ids are drawn 512 at a time: a child forked with part of a draw left must draw afresh."""
+    new_id("proc")  # the buffer now holds the rest of a draw
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, "\n".join(new_id("proc") for _ in range(600)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    parent = {new_id("proc") for _ in range(600)}
+    assert len(child) == 600 and not child & parent
 
 
 def test_every_hex_digit_appears_in_every_position() -> None:

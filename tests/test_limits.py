@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from plutos.v1 import models_pb2, processing_pb2, processing_pb2_grpc, usage_pb2
 
 from gateway.app import RunningPlatform
+from server.backends.base import GenerationState, PreparedPrompt
 from server.keys import create_key
 from server.limiter import MemoryLimiter, Window
 from server.limiter.base import Concurrency
@@ -223,6 +224,30 @@ async def hold(platform: RunningPlatform, account_id: str, n: int) -> None:
     await wait_until(check, f"{n} slots held by {account_id}")
 
 
+def model_held_back(platform: RunningPlatform, monkeypatch: pytest.MonkeyPatch, streams: int) -> asyncio.Event:
+    """The model's next ``streams`` generations wait for the returned event before they start; later
+    ones run at once. Admitted streams then hold their slots until the test sets it, however slow the
+    machine: otherwise the one stream the model is running can end (at 200 tokens or its own stop)
+    before a loaded machine has sent the rest, and free a slot early. A call the limiter wrongly
+    admits meanwhile still runs on the real model and answers 200."""
+    backend = platform.runtime.catalogue.backends[MODEL]
+    real = backend.stream
+    release = asyncio.Event()
+    left = streams
+
+    async def stream(prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
+        nonlocal left
+        if left > 0:
+            left -= 1
+            await release.wait()
+        async with contextlib.aclosing(real(prompt, state)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    monkeypatch.setattr(backend, "stream", stream)
+    return release
+
+
 async def close_streams(opened: list[tuple[asyncio.Task[int], None]]) -> None:
     for task, _ in opened:
         task.cancel()  # the client disconnects mid-stream
@@ -232,10 +257,11 @@ async def close_streams(opened: list[tuple[asyncio.Task[int], None]]) -> None:
 
 
 async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
-    platform: RunningPlatform, client: httpx.AsyncClient
+    platform: RunningPlatform, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = await new_key(platform, plan="free")
     await fresh_minute(platform)
+    release = model_held_back(platform, monkeypatch, 5)
     opened = [await open_stream(client, key.secret) for _ in range(5)]
     try:
         await hold(platform, key.account_id, 5)
@@ -251,27 +277,32 @@ async def test_five_slow_streams_hold_the_free_slots_and_a_sixth_is_refused(
         # Cheap reads are not model calls: they hold no slot.
         assert (await client.get("/models", headers=bearer(key.secret))).status_code == 200
     finally:
-        await close_streams(opened)  # the clients disconnect mid-stream
+        release.set()  # the five go on to the model (one at a time) ...
+        await close_streams(opened)  # ... and their clients disconnect
     await no_slots_held(platform, key.account_id)
+    release = model_held_back(platform, monkeypatch, 5)
     again = [await open_stream(client, key.secret) for _ in range(5)]
     try:
         await hold(platform, key.account_id, 5)
         assert not any(task.done() for task, _ in again)
     finally:
+        release.set()
         await close_streams(again)
     await no_slots_held(platform, key.account_id)
 
 
-async def test_grpc_streams_are_limited_the_same_way(platform: RunningPlatform, grpc_clients: GrpcClients) -> None:
+async def test_grpc_streams_are_limited_the_same_way(
+    platform: RunningPlatform, grpc_clients: GrpcClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = await new_key(platform, plan="free")
     await fresh_minute(platform)
     request = processing_pb2.StreamRequest(
         input="Write a long story about the sea.", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=200)
     )
+    release = model_held_back(platform, monkeypatch, 5)
     calls = [grpc_clients.processing.Stream(request, metadata=md(key.secret)) for _ in range(5)]
     try:
-        # A stream's headers come with its first chunk and the model runs one generation at a time:
-        # the slots are what the five hold from the start.
+        # A stream's headers come with its first chunk: the slots are what the five hold from the start.
         await hold(platform, key.account_id, 5)
         sixth = grpc_clients.processing.Stream(request, metadata=md(key.secret))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -280,6 +311,7 @@ async def test_grpc_streams_are_limited_the_same_way(platform: RunningPlatform, 
         assert error_info(caught.value) == ("rate_limit_exceeded", 1)
         assert "x-ratelimit-limit" in metadata_dict(caught.value.trailing_metadata())
     finally:
+        release.set()
         for call in calls:
             call.cancel()
     await no_slots_held(platform, key.account_id)

@@ -55,7 +55,13 @@ from tests.redis_support import RedisServer
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 
-SLOW_STREAM = {"input": "Write a long story about the sea.", "model": MODEL, "options": {"maxTokens": 200}}
+# Greedy decoding (temperature 0): the answer runs the whole 200 tokens every time (checked), so no
+# stream of the concurrency test can end early on a sampled end-of-text and free its slot.
+SLOW_STREAM = {
+    "input": "Write a long story about the sea.",
+    "model": MODEL,
+    "options": {"maxTokens": 200, "temperature": 0},
+}
 # A quota one and a half cheap reservations large: a burst admits two calls at most (0 and 70 reserved
 # are below it, 140 is not), and whatever the timing it is used up after three or four real model
 # calls (each uses ~35 tokens, at least its prompt's ~31) rather than forty.

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from core.errors import PlutosError
 from gateway.app import RunningPlatform, start_platform
@@ -690,32 +690,41 @@ async def test_kill_9_mid_flow_duplicates_only_what_was_in_flight(tmp_path: Path
 
 async def test_a_held_claims_lease_is_renewed_and_a_stale_one_is_not(platform: RunningPlatform) -> None:
     """A claim this process still holds (sending, or recording a slow outcome) keeps its lease, so
-    no other dispatcher sends it again meanwhile; a claim superseded by a newer attempt is left alone."""
+    no other dispatcher sends it again meanwhile; a claim superseded by a newer attempt is left alone.
+
+    The two rows are claims as a dispatcher leaves them: pending, with the lease (an hour here) in
+    next_attempt_at. Not due, so the session platform's own running dispatcher never claims them
+    under the test, however slow the machine (rows due now were its to take between the insert and
+    the renewal, changing the very columns under test)."""
     sessions = platform.runtime.sessions
     now = datetime.now(UTC)
+    claimed_until = now + timedelta(hours=1)
+    ids = ["msg_lease_1", "msg_lease_2"]
     async with sessions.begin() as s:
-        for i in (1, 2):
+        for delivery_id in ids:
             s.add(
                 WebhookDelivery(
-                    id=f"msg_lease_{i}",
+                    id=delivery_id,
                     webhook_id="wh_gone",
                     account_id="acct_lease",
                     event="processing.completed",
                     payload="{}",
                     status="pending",
                     attempts=1,
-                    next_attempt_at=now,
+                    next_attempt_at=claimed_until,
                     created_at=now,
                 )
             )
-    dispatcher = Dispatcher(sessions, dataclasses.replace(_webhook_settings(), lease=60.0))
-    await dispatcher.renew({"msg_lease_1": 1, "msg_lease_2": 0})  # 2: our claim was attempt 0, now stale
-    async with sessions() as s:
-        due = {
-            d.id: d.next_attempt_at
-            for d in (
-                await s.execute(select(WebhookDelivery).where(WebhookDelivery.account_id == "acct_lease"))
-            ).scalars()
-        }
-    assert due["msg_lease_1"] > now + dataclasses.replace(_webhook_settings()).timeout * timedelta(seconds=1)
-    assert due["msg_lease_2"] == now
+    try:
+        dispatcher = Dispatcher(sessions, dataclasses.replace(_webhook_settings(), lease=2 * 3600.0))
+        await dispatcher.renew({"msg_lease_1": 1, "msg_lease_2": 0})  # 2: our claim was attempt 0, now stale
+        async with sessions() as s:
+            rows = (await s.execute(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))).scalars()
+            due = {d.id: (d.next_attempt_at, d.attempts, d.status) for d in rows}
+    finally:
+        async with sessions.begin() as s:
+            await s.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
+    # Renewed: a new lease from the renewal on (two hours), past the claim's; the row is otherwise as it was.
+    assert due["msg_lease_1"][0] >= now + timedelta(hours=2)
+    assert due["msg_lease_1"][1:] == (1, "pending")
+    assert due["msg_lease_2"] == (claimed_until, 1, "pending")

@@ -26,7 +26,6 @@ import abc
 import asyncio
 import dataclasses
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -145,10 +144,6 @@ class Entry:
 
     admission: Admission
     quota: QuotaCheck | None
-
-
-def new_slot_id() -> str:
-    return secrets.token_hex(8)
 
 
 _MONTH_CACHE: list[tuple[float, float, tuple[str, datetime, datetime]]] = []
