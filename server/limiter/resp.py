@@ -11,7 +11,13 @@ pipelining changes no decision.
 
 Failures raise redis-py's exceptions, so the limiter maps them as before: the socket closing or
 not answering within ``timeout`` (every call then in flight fails, the next one reconnects) →
-``ConnectionError``/``TimeoutError``; an error reply → ``ResponseError``. ``NOSCRIPT`` (Redis
+``ConnectionError``/``TimeoutError``. Not answering means no reply for ``timeout`` seconds since
+the commands on the way were written or Redis last answered, whichever is later — not since a call
+was issued (a call issued while a batch is on the way leaves when its replies are in), and not
+while the replies wait unread in the socket because this event loop was busy elsewhere (the
+watchdog, a timer, may run before the loop reads its sockets: it looks again once it has). Under a
+burst of thousands of admissions on a loaded loop, the issue-time deadline failed calls whose
+replies had come in time, and with them every call in flight; an error reply → ``ResponseError``. ``NOSCRIPT`` (Redis
 restarted and lost its script cache) is answered by loading the script and sending it again.
 Plain ``redis://`` and ``unix://`` URLs only (with a password or a database number); the limiter
 uses redis-py for anything else (TLS).
@@ -34,6 +40,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 parse_url = cast(Callable[[str], dict[str, Any]], _parse_url)
+
+
+# The watchdog, finding no reply within the timeout, looks again this much later (after the loop
+# has read its sockets) before it fails the calls.
+OVERDUE_RECHECK = 0.01
 
 
 def encode(*args: str | int | bytes) -> bytes:
@@ -94,10 +105,14 @@ class Pipe:
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._reader = hiredis.Reader()
-        # Calls waiting for a reply, in the order their commands were written: (future, deadline).
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        # Calls waiting for a reply, in the order their commands were issued (the first
+        # ``_unanswered`` of them written, the rest in ``_out``).
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._out: list[bytes] = []
         self._unanswered = 0  # commands written and not answered yet
+        # When the commands on the way were written or Redis last answered (time.monotonic()).
+        self._progress = 0.0
+        self._overdue = False  # the watchdog found no progress within the timeout once: it looks again
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = False
@@ -158,8 +173,9 @@ class Pipe:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._overdue = False
         waiting, self._waiting = self._waiting, collections.deque()
-        for future, _ in waiting:
+        for future in waiting:
             if not future.done():
                 future.set_exception(error)
                 future.exception()  # a cancelled caller never reads it: no "never retrieved" noise
@@ -197,16 +213,13 @@ class Pipe:
     def _send(self, command: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        deadline = time.monotonic() + self.timeout
-        self._waiting.append((future, deadline))
+        self._waiting.append(future)
         self._out.append(command)
         # Everything issued in this turn of the loop leaves in one write; while a write is still
         # unanswered, what comes next waits for its replies and then leaves at once (at most one
         # batch on the way: fewer writes and wake-ups on both sides, at most a round trip later).
         if self._flush_handle is None and not self._unanswered:
             self._flush_handle = loop.call_soon(self._flush)
-        if self._timer is None:
-            self._timer = loop.call_at(loop.time() + self.timeout, self._check)
         return future
 
     def _flush(self) -> None:
@@ -220,33 +233,52 @@ class Pipe:
         self._unanswered += len(self._out)
         self._out.clear()
         self._transport.write(data)
+        self._progress = time.monotonic()  # nothing else was on the way: the clock starts now
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + self.timeout, self._check)
 
     def _check(self) -> None:
-        """The watchdog: the oldest call waiting past its deadline times them all out."""
+        """The watchdog: no reply for ``timeout`` s since the commands on the way were written or
+        Redis last answered times out every call waiting. A timer can run late, after the loop was
+        busy elsewhere, with replies unread in the socket: the first time it finds the timeout
+        passed it looks again shortly, once the loop has read its sockets (uvloop runs due timers
+        before it polls), and only then gives up."""
         self._timer = None
-        if not self._waiting:
-            return
-        left = self._waiting[0][1] - time.monotonic()
-        if left <= 0:
-            self._timed_out = True
-            if self._transport is None:
-                self._fail_all(RedisTimeoutError(f"Redis did not answer within {self.timeout:g}s"))
-            self.close()
-            return
+        if not self._unanswered:
+            self._overdue = False
+            return  # nothing on the way: the next write arms the watchdog again
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(loop.time() + left, self._check)
+        left = self._progress + self.timeout - time.monotonic()
+        if left > 0:
+            self._overdue = False
+            self._timer = loop.call_at(loop.time() + left, self._check)
+            return
+        if not self._overdue:
+            self._overdue = True
+            self._timer = loop.call_at(loop.time() + OVERDUE_RECHECK, self._check)
+            return
+        self._overdue = False
+        self._timed_out = True
+        if self._transport is None:
+            self._fail_all(RedisTimeoutError(f"Redis did not answer within {self.timeout:g}s"))
+        self.close()
 
     def _received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
         waiting = self._waiting
+        answered = False
         while (reply := reader.gets()) is not False:
-            if not waiting:  # pragma: no cover - a reply nobody asked for: the stream is out of step
+            if not waiting or not self._unanswered:  # pragma: no cover - a reply nobody asked for
                 self.close()
                 return
             self._unanswered -= 1
-            future, _ = waiting.popleft()
+            answered = True
+            future = waiting.popleft()
             if not future.done():
                 future.set_result(reply)
+        if answered:
+            self._progress = time.monotonic()
         if not self._unanswered and self._out and self._flush_handle is None:
             self._flush()  # what waited for these replies
