@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from gateway.app import RunningPlatform
@@ -122,3 +123,24 @@ async def test_max_tokens_caps_completion(http: httpx.AsyncClient) -> None:
 async def test_request_id_is_echoed(http: httpx.AsyncClient) -> None:
     r = await http.get("/models", headers={"X-Request-Id": "my-trace-42"})
     assert r.headers["x-request-id"] == "my-trace-42"
+
+
+async def test_a_chat_of_more_messages_than_the_context_is_refused_before_tokenizing(
+    http: httpx.AsyncClient, platform: RunningPlatform
+) -> None:
+    """A new user's 110,000 one-letter messages (3.7 MB) kept llama.cpp tokenizing for over a minute:
+    with a chat template every message takes at least one token, so a conversation of as many
+    messages as the context holds is refused at once, before any tokenizing (``promptTokens`` is
+    only known after it), on the local backend and through /openai/v1."""
+    from core.errors import PlutosError
+    from server.backends.base import GenerationParams
+
+    backend = platform.runtime.catalogue.backends[MODEL]
+    n_ctx = backend.n_ctx  # type: ignore[attr-defined]
+    messages = [{"role": "user", "content": "h"}] * n_ctx
+    with pytest.raises(PlutosError) as caught:
+        await backend.prepare("", GenerationParams(max_tokens=5, messages=tuple(messages)))
+    assert caught.value.code == "input_too_long" and "promptTokens" not in caught.value.details
+    body = {"model": MODEL, "messages": messages, "max_tokens": 5}
+    r = await http.post(http.base_url.join("/openai/v1/chat/completions"), json=body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "input_too_long"

@@ -132,8 +132,16 @@ class LocalLlamaBackend(Backend):
             f"Input exceeds the model's context of {self.n_ctx} tokens.",
             {"maxTokens": self.n_ctx},
         )
-        chars = sum(len(m.get("content") or "") for m in params.conversation(text))
-        if chars > self.n_ctx * MAX_CHARS_PER_TOKEN:
+        conversation = params.conversation(text)
+        chars = sum(len(m.get("content") or "") for m in conversation)
+        # Without tokenizing, the fewest tokens this prompt can take: its text at the densest any
+        # tokenizer packs it, and — with a chat template, which frames every message in tokens of its
+        # own — at least one token per message. Anything above the context is refused at once:
+        # tokenizing a prompt of tens of thousands of messages takes llama.cpp seconds to minutes.
+        fewest = chars // MAX_CHARS_PER_TOKEN
+        if self._formatter is not None:
+            fewest = max(fewest, len(conversation))
+        if fewest >= self.n_ctx:
             raise too_long
         # Tokenizing reads only the vocabulary, so it may run beside a generation.
         tokens = await asyncio.to_thread(self._tokenize, text, params) if chars > 2000 else self._tokenize(text, params)
