@@ -102,7 +102,7 @@ test-postgres: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway server bridge core tests scripts bench
 	$(VENV)/bin/ruff format --check gateway server bridge core tests scripts bench
-	$(VENV)/bin/mypy gateway server bridge core bench
+	$(VENV)/bin/mypy gateway server bridge core bench tests
 	$(VENV)/bin/lint-imports
 	bash scripts/buf-lint.sh
 

@@ -11,17 +11,24 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from gateway.app import RunningPlatform
 
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+if TYPE_CHECKING:
+    from playwright.async_api import ViewportSize
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 try:
-    from playwright.async_api import Browser, Page, async_playwright, expect
+    # Browser, Page and expect are re-exported for the browser tests (the `as` marks them public).
+    from playwright.async_api import Browser as Browser
+    from playwright.async_api import Page as Page
+    from playwright.async_api import async_playwright
+    from playwright.async_api import expect as expect
 except ImportError:  # pragma: no cover - playwright is in the dev extra
     async_playwright = None  # type: ignore[assignment]
     Browser = Page = Any  # type: ignore[assignment,misc]

@@ -14,15 +14,18 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import httpx
 import pytest
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 from plutos.v1 import (
     admin_pb2_grpc,
     keys_pb2_grpc,
     models_pb2_grpc,
+    openai_pb2_grpc,
     processing_pb2_grpc,
     usage_pb2_grpc,
     webhooks_pb2_grpc,
@@ -172,15 +175,60 @@ async def anon(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# Stubs over a grpc.aio channel. mypy-protobuf types XServiceStub(channel) as the blocking stub; over a
+# grpc.aio.Channel its methods return awaitable calls, which it types as XServiceAsyncStub (a class of
+# the .pyi only, hence the casts by name).
+def processing_stub(channel: grpc.aio.Channel) -> processing_pb2_grpc.ProcessingServiceAsyncStub:
+    return cast("processing_pb2_grpc.ProcessingServiceAsyncStub", processing_pb2_grpc.ProcessingServiceStub(channel))
+
+
+def models_stub(channel: grpc.aio.Channel) -> models_pb2_grpc.ModelsServiceAsyncStub:
+    return cast("models_pb2_grpc.ModelsServiceAsyncStub", models_pb2_grpc.ModelsServiceStub(channel))
+
+
+def usage_stub(channel: grpc.aio.Channel) -> usage_pb2_grpc.UsageServiceAsyncStub:
+    return cast("usage_pb2_grpc.UsageServiceAsyncStub", usage_pb2_grpc.UsageServiceStub(channel))
+
+
+def webhooks_stub(channel: grpc.aio.Channel) -> webhooks_pb2_grpc.WebhooksServiceAsyncStub:
+    return cast("webhooks_pb2_grpc.WebhooksServiceAsyncStub", webhooks_pb2_grpc.WebhooksServiceStub(channel))
+
+
+def keys_stub(channel: grpc.aio.Channel) -> keys_pb2_grpc.KeysServiceAsyncStub:
+    return cast("keys_pb2_grpc.KeysServiceAsyncStub", keys_pb2_grpc.KeysServiceStub(channel))
+
+
+def admin_stub(channel: grpc.aio.Channel) -> admin_pb2_grpc.AdminServiceAsyncStub:
+    return cast("admin_pb2_grpc.AdminServiceAsyncStub", admin_pb2_grpc.AdminServiceStub(channel))
+
+
+def openai_stub(channel: grpc.aio.Channel) -> openai_pb2_grpc.OpenAIServiceAsyncStub:
+    return cast("openai_pb2_grpc.OpenAIServiceAsyncStub", openai_pb2_grpc.OpenAIServiceStub(channel))
+
+
+def rich_status(err: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """``rpc_status.from_call`` of a grpc.aio error: the google.rpc.Status in its trailing metadata,
+    or None (ValueError if it disagrees with the call's code or message). AioRpcError has the
+    grpc.Call methods from_call reads; grpc-stubs types from_call for grpc.Call only."""
+    status: status_pb2.Status | None = rpc_status.from_call(cast(grpc.Call, err))
+    return status
+
+
+def error_trailers(err: grpc.aio.AioRpcError) -> tuple[tuple[str, str | bytes], ...]:
+    """A grpc.aio error's trailing metadata as (key, value) pairs, in order. grpc-stubs types it as
+    grpc.RpcError's tuple of _Metadatum; grpc.aio gives its Metadata (which iterates as pairs)."""
+    return tuple(cast(grpc.aio.Metadata, err.trailing_metadata()))
+
+
 @dataclasses.dataclass
 class GrpcClients:
     channel: grpc.aio.Channel
-    processing: processing_pb2_grpc.ProcessingServiceStub
-    models: models_pb2_grpc.ModelsServiceStub
-    usage: usage_pb2_grpc.UsageServiceStub
-    webhooks: webhooks_pb2_grpc.WebhooksServiceStub
-    keys: keys_pb2_grpc.KeysServiceStub
-    admin: admin_pb2_grpc.AdminServiceStub
+    processing: processing_pb2_grpc.ProcessingServiceAsyncStub
+    models: models_pb2_grpc.ModelsServiceAsyncStub
+    usage: usage_pb2_grpc.UsageServiceAsyncStub
+    webhooks: webhooks_pb2_grpc.WebhooksServiceAsyncStub
+    keys: keys_pb2_grpc.KeysServiceAsyncStub
+    admin: admin_pb2_grpc.AdminServiceAsyncStub
 
 
 @pytest.fixture(scope="session")
@@ -188,14 +236,14 @@ async def grpc_clients(platform: RunningPlatform) -> AsyncIterator[GrpcClients]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{platform.grpc_port}")
     yield GrpcClients(
         channel=channel,
-        processing=processing_pb2_grpc.ProcessingServiceStub(channel),
-        models=models_pb2_grpc.ModelsServiceStub(channel),
-        usage=usage_pb2_grpc.UsageServiceStub(channel),
-        webhooks=webhooks_pb2_grpc.WebhooksServiceStub(channel),
-        keys=keys_pb2_grpc.KeysServiceStub(channel),
-        admin=admin_pb2_grpc.AdminServiceStub(channel),
+        processing=processing_stub(channel),
+        models=models_stub(channel),
+        usage=usage_stub(channel),
+        webhooks=webhooks_stub(channel),
+        keys=keys_stub(channel),
+        admin=admin_stub(channel),
     )
-    await channel.close()
+    await channel.close(None)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import grpc
 import httpx
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sqlalchemy import func, select
 
 from gateway.app import RunningPlatform, start_platform
@@ -21,7 +20,7 @@ from server.config import Plan
 from server.limiter.policy import account_subject
 from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import LedgerEntry
-from tests.conftest import MODEL
+from tests.conftest import MODEL, rich_status
 
 T = TypeVar("T")
 
@@ -137,7 +136,7 @@ async def no_slots_held(running: RunningPlatform, account_id: str) -> None:
 
 def error_info(err: grpc.aio.AioRpcError) -> tuple[str, int | None]:
     """(ErrorInfo.reason, RetryInfo seconds or None) of a rich gRPC status."""
-    status = rpc_status.from_call(err)
+    status = rich_status(err)
     assert status is not None, err
     reason, retry = "", None
     for detail in status.details:

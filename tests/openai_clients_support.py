@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
@@ -59,8 +60,14 @@ async def node_sdk_results(platform: RunningPlatform, key: CreatedKey, model: st
 
 async def langchain_checks(platform: RunningPlatform, key: CreatedKey, model: str) -> None:
     """ChatOpenAI's invoke and stream (async: the platform serves on this loop)."""
+    # The constructor's names (pydantic aliases): max_completion_tokens is the max_tokens field.
     chat = ChatOpenAI(
-        model=model, base_url=openai_base_url(platform), api_key=key.secret, max_tokens=8, max_retries=0, timeout=300
+        model=model,
+        base_url=openai_base_url(platform),
+        api_key=SecretStr(key.secret),
+        max_completion_tokens=8,
+        max_retries=0,
+        timeout=300,
     )
     reply = await chat.ainvoke([("system", "Be brief."), ("human", "Say hi.")])
     assert isinstance(reply.content, str) and reply.content

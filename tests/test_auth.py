@@ -14,7 +14,7 @@ from sqlalchemy import select
 from gateway.app import RunningPlatform
 from server.keys import revoke_key, rotate_key
 from server.store.models import ApiKey, utcnow
-from tests.conftest import GrpcClients, new_key
+from tests.conftest import GrpcClients, error_trailers, new_key, rich_status
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -80,18 +80,18 @@ async def test_rotated_key_without_grace_stops_at_once(platform: RunningPlatform
 
 async def test_grpc_without_key_is_unauthenticated_with_error_info(grpc_clients: GrpcClients) -> None:
     from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await grpc_clients.models.ListModels(models_pb2.ListModelsRequest())
     err = caught.value
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
-    status = rpc_status.from_call(err)
+    status = rich_status(err)
     assert status is not None
     info = error_details_pb2.ErrorInfo()
     assert status.details[0].Unpack(info)
     assert info.reason == "invalid_api_key"
-    assert {k: v for k, v in err.trailing_metadata()}["x-request-id"].startswith("req_")
+    request_id = {k: v for k, v in error_trailers(err)}["x-request-id"]
+    assert isinstance(request_id, str) and request_id.startswith("req_")
 
 
 async def test_health_and_reflection_need_no_key(grpc_clients: GrpcClients) -> None:

@@ -10,10 +10,9 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from plutos.v1 import processing_pb2
 
-from tests.conftest import MODEL, GrpcClients
+from tests.conftest import MODEL, GrpcClients, error_trailers, rich_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +40,8 @@ async def test_grpc_uses_the_same_rule(grpc_clients: GrpcClients, auth_md: tuple
         )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call
-        got = dict(tuple(info.value.trailing_metadata()))["x-request-id"]
+        got = dict(error_trailers(info.value))["x-request-id"]
+        assert isinstance(got, str)
         assert (got == given) is kept and (kept or got.startswith("req_"))
 
 
@@ -50,7 +50,7 @@ async def test_error_info_metadata_is_json(grpc_clients: GrpcClients, auth_md: t
         await grpc_clients.processing.Process(
             processing_pb2.ProcessRequest(input="Hi", model="no-such-model"), metadata=auth_md
         )
-    status = rpc_status.from_call(info.value)  # also checks it agrees with the call's code and message
+    status = rich_status(info.value)  # also checks it agrees with the call's code and message
     assert status is not None
     error_info = error_details_pb2.ErrorInfo()
     next(d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)).Unpack(error_info)

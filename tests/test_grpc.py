@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from plutos.v1 import processing_pb2
 
-from tests.conftest import MODEL, GrpcClients
+from tests.conftest import MODEL, GrpcClients, rich_status
 
 Md = tuple[tuple[str, str], ...]
 
@@ -55,7 +57,7 @@ async def test_errors_carry_error_info(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await grpc_clients.processing.Process(request_, metadata=auth_md)
     assert caught.value.code() == code
-    status = rpc_status.from_call(caught.value)
+    status = rich_status(caught.value)
     assert status is not None
     info = error_details_pb2.ErrorInfo()
     status.details[0].Unpack(info)
@@ -73,7 +75,7 @@ async def test_reflection_lists_the_services(grpc_clients: GrpcClients) -> None:
 
     stub = reflection_pb2_grpc.ServerReflectionStub(grpc_clients.channel)
 
-    async def requests():  # type: ignore[no-untyped-def]
+    async def requests() -> AsyncIterator[Any]:  # reflection_pb2 is untyped
         yield reflection_pb2.ServerReflectionRequest(list_services="")
 
     names = set()

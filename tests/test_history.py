@@ -109,14 +109,15 @@ async def test_bad_input_and_other_accounts(platform: RunningPlatform, anon: htt
     their_ids = await seed_records(platform, theirs, 3)
     h = bearer(mine.secret)
     assert (await anon.get("/process", headers=h)).json()["data"] == []
-    for params, field in [
+    refused: list[tuple[dict[str, str | int], str]] = [
         ({"limit": 101}, "limit"),
         ({"limit": -1}, "limit"),
         ({"status": "running"}, "status"),
         ({"start_date": "March"}, "start_date"),
         ({"after": their_ids[0]}, "after"),  # another account's id is no cursor
         ({"start_date": "2026-03-02", "end_date": "2026-03-01"}, "end_date"),
-    ]:
+    ]
+    for params, field in refused:
         r = await anon.get("/process", params=params, headers=h)
         assert r.status_code == 400, (params, r.text)
         assert r.json()["error"]["details"]["field"] == field

@@ -15,13 +15,13 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from plutos.v1 import processing_pb2, processing_pb2_grpc
+from plutos.v1 import processing_pb2
 from sqlalchemy import select
 
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import new_key
+from tests.conftest import new_key, processing_stub
 from tests.fault_upstream import FaultUpstream
 from tests.limits_support import platform_with
 from tests.redis_support import RedisServer
@@ -198,7 +198,7 @@ async def test_grpc_idempotency_key_metadata(replicas: Replicas, faults: FaultUp
     replies = []
     for running in (replicas.a, replicas.b):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}") as channel:
-            call = processing_pb2_grpc.ProcessingServiceStub(channel).Process(request, metadata=metadata)
+            call = processing_stub(channel).Process(request, metadata=metadata)
             trailing = await call.trailing_metadata()
             replies.append((await call, trailing.get("idempotent-replayed"), trailing.get("x-process-id")))
     assert replies[0][0] == replies[1][0]
@@ -214,7 +214,7 @@ async def test_a_malformed_key_is_400(replicas: Replicas, account: CreatedKey, b
         r = await a.post(
             "/process",
             json={"input": unique("bad key"), "model": "idem-ok"},
-            headers=[("Idempotency-Key", bad.encode("utf-8"))],
+            headers=[(b"Idempotency-Key", bad.encode("utf-8"))],
         )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_parameters"

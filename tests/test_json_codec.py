@@ -20,7 +20,7 @@ from typing import Any
 import plutos.v1
 import pytest
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
@@ -76,6 +76,18 @@ _json_value = st.recursive(
 )
 
 
+def _message_type(field: FieldDescriptor) -> Descriptor:
+    """A TYPE_MESSAGE field's message type (types-protobuf types it Optional: None for other types)."""
+    assert field.message_type is not None, field.full_name
+    return field.message_type
+
+
+def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """A TYPE_ENUM field's enum type (types-protobuf types it Optional: None for other types)."""
+    assert field.enum_type is not None, field.full_name
+    return field.enum_type
+
+
 def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     t = field.type
     if t in _RANGES:
@@ -92,7 +104,7 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if t == _F.TYPE_FLOAT:
         return st.floats(allow_nan=False, width=32)
     if t == _F.TYPE_ENUM:
-        return st.sampled_from([v.number for v in field.enum_type.values])
+        return st.sampled_from([v.number for v in _enum_type(field).values])
     raise AssertionError(f"no strategy for {field.full_name}")
 
 
@@ -134,17 +146,17 @@ def messages(desc: Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
         return st.just(cls())
     strategies: dict[str, st.SearchStrategy[Any]] = {}
     for field in desc.fields:
-        if field.type == _F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
-            key_field = field.message_type.fields_by_name["key"]
-            value_field = field.message_type.fields_by_name["value"]
+        if field.type == _F.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry:
+            key_field = _message_type(field).fields_by_name["key"]
+            value_field = _message_type(field).fields_by_name["value"]
             values = (
-                messages(value_field.message_type, depth + 1)
+                messages(_message_type(value_field), depth + 1)
                 if value_field.type == _F.TYPE_MESSAGE
                 else _scalar(value_field)
             )
             strategies[field.name] = st.dictionaries(_scalar(key_field), values, max_size=3)
             continue
-        one = messages(field.message_type, depth + 1) if field.type == _F.TYPE_MESSAGE else _scalar(field)
+        one = messages(_message_type(field), depth + 1) if field.type == _F.TYPE_MESSAGE else _scalar(field)
         strategies[field.name] = st.lists(one, max_size=3) if field.is_repeated else one
 
     @st.composite
@@ -161,7 +173,7 @@ def messages(desc: Descriptor, depth: int = 0) -> st.SearchStrategy[Message]:
                 continue
             value = draw(strategies[field.name])
             target = getattr(msg, field.name)
-            if field.type == _F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            if field.type == _F.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry:
                 for k, v in value.items():
                     if isinstance(v, Message):
                         target[k].CopyFrom(v)
@@ -197,8 +209,8 @@ def expected(value: Any, desc: Descriptor) -> Any:
         if field.json_name not in out:
             continue
         item = out[field.json_name]
-        if field.type == _F.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
+        if field.type == _F.TYPE_MESSAGE and _message_type(field).GetOptions().map_entry:
+            value_field = _message_type(field).fields_by_name["value"]
             out[field.json_name] = {k: _convert(v, value_field) for k, v in item.items()}
         elif field.is_repeated:
             out[field.json_name] = [_convert(v, field) for v in item]
@@ -209,7 +221,7 @@ def expected(value: Any, desc: Descriptor) -> Any:
 
 def _convert(value: Any, field: FieldDescriptor) -> Any:
     if field.type == _F.TYPE_MESSAGE:
-        return expected(value, field.message_type)
+        return expected(value, _message_type(field))
     if field.type in _INT64:
         return int(value)
     if field.type == _F.TYPE_FLOAT:
@@ -225,12 +237,12 @@ def _float32_everywhere(obj: Any, desc: Descriptor) -> Any:
     for field in desc.fields:
         if field.json_name not in out:
             continue
-        if field.type == _F.TYPE_MESSAGE and not field.message_type.GetOptions().map_entry:
+        if field.type == _F.TYPE_MESSAGE and not _message_type(field).GetOptions().map_entry:
             item = out[field.json_name]
             out[field.json_name] = (
-                [_float32_everywhere(v, field.message_type) for v in item]
+                [_float32_everywhere(v, _message_type(field)) for v in item]
                 if field.is_repeated
-                else _float32_everywhere(item, field.message_type)
+                else _float32_everywhere(item, _message_type(field))
             )
         elif field.type == _F.TYPE_FLOAT:
             item = out[field.json_name]
@@ -373,7 +385,9 @@ def _request_surfaces() -> list[tuple[Descriptor, bool]]:
     seen: dict[str, tuple[Descriptor, bool]] = {}
     for b in bindings_for_modules(_default_modules()):
         proto_names = surface_of(b.method.containing_service).proto_names
-        seen[b.request_type.DESCRIPTOR.full_name] = (b.request_type.DESCRIPTOR, proto_names)
+        desc = b.request_type.DESCRIPTOR
+        assert isinstance(desc, Descriptor)  # types-protobuf: Descriptor | the upb class (an instance of it)
+        seen[desc.full_name] = (desc, proto_names)
     return list(seen.values())
 
 

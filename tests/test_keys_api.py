@@ -22,7 +22,7 @@ SELF_SERVICE = [*DEFAULT_SCOPES, "keys"]
 
 
 async def self_service_client(platform: RunningPlatform, base_url: str, **kwargs: object) -> httpx.AsyncClient:
-    key = await new_key(platform, plan="pro", scopes=SELF_SERVICE, **kwargs)  # type: ignore[arg-type]
+    key = await new_key(platform, plan="pro", scopes=SELF_SERVICE, **kwargs)
     client = httpx.AsyncClient(base_url=base_url, headers=bearer(key.secret), timeout=60)
     client.key = key  # type: ignore[attr-defined]
     return client

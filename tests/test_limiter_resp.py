@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 import uvloop
@@ -23,7 +24,7 @@ TIMEOUT = 0.3
 PING = resp.encode("PING")
 
 
-def on_uvloop(scenario: Callable[[], Awaitable[None]]) -> None:
+def on_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
 

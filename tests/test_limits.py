@@ -12,14 +12,14 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import grpc
 import httpx
 import pytest
-from plutos.v1 import models_pb2, processing_pb2, processing_pb2_grpc, usage_pb2
+from plutos.v1 import models_pb2, processing_pb2, usage_pb2
 
 from gateway.app import RunningPlatform
 from server.backends.base import GenerationState, PreparedPrompt
 from server.keys import create_key
 from server.limiter import MemoryLimiter, Window
 from server.limiter.base import Concurrency
-from tests.conftest import MODEL, GrpcClients, new_key
+from tests.conftest import MODEL, GrpcClients, new_key, processing_stub
 from tests.limits_support import (
     bearer,
     cancel_at_a_stage,
@@ -373,7 +373,7 @@ async def test_a_thousand_cancelled_calls_leak_no_slot(platform: RunningPlatform
         key = await create_key(running.runtime.sessions, plan="burst")
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
         try:
-            stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+            stub = processing_stub(channel)
             meta = md(key.secret)
             opts = processing_pb2.ProcessOptions(max_tokens=50)
             stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
@@ -395,7 +395,7 @@ async def test_a_thousand_cancelled_calls_leak_no_slot(platform: RunningPlatform
                     call.cancel()
             await no_slots_held(running, key.account_id)
         finally:
-            await channel.close()
+            await channel.close(None)
 
 
 async def test_concurrency_counts_exactly_under_a_burst() -> None:

@@ -25,7 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plutos.v1 import models_pb2, models_pb2_grpc, processing_pb2, processing_pb2_grpc
+from plutos.v1 import models_pb2, processing_pb2
 
 from gateway.app import RunningPlatform
 from server.config import Plan
@@ -34,7 +34,7 @@ from server.limiter import Concurrency, MemoryLimiter, QuotaAsk, Window
 from server.limiter.base import Limiter, LimiterUnavailable, Reservation, Slot
 from server.limiter.policy import account_subject
 from server.limiter.redis_backend import RedisLimiter
-from tests.conftest import MODEL, free_port
+from tests.conftest import MODEL, free_port, models_stub, processing_stub
 from tests.limits_support import (
     CHEAP,
     CHEAP_RESERVATION,
@@ -318,7 +318,7 @@ async def test_the_pipelined_connection_selects_the_database_of_the_url(redis_se
         assert limiter._pipe is not None  # ADMIT and FINISH go through it, not through redis-py
         admission = await limiter.acquire([Window(subject, "minute", 60, 5)], [Concurrency(subject, 1)])
         assert admission.allowed and admission.slot is not None
-        async with aioredis.from_url(url) as db3, aioredis.from_url(redis_server.url) as db0:
+        async with aioredis.Redis.from_url(url) as db3, aioredis.Redis.from_url(redis_server.url) as db0:
             assert await db3.zcard(f"plutos:cc:{subject}") == 1
             assert await db0.exists(f"plutos:cc:{subject}") == 0
         await limiter.release(admission.slot)
@@ -398,7 +398,7 @@ async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
         limiter = running.runtime.limiter
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.grpc_port}")
         try:
-            stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+            stub = processing_stub(channel)
             meta = md(key.secret)
             opts = processing_pb2.ProcessOptions(max_tokens=50)
             stream_req = processing_pb2.StreamRequest(input="Tell a story.", model=MODEL, options=opts)
@@ -419,7 +419,7 @@ async def test_cancelled_calls_leave_no_slot_or_reservation_in_redis(
 
             await wait_until(settled, "every cancelled call to end once in Redis")
         finally:
-            await channel.close()
+            await channel.close(None)
 
 
 async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(
@@ -430,7 +430,7 @@ async def test_quota_counter_is_reseeded_from_the_ledger_when_redis_loses_it(
         assert (await client.post("/process", json=CHEAP, headers=bearer(key.secret))).status_code == 200
         used = await redis_platform.runtime.limiter.tokens(key.account_id)
         assert used is not None and used[0] > 0
-        async with aioredis.from_url(redis_server.url) as raw:
+        async with aioredis.Redis.from_url(redis_server.url) as raw:
             await raw.delete(*[k async for k in raw.scan_iter(match=f"plutos:q:{{{key.account_id}}}*")])
         assert await redis_platform.runtime.limiter.tokens(key.account_id) is None
         assert (await client.post("/process", json=CHEAP, headers=bearer(key.secret))).status_code == 200
@@ -578,7 +578,7 @@ async def test_two_replicas_enforce_one_rest_limit(replicas: Replicas) -> None:
 
 async def test_two_replicas_enforce_one_grpc_limit(replicas: Replicas) -> None:
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{r.grpc_port}") for r in replicas.servers]
-    stubs = [models_pb2_grpc.ModelsServiceStub(c) for c in channels]
+    stubs = [models_stub(c) for c in channels]
 
     async def one(i: int, secret: str) -> grpc.StatusCode:
         try:
@@ -596,7 +596,7 @@ async def test_two_replicas_enforce_one_grpc_limit(replicas: Replicas) -> None:
         codes = await in_one_minute(burst)
     finally:
         for c in channels:
-            await c.close()
+            await c.close(None)
     assert codes.count(grpc.StatusCode.OK) == 60 and codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 140
 
 
@@ -728,13 +728,11 @@ async def test_redis_down_answers_503_and_recovers(platform: RunningPlatform) ->
                     assert r.headers["Retry-After"] == "1" and r.headers["X-RateLimit-Remaining"] == "0"
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{closed.grpc_port}") as channel:
                     with pytest.raises(grpc.aio.AioRpcError) as caught:
-                        await models_pb2_grpc.ModelsServiceStub(channel).ListModels(
-                            models_pb2.ListModelsRequest(), metadata=md(key.secret)
-                        )
+                        await models_stub(channel).ListModels(models_pb2.ListModelsRequest(), metadata=md(key.secret))
                     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
                     assert error_info(caught.value) == ("service_unavailable", 1)
                     with pytest.raises(grpc.aio.AioRpcError) as caught:
-                        await processing_pb2_grpc.ProcessingServiceStub(channel).Process(
+                        await processing_stub(channel).Process(
                             processing_pb2.ProcessRequest(input="Hi", model=MODEL), metadata=md(key.secret)
                         )
                     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -14,7 +14,6 @@ import grpc
 import httpx
 import pytest
 from google.protobuf.message import Message
-from grpc_status import rpc_status
 from plutos.v1 import admin_pb2, keys_pb2, models_pb2, openai_pb2, processing_pb2, usage_pb2, webhooks_pb2
 
 from bridge.routes import bindings_for_modules
@@ -22,7 +21,7 @@ from core.field_ranges import declared_range
 from gateway.app import RunningPlatform
 from server.keys import ADMIN_SCOPES
 from server.store.models import utcnow
-from tests.conftest import GrpcClients, new_key
+from tests.conftest import GrpcClients, new_key, rich_status
 from tests.limits_support import bearer, md
 from tests.webhooks_support import create_webhook
 
@@ -34,7 +33,7 @@ async def grpc_field(call: Awaitable[Any]) -> str:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
-    status = rpc_status.from_call(caught.value)
+    status = rich_status(caught.value)
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):

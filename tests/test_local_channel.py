@@ -23,7 +23,7 @@ from bridge.transports.local import STREAM_BUFFER, LocalChannel
 from gateway.app import BRIDGE_CHANNEL_OPTIONS, RunningPlatform
 from server.interceptors.chain import InterceptorChain
 from server.keys import CreatedKey
-from tests.conftest import MODEL
+from tests.conftest import MODEL, error_trailers
 from tests.sse import parse_frame
 
 UNARY = "/test.Local/Unary"
@@ -113,7 +113,7 @@ async def test_abort_is_an_rpc_error_with_its_status_and_trailers(local: tuple[L
         await channel.unary_unary(UNARY)(request("abort"))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert caught.value.details() == "no more"
-    assert list(caught.value.trailing_metadata()) == [("retry-after", "7")]
+    assert list(error_trailers(caught.value)) == [("retry-after", "7")]
 
 
 async def test_an_unexpected_exception_is_unknown_not_a_crash(local: tuple[LocalChannel, Handlers]) -> None:
@@ -277,4 +277,4 @@ async def test_rest_answers_are_the_same_over_both_transports(platform: RunningP
                 assert parse_frame(last).event == "complete"
     finally:
         del platform.runtime.limiter.clock  # back to the class's wall clock
-        await channel.close()
+        await channel.close(None)

@@ -277,8 +277,8 @@ async def test_requests_the_bridge_refuses_get_a_log_line_and_are_counted(platfo
     text = await scrape(platform)
     assert marker not in text
     counted = (("unmatched", "GET", "404"), ("/v1/process", "PUT", "405"), ("unparsed", "other", "400"))
-    for route, method, status in counted:
-        assert (sample(text, "plutos_http_requests_total", route=route, method=method, status=status) or 0) >= 1
+    for route, method, status_label in counted:
+        assert (sample(text, "plutos_http_requests_total", route=route, method=method, status=status_label) or 0) >= 1
     assert (sample(text, "plutos_http_requests_total", route="/v1/process", method="POST", status="400") or 0) >= 1
 
 

@@ -16,16 +16,17 @@ import httpx
 import openai
 import pytest
 from google.protobuf import struct_pb2
-from plutos.v1 import openai_pb2, openai_pb2_grpc
+from openai.types.chat import ChatCompletionMessageParam
+from plutos.v1 import openai_pb2
 from sqlalchemy import select
 
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, new_key
+from tests.conftest import MODEL, new_key, openai_stub
 from tests.limits_support import fresh_minute, no_slots_held
 
-HI = [{"role": "user", "content": "Say hi."}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi."}]
 
 
 @pytest.fixture(scope="module")
@@ -361,7 +362,13 @@ async def test_sdk_retry_waits_for_our_retry_after(
     auth = {"Authorization": f"Bearer {limited.secret}"}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 2000}
     async with httpx.AsyncClient(event_hooks={"response": [on_response]}, timeout=120) as hooked:
-        client = openai.AsyncOpenAI(base_url=openai_url, api_key=limited.secret, max_retries=2, http_client=hooked)
+        # openai accepts an httpx.AsyncClient (is_legacy_httpx_async_client) but types httpx2's only.
+        client = openai.AsyncOpenAI(
+            base_url=openai_url,
+            api_key=limited.secret,
+            max_retries=2,
+            http_client=hooked,  # type: ignore[arg-type]
+        )
         async with raw.stream("POST", "/chat/completions", json={**body, "stream": True}, headers=auth) as holder:
             assert holder.status_code == 200
             retried = asyncio.create_task(client.chat.completions.create(model=MODEL, messages=HI, max_tokens=1))
@@ -408,7 +415,7 @@ async def test_abandoned_stream_is_billed_cancelled_and_frees_its_slot(
 
 async def test_the_same_service_over_grpc(platform: RunningPlatform, auth_md: tuple[tuple[str, str], ...]) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{platform.grpc_port}") as channel:
-        stub = openai_pb2_grpc.OpenAIServiceStub(channel)
+        stub = openai_stub(channel)
         say_hi = openai_pb2.ChatMessage(role="user", content=struct_pb2.Value(string_value="Say hi."))
         request = openai_pb2.CreateChatCompletionRequest(model=MODEL, messages=[say_hi], max_tokens=4)
         reply = await stub.CreateChatCompletion(request, metadata=auth_md)

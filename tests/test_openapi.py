@@ -13,6 +13,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from bridge.app import _default_modules
+from bridge.front import FastRoutes
 from bridge.openapi import build_openapi, load_comments
 from bridge.routes import bindings_for_modules, bindings_for_service
 from bridge.surfaces import CONTENT_SECURITY_POLICY
@@ -43,7 +44,9 @@ def test_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
 
 
 def test_every_route_the_bridge_serves_is_described(platform: RunningPlatform, document: dict[str, Any]) -> None:
-    app = platform.http_server.config.app.app  # FastRoutes → Starlette
+    front = platform.http_server.config.app
+    assert isinstance(front, FastRoutes)
+    app = front.app  # FastRoutes → Starlette
     served = {
         (method.lower(), re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: "{" + m.group(1).replace("__", ".") + "}", route.path))
         for route in app.state.bindings

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import httpx
@@ -80,7 +81,7 @@ async def test_grpc_scopes(platform: RunningPlatform, grpc_clients: GrpcClients)
     key = await new_key(platform, plan="pro", scopes=["models"])
     meta = md(key.secret)
     assert (await grpc_clients.models.ListModels(models_pb2.ListModelsRequest(), metadata=meta)).models
-    refused = [
+    refused: list[grpc.aio.UnaryUnaryCall[Any, Any]] = [
         grpc_clients.processing.Process(processing_pb2.ProcessRequest(input="Hi", model=MODEL), metadata=meta),
         grpc_clients.usage.GetUsage(usage_pb2.GetUsageRequest(), metadata=meta),
         grpc_clients.webhooks.ListWebhooks(webhooks_pb2.ListWebhooksRequest(), metadata=meta),

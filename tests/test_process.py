@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -93,7 +94,7 @@ async def test_process_writes_record_and_ledger_entry(http: httpx.AsyncClient, p
 
 
 async def test_stop_sequence_ends_output_before_it(http: httpx.AsyncClient) -> None:
-    body = {
+    body: dict[str, Any] = {
         "input": "List the numbers 1 to 10 separated by commas.",
         "model": MODEL,
         "options": {"temperature": 0, "maxTokens": 60},

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
-from plutos.v1 import processing_pb2, processing_pb2_grpc
+from plutos.v1 import processing_pb2
 
 from gateway.app import RunningPlatform
 from server.keys import create_key
-from tests.conftest import MODEL
+from tests.conftest import MODEL, processing_stub
 from tests.limits_support import (
     CHEAP,
     CHEAP_RESERVATION,
@@ -106,7 +106,7 @@ async def test_grpc_insufficient_quota_has_no_retry_info(
     key = await create_key(quota_platform.runtime.sessions, plan="quota-200")
     await use_up(client, key.secret)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{quota_platform.grpc_port}") as channel:
-        stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+        stub = processing_stub(channel)
         request = processing_pb2.ProcessRequest(
             input="Hi", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=4)
         )
@@ -141,7 +141,7 @@ async def test_concurrent_requests_at_the_edge_overshoot_by_less_than_one_reserv
     key = await create_key(quota_platform.runtime.sessions, plan="quota-edge")
     h = bearer(key.secret)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{quota_platform.grpc_port}")
-    stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+    stub = processing_stub(channel)
     grpc_request = processing_pb2.ProcessRequest(
         input="Hi", model=MODEL, options=processing_pb2.ProcessOptions(max_tokens=4)
     )
@@ -173,7 +173,7 @@ async def test_concurrent_requests_at_the_edge_overshoot_by_less_than_one_reserv
         else:
             pytest.fail("the quota never ran out")
     finally:
-        await channel.close()
+        await channel.close(None)
     used, reserved = await settled(quota_platform, key.account_id)
     assert reserved == 0
     assert 1500 <= used < 1500 + CHEAP_RESERVATION, used

@@ -8,17 +8,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import httpx
 import pytest
-from plutos.v1 import processing_pb2, processing_pb2_grpc
+from plutos.v1 import processing_pb2
 from sqlalchemy import select
 
 from gateway.app import RunningPlatform
 from server.keys import CreatedKey
 from server.store.models import LedgerEntry, ProcessRecord
-from tests.conftest import MODEL, new_key
+from tests.conftest import MODEL, new_key, processing_stub
 from tests.limits_support import platform_with
 from tests.redis_support import RedisServer
 
@@ -103,7 +104,7 @@ async def test_a_hit_names_its_record_like_any_call(cached: RunningPlatform, acc
     )
     metadata = (("authorization", f"Bearer {account.secret}"),)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{cached.grpc_port}") as channel:
-        stub = processing_pb2_grpc.ProcessingServiceStub(channel)
+        stub = processing_stub(channel)
         call = stub.Process(request, metadata=metadata)
         reply = await call
         trailing = await call.trailing_metadata()
@@ -296,7 +297,12 @@ async def test_openai_chat_uses_the_keys_cache_default(
     tokens billed), streamed or not; another history or response format is another entry."""
     key = await new_key(platform, name="openai-cache", cache_default="use")
     text = f"Name a colour. [{uuid.uuid4().hex[:6]}]"
-    chat = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 8, "temperature": 0}
+    chat: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
     openai_base = f"http://127.0.0.1:{cached.http_port}/openai/v1"
     headers = {"Authorization": f"Bearer {key.secret}"}
     async with httpx.AsyncClient(base_url=openai_base, headers=headers, timeout=120) as oai, client(cached, key) as c:

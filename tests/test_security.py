@@ -435,15 +435,15 @@ async def test_a_huge_id_is_not_echoed_whole(http: Any, grpc_clients: GrpcClient
 
 @pytest.mark.parametrize("method", ["/plutos.v1.ProcessingService/Process", "/plutos.v1.ProcessingService/Stream"])
 async def test_malformed_protobuf_is_invalid_argument(grpc_clients: GrpcClients, auth_md: Any, method: str) -> None:
-    garbage = b"\xff\xff\xff\xff\x0f"
+    garbage = b"\xff\xff\xff\xff\x0f"  # sent as it is: no request serializer, no response deserializer
     if method.endswith("Stream"):
-        call: Any = grpc_clients.channel.unary_stream(method)(garbage, metadata=auth_md)
+        call: Any = grpc_clients.channel.unary_stream(method, None, None)(garbage, metadata=auth_md)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async for _ in call:
                 pass
     else:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
-            await grpc_clients.channel.unary_unary(method)(garbage, metadata=auth_md)
+            await grpc_clients.channel.unary_unary(method, None, None)(garbage, metadata=auth_md)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "class" not in (raised.value.details() or "")
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import time
+from typing import Any
 
 import grpc
 import httpx
@@ -96,7 +97,7 @@ async def test_stream_is_stored_and_retrievable(http: httpx.AsyncClient) -> None
     ],
 )
 async def test_errors_before_the_first_byte_are_json(
-    http: httpx.AsyncClient, body: dict, status: int, code: str
+    http: httpx.AsyncClient, body: dict[str, Any], status: int, code: str
 ) -> None:
     r = await http.post("/stream", json=body)
     assert r.status_code == status

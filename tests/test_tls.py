@@ -17,10 +17,11 @@ import httpx
 import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from plutos.v1 import models_pb2, models_pb2_grpc
+from plutos.v1 import models_pb2
 
 from gateway.app import RunningPlatform, start_platform
 from tests import conftest
+from tests.conftest import models_stub
 from tests.subprocess_support import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ async def test_grpc_with_a_client_certificate_is_served(tls_platform: RunningPla
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await models_pb2_grpc.ModelsServiceStub(channel).ListModels(models_pb2.ListModelsRequest())
+            await models_stub(channel).ListModels(models_pb2.ListModelsRequest())
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # TLS passed; the key did not
 
 

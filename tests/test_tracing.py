@@ -17,13 +17,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from plutos.v1 import processing_pb2, processing_pb2_grpc
+from plutos.v1 import processing_pb2
 
 from core import tracing
 from gateway.app import RunningPlatform, start_platform
 from server.config import _parse_model
 from server.keys import CreatedKey, create_key
 from tests import conftest
+from tests.conftest import processing_stub
 from tests.fault_upstream import FaultUpstream
 
 MODEL = "traced-upstream"
@@ -108,7 +109,7 @@ async def test_a_rest_process_through_an_upstream_is_one_trace(traced: Traced) -
 async def test_a_grpc_callers_traceparent_is_the_parent(traced: Traced) -> None:
     trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{traced.platform.grpc_port}") as channel:
-        await processing_pb2_grpc.ProcessingServiceStub(channel).Process(
+        await processing_stub(channel).Process(
             processing_pb2.ProcessRequest(input="trace me over gRPC", model=MODEL),
             metadata=(
                 ("authorization", f"Bearer {traced.key.secret}"),

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import httpx
@@ -36,10 +36,13 @@ from server.backends.openai_compat import estimate_prompt_tokens
 from server.catalogue import Catalogue
 from server.keys import CreatedKey
 from server.observability.logs import ACCESS_LOGGER, JsonFormatter
-from tests.conftest import MODEL, free_port, new_key
+from tests.conftest import MODEL, free_port, new_key, processing_stub
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, FaultUpstream
 from tests.limits_support import in_flight, no_slots_held
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionFunctionToolParam
 from tests.upstream_support import KEY_ENV, KEY_VALUE, record_and_ledger, unique, upstream_spec
 
 # -- the real upstream: llama-cpp-python's server -------------------------------------------------
@@ -188,10 +191,10 @@ async def client(up: RunningPlatform, up_key: CreatedKey) -> AsyncIterator[httpx
 
 
 @pytest.fixture(scope="module")
-async def processing(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.ProcessingServiceStub]:
+async def processing(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.ProcessingServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{up.grpc_port}")
-    yield processing_pb2_grpc.ProcessingServiceStub(channel)
-    await channel.close()
+    yield processing_stub(channel)
+    await channel.close(None)
 
 
 class SseReader:
@@ -291,7 +294,11 @@ async def test_max_tokens_and_stop_reach_the_real_server(client: httpx.AsyncClie
     r = await client.post("/process", json=long)
     assert r.json()["usage"]["completionTokens"] == 3
     # A stop sequence taken from the model's own deterministic answer must cut it there.
-    story = {"input": "Tell me a story about a cat.", "model": "gpt-4", "options": {"temperature": 0, "maxTokens": 30}}
+    story: dict[str, Any] = {
+        "input": "Tell me a story about a cat.",
+        "model": "gpt-4",
+        "options": {"temperature": 0, "maxTokens": 30},
+    }
     full = (await client.post("/process", json=story)).json()["output"]
     words = full.split()
     assert len(words) >= 4
@@ -573,7 +580,7 @@ async def test_upstream_process_killed_mid_stream(
 
 
 async def test_slower_than_the_grpc_deadline_is_deadline_exceeded(
-    processing: processing_pb2_grpc.ProcessingServiceStub,
+    processing: processing_pb2_grpc.ProcessingServiceAsyncStub,
     up_key: CreatedKey,
     up: RunningPlatform,
     faults: FaultUpstream,
@@ -595,7 +602,7 @@ async def test_slower_than_the_grpc_deadline_is_deadline_exceeded(
 
 
 async def test_a_stream_slower_than_the_grpc_deadline_is_deadline_exceeded(
-    processing: processing_pb2_grpc.ProcessingServiceStub,
+    processing: processing_pb2_grpc.ProcessingServiceAsyncStub,
     up_key: CreatedKey,
     up: RunningPlatform,
     faults: FaultUpstream,
@@ -704,7 +711,7 @@ async def test_rest_process_disconnect_closes_the_upstream_request(
 
 
 async def test_grpc_cancel_closes_the_upstream_request(
-    processing: processing_pb2_grpc.ProcessingServiceStub,
+    processing: processing_pb2_grpc.ProcessingServiceAsyncStub,
     up_key: CreatedKey,
     faults: FaultUpstream,
     up: RunningPlatform,
@@ -783,7 +790,7 @@ async def test_openai_npm_package_and_langchain_through_llama_cpp_server(
     await langchain_checks(up, up_key, "gpt-4")
 
 
-WEATHER_TOOL = {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -804,7 +811,7 @@ async def test_openai_tools_pass_through_and_tool_calls_come_back(up: RunningPla
     echoed = await client.chat.completions.create(
         model="mock-echo-whole",
         messages=[{"role": "user", "content": unique("What is the weather?")}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         tool_choice="auto",
         user="end-user-1",
         seed=7,
@@ -819,7 +826,7 @@ async def test_openai_tools_pass_through_and_tool_calls_come_back(up: RunningPla
         chat = await client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": unique("Weather in Paris?")}],
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
         )
         choice = chat.choices[0]
         assert choice.finish_reason == "tool_calls", model
@@ -828,7 +835,7 @@ async def test_openai_tools_pass_through_and_tool_calls_come_back(up: RunningPla
     stream = await client.chat.completions.create(
         model="mock-tool-call",
         messages=[{"role": "user", "content": unique("Weather in Paris?")}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         stream=True,
     )
     chunks = [c async for c in stream]
@@ -845,7 +852,7 @@ async def test_openai_tools_pass_through_and_tool_calls_come_back(up: RunningPla
             {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": "call_1", "content": unique("18 degrees")},
         ],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     )
     sent = json.loads(follow_up.choices[0].message.content or "")["body"]["messages"]
     assert sent[1]["tool_calls"] == [TOOL_CALL] and sent[2]["tool_call_id"] == "call_1"

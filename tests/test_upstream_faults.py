@@ -16,7 +16,6 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from plutos.v1 import processing_pb2, processing_pb2_grpc
 
 from gateway.app import RunningPlatform, start_platform
@@ -24,7 +23,7 @@ from server.config import _parse_model
 from server.keys import CreatedKey
 from server.options import PROMPT_OVERHEAD_TOKENS
 from server.store.models import Batch, ProcessRecord
-from tests.conftest import new_key
+from tests.conftest import new_key, processing_stub, rich_status
 from tests.conftest import test_settings as make_settings
 from tests.fault_upstream import MOCK_TEXT, Fault, FaultUpstream
 from tests.upstream_support import record_and_ledger, unique
@@ -80,10 +79,10 @@ async def client(up: RunningPlatform, key: CreatedKey) -> AsyncIterator[httpx.As
 
 
 @pytest.fixture(scope="module")
-async def stub(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.ProcessingServiceStub]:
+async def stub(up: RunningPlatform) -> AsyncIterator[processing_pb2_grpc.ProcessingServiceAsyncStub]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{up.grpc_port}")
-    yield processing_pb2_grpc.ProcessingServiceStub(channel)
-    await channel.close()
+    yield processing_stub(channel)
+    await channel.close(None)
 
 
 def envelope(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -95,7 +94,7 @@ def envelope(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
 
 def retry_info(err: grpc.aio.AioRpcError) -> int | None:
     """The seconds of the error's ``RetryInfo`` detail, None without one."""
-    status = rpc_status.from_call(err)  # also checks it agrees with the call's code and message
+    status = rich_status(err)  # also checks it agrees with the call's code and message
     assert status is not None
     for detail in status.details:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):

@@ -12,7 +12,7 @@ from tests.conftest import MODEL
 
 def assert_envelope(r: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
     assert r.status_code == status, r.text
-    error = r.json()["error"]
+    error: dict[str, Any] = r.json()["error"]
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
     assert error["requestId"] == r.headers["x-request-id"]

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -438,7 +438,7 @@ class FailingBackend(Backend):
     async def prepare(self, text: str, params: GenerationParams) -> PreparedPrompt:
         return PreparedPrompt(text=text, params=params, prompt_tokens=len(text.split()))
 
-    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncIterator[str]:
+    async def stream(self, prompt: PreparedPrompt, state: GenerationState) -> AsyncGenerator[str, None]:
         for word in ("one ", "two ", "three "):
             state.completion_tokens += 1
             state.text_parts.append(word)
@@ -661,7 +661,12 @@ async def test_kill_9_mid_flow_duplicates_only_what_was_in_flight(tmp_path: Path
     env = {**os.environ, "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'dup.db'}"}
     env.pop("PLUTOS_CONFIG", None)
     key = plutos_json(cfg, env, "keys", "create", "--plan", "enterprise", "--json")
-    path = receiver.new_path(lambda nth: (time.sleep(0.05), 200)[1])
+
+    def answer_in_50ms(nth: int) -> int:
+        time.sleep(0.05)
+        return 200
+
+    path = receiver.new_path(answer_in_50ms)
     proc, base_url = await _serve(cfg, env, tmp_path / "first.log")
     try:
         async with httpx.AsyncClient(
