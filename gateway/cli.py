@@ -45,12 +45,28 @@ _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+_MAX_DURATION = timedelta(days=36500)  # 100 years: later expiries are "never" (leave the flag out)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``90``, ``30m``, ``24h``, ``7d``, ``2w``."""
+    """``90``, ``30m``, ``24h``, ``7d``, ``2w`` (``0`` allowed: a rotation's grace), at most 100 years.
+
+    Raises ``argparse.ArgumentTypeError`` (argparse prints one line, exit 2) otherwise."""
     match = _DURATION.match(text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _MAX_DURATION.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text!r}: too long (at most 36500d; leave it out for no expiry)")
+    return timedelta(seconds=seconds)
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """A key's ``--expires-in``: like :func:`parse_duration`, and positive (a key born expired is a mistake)."""
+    duration = parse_duration(text)
+    if duration <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive (leave --expires-in out for no expiry)")
+    return duration
 
 
 def _csv(text: str) -> list[str]:
@@ -58,7 +74,8 @@ def _csv(text: str) -> list[str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(getattr(args, "config", None))
+    """The configuration with the command line's flags applied, validated as one (ports 0-65535, each
+    listener on its own port): a bad flag is a :class:`ConfigError` like a bad file or variable."""
     overrides: dict[str, Any] = {}
     for name in ("http_port", "grpc_port", "http_host", "grpc_host"):
         value = getattr(args, name, None)
@@ -68,7 +85,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if host:
         overrides.setdefault("http_host", host)
         overrides.setdefault("grpc_host", host)
-    return dataclasses.replace(settings, **overrides) if overrides else settings
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _key_json(key: CreatedKey) -> dict[str, Any]:
@@ -130,7 +147,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
         if (value := getattr(args, name)) is not None
     }
-    expires_at = utcnow() + args.expires_in if args.expires_in else None
+    expires_at = utcnow() + args.expires_in if args.expires_in is not None else None
     name = args.name or ("operator" if args.admin else "")
     if args.account is not None:
         exists = asyncio.run(_with_store(settings, lambda sessions: _account_exists(sessions, args.account)))
@@ -337,14 +354,20 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import PortUnavailable, catch_stop_signals_early, check_ports_free, serve_forever
+    from gateway.app import (
+        AddressUnavailable,
+        PortUnavailable,
+        catch_stop_signals_early,
+        check_ports_free,
+        serve_forever,
+    )
 
     settings = _settings(args)
     try:
         check_ports_free(settings)
     except PortUnavailable as err:
         print(f"[plutos] {err}", file=sys.stderr, flush=True)
-        return 1
+        return 2 if isinstance(err, AddressUnavailable) else 1
     if args.dev_key:
         created = asyncio.run(_dev_keys_if_empty(settings))
         if created is not None:
@@ -440,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of: {','.join(s for s in SCOPES if s != 'admin')} (default: all but keys)",
     )
     create.add_argument("--models", help="comma-separated model ids this key may use (default all)")
-    create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d; default never")
+    create.add_argument("--expires-in", type=parse_lifetime, help="e.g. 30d; default never")
     for name in ("requests-per-minute", "requests-per-hour", "requests-per-day", "concurrent-requests"):
         create.add_argument(f"--{name}", type=int, dest=name.replace("-", "_"), help="lower than the plan's")
     create.add_argument(
