@@ -310,11 +310,26 @@ def _use_uvloop() -> None:
         pass
 
 
+@dataclasses.dataclass
+class _Worker:
+    proc: Any  # multiprocessing.Process
+    ready: Any  # multiprocessing.Event: set once the worker can take SIGTERM / SIGINT
+    sent: int = 0  # signals forwarded to it so far
+    replaced: bool = False  # exited unasked and a new worker took its place
+
+
+# A worker that keeps dying (say, on start) is not restarted forever: at most this many
+# replacements within _RESTART_WINDOW seconds, then the rest keep serving and the exit code says so.
+_MAX_RESTARTS = 5
+_RESTART_WINDOW = 60.0
+
+
 def _run_workers(settings: Settings, workers: int) -> int:
     """``workers`` processes sharing the ports. Metrics: prometheus-client's multiprocess mode in a
     fresh directory (unless PROMETHEUS_MULTIPROC_DIR names one), so any worker's scrape shows all.
-    SIGTERM / SIGINT go to every worker (to one still starting, once it can take them: it drains
-    when started); exits 0 when every worker did."""
+    A worker that exits before any stop signal (crashed, ``kill -9``) is replaced by a new one (one
+    line on stdout says so). SIGTERM / SIGINT go to every worker (to one still starting, once it can
+    take them: it drains when started); exits 0 when every worker that was not replaced did."""
     from prometheus_client import multiprocess
 
     own_dir = None
@@ -322,29 +337,46 @@ def _run_workers(settings: Settings, workers: int) -> int:
         own_dir = tempfile.mkdtemp(prefix="plutos-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     ctx = multiprocessing.get_context("spawn")
-    ready = [ctx.Event() for _ in range(workers)]
-    procs = [ctx.Process(target=_run_worker, args=(settings, r), daemon=False) for r in ready]
     received: list[int] = []
 
     def note(signum: int, _: Any) -> None:
         received.append(signum)
 
+    def start() -> _Worker:
+        ready = ctx.Event()
+        proc = ctx.Process(target=_run_worker, args=(settings, ready), daemon=False)
+        proc.start()
+        return _Worker(proc, ready, sent=len(received))
+
     signal.signal(signal.SIGTERM, note)
     signal.signal(signal.SIGINT, note)
-    for proc in procs:
-        proc.start()
+    pool = [start() for _ in range(workers)]
     print(f"[plutos] started {workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
-    sent = [0] * workers  # signals forwarded to each worker so far
-    while any(proc.is_alive() for proc in procs):
-        for i, proc in enumerate(procs):
-            if sent[i] < len(received) and ready[i].is_set() and proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, received[sent[i]])
-                sent[i] += 1
+    restarts: list[float] = []
+    while True:
+        for w in list(pool):
+            proc = w.proc
+            if w.sent < len(received) and w.ready.is_set() and proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, received[w.sent])
+                w.sent += 1
+            elif not received and not w.replaced and not proc.is_alive():
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < _RESTART_WINDOW]
+                if len(restarts) >= _MAX_RESTARTS:
+                    continue  # it keeps dying: leave it exited (its code is counted at the end)
+                restarts.append(now)
+                w.replaced = True
+                print(f"[plutos] worker {proc.pid} exited with {proc.exitcode}; starting a new one", flush=True)
+                if proc.pid is not None:
+                    multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+                pool.append(start())
+        if not any(w.proc.is_alive() for w in pool):
+            break
         time.sleep(0.1)
-    codes = [proc.exitcode for proc in procs]
-    for proc in procs:
-        if proc.pid is not None:
-            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+    codes = [w.proc.exitcode for w in pool if not w.replaced]
+    for w in pool:
+        if w.proc.pid is not None and not w.replaced:
+            multiprocess.mark_process_dead(w.proc.pid)  # type: ignore[no-untyped-call]
     if own_dir is not None:
         shutil.rmtree(own_dir, ignore_errors=True)
     if any(code != 0 for code in codes):

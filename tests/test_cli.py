@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import MODEL, free_port
+from tests.serve_support import announced_urls, serving_workers
 from tests.subprocess_support import run
 
 pytestmark = pytest.mark.sqlite_only
@@ -327,3 +330,35 @@ def test_workers_share_the_cores_among_their_local_models() -> None:
     assert sized_for_workers(base, 16, cpus=8).model(local.id).options["threads"] == 1  # type: ignore[union-attr]
     pinned = dataclasses.replace(base, models=[dataclasses.replace(local, options={"threads": 3})])
     assert sized_for_workers(pinned, 2, cpus=8).models[0].options["threads"] == 3
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children) of the `plutos serve` process ``pid``."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+async def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    """`serve --workers 2`: a worker killed with SIGKILL is noticed at once (one line) and replaced;
+    the server keeps answering, and SIGTERM still stops every worker (the new one too) with exit 0."""
+    cfg = tmp_path / "plutos.toml"
+    cfg.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PLUTOS_REDIS_URL", "PLUTOS_CONFIG")}
+    env["PLUTOS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
+    async with serving_workers(cfg, env, tmp_path / "serve.log", workers=2) as serving:
+        workers = _spawned_workers(serving.proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        await announced_urls(serving.proc, serving.log, workers=3)  # the replacement serves
+        log = serving.log.read_text(errors="replace")
+        assert f"[plutos] worker {workers[0]} exited with -9; starting a new one" in log, log
+        assert len(_spawned_workers(serving.proc.pid)) == 2
+        for _ in range(4):  # new connections, which the kernel spreads over both workers
+            async with httpx.AsyncClient(base_url=serving.base_url, timeout=30) as client:
+                assert (await client.get("/models")).status_code == 401  # answered (no key)
+    assert serving.proc.returncode == 0, serving.log.read_text(errors="replace")[-3000:]
