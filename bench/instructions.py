@@ -12,6 +12,16 @@ stack) is not counted.
     .venv/bin/python -m bench.instructions [--seconds 20] [--rounds 2]
 
 Writes bench/INSTRUCTIONS_RESULTS.md. Needs valgrind (apt-get install valgrind) and wrk.
+
+``--streams N`` measures instructions per streamed chunk instead: the gateway alone (``plutos serve``,
+one process, SQLite, everything on) under callgrind, in front of bench/concurrent_streams.py's Go
+mock upstream (a chunk every 50 ms); N concurrent ``/v1/stream`` calls of ``--chunks`` chunks each
+(the Go load client, which checks every chunk arrived), instrumentation on only while they run;
+all the gateway's instructions divided by the chunks delivered (the calls' own start and end are
+spread over their chunks: ~1/``--chunks`` of a call each). Printed, and written to ``--output``
+only when one is given.
+
+    .venv/bin/python -m bench.instructions --streams 5 [--chunks 300] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -129,12 +139,97 @@ def run_target(
             proc.kill()
 
 
+def per_chunk(args: argparse.Namespace) -> None:
+    """Instructions per streamed chunk (``--streams``): see the module's docstring."""
+    from bench.concurrent_streams import build_tools, gateway_config, mock_upstream, run_load
+
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("valgrind is needed (apt-get install valgrind)")
+    mock_bin, load_bin = build_tools()
+    work = Path(tempfile.mkdtemp(prefix="plutos-instr-streams-"))
+    http_port, grpc_port = free_port(), free_port()
+    figures: list[float] = []
+    with mock_upstream(mock_bin, 50) as (_, mock_port):
+        config = work / "streams.toml"
+        config.write_text(gateway_config(mock_port=mock_port, redis_url="", pool=args.streams + 100))
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PLUTOS_CONFIG": str(config),
+            "PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'bench.db'}",
+        }
+        plutos = [sys.executable, "-m", "gateway.cli"]
+        key = bench_key(plutos, env)
+        serve = [*plutos, "serve", "--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+        out_dir = work / "gateway"
+        out_dir.mkdir()
+        log(f"gateway: starting under callgrind (slow: a minute or two); {args.streams} streams x {args.chunks} chunks")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/cg.%p.out", *serve],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_port(http_port, proc)
+            url = f"http://127.0.0.1:{http_port}/v1/stream"
+            run_load(load_bin, url, "reference", key, streams=args.streams, chunks=20, ramp=1.0)  # warm-up
+            for i in range(args.rounds):
+                for old in out_dir.glob(f"cg.{proc.pid}.out.*"):
+                    old.unlink()
+                control(proc.pid, "-z")
+                control(proc.pid, "-i", "on")
+                run = run_load(load_bin, url, "reference", key, streams=args.streams, chunks=args.chunks, ramp=1.0)
+                control(proc.pid, "-i", "off")
+                control(proc.pid, "-d")
+                time.sleep(2)
+                summary = run.summary
+                if summary["errors"] or summary["missing_chunks"]:
+                    raise RuntimeError(f"streams failed, the figure would not mean anything: {summary}")
+                total = sum(
+                    int(line.split()[1])
+                    for dump in out_dir.glob(f"cg.{proc.pid}.out.*")
+                    for line in dump.read_text(errors="replace").splitlines()
+                    if line.startswith("totals:")
+                )
+                figures.append(total / summary["chunks"])
+                log(f"round {i + 1}: {summary['chunks']} chunks, {figures[-1] / 1e3:.1f} k instructions per chunk")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if args.keep_dumps is not None:  # for callgrind_annotate
+                args.keep_dumps.mkdir(parents=True, exist_ok=True)
+                for dump in out_dir.glob("cg.*.out*"):
+                    shutil.copy(dump, args.keep_dumps / dump.name)
+            shutil.rmtree(work, ignore_errors=True)
+    line = (
+        f"instructions per streamed chunk (/v1/stream, {args.streams} streams x {args.chunks} chunks, a chunk every "
+        f"50 ms): {', '.join(f'{x / 1e3:.1f} k' for x in figures)}; median {statistics.median(figures) / 1e3:.1f} k"
+    )
+    print(line)
+    if args.output_given:
+        args.output.write_text(f"# Instructions per streamed chunk (callgrind)\n\n{line}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20, help="seconds per measured round (default 20)")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds per target (default 2)")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--streams", type=int, default=0, help="instructions per streamed chunk, with N streams")
+    parser.add_argument("--chunks", type=int, default=300, help="chunks per stream with --streams (default 300)")
+    parser.add_argument("--keep-dumps", type=Path, default=None, help="with --streams: copy callgrind's dumps here")
     args = parser.parse_args()
+    args.output_given = args.output is not None
+    if args.output is None:
+        args.output = RESULTS
+    if args.streams:
+        per_chunk(args)
+        return
     for tool in ("valgrind", "callgrind_control", "wrk"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (apt-get install valgrind wrk)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -190,6 +191,34 @@ class PortUnavailable(Exception):
     """A port the gateway must listen on cannot be used; ``str(err)`` names it and says why."""
 
 
+class AddressUnavailable(PortUnavailable):
+    """The configured host is not an address of this machine (a configuration mistake)."""
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as gRPC targets and URLs write it: an IPv6 literal in brackets (``[::1]:3000``)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _check_bindable(host: str, option: str) -> None:
+    """Bind a throwaway socket to ``(host, 0)``: refuses an address this machine does not have
+    (EADDRNOTAVAIL) before the model loads, rather than after, from deep inside gRPC."""
+    try:
+        infos = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise AddressUnavailable(f"cannot listen on {host}: {err.strerror or err} ({option})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise AddressUnavailable(
+                    f"cannot listen on {host}: address not available on this machine ({option})"
+                ) from None
+            raise PortUnavailable(f"cannot listen on {host}: {err.strerror or err} ({option})") from None
+
+
 def _answers(host: str, port: int) -> bool:
     """Whether something accepts TCP connections on ``host:port`` (a wildcard host: on loopback)."""
     target = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
@@ -212,10 +241,13 @@ def check_ports_free(settings: Settings) -> None:
     ports.append(("gRPC", settings.grpc_host, settings.grpc_port, "--grpc-port / PLUTOS_GRPC_PORT"))
     if settings.metrics_port > 0:
         ports.append(("metrics", settings.http_host, settings.metrics_port, "metrics_port"))
+    _check_bindable(settings.http_host, "--host / PLUTOS_HTTP_HOST")
+    if settings.grpc_host != settings.http_host:
+        _check_bindable(settings.grpc_host, "--host / PLUTOS_GRPC_HOST")
     for what, host, port, option in ports:
         if port and _answers(host, port):
             raise PortUnavailable(
-                f"cannot listen for {what} on {host}:{port}: something already answers there "
+                f"cannot listen for {what} on {host_port(host, port)}: something already answers there "
                 f"(another `plutos serve`?); stop it or choose another port ({option})"
             )
 
@@ -233,7 +265,7 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise PortUnavailable(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        raise PortUnavailable(f"cannot listen on {host_port(host, port)}: {err.strerror or err}") from None
     # A burst of new connections (thousands of streams opening at once) waits in this queue; the
     # kernel caps it at net.core.somaxconn.
     sock.listen(LISTEN_BACKLOG)
@@ -310,7 +342,7 @@ async def _start_servers(runtime: Runtime, settings: Settings, tls: bool) -> Run
     readiness = Readiness(runtime)
     chain, servicers = build_services(runtime)
     server = build_grpc_server(chain, servicers, settings)
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    address = host_port(settings.grpc_host, settings.grpc_port)
     try:
         if tls:
             grpc_port = server.add_secure_port(address, grpc_server_credentials(settings))
@@ -329,7 +361,7 @@ async def _start_servers(runtime: Runtime, settings: Settings, tls: bool) -> Run
 
         target = f"{'[::1]' if ':' in settings.grpc_host else '127.0.0.1'}:{grpc_port}"
         if settings.grpc_host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
-            target = f"{settings.grpc_host}:{grpc_port}"
+            target = host_port(settings.grpc_host, grpc_port)
         local = LocalChannel(chain, servicers)  # the same handlers and interceptors, called in process
         channel: grpc.aio.Channel | LocalChannel = local
         if settings.bridge_transport == "grpc":
@@ -436,14 +468,14 @@ async def serve_forever(settings: Settings, *, migrate: bool = True, announce: A
         on_signal(signal.SIGTERM)
     scheme = "https" if settings.tls_cert_file else "http"
     print(
-        f"[plutos] serving REST on {scheme}://{settings.http_host}:{platform.http_port}/v1 "
-        f"and gRPC on {settings.grpc_host}:{platform.grpc_port} (REST bridge: "
+        f"[plutos] serving REST on {scheme}://{host_port(settings.http_host, platform.http_port)}/v1 "
+        f"and gRPC on {host_port(settings.grpc_host, platform.grpc_port)} (REST bridge: "
         + ("over loopback gRPC)" if settings.bridge_transport == "grpc" else "in process)"),
         flush=True,
     )
     host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "localhost"
-    print(f"[plutos] dashboard: {scheme}://{host}:{platform.http_port}/dashboard/", flush=True)
-    print(f"[plutos] OpenAI-compatible API: {scheme}://{host}:{platform.http_port}/openai/v1", flush=True)
+    print(f"[plutos] dashboard: {scheme}://{host_port(host, platform.http_port)}/dashboard/", flush=True)
+    print(f"[plutos] OpenAI-compatible API: {scheme}://{host_port(host, platform.http_port)}/openai/v1", flush=True)
     if announce is not None:
         announce(platform)
     await stop.wait()

@@ -45,12 +45,28 @@ _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"s": 1, "": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+_MAX_DURATION = timedelta(days=36500)  # 100 years: later expiries are "never" (leave the flag out)
+
+
 def parse_duration(text: str) -> timedelta:
-    """``90``, ``30m``, ``24h``, ``7d``, ``2w``."""
+    """``90``, ``30m``, ``24h``, ``7d``, ``2w`` (``0`` allowed: a rotation's grace), at most 100 years.
+
+    Raises ``argparse.ArgumentTypeError`` (argparse prints one line, exit 2) otherwise."""
     match = _DURATION.match(text.strip())
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > _MAX_DURATION.total_seconds():
+        raise argparse.ArgumentTypeError(f"{text!r}: too long (at most 36500d; leave it out for no expiry)")
+    return timedelta(seconds=seconds)
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """A key's ``--expires-in``: like :func:`parse_duration`, and positive (a key born expired is a mistake)."""
+    duration = parse_duration(text)
+    if duration <= timedelta(0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be positive (leave --expires-in out for no expiry)")
+    return duration
 
 
 def _csv(text: str) -> list[str]:
@@ -58,7 +74,8 @@ def _csv(text: str) -> list[str]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(getattr(args, "config", None))
+    """The configuration with the command line's flags applied, validated as one (ports 0-65535, each
+    listener on its own port): a bad flag is a :class:`ConfigError` like a bad file or variable."""
     overrides: dict[str, Any] = {}
     for name in ("http_port", "grpc_port", "http_host", "grpc_host"):
         value = getattr(args, name, None)
@@ -68,7 +85,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if host:
         overrides.setdefault("http_host", host)
         overrides.setdefault("grpc_host", host)
-    return dataclasses.replace(settings, **overrides) if overrides else settings
+    return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
 def _key_json(key: CreatedKey) -> dict[str, Any]:
@@ -130,7 +147,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         for name in ("requests_per_minute", "requests_per_hour", "requests_per_day", "concurrent_requests")
         if (value := getattr(args, name)) is not None
     }
-    expires_at = utcnow() + args.expires_in if args.expires_in else None
+    expires_at = utcnow() + args.expires_in if args.expires_in is not None else None
     name = args.name or ("operator" if args.admin else "")
     if args.account is not None:
         exists = asyncio.run(_with_store(settings, lambda sessions: _account_exists(sessions, args.account)))
@@ -293,11 +310,26 @@ def _use_uvloop() -> None:
         pass
 
 
+@dataclasses.dataclass
+class _Worker:
+    proc: Any  # multiprocessing.Process
+    ready: Any  # multiprocessing.Event: set once the worker can take SIGTERM / SIGINT
+    sent: int = 0  # signals forwarded to it so far
+    replaced: bool = False  # exited unasked and a new worker took its place
+
+
+# A worker that keeps dying (say, on start) is not restarted forever: at most this many
+# replacements within _RESTART_WINDOW seconds, then the rest keep serving and the exit code says so.
+_MAX_RESTARTS = 5
+_RESTART_WINDOW = 60.0
+
+
 def _run_workers(settings: Settings, workers: int) -> int:
     """``workers`` processes sharing the ports. Metrics: prometheus-client's multiprocess mode in a
     fresh directory (unless PROMETHEUS_MULTIPROC_DIR names one), so any worker's scrape shows all.
-    SIGTERM / SIGINT go to every worker (to one still starting, once it can take them: it drains
-    when started); exits 0 when every worker did."""
+    A worker that exits before any stop signal (crashed, ``kill -9``) is replaced by a new one (one
+    line on stdout says so). SIGTERM / SIGINT go to every worker (to one still starting, once it can
+    take them: it drains when started); exits 0 when every worker that was not replaced did."""
     from prometheus_client import multiprocess
 
     own_dir = None
@@ -305,29 +337,46 @@ def _run_workers(settings: Settings, workers: int) -> int:
         own_dir = tempfile.mkdtemp(prefix="plutos-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     ctx = multiprocessing.get_context("spawn")
-    ready = [ctx.Event() for _ in range(workers)]
-    procs = [ctx.Process(target=_run_worker, args=(settings, r), daemon=False) for r in ready]
     received: list[int] = []
 
     def note(signum: int, _: Any) -> None:
         received.append(signum)
 
+    def start() -> _Worker:
+        ready = ctx.Event()
+        proc = ctx.Process(target=_run_worker, args=(settings, ready), daemon=False)
+        proc.start()
+        return _Worker(proc, ready, sent=len(received))
+
     signal.signal(signal.SIGTERM, note)
     signal.signal(signal.SIGINT, note)
-    for proc in procs:
-        proc.start()
+    pool = [start() for _ in range(workers)]
     print(f"[plutos] started {workers} worker processes sharing the ports (SO_REUSEPORT)", flush=True)
-    sent = [0] * workers  # signals forwarded to each worker so far
-    while any(proc.is_alive() for proc in procs):
-        for i, proc in enumerate(procs):
-            if sent[i] < len(received) and ready[i].is_set() and proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, received[sent[i]])
-                sent[i] += 1
+    restarts: list[float] = []
+    while True:
+        for w in list(pool):
+            proc = w.proc
+            if w.sent < len(received) and w.ready.is_set() and proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, received[w.sent])
+                w.sent += 1
+            elif not received and not w.replaced and not proc.is_alive():
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < _RESTART_WINDOW]
+                if len(restarts) >= _MAX_RESTARTS:
+                    continue  # it keeps dying: leave it exited (its code is counted at the end)
+                restarts.append(now)
+                w.replaced = True
+                print(f"[plutos] worker {proc.pid} exited with {proc.exitcode}; starting a new one", flush=True)
+                if proc.pid is not None:
+                    multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+                pool.append(start())
+        if not any(w.proc.is_alive() for w in pool):
+            break
         time.sleep(0.1)
-    codes = [proc.exitcode for proc in procs]
-    for proc in procs:
-        if proc.pid is not None:
-            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+    codes = [w.proc.exitcode for w in pool if not w.replaced]
+    for w in pool:
+        if w.proc.pid is not None and not w.replaced:
+            multiprocess.mark_process_dead(w.proc.pid)  # type: ignore[no-untyped-call]
     if own_dir is not None:
         shutil.rmtree(own_dir, ignore_errors=True)
     if any(code != 0 for code in codes):
@@ -337,14 +386,20 @@ def _run_workers(settings: Settings, workers: int) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import PortUnavailable, catch_stop_signals_early, check_ports_free, serve_forever
+    from gateway.app import (
+        AddressUnavailable,
+        PortUnavailable,
+        catch_stop_signals_early,
+        check_ports_free,
+        serve_forever,
+    )
 
     settings = _settings(args)
     try:
         check_ports_free(settings)
     except PortUnavailable as err:
         print(f"[plutos] {err}", file=sys.stderr, flush=True)
-        return 1
+        return 2 if isinstance(err, AddressUnavailable) else 1
     if args.dev_key:
         created = asyncio.run(_dev_keys_if_empty(settings))
         if created is not None:
@@ -440,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of: {','.join(s for s in SCOPES if s != 'admin')} (default: all but keys)",
     )
     create.add_argument("--models", help="comma-separated model ids this key may use (default all)")
-    create.add_argument("--expires-in", type=parse_duration, help="e.g. 30d; default never")
+    create.add_argument("--expires-in", type=parse_lifetime, help="e.g. 30d; default never")
     for name in ("requests-per-minute", "requests-per-hour", "requests-per-day", "concurrent-requests"):
         create.add_argument(f"--{name}", type=int, dest=name.replace("-", "_"), help="lower than the plan's")
     create.add_argument(

@@ -107,6 +107,12 @@ BridgeTransport = Literal["local", "grpc"]
 BRIDGE_TRANSPORTS = ("local", "grpc")
 
 
+def _same_address(one: str, other: str) -> bool:
+    """Whether listeners on ``one`` and ``other`` would share a port (a wildcard covers every address)."""
+    wildcards = ("", "0.0.0.0", "::")
+    return one == other or one in wildcards or other in wildcards
+
+
 class ServerTable(Table):
     """``[server]``; every key is also ``PLUTOS_<KEY>`` in the environment."""
 
@@ -162,6 +168,17 @@ class ServerTable(Table):
             if value.strip().upper() in ("DEBUG", "INFO", "WARNING", "ERROR")
             else value.strip().lower()
         )
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerTable:
+        """Two listeners on one port would both bind (SO_REUSEPORT) and split its connections."""
+        listeners = [("http_port", self.http_host, self.http_port), ("grpc_port", self.grpc_host, self.grpc_port)]
+        listeners.append(("metrics_port", self.http_host, self.metrics_port))
+        for i, (name, host, port) in enumerate(listeners):
+            for other, other_host, other_port in listeners[i + 1 :]:
+                if port and port == other_port and _same_address(host, other_host):
+                    raise ValueError(f"{name} and {other} are both {port}; each listener needs its own port")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerTable:
@@ -459,9 +476,14 @@ def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {os.fspath(path)}: not valid TOML: {exc}") from None
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
     """Read the embedded defaults, overlay the TOML file at ``path`` (or ``PLUTOS_CONFIG``), apply the
-    ``PLUTOS_*`` variables of ``env`` (default ``os.environ``) and validate the result.
+    ``PLUTOS_*`` variables of ``env`` (default ``os.environ``), then ``overrides`` (``[server]`` keys
+    from command-line flags, e.g. ``{"http_port": 3001}``) and validate the result.
 
     Raises :class:`ConfigError` naming the file, table and key (or variable) of every problem."""
     env = dict(os.environ if env is None else env)
@@ -481,12 +503,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     except SettingsError as exc:
         raise ConfigError(f"environment: {exc}") from None
     server = raw.get("server")
-    if env_values:
-        raw["server"] = {**(server if isinstance(server, dict) else {}), **env_values}
+    if env_values or overrides:
+        raw["server"] = {**(server if isinstance(server, dict) else {}), **env_values, **(overrides or {})}
     try:
         config = ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, raw, origin=origin, env_keys=env_values)) from None
+        raise ConfigError(_describe(exc, raw, origin=origin, env_keys=env_values, flags=overrides or {})) from None
     return settings_from_config(config, raw)
 
 
@@ -539,14 +561,26 @@ _TYPE_WORDS = {
 }
 
 
-def _describe(exc: ValidationError, raw: dict[str, Any], *, origin: str, env_keys: dict[str, Any]) -> str:
+def _describe(
+    exc: ValidationError,
+    raw: dict[str, Any],
+    *,
+    origin: str,
+    env_keys: dict[str, Any],
+    flags: dict[str, Any] | None = None,
+) -> str:
     """One line per problem: ``FILE: [table] key: what is wrong``."""
     lines = []
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
         where, key = _where(loc, raw)
         source = origin
-        if loc[:1] == ["server"] and len(loc) > 1 and loc[1] in env_keys:
+        if loc == ["server"] and (flags or env_keys):  # a check across keys (e.g. two listeners on one port)
+            source = "settings (config file, PLUTOS_* variables and flags)"
+        elif loc[:1] == ["server"] and len(loc) > 1 and flags and loc[1] in flags:
+            source = "command line"
+            where, key = "", "--" + str(loc[1]).replace("_", "-")
+        elif loc[:1] == ["server"] and len(loc) > 1 and loc[1] in env_keys:
             source = "environment"
             where, key = "", f"{ENV_PREFIX}{str(loc[1]).upper()}"
         lines.append(f"{source}: {where}{' ' if where and key else ''}{key}: {_what(error)}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import MODEL, free_port
+from tests.serve_support import announced_urls, serving_workers
 from tests.subprocess_support import run
 
 pytestmark = pytest.mark.sqlite_only
@@ -153,15 +156,83 @@ async def test_serve_prints_a_dev_key_on_an_empty_store_and_serves(tmp_path: Pat
             1,
             "plutos: ConnectionRefusedError",
         ),
+        # Ports are 0-65535 from flags, variables and files alike, checked before the model loads.
+        (["serve", "--http-port", "70000"], {}, 2, "--http-port: Input should be less than or equal to 65535"),
+        (["serve", "--http-port", "-5"], {}, 2, "--http-port: Input should be greater than or equal to 0"),
+        (["serve", "--grpc-port", "70000"], {}, 2, "--grpc-port: Input should be less than or equal to 65535"),
+        (["migrate"], {"PLUTOS_GRPC_PORT": "70000"}, 2, "PLUTOS_GRPC_PORT: Input should be less than or equal"),
+        # Each listener on its own port (SO_REUSEPORT would let REST and gRPC share one, both broken).
+        (
+            ["serve", "--http-port", "3164", "--grpc-port", "3164"],
+            {},
+            2,
+            "http_port and grpc_port are both 3164; each listener needs its own port",
+        ),
+        (["serve", "--http-port", "3165"], {"PLUTOS_METRICS_PORT": "3165"}, 2, "http_port and metrics_port are both"),
+        (["migrate"], {"PLUTOS_GRPC_PORT": "3166", "PLUTOS_METRICS_PORT": "3166"}, 2, "grpc_port and metrics_port"),
+        # 192.0.2.0/24 is TEST-NET-1: never an address of this machine.
+        (["serve", "--host", "192.0.2.1"], {}, 2, "cannot listen on 192.0.2.1: address not available on this machine"),
+        (["keys", "create", "--expires-in", "0s", "--json"], {}, 2, "'0s': must be positive"),
+        (["keys", "create", "--expires-in", "99999999d"], {}, 2, "'99999999d': too long"),
     ],
 )
 async def test_user_mistakes_get_one_line(
     tmp_path: Path, args: list[str], env: dict[str, str], code: int, says: str
 ) -> None:
-    got, _, err = await plutos(tmp_path, *args, env=env)
+    got, out, err = await plutos(tmp_path, *args, env=env)
     assert got == code, err
     assert says in err, err
     assert "Traceback" not in err and "secret" not in err
+    assert "serving REST" not in out  # refused before the servers (and the model) start
+
+
+def _ipv6_loopback_port() -> int | None:
+    """A free port on ::1, or None when this machine has no IPv6 loopback."""
+    if not socket.has_ipv6:
+        return None
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+            return int(probe.getsockname()[1])
+    except OSError:
+        return None
+
+
+async def test_serve_on_ipv6_loopback(tmp_path: Path) -> None:
+    """`--host ::1`: the gRPC address, the bridge's loopback gRPC target and the printed URLs put the
+    IPv6 literal in brackets; REST answers /health and, over the gRPC bridge, /v1/models."""
+    http_port, grpc_port = _ipv6_loopback_port(), _ipv6_loopback_port()
+    if http_port is None or grpc_port is None:
+        pytest.skip("this machine has no IPv6 loopback (::1)")  # fails under CI=true
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUTOS_")}
+    env |= {"PLUTOS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'v6.db'}", "PLUTOS_BRIDGE_TRANSPORT": "grpc"}
+    ports = ("--http-port", str(http_port), "--grpc-port", str(grpc_port))
+    proc = await asyncio.create_subprocess_exec(
+        *PLUTOS, "serve", "--host", "::1", "--dev-key", *ports,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    keys: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "serve exited early"
+                if line.strip().startswith("pk_"):
+                    keys.append(line.strip())
+                if "serving REST" in line:
+                    assert f"http://[::1]:{http_port}/v1" in line and f"gRPC on [::1]:{grpc_port}" in line, line
+                    break
+        async with httpx.AsyncClient(base_url=f"http://[::1]:{http_port}", timeout=60) as client:
+            assert (await client.get("/health")).status_code == 200
+            r = await client.get("/v1/models", headers={"Authorization": f"Bearer {keys[0]}"})
+            assert r.status_code == 200 and r.json()["models"][0]["id"] == MODEL, r.text
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize("taken", ["http", "grpc"])
@@ -259,3 +330,35 @@ def test_workers_share_the_cores_among_their_local_models() -> None:
     assert sized_for_workers(base, 16, cpus=8).model(local.id).options["threads"] == 1  # type: ignore[union-attr]
     pinned = dataclasses.replace(base, models=[dataclasses.replace(local, options={"threads": 3})])
     assert sized_for_workers(pinned, 2, cpus=8).models[0].options["threads"] == 3
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawn children) of the `plutos serve` process ``pid``."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    found = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+async def test_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+    """`serve --workers 2`: a worker killed with SIGKILL is noticed at once (one line) and replaced;
+    the server keeps answering, and SIGTERM still stops every worker (the new one too) with exit 0."""
+    cfg = tmp_path / "plutos.toml"
+    cfg.write_text("")
+    env = {k: v for k, v in os.environ.items() if k not in ("PLUTOS_REDIS_URL", "PLUTOS_CONFIG")}
+    env["PLUTOS_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'workers.db'}"
+    async with serving_workers(cfg, env, tmp_path / "serve.log", workers=2) as serving:
+        workers = _spawned_workers(serving.proc.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        await announced_urls(serving.proc, serving.log, workers=3)  # the replacement serves
+        log = serving.log.read_text(errors="replace")
+        assert f"[plutos] worker {workers[0]} exited with -9; starting a new one" in log, log
+        assert len(_spawned_workers(serving.proc.pid)) == 2
+        for _ in range(4):  # new connections, which the kernel spreads over both workers
+            async with httpx.AsyncClient(base_url=serving.base_url, timeout=30) as client:
+                assert (await client.get("/models")).status_code == 401  # answered (no key)
+    assert serving.proc.returncode == 0, serving.log.read_text(errors="replace")[-3000:]

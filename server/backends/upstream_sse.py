@@ -13,6 +13,9 @@ from server.backends.upstream_json import FINISH_REASONS, NUL, apply_usage, json
 
 log = logging.getLogger("plutos.backends.openai")
 
+# ``sub in some_bytes`` first tries ``sub`` as an integer (``10 in b"\n"``): for a bytes ``sub``
+# that raises and clears a formatted TypeError, ~1,900 instructions — three times per streamed
+# chunk here. ``some_bytes.find(sub)`` asks the same without it.
 DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end (to reuse the connection)
 JOIN_PARTS = 16  # a stream's pieces are kept joined in runs of this many
 
@@ -38,7 +41,7 @@ def sse_data(buffer: bytes, final: bool = False) -> tuple[list[tuple[bytes, byte
     (``final``) is discarded, as the standard says. The leftover is normalised (LF line ends) and
     may end with a lone CR, which may be the first half of a CRLF."""
     hold = b""
-    if b"\r" in buffer:
+    if buffer.find(b"\r") >= 0:
         if buffer.endswith(b"\r") and not final:
             buffer, hold = buffer[:-1], b"\r"
         buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -49,7 +52,7 @@ def sse_data(buffer: bytes, final: bool = False) -> tuple[list[tuple[bytes, byte
         return [], buffer + hold
     events: list[tuple[bytes, bytes]] = []
     for block in buffer[:end].split(b"\n\n"):
-        if block.startswith(b"data: ") and b"\n" not in block:  # the usual one-line event
+        if block.startswith(b"data: ") and block.find(b"\n") < 0:  # the usual one-line event
             events.append((b"message", block[6:]))
             continue
         name, data, seen = b"message", [], False
@@ -87,7 +90,7 @@ class SseParser:
                 return []
             self.started = True
             buffer = buffer.removeprefix(b"\xef\xbb\xbf")
-        if b"\n" not in chunk and b"\r" not in chunk:
+        if chunk.find(b"\n") < 0 and chunk.find(b"\r") < 0:
             self.buffer = buffer
             return []
         events, self.buffer = sse_data(buffer)
